@@ -1,0 +1,58 @@
+/// RFC 3339 UTC timestamps with milliseconds, as the journal and the APIs write them:
+/// `2026-11-29T23:53:36.123Z`. The text sorts in time order, so SQL compares it directly.
+public enum Timestamp {
+    /// Formats milliseconds since the Unix epoch.
+    public static func format(millisecondsSince1970 ms: Int64) -> String {
+        let days = ms >= 0 ? ms / 86_400_000 : (ms - 86_399_999) / 86_400_000
+        let msOfDay = ms - days * 86_400_000
+        let (year, month, day) = civilDate(daysSince1970: days)
+        var out = [UInt8]()
+        out.reserveCapacity(24)
+        func append(_ value: Int64, digits: Int) {
+            var divisor: Int64 = 1
+            for _ in 1..<digits { divisor *= 10 }
+            var rest = value
+            while divisor > 0 {
+                out.append(UInt8(ascii: "0") + UInt8(rest / divisor))
+                rest %= divisor
+                divisor /= 10
+            }
+        }
+        append(year, digits: 4)
+        out.append(UInt8(ascii: "-"))
+        append(month, digits: 2)
+        out.append(UInt8(ascii: "-"))
+        append(day, digits: 2)
+        out.append(UInt8(ascii: "T"))
+        append(msOfDay / 3_600_000, digits: 2)
+        out.append(UInt8(ascii: ":"))
+        append(msOfDay / 60_000 % 60, digits: 2)
+        out.append(UInt8(ascii: ":"))
+        append(msOfDay / 1000 % 60, digits: 2)
+        out.append(UInt8(ascii: "."))
+        append(msOfDay % 1000, digits: 3)
+        out.append(UInt8(ascii: "Z"))
+        return String(decoding: out, as: UTF8.self)
+    }
+
+    /// Year, month and day of a day count since 1970-01-01 (Howard Hinnant's `civil_from_days`).
+    static func civilDate(daysSince1970 z0: Int64) -> (Int64, Int64, Int64) {
+        let z = z0 + 719_468
+        let era = (z >= 0 ? z : z - 146_096) / 146_097
+        let doe = z - era * 146_097
+        let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365
+        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100)
+        let mp = (5 * doy + 2) / 153
+        let day = doy - (153 * mp + 2) / 5 + 1
+        let month = mp < 10 ? mp + 3 : mp - 9
+        return (yoe + era * 400 + (month <= 2 ? 1 : 0), month, day)
+    }
+}
+
+extension Duration {
+    /// The duration in whole milliseconds.
+    public var milliseconds: Int64 {
+        let (seconds, attoseconds) = components
+        return seconds * 1000 + attoseconds / 1_000_000_000_000_000
+    }
+}

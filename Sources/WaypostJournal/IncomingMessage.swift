@@ -1,0 +1,72 @@
+import WaypostCore
+
+/// A request accepted by the intake, on its way into the journal.
+public struct IncomingMessage: Sendable {
+    /// The id Waypost generated, or the source's own `X-Correlation-ID`.
+    public var correlationID: String
+    /// Whether the source supplied ``correlationID`` (a repeat of it is an idempotent repeat).
+    public var correlationIDWasSupplied: Bool
+    public var route: String
+    public var orderingKey: String?
+    /// The value of the route's idempotency header, when the source sent one.
+    public var idempotencyKey: String?
+    /// How far back a repeat of ``idempotencyKey`` is recognised.
+    public var dedupWindowMilliseconds: Int64
+    public var method: String
+    /// Path and query as received.
+    public var path: String
+    /// Header fields in order, hop-by-hop fields already removed.
+    public var headers: [HeaderField]
+    public var body: [UInt8]
+    /// Milliseconds since the Unix epoch.
+    public var receivedAt: Int64
+
+    public init(
+        correlationID: String, correlationIDWasSupplied: Bool, route: String, orderingKey: String?,
+        idempotencyKey: String?, dedupWindowMilliseconds: Int64, method: String, path: String,
+        headers: [HeaderField], body: [UInt8], receivedAt: Int64
+    ) {
+        self.correlationID = correlationID
+        self.correlationIDWasSupplied = correlationIDWasSupplied
+        self.route = route
+        self.orderingKey = orderingKey
+        self.idempotencyKey = idempotencyKey
+        self.dedupWindowMilliseconds = dedupWindowMilliseconds
+        self.method = method
+        self.path = path
+        self.headers = headers
+        self.body = body
+        self.receivedAt = receivedAt
+    }
+}
+
+/// What the journal did with an ``IncomingMessage``. Every case is durable when reported:
+/// the transaction that stored (or found) the message has committed.
+public enum IntakeResult: Sendable, Equatable {
+    /// Stored as a new message.
+    case stored(correlationID: String)
+    /// Nothing stored: the route already holds this message (same idempotency key inside the
+    /// dedup window, or the same source-supplied correlation id). Carries the existing id and
+    /// its state.
+    case duplicate(correlationID: String, state: String)
+    /// Nothing stored: the source-supplied correlation id names a message of another route.
+    case conflict(correlationID: String, otherRoute: String)
+}
+
+/// Why the journal could not take a message. Nothing of it was stored.
+public enum JournalUnavailable: Error, Sendable, CustomStringConvertible {
+    /// `max_backlog` messages are already queued or in flight.
+    case backlogFull(limit: Int)
+    /// SQLite failed (disk full, I/O error, busy past its timeout, ...).
+    case storage(SQLiteError)
+    /// The writer is stopping.
+    case shuttingDown
+
+    public var description: String {
+        switch self {
+        case .backlogFull(let limit): "the backlog limit of \(limit) queued messages is reached"
+        case .storage(let error): "the journal could not store the message: \(error.message)"
+        case .shuttingDown: "Waypost is shutting down"
+        }
+    }
+}

@@ -1,0 +1,163 @@
+import Foundation
+import WaypostCore
+
+/// One message as the journal holds it.
+public struct MessageRecord: Sendable, Equatable {
+    public var id: Int64
+    public var correlationID: String
+    public var route: String
+    public var orderingKey: String?
+    public var idempotencyKey: String?
+    public var method: String
+    public var path: String
+    /// JSON array of `[name, value]` pairs, as stored.
+    public var headersJSON: String
+    public var body: [UInt8]
+    public var state: String
+    public var attempts: Int
+    public var receivedAt: String
+    public var nextAttemptAt: String?
+    public var deliveredAt: String?
+    public var updatedAt: String
+    public var lastError: String?
+    public var responseStatus: Int?
+    public var responseHeadersJSON: String?
+    public var responseBody: [UInt8]?
+}
+
+/// One delivery attempt of a message.
+public struct AttemptRecord: Sendable, Equatable {
+    public var attempt: Int
+    public var startedAt: String
+    public var durationMilliseconds: Int?
+    public var status: Int?
+    public var error: String?
+}
+
+/// How many messages of a route are in a state.
+public struct StateCount: Sendable, Equatable {
+    public var route: String
+    public var state: String
+    public var count: Int
+}
+
+/// Which messages to list. Timestamps are RFC 3339 text as stored (see ``Timestamp``).
+public struct MessageFilter: Sendable {
+    public var state: String?
+    public var route: String?
+    public var since: String?
+    public var until: String?
+    public var limit: Int
+
+    public init(state: String? = nil, route: String? = nil, since: String? = nil, until: String? = nil, limit: Int = 100) {
+        self.state = state
+        self.route = route
+        self.since = since
+        self.until = until
+        self.limit = limit
+    }
+}
+
+/// A reading connection to the journal, for the CLI and the status API. Confined to the
+/// thread that uses it; it never writes (`PRAGMA query_only`), so it runs beside the server.
+public final class JournalReader {
+    private let db: SQLiteConnection
+
+    /// Opens the existing journal at `path`.
+    ///
+    /// - Throws: ``SQLiteError`` when there is no journal at `path`, it cannot be read, or its
+    ///   schema version is not this Waypost's.
+    public init(path: String, busyTimeoutMilliseconds: Int = 5000) throws(SQLiteError) {
+        guard FileManager.default.fileExists(atPath: path) else {
+            throw SQLiteError(extendedCode: 14, message: "no journal at \(path) (give --journal, --config or $WAYPOST_JOURNAL)", sql: nil)
+        }
+        db = try SQLiteConnection(path: path, create: false)
+        try db.execute("PRAGMA busy_timeout = \(busyTimeoutMilliseconds)")
+        try db.execute("PRAGMA query_only = 1")
+        let version = try db.scalarInt("PRAGMA user_version") ?? 0
+        guard version == Schema.currentVersion else {
+            throw SQLiteError(
+                extendedCode: 1,
+                message: "\(path) has journal schema version \(version), this Waypost reads version \(Schema.currentVersion)"
+                    + (version < Schema.currentVersion ? " (start `waypost serve` on it once to migrate it)" : " (upgrade Waypost)"),
+                sql: nil)
+        }
+    }
+
+    /// Message counts per route and state.
+    public func counts() throws(SQLiteError) -> [StateCount] {
+        let statement = try db.prepare("SELECT route, state, count(*) FROM messages GROUP BY route, state ORDER BY route, state")
+        var counts: [StateCount] = []
+        while try statement.step() {
+            counts.append(StateCount(route: statement.string(0) ?? "", state: statement.string(1) ?? "", count: Int(statement.int64(2))))
+        }
+        return counts
+    }
+
+    /// The `received_at` of the oldest message waiting for delivery, per route.
+    public func oldestQueued() throws(SQLiteError) -> [String: String] {
+        let statement = try db.prepare(
+            "SELECT route, min(received_at) FROM messages WHERE state IN ('queued', 'in_flight') GROUP BY route")
+        var oldest: [String: String] = [:]
+        while try statement.step() {
+            if let route = statement.string(0), let at = statement.string(1) { oldest[route] = at }
+        }
+        return oldest
+    }
+
+    /// Messages matching `filter`, oldest first, at most `filter.limit`.
+    public func list(_ filter: MessageFilter) throws(SQLiteError) -> [MessageRecord] {
+        let statement = try db.prepare(
+            """
+            SELECT \(Self.columns) FROM messages
+            WHERE (?1 IS NULL OR state = ?1) AND (?2 IS NULL OR route = ?2)
+              AND (?3 IS NULL OR received_at >= ?3) AND (?4 IS NULL OR received_at < ?4)
+            ORDER BY id LIMIT ?5
+            """)
+        try statement.bind(1, filter.state)
+        try statement.bind(2, filter.route)
+        try statement.bind(3, filter.since)
+        try statement.bind(4, filter.until)
+        try statement.bind(5, Int64(filter.limit))
+        var records: [MessageRecord] = []
+        while try statement.step() { records.append(Self.record(statement)) }
+        return records
+    }
+
+    /// The message with `correlationID`, or nil.
+    public func message(correlationID: String) throws(SQLiteError) -> MessageRecord? {
+        let statement = try db.prepare("SELECT \(Self.columns) FROM messages WHERE correlation_id = ?1")
+        try statement.bind(1, correlationID)
+        return try statement.step() ? Self.record(statement) : nil
+    }
+
+    /// The delivery attempts of the message with row id `messageID`, in order.
+    public func attempts(messageID: Int64) throws(SQLiteError) -> [AttemptRecord] {
+        let statement = try db.prepare(
+            "SELECT attempt, started_at, duration_ms, status, error FROM attempts WHERE message_id = ?1 ORDER BY attempt")
+        try statement.bind(1, messageID)
+        var attempts: [AttemptRecord] = []
+        while try statement.step() {
+            attempts.append(
+                AttemptRecord(
+                    attempt: Int(statement.int64(0)), startedAt: statement.string(1) ?? "",
+                    durationMilliseconds: statement.optionalInt64(2).map(Int.init),
+                    status: statement.optionalInt64(3).map(Int.init), error: statement.string(4)))
+        }
+        return attempts
+    }
+
+    private static let columns = """
+        id, correlation_id, route, ordering_key, idempotency_key, method, path, headers, body, state, attempts,
+        received_at, next_attempt_at, delivered_at, updated_at, last_error, response_status, response_headers, response_body
+        """
+
+    private static func record(_ s: Statement) -> MessageRecord {
+        MessageRecord(
+            id: s.int64(0), correlationID: s.string(1) ?? "", route: s.string(2) ?? "", orderingKey: s.string(3),
+            idempotencyKey: s.string(4), method: s.string(5) ?? "", path: s.string(6) ?? "", headersJSON: s.string(7) ?? "[]",
+            body: s.blob(8) ?? [], state: s.string(9) ?? "", attempts: Int(s.int64(10)), receivedAt: s.string(11) ?? "",
+            nextAttemptAt: s.string(12), deliveredAt: s.string(13), updatedAt: s.string(14) ?? "", lastError: s.string(15),
+            responseStatus: s.optionalInt64(16).map(Int.init), responseHeadersJSON: s.string(17), responseBody: s.blob(18))
+    }
+}

@@ -1,0 +1,160 @@
+import CSQLite
+
+/// An error reported by SQLite: its (extended) result code, its message, and the SQL that
+/// failed. See https://www.sqlite.org/rescode.html for the codes.
+public struct SQLiteError: Error, Sendable, CustomStringConvertible {
+    /// The extended result code (`SQLITE_IOERR_FSYNC`, `SQLITE_FULL`, ...).
+    public var extendedCode: Int32
+    /// SQLite's message for the error.
+    public var message: String
+    /// The statement that failed, when there is one.
+    public var sql: String?
+
+    /// The primary result code (`SQLITE_FULL`, `SQLITE_BUSY`, `SQLITE_IOERR`, ...).
+    public var code: Int32 { extendedCode & 0xFF }
+
+    public var description: String {
+        var text = "SQLite error \(extendedCode): \(message)"
+        if let sql { text += " (in: \(sql.prefix(120)))" }
+        return text
+    }
+}
+
+/// One SQLite connection. Not thread-safe: each connection is confined to one thread
+/// (the journal writer's, or a reader's).
+final class SQLiteConnection {
+    let handle: OpaquePointer
+
+    /// Opens `path`. `readOnly` connections never create the file.
+    init(path: String, readOnly: Bool = false, create: Bool = true) throws(SQLiteError) {
+        var db: OpaquePointer?
+        var flags = SQLITE_OPEN_NOMUTEX
+        if readOnly {
+            flags |= SQLITE_OPEN_READONLY
+        } else {
+            flags |= SQLITE_OPEN_READWRITE | (create ? SQLITE_OPEN_CREATE : 0)
+        }
+        let rc = sqlite3_open_v2(path, &db, flags, nil)
+        guard rc == SQLITE_OK, let db else {
+            let message = db.map { String(cString: sqlite3_errmsg($0)) } ?? "out of memory"
+            if let db { sqlite3_close_v2(db) }
+            throw SQLiteError(extendedCode: rc, message: "cannot open \(path): \(message)", sql: nil)
+        }
+        sqlite3_extended_result_codes(db, 1)
+        self.handle = db
+    }
+
+    deinit {
+        sqlite3_close_v2(handle)
+    }
+
+    func error(_ rc: Int32, sql: String?) -> SQLiteError {
+        SQLiteError(extendedCode: sqlite3_extended_errcode(handle), message: String(cString: sqlite3_errmsg(handle)), sql: sql)
+    }
+
+    /// Runs one or more statements that return no rows.
+    func execute(_ sql: String) throws(SQLiteError) {
+        var errorMessage: UnsafeMutablePointer<CChar>?
+        let rc = sqlite3_exec(handle, sql, nil, nil, &errorMessage)
+        if rc != SQLITE_OK {
+            let message = errorMessage.map { String(cString: $0) } ?? String(cString: sqlite3_errstr(rc))
+            sqlite3_free(errorMessage)
+            throw SQLiteError(extendedCode: sqlite3_extended_errcode(handle), message: message, sql: sql)
+        }
+    }
+
+    func prepare(_ sql: String) throws(SQLiteError) -> Statement {
+        var statement: OpaquePointer?
+        let rc = sqlite3_prepare_v3(handle, sql, -1, UInt32(SQLITE_PREPARE_PERSISTENT), &statement, nil)
+        guard rc == SQLITE_OK, let statement else { throw error(rc, sql: sql) }
+        return Statement(connection: self, handle: statement, sql: sql)
+    }
+
+    /// The single integer a query returns (first column of the first row), or nil.
+    func scalarInt(_ sql: String) throws(SQLiteError) -> Int64? {
+        let statement = try prepare(sql)
+        return try statement.step() ? statement.int64(0) : nil
+    }
+
+    var changes: Int { Int(sqlite3_changes(handle)) }
+}
+
+/// A prepared statement, confined to its connection's thread. Reset before each use.
+final class Statement {
+    private let connection: SQLiteConnection
+    let handle: OpaquePointer
+    let sql: String
+
+    init(connection: SQLiteConnection, handle: OpaquePointer, sql: String) {
+        self.connection = connection
+        self.handle = handle
+        self.sql = sql
+    }
+
+    deinit {
+        sqlite3_finalize(handle)
+    }
+
+    /// Resets the statement and clears its bindings.
+    func reset() {
+        sqlite3_reset(handle)
+        sqlite3_clear_bindings(handle)
+    }
+
+    func bind(_ index: Int32, _ value: String?) throws(SQLiteError) {
+        let rc: Int32
+        if let value {
+            rc = sqlite3_bind_text(handle, index, value, -1, waypost_sqlite_transient())
+        } else {
+            rc = sqlite3_bind_null(handle, index)
+        }
+        guard rc == SQLITE_OK else { throw connection.error(rc, sql: sql) }
+    }
+
+    func bind(_ index: Int32, _ value: Int64?) throws(SQLiteError) {
+        let rc = value.map { sqlite3_bind_int64(handle, index, $0) } ?? sqlite3_bind_null(handle, index)
+        guard rc == SQLITE_OK else { throw connection.error(rc, sql: sql) }
+    }
+
+    func bind(_ index: Int32, blob: [UInt8]) throws(SQLiteError) {
+        let rc = blob.withUnsafeBytes { bytes in
+            // A zero-length blob must still be a blob, not NULL: pass a non-nil pointer.
+            sqlite3_bind_blob64(handle, index, bytes.baseAddress ?? UnsafeRawPointer(bitPattern: 1), UInt64(bytes.count), waypost_sqlite_transient())
+        }
+        guard rc == SQLITE_OK else { throw connection.error(rc, sql: sql) }
+    }
+
+    /// Advances to the next row; false when done.
+    func step() throws(SQLiteError) -> Bool {
+        let rc = sqlite3_step(handle)
+        switch rc {
+        case SQLITE_ROW: return true
+        case SQLITE_DONE: return false
+        default: throw connection.error(rc, sql: sql)
+        }
+    }
+
+    /// Runs a statement that returns no rows, then resets it.
+    func run() throws(SQLiteError) {
+        defer { reset() }
+        _ = try step()
+    }
+
+    func isNull(_ column: Int32) -> Bool { sqlite3_column_type(handle, column) == SQLITE_NULL }
+
+    func int64(_ column: Int32) -> Int64 { sqlite3_column_int64(handle, column) }
+
+    func optionalInt64(_ column: Int32) -> Int64? { isNull(column) ? nil : int64(column) }
+
+    func string(_ column: Int32) -> String? {
+        guard let text = sqlite3_column_text(handle, column) else { return nil }
+        return String(cString: text)
+    }
+
+    func blob(_ column: Int32) -> [UInt8]? {
+        if isNull(column) { return nil }
+        let count = Int(sqlite3_column_bytes(handle, column))
+        guard count > 0, let pointer = sqlite3_column_blob(handle, column) else { return [] }
+        return Array(UnsafeRawBufferPointer(start: pointer, count: count))
+    }
+}

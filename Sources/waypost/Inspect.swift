@@ -1,0 +1,217 @@
+import ArgumentParser
+import Foundation
+import WaypostCore
+import WaypostJournal
+
+private let states = ["queued", "in_flight", "delivered", "failed", "skipped"]
+
+struct Status: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Message counts per route and state, and the age of the oldest queued message.")
+
+    @OptionGroup var journal: JournalOptions
+
+    @Flag(help: "Print JSON.")
+    var json = false
+
+    func run() throws {
+        try reportingFailure {
+            let reader = try journal.openReader()
+            let counts = try reader.counts()
+            let oldest = try reader.oldestQueued()
+            let now = Date()
+            let routes = Array(Set(counts.map(\.route))).sorted()
+            func count(_ route: String, _ state: String) -> Int {
+                counts.first { $0.route == route && $0.state == state }?.count ?? 0
+            }
+            func age(_ route: String) -> Int? {
+                oldest[route].flatMap(parseTimestamp).map { Int(now.timeIntervalSince($0)) }
+            }
+            if json {
+                let entries = routes.map { route in
+                    let fields = states.map { "\(JSON.quote($0)):\(count(route, $0))" }.joined(separator: ",")
+                    let oldestFields = oldest[route].map { "\"oldest_queued_at\":\(JSON.quote($0)),\"oldest_queued_age_seconds\":\(age(route) ?? 0)" }
+                        ?? "\"oldest_queued_at\":null,\"oldest_queued_age_seconds\":null"
+                    return "{\"route\":\(JSON.quote(route)),\(fields),\(oldestFields)}"
+                }
+                print("{\"routes\":[\(entries.joined(separator: ","))]}")
+                return
+            }
+            var rows = [["ROUTE"] + states.map { $0.uppercased() } + ["OLDEST QUEUED"]]
+            for route in routes {
+                rows.append([route] + states.map { String(count(route, $0)) } + [age(route).map(formatAge) ?? "-"])
+            }
+            if routes.isEmpty { print("The journal holds no messages.") } else { printTable(rows) }
+        }
+    }
+}
+
+struct List: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "List messages, oldest first.")
+
+    @OptionGroup var journal: JournalOptions
+
+    @Option(help: "Only messages in this state (\(states.joined(separator: ", "))).")
+    var state: String?
+
+    @Option(help: "Only messages of this route.")
+    var route: String?
+
+    @Option(help: "Only messages received since: a duration ago (2h, 30m, 7d) or an RFC 3339 time.")
+    var since: String?
+
+    @Option(help: "At most this many messages.")
+    var limit = 100
+
+    @Flag(help: "Print JSON.")
+    var json = false
+
+    func validate() throws {
+        if let state, !states.contains(state) {
+            throw ValidationError("--state must be one of \(states.joined(separator: ", ")); got '\(state)'")
+        }
+        if let since, sinceTimestamp(since) == nil {
+            throw ValidationError("--since must be a duration such as 2h or an RFC 3339 time; got '\(since)'")
+        }
+        guard limit > 0 else { throw ValidationError("--limit must be at least 1") }
+    }
+
+    func run() throws {
+        try reportingFailure {
+            let reader = try journal.openReader()
+            let messages = try reader.list(MessageFilter(state: state, route: route, since: since.flatMap(sinceTimestamp), limit: limit))
+            if json {
+                print("{\"messages\":[\(messages.map(summaryJSON).joined(separator: ","))]}")
+                return
+            }
+            var rows = [["ID", "ROUTE", "STATE", "ATTEMPTS", "RECEIVED", "REQUEST", "BYTES", "LAST ERROR"]]
+            for m in messages {
+                rows.append([
+                    m.correlationID, m.route, m.state, String(m.attempts), m.receivedAt, "\(m.method) \(m.path.prefix(60))",
+                    String(m.body.count), m.lastError.map { String($0.prefix(60)) } ?? "",
+                ])
+            }
+            if messages.isEmpty { print("No messages match.") } else { printTable(rows) }
+        }
+    }
+}
+
+struct Show: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Show one message, its attempts and its response.")
+
+    @OptionGroup var journal: JournalOptions
+
+    @Argument(help: "The message's correlation id.")
+    var id: String
+
+    func run() throws {
+        try reportingFailure {
+            let reader = try journal.openReader()
+            guard let m = try reader.message(correlationID: id) else { throw Failure("no message with id \(id)") }
+            let attempts = try reader.attempts(messageID: m.id)
+            var lines = [
+                "id:              \(m.correlationID)",
+                "journal row:     \(m.id)",
+                "route:           \(m.route)",
+                "state:           \(m.state)",
+                "attempts:        \(m.attempts)",
+                "received at:     \(m.receivedAt)",
+                "next attempt at: \(m.nextAttemptAt ?? "-")",
+                "delivered at:    \(m.deliveredAt ?? "-")",
+                "last error:      \(m.lastError ?? "-")",
+                "ordering key:    \(m.orderingKey ?? "-")",
+                "idempotency key: \(m.idempotencyKey ?? "-")",
+                "",
+                "\(m.method) \(m.path)",
+            ]
+            lines += headerLines(m.headersJSON)
+            lines += ["", describeBody(m.body)]
+            if !attempts.isEmpty {
+                lines += ["", "attempts:"]
+                for a in attempts {
+                    let outcome = a.status.map { "HTTP \($0)" } ?? a.error ?? "in progress"
+                    lines.append("  #\(a.attempt) at \(a.startedAt)  \(a.durationMilliseconds.map { "\($0) ms" } ?? "-")  \(outcome)")
+                }
+            }
+            if let status = m.responseStatus {
+                lines += ["", "response: HTTP \(status)"]
+                lines += headerLines(m.responseHeadersJSON ?? "[]")
+                lines += ["", describeBody(m.responseBody ?? [])]
+            }
+            print(lines.joined(separator: "\n"))
+        }
+    }
+
+    private func headerLines(_ json: String) -> [String] {
+        guard let pairs = try? JSONSerialization.jsonObject(with: Data(json.utf8)) as? [[String]] else { return [json] }
+        return pairs.map { $0.joined(separator: ": ") }
+    }
+
+    private func describeBody(_ body: [UInt8]) -> String {
+        if body.isEmpty { return "(empty body)" }
+        if let text = String(validating: body, as: UTF8.self) { return text }
+        return "(\(body.count) bytes, not UTF-8; base64:)\n" + Data(body).base64EncodedString()
+    }
+}
+
+struct CheckConfig: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "check-config", abstract: "Validate a configuration file (exit 78 when it is invalid).")
+
+    @Option(help: "The YAML configuration file.")
+    var config: String
+
+    func run() throws {
+        let settings = try loadConfig(config)
+        print("\(config): valid, \(settings.routes.count) route\(settings.routes.count == 1 ? "" : "s")")
+        for route in settings.routes {
+            print("  \(route.name): \(route.path) -> \(route.upstream) (\(route.mode.rawValue), ordering \(route.ordering.rawValue))")
+        }
+        for key in settings.unsupportedSettings {
+            print("note: not supported yet, `waypost serve` refuses it: \(key)")
+        }
+    }
+}
+
+/// `since` as a stored timestamp: a duration before now, or an RFC 3339 time.
+func sinceTimestamp(_ since: String) -> String? {
+    if let duration = parseDuration(since) {
+        return Timestamp.format(millisecondsSince1970: Int64(Date().timeIntervalSince1970 * 1000) - duration.milliseconds)
+    }
+    return parseTimestamp(since).map { Timestamp.format(millisecondsSince1970: Int64($0.timeIntervalSince1970 * 1000)) }
+}
+
+func parseTimestamp(_ text: String) -> Date? {
+    let formatter = ISO8601DateFormatter()
+    formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+    if let date = formatter.date(from: text) { return date }
+    formatter.formatOptions = [.withInternetDateTime]
+    return formatter.date(from: text)
+}
+
+func formatAge(_ seconds: Int) -> String {
+    switch seconds {
+    case ..<60: "\(seconds)s"
+    case ..<3600: "\(seconds / 60)m\(seconds % 60)s"
+    case ..<86400: "\(seconds / 3600)h\(seconds / 60 % 60)m"
+    default: "\(seconds / 86400)d\(seconds / 3600 % 24)h"
+    }
+}
+
+func summaryJSON(_ m: MessageRecord) -> String {
+    func optional(_ value: String?) -> String { value.map(JSON.quote) ?? "null" }
+    return "{\"id\":\(JSON.quote(m.correlationID)),\"route\":\(JSON.quote(m.route)),\"state\":\(JSON.quote(m.state)),"
+        + "\"attempts\":\(m.attempts),\"received_at\":\(JSON.quote(m.receivedAt)),\"next_attempt_at\":\(optional(m.nextAttemptAt)),"
+        + "\"delivered_at\":\(optional(m.deliveredAt)),\"last_error\":\(optional(m.lastError)),\"method\":\(JSON.quote(m.method)),"
+        + "\"path\":\(JSON.quote(m.path)),\"body_bytes\":\(m.body.count),\"response_status\":\(m.responseStatus.map(String.init) ?? "null")}"
+}
+
+func printTable(_ rows: [[String]]) {
+    let widths = rows[0].indices.map { column in rows.map { $0[column].count }.max() ?? 0 }
+    for row in rows {
+        let cells = row.enumerated().map { index, cell in
+            index == row.count - 1 ? cell : cell.padding(toLength: widths[index], withPad: " ", startingAt: 0)
+        }
+        print(cells.joined(separator: "  "))
+    }
+}
