@@ -88,6 +88,11 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .testTarget(
+            name: "WaypostCLITests",
+            dependencies: ["waypost"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
             name: "WaypostServerTests",
             dependencies: [
                 "WaypostServer", "WaypostJournal", "WaypostCore",

@@ -296,7 +296,8 @@ private struct ConfigReader {
             let spelling = try text(keyNode, keyPath)
             route.orderingKey = try at(keyPath, keyNode) { () throws(ConfigError) in try OrderingKey(parsing: spelling) }
             if route.ordering != .key {
-                throw fail(keyPath, keyNode, "ordering_key is used only with \"ordering: key\", but this route's ordering is \(route.ordering.rawValue)")
+                let ordering = route.ordering.rawValue
+                throw fail(keyPath, keyNode, "ordering_key is used only with \"ordering: key\", but this route's ordering is \(ordering)")
             }
         } else if route.ordering == .key {
             throw fail(fields.path("ordering_key"), fields["ordering"], "\"ordering: key\" needs ordering_key: header:NAME or json:/pointer")
@@ -367,7 +368,8 @@ private struct ConfigReader {
             for (item, itemPath) in try list(node, path: fields.path("retry_on"), expected: usage) {
                 let spelling = try text(item, itemPath, expected: "a status code or range")
                 guard let range = StatusRange(parsing: spelling) else {
-                    throw fail(itemPath, item, "expected a status code (409), class (\"5xx\") or range (\"500-599\") within 100-599, got \"\(spelling)\"")
+                    let usage = "a status code (409), class (\"5xx\") or range (\"500-599\") within 100-599"
+                    throw fail(itemPath, item, "expected \(usage), got \"\(spelling)\"")
                 }
                 ranges.append(range)
             }
@@ -403,7 +405,8 @@ private struct ConfigReader {
         var verify = VerifyConfig(scheme: scheme, secret: try secretSource(fields))
         if let tolerance = try duration(fields, "tolerance", allowZero: false) {
             guard scheme.isTimestamped else {
-                throw fail(fields.path("tolerance"), fields["tolerance"], "tolerance applies only to the timestamped schemes standard-webhooks and stripe, not \(scheme.rawValue)")
+                let message = "tolerance applies only to the timestamped schemes standard-webhooks and stripe, not \(scheme.rawValue)"
+                throw fail(fields.path("tolerance"), fields["tolerance"], message)
             }
             verify.tolerance = tolerance
         }
@@ -567,7 +570,8 @@ private struct ConfigReader {
         guard let node = fields[key] else { return nil }
         let name = try text(node, fields.path(key), expected: "an environment variable name")
         guard isValidEnvName(name) else {
-            throw fail(fields.path(key), node, "expected the name of an environment variable (letters, digits and _, not starting with a digit), got \"\(name)\"")
+            let usage = "the name of an environment variable (letters, digits and _, not starting with a digit)"
+            throw fail(fields.path(key), node, "expected \(usage), got \"\(name)\"")
         }
         return name
     }
@@ -620,7 +624,7 @@ private struct ConfigReader {
         var own: [(Node, Node)] = []
         var merged: [(Node, Node)] = []
         for (key, value) in mapping {
-            guard key.tag.rawValue != Tag.Name.merge.rawValue else {
+            guard key.tag.rawValue == Tag.Name.merge.rawValue else {
                 own.append((key, value))
                 continue
             }
@@ -654,7 +658,7 @@ extension ConfigError {
         case let .scanner(context, problem, mark, _), let .parser(context, problem, mark, _),
             let .composer(context, problem, mark, _):
             var message = "invalid YAML: \(problem)"
-            if let context { message += " (\(context.text) that starts on line \(context.mark.line))" }
+            if let context { message += " (\(context.text), line \(context.mark.line))" }
             self.init(file: file, line: mark.line, message: message)
         case let .duplicatedKeysInMapping(duplicates, context):
             let names = duplicates.map { "\"\($0)\"" }.joined(separator: ", ")

@@ -16,8 +16,8 @@ import WaypostCore
 /// the batch is completed with ``JournalUnavailable``: nothing is acknowledged that was not
 /// stored.
 public final class JournalWriter: Service, @unchecked Sendable {
-    // @unchecked Sendable: `inbox`, `stopping` and `exited` are guarded by `condition`;
-    // `db`, the statements, `backlog` and the counters are touched only by the writer thread.
+    // @unchecked Sendable: `inbox`, `stopping`, `exited` and `statistics` are guarded by
+    // `condition`; `db`, the statements and `backlog` are touched only by the writer thread.
 
     struct Pending {
         var message: IncomingMessage
@@ -36,8 +36,7 @@ public final class JournalWriter: Service, @unchecked Sendable {
     private let findByIdempotencyKey: Statement
     private let maxBacklog: Int
     private var backlog: Int
-    private var commits = 0
-    private var messagesStored = 0
+    private var _statistics = Statistics()
     private let logger: Logger
 
     /// Opens (creating and migrating if needed) the journal at `path` and starts the writer
@@ -67,6 +66,21 @@ public final class JournalWriter: Service, @unchecked Sendable {
         let thread = Thread { [self] in writerLoop() }
         thread.name = "waypost-journal-writer"
         thread.start()
+    }
+
+    /// Counters since the writer started.
+    public struct Statistics: Sendable, Equatable {
+        /// Transactions committed.
+        public var commits = 0
+        /// Messages stored by those transactions.
+        public var messages = 0
+    }
+
+    /// Counters since the writer started; `messages / commits` is the mean group-commit size.
+    public var statistics: Statistics {
+        condition.lock()
+        defer { condition.unlock() }
+        return _statistics
     }
 
     /// Hands `message` to the writer. `completion` runs on the writer thread once the
@@ -118,9 +132,10 @@ public final class JournalWriter: Service, @unchecked Sendable {
             if done { break }
             commit(batch)
         }
+        let statistics = self.statistics
         logger.info(
             "journal writer stopped",
-            metadata: ["commits": "\(commits)", "messages": "\(messagesStored)"])
+            metadata: ["commits": "\(statistics.commits)", "messages": "\(statistics.messages)"])
         condition.lock()
         exited = true
         let waiters = exitWaiters
@@ -140,7 +155,6 @@ public final class JournalWriter: Service, @unchecked Sendable {
                 results.append(try store(pending.message))
             }
             try db.execute("COMMIT")
-            commits += 1
         } catch {
             if sqlite3_get_autocommit(db.handle) == 0 { try? db.execute("ROLLBACK") }
             backlog = backlogBefore
@@ -148,10 +162,12 @@ public final class JournalWriter: Service, @unchecked Sendable {
             for pending in batch { pending.completion(.failure(.storage(error))) }
             return
         }
-        for (pending, result) in zip(batch, results) {
-            if case .success(.stored) = result { messagesStored += 1 }
-            pending.completion(result)
-        }
+        let stored = results.count { if case .success(.stored) = $0 { true } else { false } }
+        condition.lock()
+        _statistics.commits += 1
+        _statistics.messages += stored
+        condition.unlock()
+        for (pending, result) in zip(batch, results) { pending.completion(result) }
     }
 
     /// Stores one message inside the open transaction, or finds the message it repeats.

@@ -90,10 +90,11 @@ public final class IntakeServer: Service, Sendable {
     /// Stops accepting, lets every open connection finish its request in progress, and
     /// returns when all of them are closed.
     public func shutdown() async {
-        guard channel.withLock({ $0 }) != nil else { return }
+        guard let serverChannel = channel.withLock({ $0 }) else { return }
         let promise = group.next().makePromise(of: Void.self)
         quiesce.initiateShutdown(promise: promise)
         try? await promise.futureResult.get()
+        try? await serverChannel.closeFuture.get()
         shared.logger.info("intake stopped")
     }
 }

@@ -83,20 +83,31 @@ struct Serve: AsyncParsableCommand {
             throw ExitCode.failure
         }
         let group = MultiThreadedEventLoopGroup(numberOfThreads: System.coreCount)
+        do {
+            try await Self.serve(settings, writer: writer, group: group, logger: logger)
+        } catch {
+            try? await group.shutdownGracefully()
+            throw error
+        }
+        try await group.shutdownGracefully()
+    }
+
+    /// Binds the intake and runs the services until a signal stops them. Everything that holds
+    /// the event loop group is released on return, before the group shuts down.
+    private static func serve(_ settings: WaypostConfig, writer: JournalWriter, group: any EventLoopGroup, logger: Logger) async throws {
         let server = IntakeServer(configuration: settings, writer: writer, group: group, logger: logger)
         do {
             try await server.start()
         } catch {
-            printError("waypost: cannot listen on \(settings.listen): \(error)")
+            let reason = (error as? IOError).map { String(cString: strerror($0.errnoCode)).lowercased() } ?? "\(error)"
+            printError("waypost: cannot listen on \(settings.listen): \(reason)")
             await writer.shutdown()
-            try? await group.shutdownGracefully()
             throw ExitCode.failure
         }
         var groupConfiguration = ServiceGroupConfiguration(
             services: [writer, server], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
         groupConfiguration.maximumGracefulShutdownDuration = settings.shutdownGrace
         try await ServiceGroup(configuration: groupConfiguration).run()
-        try await group.shutdownGracefully()
     }
 }
 

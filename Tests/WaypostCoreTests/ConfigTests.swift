@@ -201,10 +201,10 @@ private let oneRoute = ["routes:", "  - name: a", "    path: /a", "    upstream:
             "routes:",
             "  - { name: inherits, path: /a, upstream: http://127.0.0.1:9000 }",
             "  - { name: own, path: /b, upstream: http://127.0.0.1:9000, max_body_bytes: 512, max_header_bytes: 8KiB }",
-            "  - { name: half, path: /c, upstream: http://127.0.0.1:9000, max_body_bytes: 1GiB }",
+            "  - { name: big, path: /c, upstream: http://127.0.0.1:9000, max_body_bytes: 100MiB }",
         ])
         #expect(config.defaults == RouteLimits(maxBodyBytes: 2 << 20, maxHeaderBytes: 16 << 10))
-        #expect(config.routes.map(\.maxBodyBytes) == [2 << 20, 512, 1 << 30])
+        #expect(config.routes.map(\.maxBodyBytes) == [2 << 20, 512, 100 << 20])
         #expect(config.routes.map(\.maxHeaderBytes) == [16 << 10, 8 << 10, 16 << 10])
     }
 
@@ -253,10 +253,12 @@ private let oneRoute = ["routes:", "  - name: a", "    path: /a", "    upstream:
         #expect(route.retry.maxDelay == .seconds(60))
         #expect(route.retry.maxAttempts == 3)
         #expect(route.retry.maxAge == .seconds(3600))
-        #expect(route.retry.retryOn == [StatusRange(lower: 409, upper: 409), StatusRange(lower: 500, upper: 599), StatusRange(lower: 420, upper: 429)])
+        #expect(route.retry.retryOn?.map(\.description) == ["409", "5xx", "420-429"])
+        #expect(route.retry.retryOn?.first == StatusRange(lower: 409, upper: 409))
         #expect(route.onExhausted == .block)
         #expect(route.contentTypes == ["application/json", "text/plain"])
-        #expect(route.verify == VerifyConfig(scheme: .hmacSHA256, secret: SecretSource(.file("/run/secrets/orders")), header: "X-Signature", encoding: .base64, prefix: "sha256="))
+        let secret = SecretSource(.file("/run/secrets/orders"))
+        #expect(route.verify == VerifyConfig(scheme: .hmacSHA256, secret: secret, header: "X-Signature", encoding: .base64, prefix: "sha256="))
         #expect(route.addHeaders.map(\.name) == ["X-Zeta", "X-Alpha", "Authorization"])
         #expect(route.addHeaders.map(\.value) == ["last-letter", "1", "Bearer ${ORDERS_TOKEN}"])
         #expect(route.removeHeaders == ["Cookie", "X-Internal"])
@@ -317,83 +319,105 @@ private let oneRoute = ["routes:", "  - name: a", "    path: /a", "    upstream:
         var lines: [String]
         var key: String?
         var line: Int?
-        var mentions: String = ""
+        var mentions: String
         var testDescription: String { label }
+
+        init(_ label: String, _ lines: [String], key: String?, line: Int?, mentions: String = "") {
+            self.label = label
+            self.lines = lines
+            self.key = key
+            self.line = line
+            self.mentions = mentions
+        }
+    }
+
+    /// `oneRoute` followed by more lines of its mapping, from line 5 on.
+    static func route(_ extra: String...) -> [String] { oneRoute + extra.map { "    " + $0 } }
+
+    /// One route with the given path and upstream: name on line 2, path on 3, upstream on 4.
+    static func route(path: String, upstream: String) -> [String] {
+        ["routes:", "  - name: a", "    path: \(path)", "    upstream: \(upstream)"]
     }
 
     static let brokenFiles: [Broken] = [
-        Broken(label: "unknown top-level key", lines: ["listen: 127.0.0.1:8080", "listn: x"] + oneRoute, key: "listn", line: 2,
+        Broken("unknown top-level key", ["listen: 127.0.0.1:8080", "listn: x"] + oneRoute, key: "listn", line: 2,
                mentions: "valid keys here: listen, admin, journal, shutdown_grace, defaults, routes"),
-        Broken(label: "unknown nested key", lines: oneRoute + [
-            "  - name: b", "    path: /b", "    upstream: http://h",
-            "    retry:", "      initial: 1s", "      intial: 2s",
-        ], key: "routes[1].retry.intial", line: 10, mentions: "did you mean \"initial\"?"),
-        Broken(label: "unknown route key", lines: oneRoute + ["    upstreem: http://x"], key: "routes[0].upstreem", line: 5),
-        Broken(label: "unknown admin key", lines: ["admin: { listen: 127.0.0.1:1, token: x }"] + oneRoute, key: "admin.token", line: 1),
-        Broken(label: "bad duration", lines: ["shutdown_grace: 10"] + oneRoute, key: "shutdown_grace", line: 1,
+        Broken("unknown nested key",
+               oneRoute + ["  - name: b", "    path: /b", "    upstream: http://h", "    retry:", "      initial: 1s", "      intial: 2s"],
+               key: "routes[1].retry.intial", line: 10, mentions: "did you mean \"initial\"?"),
+        Broken("unknown route key", route("upstreem: http://x"), key: "routes[0].upstreem", line: 5),
+        Broken("unknown admin key", ["admin: { listen: 127.0.0.1:1, token: x }"] + oneRoute, key: "admin.token", line: 1),
+        Broken("bad duration", ["shutdown_grace: 10"] + oneRoute, key: "shutdown_grace", line: 1,
                mentions: "expected a duration such as 250ms, 5s, 10m, 72h or 7d, got \"10\""),
-        Broken(label: "bad route duration", lines: oneRoute + ["    sync_timeout: 5 sec"], key: "routes[0].sync_timeout", line: 5),
-        Broken(label: "zero timeout", lines: oneRoute + ["    timeouts: { connect: 0s }"], key: "routes[0].timeouts.connect", line: 5),
-        Broken(label: "bad size", lines: ["defaults:", "  max_body_bytes: 1MB"] + oneRoute, key: "defaults.max_body_bytes", line: 2,
-               mentions: "binary"),
-        Broken(label: "body larger than a BLOB", lines: oneRoute + ["    max_body_bytes: 2GiB"], key: "routes[0].max_body_bytes", line: 5),
-        Broken(label: "bad enum", lines: oneRoute + ["    mode: fire-and-forget"], key: "routes[0].mode", line: 5,
+        Broken("bad route duration", route("sync_timeout: 5 sec"), key: "routes[0].sync_timeout", line: 5),
+        Broken("zero timeout", route("timeouts: { connect: 0s }"), key: "routes[0].timeouts.connect", line: 5),
+        Broken("bad size", ["defaults:", "  max_body_bytes: 1MB"] + oneRoute, key: "defaults.max_body_bytes", line: 2, mentions: "binary"),
+        Broken("body larger than a BLOB", route("max_body_bytes: 2GiB"), key: "routes[0].max_body_bytes", line: 5),
+        Broken("bad enum", route("mode: fire-and-forget"), key: "routes[0].mode", line: 5,
                mentions: "expected one of async, sync, got \"fire-and-forget\""),
-        Broken(label: "bad journal durability", lines: ["journal: { durability: fast }"] + oneRoute, key: "journal.durability", line: 1,
+        Broken("bad journal durability", ["journal: { durability: fast }"] + oneRoute, key: "journal.durability", line: 1,
                mentions: "full, relaxed"),
-        Broken(label: "ordering key missing", lines: oneRoute + ["    ordering: key"], key: "routes[0].ordering_key", line: 5),
-        Broken(label: "ordering key without ordering: key", lines: oneRoute + ["    ordering_key: header:X-Id"], key: "routes[0].ordering_key", line: 5),
-        Broken(label: "bad ordering key", lines: oneRoute + ["    ordering: key", "    ordering_key: json:order.id"], key: "routes[0].ordering_key", line: 6),
-        Broken(label: "duplicate names", lines: oneRoute + ["  - name: a", "    path: /b", "    upstream: http://h"], key: "routes[1].name", line: 5,
+        Broken("ordering key missing", route("ordering: key"), key: "routes[0].ordering_key", line: 5),
+        Broken("ordering key without ordering: key", route("ordering_key: header:X-Id"), key: "routes[0].ordering_key", line: 5),
+        Broken("bad ordering key", route("ordering: key", "ordering_key: json:order.id"), key: "routes[0].ordering_key", line: 6),
+        Broken("duplicate names", oneRoute + ["  - name: a", "    path: /b", "    upstream: http://h"], key: "routes[1].name", line: 5,
                mentions: "routes[0], line 2"),
-        Broken(label: "duplicate paths", lines: oneRoute + ["  - name: b", "    path: /a/", "    upstream: http://h"], key: "routes[1].path", line: 6),
-        Broken(label: "upstream ftp://", lines: ["routes:", "  - name: a", "    path: /a", "    upstream: ftp://files.example/x"], key: "routes[0].upstream", line: 4),
-        Broken(label: "upstream with credentials", lines: ["routes:", "  - name: a", "    path: /a", "    upstream: https://u:p@h/x"], key: "routes[0].upstream", line: 4),
-        Broken(label: "upstream with fragment", lines: ["routes:", "  - name: a", "    path: /a", "    upstream: https://h/x#y"], key: "routes[0].upstream", line: 4),
-        Broken(label: "upstream without host", lines: ["routes:", "  - name: a", "    path: /a", "    upstream: http:///x"], key: "routes[0].upstream", line: 4),
-        Broken(label: "path without slash", lines: ["routes:", "  - name: a", "    path: hooks", "    upstream: http://h"], key: "routes[0].path", line: 3),
-        Broken(label: "path under /_waypost", lines: ["routes:", "  - name: a", "    path: /_waypost/x", "    upstream: http://h"], key: "routes[0].path", line: 3,
+        Broken("duplicate paths", oneRoute + ["  - name: b", "    path: /a/", "    upstream: http://h"], key: "routes[1].path", line: 6),
+        Broken("upstream ftp://", route(path: "/a", upstream: "ftp://files.example/x"), key: "routes[0].upstream", line: 4),
+        Broken("upstream with credentials", route(path: "/a", upstream: "https://u:p@h/x"), key: "routes[0].upstream", line: 4),
+        Broken("upstream with fragment", route(path: "/a", upstream: "https://h/x#y"), key: "routes[0].upstream", line: 4),
+        Broken("upstream without host", route(path: "/a", upstream: "http:///x"), key: "routes[0].upstream", line: 4),
+        Broken("path without slash", route(path: "hooks", upstream: "http://h"), key: "routes[0].path", line: 3),
+        Broken("path under /_waypost", route(path: "/_waypost/x", upstream: "http://h"), key: "routes[0].path", line: 3,
                mentions: "reserved"),
-        Broken(label: "path /_waypost itself", lines: ["routes:", "  - name: a", "    path: /_waypost/", "    upstream: http://h"], key: "routes[0].path", line: 3),
-        Broken(label: "missing upstream", lines: ["routes:", "  - name: a", "    path: /a"], key: "routes[0].upstream", line: 2,
+        Broken("path /_waypost itself", route(path: "/_waypost/", upstream: "http://h"), key: "routes[0].path", line: 3),
+        Broken("missing upstream", ["routes:", "  - name: a", "    path: /a"], key: "routes[0].upstream", line: 2,
                mentions: "missing required key \"upstream\""),
-        Broken(label: "missing name", lines: ["routes:", "  - path: /a", "    upstream: http://h"], key: "routes[0].name", line: 2),
-        Broken(label: "bad route name", lines: ["routes:", "  - name: my route", "    path: /a", "    upstream: http://h"], key: "routes[0].name", line: 2),
-        Broken(label: "empty routes", lines: ["listen: 127.0.0.1:8080", "routes: []"], key: "routes", line: 2),
-        Broken(label: "no routes", lines: ["listen: 127.0.0.1:8080"], key: "routes", line: 1),
-        Broken(label: "routes is a mapping", lines: ["routes: { a: b }"], key: "routes", line: 1, mentions: "expected a list of routes"),
-        Broken(label: "wrong type", lines: oneRoute + ["    retry: { factor: abc }"], key: "routes[0].retry.factor", line: 5,
+        Broken("missing name", ["routes:", "  - path: /a", "    upstream: http://h"], key: "routes[0].name", line: 2),
+        Broken("bad route name", ["routes:", "  - name: my route", "    path: /a", "    upstream: http://h"], key: "routes[0].name", line: 2),
+        Broken("empty routes", ["listen: 127.0.0.1:8080", "routes: []"], key: "routes", line: 2),
+        Broken("no routes", ["listen: 127.0.0.1:8080"], key: "routes", line: 1),
+        Broken("routes is a mapping", ["routes: { a: b }"], key: "routes", line: 1, mentions: "expected a list of routes"),
+        Broken("wrong type", route("retry: { factor: abc }"), key: "routes[0].retry.factor", line: 5,
                mentions: "expected a number, got \"abc\""),
-        Broken(label: "factor below 1", lines: oneRoute + ["    retry: { factor: 0.5 }"], key: "routes[0].retry.factor", line: 5),
-        Broken(label: "max_delay below initial", lines: oneRoute + ["    retry: { initial: 1h, max_delay: 1m }"], key: "routes[0].retry.max_delay", line: 5),
-        Broken(label: "bad retry_on entry", lines: oneRoute + ["    retry:", "      retry_on: [409, 7xx]"], key: "routes[0].retry.retry_on[1]", line: 6),
-        Broken(label: "concurrency 0", lines: oneRoute + ["    concurrency: 0"], key: "routes[0].concurrency", line: 5, mentions: "at least 1"),
-        Broken(label: "null value", lines: oneRoute + ["    concurrency:"], key: "routes[0].concurrency", line: 5, mentions: "got nothing"),
-        Broken(label: "list instead of string", lines: oneRoute + ["    idempotency_header: [a, b]"], key: "routes[0].idempotency_header", line: 5),
-        Broken(label: "bad listen", lines: ["listen: 8080"] + oneRoute, key: "listen", line: 1, mentions: "HOST:PORT"),
-        Broken(label: "bad token_env", lines: ["admin:", "  token_env: 1TOKEN"] + oneRoute, key: "admin.token_env", line: 2),
-        Broken(label: "empty content_types", lines: oneRoute + ["    content_types: []"], key: "routes[0].content_types", line: 5),
-        Broken(label: "content type with parameters", lines: oneRoute + ["    content_types: [application/json; charset=utf-8]"], key: "routes[0].content_types[0]", line: 5),
-        Broken(label: "hmac-sha256 without header", lines: oneRoute + ["    verify: { scheme: hmac-sha256, secret_env: S }"], key: "routes[0].verify.header", line: 5),
-        Broken(label: "header with github", lines: oneRoute + ["    verify: { scheme: github, secret_env: S, header: X-Sig }"], key: "routes[0].verify.header", line: 5),
-        Broken(label: "tolerance with github", lines: oneRoute + ["    verify: { scheme: github, secret_env: S, tolerance: 1m }"], key: "routes[0].verify.tolerance", line: 5),
-        Broken(label: "both secrets", lines: oneRoute + ["    verify: { scheme: github, secret_env: S, secret_file: /s }"], key: "routes[0].verify.secret_file", line: 5),
-        Broken(label: "no secret", lines: oneRoute + ["    sign: { scheme: standard-webhooks }"], key: "routes[0].sign.secret_env", line: 5),
-        Broken(label: "bad sign scheme", lines: oneRoute + ["    sign: { scheme: github, secret_env: S }"], key: "routes[0].sign.scheme", line: 5,
+        Broken("factor below 1", route("retry: { factor: 0.5 }"), key: "routes[0].retry.factor", line: 5),
+        Broken("max_delay below initial", route("retry: { initial: 1h, max_delay: 1m }"), key: "routes[0].retry.max_delay", line: 5),
+        Broken("bad retry_on entry", route("retry:", "  retry_on: [409, 7xx]"), key: "routes[0].retry.retry_on[1]", line: 6),
+        Broken("concurrency 0", route("concurrency: 0"), key: "routes[0].concurrency", line: 5, mentions: "at least 1"),
+        Broken("null value", route("concurrency:"), key: "routes[0].concurrency", line: 5, mentions: "got nothing"),
+        Broken("list instead of string", route("idempotency_header: [a, b]"), key: "routes[0].idempotency_header", line: 5),
+        Broken("bad listen", ["listen: 8080"] + oneRoute, key: "listen", line: 1, mentions: "HOST:PORT"),
+        Broken("bad token_env", ["admin:", "  token_env: 1TOKEN"] + oneRoute, key: "admin.token_env", line: 2),
+        Broken("empty content_types", route("content_types: []"), key: "routes[0].content_types", line: 5),
+        Broken("content type with parameters", route("content_types: [application/json; charset=utf-8]"),
+               key: "routes[0].content_types[0]", line: 5),
+        Broken("hmac-sha256 without header", route("verify: { scheme: hmac-sha256, secret_env: S }"),
+               key: "routes[0].verify.header", line: 5),
+        Broken("header with github", route("verify: { scheme: github, secret_env: S, header: X-Sig }"),
+               key: "routes[0].verify.header", line: 5),
+        Broken("tolerance with github", route("verify: { scheme: github, secret_env: S, tolerance: 1m }"),
+               key: "routes[0].verify.tolerance", line: 5),
+        Broken("both secrets", route("verify: { scheme: github, secret_env: S, secret_file: /s }"),
+               key: "routes[0].verify.secret_file", line: 5),
+        Broken("no secret", route("sign: { scheme: standard-webhooks }"), key: "routes[0].sign.secret_env", line: 5),
+        Broken("bad sign scheme", route("sign: { scheme: github, secret_env: S }"), key: "routes[0].sign.scheme", line: 5,
                mentions: "standard-webhooks"),
-        Broken(label: "unknown verify scheme", lines: oneRoute + ["    verify: { scheme: sha1, secret_env: S }"], key: "routes[0].verify.scheme", line: 5,
+        Broken("unknown verify scheme", route("verify: { scheme: sha1, secret_env: S }"), key: "routes[0].verify.scheme", line: 5,
                mentions: "standard-webhooks, github, stripe, hmac-sha256"),
-        Broken(label: "add_headers with Content-Length", lines: oneRoute + ["    add_headers: { Content-Length: 5 }"], key: "routes[0].add_headers.Content-Length", line: 5),
-        Broken(label: "add_headers value with a line break", lines: oneRoute + ["    add_headers: { X-A: \"a\\r\\nX-B: b\" }"], key: "routes[0].add_headers.X-A", line: 5),
-        Broken(label: "add_headers listed twice", lines: oneRoute + ["    add_headers: { X-A: a, x-a: b }"], key: "routes[0].add_headers.x-a", line: 5),
-        Broken(label: "top level is a list", lines: ["- a", "- b"], key: nil, line: 1, mentions: "top level"),
-        Broken(label: "YAML syntax error", lines: ["listen: 127.0.0.1:8080", "routes:", "  - name: a", "   path: [unclosed"], key: nil, line: 4,
+        Broken("add_headers with Content-Length", route("add_headers: { Content-Length: 5 }"),
+               key: "routes[0].add_headers.Content-Length", line: 5),
+        Broken("add_headers value with a line break", route("add_headers: { X-A: \"a\\r\\nX-B: b\" }"),
+               key: "routes[0].add_headers.X-A", line: 5),
+        Broken("add_headers listed twice", route("add_headers: { X-A: a, x-a: b }"), key: "routes[0].add_headers.x-a", line: 5),
+        Broken("top level is a list", ["- a", "- b"], key: nil, line: 1, mentions: "top level"),
+        Broken("YAML syntax error", ["listen: 127.0.0.1:8080", "routes:", "  - name: a", "   path: [unclosed"], key: nil, line: 4,
                mentions: "invalid YAML"),
-        Broken(label: "YAML tab indentation", lines: ["routes:", "\t- name: a"], key: nil, line: 2, mentions: "invalid YAML"),
-        Broken(label: "duplicate YAML key", lines: ["listen: 127.0.0.1:1", "listen: 127.0.0.1:2"] + oneRoute, key: nil, line: 1,
+        Broken("YAML tab indentation", ["routes:", "\t- name: a"], key: nil, line: 2, mentions: "invalid YAML"),
+        Broken("duplicate YAML key", ["listen: 127.0.0.1:1", "listen: 127.0.0.1:2"] + oneRoute, key: nil, line: 1,
                mentions: "duplicate key \"listen\""),
-        Broken(label: "empty file", lines: [], key: nil, line: nil, mentions: "the file is empty"),
-        Broken(label: "only comments", lines: ["# nothing here", "   "], key: nil, line: nil, mentions: "the file is empty"),
+        Broken("two YAML documents", oneRoute + ["---"] + oneRoute, key: nil, line: 5, mentions: "invalid YAML"),
+        Broken("empty file", [], key: nil, line: nil, mentions: "the file is empty"),
+        Broken("only comments", ["# nothing here", "   "], key: nil, line: nil, mentions: "the file is empty"),
     ]
 
     @Test(arguments: brokenFiles)
@@ -403,7 +427,7 @@ private let oneRoute = ["routes:", "  - name: a", "    path: /a", "    upstream:
         #expect(error.file == "test.yaml")
         #expect(error.key == broken.key, "\(error)")
         #expect(error.line == broken.line, "\(error)")
-        #expect(error.description.contains(broken.mentions), "\(error)")
+        #expect(broken.mentions.isEmpty || error.description.contains(broken.mentions), "\(error)")
     }
 
     @Test func unknownKeyErrorReadsWell() {

@@ -132,6 +132,24 @@ wait_http() {
     die "$url did not answer within ${START_TIMEOUT}s (log: $logfile)"
 }
 
+# cpu_busy_percent SECONDS: share of all CPUs busy over that interval, from /proc/stat.
+cpu_busy_percent() {
+    local a b
+    a=$(head -n 1 /proc/stat)
+    sleep "$1"
+    b=$(head -n 1 /proc/stat)
+    # "cpu user nice system idle iowait irq softirq steal guest guest_nice": guest time is
+    # already in user, so sum fields 2-9; idle + iowait is the time nothing ran.
+    awk -v a="$a" -v b="$b" -v secs="$1" 'BEGIN {
+        split(a, x); split(b, y)
+        for (i = 2; i <= 9; i++) { total += y[i] - x[i] }
+        idle = (y[5] - x[5]) + (y[6] - x[6])
+        busy = 0
+        if (total > 0) busy = 100 * (total - idle) / total
+        printf "%.0f%% over %ss", busy, secs
+    }'
+}
+
 # ---------------------------------------------------------------------------
 # Set-up
 
@@ -370,6 +388,9 @@ EOF
         fi
     fi
 
+    local log_problems
+    log_problems=$(grep -ciE '\b(warning|error|critical)\b' "$logfile" || true)
+
     local bytes=0 file size
     for file in "$journal" "$journal-wal" "$journal-shm"; do
         [[ -f $file ]] && bytes=$((bytes + $(stat -c %s "$file")))
@@ -388,7 +409,7 @@ EOF
     TABLE_ROWS+=("waypost $durability|$conns|$rps|$p50|$p99|$reqs|$non2xx|$rows|$mpc|$per_conn|$ratio")
     DETAILS+=("$name: wrk 2xx/3xx $ok, journal rows measured $rows (after warm-up $rows_warmup, total $rows_total), \
 commits=$commits messages=$messages (whole run), socket errors $sockerr; $(status_counts "$WORK/$name.wrk")\
-exit status $exit_status, journal $size; log $logfile")
+exit status $exit_status, journal $size, log lines with warning/error/critical $log_problems ($logfile)")
 }
 
 # ---------------------------------------------------------------------------
@@ -419,6 +440,10 @@ main() {
     local fsync_append fsync_overwrite
     fsync_append=$(python3 "$FSYNC_PY" "$WORK" --mode append)
     fsync_overwrite=$(python3 "$FSYNC_PY" "$WORK" --mode overwrite)
+
+    local busy_before
+    busy_before=$(cpu_busy_percent 2)
+    log "CPU busy before the run: $busy_before"
 
     local port
     for port in "$UPSTREAM_PORT" "$PROXY_PORT"; do
@@ -458,6 +483,7 @@ main() {
     {
         echo "Waypost intake benchmark, $(date -Is)"
         echo "machine: nproc $(nproc), kernel $(uname -r), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')"
+        echo "CPU busy before the run: $busy_before (anything else running on the machine skews every figure)"
         echo "load: wrk -t$WRK_THREADS -d$DURATION --latency (after a $WARMUP warm-up), 1024-byte JSON POST"
         echo "nginx: $(nginx -v 2>&1 | cut -d/ -f2), proxy worker_processes $NGINX_WORKERS, upstream worker_processes $UPSTREAM_WORKERS, access_log off"
         echo "waypost: $waypost_version"

@@ -1,0 +1,148 @@
+import Foundation
+import Testing
+import WaypostCore
+import WaypostJournal
+
+@Suite("Journal writer")
+struct JournalWriterTests {
+    @Test("a new journal has the schema of SPEC §7, in WAL mode, at the current version")
+    func schema() async throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.cleanUp() }
+        let writer = try JournalWriter.open(dir.file("j.db"))
+        await writer.shutdown()
+        #expect(try sqlite3CLI(dir.file("j.db"), "PRAGMA user_version") == "1")
+        #expect(try sqlite3CLI(dir.file("j.db"), "PRAGMA journal_mode") == "wal")
+        let objects = try sqlite3CLI(dir.file("j.db"), "SELECT type || ':' || name FROM sqlite_master WHERE name NOT LIKE 'sqlite_%' ORDER BY name")
+        for expected in ["table:attempts", "table:messages", "view:failed", "view:queued", "view:recent"] {
+            #expect(objects.contains(expected), "missing \(expected) in \(objects)")
+        }
+    }
+
+    @Test("stores every field, the body byte for byte, and the headers in order")
+    func storesMessage() async throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.cleanUp() }
+        let writer = try JournalWriter.open(dir.file("j.db"))
+        let body: [UInt8] = [0, 1, 2, 0xFF, 0xFE, 0x0A, 0x0D, 0] + Array(repeating: 0x7F, count: 3000)
+        let headers = [
+            HeaderField(name: "X-B", value: "2"), HeaderField(name: "X-A", value: "1 \"quoted\" \\ é"),
+            HeaderField(name: "X-B", value: "3"),
+        ]
+        let message = makeMessage(body: body, idempotencyKey: "key-1", headers: headers)
+        let result = await writer.store(message)
+        #expect(try result.get() == .stored(correlationID: message.correlationID))
+        await writer.shutdown()
+
+        let reader = try JournalReader(path: dir.file("j.db"))
+        let record = try #require(try reader.message(correlationID: message.correlationID))
+        #expect(record.body == body)
+        #expect(record.route == "orders")
+        #expect(record.state == "queued")
+        #expect(record.method == "POST")
+        #expect(record.path == "/hooks/orders?x=1")
+        #expect(record.idempotencyKey == "key-1")
+        #expect(record.receivedAt == Timestamp.format(millisecondsSince1970: message.receivedAt))
+        let pairs = try JSONSerialization.jsonObject(with: Data(record.headersJSON.utf8)) as? [[String]]
+        #expect(pairs == [["X-B", "2"], ["X-A", "1 \"quoted\" \\ é"], ["X-B", "3"]])
+        // The stock CLI sees the same bytes.
+        let hex = try sqlite3CLI(dir.file("j.db"), "SELECT hex(body) FROM messages WHERE correlation_id = '\(message.correlationID)'")
+        #expect(hex == body.map { String(format: "%02X", $0) }.joined())
+    }
+
+    @Test("concurrent requests share commits (group commit) and each is answered once")
+    func groupCommit() async throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.cleanUp() }
+        let writer = try JournalWriter.open(dir.file("j.db"))
+        let count = 400
+        let results = await withTaskGroup(of: Result<IntakeResult, JournalUnavailable>.self) { group in
+            for index in 0..<count {
+                group.addTask { await writer.store(makeMessage(body: Array("{\"n\":\(index)}".utf8))) }
+            }
+            return await group.reduce(into: []) { $0.append($1) }
+        }
+        let statistics = writer.statistics
+        await writer.shutdown()
+        #expect(results.count == count)
+        #expect(results.allSatisfy { if case .success(.stored) = $0 { true } else { false } })
+        #expect(statistics.messages == count)
+        #expect(statistics.commits < count, "every message had its own commit: \(statistics)")
+        #expect(try sqlite3CLI(dir.file("j.db"), "SELECT count(*) FROM messages") == "\(count)")
+    }
+
+    @Test("a repeated idempotency key or supplied correlation id stores nothing new")
+    func duplicates() async throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.cleanUp() }
+        let writer = try JournalWriter.open(dir.file("j.db"))
+        let first = makeMessage(idempotencyKey: "delivery-7")
+        #expect(try await writer.store(first).get() == .stored(correlationID: first.correlationID))
+        // Same key, same route: the existing id comes back.
+        #expect(try await writer.store(makeMessage(idempotencyKey: "delivery-7")).get() == .duplicate(correlationID: first.correlationID, state: "queued"))
+        // Same key on another route is a new message.
+        let other = makeMessage(route: "billing", idempotencyKey: "delivery-7")
+        #expect(try await writer.store(other).get() == .stored(correlationID: other.correlationID))
+        // A key older than the dedup window is a new message.
+        let later = makeMessage(idempotencyKey: "delivery-7", receivedAt: first.receivedAt + 86_400_001)
+        #expect(try await writer.store(later).get() == .stored(correlationID: later.correlationID))
+        // Supplied correlation ids: same route repeats, another route conflicts.
+        #expect(try await writer.store(makeMessage(correlationID: "order-1")).get() == .stored(correlationID: "order-1"))
+        #expect(try await writer.store(makeMessage(correlationID: "order-1")).get() == .duplicate(correlationID: "order-1", state: "queued"))
+        #expect(try await writer.store(makeMessage(route: "billing", correlationID: "order-1")).get() == .conflict(correlationID: "order-1", otherRoute: "orders"))
+        // Two repeats inside one batch are stored once.
+        async let a = writer.store(makeMessage(idempotencyKey: "burst"))
+        async let b = writer.store(makeMessage(idempotencyKey: "burst"))
+        let pair = await [a, b]
+        await writer.shutdown()
+        let stored = pair.filter { if case .success(.stored) = $0 { true } else { false } }
+        #expect(stored.count == 1)
+        #expect(try sqlite3CLI(dir.file("j.db"), "SELECT count(*) FROM messages") == "5")
+    }
+
+    @Test("max_backlog refuses the message beyond the limit")
+    func backlog() async throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.cleanUp() }
+        var writer = try JournalWriter.open(dir.file("j.db"), maxBacklog: 2)
+        #expect(await writer.store(makeMessage()).isStored)
+        #expect(await writer.store(makeMessage()).isStored)
+        guard case .failure(.backlogFull(limit: 2)) = await writer.store(makeMessage()) else {
+            Issue.record("the third message was not refused")
+            return
+        }
+        await writer.shutdown()
+        // The count survives a restart.
+        writer = try JournalWriter.open(dir.file("j.db"), maxBacklog: 2)
+        #expect(!(await writer.store(makeMessage()).isStored))
+        await writer.shutdown()
+        #expect(try sqlite3CLI(dir.file("j.db"), "SELECT count(*) FROM messages") == "2")
+    }
+
+    @Test("a journal with a newer schema is refused, not misread")
+    func newerSchema() async throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.cleanUp() }
+        let writer = try JournalWriter.open(dir.file("j.db"))
+        await writer.shutdown()
+        _ = try sqlite3CLI(dir.file("j.db"), "PRAGMA user_version = 99")
+        #expect(throws: SQLiteError.self) { try JournalWriter.open(dir.file("j.db")) }
+        #expect(throws: SQLiteError.self) { try JournalReader(path: dir.file("j.db")) }
+    }
+
+    @Test("messages submitted after shutdown are refused")
+    func afterShutdown() async throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.cleanUp() }
+        let writer = try JournalWriter.open(dir.file("j.db"))
+        await writer.shutdown()
+        guard case .failure(.shuttingDown) = await writer.store(makeMessage()) else {
+            Issue.record("accepted after shutdown")
+            return
+        }
+    }
+}
+
+extension Result where Success == IntakeResult {
+    var isStored: Bool { if case .success(.stored) = self { true } else { false } }
+}
