@@ -16,6 +16,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
         .package(url: "https://github.com/apple/swift-nio-extras.git", from: "1.35.2"),
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-collections.git", from: "1.6.0"),
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
         .package(url: "https://github.com/jpsim/Yams.git", from: "6.2.2"),
@@ -34,7 +35,8 @@ let package = Package(
         .target(
             name: "WaypostCore",
             dependencies: [
-                .product(name: "Yams", package: "Yams")
+                .product(name: "Yams", package: "Yams"),
+                .product(name: "HeapModule", package: "swift-collections"),
             ],
             swiftSettings: swiftSettings
         ),
@@ -43,6 +45,17 @@ let package = Package(
             dependencies: [
                 "CSQLite",
                 "WaypostCore",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "WaypostForwarder",
+            dependencies: [
+                "CCurl",
+                "WaypostCore",
+                "WaypostJournal",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
@@ -67,6 +80,7 @@ let package = Package(
             dependencies: [
                 "WaypostCore",
                 "WaypostJournal",
+                "WaypostForwarder",
                 "WaypostServer",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
@@ -85,6 +99,17 @@ let package = Package(
         .testTarget(
             name: "WaypostJournalTests",
             dependencies: ["WaypostJournal", "WaypostCore"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "WaypostForwarderTests",
+            dependencies: [
+                "WaypostForwarder", "WaypostJournal", "WaypostCore",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
             swiftSettings: swiftSettings
         ),
         .testTarget(

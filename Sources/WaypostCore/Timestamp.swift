@@ -35,6 +35,34 @@ public enum Timestamp {
         return String(decoding: out, as: UTF8.self)
     }
 
+    /// Days since 1970-01-01 of a civil date (Howard Hinnant's `days_from_civil`).
+    public static func daysSince1970(year y0: Int64, month: Int64, day: Int64) -> Int64 {
+        let y = month <= 2 ? y0 - 1 : y0
+        let era = (y >= 0 ? y : y - 399) / 400
+        let yoe = y - era * 400
+        let doy = (153 * (month > 2 ? month - 3 : month + 9) + 2) / 5 + day - 1
+        let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy
+        return era * 146_097 + doe - 719_468
+    }
+
+    /// Milliseconds since the Unix epoch of a timestamp written by ``format(millisecondsSince1970:)``.
+    public static func parse(_ text: String) -> Int64? {
+        let u = Array(text.utf8)
+        guard u.count == 24, u[4] == UInt8(ascii: "-"), u[10] == UInt8(ascii: "T"), u[23] == UInt8(ascii: "Z") else { return nil }
+        func number(_ range: Range<Int>) -> Int64? {
+            var value: Int64 = 0
+            for byte in u[range] {
+                guard (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(byte) else { return nil }
+                value = value * 10 + Int64(byte - UInt8(ascii: "0"))
+            }
+            return value
+        }
+        guard let year = number(0..<4), let month = number(5..<7), let day = number(8..<10), let hour = number(11..<13),
+            let minute = number(14..<16), let second = number(17..<19), let ms = number(20..<23)
+        else { return nil }
+        return ((daysSince1970(year: year, month: month, day: day) * 24 + hour) * 60 + minute) * 60_000 + second * 1000 + ms
+    }
+
     /// Year, month and day of a day count since 1970-01-01 (Howard Hinnant's `civil_from_days`).
     static func civilDate(daysSince1970 z0: Int64) -> (Int64, Int64, Int64) {
         let z = z0 + 719_468

@@ -20,12 +20,15 @@ public struct IncomingMessage: Sendable {
     public var body: [UInt8]
     /// Milliseconds since the Unix epoch.
     public var receivedAt: Int64
+    /// The source's IP address, for `X-Forwarded-For`.
+    public var clientAddress: String?
 
     public init(
         correlationID: String, correlationIDWasSupplied: Bool, route: String, orderingKey: String?,
         idempotencyKey: String?, dedupWindowMilliseconds: Int64, method: String, path: String,
-        headers: [HeaderField], body: [UInt8], receivedAt: Int64
+        headers: [HeaderField], body: [UInt8], receivedAt: Int64, clientAddress: String? = nil
     ) {
+        self.clientAddress = clientAddress
         self.correlationID = correlationID
         self.correlationIDWasSupplied = correlationIDWasSupplied
         self.route = route

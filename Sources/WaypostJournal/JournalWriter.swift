@@ -19,13 +19,14 @@ public final class JournalWriter: Service, @unchecked Sendable {
     // @unchecked Sendable: `inbox`, `stopping`, `exited` and `statistics` are guarded by
     // `condition`; `db`, the statements and `backlog` are touched only by the writer thread.
 
-    struct Pending {
-        var message: IncomingMessage
-        var completion: @Sendable (Result<IntakeResult, JournalUnavailable>) -> Void
+    enum Work {
+        case store(IncomingMessage, @Sendable (Result<IntakeResult, JournalUnavailable>) -> Void)
+        case update(DeliveryUpdate, (@Sendable (Result<Void, SQLiteError>) -> Void)?)
     }
 
     private let condition = NSCondition()
-    private var inbox: [Pending] = []
+    private var inbox: [Work] = []
+    private var storedObserver: (@Sendable () -> Void)?
     private var stopping = false
     private var exited = false
     private var exitWaiters: [CheckedContinuation<Void, Never>] = []
@@ -34,6 +35,14 @@ public final class JournalWriter: Service, @unchecked Sendable {
     private let insert: Statement
     private let findByCorrelationID: Statement
     private let findByIdempotencyKey: Statement
+    private let startAttempt: Statement
+    private let openAttempt: Statement
+    private let closeAttempt: Statement
+    private let finishMessage: Statement
+    private let finishMessageWithResponse: Statement
+    private let pruneDelivered: Statement
+    private let countBacklog: Statement
+    private let retainDeliveredMilliseconds: Int64
     private let maxBacklog: Int
     private var backlog: Int
     private var _statistics = Statistics()
@@ -44,14 +53,28 @@ public final class JournalWriter: Service, @unchecked Sendable {
     ///
     /// - Throws: ``SQLiteError`` when the file cannot be opened, is not a journal, or has a
     ///   newer schema.
-    public init(path: String, durability: Durability, maxBacklog: Int, busyTimeoutMilliseconds: Int = 5000, logger: Logger) throws(SQLiteError) {
+    ///
+    /// Messages left `in_flight` by a crash are `queued` again, in their order, and their open
+    /// attempts are marked interrupted: delivery is at least once.
+    public init(
+        path: String, durability: Durability, maxBacklog: Int, retainDelivered: Duration = .seconds(7 * 86400),
+        busyTimeoutMilliseconds: Int = 5000, logger: Logger
+    ) throws(SQLiteError) {
         db = try SQLiteConnection(path: path)
         try Schema.prepareWriter(db, durability: durability, busyTimeoutMilliseconds: busyTimeoutMilliseconds)
+        try db.execute(
+            """
+            BEGIN IMMEDIATE;
+            UPDATE attempts SET error = 'interrupted: Waypost stopped during the attempt'
+                WHERE duration_ms IS NULL AND status IS NULL AND error IS NULL;
+            UPDATE messages SET state = 'queued' WHERE state = 'in_flight';
+            COMMIT;
+            """)
         insert = try db.prepare(
             """
             INSERT INTO messages (correlation_id, route, ordering_key, idempotency_key, method, path, headers, body,
-                                  received_at, updated_at)
-            VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9)
+                                  received_at, updated_at, client_address)
+            VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9, ?10)
             """)
         findByCorrelationID = try db.prepare("SELECT route, state FROM messages WHERE correlation_id = ?1")
         findByIdempotencyKey = try db.prepare(
@@ -60,9 +83,31 @@ public final class JournalWriter: Service, @unchecked Sendable {
             WHERE route = ?1 AND idempotency_key = ?2 AND received_at >= ?3
             ORDER BY id DESC LIMIT 1
             """)
-        backlog = Int(try db.scalarInt("SELECT count(*) FROM messages WHERE state IN ('queued', 'in_flight')") ?? 0)
+        startAttempt = try db.prepare(
+            "UPDATE messages SET state = 'in_flight', attempts = ?2, cycle_attempts = ?3, updated_at = ?4 WHERE id = ?1")
+        openAttempt = try db.prepare("INSERT OR REPLACE INTO attempts (message_id, attempt, started_at) VALUES (?1, ?2, ?3)")
+        closeAttempt = try db.prepare("UPDATE attempts SET duration_ms = ?3, status = ?4, error = ?5 WHERE message_id = ?1 AND attempt = ?2")
+        finishMessage = try db.prepare(
+            """
+            UPDATE messages SET state = ?2, next_attempt_at = ?3, last_error = ?4, updated_at = ?5,
+                delivered_at = CASE WHEN ?2 = 'delivered' THEN ?5 ELSE delivered_at END
+            WHERE id = ?1
+            """)
+        finishMessageWithResponse = try db.prepare(
+            """
+            UPDATE messages SET state = ?2, next_attempt_at = ?3, last_error = ?4, updated_at = ?5,
+                delivered_at = CASE WHEN ?2 = 'delivered' THEN ?5 ELSE delivered_at END,
+                response_status = ?6, response_headers = ?7, response_body = ?8
+            WHERE id = ?1
+            """)
+        pruneDelivered = try db.prepare(
+            "DELETE FROM messages WHERE id IN (SELECT id FROM messages WHERE state = 'delivered' AND delivered_at < ?1 LIMIT 1000)")
+        countBacklog = try db.prepare("SELECT count(*) FROM messages WHERE state IN ('queued', 'in_flight')")
+        retainDeliveredMilliseconds = retainDelivered.milliseconds
+        backlog = 0
         self.maxBacklog = maxBacklog
         self.logger = logger
+        backlog = try recountBacklog()
         let thread = Thread { [self] in writerLoop() }
         thread.name = "waypost-journal-writer"
         thread.start()
@@ -92,8 +137,30 @@ public final class JournalWriter: Service, @unchecked Sendable {
             completion(.failure(.shuttingDown))
             return
         }
-        inbox.append(Pending(message: message, completion: completion))
+        inbox.append(.store(message, completion))
         condition.signal()
+        condition.unlock()
+    }
+
+    /// Records a delivery state change in the next transaction. `completion`, if given, runs
+    /// on the writer thread after the commit (or its failure).
+    public func record(_ update: DeliveryUpdate, completion: (@Sendable (Result<Void, SQLiteError>) -> Void)? = nil) {
+        condition.lock()
+        if stopping {
+            condition.unlock()
+            completion?(.failure(SQLiteError(extendedCode: 21, message: "the journal writer has stopped", sql: nil)))
+            return
+        }
+        inbox.append(.update(update, completion))
+        condition.signal()
+        condition.unlock()
+    }
+
+    /// `observer` runs on the writer thread after every commit that stored new messages (the
+    /// forwarder's cue to look for them). It must not block.
+    public func onStored(_ observer: @escaping @Sendable () -> Void) {
+        condition.lock()
+        storedObserver = observer
         condition.unlock()
     }
 
@@ -119,18 +186,28 @@ public final class JournalWriter: Service, @unchecked Sendable {
         }
     }
 
+    /// How often the writer prunes old deliveries (`retain_delivered`) and recounts the backlog
+    /// (which other processes change by replaying).
+    static let maintenanceInterval: TimeInterval = 60
+
     private func writerLoop() {
+        var nextMaintenance = Date()
         while true {
             condition.lock()
-            while inbox.isEmpty && !stopping {
-                condition.wait()
+            while inbox.isEmpty && !stopping && Date() < nextMaintenance {
+                _ = condition.wait(until: nextMaintenance)
             }
             let batch = inbox
             inbox.removeAll(keepingCapacity: true)
             let done = stopping && batch.isEmpty
             condition.unlock()
             if done { break }
-            commit(batch)
+            if batch.isEmpty {
+                maintain()
+                nextMaintenance = Date().addingTimeInterval(Self.maintenanceInterval)
+            } else {
+                commit(batch)
+            }
         }
         let statistics = self.statistics
         logger.info(
@@ -144,30 +221,107 @@ public final class JournalWriter: Service, @unchecked Sendable {
         for waiter in waiters { waiter.resume() }
     }
 
-    /// Stores `batch` in one transaction, then completes every request of it.
-    private func commit(_ batch: [Pending]) {
-        var results: [Result<IntakeResult, JournalUnavailable>] = []
+    /// Applies `batch` in one transaction, then completes every request of it.
+    private func commit(_ batch: [Work]) {
+        var results: [Result<IntakeResult, JournalUnavailable>?] = []
         results.reserveCapacity(batch.count)
         let backlogBefore = backlog
         do {
             try db.execute("BEGIN IMMEDIATE")
-            for pending in batch {
-                results.append(try store(pending.message))
+            for work in batch {
+                switch work {
+                case .store(let message, _):
+                    results.append(try store(message))
+                case .update(let update, _):
+                    try apply(update)
+                    results.append(nil)
+                }
             }
             try db.execute("COMMIT")
         } catch {
             if sqlite3_get_autocommit(db.handle) == 0 { try? db.execute("ROLLBACK") }
             backlog = backlogBefore
             logger.error("journal commit failed; the batch is answered 503", metadata: ["error": "\(error)", "batch.size": "\(batch.count)"])
-            for pending in batch { pending.completion(.failure(.storage(error))) }
+            for work in batch {
+                switch work {
+                case .store(_, let completion): completion(.failure(.storage(error)))
+                case .update(_, let completion): completion?(.failure(error))
+                }
+            }
             return
         }
         let stored = results.count { if case .success(.stored) = $0 { true } else { false } }
         condition.lock()
         _statistics.commits += 1
         _statistics.messages += stored
+        let observer = storedObserver
         condition.unlock()
-        for (pending, result) in zip(batch, results) { pending.completion(result) }
+        for (work, result) in zip(batch, results) {
+            switch work {
+            case .store(_, let completion): completion(result!)
+            case .update(_, let completion): completion?(.success(()))
+            }
+        }
+        if stored > 0 { observer?() }
+    }
+
+    private func apply(_ update: DeliveryUpdate) throws(SQLiteError) {
+        switch update {
+        case .started(let id, let attempt, let cycleAttempt, let at):
+            let timestamp = Timestamp.format(millisecondsSince1970: at)
+            try startAttempt.bind(1, id)
+            try startAttempt.bind(2, Int64(attempt))
+            try startAttempt.bind(3, Int64(cycleAttempt))
+            try startAttempt.bind(4, timestamp)
+            try startAttempt.run()
+            try openAttempt.bind(1, id)
+            try openAttempt.bind(2, Int64(attempt))
+            try openAttempt.bind(3, timestamp)
+            try openAttempt.run()
+        case .finished(let f):
+            try closeAttempt.bind(1, f.messageID)
+            try closeAttempt.bind(2, Int64(f.attempt))
+            try closeAttempt.bind(3, f.durationMilliseconds)
+            try closeAttempt.bind(4, f.response.map { Int64($0.status) })
+            try closeAttempt.bind(5, f.error)
+            try closeAttempt.run()
+            let statement = f.response == nil ? finishMessage : finishMessageWithResponse
+            try statement.bind(1, f.messageID)
+            try statement.bind(2, f.state)
+            try statement.bind(3, f.nextAttemptAt.map { Timestamp.format(millisecondsSince1970: $0) })
+            try statement.bind(4, f.lastError)
+            try statement.bind(5, Timestamp.format(millisecondsSince1970: f.atMilliseconds))
+            if let response = f.response {
+                try statement.bind(6, Int64(response.status))
+                try statement.bind(7, JSON.encode(headers: response.headers))
+                try statement.bind(8, blob: response.body)
+            }
+            try statement.run()
+            if f.state != "queued" { backlog -= 1 }
+        }
+    }
+
+    /// Deletes deliveries older than `retain_delivered`, a thousand rows per transaction so
+    /// the intake never waits long, and recounts the backlog.
+    private func maintain() {
+        let cutoff = Timestamp.format(millisecondsSince1970: Int64(Date().timeIntervalSince1970 * 1000) - retainDeliveredMilliseconds)
+        do {
+            var deleted = 0
+            repeat {
+                try pruneDelivered.bind(1, cutoff)
+                try pruneDelivered.run()
+                deleted = db.changes
+            } while deleted == 1000
+            backlog = try recountBacklog()
+        } catch {
+            logger.error("journal maintenance failed", metadata: ["error": "\(error)"])
+        }
+    }
+
+    private func recountBacklog() throws(SQLiteError) -> Int {
+        defer { countBacklog.reset() }
+        _ = try countBacklog.step()
+        return Int(countBacklog.int64(0))
     }
 
     /// Stores one message inside the open transaction, or finds the message it repeats.
@@ -201,6 +355,7 @@ public final class JournalWriter: Service, @unchecked Sendable {
         try insert.bind(7, JSON.encode(headers: message.headers))
         try insert.bind(8, blob: message.body)
         try insert.bind(9, Timestamp.format(millisecondsSince1970: message.receivedAt))
+        try insert.bind(10, message.clientAddress)
         try insert.run()
         backlog += 1
         return .success(.stored(correlationID: message.correlationID))

@@ -53,7 +53,16 @@ enum Schema {
             SELECT id, correlation_id, route, state, attempts, method, path, length(body) AS body_bytes,
                    received_at, delivered_at, response_status, last_error
             FROM messages ORDER BY id DESC LIMIT 100;
+        """,
         """
+        ALTER TABLE messages ADD COLUMN client_address TEXT;            -- the source's IP, for X-Forwarded-For
+        ALTER TABLE messages ADD COLUMN replayed_at TEXT;               -- the last operator replay
+        ALTER TABLE messages ADD COLUMN cycle_attempts INTEGER NOT NULL DEFAULT 0;  -- attempts since receipt or replay
+        CREATE INDEX messages_by_delivered_at ON messages (delivered_at) WHERE state = 'delivered';
+        -- Counters other processes bump to tell a running server to look again (replay, skip).
+        CREATE TABLE control (name TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
+        INSERT INTO control (name, value) VALUES ('replay_generation', 0);
+        """,
     ]
 
     static var currentVersion: Int64 { Int64(migrations.count) }

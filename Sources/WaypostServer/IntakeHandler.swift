@@ -140,7 +140,8 @@ final class IntakeHandler: ChannelInboundHandler, RemovableChannelHandler {
             path: request.head.uri,
             headers: fields,
             body: body,
-            receivedAt: shared.now())
+            receivedAt: shared.now(),
+            clientAddress: context.channel.remoteAddress?.ipAddress)
         let keepAlive = request.head.isKeepAlive
         let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
         let eventLoop = context.eventLoop

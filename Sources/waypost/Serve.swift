@@ -6,6 +6,7 @@ import NIOPosix
 import ServiceLifecycle
 import UnixSignals
 import WaypostCore
+import WaypostForwarder
 import WaypostJournal
 import WaypostServer
 
@@ -77,14 +78,31 @@ struct Serve: AsyncParsableCommand {
         do {
             writer = try JournalWriter(
                 path: settings.journal.path, durability: settings.journal.durability,
-                maxBacklog: settings.journal.maxBacklog, logger: logger)
+                maxBacklog: settings.journal.maxBacklog, retainDelivered: settings.journal.retainDelivered, logger: logger)
         } catch {
             printError("waypost: cannot open the journal \(settings.journal.path): \(error.message)")
             throw ExitCode.failure
         }
+        let forwarder: Forwarder
+        do {
+            let client = try CurlClient(logger: logger)
+            do {
+                forwarder = try Forwarder(
+                    configuration: settings, writer: writer, client: client, environment: environment, logger: logger)
+            } catch {
+                client.shutdown()
+                await writer.shutdown()
+                printError("waypost: invalid configuration: \(error)")
+                throw ExitCode.invalidConfiguration
+            }
+        } catch let error as CurlError {
+            await writer.shutdown()
+            printError("waypost: cannot start libcurl: \(error)")
+            throw ExitCode.failure
+        }
         let group = MultiThreadedEventLoopGroup(numberOfThreads: System.coreCount)
         do {
-            try await Self.serve(settings, writer: writer, group: group, logger: logger)
+            try await Self.serve(settings, writer: writer, forwarder: forwarder, group: group, logger: logger)
         } catch {
             try? await group.shutdownGracefully()
             throw error
@@ -94,18 +112,21 @@ struct Serve: AsyncParsableCommand {
 
     /// Binds the intake and runs the services until a signal stops them. Everything that holds
     /// the event loop group is released on return, before the group shuts down.
-    private static func serve(_ settings: WaypostConfig, writer: JournalWriter, group: any EventLoopGroup, logger: Logger) async throws {
+    private static func serve(
+        _ settings: WaypostConfig, writer: JournalWriter, forwarder: Forwarder, group: any EventLoopGroup, logger: Logger
+    ) async throws {
         let server = IntakeServer(configuration: settings, writer: writer, group: group, logger: logger)
         do {
             try await server.start()
         } catch {
             let reason = (error as? IOError).map { String(cString: strerror($0.errnoCode)).lowercased() } ?? "\(error)"
             printError("waypost: cannot listen on \(settings.listen): \(reason)")
+            await forwarder.shutdown(grace: .zero)
             await writer.shutdown()
             throw ExitCode.failure
         }
         var groupConfiguration = ServiceGroupConfiguration(
-            services: [writer, server], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
+            services: [writer, forwarder, server], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
         groupConfiguration.maximumGracefulShutdownDuration = settings.shutdownGrace
         try await ServiceGroup(configuration: groupConfiguration).run()
     }

@@ -1,0 +1,88 @@
+/// How a journaled message becomes the request sent upstream (SPEC §3). Pure functions: the
+/// forwarder supplies the stored message, the attempt number and the route.
+public enum OutboundRequest {
+    /// Header names Waypost sets itself on every attempt; the source's own values are replaced.
+    static let replaced: Set<String> = [
+        "host", "content-length", "x-correlation-id", "idempotency-key", "x-waypost-attempt", "x-forwarded-for",
+        "x-forwarded-proto", "x-forwarded-host", "expect",
+    ]
+
+    /// The route's `upstream`, then the request path after the route's prefix, then the
+    /// original query. The result always keeps the upstream's scheme, host and port: the
+    /// appended part starts with `/` or `?`, so nothing from a request can change the host.
+    ///
+    /// - Parameter requestTarget: path and query as received (origin form, starts with `/`).
+    public static func targetURL(upstream: String, routePath: String, requestTarget: String) -> String {
+        let queryStart = requestTarget.firstIndex(of: "?") ?? requestTarget.endIndex
+        let path = requestTarget[..<queryStart]
+        let query = requestTarget[queryStart...]
+        let remainder = routePath == "/" ? path : path.dropFirst(routePath.count)
+        var url = upstream
+        if !remainder.isEmpty {
+            if url.hasSuffix("/") && remainder.hasPrefix("/") { url.removeLast() }
+            // An upstream with no path gets the remainder as its path: "http://h" + "/x".
+            url += remainder
+        }
+        return url + query
+    }
+
+    /// The header fields of attempt `attempt`: the stored ones in order, without those
+    /// Waypost sets itself, then `X-Correlation-ID`, `Idempotency-Key` (the source's
+    /// idempotency key, else the correlation id), `X-Waypost-Attempt`, `X-Forwarded-For`
+    /// (the source's chain plus `clientAddress`), `X-Forwarded-Proto`, `X-Forwarded-Host`;
+    /// then `remove_headers` are removed and `add_headers` (already expanded) are added.
+    public static func headers(
+        stored: [HeaderField], correlationID: String, idempotencyKey: String?, attempt: Int, clientAddress: String?,
+        removeHeaders: [String], addHeaders: [HeaderField]
+    ) -> [HeaderField] {
+        var forwardedFor: [String] = []
+        var proto: String?
+        var forwardedHost: String?
+        var host: String?
+        var fields: [HeaderField] = []
+        fields.reserveCapacity(stored.count + 6 + addHeaders.count)
+        for field in stored {
+            let name = field.name.lowercased()
+            switch name {
+            case "x-forwarded-for": forwardedFor.append(field.value)
+            case "x-forwarded-proto": proto = proto ?? field.value
+            case "x-forwarded-host": forwardedHost = forwardedHost ?? field.value
+            case "host": host = host ?? field.value
+            default: break
+            }
+            if !replaced.contains(name) { fields.append(field) }
+        }
+        if let clientAddress { forwardedFor.append(clientAddress) }
+        fields.append(HeaderField(name: "X-Correlation-ID", value: correlationID))
+        fields.append(HeaderField(name: "Idempotency-Key", value: idempotencyKey ?? correlationID))
+        fields.append(HeaderField(name: "X-Waypost-Attempt", value: String(attempt)))
+        if !forwardedFor.isEmpty { fields.append(HeaderField(name: "X-Forwarded-For", value: forwardedFor.joined(separator: ", "))) }
+        fields.append(HeaderField(name: "X-Forwarded-Proto", value: proto ?? "http"))
+        if let forwardedHost = forwardedHost ?? host { fields.append(HeaderField(name: "X-Forwarded-Host", value: forwardedHost)) }
+        let removed = Set((removeHeaders + addHeaders.map(\.name)).map { $0.lowercased() })
+        if !removed.isEmpty { fields.removeAll { removed.contains($0.name.lowercased()) } }
+        return fields + addHeaders
+    }
+
+    /// `value` with every `${NAME}` replaced by the environment variable `NAME`.
+    ///
+    /// - Throws: the name of the first variable that is not set.
+    public static func expandEnvironment(_ value: String, environment: [String: String]) throws(MissingVariable) -> String {
+        var result = ""
+        var rest = Substring(value)
+        while let start = rest.firstRange(of: "${") {
+            guard let end = rest[start.upperBound...].firstIndex(of: "}") else { break }
+            let name = String(rest[start.upperBound..<end])
+            guard let replacement = environment[name] else { throw MissingVariable(name: name) }
+            result += rest[..<start.lowerBound]
+            result += replacement
+            rest = rest[rest.index(after: end)...]
+        }
+        return result + rest
+    }
+
+    /// An `add_headers` value names an environment variable that is not set.
+    public struct MissingVariable: Error, Equatable {
+        public var name: String
+    }
+}

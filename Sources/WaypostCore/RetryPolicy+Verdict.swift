@@ -1,0 +1,105 @@
+/// What one delivery attempt produced, as far as the retry rules care.
+public enum AttemptResult: Sendable, Equatable {
+    /// The upstream answered with `status`; `retryAfter` is its `Retry-After` value, if any.
+    case response(status: Int, retryAfter: String?)
+    /// No answer: connection refused or reset, timeout, malformed response.
+    case transportError(String)
+}
+
+/// The decision after an attempt (SPEC §3).
+public enum Verdict: Sendable, Equatable {
+    /// 2xx: done.
+    case delivered
+    /// Try again at this time (milliseconds since the Unix epoch).
+    case retry(atMilliseconds: Int64)
+    /// No more attempts: not retryable, `max_attempts` reached, or past `max_age`.
+    case failed(reason: String)
+}
+
+extension RetryPolicy {
+    /// The statuses retried when `retry_on` is not set: 408, 425, 429 and every 5xx.
+    public static let defaultRetryable: [StatusRange] = [
+        StatusRange(lower: 408, upper: 408), StatusRange(lower: 425, upper: 425), StatusRange(lower: 429, upper: 429),
+        StatusRange(lower: 500, upper: 599),
+    ]
+
+    /// Whether an answer with `status` is retried under this policy.
+    public func isRetryable(status: Int) -> Bool {
+        (retryOn ?? Self.defaultRetryable).contains { $0.contains(status) }
+    }
+
+    /// The delay before attempt `attempt + 1`: `initial × factor^(attempt−1)`, capped at
+    /// `max_delay`, with "equal jitter" (a uniformly random half of it) so that retries of
+    /// many messages do not arrive together. `random` is in `0..<1`.
+    public func backoff(afterAttempt attempt: Int, random: Double) -> Duration {
+        let initialMilliseconds = Double(initial.milliseconds)
+        let capMilliseconds = Double(maxDelay.milliseconds)
+        let exponent = Double(max(0, attempt - 1))
+        let full = min(capMilliseconds, initialMilliseconds * _pow(factor, exponent))
+        return .milliseconds(Int64(full / 2 + full / 2 * random))
+    }
+
+    /// The verdict on attempt number `attempt` (counted from the message's receipt or its
+    /// last replay, `cycleStart`), which ended at `now` with `result`.
+    public func verdict(
+        _ result: AttemptResult, attempt: Int, cycleStart: Int64, now: Int64, random: Double
+    ) -> Verdict {
+        var delay: Duration
+        switch result {
+        case .response(let status, _) where (200..<300).contains(status):
+            return .delivered
+        case .response(let status, let retryAfter):
+            guard isRetryable(status: status) else { return .failed(reason: "HTTP \(status) is not retryable") }
+            delay = backoff(afterAttempt: attempt, random: random)
+            // The upstream's own Retry-After wins, even past max_delay.
+            if let retryAfter, let wait = Self.parseRetryAfter(retryAfter, now: now) { delay = wait }
+        case .transportError:
+            delay = backoff(afterAttempt: attempt, random: random)
+        }
+        guard attempt < maxAttempts else { return .failed(reason: "\(maxAttempts) attempts made (max_attempts)") }
+        let at = now + delay.milliseconds
+        guard at <= cycleStart + maxAge.milliseconds else {
+            return .failed(reason: "the next attempt would fall after max_age (\(maxAge))")
+        }
+        return .retry(atMilliseconds: at)
+    }
+
+    /// A `Retry-After` value (RFC 9110 §10.2.3) as a delay from `now`: delay-seconds, or an
+    /// HTTP date (IMF-fixdate). Nil when it is neither; a date in the past is no delay.
+    public static func parseRetryAfter(_ value: String, now: Int64) -> Duration? {
+        let trimmed = Substring(value).trimmingHTTPWhitespace()
+        if let seconds = Int64(trimmed), seconds >= 0 { return .seconds(seconds) }
+        guard let date = HTTPDate.parse(trimmed) else { return nil }
+        return .milliseconds(max(0, date - now))
+    }
+}
+
+/// HTTP dates (RFC 9110 §5.6.7), the preferred IMF-fixdate form: `Sun, 06 Nov 1994 08:49:37 GMT`.
+public enum HTTPDate {
+    private static let months = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
+
+    /// Milliseconds since the Unix epoch, or nil when `text` is not an IMF-fixdate.
+    public static func parse(_ text: Substring) -> Int64? {
+        let parts = text.split(separator: " ")
+        guard parts.count == 6, parts[0].hasSuffix(","), parts[5] == "GMT",
+            let day = Int64(parts[1]), let monthIndex = months.firstIndex(of: String(parts[2])), let year = Int64(parts[3])
+        else { return nil }
+        let clock = parts[4].split(separator: ":")
+        guard clock.count == 3, let hour = Int64(clock[0]), let minute = Int64(clock[1]), let second = Int64(clock[2]),
+            (1...31).contains(day), (0...23).contains(hour), (0...59).contains(minute), (0...60).contains(second)
+        else { return nil }
+        let days = Timestamp.daysSince1970(year: year, month: Int64(monthIndex + 1), day: day)
+        return ((days * 24 + hour) * 60 + minute) * 60_000 + second * 1000
+    }
+}
+
+/// `base` raised to `exponent` without Foundation.
+private func _pow(_ base: Double, _ exponent: Double) -> Double {
+    var result = 1.0
+    var remaining = Int(exponent)
+    while remaining > 0 && result < 1e15 {
+        result *= base
+        remaining -= 1
+    }
+    return result
+}

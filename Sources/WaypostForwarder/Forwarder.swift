@@ -1,0 +1,343 @@
+import Foundation
+import Logging
+import ServiceLifecycle
+import WaypostCore
+import WaypostJournal
+
+/// Delivers the journal to the upstreams (SPEC §3).
+///
+/// One thread runs the delivery loop: it pages waiting messages from the journal into each
+/// route's ``RouteQueues``, sends what the queues release through the ``CurlClient``, turns
+/// each attempt's end into a ``Verdict`` with the route's ``RetryPolicy``, and hands every
+/// state change to the ``JournalWriter``, which batches them with the intake's commits.
+/// The loop sleeps until an attempt ends, new messages are committed, a retry falls due, or
+/// half a second passes (when it checks whether an operator replayed or skipped messages).
+public final class Forwarder: Service, @unchecked Sendable {
+    // @unchecked Sendable: `events`, `newMessages`, `unrecorded`, `stopping`, `graceDeadline`,
+    // `exited` and `exitWaiters` are guarded by `condition`; everything else is touched only
+    // by the delivery thread.
+
+    /// Messages held in memory per route: the journal is paged, never loaded whole.
+    public static let pageSize = 1000
+
+    private struct Route {
+        let config: RouteConfig
+        let addHeaders: [HeaderField]
+        var queues: RouteQueues
+        /// The highest row id loaded so far.
+        var cursor: Int64 = 0
+        /// Whether the journal may hold waiting messages after `cursor`.
+        var mayHaveMore = true
+    }
+
+    /// An attempt in flight.
+    private struct Attempt {
+        let route: Int
+        let message: MessageForDelivery
+        let attempt: Int
+        let cycleAttempt: Int
+        let startedAt: Int64
+    }
+
+    private struct Completion {
+        let messageID: Int64
+        let result: Result<CurlResponse, CurlError>
+    }
+
+    private let condition = NSCondition()
+    private var events: [Completion] = []
+    private var newMessages = false
+    /// Messages whose final state is not committed yet: a reload must not take them for waiting.
+    private var unrecorded: Set<Int64> = []
+    private var stopping = false
+    private var graceDeadline = Date.distantFuture
+    private var exited = false
+    private var exitWaiters: [CheckedContinuation<Void, Never>] = []
+
+    private var routes: [Route]
+    private var attempts: [Int64: Attempt] = [:]
+    private let reader: DeliveryReader
+    private let writer: JournalWriter
+    private let client: CurlClient
+    private let logger: Logger
+    private var generation: Int64
+    private var nextGenerationCheck = Date()
+    private var random = SystemRandomNumberGenerator()
+    private let shutdownGrace: Duration
+
+    /// Prepares delivery for every route of `configuration` and starts the delivery thread.
+    ///
+    /// - Throws: ``ForwarderError`` when an `add_headers` value names an unset environment
+    ///   variable, or the journal cannot be read.
+    public init(
+        configuration: WaypostConfig, writer: JournalWriter, client: CurlClient, environment: [String: String], logger: Logger
+    ) throws(ForwarderError) {
+        var routes: [Route] = []
+        for (index, route) in configuration.routes.enumerated() {
+            var headers: [HeaderField] = []
+            for field in route.addHeaders {
+                do {
+                    let value = try OutboundRequest.expandEnvironment(field.value, environment: environment)
+                    headers.append(HeaderField(name: field.name, value: value))
+                } catch {
+                    throw ForwarderError(
+                        message: "routes[\(index)].add_headers.\(field.name): the environment variable \(error.name) is not set")
+                }
+            }
+            routes.append(Route(config: route, addHeaders: headers, queues: RouteQueues(ordering: route.ordering, concurrency: route.concurrency)))
+        }
+        self.routes = routes
+        do {
+            reader = try DeliveryReader(path: configuration.journal.path)
+            generation = try reader.replayGeneration()
+        } catch {
+            throw ForwarderError(message: "cannot read the journal: \(error.message)")
+        }
+        self.writer = writer
+        self.client = client
+        self.logger = logger
+        self.shutdownGrace = configuration.shutdownGrace
+        writer.onStored { [weak self] in self?.messagesStored() }
+        let thread = Thread { [self] in deliveryLoop() }
+        thread.name = "waypost-forwarder"
+        thread.start()
+    }
+
+    /// Runs until graceful shutdown, then lets the attempts in flight finish within
+    /// `shutdown_grace`.
+    public func run() async throws {
+        try? await gracefulShutdown()
+        await shutdown(grace: shutdownGrace)
+    }
+
+    /// Stops sending, waits up to `grace` for the attempts in flight, then cancels the rest
+    /// (they stay `in_flight` in the journal and are sent again after a restart).
+    public func shutdown(grace: Duration) async {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            condition.lock()
+            if exited {
+                condition.unlock()
+                continuation.resume()
+                return
+            }
+            if !stopping {
+                stopping = true
+                graceDeadline = Date().addingTimeInterval(Double(grace.milliseconds) / 1000)
+            }
+            exitWaiters.append(continuation)
+            condition.signal()
+            condition.unlock()
+        }
+    }
+
+    private func messagesStored() {
+        condition.lock()
+        newMessages = true
+        condition.signal()
+        condition.unlock()
+    }
+
+    private func recorded(_ id: Int64) {
+        condition.lock()
+        unrecorded.remove(id)
+        condition.unlock()
+    }
+
+    private func attemptEnded(_ completion: Completion) {
+        condition.lock()
+        events.append(completion)
+        condition.signal()
+        condition.unlock()
+    }
+
+    // MARK: - The delivery thread
+
+    private func deliveryLoop() {
+        while true {
+            let now = Self.nowMilliseconds()
+            let wake = routes.compactMap(\.queues.nextWake).min().map { max(now, $0) } ?? Int64.max
+            let deadline = min(Date(timeIntervalSince1970: Double(min(wake, now + 500)) / 1000), nextGenerationCheck)
+            condition.lock()
+            while events.isEmpty && !newMessages && !stopping && Date() < deadline {
+                _ = condition.wait(until: deadline)
+            }
+            let completions = events
+            events.removeAll(keepingCapacity: true)
+            let stored = newMessages
+            newMessages = false
+            let stop = stopping
+            let graceOver = Date() >= graceDeadline
+            condition.unlock()
+
+            for completion in completions { finish(completion) }
+            if stop {
+                if attempts.isEmpty { break }
+                if graceOver {
+                    logger.info("shutdown grace over; cancelling attempts in flight", metadata: ["attempts": "\(attempts.count)"])
+                    break
+                }
+                continue
+            }
+            if stored {
+                for index in routes.indices { routes[index].mayHaveMore = true }
+            }
+            checkForReplays()
+            load()
+            dispatch()
+        }
+        client.shutdown()
+        condition.lock()
+        exited = true
+        let waiters = exitWaiters
+        exitWaiters = []
+        condition.unlock()
+        logger.info("forwarder stopped")
+        for waiter in waiters { waiter.resume() }
+    }
+
+    /// Every half second: when another process replayed or skipped messages, reload the
+    /// waiting messages of every route from the start.
+    private func checkForReplays() {
+        guard Date() >= nextGenerationCheck else { return }
+        nextGenerationCheck = Date().addingTimeInterval(0.5)
+        guard let current = try? reader.replayGeneration(), current != generation else { return }
+        generation = current
+        logger.info("messages were replayed or skipped; reloading the queues")
+        for index in routes.indices {
+            routes[index].queues.removeWaiting()
+            routes[index].cursor = 0
+            routes[index].mayHaveMore = true
+        }
+    }
+
+    /// Tops up each route's queues from the journal, a page at a time.
+    private func load() {
+        for index in routes.indices where routes[index].mayHaveMore && routes[index].queues.count < Self.pageSize / 2 {
+            let route = routes[index]
+            do {
+                let page = try reader.waiting(
+                    route: route.config.name, afterID: route.cursor, limit: Self.pageSize - route.queues.count,
+                    includeFailed: route.config.onExhausted == .block)
+                // Messages in flight, or whose end is not committed yet, can still read as `queued`.
+                condition.lock()
+                let unrecorded = self.unrecorded
+                condition.unlock()
+                routes[index].queues.add(page.messages.filter { attempts[$0.id] == nil && !unrecorded.contains($0.id) })
+                routes[index].cursor = page.messages.last?.id ?? route.cursor
+                routes[index].mayHaveMore = !page.complete
+            } catch {
+                logger.error("cannot read waiting messages", metadata: ["route": "\(route.config.name)", "error": "\(error)"])
+            }
+        }
+    }
+
+    /// Sends every message the queues release now.
+    private func dispatch() {
+        let now = Self.nowMilliseconds()
+        for index in routes.indices {
+            for queued in routes[index].queues.nextReady(now: now) {
+                send(queued, route: index, now: now)
+            }
+        }
+    }
+
+    private func send(_ queued: QueuedMessage, route index: Int, now: Int64) {
+        let route = routes[index].config
+        let message: MessageForDelivery
+        do {
+            guard let found = try reader.message(id: queued.id) else {
+                routes[index].queues.finish(queued.id, outcome: .final)  // purged meanwhile
+                return
+            }
+            message = found
+        } catch {
+            logger.error("cannot read a message to send", metadata: ["message.row": "\(queued.id)", "error": "\(error)"])
+            routes[index].queues.finish(queued.id, outcome: .retry(atMilliseconds: now + 1000))
+            return
+        }
+        let attempt = Attempt(route: index, message: message, attempt: message.attempts + 1, cycleAttempt: message.cycleAttempts + 1, startedAt: now)
+        attempts[message.id] = attempt
+        writer.record(.started(messageID: message.id, attempt: attempt.attempt, cycleAttempt: attempt.cycleAttempt, atMilliseconds: now))
+        let request = CurlRequest(
+            url: OutboundRequest.targetURL(upstream: route.upstream, routePath: route.path, requestTarget: message.path),
+            method: message.method,
+            headers: OutboundRequest.headers(
+                stored: message.headers, correlationID: message.correlationID, idempotencyKey: message.idempotencyKey,
+                attempt: attempt.attempt, clientAddress: message.clientAddress, removeHeaders: route.removeHeaders,
+                addHeaders: routes[index].addHeaders),
+            body: message.body,
+            connectTimeout: route.timeouts.connect,
+            totalTimeout: route.timeouts.total)
+        let id = message.id
+        client.submit(request) { [weak self] result in
+            self?.attemptEnded(Completion(messageID: id, result: result))
+        }
+    }
+
+    /// Records the end of an attempt and tells its queue.
+    private func finish(_ completion: Completion) {
+        guard let attempt = attempts.removeValue(forKey: completion.messageID) else { return }
+        let route = routes[attempt.route].config
+        let now = Self.nowMilliseconds()
+        if case .failure(let error) = completion.result, error.isCancelled {
+            // Shutting down: the message stays in flight in the journal and is sent again on restart.
+            return
+        }
+        let result: AttemptResult
+        var response: StoredResponse?
+        var transportError: String?
+        switch completion.result {
+        case .success(let answer):
+            result = .response(status: answer.status, retryAfter: answer.header("Retry-After"))
+            response = StoredResponse(status: answer.status, headers: answer.headers, body: answer.body)
+        case .failure(let error):
+            result = .transportError(error.message)
+            transportError = error.description
+        }
+        let verdict = route.retry.verdict(
+            result, attempt: attempt.cycleAttempt, cycleStart: attempt.message.cycleStart, now: now,
+            random: Double.random(in: 0..<1, using: &random))
+        let state: String
+        let lastError: String?
+        let outcome: RouteQueues.Outcome
+        var nextAttemptAt: Int64?
+        switch verdict {
+        case .delivered:
+            (state, lastError, outcome) = ("delivered", nil, .final)
+        case .retry(let at):
+            (state, outcome) = ("queued", .retry(atMilliseconds: at))
+            lastError = transportError ?? "HTTP \(response?.status ?? 0)"
+            nextAttemptAt = at
+        case .failed(let reason):
+            state = "failed"
+            lastError = (transportError ?? "HTTP \(response?.status ?? 0)") + "; " + reason
+            outcome = route.onExhausted == .block ? .blocked : .final
+        }
+        let id = attempt.message.id
+        condition.lock()
+        unrecorded.insert(id)
+        condition.unlock()
+        writer.record(
+            .finished(
+                FinishedAttempt(
+                    messageID: id, attempt: attempt.attempt, durationMilliseconds: now - attempt.startedAt,
+                    response: response, error: transportError, state: state, nextAttemptAt: nextAttemptAt, lastError: lastError,
+                    atMilliseconds: now))
+        ) { [weak self] _ in self?.recorded(id) }
+        routes[attempt.route].queues.finish(attempt.message.id, outcome: outcome)
+        logger.debug(
+            "attempt ended",
+            metadata: [
+                "message.id": "\(attempt.message.correlationID)", "route": "\(route.name)", "attempt": "\(attempt.attempt)",
+                "upstream.status": "\(response.map { String($0.status) } ?? "-")", "state": "\(state)",
+            ])
+    }
+
+    static func nowMilliseconds() -> Int64 { Int64(Date().timeIntervalSince1970 * 1000) }
+}
+
+/// The forwarder cannot start.
+public struct ForwarderError: Error, Sendable, CustomStringConvertible {
+    public var message: String
+    public var description: String { message }
+}

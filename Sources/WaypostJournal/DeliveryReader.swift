@@ -1,0 +1,99 @@
+import Foundation
+import WaypostCore
+
+/// What the forwarder needs to send one attempt of a message.
+public struct MessageForDelivery: Sendable {
+    public var id: Int64
+    public var correlationID: String
+    public var idempotencyKey: String?
+    public var method: String
+    public var path: String
+    public var headers: [HeaderField]
+    public var body: [UInt8]
+    /// Attempts made so far, in all.
+    public var attempts: Int
+    /// Attempts made since receipt or the last replay (what `max_attempts` counts).
+    public var cycleAttempts: Int
+    /// Receipt or last replay, in milliseconds (what `max_age` counts from).
+    public var cycleStart: Int64
+    public var clientAddress: String?
+}
+
+/// The forwarder's reading connection: pages of waiting messages in order, one message's
+/// content when it is sent, and the replay counter other processes bump. Confined to the
+/// forwarder's thread.
+public final class DeliveryReader {
+    private let db: SQLiteConnection
+    private let page: Statement
+    private let content: Statement
+    private let generation: Statement
+
+    public init(path: String) throws(SQLiteError) {
+        db = try SQLiteConnection(path: path, create: false)
+        try db.execute("PRAGMA busy_timeout = 5000")
+        try db.execute("PRAGMA query_only = 1")
+        page = try db.prepare(
+            """
+            SELECT id, ordering_key, next_attempt_at FROM messages
+            WHERE state = ?1 AND route = ?2 AND id > ?3 ORDER BY id LIMIT ?4
+            """)
+        content = try db.prepare(
+            """
+            SELECT correlation_id, idempotency_key, method, path, headers, body, attempts, cycle_attempts,
+                   coalesce(replayed_at, received_at), client_address
+            FROM messages WHERE id = ?1
+            """)
+        generation = try db.prepare("SELECT value FROM control WHERE name = 'replay_generation'")
+    }
+
+    /// Up to `limit` messages of `route` after row `afterID`, in order: those `queued`, and
+    /// with `includeFailed` (routes that block on failure) those `failed`, which then block
+    /// their queue. `complete` is false when more may follow.
+    public func waiting(route: String, afterID: Int64, limit: Int, includeFailed: Bool) throws(SQLiteError) -> (messages: [QueuedMessage], complete: Bool) {
+        let queued = try rows(state: "queued", route: route, afterID: afterID, limit: limit)
+        guard includeFailed else { return (queued, queued.count < limit) }
+        let failed = try rows(state: "failed", route: route, afterID: afterID, limit: limit)
+        // Each list is complete up to its last id only when it came back full.
+        var bound = Int64.max
+        if queued.count == limit { bound = min(bound, queued.last!.id) }
+        if failed.count == limit { bound = min(bound, failed.last!.id) }
+        let merged = (queued + failed).filter { $0.id <= bound }.sorted { $0.id < $1.id }
+        return (Array(merged.prefix(limit)), bound == .max && merged.count <= limit)
+    }
+
+    private func rows(state: String, route: String, afterID: Int64, limit: Int) throws(SQLiteError) -> [QueuedMessage] {
+        defer { page.reset() }
+        try page.bind(1, state)
+        try page.bind(2, route)
+        try page.bind(3, afterID)
+        try page.bind(4, Int64(limit))
+        var messages: [QueuedMessage] = []
+        while try page.step() {
+            messages.append(
+                QueuedMessage(
+                    id: page.int64(0), orderingKey: page.string(1), notBefore: page.string(2).flatMap(Timestamp.parse),
+                    blocking: state == "failed"))
+        }
+        return messages
+    }
+
+    /// The content of message `id`, or nil when it is gone (purged).
+    public func message(id: Int64) throws(SQLiteError) -> MessageForDelivery? {
+        defer { content.reset() }
+        try content.bind(1, id)
+        guard try content.step() else { return nil }
+        let headersJSON = content.string(4) ?? "[]"
+        let pairs = (try? JSONSerialization.jsonObject(with: Data(headersJSON.utf8))) as? [[String]] ?? []
+        return MessageForDelivery(
+            id: id, correlationID: content.string(0) ?? "", idempotencyKey: content.string(1), method: content.string(2) ?? "POST",
+            path: content.string(3) ?? "/", headers: pairs.compactMap { $0.count == 2 ? HeaderField(name: $0[0], value: $0[1]) : nil },
+            body: content.blob(5) ?? [], attempts: Int(content.int64(6)), cycleAttempts: Int(content.int64(7)),
+            cycleStart: content.string(8).flatMap(Timestamp.parse) ?? 0, clientAddress: content.string(9))
+    }
+
+    /// The counter that `replay` and `skip` bump so a running server reloads its queues.
+    public func replayGeneration() throws(SQLiteError) -> Int64 {
+        defer { generation.reset() }
+        return try generation.step() ? generation.int64(0) : 0
+    }
+}

@@ -1,0 +1,55 @@
+import WaypostCore
+
+/// A change of a message's delivery state, recorded by the journal writer in the same
+/// batched transactions as the intake, so delivery does not cost one fsync per message.
+public enum DeliveryUpdate: Sendable, Equatable {
+    /// Attempt `attempt` (the message's `cycleAttempt`-th since its receipt or last replay)
+    /// starts: the message is `in_flight`, and an `attempts` row is opened.
+    case started(messageID: Int64, attempt: Int, cycleAttempt: Int, atMilliseconds: Int64)
+    /// An attempt ended; see ``AttemptRecord``.
+    case finished(FinishedAttempt)
+}
+
+/// The end of one attempt and the message's state after it.
+public struct FinishedAttempt: Sendable, Equatable {
+    public var messageID: Int64
+    public var attempt: Int
+    public var durationMilliseconds: Int64
+    /// The upstream's answer, when there was one.
+    public var response: StoredResponse?
+    /// The transport error, when there was no answer.
+    public var error: String?
+    /// `delivered`, `failed`, or `queued` for a retry.
+    public var state: String
+    public var nextAttemptAt: Int64?
+    public var lastError: String?
+    public var atMilliseconds: Int64
+
+    public init(
+        messageID: Int64, attempt: Int, durationMilliseconds: Int64, response: StoredResponse?, error: String?, state: String,
+        nextAttemptAt: Int64?, lastError: String?, atMilliseconds: Int64
+    ) {
+        self.messageID = messageID
+        self.attempt = attempt
+        self.durationMilliseconds = durationMilliseconds
+        self.response = response
+        self.error = error
+        self.state = state
+        self.nextAttemptAt = nextAttemptAt
+        self.lastError = lastError
+        self.atMilliseconds = atMilliseconds
+    }
+}
+
+/// An upstream's answer as stored on the message.
+public struct StoredResponse: Sendable, Equatable {
+    public var status: Int
+    public var headers: [HeaderField]
+    public var body: [UInt8]
+
+    public init(status: Int, headers: [HeaderField], body: [UInt8]) {
+        self.status = status
+        self.headers = headers
+        self.body = body
+    }
+}
