@@ -90,6 +90,10 @@ final class CurlTransfer {
         // environment: Waypost only ever contacts the configured upstream.
         set(CURLOPT_PROXY, "")
         set(CURLOPT_HTTP_VERSION, Int(CURL_HTTP_VERSION_2TLS))
+        // While a TLS connection to the host is being set up, wait for ALPN to tell whether it
+        // multiplexes (HTTP/2) rather than opening a second one at once. Not in clear text:
+        // there curl learns it only from the first response, so requests would queue.
+        if request.url.prefix(8).lowercased() == "https://" { set(CURLOPT_PIPEWAIT, 1) }
         set(CURLOPT_CONNECTTIMEOUT_MS, Self.milliseconds(request.connectTimeout))
         set(CURLOPT_TIMEOUT_MS, Self.milliseconds(request.totalTimeout))
         set(CURLOPT_TCP_KEEPALIVE, 1)

@@ -11,7 +11,7 @@ struct JournalWriterTests {
         defer { dir.cleanUp() }
         let writer = try JournalWriter.open(dir.file("j.db"))
         await writer.shutdown()
-        #expect(try sqlite3CLI(dir.file("j.db"), "PRAGMA user_version") == "1")
+        #expect(try sqlite3CLI(dir.file("j.db"), "PRAGMA user_version") == "2")
         #expect(try sqlite3CLI(dir.file("j.db"), "PRAGMA journal_mode") == "wal")
         let objects = try sqlite3CLI(dir.file("j.db"), "SELECT type || ':' || name FROM sqlite_master WHERE name NOT LIKE 'sqlite_%' ORDER BY name")
         for expected in ["table:attempts", "table:messages", "view:failed", "view:queued", "view:recent"] {

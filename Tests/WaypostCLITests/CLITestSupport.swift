@@ -1,0 +1,418 @@
+// Running the real `waypost` executable as a child process: locating the binary, collecting its
+// output, bounding every wait, picking free loopback ports, and a tiny HTTP client (curl).
+//
+// Every wait here is asynchronous (`Task.sleep` polling), so a test that waits for a child does
+// not block a thread of Swift's cooperative pool; pipes are drained on threads of their own.
+
+import Foundation
+import Synchronization
+import Testing
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+// MARK: - Locations
+
+/// The package root, found from this file's path (`Tests/WaypostCLITests/…`).
+let packageRoot: URL = URL(fileURLWithPath: #filePath)
+    .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+
+/// The built `waypost` executable: next to the test bundle, else `.build/debug/waypost`.
+let waypostExecutable: URL? = {
+    var directories = [
+        Bundle.main.bundleURL,
+        Bundle.main.bundleURL.deletingLastPathComponent(),
+        Bundle.main.executableURL?.deletingLastPathComponent(),
+        URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent(),
+        packageRoot.appendingPathComponent(".build/debug"),
+    ].compactMap { $0 }
+    #if os(macOS)
+    // Inside `waypostPackageTests.xctest/Contents/MacOS`: the products directory is three levels up.
+    directories += directories.map {
+        $0.deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+    }
+    #endif
+    for directory in directories {
+        let candidate = directory.appendingPathComponent("waypost")
+        var isDirectory: ObjCBool = false
+        if FileManager.default.fileExists(atPath: candidate.path, isDirectory: &isDirectory), !isDirectory.boolValue,
+            FileManager.default.isExecutableFile(atPath: candidate.path)
+        {
+            return candidate
+        }
+    }
+    return nil
+}()
+
+/// The example configurations shipped in `deploy/examples`.
+func exampleConfig(_ name: String) -> String {
+    packageRoot.appendingPathComponent("deploy/examples/\(name)").path
+}
+
+/// The environment of every child: this process's, without any `WAYPOST_*` variable (so a
+/// developer's shell settings cannot change what a test sees), plus `extra`.
+func childEnvironment(_ extra: [String: String] = [:]) -> [String: String] {
+    var environment = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("WAYPOST_") }
+    environment.merge(extra) { $1 }
+    return environment
+}
+
+/// A fresh directory under the system's temporary directory; `remove()` deletes it.
+struct ScratchDirectory {
+    let path: String
+
+    init() throws {
+        let url = FileManager.default.temporaryDirectory.appendingPathComponent("waypost-cli-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
+        path = url.path
+    }
+
+    func file(_ name: String) -> String { path + "/" + name }
+
+    /// Writes `text` to `name` in this directory and returns the file's path.
+    @discardableResult
+    func write(_ name: String, _ text: String) throws -> String {
+        try text.write(toFile: file(name), atomically: true, encoding: .utf8)
+        return file(name)
+    }
+
+    func remove() { try? FileManager.default.removeItem(atPath: path) }
+}
+
+struct CLITestError: Error, CustomStringConvertible {
+    var description: String
+    init(_ description: String) { self.description = description }
+}
+
+// MARK: - Child processes
+
+/// Drains one pipe on a thread of its own, so that a chatty child never blocks on a full pipe.
+final class PipeCollector: Sendable {
+    private struct State {
+        var data = Data()
+        var finished = false
+    }
+
+    private let state = Mutex(State())
+
+    init(_ handle: FileHandle) {
+        let thread = Thread { [self] in
+            while true {
+                let chunk = handle.availableData
+                if chunk.isEmpty { break }
+                state.withLock { $0.data.append(chunk) }
+            }
+            state.withLock { $0.finished = true }
+        }
+        thread.start()
+    }
+
+    /// Everything read so far, as UTF-8 text (invalid bytes replaced).
+    var text: String { state.withLock { String(decoding: $0.data, as: UTF8.self) } }
+
+    /// Waits until end of file, at most `timeout` (a grandchild holding the pipe open, or an fd
+    /// leaked into another child, must not hang the test: the text read so far is still there).
+    func waitForEnd(timeout: Duration) async {
+        let deadline = ContinuousClock.now + timeout
+        while !state.withLock({ $0.finished }), ContinuousClock.now < deadline {
+            try? await Task.sleep(for: .milliseconds(10))
+        }
+    }
+}
+
+/// A `waypost` child process with its standard output and error collected.
+final class WaypostProcess {
+    let process = Process()
+    let stdout: PipeCollector
+    let stderr: PipeCollector
+
+    /// Starts `waypost ARGUMENTS` in `directory` (default: a scratch directory of the caller's).
+    init(_ arguments: [String], environment: [String: String] = [:], directory: String? = nil) throws {
+        guard let executable = waypostExecutable else {
+            throw CLITestError(
+                "cannot find the waypost executable next to the test bundle (\(Bundle.main.bundleURL.path)) "
+                    + "or in \(packageRoot.path)/.build/debug; run `swift build --build-tests` first")
+        }
+        process.executableURL = executable
+        process.arguments = arguments
+        process.environment = childEnvironment(environment)
+        if let directory { process.currentDirectoryURL = URL(fileURLWithPath: directory) }
+        let out = Pipe()
+        let err = Pipe()
+        process.standardOutput = out
+        process.standardError = err
+        process.standardInput = FileHandle.nullDevice
+        try process.run()
+        stdout = PipeCollector(out.fileHandleForReading)
+        stderr = PipeCollector(err.fileHandleForReading)
+    }
+
+    var isRunning: Bool { process.isRunning }
+
+    var pid: pid_t { process.processIdentifier }
+
+    /// Waits for the child to exit, at most `timeout`; returns its exit status, or nil when it is
+    /// still running.
+    func waitForExit(timeout: Duration) async -> Int32? {
+        let deadline = ContinuousClock.now + timeout
+        while process.isRunning {
+            guard ContinuousClock.now < deadline else { return nil }
+            try? await Task.sleep(for: .milliseconds(10))
+        }
+        process.waitUntilExit()
+        await stdout.waitForEnd(timeout: .seconds(2))
+        await stderr.waitForEnd(timeout: .seconds(2))
+        return process.terminationStatus
+    }
+
+    /// Sends `signal` to the child (if it still runs).
+    func send(_ signal: Int32) {
+        if process.isRunning { signalProcess(process.processIdentifier, signal) }
+    }
+
+    /// Cleanup for every exit path: SIGKILL when the child still runs, then reap it.
+    func kill() async {
+        guard process.isRunning else { return }
+        send(SIGKILL)
+        _ = await waitForExit(timeout: .seconds(5))
+    }
+}
+
+/// How a finished `waypost` command ended.
+struct CommandResult: CustomStringConvertible {
+    var status: Int32
+    var stdout: String
+    var stderr: String
+
+    var description: String { "exit \(status)\n--- stdout:\n\(stdout)\n--- stderr:\n\(stderr)" }
+
+    /// The standard output's non-empty lines.
+    var lines: [String] { stdout.split(separator: "\n").map(String.init) }
+
+    /// The standard output parsed as a JSON object.
+    func json() throws -> [String: Any] {
+        guard let object = try JSONSerialization.jsonObject(with: Data(stdout.utf8)) as? [String: Any] else {
+            throw CLITestError("stdout is not a JSON object: \(stdout)")
+        }
+        return object
+    }
+}
+
+/// Runs `waypost ARGUMENTS` to completion, at most `timeout` (then kills it and fails).
+func waypost(
+    _ arguments: String..., environment: [String: String] = [:], directory: String? = nil,
+    timeout: Duration = .seconds(10)
+) async throws -> CommandResult {
+    try await waypost(arguments: arguments, environment: environment, directory: directory, timeout: timeout)
+}
+
+/// Runs `waypost ARGUMENTS` to completion, at most `timeout` (then kills it and fails).
+func waypost(
+    arguments: [String], environment: [String: String] = [:], directory: String? = nil,
+    timeout: Duration = .seconds(10)
+) async throws -> CommandResult {
+    let child = try WaypostProcess(arguments, environment: environment, directory: directory)
+    guard let status = await child.waitForExit(timeout: timeout) else {
+        await child.kill()
+        throw CLITestError("`waypost \(arguments.joined(separator: " "))` did not exit within \(timeout); stderr:\n\(child.stderr.text)")
+    }
+    return CommandResult(status: status, stdout: child.stdout.text, stderr: child.stderr.text)
+}
+
+/// `kill(2)`, named apart from ``WaypostProcess/kill()``.
+func signalProcess(_ pid: pid_t, _ signal: Int32) {
+    _ = kill(pid, signal)
+}
+
+// MARK: - Sockets
+
+#if canImport(Glibc)
+private let streamSocket = Int32(SOCK_STREAM.rawValue)
+#else
+private let streamSocket = SOCK_STREAM
+#endif
+
+private func loopbackAddress(port: Int) -> sockaddr_in {
+    var address = sockaddr_in()
+    address.sin_family = sa_family_t(AF_INET)
+    address.sin_port = in_port_t(UInt16(port).bigEndian)
+    address.sin_addr.s_addr = inet_addr("127.0.0.1")
+    return address
+}
+
+/// A TCP socket listening on 127.0.0.1 at an ephemeral port, until `close()`.
+struct LoopbackListener {
+    let fd: Int32
+    let port: Int
+
+    /// Binds 127.0.0.1:0 and, when `listen` is true, listens on it.
+    init(listen shouldListen: Bool = true) throws {
+        let fd = socket(AF_INET, streamSocket, 0)
+        guard fd >= 0 else { throw CLITestError("socket() failed: errno \(errno)") }
+        var address = loopbackAddress(port: 0)
+        let bound = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard bound == 0 else {
+            closeSocket(fd)
+            throw CLITestError("bind(127.0.0.1:0) failed: errno \(errno)")
+        }
+        if shouldListen, listen(fd, 8) != 0 {
+            closeSocket(fd)
+            throw CLITestError("listen() failed: errno \(errno)")
+        }
+        var actual = sockaddr_in()
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        _ = withUnsafeMutablePointer(to: &actual) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
+        }
+        self.fd = fd
+        self.port = Int(UInt16(bigEndian: actual.sin_port))
+    }
+
+    func close() { closeSocket(fd) }
+}
+
+private func closeSocket(_ fd: Int32) {
+    #if canImport(Glibc)
+    _ = Glibc.close(fd)
+    #else
+    _ = Darwin.close(fd)
+    #endif
+}
+
+/// A port that was free a moment ago (bound to 127.0.0.1:0, then released).
+func freeLoopbackPort() throws -> Int {
+    let probe = try LoopbackListener(listen: false)
+    defer { probe.close() }
+    return probe.port
+}
+
+/// Whether something accepts TCP connections on 127.0.0.1:`port`.
+func acceptsConnections(port: Int) -> Bool {
+    let fd = socket(AF_INET, streamSocket, 0)
+    guard fd >= 0 else { return false }
+    defer { closeSocket(fd) }
+    var address = loopbackAddress(port: port)
+    let result = withUnsafePointer(to: &address) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+    }
+    return result == 0
+}
+
+// MARK: - A real server
+
+/// `waypost serve` running on a free loopback port with its journal in `journal`.
+final class RunningServer {
+    let child: WaypostProcess
+    let port: Int
+    let journal: String
+
+    private init(child: WaypostProcess, port: Int, journal: String) {
+        self.child = child
+        self.port = port
+        self.journal = journal
+    }
+
+    /// Starts `waypost serve --upstream http://127.0.0.1:9/ --listen 127.0.0.1:PORT --journal JOURNAL`
+    /// (the admin listener on an ephemeral port) and waits until the intake accepts connections.
+    /// A port taken by someone else between choosing and binding it is retried with another.
+    static func start(
+        journal: String, directory: String, arguments: [String]? = nil, environment: [String: String] = [:]
+    ) async throws -> RunningServer {
+        var lastError = ""
+        for _ in 0..<5 {
+            let port = try freeLoopbackPort()
+            let child = try WaypostProcess(
+                ["serve", "--listen", "127.0.0.1:\(port)", "--admin-listen", "127.0.0.1:0"]
+                    + (arguments ?? ["--upstream", "http://127.0.0.1:9/", "--journal", journal]),
+                environment: environment, directory: directory)
+            let deadline = ContinuousClock.now + .seconds(10)
+            while ContinuousClock.now < deadline {
+                if !child.isRunning { break }
+                if acceptsConnections(port: port) {
+                    if child.isRunning { return RunningServer(child: child, port: port, journal: journal) }
+                    break
+                }
+                try? await Task.sleep(for: .milliseconds(20))
+            }
+            if child.isRunning {
+                await child.kill()
+                throw CLITestError("waypost serve did not listen on 127.0.0.1:\(port) within 10 s; stderr:\n\(child.stderr.text)")
+            }
+            _ = await child.waitForExit(timeout: .seconds(2))
+            lastError = child.stderr.text
+            guard lastError.contains("address already in use") else {
+                throw CLITestError("waypost serve exited \(child.process.terminationStatus) at start; stderr:\n\(lastError)")
+            }
+        }
+        throw CLITestError("waypost serve found no free port in 5 tries; last stderr:\n\(lastError)")
+    }
+
+    var baseURL: String { "http://127.0.0.1:\(port)" }
+
+    /// SIGTERM, then the exit status within `timeout` (nil: still running, then killed).
+    func terminate(timeout: Duration = .seconds(10)) async -> Int32? {
+        child.send(SIGTERM)
+        let status = await child.waitForExit(timeout: timeout)
+        if status == nil { await child.kill() }
+        return status
+    }
+}
+
+// MARK: - HTTP through curl
+
+/// One HTTP answer as curl received it.
+struct HTTPAnswer {
+    var status: Int
+    var headers: [(String, String)]
+    var body: String
+
+    func header(_ name: String) -> String? {
+        headers.first { $0.0.lowercased() == name.lowercased() }?.1
+    }
+}
+
+/// Sends one request with the stock `curl` (at most 10 s) and parses the answer.
+func curl(_ method: String, _ url: String, body: String, headers: [String] = []) async throws -> HTTPAnswer {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+    process.arguments = ["curl", "-sS", "-i", "--max-time", "8", "-X", method, "--data-binary", body]
+        + headers.flatMap { ["-H", $0] } + [url]
+    process.environment = childEnvironment()
+    let out = Pipe()
+    let err = Pipe()
+    process.standardOutput = out
+    process.standardError = err
+    process.standardInput = FileHandle.nullDevice
+    try process.run()
+    let stdout = PipeCollector(out.fileHandleForReading)
+    let stderr = PipeCollector(err.fileHandleForReading)
+    let deadline = ContinuousClock.now + .seconds(10)
+    while process.isRunning, ContinuousClock.now < deadline {
+        try? await Task.sleep(for: .milliseconds(10))
+    }
+    if process.isRunning {
+        signalProcess(process.processIdentifier, SIGKILL)
+    }
+    process.waitUntilExit()
+    await stdout.waitForEnd(timeout: .seconds(2))
+    await stderr.waitForEnd(timeout: .seconds(2))
+    guard process.terminationStatus == 0 else {
+        throw CLITestError("curl \(method) \(url) failed (exit \(process.terminationStatus)): \(stderr.text)")
+    }
+    let text = stdout.text
+    guard let split = text.range(of: "\r\n\r\n") else { throw CLITestError("curl: no header block in \(text)") }
+    let head = text[..<split.lowerBound].split(separator: "\r\n").map(String.init)
+    guard let statusLine = head.first, statusLine.split(separator: " ").count >= 2,
+        let status = Int(statusLine.split(separator: " ")[1])
+    else { throw CLITestError("curl: bad status line in \(text)") }
+    let headers = head.dropFirst().compactMap { line -> (String, String)? in
+        guard let colon = line.firstIndex(of: ":") else { return nil }
+        return (String(line[..<colon]), line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces))
+    }
+    return HTTPAnswer(status: status, headers: headers, body: String(text[split.upperBound...]))
+}
