@@ -62,6 +62,7 @@ WORK=$OUT_DIR/intake-$STAMP    # configs, logs and raw wrk output of this run
 
 PIDS=()           # background processes this script started and has not stopped yet
 STOPPED_STATUS=   # exit status of the process stop_pid stopped last
+OTHER_CPU=        # share of the machine that other processes used during the last measured run
 JOURNAL_FS=       # "device fstype" of the file system under $WORK
 TABLE_ROWS=()     # "scenario|conns|req/s|p50|p99|requests|non2xx|rows|msgs/commit|mpc/conn|ratio"
 DETAILS=()        # one free-text line per scenario, printed under the table
@@ -132,21 +133,36 @@ wait_http() {
     die "$url did not answer within ${START_TIMEOUT}s (log: $logfile)"
 }
 
-# cpu_busy_percent SECONDS: share of all CPUs busy over that interval, from /proc/stat.
-cpu_busy_percent() {
-    local a b
-    a=$(head -n 1 /proc/stat)
-    sleep "$1"
-    b=$(head -n 1 /proc/stat)
+# cpu_snapshot: prints "machine_total machine_busy ours" in clock ticks, where "ours" is the
+# CPU time of this script's process group (wrk, nginx, Waypost, and through cutime/cstime
+# the children it has already waited for).
+cpu_snapshot() {
+    local pgrp ours=0 f rest
+    local -a st
+    pgrp=$(ps -o pgid= -p $$ | tr -d ' ')
+    for f in /proc/[0-9]*/stat; do
+        { read -r rest <"$f"; } 2>/dev/null || continue # the process may just have ended
+        read -r -a st <<<"${rest##*) }"          # fields from "state" on; comm may hold spaces
+        # st: 0 state, 2 pgrp, 11 utime, 12 stime, 13 cutime, 14 cstime
+        [[ ${st[2]:-} == "$pgrp" ]] || continue
+        ours=$((ours + st[11] + st[12] + st[13] + st[14]))
+    done
     # "cpu user nice system idle iowait irq softirq steal guest guest_nice": guest time is
     # already in user, so sum fields 2-9; idle + iowait is the time nothing ran.
-    awk -v a="$a" -v b="$b" -v secs="$1" 'BEGIN {
+    awk -v ours="$ours" 'NR == 1 {
+        for (i = 2; i <= 9; i++) total += $i
+        print total, total - $5 - $6, ours
+    }' /proc/stat
+}
+
+# other_cpu_percent BEFORE AFTER: share of the machine used by processes outside this run.
+other_cpu_percent() {
+    awk -v a="$1" -v b="$2" 'BEGIN {
         split(a, x); split(b, y)
-        for (i = 2; i <= 9; i++) { total += y[i] - x[i] }
-        idle = (y[5] - x[5]) + (y[6] - x[6])
-        busy = 0
-        if (total > 0) busy = 100 * (total - idle) / total
-        printf "%.0f%% over %ss", busy, secs
+        total = y[1] - x[1]; other = (y[2] - x[2]) - (y[3] - x[3])
+        share = 0
+        if (total > 0 && other > 0) share = 100 * other / total
+        printf "%.0f%%", share
     }'
 }
 
@@ -277,12 +293,16 @@ wrk_warmup() {
         >"$WORK/$name.warmup.wrk" 2>&1
 }
 
-# wrk_measure NAME URL CONNS: the reported run, output in $WORK/NAME.wrk.
+# wrk_measure NAME URL CONNS: the reported run, output in $WORK/NAME.wrk; sets OTHER_CPU.
 wrk_measure() {
-    local name=$1 url=$2 conns=$3
+    local name=$1 url=$2 conns=$3 before after
     log "$name: measuring $DURATION, $conns connections"
+    before=$(cpu_snapshot)
     wrk -t"$WRK_THREADS" -c"$conns" -d"$DURATION" --latency -s "$LUA_SCRIPT" "$url" \
         >"$WORK/$name.wrk" 2>&1
+    after=$(cpu_snapshot)
+    OTHER_CPU=$(other_cpu_percent "$before" "$after")
+    log "$name: other processes used $OTHER_CPU of the machine meanwhile"
 }
 
 # parse_wrk FILE: prints "req/s p50_ms p99_ms requests non2xx socket_errors" (n/a when absent).
@@ -320,7 +340,8 @@ nginx_scenario() {
     read -r rps p50 p99 reqs non2xx sockerr < <(parse_wrk "$WORK/$name.wrk")
     NGINX_RPS[$conns]=$rps
     TABLE_ROWS+=("nginx proxy|$conns|$rps|$p50|$p99|$reqs|$non2xx|-|-|-|1.00")
-    DETAILS+=("$name: socket errors $sockerr; $(status_counts "$WORK/$name.wrk")raw output $WORK/$name.wrk")
+    DETAILS+=("$name: other processes' CPU $OTHER_CPU, socket errors $sockerr; \
+$(status_counts "$WORK/$name.wrk")raw output $WORK/$name.wrk")
 }
 
 status_counts() {
@@ -364,6 +385,7 @@ EOF
     sleep 1 # let the requests that wrk abandoned at its deadline commit
     rows_warmup=$(journal_rows "$journal")
     wrk_measure "$name" "$url" "$conns"
+    local other_cpu=$OTHER_CPU
 
     log "$name: stopping Waypost (SIGTERM)"
     stop_pid "$pid" "$STOP_TIMEOUT"
@@ -408,7 +430,8 @@ EOF
     [[ $reqs =~ ^[0-9]+$ ]] && ok=$((reqs - non2xx))
     TABLE_ROWS+=("waypost $durability|$conns|$rps|$p50|$p99|$reqs|$non2xx|$rows|$mpc|$per_conn|$ratio")
     DETAILS+=("$name: wrk 2xx/3xx $ok, journal rows measured $rows (after warm-up $rows_warmup, total $rows_total), \
-commits=$commits messages=$messages (whole run), socket errors $sockerr; $(status_counts "$WORK/$name.wrk")\
+commits=$commits messages=$messages (whole run), other processes' CPU $other_cpu, socket errors $sockerr; \
+$(status_counts "$WORK/$name.wrk")\
 exit status $exit_status, journal $size, log lines with warning/error/critical $log_problems ($logfile)")
 }
 
@@ -441,9 +464,11 @@ main() {
     fsync_append=$(python3 "$FSYNC_PY" "$WORK" --mode append)
     fsync_overwrite=$(python3 "$FSYNC_PY" "$WORK" --mode overwrite)
 
-    local busy_before
-    busy_before=$(cpu_busy_percent 2)
-    log "CPU busy before the run: $busy_before"
+    local busy_before snapshot
+    snapshot=$(cpu_snapshot)
+    sleep 2
+    busy_before=$(other_cpu_percent "$snapshot" "$(cpu_snapshot)")
+    log "CPU used by other processes during 2 s before the run: $busy_before"
 
     local port
     for port in "$UPSTREAM_PORT" "$PROXY_PORT"; do
@@ -483,7 +508,7 @@ main() {
     {
         echo "Waypost intake benchmark, $(date -Is)"
         echo "machine: nproc $(nproc), kernel $(uname -r), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')"
-        echo "CPU busy before the run: $busy_before (anything else running on the machine skews every figure)"
+        echo "CPU used by other processes: $busy_before in the 2 s before the run, per scenario below (anything above a few % skews the figures)"
         echo "load: wrk -t$WRK_THREADS -d$DURATION --latency (after a $WARMUP warm-up), 1024-byte JSON POST"
         echo "nginx: $(nginx -v 2>&1 | cut -d/ -f2), proxy worker_processes $NGINX_WORKERS, upstream worker_processes $UPSTREAM_WORKERS, access_log off"
         echo "waypost: $waypost_version"
