@@ -9,11 +9,15 @@ extension OrderingKey {
         case .header(let name):
             return headers.first { $0.name.caseInsensitiveEquals(name) }?.value
         case .jsonPointer(let pointer):
-            guard let document = try? JSONSerialization.jsonObject(with: Data(body), options: [.fragmentsAllowed]),
+            // The validator bounds the nesting depth before Foundation recurses into it.
+            guard JSONValidator.isValid(body),
+                let document = try? JSONSerialization.jsonObject(with: Data(body), options: [.fragmentsAllowed]),
                 let value = JSONPointer.resolve(pointer, in: document)
             else { return nil }
             switch value {
             case let string as String: return string
+            // Booleans are NSNumbers too; tell them apart so `true` and `1` are different keys.
+            case let number as NSNumber where String(cString: number.objCType) == "c": return number.boolValue ? "true" : "false"
             case let number as NSNumber: return number.stringValue
             default: return nil
             }

@@ -1,8 +1,12 @@
 /// RFC 3339 UTC timestamps with milliseconds, as the journal and the APIs write them:
 /// `2026-11-29T23:53:36.123Z`. The text sorts in time order, so SQL compares it directly.
 public enum Timestamp {
-    /// Formats milliseconds since the Unix epoch.
-    public static func format(millisecondsSince1970 ms: Int64) -> String {
+    /// The instants the format can write: 0000-01-01T00:00:00.000Z to 9999-12-31T23:59:59.999Z.
+    public static let representable: ClosedRange<Int64> = -62_167_219_200_000...253_402_300_799_999
+
+    /// Formats milliseconds since the Unix epoch, clamped to ``representable``.
+    public static func format(millisecondsSince1970 unclamped: Int64) -> String {
+        let ms = min(max(unclamped, representable.lowerBound), representable.upperBound)
         let days = ms >= 0 ? ms / 86_400_000 : (ms - 86_399_999) / 86_400_000
         let msOfDay = ms - days * 86_400_000
         let (year, month, day) = civilDate(daysSince1970: days)

@@ -32,6 +32,9 @@ public final class JournalWriter: Service, @unchecked Sendable {
     private var exitWaiters: [CheckedContinuation<Void, Never>] = []
 
     private let db: SQLiteConnection
+    /// An exclusive `flock` on `PATH-lock`, held while the writer runs: two servers on one
+    /// journal would deliver every message twice and out of order.
+    private let lockDescriptor: Int32
     private let insert: Statement
     private let findByCorrelationID: Statement
     private let findByIdempotencyKey: Statement
@@ -60,54 +63,67 @@ public final class JournalWriter: Service, @unchecked Sendable {
         path: String, durability: Durability, maxBacklog: Int, retainDelivered: Duration = .seconds(7 * 86400),
         busyTimeoutMilliseconds: Int = 5000, logger: Logger
     ) throws(SQLiteError) {
-        db = try SQLiteConnection(path: path)
-        try Schema.prepareWriter(db, durability: durability, busyTimeoutMilliseconds: busyTimeoutMilliseconds)
-        try db.execute(
-            """
-            BEGIN IMMEDIATE;
-            UPDATE attempts SET error = 'interrupted: Waypost stopped during the attempt'
-                WHERE duration_ms IS NULL AND status IS NULL AND error IS NULL;
-            UPDATE messages SET state = 'queued' WHERE state = 'in_flight';
-            COMMIT;
-            """)
-        insert = try db.prepare(
-            """
-            INSERT INTO messages (correlation_id, route, ordering_key, idempotency_key, method, path, headers, body,
-                                  received_at, updated_at, client_address)
-            VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9, ?10)
-            """)
-        findByCorrelationID = try db.prepare("SELECT route, state FROM messages WHERE correlation_id = ?1")
-        findByIdempotencyKey = try db.prepare(
-            """
-            SELECT correlation_id, state FROM messages
-            WHERE route = ?1 AND idempotency_key = ?2 AND received_at >= ?3
-            ORDER BY id DESC LIMIT 1
-            """)
-        startAttempt = try db.prepare(
-            "UPDATE messages SET state = 'in_flight', attempts = ?2, cycle_attempts = ?3, updated_at = ?4 WHERE id = ?1")
-        openAttempt = try db.prepare("INSERT OR REPLACE INTO attempts (message_id, attempt, started_at) VALUES (?1, ?2, ?3)")
-        closeAttempt = try db.prepare("UPDATE attempts SET duration_ms = ?3, status = ?4, error = ?5 WHERE message_id = ?1 AND attempt = ?2")
-        finishMessage = try db.prepare(
-            """
-            UPDATE messages SET state = ?2, next_attempt_at = ?3, last_error = ?4, updated_at = ?5,
-                delivered_at = CASE WHEN ?2 = 'delivered' THEN ?5 ELSE delivered_at END
-            WHERE id = ?1
-            """)
-        finishMessageWithResponse = try db.prepare(
-            """
-            UPDATE messages SET state = ?2, next_attempt_at = ?3, last_error = ?4, updated_at = ?5,
-                delivered_at = CASE WHEN ?2 = 'delivered' THEN ?5 ELSE delivered_at END,
-                response_status = ?6, response_headers = ?7, response_body = ?8
-            WHERE id = ?1
-            """)
-        pruneDelivered = try db.prepare(
-            "DELETE FROM messages WHERE id IN (SELECT id FROM messages WHERE state = 'delivered' AND delivered_at < ?1 LIMIT 1000)")
-        countBacklog = try db.prepare("SELECT count(*) FROM messages WHERE state IN ('queued', 'in_flight')")
-        retainDeliveredMilliseconds = retainDelivered.milliseconds
-        backlog = 0
-        self.maxBacklog = maxBacklog
-        self.logger = logger
-        backlog = try recountBacklog()
+        lockDescriptor = open(path + "-lock", O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
+        guard lockDescriptor >= 0 else {
+            throw SQLiteError(extendedCode: 14, message: "cannot create \(path)-lock: \(String(cString: strerror(errno)))", sql: nil)
+        }
+        guard flock(lockDescriptor, LOCK_EX | LOCK_NB) == 0 else {
+            close(lockDescriptor)
+            throw SQLiteError(extendedCode: 5, message: "the journal \(path) is in use by another Waypost server", sql: nil)
+        }
+        do throws(SQLiteError) {
+            db = try SQLiteConnection(path: path)
+            try Schema.prepareWriter(db, durability: durability, busyTimeoutMilliseconds: busyTimeoutMilliseconds)
+            try db.execute(
+                """
+                BEGIN IMMEDIATE;
+                UPDATE attempts SET error = 'interrupted: Waypost stopped during the attempt'
+                    WHERE duration_ms IS NULL AND status IS NULL AND error IS NULL;
+                UPDATE messages SET state = 'queued' WHERE state = 'in_flight';
+                COMMIT;
+                """)
+            insert = try db.prepare(
+                """
+                INSERT INTO messages (correlation_id, route, ordering_key, idempotency_key, method, path, headers, body,
+                                      received_at, updated_at, client_address)
+                VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9, ?10)
+                """)
+            findByCorrelationID = try db.prepare("SELECT route, state FROM messages WHERE correlation_id = ?1")
+            findByIdempotencyKey = try db.prepare(
+                """
+                SELECT correlation_id, state FROM messages
+                WHERE route = ?1 AND idempotency_key = ?2 AND received_at >= ?3
+                ORDER BY id DESC LIMIT 1
+                """)
+            startAttempt = try db.prepare(
+                "UPDATE messages SET state = 'in_flight', attempts = ?2, cycle_attempts = ?3, updated_at = ?4 WHERE id = ?1")
+            openAttempt = try db.prepare("INSERT OR REPLACE INTO attempts (message_id, attempt, started_at) VALUES (?1, ?2, ?3)")
+            closeAttempt = try db.prepare("UPDATE attempts SET duration_ms = ?3, status = ?4, error = ?5 WHERE message_id = ?1 AND attempt = ?2")
+            finishMessage = try db.prepare(
+                """
+                UPDATE messages SET state = ?2, next_attempt_at = ?3, last_error = ?4, updated_at = ?5,
+                    delivered_at = CASE WHEN ?2 = 'delivered' THEN ?5 ELSE delivered_at END
+                WHERE id = ?1
+                """)
+            finishMessageWithResponse = try db.prepare(
+                """
+                UPDATE messages SET state = ?2, next_attempt_at = ?3, last_error = ?4, updated_at = ?5,
+                    delivered_at = CASE WHEN ?2 = 'delivered' THEN ?5 ELSE delivered_at END,
+                    response_status = ?6, response_headers = ?7, response_body = ?8
+                WHERE id = ?1
+                """)
+            pruneDelivered = try db.prepare(
+                "DELETE FROM messages WHERE id IN (SELECT id FROM messages WHERE state = 'delivered' AND delivered_at < ?1 LIMIT 1000)")
+            countBacklog = try db.prepare("SELECT count(*) FROM messages WHERE state IN ('queued', 'in_flight')")
+            retainDeliveredMilliseconds = retainDelivered.milliseconds
+            backlog = 0
+            self.maxBacklog = maxBacklog
+            self.logger = logger
+            backlog = try recountBacklog()
+        } catch {
+            close(lockDescriptor)
+            throw error
+        }
         let thread = Thread { [self] in writerLoop() }
         thread.name = "waypost-journal-writer"
         thread.start()
@@ -213,6 +229,7 @@ public final class JournalWriter: Service, @unchecked Sendable {
         logger.info(
             "journal writer stopped",
             metadata: ["commits": "\(statistics.commits)", "messages": "\(statistics.messages)"])
+        close(lockDescriptor)
         condition.lock()
         exited = true
         let waiters = exitWaiters

@@ -79,6 +79,9 @@ final class IntakeHandler: ChannelInboundHandler, RemovableChannelHandler {
             return reject(.badTarget(target), head: head, context: context)
         }
         let path = target[..<(target.firstIndex(of: "?") ?? target.endIndex)]
+        if Self.hasDotSegment(path) {
+            return reject(.dotSegments(path: String(path)), head: head, context: context)
+        }
         if path == "/_waypost" || path.hasPrefix("/_waypost/") {
             return reject(.reserved(path: String(path)), head: head, context: context)
         }
@@ -114,13 +117,21 @@ final class IntakeHandler: ChannelInboundHandler, RemovableChannelHandler {
                 correlationIDWasSupplied: !supplied.isEmpty))
     }
 
+    /// Whether `path` has a `.` or `..` segment, literally or percent-encoded. Such a path
+    /// could climb out of the upstream's base path once an upstream normalises it.
+    static func hasDotSegment(_ path: Substring) -> Bool {
+        guard path.contains(".") || path.contains("%") else { return false }
+        return path.split(separator: "/", omittingEmptySubsequences: false).contains { segment in
+            let decoded = segment.lowercased().replacingOccurrences(of: "%2e", with: ".")
+            return decoded == "." || decoded == ".."
+        }
+    }
+
     private func store(_ request: Request, context: ChannelHandlerContext) {
         state = .storing
         let route = request.route
         let body = Array(request.body.readableBytesView)
-        if route.validate == .json,
-            (try? JSONSerialization.jsonObject(with: Data(body), options: [.fragmentsAllowed])) == nil
-        {
+        if route.validate == .json, !JSONValidator.isValid(body) {
             return reject(.malformedJSON(route: route.name), head: nil, context: context)
         }
         var fields: [HeaderField] = []

@@ -50,6 +50,12 @@ extension Problem {
             detail: "\(path) is not a Waypost endpoint; the prefix /_waypost/ is reserved and never forwarded.")
     }
 
+    static func dotSegments(path: String) -> Problem {
+        Problem(
+            status: 400, slug: "dot-segments", title: "Dot segments in the path",
+            detail: "The path \(path.prefix(200)) has a '.' or '..' segment; send the path without them. Nothing was stored.")
+    }
+
     static func badTarget(_ target: String) -> Problem {
         Problem(
             status: 400, slug: "bad-request-target", title: "Bad request target",
