@@ -46,6 +46,9 @@ public final class JournalWriter: Service, @unchecked Sendable {
     private let pruneDelivered: Statement
     private let countBacklog: Statement
     private let retainDeliveredMilliseconds: Int64
+    /// How often the writer prunes old deliveries (`retain_delivered`) and recounts the backlog
+    /// (which other processes change by replaying).
+    private let maintenanceInterval: TimeInterval
     private let maxBacklog: Int
     private var backlog: Int
     private var _statistics = Statistics()
@@ -61,7 +64,7 @@ public final class JournalWriter: Service, @unchecked Sendable {
     /// attempts are marked interrupted: delivery is at least once.
     public init(
         path: String, durability: Durability, maxBacklog: Int, retainDelivered: Duration = .seconds(7 * 86400),
-        busyTimeoutMilliseconds: Int = 5000, logger: Logger
+        maintenanceInterval: Duration = .seconds(60), busyTimeoutMilliseconds: Int = 5000, logger: Logger
     ) throws(SQLiteError) {
         lockDescriptor = open(path + "-lock", O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
         guard lockDescriptor >= 0 else {
@@ -116,6 +119,7 @@ public final class JournalWriter: Service, @unchecked Sendable {
                 "DELETE FROM messages WHERE id IN (SELECT id FROM messages WHERE state = 'delivered' AND delivered_at < ?1 LIMIT 1000)")
             countBacklog = try db.prepare("SELECT count(*) FROM messages WHERE state IN ('queued', 'in_flight')")
             retainDeliveredMilliseconds = retainDelivered.milliseconds
+            self.maintenanceInterval = Double(maintenanceInterval.milliseconds) / 1000
             backlog = 0
             self.maxBacklog = maxBacklog
             self.logger = logger
@@ -202,10 +206,6 @@ public final class JournalWriter: Service, @unchecked Sendable {
         }
     }
 
-    /// How often the writer prunes old deliveries (`retain_delivered`) and recounts the backlog
-    /// (which other processes change by replaying).
-    static let maintenanceInterval: TimeInterval = 60
-
     private func writerLoop() {
         var nextMaintenance = Date()
         while true {
@@ -220,7 +220,7 @@ public final class JournalWriter: Service, @unchecked Sendable {
             if done { break }
             if batch.isEmpty {
                 maintain()
-                nextMaintenance = Date().addingTimeInterval(Self.maintenanceInterval)
+                nextMaintenance = Date().addingTimeInterval(maintenanceInterval)
             } else {
                 commit(batch)
             }

@@ -1,7 +1,8 @@
 import Foundation
 import Testing
 import WaypostCore
-import WaypostJournal
+@testable import WaypostJournal
+import Logging
 
 @Suite("Journal writer")
 struct JournalWriterTests {
@@ -145,4 +146,103 @@ struct JournalWriterTests {
 
 extension Result where Success == IntakeResult {
     var isStored: Bool { if case .success(.stored) = self { true } else { false } }
+}
+
+@Suite("Journal delivery records")
+struct DeliveryRecordTests {
+    @Test("attempts and outcomes are recorded; retain_delivered prunes old deliveries, not the rest")
+    func outcomesAndRetention() async throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.cleanUp() }
+        let quiet = Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() })
+        let writer = try JournalWriter(
+            path: dir.file("j.db"), durability: .full, maxBacklog: 100, retainDelivered: .milliseconds(300),
+            maintenanceInterval: .milliseconds(100), logger: quiet)
+        let delivered = makeMessage()
+        let failed = makeMessage()
+        #expect(await writer.store(delivered).isStored)
+        #expect(await writer.store(failed).isStored)
+        let now = Int64(Date().timeIntervalSince1970 * 1000)
+        func finish(_ row: Int64, _ state: String, _ status: Int) async {
+            await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+                writer.record(.started(messageID: row, attempt: 1, cycleAttempt: 1, atMilliseconds: now))
+                writer.record(
+                    .finished(
+                        FinishedAttempt(
+                            messageID: row, attempt: 1, durationMilliseconds: 12,
+                            response: StoredResponse(status: status, headers: [HeaderField(name: "X-A", value: "1")], body: [0, 1]),
+                            error: nil, state: state, nextAttemptAt: nil, lastError: state == "failed" ? "HTTP \(status)" : nil,
+                            atMilliseconds: now))
+                ) { _ in continuation.resume() }
+            }
+        }
+        await finish(1, "delivered", 204)
+        await finish(2, "failed", 400)
+        let reader = try JournalReader(path: dir.file("j.db"))
+        let record = try #require(try reader.message(correlationID: delivered.correlationID))
+        #expect(record.state == "delivered")
+        #expect(record.attempts == 1)
+        #expect(record.responseStatus == 204)
+        #expect(record.responseBody == [0, 1])
+        #expect(record.responseHeadersJSON == "[[\"X-A\",\"1\"]]")
+        #expect(record.deliveredAt == Timestamp.format(millisecondsSince1970: now))
+        let attempts = try reader.attempts(messageID: 1)
+        #expect(attempts == [AttemptRecord(attempt: 1, startedAt: Timestamp.format(millisecondsSince1970: now), durationMilliseconds: 12, status: 204, error: nil)])
+
+        // After retain_delivered, maintenance deletes the delivery (and its attempts), keeps the failure.
+        try await Task.sleep(for: .milliseconds(800))
+        await writer.shutdown()
+        #expect(try sqlite3CLI(dir.file("j.db"), "SELECT group_concat(state) FROM messages") == "failed")
+        #expect(try sqlite3CLI(dir.file("j.db"), "SELECT count(*) FROM attempts WHERE message_id = 1") == "0")
+    }
+
+    @Test("messages left in flight by a crash are queued again on start-up, their open attempt marked interrupted")
+    func restartRequeues() async throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.cleanUp() }
+        var writer = try JournalWriter.open(dir.file("j.db"))
+        let message = makeMessage()
+        #expect(await writer.store(message).isStored)
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            writer.record(.started(messageID: 1, attempt: 1, cycleAttempt: 1, atMilliseconds: 1_790_000_000_000)) { _ in continuation.resume() }
+        }
+        #expect(try sqlite3CLI(dir.file("j.db"), "SELECT state FROM messages") == "in_flight")
+        await writer.shutdown()
+        writer = try JournalWriter.open(dir.file("j.db"))
+        await writer.shutdown()
+        #expect(try sqlite3CLI(dir.file("j.db"), "SELECT state FROM messages") == "queued")
+        #expect(try sqlite3CLI(dir.file("j.db"), "SELECT error FROM attempts") == "interrupted: Waypost stopped during the attempt")
+    }
+
+    @Test("a second writer on the same journal is refused while the first runs")
+    func oneWriterPerJournal() async throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.cleanUp() }
+        let first = try JournalWriter.open(dir.file("j.db"))
+        #expect(throws: SQLiteError.self) { try JournalWriter.open(dir.file("j.db")) }
+        await first.shutdown()
+        let second = try JournalWriter.open(dir.file("j.db"))
+        await second.shutdown()
+    }
+
+    @Test("a version 1 journal is migrated in place, its messages kept")
+    func migrationFromVersion1() async throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.cleanUp() }
+        let path = dir.file("j.db")
+        // The schema as the first version wrote it, with one message.
+        let v1 = Schema.migrations[0] + """
+            INSERT INTO messages (correlation_id, route, method, path, headers, body, received_at, updated_at)
+            VALUES ('old-1', 'r', 'POST', '/', '[]', x'00FF', '2026-01-01T00:00:00.000Z', '2026-01-01T00:00:00.000Z');
+            PRAGMA user_version = 1;
+            """
+        _ = try sqlite3CLI(path, v1)
+        let writer = try JournalWriter.open(path)
+        await writer.shutdown()
+        #expect(try sqlite3CLI(path, "PRAGMA user_version") == "2")
+        let record = try #require(try JournalReader(path: path).message(correlationID: "old-1"))
+        #expect(record.body == [0x00, 0xFF])
+        #expect(record.state == "queued")
+        #expect(try sqlite3CLI(path, "SELECT value FROM control WHERE name = 'replay_generation'") == "0")
+    }
 }
