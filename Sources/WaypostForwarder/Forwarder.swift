@@ -59,6 +59,7 @@ public final class Forwarder: Service, @unchecked Sendable {
     private let reader: DeliveryReader
     private let writer: JournalWriter
     private let client: CurlClient
+    private let board: OutcomeBoard
     private let logger: Logger
     private var generation: Int64
     private var nextGenerationCheck = Date()
@@ -70,7 +71,8 @@ public final class Forwarder: Service, @unchecked Sendable {
     /// - Throws: ``ForwarderError`` when an `add_headers` value names an unset environment
     ///   variable, or the journal cannot be read.
     public init(
-        configuration: WaypostConfig, writer: JournalWriter, client: CurlClient, environment: [String: String], logger: Logger
+        configuration: WaypostConfig, writer: JournalWriter, client: CurlClient, board: OutcomeBoard, environment: [String: String],
+        logger: Logger
     ) throws(ForwarderError) {
         var routes: [Route] = []
         for (index, route) in configuration.routes.enumerated() {
@@ -95,6 +97,7 @@ public final class Forwarder: Service, @unchecked Sendable {
         }
         self.writer = writer
         self.client = client
+        self.board = board
         self.logger = logger
         self.shutdownGrace = configuration.shutdownGrace
         writer.onStored { [weak self] in self?.messagesStored() }
@@ -314,6 +317,9 @@ public final class Forwarder: Service, @unchecked Sendable {
             outcome = route.onExhausted == .block ? .blocked : .final
         }
         let id = attempt.message.id
+        let correlationID = attempt.message.correlationID
+        let board = self.board
+        let final = state == "queued" ? nil : FinalOutcome(state: state, response: response, lastError: lastError)
         condition.lock()
         unrecorded.insert(id)
         condition.unlock()
@@ -323,7 +329,12 @@ public final class Forwarder: Service, @unchecked Sendable {
                     messageID: id, attempt: attempt.attempt, durationMilliseconds: now - attempt.startedAt,
                     response: response, error: transportError, state: state, nextAttemptAt: nextAttemptAt, lastError: lastError,
                     atMilliseconds: now))
-        ) { [weak self] _ in self?.recorded(id) }
+        ) { [weak self] _ in
+            self?.recorded(id)
+            // Waiting sources learn the outcome once it is committed, so what they are told
+            // and what the status API shows agree.
+            if let final { board.publish(correlationID, final) }
+        }
         routes[attempt.route].queues.finish(attempt.message.id, outcome: outcome)
         logger.debug(
             "attempt ended",

@@ -5,44 +5,79 @@ import NIOHTTP1
 import WaypostCore
 import WaypostJournal
 
-/// What every connection's ``IntakeHandler`` shares: the routes, the journal writer, the clock.
+/// What every connection's ``IntakeHandler`` shares: the routes, the journal writer and
+/// readers, the outcome board, the clock.
 struct IntakeContext: Sendable {
     let routes: RouteTable
     let writer: JournalWriter
+    let readers: JournalReaders
+    let board: OutcomeBoard
     let logger: Logger
     /// Milliseconds since the Unix epoch.
     let now: @Sendable () -> Int64
 }
 
-/// The intake's per-connection handler (SPEC §1, §2): decodes, routes and validates one
+/// The intake's per-connection handler (SPEC §1, §2, §4): decodes, routes and validates one
 /// request at a time, hands the message to the journal writer, and answers once the writer
-/// reports the commit. Runs on the channel's event loop only; the writer's completion hops
-/// back onto it. `HTTPServerPipelineHandler` in front keeps pipelined requests in order.
+/// reports the commit: at once for the asynchronous pattern, or, for the synchronous one,
+/// when the outcome board reports the message's final outcome or the wait budget runs out.
+/// `/_waypost/messages/...` requests are answered from the journal (see
+/// `IntakeHandler+Status.swift`). Runs on the channel's event loop only; completions from
+/// other threads hop back onto it. `HTTPServerPipelineHandler` in front keeps pipelined
+/// requests in order.
 final class IntakeHandler: ChannelInboundHandler, RemovableChannelHandler {
     typealias InboundIn = HTTPServerRequestPart
     typealias OutboundOut = HTTPServerResponsePart
 
-    private enum State {
+    enum State {
         /// Between requests.
         case idle
         /// Reading the body of an acceptable request.
         case receiving(Request)
         /// An answer was sent before the request ended; the rest of it is ignored.
         case discarding
-        /// The request is with the journal writer.
+        /// The request is with the journal writer, or its answer with the journal readers.
         case storing
+        /// A synchronous or long-polling request waits for a message's final outcome.
+        case waiting(Waiting)
+        /// A status API request, answered at its end.
+        case status(StatusQuery)
     }
 
-    private struct Request {
+    struct Request {
         var head: HTTPRequestHead
         var route: RouteConfig
         var body: ByteBuffer
         var correlationID: String
         var correlationIDWasSupplied: Bool
+        var pattern: ResponsePattern
     }
 
-    private let shared: IntakeContext
-    private var state = State.idle
+    /// A wait: whichever comes first of the outcome and the deadline answers, and cancels
+    /// the other.
+    struct Waiting {
+        var correlationID: String
+        var token: OutcomeBoard.Token
+        var deadline: Scheduled<Void>
+        var onTimeout: Answer
+        var keepAlive: Bool
+    }
+
+    /// What a wait answers with: the asynchronous `202`, or the status document.
+    enum Answer {
+        case accepted(correlationID: String, state: String, preferenceApplied: String?)
+        case status(correlationID: String)
+    }
+
+    /// A registration on the outcome board and the time it may wait.
+    struct Watch {
+        var correlationID: String
+        var token: OutcomeBoard.Token
+        var budget: Duration
+    }
+
+    let shared: IntakeContext
+    var state = State.idle
 
     init(context: IntakeContext) {
         self.shared = context
@@ -67,7 +102,10 @@ final class IntakeHandler: ChannelInboundHandler, RemovableChannelHandler {
                 store(request, context: context)
             case .discarding:
                 state = .idle
-            case .idle, .storing:
+            case .status(let query):
+                state = .storing
+                answerStatus(query, context: context)
+            case .idle, .storing, .waiting:
                 break
             }
         }
@@ -83,7 +121,11 @@ final class IntakeHandler: ChannelInboundHandler, RemovableChannelHandler {
             return reject(.dotSegments(path: String(path)), head: head, context: context)
         }
         if path == "/_waypost" || path.hasPrefix("/_waypost/") {
-            return reject(.reserved(path: String(path)), head: head, context: context)
+            guard let query = StatusQuery(head: head, path: path) else {
+                return reject(.reserved(path: String(path)), head: head, context: context)
+            }
+            state = .status(query)
+            return
         }
         guard let route = shared.routes.match(path: path)?.route else {
             return reject(.notFound(path: String(path)), head: head, context: context)
@@ -110,11 +152,13 @@ final class IntakeHandler: ChannelInboundHandler, RemovableChannelHandler {
         if head.headers.first(name: "expect")?.lowercased() == "100-continue" {
             context.writeAndFlush(wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: .continue))), promise: nil)
         }
+        let pattern = ResponsePattern.choose(
+            mode: route.mode, syncTimeout: route.syncTimeout, preferences: Preferences(headerValues: head.headers["prefer"]))
         state = .receiving(
             Request(
                 head: head, route: route, body: context.channel.allocator.buffer(capacity: 0),
                 correlationID: supplied.first ?? CorrelationID.generate(millisecondsSince1970: UInt64(receivedAt)),
-                correlationIDWasSupplied: !supplied.isEmpty))
+                correlationIDWasSupplied: !supplied.isEmpty, pattern: pattern))
     }
 
     /// Whether `path` has a `.` or `..` segment, literally or percent-encoded. Such a path
@@ -156,26 +200,122 @@ final class IntakeHandler: ChannelInboundHandler, RemovableChannelHandler {
         let keepAlive = request.head.isKeepAlive
         let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
         let eventLoop = context.eventLoop
-        shared.writer.submit(message) { result in
+        // A synchronous request watches for the outcome before the message can be sent.
+        var watch: Watch?
+        if case .sync(let budget, _) = request.pattern {
+            watch = self.watch(request.correlationID, budget: budget, context: context)
+        }
+        shared.writer.submit(message) { [watch] result in
             eventLoop.execute {
                 let (handler, context) = loopBound.value
-                handler.answer(result, keepAlive: keepAlive, context: context)
+                handler.stored(result, request: request, watch: watch, keepAlive: keepAlive, context: context)
             }
         }
     }
 
-    private func answer(_ result: Result<IntakeResult, JournalUnavailable>, keepAlive: Bool, context: ChannelHandlerContext) {
-        state = .idle
+    /// Registers on the outcome board; the outcome hops to this channel's event loop.
+    func watch(_ correlationID: String, budget: Duration, context: ChannelHandlerContext) -> Watch {
+        let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+        let eventLoop = context.eventLoop
+        let token = shared.board.watch(correlationID) { outcome in
+            eventLoop.execute {
+                let (handler, context) = loopBound.value
+                handler.outcomeArrived(outcome, correlationID: correlationID, context: context)
+            }
+        }
+        return Watch(correlationID: correlationID, token: token, budget: budget)
+    }
+
+    private func stored(
+        _ result: Result<IntakeResult, JournalUnavailable>, request: Request, watch: Watch?, keepAlive: Bool,
+        context: ChannelHandlerContext
+    ) {
+        let allocator = context.channel.allocator
+        let outcome: IntakeResult
         switch result {
-        case .success(.stored(let id)):
-            write(Responses.accepted(correlationID: id, state: "queued", allocator: context.channel.allocator), keepAlive: keepAlive, context: context)
-        case .success(.duplicate(let id, let existingState)):
-            write(Responses.accepted(correlationID: id, state: existingState, allocator: context.channel.allocator), keepAlive: keepAlive, context: context)
-        case .success(.conflict(let id, _)):
-            write(Responses.problem(.correlationIDConflict(id), close: false, allocator: context.channel.allocator), keepAlive: keepAlive, context: context)
+        case .success(let stored):
+            outcome = stored
         case .failure(let error):
+            if let watch { shared.board.cancel(watch.correlationID, watch.token) }
+            state = .idle
             shared.logger.warning("request refused: journal unavailable", metadata: ["error": "\(error)"])
-            write(Responses.problem(.unavailable(error), close: false, allocator: context.channel.allocator), keepAlive: keepAlive, context: context)
+            return write(Responses.problem(.unavailable(error), close: false, allocator: allocator), keepAlive: keepAlive, context: context)
+        }
+        let preferenceApplied: String?
+        switch request.pattern {
+        case .async(let applied): preferenceApplied = applied
+        case .sync(_, let applied): preferenceApplied = applied
+        }
+        switch outcome {
+        case .stored(let id):
+            guard let watch else {
+                state = .idle
+                let response = Responses.accepted(correlationID: id, state: "queued", preferenceApplied: preferenceApplied, allocator: allocator)
+                return write(response, keepAlive: keepAlive, context: context)
+            }
+            wait(for: watch, onTimeout: .accepted(correlationID: id, state: "queued", preferenceApplied: preferenceApplied), keepAlive: keepAlive, context: context)
+        case .duplicate(let id, let existingState):
+            guard let watch else {
+                state = .idle
+                let response = Responses.accepted(correlationID: id, state: existingState, preferenceApplied: preferenceApplied, allocator: allocator)
+                return write(response, keepAlive: keepAlive, context: context)
+            }
+            // A synchronous repeat waits for the existing message's outcome: watch it, then
+            // look at the journal, which may already hold the outcome.
+            shared.board.cancel(watch.correlationID, watch.token)
+            let repeatWatch = self.watch(id, budget: watch.budget, context: context)
+            wait(for: repeatWatch, onTimeout: .accepted(correlationID: id, state: existingState, preferenceApplied: preferenceApplied), keepAlive: keepAlive, context: context)
+            checkFinished(id, context: context)
+        case .conflict(let id, _):
+            if let watch { shared.board.cancel(watch.correlationID, watch.token) }
+            state = .idle
+            write(Responses.problem(.correlationIDConflict(id), close: false, allocator: allocator), keepAlive: keepAlive, context: context)
+        }
+    }
+
+    /// Starts waiting: the outcome or the deadline, whichever comes first, answers.
+    func wait(for watch: Watch, onTimeout: Answer, keepAlive: Bool, context: ChannelHandlerContext) {
+        let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+        let deadline = context.eventLoop.scheduleTask(in: .milliseconds(watch.budget.milliseconds)) {
+            let (handler, context) = loopBound.value
+            handler.waitEnded(with: nil, correlationID: watch.correlationID, context: context)
+        }
+        state = .waiting(Waiting(correlationID: watch.correlationID, token: watch.token, deadline: deadline, onTimeout: onTimeout, keepAlive: keepAlive))
+    }
+
+    private func outcomeArrived(_ outcome: FinalOutcome, correlationID: String, context: ChannelHandlerContext) {
+        waitEnded(with: outcome, correlationID: correlationID, context: context)
+    }
+
+    /// Ends the current wait on `correlationID`, with the outcome or (nil) at the deadline.
+    private func waitEnded(with outcome: FinalOutcome?, correlationID: String, context: ChannelHandlerContext) {
+        guard case .waiting(let waiting) = state, waiting.correlationID == correlationID else { return }
+        waiting.deadline.cancel()
+        shared.board.cancel(waiting.correlationID, waiting.token)
+        let allocator = context.channel.allocator
+        switch waiting.onTimeout {
+        case .accepted(let id, let messageState, let preferenceApplied):
+            state = .idle
+            let response =
+                outcome.map { Responses.relay($0, correlationID: id, preferenceApplied: preferenceApplied, allocator: allocator) }
+                // The honest fallback: the message is accepted and delivery goes on.
+                ?? Responses.accepted(correlationID: id, state: messageState, preferenceApplied: preferenceApplied, allocator: allocator)
+            write(response, keepAlive: waiting.keepAlive, context: context)
+        case .status(let id):
+            state = .storing
+            answerStatus(StatusQuery(correlationID: id, wantsResponse: false, wait: nil, keepAlive: waiting.keepAlive), context: context)
+        }
+    }
+
+    /// Ends the current wait at once if the message is already final in the journal.
+    func checkFinished(_ id: String, context: ChannelHandlerContext) {
+        let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+        shared.readers.read(on: context.eventLoop) { reader in
+            try reader.message(correlationID: id).flatMap(FinalOutcome.init(record:))
+        }.whenSuccess { outcome in
+            guard let outcome else { return }
+            let (handler, context) = loopBound.value
+            handler.outcomeArrived(outcome, correlationID: id, context: context)
         }
     }
 
@@ -196,7 +336,7 @@ final class IntakeHandler: ChannelInboundHandler, RemovableChannelHandler {
         write(Responses.problem(problem, close: close, allocator: context.channel.allocator), keepAlive: !close && (head?.isKeepAlive ?? true), context: context)
     }
 
-    private func write(_ response: (HTTPResponseHead, ByteBuffer), keepAlive: Bool, context: ChannelHandlerContext) {
+    func write(_ response: (HTTPResponseHead, ByteBuffer), keepAlive: Bool, context: ChannelHandlerContext) {
         var (head, body) = response
         if !keepAlive && !head.headers.contains(name: "connection") {
             head.headers.add(name: "Connection", value: "close")
@@ -210,6 +350,17 @@ final class IntakeHandler: ChannelInboundHandler, RemovableChannelHandler {
         }
     }
 
+    func channelInactive(context: ChannelHandlerContext) {
+        // A source that stops waiting loses nothing: the message is journaled and delivery
+        // goes on; only the watch is dropped.
+        if case .waiting(let waiting) = state {
+            waiting.deadline.cancel()
+            shared.board.cancel(waiting.correlationID, waiting.token)
+            state = .idle
+        }
+        context.fireChannelInactive()
+    }
+
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
         // Parser errors were answered by ProblemErrorHandler; anything else (a reset
         // connection) ends the connection. A request already with the journal is stored
@@ -221,7 +372,10 @@ final class IntakeHandler: ChannelInboundHandler, RemovableChannelHandler {
         if event is IdleStateHandler.IdleStateEvent {
             // A client that sends nothing for the idle timeout loses its connection; a request
             // that is with the journal is answered first.
-            if case .storing = state { return }
+            switch state {
+            case .storing, .waiting: return
+            default: break
+            }
             context.close(promise: nil)
             return
         }

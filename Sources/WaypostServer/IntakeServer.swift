@@ -26,11 +26,12 @@ public final class IntakeServer: Service, Sendable {
     private let quiesce: ServerQuiescingHelper
     private let channel = Mutex<(any Channel)?>(nil)
 
-    public init(configuration: WaypostConfig, writer: JournalWriter, group: any EventLoopGroup, logger: Logger) {
+    public init(configuration: WaypostConfig, writer: JournalWriter, board: OutcomeBoard, group: any EventLoopGroup, logger: Logger) {
         self.listen = configuration.listen
         self.group = group
         self.shared = IntakeContext(
-            routes: RouteTable(routes: configuration.routes), writer: writer, logger: logger,
+            routes: RouteTable(routes: configuration.routes), writer: writer,
+            readers: JournalReaders(path: configuration.journal.path), board: board, logger: logger,
             now: { Int64(Date().timeIntervalSince1970 * 1000) })
         // The decoder's own limit is the largest any route allows; each route's is checked
         // on the decoded head.
@@ -90,11 +91,15 @@ public final class IntakeServer: Service, Sendable {
     /// Stops accepting, lets every open connection finish its request in progress, and
     /// returns when all of them are closed.
     public func shutdown() async {
-        guard let serverChannel = channel.withLock({ $0 }) else { return }
+        guard let serverChannel = channel.withLock({ $0 }) else {
+            await shared.readers.shutdown()
+            return
+        }
         let promise = group.next().makePromise(of: Void.self)
         quiesce.initiateShutdown(promise: promise)
         try? await promise.futureResult.get()
         try? await serverChannel.closeFuture.get()
+        await shared.readers.shutdown()
         shared.logger.info("intake stopped")
     }
 }

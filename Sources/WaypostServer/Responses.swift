@@ -6,7 +6,9 @@ import WaypostJournal
 /// Builds the answers the intake sends.
 enum Responses {
     /// The asynchronous answer of SPEC §1 for a message in `state`.
-    static func accepted(correlationID: String, state: String, allocator: ByteBufferAllocator) -> (HTTPResponseHead, ByteBuffer) {
+    static func accepted(
+        correlationID: String, state: String, preferenceApplied: String? = nil, allocator: ByteBufferAllocator
+    ) -> (HTTPResponseHead, ByteBuffer) {
         let statusURL = "/_waypost/messages/" + correlationID
         var body = allocator.buffer(capacity: 128)
         body.writeString("{\"id\":\"")
@@ -16,13 +18,47 @@ enum Responses {
         body.writeString("\",\"status_url\":\"")
         body.writeString(statusURL)
         body.writeString("\"}")
-        let headers = HTTPHeaders([
+        var headers = HTTPHeaders([
             ("X-Correlation-ID", correlationID),
             ("Location", statusURL),
             ("Content-Type", "application/json"),
             ("Content-Length", String(body.readableBytes)),
         ])
+        if let preferenceApplied { headers.add(name: "Preference-Applied", value: preferenceApplied) }
         return (HTTPResponseHead(version: .http1_1, status: .accepted, headers: headers), body)
+    }
+
+    /// The synchronous answer: the upstream's own status, headers (without hop-by-hop and
+    /// framing fields) and body, plus `X-Correlation-ID`. A message that failed without any
+    /// answer from the upstream gets a `502` problem saying why.
+    static func relay(
+        _ outcome: FinalOutcome, correlationID: String, preferenceApplied: String?, allocator: ByteBufferAllocator
+    ) -> (HTTPResponseHead, ByteBuffer) {
+        guard let response = outcome.response else {
+            var problem = Problem(
+                status: 502, slug: "upstream-unreachable", title: "No answer from the upstream",
+                detail: "Message \(correlationID) is \(outcome.state): \(outcome.lastError ?? "the upstream never answered").",
+                headers: [HeaderField(name: "X-Correlation-ID", value: correlationID)])
+            if let preferenceApplied { problem.headers.append(HeaderField(name: "Preference-Applied", value: preferenceApplied)) }
+            return Responses.problem(problem, close: false, allocator: allocator)
+        }
+        return stored(response, correlationID: correlationID, preferenceApplied: preferenceApplied, allocator: allocator)
+    }
+
+    /// A stored upstream answer, replayed: its status, its headers (framing re-done here),
+    /// its body.
+    static func stored(
+        _ response: StoredResponse, correlationID: String, preferenceApplied: String?, allocator: ByteBufferAllocator
+    ) -> (HTTPResponseHead, ByteBuffer) {
+        var headers = HTTPHeaders()
+        for field in HTTPHeaderRules.removingHopByHop(response.headers) where !field.name.caseInsensitiveEquals("content-length") {
+            headers.add(name: field.name, value: field.value)
+        }
+        headers.replaceOrAdd(name: "X-Correlation-ID", value: correlationID)
+        if let preferenceApplied { headers.add(name: "Preference-Applied", value: preferenceApplied) }
+        headers.add(name: "Content-Length", value: String(response.body.count))
+        let head = HTTPResponseHead(version: .http1_1, status: HTTPResponseStatus(statusCode: response.status), headers: headers)
+        return (head, allocator.buffer(bytes: response.body))
     }
 
     /// An RFC 9457 problem answer. `close` adds `Connection: close`.

@@ -83,12 +83,13 @@ struct Serve: AsyncParsableCommand {
             printError("waypost: cannot open the journal \(settings.journal.path): \(error.message)")
             throw ExitCode.failure
         }
+        let board = OutcomeBoard()
         let forwarder: Forwarder
         do {
             let client = try CurlClient(logger: logger)
             do {
                 forwarder = try Forwarder(
-                    configuration: settings, writer: writer, client: client, environment: environment, logger: logger)
+                    configuration: settings, writer: writer, client: client, board: board, environment: environment, logger: logger)
             } catch {
                 client.shutdown()
                 await writer.shutdown()
@@ -102,7 +103,7 @@ struct Serve: AsyncParsableCommand {
         }
         let group = MultiThreadedEventLoopGroup(numberOfThreads: System.coreCount)
         do {
-            try await Self.serve(settings, writer: writer, forwarder: forwarder, group: group, logger: logger)
+            try await Self.serve(settings, writer: writer, forwarder: forwarder, board: board, group: group, logger: logger)
         } catch {
             try? await group.shutdownGracefully()
             throw error
@@ -113,9 +114,10 @@ struct Serve: AsyncParsableCommand {
     /// Binds the intake and runs the services until a signal stops them. Everything that holds
     /// the event loop group is released on return, before the group shuts down.
     private static func serve(
-        _ settings: WaypostConfig, writer: JournalWriter, forwarder: Forwarder, group: any EventLoopGroup, logger: Logger
+        _ settings: WaypostConfig, writer: JournalWriter, forwarder: Forwarder, board: OutcomeBoard, group: any EventLoopGroup,
+        logger: Logger
     ) async throws {
-        let server = IntakeServer(configuration: settings, writer: writer, group: group, logger: logger)
+        let server = IntakeServer(configuration: settings, writer: writer, board: board, group: group, logger: logger)
         do {
             try await server.start()
         } catch {
@@ -138,7 +140,6 @@ extension WaypostConfig {
     var unsupportedSettings: [String] {
         var keys: [String] = []
         for (index, route) in routes.enumerated() {
-            if route.mode == .sync { keys.append("routes[\(index)].mode: sync (route \(route.name))") }
             if route.verify != nil { keys.append("routes[\(index)].verify (route \(route.name))") }
             if route.sign != nil { keys.append("routes[\(index)].sign (route \(route.name))") }
         }

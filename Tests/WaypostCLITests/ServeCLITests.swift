@@ -60,8 +60,8 @@ struct ServeCLITests {
         #expect(result.stderr.contains("--upstream applies only without --config"), "\(result)")
     }
 
-    @Test("a config with mode: sync makes serve exit 78 with \"not supported yet\"")
-    func syncModeRefused() async throws {
+    @Test("a config with sign makes serve exit 78 with \"not supported yet\"")
+    func signRefused() async throws {
         let dir = try ScratchDirectory()
         defer { dir.remove() }
         let config = try dir.write(
@@ -71,14 +71,14 @@ struct ServeCLITests {
               - name: orders
                 path: /hooks/orders
                 upstream: http://127.0.0.1:9/
-                mode: sync
+                sign: { scheme: standard-webhooks, secret_env: SIGNING_SECRET }
 
             """)
         let result = try await waypost(
             "serve", "--config", config, "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0",
             "--journal", dir.file("j.db"), directory: dir.path)
         #expect(result.status == 78, "\(result)")
-        #expect(result.stderr.contains("not supported yet: routes[0].mode: sync (route orders)"), "\(result)")
+        #expect(result.stderr.contains("not supported yet: routes[0].sign (route orders)"), "\(result)")
         #expect(!FileManager.default.fileExists(atPath: dir.file("j.db")), "a refused start created the journal")
     }
 

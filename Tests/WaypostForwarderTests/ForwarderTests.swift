@@ -13,6 +13,7 @@ final class DeliveryHarness: Sendable {
     let configuration: WaypostConfig
     let writer: JournalWriter
     let forwarder: Forwarder
+    let board = OutcomeBoard()
 
     static let quiet = Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() })
 
@@ -25,8 +26,8 @@ final class DeliveryHarness: Sendable {
         self.configuration = configuration
         writer = try JournalWriter(path: journalPath, durability: .relaxed, maxBacklog: 1_000_000, logger: Self.quiet)
         forwarder = try Forwarder(
-            configuration: configuration, writer: writer, client: try CurlClient(logger: Self.quiet), environment: environment,
-            logger: Self.quiet)
+            configuration: configuration, writer: writer, client: try CurlClient(logger: Self.quiet), board: board,
+            environment: environment, logger: Self.quiet)
     }
 
     /// Stops delivery and the writer; `keepFiles` keeps the journal for a restart.

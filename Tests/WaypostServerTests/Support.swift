@@ -41,7 +41,7 @@ final class TestIntake: Sendable {
         configuration.journal.path = journalPath
         writer = try JournalWriter(path: journalPath, durability: .full, maxBacklog: maxBacklog, logger: Self.quiet)
         group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
-        server = IntakeServer(configuration: configuration, writer: writer, group: group, logger: Self.quiet)
+        server = IntakeServer(configuration: configuration, writer: writer, board: OutcomeBoard(), group: group, logger: Self.quiet)
         port = try await server.start().port!
     }
 

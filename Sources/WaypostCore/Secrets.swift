@@ -1,0 +1,111 @@
+// Reading the secrets a configuration only locates (SPEC §9): at start-up, from an environment
+// variable or a file. The one place in WaypostCore that touches the file system.
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// A secret that cannot be loaded or used. The executable prints ``message`` and exits 78
+/// (SPEC §9).
+///
+/// The message names the environment variable or file (and which of several secrets), never a
+/// secret's value.
+public struct SecretError: Error, Sendable, Equatable, CustomStringConvertible {
+    /// What is wrong, naming the variable or file: e.g. `environment variable GITHUB_SECRET is not set`.
+    public var message: String
+
+    /// Creates a secret error.
+    public init(message: String) {
+        self.message = message
+    }
+
+    /// The ``message``.
+    public var description: String { message }
+}
+
+/// Loads the secrets of a ``SecretSource``.
+public enum Secrets {
+    /// The largest secret file read: secrets are short, and a large file is a wrong path.
+    public static let maxFileBytes = 64 << 10
+
+    /// Loads the secrets of `source`: `secret_env` names an environment variable, `secret_file`
+    /// a file (trailing newline ignored). Several secrets separated by whitespace (spaces,
+    /// tabs, newlines) allow rotation; they are returned in their order.
+    ///
+    /// ```swift
+    /// // GITHUB_SECRET="new-secret old-secret"
+    /// let secrets = try Secrets.load(SecretSource(.env("GITHUB_SECRET")), environment: ProcessInfo.processInfo.environment)
+    /// // ["new-secret", "old-secret"]
+    /// ```
+    ///
+    /// - Parameters:
+    ///   - source: Where the secrets are.
+    ///   - environment: The process environment (a parameter, so that tests need not set it).
+    /// - Returns: One or more non-empty secrets, none containing whitespace.
+    /// - Throws: ``SecretError`` naming the variable or file when the variable is not set, the
+    ///   file cannot be read (missing, no permission, a directory, larger than ``maxFileBytes``,
+    ///   not UTF-8), or either holds nothing but whitespace. Never contains a secret.
+    public static func load(_ source: SecretSource, environment: [String: String]) throws(SecretError) -> [String] {
+        let text: String
+        switch source.kind {
+        case .env(let name):
+            guard let value = environment[name] else {
+                throw SecretError(message: "\(source) is not set; it must hold the secret")
+            }
+            text = value
+        case .file(let path):
+            text = try readFile(path, source: source)
+        }
+        let secrets = split(text)
+        guard !secrets.isEmpty else {
+            throw SecretError(message: "\(source) is empty; it must hold the secret")
+        }
+        return secrets
+    }
+
+    /// The whitespace-separated words of `text`. Only ASCII whitespace separates, so that a
+    /// secret keeps every other byte it has.
+    static func split(_ text: String) -> [String] {
+        text.utf8.split { byte in
+            byte == UInt8(ascii: " ") || byte == UInt8(ascii: "\t") || byte == UInt8(ascii: "\n")
+                || byte == UInt8(ascii: "\r") || byte == 0x0B || byte == 0x0C
+        }
+        .map { String(decoding: $0, as: UTF8.self) }
+    }
+
+    /// The contents of the file at `path` as UTF-8 text.
+    private static func readFile(_ path: String, source: SecretSource) throws(SecretError) -> String {
+        let descriptor = open(path, O_RDONLY | O_CLOEXEC)
+        guard descriptor >= 0 else {
+            throw SecretError(message: "\(source) cannot be opened: \(describeErrno(errno))")
+        }
+        defer { close(descriptor) }
+        var bytes: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        while true {
+            let count = buffer.withUnsafeMutableBytes { read(descriptor, $0.baseAddress, $0.count) }
+            if count == 0 { break }
+            if count < 0 {
+                let code = errno
+                if code == EINTR { continue }
+                throw SecretError(message: "\(source) cannot be read: \(describeErrno(code))")
+            }
+            bytes.append(contentsOf: buffer[..<count])
+            guard bytes.count <= maxFileBytes else {
+                throw SecretError(message: "\(source) is larger than \(maxFileBytes / 1024) KiB; it must hold only the secret")
+            }
+        }
+        guard let text = String(validating: bytes, as: UTF8.self) else {
+            throw SecretError(message: "\(source) is not UTF-8 text")
+        }
+        return text
+    }
+
+    private static func describeErrno(_ code: Int32) -> String {
+        "\(String(cString: strerror(code))) (errno \(code))"
+    }
+}

@@ -1,0 +1,815 @@
+#!/usr/bin/env bash
+# Delivery benchmark: how fast Waypost's forwarder empties the journal to a fast local
+# upstream, with intake running at the same time (live) and from a backlog (drain).
+#
+# Usage (from the repository root, as root):
+#
+#   scripts/bench/delivery.sh
+#   DURATION=5s BACKLOG=20000 scripts/bench/delivery.sh      # a short run
+#   SCENARIOS=key SKIP_DRAIN=1 scripts/bench/delivery.sh
+#   WAYPOST_BIN=/path/to/waypost scripts/bench/delivery.sh
+#
+# It prints figures and never judges them: the exit code says only whether the
+# benchmark itself could run. See scripts/bench/README.md ("Delivery benchmark").
+#
+# Environment:
+#   DURATION        measured wrk run per live scenario (default 15s)
+#   WARMUP          unreported wrk run before each measured one (default 3s; 0 for none)
+#   CONNS           wrk connections (default 64)
+#   WRK_THREADS     wrk threads (default 2)
+#   SCENARIOS       orderings to run, of fifo, key and none (default "fifo key none")
+#   CONCURRENCY     the routes' concurrency for key and none (default 16)
+#   KEY_COUNT       distinct X-Key values, sent by post-keys.lua and put in the backlog (default 16)
+#   DURABILITY      journal durability, full or relaxed (default full)
+#   BACKLOG         messages in the drain scenarios' backlog (default 100000)
+#   SKIP_LIVE=1     no live scenarios (no wrk)
+#   SKIP_DRAIN=1    no backlog drain scenarios
+#   DRAIN_TIMEOUT   give up a drain after this many seconds (default 600)
+#   STALL_TIMEOUT   give up a drain when nothing was delivered for this many seconds (default 60)
+#   UPSTREAM_WORKERS worker_processes of the nginx upstream (default 1)
+#   WAYPOST_BIN     Waypost binary; unset: .build-release/release/waypost if present, else
+#                   .build/release/waypost; built (release, --scratch-path .build-release)
+#                   only when neither exists
+#   OUT_DIR         results and scratch files (default <repo>/bench-out; must not be tmpfs)
+#   KEEP_JOURNALS=1 keep each scenario's journal.db (they are deleted after counting)
+#   WRK_STATUS_COUNTS=1  let post-keys.lua count every status code (costs wrk some speed)
+#   UPSTREAM_PORT, WAYPOST_PORT  (18081, 18080)
+
+set -euo pipefail
+
+SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+REPO_ROOT=$(cd "$SCRIPT_DIR/../.." && pwd)
+
+DURATION=${DURATION:-15s}
+WARMUP=${WARMUP:-3s}
+CONNS=${CONNS:-64}
+WRK_THREADS=${WRK_THREADS:-2}
+SCENARIOS=${SCENARIOS:-fifo key none}
+CONCURRENCY=${CONCURRENCY:-16}
+export KEY_COUNT=${KEY_COUNT:-16}
+DURABILITY=${DURABILITY:-full}
+BACKLOG=${BACKLOG:-100000}
+SKIP_LIVE=${SKIP_LIVE:-0}
+SKIP_DRAIN=${SKIP_DRAIN:-0}
+DRAIN_TIMEOUT=${DRAIN_TIMEOUT:-600}
+STALL_TIMEOUT=${STALL_TIMEOUT:-60}
+UPSTREAM_WORKERS=${UPSTREAM_WORKERS:-1}
+UPSTREAM_PORT=${UPSTREAM_PORT:-18081}
+WAYPOST_PORT=${WAYPOST_PORT:-18080}
+OUT_DIR=${OUT_DIR:-$REPO_ROOT/bench-out}
+KEEP_JOURNALS=${KEEP_JOURNALS:-0}
+WAYPOST_BIN=${WAYPOST_BIN:-}
+STOP_TIMEOUT=${STOP_TIMEOUT:-60}
+START_TIMEOUT=${START_TIMEOUT:-30}
+export WRK_STATUS_COUNTS=${WRK_STATUS_COUNTS:-0}
+
+# The goals the figures are read against (printed, never checked).
+GOAL_FIFO_PER_S=5000
+GOAL_PARALLEL_PER_S=10000
+GOAL_DRAIN_RSS_MB=150
+
+LUA_SCRIPT=$SCRIPT_DIR/post-keys.lua
+FSYNC_PY=$SCRIPT_DIR/fsync.py
+STAMP=$(date +%Y%m%d-%H%M%S)
+RESULTS=$OUT_DIR/delivery-$STAMP.txt
+WORK=$OUT_DIR/delivery-$STAMP    # configs, logs and raw wrk output of this run
+
+PIDS=()           # background processes this script started and has not stopped yet
+STOPPED_STATUS=   # exit status of the process stop_pid stopped last
+OTHER_CPU=        # share of the machine that other processes used during the last measured run
+JOURNAL_FS=       # "device fstype" of the file system under $WORK
+BINARY_NOTE=      # how the Waypost binary was chosen, and whether it is older than Sources/
+LIVE_ROWS=()      # "scenario|conns|acks/s|non2xx|delivered/s|goal|p50|p99|backlog start->end|failed|rss"
+DRAIN_ROWS=()     # "scenario|messages|ready s|drain s|msgs/s|failed|rss|goal"
+DETAILS=()        # one free-text line per scenario, printed under the tables
+
+log() { printf '[bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+# ---------------------------------------------------------------------------
+# Processes (as in intake.sh)
+
+forget_pid() {
+    local pid=$1 kept=() p
+    for p in "${PIDS[@]}"; do
+        [[ $p == "$pid" ]] || kept+=("$p")
+    done
+    PIDS=("${kept[@]}")
+}
+
+# stop_pid PID TIMEOUT_SECONDS: SIGTERM, wait up to the timeout, then SIGKILL.
+# Sets STOPPED_STATUS to the exit status (137 after a SIGKILL). Not for use in $(...):
+# only this shell can wait for its children.
+stop_pid() {
+    local pid=$1 timeout=$2 status=0 i
+    kill -TERM "$pid" 2>/dev/null || true
+    for ((i = 0; i < timeout * 10; i++)); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    if kill -0 "$pid" 2>/dev/null; then
+        log "pid $pid still running ${timeout}s after SIGTERM: sending SIGKILL"
+        kill -KILL "$pid" 2>/dev/null || true
+    fi
+    wait "$pid" 2>/dev/null || status=$?
+    forget_pid "$pid"
+    STOPPED_STATUS=$status
+}
+
+cleanup() {
+    local pid
+    for pid in "${PIDS[@]}"; do
+        log "cleanup: stopping pid $pid"
+        stop_pid "$pid" 10
+    done
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+port_in_use() {
+    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
+}
+
+# wait_http URL PID LOGFILE: until URL gives any HTTP answer (curl exits 0 for a 404 too).
+wait_http() {
+    local url=$1 pid=$2 logfile=$3 i
+    for ((i = 0; i < START_TIMEOUT * 5; i++)); do
+        if ! kill -0 "$pid" 2>/dev/null; then
+            tail -n 20 "$logfile" >&2 || true
+            die "process $pid exited before $url answered (log: $logfile)"
+        fi
+        if curl -s -o /dev/null --max-time 1 "$url"; then
+            return 0
+        fi
+        sleep 0.2
+    done
+    tail -n 20 "$logfile" >&2 || true
+    die "$url did not answer within ${START_TIMEOUT}s (log: $logfile)"
+}
+
+# ---------------------------------------------------------------------------
+# CPU accounting (as in intake.sh)
+
+# cpu_snapshot: prints "total busy ours" in clock ticks: the machine's total and busy time
+# from /proc/stat, and the time used by this script's process group (which holds wrk, nginx,
+# Waypost and sqlite3; each process's own utime/stime plus, through cutime/cstime,
+# the children it has already waited for).
+cpu_snapshot() {
+    local pgrp ours=0 f rest
+    local -a st
+    pgrp=$(ps -o pgid= -p $$ | tr -d ' ')
+    for f in /proc/[0-9]*/stat; do
+        { read -r rest <"$f"; } 2>/dev/null || continue # the process may just have ended
+        read -r -a st <<<"${rest##*) }"          # fields from "state" on; comm may hold spaces
+        # st: 0 state, 2 pgrp, 11 utime, 12 stime, 13 cutime, 14 cstime
+        [[ ${st[2]:-} == "$pgrp" ]] || continue
+        ours=$((ours + st[11] + st[12] + st[13] + st[14]))
+    done
+    awk -v ours="$ours" 'NR == 1 {
+        for (i = 2; i <= 9; i++) total += $i
+        print total, total - $5 - $6, ours
+    }' /proc/stat
+}
+
+# other_cpu_percent BEFORE AFTER: share of the machine used by processes outside this run.
+other_cpu_percent() {
+    awk -v a="$1" -v b="$2" 'BEGIN {
+        split(a, x); split(b, y)
+        total = y[1] - x[1]; other = (y[2] - x[2]) - (y[3] - x[3])
+        share = 0
+        if (total > 0 && other > 0) share = 100 * other / total
+        printf "%.0f%%", share
+    }'
+}
+
+# ---------------------------------------------------------------------------
+# Set-up
+
+ensure_tools() {
+    local missing=() tool
+    for tool in nginx curl sqlite3 python3; do
+        command -v "$tool" >/dev/null || missing+=("$tool")
+    done
+    if [[ $SKIP_LIVE != 1 ]]; then
+        command -v wrk >/dev/null || missing+=(wrk)
+    fi
+    if ((${#missing[@]} == 0)); then
+        return 0
+    fi
+    log "installing from Debian: ${missing[*]}"
+    local packages=()
+    for tool in "${missing[@]}"; do
+        case $tool in
+            nginx) packages+=(nginx-light) ;;
+            *) packages+=("$tool") ;;
+        esac
+    done
+    apt-get update
+    DEBIAN_FRONTEND=noninteractive apt-get install -y "${packages[@]}"
+    # Installing nginx may start the system service: this benchmark never uses it.
+}
+
+# The binary is kept fresh elsewhere: use what is there, build only when there is none.
+ensure_waypost() {
+    if [[ -n $WAYPOST_BIN ]]; then
+        [[ -x $WAYPOST_BIN ]] || die "WAYPOST_BIN=$WAYPOST_BIN is not an executable"
+        BINARY_NOTE="WAYPOST_BIN"
+    elif [[ -x $REPO_ROOT/.build-release/release/waypost ]]; then
+        WAYPOST_BIN=$REPO_ROOT/.build-release/release/waypost
+        BINARY_NOTE="found"
+    elif [[ -x $REPO_ROOT/.build/release/waypost ]]; then
+        WAYPOST_BIN=$REPO_ROOT/.build/release/waypost
+        BINARY_NOTE="found"
+    else
+        log "building Waypost in release mode (no binary yet; ~10 min on 2 cores)"
+        (cd "$REPO_ROOT" && swift build -c release --product waypost --scratch-path .build-release)
+        WAYPOST_BIN=$REPO_ROOT/.build-release/release/waypost
+        [[ -x $WAYPOST_BIN ]] || die "no executable at $WAYPOST_BIN after the build"
+        BINARY_NOTE="built now"
+    fi
+    local newer
+    newer=$(cd "$REPO_ROOT" && { find Sources Package.swift -newer "$WAYPOST_BIN" -print -quit 2>/dev/null || true; })
+    if [[ -n $newer ]]; then
+        BINARY_NOTE="$BINARY_NOTE; older than $newer (not rebuilt)"
+    fi
+}
+
+check_disk() {
+    local fstype
+    fstype=$(stat -f -c %T "$WORK")
+    case $fstype in
+        tmpfs | ramfs)
+            die "$WORK is on $fstype: the journal must be on a real disk (set OUT_DIR)" ;;
+    esac
+    JOURNAL_FS="$(findmnt -n -o SOURCE,FSTYPE -T "$WORK" 2>/dev/null | tr -s ' ' || echo "$fstype")"
+}
+
+check_settings() {
+    local scenario
+    for scenario in $SCENARIOS; do
+        case $scenario in
+            fifo | key | none) ;;
+            *) die "SCENARIOS: unknown ordering '$scenario' (fifo, key, none)" ;;
+        esac
+    done
+    case $DURABILITY in
+        full | relaxed) ;;
+        *) die "DURABILITY must be full or relaxed, not '$DURABILITY'" ;;
+    esac
+    [[ $BACKLOG =~ ^[1-9][0-9]*$ ]] || die "BACKLOG must be a positive integer, not '$BACKLOG'"
+    [[ $KEY_COUNT =~ ^[1-9][0-9]*$ ]] || die "KEY_COUNT must be a positive integer, not '$KEY_COUNT'"
+    [[ $CONCURRENCY =~ ^[1-9][0-9]*$ ]] || die "CONCURRENCY must be a positive integer, not '$CONCURRENCY'"
+}
+
+# write_nginx_conf DIR PORT WORKERS LOCATION_BODY (intake.sh's layout, upstream only)
+write_nginx_conf() {
+    local dir=$1 port=$2 workers=$3 location=$4
+    mkdir -p "$dir/tmp"
+    cat >"$dir/nginx.conf" <<EOF
+# Generated by scripts/bench/delivery.sh; everything lives in $dir.
+worker_processes $workers;
+worker_rlimit_nofile 16384;
+pid $dir/nginx.pid;
+error_log $dir/error.log warn;
+lock_file $dir/nginx.lock;
+
+events {
+    worker_connections 8192;
+}
+
+http {
+    access_log off;
+    default_type text/plain;
+    client_body_temp_path $dir/tmp/body;
+    proxy_temp_path $dir/tmp/proxy;
+    fastcgi_temp_path $dir/tmp/fastcgi;
+    uwsgi_temp_path $dir/tmp/uwsgi;
+    scgi_temp_path $dir/tmp/scgi;
+    # 1 KiB bodies stay in memory, never in a temp file.
+    client_max_body_size 1m;
+    client_body_buffer_size 16k;
+    keepalive_requests 1000000;
+    keepalive_timeout 75s;
+
+    server {
+        listen 127.0.0.1:$port backlog=4096;
+        location / {
+$location
+        }
+    }
+}
+EOF
+}
+
+# start_nginx NAME DIR PORT: the master in the foreground of a background job (daemon off).
+start_nginx() {
+    local name=$1 dir=$2 port=$3
+    nginx -t -q -p "$dir" -c "$dir/nginx.conf" -e "$dir/error.log" \
+        || die "nginx $name: invalid config $dir/nginx.conf"
+    nginx -p "$dir" -c "$dir/nginx.conf" -e "$dir/error.log" -g 'daemon off;' \
+        >"$dir/nginx.out" 2>&1 &
+    local pid=$!
+    PIDS+=("$pid")
+    wait_http "http://127.0.0.1:$port/" "$pid" "$dir/error.log"
+    log "nginx $name on 127.0.0.1:$port (pid $pid)"
+}
+
+# ---------------------------------------------------------------------------
+# wrk (as in intake.sh)
+
+# wrk_warmup NAME URL CONNS: the unreported run, output kept in $WORK/NAME.warmup.wrk.
+wrk_warmup() {
+    local name=$1 url=$2 conns=$3
+    [[ $WARMUP =~ ^0+[a-z]*$ ]] && return 0
+    log "$name: warm-up $WARMUP, $conns connections"
+    wrk -t"$WRK_THREADS" -c"$conns" -d"$WARMUP" -s "$LUA_SCRIPT" "$url" \
+        >"$WORK/$name.warmup.wrk" 2>&1
+}
+
+# wrk_measure NAME URL CONNS [PROBE]: the reported run, output in $WORK/NAME.wrk; sets OTHER_CPU.
+# PROBE, a command, runs right before ("PROBE start") and right after ("PROBE end") wrk (inside the CPU snapshots, which
+# take a moment), its output kept in PROBE_BEFORE and PROBE_AFTER.
+PROBE_BEFORE=
+PROBE_AFTER=
+wrk_measure() {
+    local name=$1 url=$2 conns=$3 probe=${4:-} before after
+    log "$name: measuring $DURATION, $conns connections"
+    before=$(cpu_snapshot)
+    [[ -n $probe ]] && PROBE_BEFORE=$($probe start)
+    wrk -t"$WRK_THREADS" -c"$conns" -d"$DURATION" --latency -s "$LUA_SCRIPT" "$url" \
+        >"$WORK/$name.wrk" 2>&1
+    [[ -n $probe ]] && PROBE_AFTER=$($probe end)
+    after=$(cpu_snapshot)
+    OTHER_CPU=$(other_cpu_percent "$before" "$after")
+    log "$name: other processes used $OTHER_CPU of the machine meanwhile"
+}
+
+# parse_wrk FILE: prints "req/s p50_ms p99_ms requests non2xx socket_errors" (n/a when absent).
+parse_wrk() {
+    awk '
+        function ms(v) {
+            if (v ~ /us$/) return sprintf("%.2f", v / 1000)
+            if (v ~ /ms$/) return sprintf("%.2f", v + 0)
+            if (v ~ /m$/)  return sprintf("%.0f", v * 60000)
+            if (v ~ /s$/)  return sprintf("%.0f", v * 1000)
+            return "n/a"
+        }
+        BEGIN { rps = p50 = p99 = reqs = "n/a"; non2xx = 0; sockerr = 0 }
+        /^Requests\/sec:/                   { rps = sprintf("%.0f", $2) }
+        /^ +50% /                           { p50 = ms($2) }
+        /^ +99% /                           { p99 = ms($2) }
+        / requests in /                     { reqs = $1 }
+        /Non-2xx or 3xx responses:/         { non2xx = $NF }
+        /Socket errors:/ {
+            gsub(/,/, "")
+            sockerr = $4 + $6 + $8 + $10
+        }
+        END { print rps, p50, p99, reqs, non2xx, sockerr }
+    ' "$1"
+}
+
+status_counts() {
+    local line
+    line=$(grep -m1 '^Status counts:' "$1" || true)
+    [[ -n $line ]] && printf '%s; ' "$line"
+    return 0
+}
+
+# ---------------------------------------------------------------------------
+# Journal and process probes
+
+# sql JOURNAL SQL: one query with the stock CLI, '|'-separated, "n/a" when it fails.
+sql() {
+    sqlite3 -batch -cmd '.timeout 5000' "$1" "$2" 2>/dev/null || echo "n/a"
+}
+
+# state_counts JOURNAL: prints "delivered failed+skipped queued in_flight" (covered by
+# the messages_by_state index: no table scan, cheap enough to poll twice a second).
+state_counts() {
+    local out
+    out=$(sql "$1" "SELECT (SELECT count(*) FROM messages WHERE state = 'delivered'),
+                           (SELECT count(*) FROM messages WHERE state IN ('failed', 'skipped')),
+                           (SELECT count(*) FROM messages WHERE state = 'queued'),
+                           (SELECT count(*) FROM messages WHERE state = 'in_flight')")
+    [[ $out == n/a ]] && out="n/a|n/a|n/a|n/a"
+    tr '|' ' ' <<<"$out"
+}
+
+# latency_ms JOURNAL FROM TO: "count p50 p99 max" of delivered_at - received_at in ms, for the
+# messages delivered in [FROM, TO) (RFC 3339 text, which sorts in time order). Nearest rank.
+latency_ms() {
+    local out
+    out=$(sql "$1" "
+        WITH l AS (
+            SELECT (julianday(delivered_at) - julianday(received_at)) * 86400000.0 AS ms
+            FROM messages
+            WHERE state = 'delivered' AND delivered_at >= '$2' AND delivered_at < '$3'),
+        r AS (SELECT ms, row_number() OVER (ORDER BY ms) AS rank, count(*) OVER () AS n FROM l)
+        SELECT count(*),
+               printf('%.1f', min(CASE WHEN rank >= 0.50 * n THEN ms END)),
+               printf('%.1f', min(CASE WHEN rank >= 0.99 * n THEN ms END)),
+               printf('%.1f', max(ms))
+        FROM r")
+    [[ $out == n/a || $out == "0|||" || $out == "0|0.0|0.0|0.0" ]] && out="0|n/a|n/a|n/a"
+    tr '|' ' ' <<<"$out"
+}
+
+# failed_summary JOURNAL: the most common last_error of failed messages, for the details line.
+failed_summary() {
+    sql "$1" "SELECT count(*) || ' x ' || coalesce(last_error, '?') FROM messages
+              WHERE state IN ('failed', 'skipped') GROUP BY last_error ORDER BY count(*) DESC LIMIT 3" \
+        | paste -sd ';' -
+}
+
+# retrying JOURNAL: messages waiting for a retry (queued after a failed attempt).
+retrying() {
+    sql "$1" "SELECT count(*) FROM messages WHERE state = 'queued' AND attempts > 0"
+}
+
+# peak_rss_kib PID: VmHWM (the resident set's high-water mark) of a running process.
+peak_rss_kib() {
+    awk '/^VmHWM:/ { print $2; found = 1 } END { if (!found) print "n/a" }' "/proc/$1/status" 2>/dev/null || echo "n/a"
+}
+
+mib() {
+    [[ $1 =~ ^[0-9]+$ ]] || { echo "n/a"; return 0; }
+    awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'
+}
+
+now_iso() { date -u +%Y-%m-%dT%H:%M:%S.%3NZ; }
+
+# elapsed FROM TO: seconds between two $EPOCHREALTIME values, 3 decimals.
+elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", b - a }'; }
+
+per_second() {
+    [[ $1 =~ ^[0-9]+$ ]] || { echo "n/a"; return 0; }
+    awk -v n="$1" -v s="$2" 'BEGIN { if (s > 0) printf "%.0f", n / s; else print "n/a" }'
+}
+
+# log_problems LOGFILE: "N" lines with warning/error/critical, then up to 5 distinct ones.
+log_problems() {
+    local count lines
+    count=$(grep -ciE '\b(warning|error|critical)\b' "$1" || true)
+    printf '%s' "${count:-0}"
+    if [[ ${count:-0} != 0 ]]; then
+        # Drop the timestamp at the start of each line so repeats collapse.
+        lines=$(grep -iE '\b(warning|error|critical)\b' "$1" | sed -E 's/^[0-9T:.+-]+Z? //' \
+            | sort | uniq -c | sort -rn | head -n 5 | sed -E 's/^ +//' | paste -sd '|' -)
+        printf ' [%s]' "$lines"
+    fi
+}
+
+journal_size() {
+    local bytes=0 file
+    for file in "$1" "$1-wal" "$1-shm"; do
+        [[ -f $file ]] && bytes=$((bytes + $(stat -c %s "$file")))
+    done
+    awk -v b="$bytes" 'BEGIN { printf "%.1f MiB", b / 1048576 }'
+}
+
+drop_journal() {
+    [[ $KEEP_JOURNALS == 1 ]] || rm -f "$1" "$1-wal" "$1-shm"
+}
+
+# write_config ORDERING DIR: the route "bench" on / to the private upstream.
+write_config() {
+    local ordering=$1 dir=$2 extra=""
+    case $ordering in
+        key) extra="    ordering_key: header:X-Key
+    concurrency: $CONCURRENCY" ;;
+        none) extra="    concurrency: $CONCURRENCY" ;;
+    esac
+    cat >"$dir/waypost.yaml" <<EOF
+listen: 127.0.0.1:$WAYPOST_PORT
+journal: { path: $dir/journal.db, durability: $DURABILITY, max_backlog: 100000000 }
+routes:
+  - name: bench
+    path: /
+    upstream: http://127.0.0.1:$UPSTREAM_PORT/
+    ordering: $ordering
+$extra
+EOF
+}
+
+# start_waypost DIR: starts Waypost on DIR/waypost.yaml (log appended to DIR/waypost.log),
+# waits until it answers HTTP; sets WAYPOST_PID.
+WAYPOST_PID=
+start_waypost() {
+    local dir=$1
+    port_in_use "$WAYPOST_PORT" && die "127.0.0.1:$WAYPOST_PORT is already in use"
+    "$WAYPOST_BIN" serve --config "$dir/waypost.yaml" >>"$dir/waypost.log" 2>&1 &
+    WAYPOST_PID=$!
+    PIDS+=("$WAYPOST_PID")
+    # A reserved path (SPEC §2): any HTTP answer, even a 404, means the listener is up.
+    wait_http "http://127.0.0.1:$WAYPOST_PORT/_waypost/ready" "$WAYPOST_PID" "$dir/waypost.log"
+}
+
+# ---------------------------------------------------------------------------
+# Live: intake and delivery at the same time
+
+# window_probe start|end: "epoch_seconds rfc3339 delivered failed queued in_flight" of
+# $PROBE_JOURNAL. The clock is read before the counts at the start and after them at the
+# end, so the window is never shorter than the time in which its deliveries were counted.
+PROBE_JOURNAL=
+window_probe() {
+    local counts t iso
+    if [[ $1 == start ]]; then
+        t=$EPOCHREALTIME
+        iso=$(now_iso)
+        counts=$(state_counts "$PROBE_JOURNAL")
+    else
+        counts=$(state_counts "$PROBE_JOURNAL")
+        t=$EPOCHREALTIME
+        iso=$(now_iso)
+    fi
+    echo "$t $iso $counts"
+}
+
+live_scenario() {
+    local ordering=$1 conns=$CONNS
+    local name="live-$ordering"
+    local dir=$WORK/$name
+    mkdir -p "$dir"
+    local journal=$dir/journal.db logfile=$dir/waypost.log url="http://127.0.0.1:$WAYPOST_PORT/"
+    write_config "$ordering" "$dir"
+
+    log "$name: starting $WAYPOST_BIN serve --config $dir/waypost.yaml"
+    start_waypost "$dir"
+    local pid=$WAYPOST_PID
+
+    wrk_warmup "$name" "$url" "$conns"
+
+    # The window: delivered count and wall clock just before and just after the measured run.
+    local t0 t1 iso0 iso1 d0 f0 q0 i0 d1 f1 q1 i1
+    PROBE_JOURNAL=$journal
+    wrk_measure "$name" "$url" "$conns" window_probe
+    read -r t0 iso0 d0 f0 q0 i0 <<<"$PROBE_BEFORE"
+    read -r t1 iso1 d1 f1 q1 i1 <<<"$PROBE_AFTER"
+    local other_cpu=$OTHER_CPU window
+    window=$(elapsed "$t0" "$t1")
+
+    local rss_kib
+    rss_kib=$(peak_rss_kib "$pid")
+
+    local delivered=n/a rate=n/a
+    if [[ $d0 =~ ^[0-9]+$ && $d1 =~ ^[0-9]+$ ]]; then
+        delivered=$((d1 - d0))
+        rate=$(per_second "$delivered" "$window")
+    fi
+    local lat_n p50 p99 pmax
+    read -r lat_n p50 p99 pmax < <(latency_ms "$journal" "$iso0" "$iso1")
+    local retry_count
+    retry_count=$(retrying "$journal")
+
+    log "$name: stopping Waypost (SIGTERM)"
+    stop_pid "$pid" "$STOP_TIMEOUT"
+    local exit_status=$STOPPED_STATUS
+    local total failed_text=""
+    total=$(sql "$journal" "SELECT count(*) FROM messages")
+    if [[ $f1 =~ ^[0-9]+$ && $f1 -gt 0 ]]; then
+        failed_text="failed: $(failed_summary "$journal"); "
+    fi
+    local size problems
+    size=$(journal_size "$journal")
+    problems=$(log_problems "$logfile")
+    drop_journal "$journal"
+
+    local rps wp50 wp99 reqs non2xx sockerr goal=$GOAL_PARALLEL_PER_S backlog0=n/a backlog=n/a
+    read -r rps wp50 wp99 reqs non2xx sockerr < <(parse_wrk "$WORK/$name.wrk")
+    [[ $ordering == fifo ]] && goal=$GOAL_FIFO_PER_S
+    [[ $q0 =~ ^[0-9]+$ && $i0 =~ ^[0-9]+$ ]] && backlog0=$((q0 + i0))
+    [[ $q1 =~ ^[0-9]+$ && $i1 =~ ^[0-9]+$ ]] && backlog=$((q1 + i1))
+    LIVE_ROWS+=("$ordering|$conns|$rps|$non2xx|$rate|>=$goal|$p50|$p99|$backlog0->$backlog|$f1|$(mib "$rss_kib")")
+    DETAILS+=("$name: window ${window}s, delivered $d0 -> $d1 (+$delivered), queued+in_flight $backlog0 -> $backlog \
+(queued $q1, in_flight $i1, of which waiting for a retry $retry_count), failed/skipped $f0 -> $f1; \
+latency over $lat_n messages delivered in the window, max ${pmax} ms; \
+wrk ${reqs} answers, p50 ${wp50} ms, p99 ${wp99} ms, socket errors $sockerr; $(status_counts "$WORK/$name.wrk")\
+${failed_text}rows after stop $total; other processes' CPU $other_cpu; \
+exit status $exit_status, journal $size, log lines with warning/error/critical $problems ($logfile)")
+}
+
+# ---------------------------------------------------------------------------
+# Drain: a backlog left by an outage, delivered after a start
+
+# insert_backlog JOURNAL ORDERING N: N queued rows, as an intake would have stored them.
+insert_backlog() {
+    local journal=$1 ordering=$2 n=$3 key_expr="NULL"
+    [[ $ordering == key ]] && key_expr="'k' || (i % $KEY_COUNT)"
+    sqlite3 -batch -bail "$journal" <<EOF
+.timeout 5000
+BEGIN IMMEDIATE;
+WITH RECURSIVE seq(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM seq WHERE i < $n)
+INSERT INTO messages (correlation_id, route, ordering_key, method, path, headers, body,
+                      state, attempts, received_at, updated_at)
+SELECT 'bench-' || i, 'bench', $key_expr, 'POST', '/', '[["Content-Type","application/json"]]',
+       CAST('{"data":"' || replace(hex(zeroblob(1013)), '00', 'x') || '"}' AS BLOB),
+       'queued', 0, strftime('%Y-%m-%dT%H:%M:%fZ', 'now'), strftime('%Y-%m-%dT%H:%M:%fZ', 'now')
+FROM seq;
+COMMIT;
+EOF
+}
+
+drain_scenario() {
+    local ordering=$1 n=$BACKLOG
+    local name="drain-$ordering"
+    local dir=$WORK/$name
+    mkdir -p "$dir"
+    local journal=$dir/journal.db logfile=$dir/waypost.log
+    write_config "$ordering" "$dir"
+
+    # 1. Let Waypost create the journal (schema, pragmas), then stop it.
+    log "$name: creating the journal with a brief start"
+    start_waypost "$dir"
+    stop_pid "$WAYPOST_PID" "$STOP_TIMEOUT"
+    local schema_version
+    schema_version=$(sql "$journal" "PRAGMA user_version")
+
+    # 2. The outage's backlog.
+    local ti0 ti1 body_bytes
+    log "$name: inserting $n queued messages with sqlite3"
+    ti0=$EPOCHREALTIME
+    insert_backlog "$journal" "$ordering" "$n" || die "$name: inserting the backlog failed"
+    ti1=$EPOCHREALTIME
+    body_bytes=$(sql "$journal" "SELECT length(body) FROM messages LIMIT 1")
+    local queued_before
+    queued_before=$(sql "$journal" "SELECT count(*) FROM messages WHERE state = 'queued'")
+    echo "--- backlog of $queued_before inserted, starting again ---" >>"$logfile"
+
+    # 3. Start with the upstream up, poll twice a second until every message is final.
+    local before after t0 t_ready t_done="" t_last_progress d=0 f=0 q i last_d=-1 now outcome="complete"
+    before=$(cpu_snapshot)
+    t0=$EPOCHREALTIME
+    log "$name: starting Waypost on the backlog"
+    start_waypost "$dir"
+    t_ready=$EPOCHREALTIME
+    local pid=$WAYPOST_PID
+    t_last_progress=$t_ready
+    while true; do
+        read -r d f q i < <(state_counts "$journal")
+        now=$EPOCHREALTIME
+        if [[ $d =~ ^[0-9]+$ && $f =~ ^[0-9]+$ ]]; then
+            if ((d + f >= n)); then
+                t_done=$now
+                break
+            fi
+            if ((d != last_d)); then
+                last_d=$d
+                t_last_progress=$now
+            fi
+        fi
+        if ! kill -0 "$pid" 2>/dev/null; then
+            outcome="Waypost exited"
+            break
+        fi
+        if awk -v a="$t0" -v b="$now" -v l="$DRAIN_TIMEOUT" 'BEGIN { exit !(b - a > l) }'; then
+            outcome="timeout after ${DRAIN_TIMEOUT}s"
+            break
+        fi
+        if awk -v a="$t_last_progress" -v b="$now" -v l="$STALL_TIMEOUT" 'BEGIN { exit !(b - a > l) }'; then
+            outcome="stalled: nothing delivered for ${STALL_TIMEOUT}s"
+            break
+        fi
+        sleep 0.5
+    done
+    after=$(cpu_snapshot)
+    local other_cpu rss_kib
+    other_cpu=$(other_cpu_percent "$before" "$after")
+    rss_kib=$(peak_rss_kib "$pid")
+    [[ $outcome == complete ]] || log "$name: $outcome ($d delivered, $f failed/skipped, $q queued, $i in flight)"
+
+    log "$name: stopping Waypost (SIGTERM)"
+    stop_pid "$pid" "$STOP_TIMEOUT"
+    local exit_status=$STOPPED_STATUS
+
+    local ready_s drain_s=n/a rate=n/a span=n/a
+    ready_s=$(elapsed "$t0" "$t_ready")
+    if [[ -n $t_done ]]; then
+        drain_s=$(elapsed "$t0" "$t_done")
+        rate=$(per_second "$d" "$drain_s")
+    else
+        rate="$(per_second "$d" "$(elapsed "$t0" "$now")")*"
+    fi
+    # The journal's own view: first to last delivered_at (no 0.5 s polling granularity).
+    span=$(sql "$journal" "SELECT printf('%.3f', (julianday(max(delivered_at)) - julianday(min(delivered_at))) * 86400)
+                           FROM messages WHERE state = 'delivered'")
+    local failed_text=""
+    if [[ $f =~ ^[0-9]+$ && $f -gt 0 ]]; then
+        failed_text="failed: $(failed_summary "$journal"); "
+    fi
+    local size problems
+    size=$(journal_size "$journal")
+    problems=$(log_problems "$logfile")
+    drop_journal "$journal"
+
+    DRAIN_ROWS+=("$ordering|$n|$ready_s|$drain_s|$rate|$f|$(mib "$rss_kib")|<$GOAL_DRAIN_RSS_MB MB")
+    DETAILS+=("$name: $outcome; schema user_version $schema_version, backlog $queued_before rows of $body_bytes-byte bodies \
+inserted in $(elapsed "$ti0" "$ti1")s; delivered $d, failed/skipped $f, left queued $q, in flight $i; \
+first to last delivered_at ${span}s; ${failed_text}other processes' CPU $other_cpu; \
+exit status $exit_status, journal $size, log lines with warning/error/critical $problems ($logfile)")
+}
+
+# ---------------------------------------------------------------------------
+# Report
+
+print_live_table() {
+    local fmt='%-9s %6s %9s %8s %12s %9s %11s %11s %16s %7s %13s\n'
+    # shellcheck disable=SC2059  # the format is the constant above
+    printf "$fmt" scenario conns acks/s non-2xx delivered/s goal "e2e p50 ms" "e2e p99 ms" backlog failed "peak RSS MiB"
+    local row
+    local -a f
+    for row in "${LIVE_ROWS[@]}"; do
+        IFS='|' read -r -a f <<<"$row"
+        # shellcheck disable=SC2059
+        printf "$fmt" "${f[@]}"
+    done
+}
+
+print_drain_table() {
+    local fmt='%-9s %9s %9s %9s %9s %8s %13s %10s\n'
+    # shellcheck disable=SC2059  # the format is the constant above
+    printf "$fmt" scenario messages "ready s" "drain s" msgs/s failed "peak RSS MiB" "goal RSS"
+    local row
+    local -a f
+    for row in "${DRAIN_ROWS[@]}"; do
+        IFS='|' read -r -a f <<<"$row"
+        # shellcheck disable=SC2059
+        printf "$fmt" "${f[@]}"
+    done
+}
+
+main() {
+    [[ $(id -u) == 0 ]] || log "warning: not root; installing packages would fail"
+    cd "$REPO_ROOT"
+    check_settings
+    ensure_tools
+    ensure_waypost
+    mkdir -p "$WORK"
+    check_disk
+
+    local fsync_append
+    fsync_append=$(python3 "$FSYNC_PY" "$WORK" --mode append)
+
+    local busy_before snapshot
+    snapshot=$(cpu_snapshot)
+    sleep 2
+    busy_before=$(other_cpu_percent "$snapshot" "$(cpu_snapshot)")
+    log "CPU used by other processes during 2 s before the run: $busy_before"
+
+    port_in_use "$UPSTREAM_PORT" && die "127.0.0.1:$UPSTREAM_PORT is already in use"
+    write_nginx_conf "$WORK/nginx-upstream" "$UPSTREAM_PORT" "$UPSTREAM_WORKERS" \
+        '            return 200 "ok\n";'
+    start_nginx upstream "$WORK/nginx-upstream" "$UPSTREAM_PORT"
+
+    local ordering
+    if [[ $SKIP_LIVE != 1 ]]; then
+        for ordering in $SCENARIOS; do
+            live_scenario "$ordering"
+        done
+    fi
+    if [[ $SKIP_DRAIN != 1 ]]; then
+        for ordering in $SCENARIOS; do
+            drain_scenario "$ordering"
+        done
+    fi
+
+    {
+        echo "Waypost delivery benchmark, $(date -Is)"
+        echo "machine: nproc $(nproc), kernel $(uname -r), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')"
+        echo "CPU used by other processes: $busy_before in the 2 s before the run, per scenario below (anything above a few % skews the figures)"
+        echo "waypost: $WAYPOST_BIN ($BINARY_NOTE; $(git -C "$REPO_ROOT" describe --always --dirty 2>/dev/null || echo 'no commit'))"
+        echo "routes: one route 'bench', ordering per scenario; key: ordering_key header:X-Key ($KEY_COUNT values), concurrency $CONCURRENCY; none: concurrency $CONCURRENCY"
+        echo "journal: durability $DURABILITY, file system $JOURNAL_FS ($WORK)"
+        echo "$fsync_append"
+        echo "upstream: nginx $(nginx -v 2>&1 | cut -d/ -f2) 'return 200', worker_processes $UPSTREAM_WORKERS, access_log off"
+        if ((${#LIVE_ROWS[@]} > 0)); then
+            echo
+            echo "Live: wrk -t$WRK_THREADS -c$CONNS -d$DURATION (after a $WARMUP warm-up) POSTs 1 KiB JSON (post-keys.lua) while Waypost delivers"
+            print_live_table
+        fi
+        if ((${#DRAIN_ROWS[@]} > 0)); then
+            echo
+            echo "Drain: $BACKLOG queued 1 KiB messages inserted with sqlite3 while Waypost was stopped, then Waypost started"
+            print_drain_table
+        fi
+        echo
+        local line
+        for line in "${DETAILS[@]}"; do
+            echo "- $line"
+        done
+        echo
+        echo "acks/s: wrk's Requests/sec (all answers); non-2xx: wrk's count of statuses >= 400 (a 503 from a full or busy journal)."
+        echo "delivered/s: change in the journal's delivered count over the measured run, divided by its wall-clock length."
+        echo "e2e p50/p99: delivered_at - received_at (journal timestamps, ms resolution) of the messages delivered during the measured run,"
+        echo "  whenever they were received (a backlog left by the warm-up counts too)."
+        echo "backlog: queued + in_flight when the measured run started -> when it ended. Grown: delivery did not keep up, delivered/s is the"
+        echo "  forwarder's ceiling under this intake, and e2e p99 leaves out the messages still waiting (it understates). Near 0 at both ends:"
+        echo "  delivery kept up, delivered/s is bounded by acks/s (the intake), and the drain table shows the forwarder's own ceiling."
+        echo "peak RSS: VmHWM of the Waypost process (whole life: warm-up, or start-up, included)."
+        echo "drain s: from launching Waypost on the backlog until every message is final (polled every 0.5 s); msgs/s = delivered / drain s (* = incomplete)."
+        echo "goals: fifo >= $GOAL_FIFO_PER_S delivered/s, key and none >= $GOAL_PARALLEL_PER_S delivered/s; drain peak RSS < $GOAL_DRAIN_RSS_MB MB. Printed, not checked."
+    } | tee "$RESULTS"
+    log "results: $RESULTS (raw output in $WORK)"
+}
+
+main "$@"
