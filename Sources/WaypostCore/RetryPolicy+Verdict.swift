@@ -74,19 +74,39 @@ extension RetryPolicy {
     }
 }
 
-/// HTTP dates (RFC 9110 §5.6.7), the preferred IMF-fixdate form: `Sun, 06 Nov 1994 08:49:37 GMT`.
+/// HTTP dates (RFC 9110 §5.6.7): the preferred IMF-fixdate `Sun, 06 Nov 1994 08:49:37 GMT`,
+/// and the obsolete forms a recipient must still accept, RFC 850
+/// `Sunday, 06-Nov-94 08:49:37 GMT` and asctime `Sun Nov  6 08:49:37 1994`.
 public enum HTTPDate {
     private static let months = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
 
-    /// Milliseconds since the Unix epoch, or nil when `text` is not an IMF-fixdate.
+    /// Milliseconds since the Unix epoch, or nil when `text` is none of the three forms.
     public static func parse(_ text: Substring) -> Int64? {
         let parts = text.split(separator: " ")
-        guard parts.count == 6, parts[0].hasSuffix(","), parts[5] == "GMT",
-            let day = Int64(parts[1]), let monthIndex = months.firstIndex(of: String(parts[2])), let year = Int64(parts[3])
-        else { return nil }
-        let clock = parts[4].split(separator: ":")
-        guard clock.count == 3, let hour = Int64(clock[0]), let minute = Int64(clock[1]), let second = Int64(clock[2]),
-            (1...31).contains(day), (0...23).contains(hour), (0...59).contains(minute), (0...60).contains(second)
+        if parts.count == 6, parts[0].hasSuffix(","), parts[5] == "GMT" {
+            // IMF-fixdate.
+            guard let day = Int64(parts[1]), let year = Int64(parts[3]) else { return nil }
+            return make(year: year, month: parts[2], day: day, clock: parts[4])
+        }
+        if parts.count == 4, parts[0].hasSuffix(","), parts[3] == "GMT" {
+            // RFC 850: a two-digit year more than 50 years ahead is in the past century.
+            let date = parts[1].split(separator: "-")
+            guard date.count == 3, let day = Int64(date[0]), let shortYear = Int64(date[2]), date[2].count == 2 else { return nil }
+            return make(year: shortYear < 50 ? 2000 + shortYear : 1900 + shortYear, month: date[1], day: day, clock: parts[2])
+        }
+        if parts.count == 5, !parts[0].hasSuffix(",") {
+            // asctime.
+            guard let day = Int64(parts[2]), let year = Int64(parts[4]) else { return nil }
+            return make(year: year, month: parts[1], day: day, clock: parts[3])
+        }
+        return nil
+    }
+
+    private static func make(year: Int64, month: Substring, day: Int64, clock: Substring) -> Int64? {
+        let time = clock.split(separator: ":")
+        guard let monthIndex = months.firstIndex(of: String(month)), time.count == 3, let hour = Int64(time[0]),
+            let minute = Int64(time[1]), let second = Int64(time[2]), (1...31).contains(day), (0...23).contains(hour),
+            (0...59).contains(minute), (0...60).contains(second)
         else { return nil }
         let days = Timestamp.daysSince1970(year: year, month: Int64(monthIndex + 1), day: day)
         return ((days * 24 + hour) * 60 + minute) * 60_000 + second * 1000

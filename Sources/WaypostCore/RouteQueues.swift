@@ -64,6 +64,9 @@ public struct RouteQueues: Sendable {
     private var queues: [QueueKey: [QueuedMessage]] = [:]
     private var keyOfMessage: [Int64: QueueKey] = [:]
     private var inFlight: Set<Int64> = []
+    /// Queues with a message in flight: nothing else of theirs may go until it is final,
+    /// not even an older message that a replay put back in front of it.
+    private var busy: Set<QueueKey> = []
     private var wakes = Heap<Wake>()
 
     public init(ordering: Ordering, concurrency: Int) {
@@ -106,8 +109,20 @@ public struct RouteQueues: Sendable {
     }
 
     private mutating func scheduleHead(of key: QueueKey) {
-        guard let head = queues[key]?.first, !head.blocking, !inFlight.contains(head.id) else { return }
+        guard !busy.contains(key), let head = queues[key]?.first, !head.blocking else { return }
         wakes.insert(Wake(time: head.notBefore ?? 0, id: head.id, key: key))
+        dropStaleWakes()
+    }
+
+    /// Whether a wake still names the head of an idle queue, as it was scheduled.
+    private func isCurrent(_ wake: Wake) -> Bool {
+        guard !busy.contains(wake.key), let head = queues[wake.key]?.first else { return false }
+        return head.id == wake.id && !head.blocking && (head.notBefore ?? 0) == wake.time
+    }
+
+    /// Pops outdated wakes off the top, so ``nextWake`` names a time when something is ready.
+    private mutating func dropStaleWakes() {
+        while let wake = wakes.min, !isCurrent(wake) { wakes.removeMin() }
     }
 
     /// The messages to send now, at most `limit` and never beyond `concurrency`; they are in
@@ -118,12 +133,12 @@ public struct RouteQueues: Sendable {
         while ready.count < limit, inFlight.count < concurrency, let wake = wakes.min, wake.time <= now {
             wakes.removeMin()
             // Stale entries: the queue changed since this wake was scheduled.
-            guard let head = queues[wake.key]?.first, head.id == wake.id, !head.blocking, !inFlight.contains(head.id),
-                (head.notBefore ?? 0) <= now
-            else { continue }
+            guard isCurrent(wake), let head = queues[wake.key]?.first else { continue }
             inFlight.insert(head.id)
+            busy.insert(wake.key)
             ready.append(head)
         }
+        dropStaleWakes()
         return ready
     }
 
@@ -133,10 +148,10 @@ public struct RouteQueues: Sendable {
 
     /// Records the end of an attempt of message `id`.
     public mutating func finish(_ id: Int64, outcome: Outcome) {
-        inFlight.remove(id)
-        guard let key = keyOfMessage[id], var queue = queues[key], let index = queue.firstIndex(where: { $0.id == id }) else {
-            return
-        }
+        guard inFlight.remove(id) != nil, let key = keyOfMessage[id], var queue = queues[key],
+            let index = queue.firstIndex(where: { $0.id == id })
+        else { return }
+        busy.remove(key)
         switch outcome {
         case .final:
             queue.remove(at: index)

@@ -1,3 +1,7 @@
+#if canImport(Glibc)
+    import Glibc
+#endif
+
 /// RFC 3339 UTC timestamps with milliseconds, as the journal and the APIs write them:
 /// `2026-11-29T23:53:36.123Z`. The text sorts in time order, so SQL compares it directly.
 public enum Timestamp {
@@ -67,6 +71,25 @@ public enum Timestamp {
         return ((daysSince1970(year: year, month: month, day: day) * 24 + hour) * 60 + minute) * 60_000 + second * 1000 + ms
     }
 
+    /// A time bound given by an operator (`--since`, `--until`, filters of the admin API), as
+    /// stored text: a duration before `now` (`2h`, `7d`), or an RFC 3339 UTC time with or
+    /// without milliseconds (`2026-11-30T08:00:00Z`). Nil when it is neither.
+    public static func filterBound(_ text: String, now: Int64 = Timestamp.now()) -> String? {
+        if let duration = parseDuration(text) { return format(millisecondsSince1970: now - duration.milliseconds) }
+        if let ms = parse(text) { return format(millisecondsSince1970: ms) }
+        if text.count == 20, text.hasSuffix("Z"), let ms = parse(String(text.dropLast()) + ".000Z") {
+            return format(millisecondsSince1970: ms)
+        }
+        return nil
+    }
+
+    /// Now, in milliseconds since the Unix epoch.
+    public static func now() -> Int64 {
+        var time = timespec()
+        clock_gettime(CLOCK_REALTIME, &time)
+        return Int64(time.tv_sec) * 1000 + Int64(time.tv_nsec) / 1_000_000
+    }
+
     /// Year, month and day of a day count since 1970-01-01 (Howard Hinnant's `civil_from_days`).
     static func civilDate(daysSince1970 z0: Int64) -> (Int64, Int64, Int64) {
         let z = z0 + 719_468
@@ -82,6 +105,13 @@ public enum Timestamp {
 }
 
 extension Duration {
+    /// The duration in whole nanoseconds (saturating).
+    public var nanoseconds: Int64 {
+        let (seconds, attoseconds) = components
+        let (product, overflow) = seconds.multipliedReportingOverflow(by: 1_000_000_000)
+        return overflow ? .max : product + attoseconds / 1_000_000_000
+    }
+
     /// The duration in whole milliseconds.
     public var milliseconds: Int64 {
         let (seconds, attoseconds) = components

@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import Metrics
 import ServiceLifecycle
 import WaypostCore
 import WaypostJournal
@@ -23,6 +24,9 @@ public final class Forwarder: Service, @unchecked Sendable {
     private struct Route {
         let config: RouteConfig
         let addHeaders: [HeaderField]
+        let delivered: Counter
+        let failed: Counter
+        let retried: Counter
         var queues: RouteQueues
         /// The highest row id loaded so far.
         var cursor: Int64 = 0
@@ -86,12 +90,20 @@ public final class Forwarder: Service, @unchecked Sendable {
                         message: "routes[\(index)].add_headers.\(field.name): the environment variable \(error.name) is not set")
                 }
             }
-            routes.append(Route(config: route, addHeaders: headers, queues: RouteQueues(ordering: route.ordering, concurrency: route.concurrency)))
+            let dimensions = [("route", route.name)]
+            routes.append(
+                Route(
+                    config: route, addHeaders: headers, delivered: Counter(label: "waypost_delivered_total", dimensions: dimensions),
+                    failed: Counter(label: "waypost_failed_total", dimensions: dimensions),
+                    retried: Counter(label: "waypost_retried_total", dimensions: dimensions),
+                    queues: RouteQueues(ordering: route.ordering, concurrency: route.concurrency)))
         }
         self.routes = routes
         do {
             reader = try DeliveryReader(path: configuration.journal.path)
             generation = try reader.replayGeneration()
+            let paused = try reader.pausedRoutes()
+            for index in routes.indices { routes[index].queues.paused = paused.contains(routes[index].config.name) }
         } catch {
             throw ForwarderError(message: "cannot read the journal: \(error.message)")
         }
@@ -104,6 +116,13 @@ public final class Forwarder: Service, @unchecked Sendable {
         let thread = Thread { [self] in deliveryLoop() }
         thread.name = "waypost-forwarder"
         thread.start()
+    }
+
+    /// Whether the delivery thread is running.
+    public var isRunning: Bool {
+        condition.lock()
+        defer { condition.unlock() }
+        return !exited
     }
 
     /// Runs until graceful shutdown, then lets the attempts in flight finish within
@@ -205,8 +224,10 @@ public final class Forwarder: Service, @unchecked Sendable {
         nextGenerationCheck = Date().addingTimeInterval(0.5)
         guard let current = try? reader.replayGeneration(), current != generation else { return }
         generation = current
-        logger.info("messages were replayed or skipped; reloading the queues")
+        logger.info("messages were replayed or skipped, or a route paused or resumed; reloading the queues")
+        let paused = (try? reader.pausedRoutes()) ?? []
         for index in routes.indices {
+            routes[index].queues.paused = paused.contains(routes[index].config.name)
             routes[index].queues.removeWaiting()
             routes[index].cursor = 0
             routes[index].mayHaveMore = true
@@ -304,14 +325,20 @@ public final class Forwarder: Service, @unchecked Sendable {
         let lastError: String?
         let outcome: RouteQueues.Outcome
         var nextAttemptAt: Int64?
+        let statusClass = response.map { "\($0.status / 100)xx" } ?? "error"
+        Timer(label: "waypost_upstream_duration_seconds", dimensions: [("route", route.name), ("status_class", statusClass)])
+            .recordMilliseconds(now - attempt.startedAt)
         switch verdict {
         case .delivered:
+            routes[attempt.route].delivered.increment()
             (state, lastError, outcome) = ("delivered", nil, .final)
         case .retry(let at):
+            routes[attempt.route].retried.increment()
             (state, outcome) = ("queued", .retry(atMilliseconds: at))
             lastError = transportError ?? "HTTP \(response?.status ?? 0)"
             nextAttemptAt = at
         case .failed(let reason):
+            routes[attempt.route].failed.increment()
             state = "failed"
             lastError = (transportError ?? "HTTP \(response?.status ?? 0)") + "; " + reason
             outcome = route.onExhausted == .block ? .blocked : .final

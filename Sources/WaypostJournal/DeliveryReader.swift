@@ -27,6 +27,7 @@ public final class DeliveryReader {
     private let page: Statement
     private let content: Statement
     private let generation: Statement
+    private let paused: Statement
 
     public init(path: String) throws(SQLiteError) {
         db = try SQLiteConnection(path: path, create: false)
@@ -44,6 +45,7 @@ public final class DeliveryReader {
             FROM messages WHERE id = ?1
             """)
         generation = try db.prepare("SELECT value FROM control WHERE name = 'replay_generation'")
+        paused = try db.prepare("SELECT substr(name, 8) FROM control WHERE name LIKE 'paused:%' AND value = 1")
     }
 
     /// Up to `limit` messages of `route` after row `afterID`, in order: those `queued`, and
@@ -91,7 +93,15 @@ public final class DeliveryReader {
             cycleStart: content.string(8).flatMap(Timestamp.parse) ?? 0, clientAddress: content.string(9))
     }
 
-    /// The counter that `replay` and `skip` bump so a running server reloads its queues.
+    /// The routes an operator paused.
+    public func pausedRoutes() throws(SQLiteError) -> Set<String> {
+        defer { paused.reset() }
+        var routes = Set<String>()
+        while try paused.step() { if let route = paused.string(0) { routes.insert(route) } }
+        return routes
+    }
+
+    /// The counter that `replay`, `skip`, pause and resume bump so a running server reloads its queues.
     public func replayGeneration() throws(SQLiteError) -> Int64 {
         defer { generation.reset() }
         return try generation.step() ? generation.int64(0) : 0

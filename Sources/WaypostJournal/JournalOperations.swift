@@ -103,6 +103,19 @@ public final class JournalOperations {
         return changed
     }
 
+    /// Pauses or resumes delivery on `route`: a paused route keeps accepting and journaling,
+    /// and delivers nothing until resumed. The setting is kept in the journal, so it survives
+    /// a restart.
+    public func setPaused(route: String, _ paused: Bool) throws(SQLiteError) {
+        try transaction { () throws(SQLiteError) in
+            let upsert = try db.prepare("INSERT OR REPLACE INTO control (name, value) VALUES ('paused:' || ?1, ?2)")
+            try upsert.bind(1, route)
+            try upsert.bind(2, paused ? 1 : 0)
+            try upsert.run()
+            try bumpGeneration()
+        }
+    }
+
     /// Deletes delivered messages (and their attempts) delivered before `before` (RFC 3339).
     ///
     /// - Returns: How many messages were deleted.

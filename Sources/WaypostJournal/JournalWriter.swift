@@ -1,6 +1,7 @@
 import CSQLite
 import Foundation
 import Logging
+import Metrics
 import ServiceLifecycle
 import WaypostCore
 
@@ -52,6 +53,8 @@ public final class JournalWriter: Service, @unchecked Sendable {
     private let maxBacklog: Int
     private var backlog: Int
     private var _statistics = Statistics()
+    private let commitDuration = Timer(label: "waypost_commit_duration_seconds")
+    private let batchSize = Recorder(label: "waypost_commit_batch_size")
     private let logger: Logger
 
     /// Opens (creating and migrating if needed) the journal at `path` and starts the writer
@@ -139,6 +142,8 @@ public final class JournalWriter: Service, @unchecked Sendable {
         public var commits = 0
         /// Messages stored by those transactions.
         public var messages = 0
+        /// Whether the last transaction failed (the journal is not writable right now).
+        public var lastCommitFailed = false
     }
 
     /// Counters since the writer started; `messages / commits` is the mean group-commit size.
@@ -240,6 +245,11 @@ public final class JournalWriter: Service, @unchecked Sendable {
 
     /// Applies `batch` in one transaction, then completes every request of it.
     private func commit(_ batch: [Work]) {
+        let started = ContinuousClock.now
+        defer {
+            commitDuration.recordNanoseconds((ContinuousClock.now - started).nanoseconds)
+            batchSize.record(batch.count)
+        }
         var results: [Result<IntakeResult, JournalUnavailable>?] = []
         results.reserveCapacity(batch.count)
         let backlogBefore = backlog
@@ -258,6 +268,9 @@ public final class JournalWriter: Service, @unchecked Sendable {
         } catch {
             if sqlite3_get_autocommit(db.handle) == 0 { try? db.execute("ROLLBACK") }
             backlog = backlogBefore
+            condition.lock()
+            _statistics.lastCommitFailed = true
+            condition.unlock()
             logger.error("journal commit failed; the batch is answered 503", metadata: ["error": "\(error)", "batch.size": "\(batch.count)"])
             for work in batch {
                 switch work {
@@ -271,6 +284,7 @@ public final class JournalWriter: Service, @unchecked Sendable {
         condition.lock()
         _statistics.commits += 1
         _statistics.messages += stored
+        _statistics.lastCommitFailed = false
         let observer = storedObserver
         condition.unlock()
         for (work, result) in zip(batch, results) {

@@ -156,3 +156,14 @@ extension IntakeHandler {
         write(response, keepAlive: query.keepAlive, context: context)
     }
 }
+
+extension MessageRecord {
+    /// One message in a list (CLI `list --json`, admin `GET /messages`): no bodies.
+    public var summaryJSON: String {
+        func text(_ value: String?) -> String { value.map(JSON.quote) ?? "null" }
+        return "{\"id\":\(JSON.quote(correlationID)),\"route\":\(JSON.quote(route)),\"state\":\(JSON.quote(state)),"
+            + "\"attempts\":\(attempts),\"received_at\":\(JSON.quote(receivedAt)),\"next_attempt_at\":\(text(nextAttemptAt)),"
+            + "\"delivered_at\":\(text(deliveredAt)),\"last_error\":\(text(lastError)),\"method\":\(JSON.quote(method)),"
+            + "\"path\":\(JSON.quote(path)),\"body_bytes\":\(body.count),\"response_status\":\(responseStatus.map(String.init) ?? "null")}"
+    }
+}

@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import Metrics
 import NIOCore
 import NIOHTTP1
 import WaypostCore
@@ -15,6 +16,10 @@ struct IntakeContext: Sendable {
     let logger: Logger
     /// Milliseconds since the Unix epoch.
     let now: @Sendable () -> Int64
+    /// `waypost_accepted_total` per route name.
+    let accepted: [String: Counter]
+    /// From the request's head to the `202` (asynchronous answers).
+    let ackLatency = Timer(label: "waypost_ack_duration_seconds")
 }
 
 /// The intake's per-connection handler (SPEC §1, §2, §4): decodes, routes and validates one
@@ -51,6 +56,8 @@ final class IntakeHandler: ChannelInboundHandler, RemovableChannelHandler {
         var correlationID: String
         var correlationIDWasSupplied: Bool
         var pattern: ResponsePattern
+        /// When the head arrived, in milliseconds since the Unix epoch.
+        var receivedAt: Int64
     }
 
     /// A wait: whichever comes first of the outcome and the deadline answers, and cancels
@@ -158,7 +165,7 @@ final class IntakeHandler: ChannelInboundHandler, RemovableChannelHandler {
             Request(
                 head: head, route: route, body: context.channel.allocator.buffer(capacity: 0),
                 correlationID: supplied.first ?? CorrelationID.generate(millisecondsSince1970: UInt64(receivedAt)),
-                correlationIDWasSupplied: !supplied.isEmpty, pattern: pattern))
+                correlationIDWasSupplied: !supplied.isEmpty, pattern: pattern, receivedAt: receivedAt))
     }
 
     /// Whether `path` has a `.` or `..` segment, literally or percent-encoded. Such a path
@@ -248,7 +255,9 @@ final class IntakeHandler: ChannelInboundHandler, RemovableChannelHandler {
         }
         switch outcome {
         case .stored(let id):
+            shared.accepted[request.route.name]?.increment()
             guard let watch else {
+                shared.ackLatency.recordMilliseconds(shared.now() - request.receivedAt)
                 state = .idle
                 let response = Responses.accepted(correlationID: id, state: "queued", preferenceApplied: preferenceApplied, allocator: allocator)
                 return write(response, keepAlive: keepAlive, context: context)
@@ -324,6 +333,7 @@ final class IntakeHandler: ChannelInboundHandler, RemovableChannelHandler {
     /// body nobody wants).
     private func reject(_ problem: Problem, head: HTTPRequestHead?, context: ChannelHandlerContext) {
         shared.logger.info("request rejected", metadata: ["status": "\(problem.status)", "problem": "\(problem.slug)"])
+        Counter(label: "waypost_rejected_total", dimensions: [("reason", problem.slug)]).increment()
         let close: Bool
         if let head {
             state = .discarding

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import WaypostCore
 import WaypostJournal
+import WaypostServer
 
 private let states = ["queued", "in_flight", "delivered", "failed", "skipped"]
 
@@ -25,7 +26,7 @@ struct Status: ParsableCommand {
                 counts.first { $0.route == route && $0.state == state }?.count ?? 0
             }
             func age(_ route: String) -> Int? {
-                oldest[route].flatMap(parseTimestamp).map { Int(now.timeIntervalSince($0)) }
+                oldest[route].flatMap(Timestamp.parse).map { Int((Int64(now.timeIntervalSince1970 * 1000) - $0) / 1000) }
             }
             if json {
                 let entries = routes.map { route in
@@ -70,7 +71,7 @@ struct List: ParsableCommand {
         if let state, !states.contains(state) {
             throw ValidationError("--state must be one of \(states.joined(separator: ", ")); got '\(state)'")
         }
-        if let since, sinceTimestamp(since) == nil {
+        if let since, Timestamp.filterBound(since) == nil {
             throw ValidationError("--since must be a duration such as 2h or an RFC 3339 time; got '\(since)'")
         }
         guard limit > 0 else { throw ValidationError("--limit must be at least 1") }
@@ -79,9 +80,9 @@ struct List: ParsableCommand {
     func run() throws {
         try reportingFailure {
             let reader = try journal.openReader()
-            let messages = try reader.list(MessageFilter(state: state, route: route, since: since.flatMap(sinceTimestamp), limit: limit))
+            let messages = try reader.list(MessageFilter(state: state, route: route, since: since.flatMap { Timestamp.filterBound($0) }, limit: limit))
             if json {
-                print("{\"messages\":[\(messages.map(summaryJSON).joined(separator: ","))]}")
+                print("{\"messages\":[\(messages.map(\.summaryJSON).joined(separator: ","))]}")
                 return
             }
             var rows = [["ID", "ROUTE", "STATE", "ATTEMPTS", "RECEIVED", "REQUEST", "BYTES", "LAST ERROR"]]
@@ -173,22 +174,6 @@ struct CheckConfig: ParsableCommand {
     }
 }
 
-/// `since` as a stored timestamp: a duration before now, or an RFC 3339 time.
-func sinceTimestamp(_ since: String) -> String? {
-    if let duration = parseDuration(since) {
-        return Timestamp.format(millisecondsSince1970: Int64(Date().timeIntervalSince1970 * 1000) - duration.milliseconds)
-    }
-    return parseTimestamp(since).map { Timestamp.format(millisecondsSince1970: Int64($0.timeIntervalSince1970 * 1000)) }
-}
-
-func parseTimestamp(_ text: String) -> Date? {
-    let formatter = ISO8601DateFormatter()
-    formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
-    if let date = formatter.date(from: text) { return date }
-    formatter.formatOptions = [.withInternetDateTime]
-    return formatter.date(from: text)
-}
-
 func formatAge(_ seconds: Int) -> String {
     switch seconds {
     case ..<60: "\(seconds)s"
@@ -196,14 +181,6 @@ func formatAge(_ seconds: Int) -> String {
     case ..<86400: "\(seconds / 3600)h\(seconds / 60 % 60)m"
     default: "\(seconds / 86400)d\(seconds / 3600 % 24)h"
     }
-}
-
-func summaryJSON(_ m: MessageRecord) -> String {
-    func optional(_ value: String?) -> String { value.map(JSON.quote) ?? "null" }
-    return "{\"id\":\(JSON.quote(m.correlationID)),\"route\":\(JSON.quote(m.route)),\"state\":\(JSON.quote(m.state)),"
-        + "\"attempts\":\(m.attempts),\"received_at\":\(JSON.quote(m.receivedAt)),\"next_attempt_at\":\(optional(m.nextAttemptAt)),"
-        + "\"delivered_at\":\(optional(m.deliveredAt)),\"last_error\":\(optional(m.lastError)),\"method\":\(JSON.quote(m.method)),"
-        + "\"path\":\(JSON.quote(m.path)),\"body_bytes\":\(m.body.count),\"response_status\":\(m.responseStatus.map(String.init) ?? "null")}"
 }
 
 func printTable(_ rows: [[String]]) {

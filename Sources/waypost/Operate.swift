@@ -43,7 +43,7 @@ struct Replay: ParsableCommand {
             throw ValidationError("--state must be one of \(JournalOperations.replayableStates.joined(separator: ", ")); got '\(state)'")
         }
         for (flag, value) in [("--since", since), ("--until", until)] {
-            if let value, sinceTimestamp(value) == nil {
+            if let value, Timestamp.filterBound(value) == nil {
                 throw ValidationError("\(flag) must be a duration such as 2h or an RFC 3339 time; got '\(value)'")
             }
         }
@@ -53,7 +53,7 @@ struct Replay: ParsableCommand {
         try reportingFailure {
             let operations = try JournalOperations(path: try journal.resolvedPath())
             if ids.isEmpty {
-                let filter = MessageFilter(state: state, route: route, since: since.flatMap(sinceTimestamp), until: until.flatMap(sinceTimestamp))
+                let filter = MessageFilter(state: state, route: route, since: since.flatMap { Timestamp.filterBound($0) }, until: until.flatMap { Timestamp.filterBound($0) })
                 let replayed = try operations.replay(filter, dryRun: dryRun)
                 for id in replayed where dryRun { print(id) }
                 print(dryRun ? "would replay \(replayed.count) message(s)" : "replayed \(replayed.count) message(s)")
@@ -86,7 +86,7 @@ struct Purge: ParsableCommand {
     func run() throws {
         try reportingFailure {
             let operations = try JournalOperations(path: try journal.resolvedPath())
-            let purged = try operations.purgeDelivered(before: sinceTimestamp(deliveredOlderThan)!)
+            let purged = try operations.purgeDelivered(before: Timestamp.filterBound(deliveredOlderThan)!)
             print("purged \(purged) delivered message(s)")
         }
     }

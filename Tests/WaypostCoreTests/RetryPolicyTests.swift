@@ -186,8 +186,6 @@ struct RetryPolicyTests {
 
     @Test(
         "Retry-After in the obsolete HTTP-date forms, which RFC 9110 §5.6.7 says a recipient MUST accept",
-        .enabled(if: true, 
-            "bug (minor): HTTPDate.parse accepts only IMF-fixdate; rfc850-date and asctime-date Retry-After values are ignored and the backoff is used instead"),
         arguments: ["Sunday, 06-Nov-94 10:49:37 GMT", "Sun Nov  6 10:49:37 1994"])
     func retryAfterObsoleteDates(value: String) {
         #expect(RetryPolicy.parseRetryAfter(value, now: rfcExampleMilliseconds)?.milliseconds == 7_200_000, "'\(value)'")

@@ -339,9 +339,7 @@ struct RouteQueuesTests {
     }
 
     @Test(
-        "key: a replayed older id does not go out while a later message of its key is in flight",
-        .enabled(if: true, 
-            "bug: RouteQueues.add places the older id at the head while the later one is in flight, and nextReady releases it at once: two messages of one key queue in flight together"))
+        "key: a replayed older id does not go out while a later message of its key is in flight")
     func replayedOlderIDWaitsForInFlightSibling() {
         // The forwarder reaches this state on every replay: removeWaiting keeps message 5 (in
         // flight), and the reload adds the replayed message 3 of the same key.
@@ -360,9 +358,7 @@ struct RouteQueuesTests {
     }
 
     @Test(
-        "nextWake never names a time at which nothing becomes ready",
-        .enabled(if: true, 
-            "bug (minor): nextWake reports the time of a stale heap entry (0 here) instead of the head's retry time (1000); the forwarder then wakes once for nothing"))
+        "nextWake never names a time at which nothing becomes ready")
     func nextWakeIgnoresStaleEntries() {
         run(
             QueueScript(

@@ -156,7 +156,7 @@ struct DeliveryRecordTests {
         defer { dir.cleanUp() }
         let quiet = Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() })
         let writer = try JournalWriter(
-            path: dir.file("j.db"), durability: .full, maxBacklog: 100, retainDelivered: .milliseconds(300),
+            path: dir.file("j.db"), durability: .full, maxBacklog: 100, retainDelivered: .seconds(2),
             maintenanceInterval: .milliseconds(100), logger: quiet)
         let delivered = makeMessage()
         let failed = makeMessage()
@@ -190,7 +190,10 @@ struct DeliveryRecordTests {
         #expect(attempts == [AttemptRecord(attempt: 1, startedAt: Timestamp.format(millisecondsSince1970: now), durationMilliseconds: 12, status: 204, error: nil)])
 
         // After retain_delivered, maintenance deletes the delivery (and its attempts), keeps the failure.
-        try await Task.sleep(for: .milliseconds(800))
+        let deadline = ContinuousClock.now + .seconds(15)
+        while try sqlite3CLI(dir.file("j.db"), "SELECT count(*) FROM messages") != "1", ContinuousClock.now < deadline {
+            try await Task.sleep(for: .milliseconds(100))
+        }
         await writer.shutdown()
         #expect(try sqlite3CLI(dir.file("j.db"), "SELECT group_concat(state) FROM messages") == "failed")
         #expect(try sqlite3CLI(dir.file("j.db"), "SELECT count(*) FROM attempts WHERE message_id = 1") == "0")

@@ -1,0 +1,76 @@
+import Logging
+import NIOCore
+import NIOExtras
+import NIOHTTP1
+import NIOPosix
+import Synchronization
+import WaypostCore
+
+/// One HTTP/1.1 listening socket, shared by the intake and the admin API: binds, builds each
+/// connection's pipeline (idle timeout, decoder with header limits, pipelining, problem+json
+/// answers to malformed requests, then the application's handler), and drains on shutdown.
+final class HTTPListener: Sendable {
+    /// How long a connection may send nothing before it is closed.
+    static let idleTimeout = TimeAmount.seconds(60)
+
+    private let address: HostPort
+    private let group: any EventLoopGroup
+    private let maxHeaderBytes: Int
+    private let quiesce: ServerQuiescingHelper
+    private let channel = Mutex<(any Channel)?>(nil)
+
+    init(address: HostPort, group: any EventLoopGroup, maxHeaderBytes: Int) {
+        self.address = address
+        self.group = group
+        self.maxHeaderBytes = maxHeaderBytes
+        self.quiesce = ServerQuiescingHelper(group: group)
+    }
+
+    /// Binds and starts accepting; `makeHandler` makes each connection's application handler.
+    ///
+    /// - Returns: The bound address (useful with port 0).
+    /// - Throws: `IOError` when the address cannot be bound (for instance, in use).
+    func start(makeHandler: @escaping @Sendable () -> any ChannelHandler) async throws -> SocketAddress {
+        if let bound = channel.withLock({ $0 }), let address = bound.localAddress { return address }
+        let maxHeaderBytes = self.maxHeaderBytes
+        let quiesce = self.quiesce
+        let bootstrap = ServerBootstrap(group: group)
+            .serverChannelOption(.backlog, value: 1024)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .serverChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(quiesce.makeServerChannelHandler(channel: channel))
+                }
+            }
+            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+            .childChannelOption(.maxMessagesPerRead, value: 16)
+            .childChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    var limits = NIOHTTPDecoderLimitConfiguration()
+                    limits.maxHeaderListSize = maxHeaderBytes
+                    limits.maxHeaderFieldSize = maxHeaderBytes
+                    try channel.pipeline.syncOperations.addHandlers([
+                        IdleStateHandler(readTimeout: Self.idleTimeout),
+                        HTTPResponseEncoder(),
+                        ByteToMessageHandler(HTTPRequestDecoder(leftOverBytesStrategy: .dropBytes, limitConfiguration: limits)),
+                        HTTPServerPipelineHandler(),
+                        ProblemErrorHandler(maxHeaderBytes: maxHeaderBytes),
+                        makeHandler(),
+                    ])
+                }
+            }
+        let bound = try await bootstrap.bind(host: address.host, port: address.port).get()
+        channel.withLock { $0 = bound }
+        return bound.localAddress!
+    }
+
+    /// Stops accepting, lets every open connection finish its request in progress, and
+    /// returns when all of them are closed.
+    func shutdown() async {
+        guard let serverChannel = channel.withLock({ $0 }) else { return }
+        let promise = group.next().makePromise(of: Void.self)
+        quiesce.initiateShutdown(promise: promise)
+        try? await promise.futureResult.get()
+        try? await serverChannel.closeFuture.get()
+    }
+}

@@ -1,0 +1,174 @@
+// The deployment files under deploy/: every example configuration passes `waypost check-config`,
+// the systemd unit passes `systemd-analyze verify`, and the nginx snippet passes `nginx -t`.
+// The last two run only where the tool is installed, and say so when they skip.
+
+import Foundation
+import Testing
+
+/// The example configurations in `deploy/examples`, by file name.
+private let exampleNames: [String] = {
+    let directory = packageRoot.appendingPathComponent("deploy/examples").path
+    let names = (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []
+    return names.filter { $0.hasSuffix(".yaml") || $0.hasSuffix(".yml") }.sorted()
+}()
+
+private let systemdUnit = packageRoot.appendingPathComponent("deploy/systemd/waypost.service").path
+private let nginxSnippet = packageRoot.appendingPathComponent("deploy/nginx/waypost.conf").path
+
+/// The unit's `ExecStart` binary, which does not exist on a development machine.
+private let installedBinary = "/usr/local/bin/waypost"
+
+@Suite("deploy/: example configurations, systemd unit, nginx snippet", .timeLimit(.minutes(1)))
+struct DeployExamplesTests {
+    @Test("deploy/examples holds the shipped configurations")
+    func examplesArePresent() {
+        for name in ["minimal.yaml", "full.yaml", "integration.yaml"] {
+            #expect(exampleNames.contains(name), "deploy/examples/\(name) is missing; found \(exampleNames)")
+        }
+    }
+
+    @Test("every example configuration passes check-config", arguments: exampleNames)
+    func examplePassesCheckConfig(name: String) async throws {
+        let path = exampleConfig(name)
+        let result = try await waypost("check-config", "--config", path)
+        #expect(result.status == 0, "\(result)")
+        #expect(result.lines.first?.hasPrefix("\(path): valid, ") == true, "\(result)")
+        #expect(result.stderr.isEmpty, "\(result)")
+    }
+
+    @Test("the integration example fronts GitHub asynchronously by repository and Stripe synchronously")
+    func integrationExampleRoutes() async throws {
+        let result = try await waypost("check-config", "--config", exampleConfig("integration.yaml"))
+        #expect(result.status == 0, "\(result)")
+        #expect(result.lines.first?.hasSuffix(": valid, 2 routes") == true, "\(result)")
+        #expect(result.stdout.contains("github: /hooks/github -> https://integration.internal/github (async, ordering key)"), "\(result)")
+        #expect(result.stdout.contains("stripe: /hooks/stripe -> https://integration.internal/stripe (sync, ordering none)"), "\(result)")
+    }
+
+    /// With `ExecStart` pointing at the built executable, `systemd-analyze verify` has nothing to say.
+    @Test(
+        "the systemd unit passes systemd-analyze verify",
+        .enabled(if: executableOnPath("systemd-analyze") != nil, "systemd-analyze is not installed (apt-get install systemd)"))
+    func systemdUnitVerifies() async throws {
+        let analyze = try #require(executableOnPath("systemd-analyze"))
+        let binary = try #require(waypostExecutable, "run `swift build --build-tests` first").path
+        let dir = try ScratchDirectory()
+        defer { dir.remove() }
+        let unit = try String(contentsOfFile: systemdUnit, encoding: .utf8)
+        #expect(unit.contains("ExecStart=\(installedBinary) serve --config /etc/waypost/waypost.yaml\n"))
+        // Same file name, so that systemd sees the same unit; only the binary's path differs.
+        let copy = try dir.write("waypost.service", unit.replacingOccurrences(of: installedBinary, with: binary))
+
+        let result = try await runTool(analyze, ["verify", copy])
+        #expect(result.status == 0, "\(result)")
+        #expect(result.stdout.isEmpty && result.stderr.isEmpty, "\(result)")
+    }
+
+    /// The shipped file as it is: the only complaint allowed is the binary that is not installed here.
+    @Test(
+        "systemd-analyze verify of the shipped unit reports nothing but the missing ExecStart binary",
+        .enabled(if: executableOnPath("systemd-analyze") != nil, "systemd-analyze is not installed (apt-get install systemd)"))
+    func shippedSystemdUnit() async throws {
+        let analyze = try #require(executableOnPath("systemd-analyze"))
+        let result = try await runTool(analyze, ["verify", systemdUnit])
+        let lines = (result.stdout + result.stderr).split(separator: "\n").map(String.init)
+        if FileManager.default.isExecutableFile(atPath: installedBinary) {
+            #expect(result.status == 0 && lines.isEmpty, "\(result)")
+        } else {
+            #expect(!lines.isEmpty, "expected the missing \(installedBinary) to be reported: \(result)")
+            for line in lines {
+                #expect(line.contains("Command \(installedBinary) is not executable"), "unexpected: \(line)\n\(result)")
+            }
+        }
+    }
+
+    /// `nginx -t` of the snippet inside a minimal nginx.conf, with a throwaway certificate in place
+    /// of the placeholders.
+    @Test(
+        "the nginx snippet passes nginx -t",
+        .enabled(
+            if: executableOnPath("nginx") != nil && executableOnPath("openssl") != nil,
+            "nginx or openssl is not installed (apt-get install nginx-light openssl)"))
+    func nginxSnippetParses() async throws {
+        let nginx = try #require(executableOnPath("nginx"))
+        let openssl = try #require(executableOnPath("openssl"))
+        let dir = try ScratchDirectory()
+        defer { dir.remove() }
+        let certificate = try await runTool(
+            openssl,
+            [
+                "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=hooks.example.com",
+                "-keyout", dir.file("privkey.pem"), "-out", dir.file("fullchain.pem"),
+            ])
+        try #require(certificate.status == 0, "\(certificate)")
+
+        let snippet = try String(contentsOfFile: nginxSnippet, encoding: .utf8)
+        #expect(snippet.contains("proxy_pass http://waypost_intake;"))
+        #expect(snippet.contains("server 127.0.0.1:8080;"))
+        #expect(!snippet.contains("9901;"), "the admin listener must not be proxied")
+        try dir.write("waypost.conf", snippet.replacingOccurrences(of: "/etc/ssl/waypost/", with: dir.path + "/"))
+        let temporary = ["client_body", "proxy", "fastcgi", "uwsgi", "scgi"]
+            .map { "    \($0)_temp_path \(dir.path)/\($0);" }.joined(separator: "\n")
+        let main = try dir.write(
+            "nginx.conf",
+            """
+            worker_processes 1;
+            pid \(dir.path)/nginx.pid;
+            error_log \(dir.path)/error.log;
+            events { worker_connections 64; }
+            http {
+                access_log off;
+            \(temporary)
+                include \(dir.path)/waypost.conf;
+            }
+
+            """)
+
+        let result = try await runTool(nginx, ["-t", "-p", dir.path, "-e", dir.file("error.log"), "-c", main])
+        #expect(result.status == 0, "\(result)")
+        #expect(result.stderr.contains("test is successful"), "\(result)")
+    }
+}
+
+// MARK: - Helpers
+
+/// The first executable named `name` on `$PATH` (and the sbin directories, which a non-root
+/// `$PATH` may lack).
+private func executableOnPath(_ name: String) -> String? {
+    let path = ProcessInfo.processInfo.environment["PATH"] ?? ""
+    let directories = path.split(separator: ":").map(String.init) + ["/usr/sbin", "/usr/bin", "/sbin", "/bin"]
+    for directory in directories where !directory.isEmpty {
+        let candidate = directory + "/" + name
+        if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
+    }
+    return nil
+}
+
+/// Runs a tool to completion (at most `timeout`, then kills it and fails) and collects its output.
+private func runTool(_ executable: String, _ arguments: [String], timeout: Duration = .seconds(20)) async throws -> CommandResult {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: executable)
+    process.arguments = arguments
+    process.environment = childEnvironment()
+    let out = Pipe()
+    let err = Pipe()
+    process.standardOutput = out
+    process.standardError = err
+    process.standardInput = FileHandle.nullDevice
+    try process.run()
+    let stdout = PipeCollector(out.fileHandleForReading)
+    let stderr = PipeCollector(err.fileHandleForReading)
+    let deadline = ContinuousClock.now + timeout
+    while process.isRunning, ContinuousClock.now < deadline {
+        try? await Task.sleep(for: .milliseconds(10))
+    }
+    if process.isRunning {
+        signalProcess(process.processIdentifier, SIGKILL)
+        process.waitUntilExit()
+        throw CLITestError("`\(executable) \(arguments.joined(separator: " "))` did not exit within \(timeout); stderr:\n\(stderr.text)")
+    }
+    process.waitUntilExit()
+    await stdout.waitForEnd(timeout: .seconds(2))
+    await stderr.waitForEnd(timeout: .seconds(2))
+    return CommandResult(status: process.terminationStatus, stdout: stdout.text, stderr: stderr.text)
+}
