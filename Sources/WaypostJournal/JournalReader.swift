@@ -48,13 +48,18 @@ public struct MessageFilter: Sendable {
     public var since: String?
     public var until: String?
     public var limit: Int
+    /// Only messages after this journal row (paging).
+    public var afterID: Int64?
 
-    public init(state: String? = nil, route: String? = nil, since: String? = nil, until: String? = nil, limit: Int = 100) {
+    public init(
+        state: String? = nil, route: String? = nil, since: String? = nil, until: String? = nil, limit: Int = 100, afterID: Int64? = nil
+    ) {
         self.state = state
         self.route = route
         self.since = since
         self.until = until
         self.limit = limit
+        self.afterID = afterID
     }
 }
 
@@ -111,7 +116,7 @@ public final class JournalReader {
             """
             SELECT \(Self.columns) FROM messages
             WHERE (?1 IS NULL OR state = ?1) AND (?2 IS NULL OR route = ?2)
-              AND (?3 IS NULL OR received_at >= ?3) AND (?4 IS NULL OR received_at < ?4)
+              AND (?3 IS NULL OR received_at >= ?3) AND (?4 IS NULL OR received_at < ?4) AND (?6 IS NULL OR id > ?6)
             ORDER BY id LIMIT ?5
             """)
         try statement.bind(1, filter.state)
@@ -119,6 +124,7 @@ public final class JournalReader {
         try statement.bind(3, filter.since)
         try statement.bind(4, filter.until)
         try statement.bind(5, Int64(filter.limit))
+        try statement.bind(6, filter.afterID)
         var records: [MessageRecord] = []
         while try statement.step() { records.append(Self.record(statement)) }
         return records

@@ -25,11 +25,16 @@ final class JournalReaders: Sendable {
 
     /// Runs `body` with a reader on the pool and completes on `eventLoop`.
     func read<T: Sendable>(on eventLoop: any EventLoop, _ body: @escaping @Sendable (JournalReader) throws -> T) -> EventLoopFuture<T> {
-        pool.runIfActive(eventLoop: eventLoop) { [self] in
+        perform(on: eventLoop) { [self] in
             let box = try free.withLock { $0.popLast() } ?? Box(JournalReader(path: path))
             defer { free.withLock { $0.append(box) } }
             return try body(box.reader)
         }
+    }
+
+    /// Runs blocking journal work (an operator action) on the pool; completes on `eventLoop`.
+    func perform<T: Sendable>(on eventLoop: any EventLoop, _ body: @escaping @Sendable () throws -> T) -> EventLoopFuture<T> {
+        pool.runIfActive(eventLoop: eventLoop, body)
     }
 
     func shutdown() async {

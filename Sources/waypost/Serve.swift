@@ -3,7 +3,10 @@ import Foundation
 import Logging
 import NIOCore
 import NIOPosix
+import Metrics
+import Prometheus
 import ServiceLifecycle
+import Synchronization
 import UnixSignals
 import WaypostCore
 import WaypostForwarder
@@ -33,6 +36,9 @@ struct Serve: AsyncParsableCommand {
 
     @Option(help: "Upstream URL of the catch-all route when there is no --config.")
     var upstream: String?
+
+    @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical.")
+    var logLevel: Logger.Level = .info
 
     func run() async throws {
         let environment = ProcessInfo.processInfo.environment
@@ -67,12 +73,25 @@ struct Serve: AsyncParsableCommand {
             throw ExitCode.invalidConfiguration
         }
 
+        let token = environment[settings.admin.tokenEnv].flatMap { $0.isEmpty ? nil : $0 }
+        if token == nil && !AdminServer.isLoopback(settings.admin.listen.host) {
+            printError(
+                "waypost: invalid configuration: admin.listen \(settings.admin.listen) is not a loopback address and "
+                    + "$\(settings.admin.tokenEnv) is not set; set the token or listen on 127.0.0.1")
+            throw ExitCode.invalidConfiguration
+        }
+
+        let level = logLevel
         LoggingSystem.bootstrap { label in
             var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel = .info
+            handler.logLevel = level
             return handler
         }
         let logger = Logger(label: "waypost")
+        let registry = PrometheusCollectorRegistry()
+        var factory = PrometheusMetricsFactory(registry: registry)
+        factory.valueHistogramBuckets["waypost_commit_batch_size"] = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512]
+        MetricsSystem.bootstrap(factory)
 
         let writer: JournalWriter
         do {
@@ -103,7 +122,10 @@ struct Serve: AsyncParsableCommand {
         }
         let group = MultiThreadedEventLoopGroup(numberOfThreads: System.coreCount)
         do {
-            try await Self.serve(settings, writer: writer, forwarder: forwarder, board: board, group: group, logger: logger)
+            let admin = AdminContext(
+                token: token, journalPath: settings.journal.path, routeNames: settings.routes.map(\.name), writer: writer,
+                forwarderRunning: { forwarder.isRunning }, metrics: { registry.emitToBuffer() }, logger: logger)
+            try await Self.serve(settings, writer: writer, forwarder: forwarder, board: board, admin: admin, group: group, logger: logger)
         } catch {
             try? await group.shutdownGracefully()
             throw error
@@ -111,26 +133,35 @@ struct Serve: AsyncParsableCommand {
         try await group.shutdownGracefully()
     }
 
-    /// Binds the intake and runs the services until a signal stops them. Everything that holds
-    /// the event loop group is released on return, before the group shuts down.
+    /// Binds the listeners and runs the services until a signal stops them. Everything that
+    /// holds the event loop group is released on return, before the group shuts down.
     private static func serve(
-        _ settings: WaypostConfig, writer: JournalWriter, forwarder: Forwarder, board: OutcomeBoard, group: any EventLoopGroup,
-        logger: Logger
+        _ settings: WaypostConfig, writer: JournalWriter, forwarder: Forwarder, board: OutcomeBoard, admin: AdminContext,
+        group: any EventLoopGroup, logger: Logger
     ) async throws {
         let server = IntakeServer(configuration: settings, writer: writer, board: board, group: group, logger: logger)
-        do {
-            try await server.start()
-        } catch {
-            let reason = (error as? IOError).map { String(cString: strerror($0.errnoCode)).lowercased() } ?? "\(error)"
-            printError("waypost: cannot listen on \(settings.listen): \(reason)")
-            await forwarder.shutdown(grace: .zero)
-            await writer.shutdown()
-            throw ExitCode.failure
+        let adminServer = AdminServer(listen: settings.admin.listen, context: admin, group: group)
+        for (address, start) in [(settings.listen, { try await server.start() }), (settings.admin.listen, { try await adminServer.start() })] as [(HostPort, () async throws -> SocketAddress)] {
+            do {
+                _ = try await start()
+            } catch {
+                let reason = (error as? IOError).map { String(cString: strerror($0.errnoCode)).lowercased() } ?? "\(error)"
+                printError("waypost: cannot listen on \(address): \(reason)")
+                await server.shutdown()
+                await adminServer.shutdown()
+                await forwarder.shutdown(grace: .zero)
+                await writer.shutdown()
+                throw ExitCode.failure
+            }
         }
+        // The services stop in reverse order: admin, intake (answering what is in progress),
+        // forwarder (within shutdown_grace), then the journal writer.
         var groupConfiguration = ServiceGroupConfiguration(
-            services: [writer, forwarder, server], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
-        groupConfiguration.maximumGracefulShutdownDuration = settings.shutdownGrace
+            services: [writer, forwarder, server, adminServer], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
+        groupConfiguration.maximumGracefulShutdownDuration = settings.shutdownGrace + .seconds(5)
+        let impatience = SecondSignal(logger: logger)
         try await ServiceGroup(configuration: groupConfiguration).run()
+        impatience.cancel()
     }
 }
 
@@ -146,3 +177,34 @@ extension WaypostConfig {
         return keys
     }
 }
+
+/// A second SIGTERM or SIGINT during a graceful shutdown exits at once, non-zero. The journal
+/// stays consistent (SQLite's transactions); acknowledged messages are all in it.
+final class SecondSignal {
+    private let sources: [any DispatchSourceSignal]
+
+    init(logger: Logger) {
+        let seen = Mutex(0)
+        sources = [SIGTERM, SIGINT].map { number in
+            let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
+            source.setEventHandler {
+                let count = seen.withLock { count -> Int in
+                    count += 1
+                    return count
+                }
+                if count >= 2 {
+                    FileHandle.standardError.write(Data("waypost: second signal, exiting now\n".utf8))
+                    _exit(130)
+                }
+            }
+            source.resume()
+            return source
+        }
+    }
+
+    func cancel() {
+        for source in sources { source.cancel() }
+    }
+}
+
+extension Logger.Level: @retroactive ExpressibleByArgument {}

@@ -1,0 +1,335 @@
+import Foundation
+import Metrics
+import NIOCore
+import NIOHTTP1
+import WaypostCore
+import WaypostJournal
+
+/// One admin connection (SPEC §5). Each request is read whole (bodies are small filters),
+/// routed, and answered; journal work runs on the readers' thread pool.
+final class AdminHandler: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = HTTPServerRequestPart
+    typealias OutboundOut = HTTPServerResponsePart
+
+    /// The largest request body the admin API reads.
+    static let maxBodyBytes = 64 * 1024
+
+    private let shared: AdminContext
+    private let readers: JournalReaders
+    private var head: HTTPRequestHead?
+    private var body: ByteBuffer?
+    private var tooLarge = false
+
+    init(context: AdminContext, readers: JournalReaders) {
+        self.shared = context
+        self.readers = readers
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        switch unwrapInboundIn(data) {
+        case .head(let head):
+            self.head = head
+            body = context.channel.allocator.buffer(capacity: 0)
+            tooLarge = false
+        case .body(var chunk):
+            guard var buffer = body, !tooLarge else { return }
+            body = nil
+            if buffer.readableBytes + chunk.readableBytes > Self.maxBodyBytes {
+                tooLarge = true
+            } else {
+                buffer.writeBuffer(&chunk)
+                body = buffer
+            }
+        case .end:
+            guard let head else { return }
+            self.head = nil
+            let bytes = body.map { Array($0.readableBytesView) } ?? []
+            body = nil
+            if tooLarge {
+                return send(.problem(Problem(status: 413, slug: "body-too-large", title: "Body too large", detail: "Admin requests carry at most \(Self.maxBodyBytes) bytes.")), head: head, context: context)
+            }
+            let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+            route(head, body: bytes, eventLoop: context.eventLoop).whenComplete { result in
+                let (handler, context) = loopBound.value
+                let answer: AdminAnswer
+                switch result {
+                case .success(let success): answer = success
+                case .failure(let error as Problem): answer = .problem(error)
+                case .failure(let error):
+                    answer = .problem(Problem(status: 500, slug: "admin-error", title: "Admin operation failed", detail: "\(error)"))
+                }
+                handler.send(answer, head: head, context: context)
+            }
+        }
+    }
+
+    private func send(_ answer: AdminAnswer, head: HTTPRequestHead, context: ChannelHandlerContext) {
+        let (responseHead, body) = answer.response(allocator: context.channel.allocator)
+        var finalHead = responseHead
+        if !head.isKeepAlive { finalHead.headers.replaceOrAdd(name: "Connection", value: "close") }
+        context.write(wrapOutboundOut(.head(finalHead)), promise: nil)
+        context.write(wrapOutboundOut(.body(.byteBuffer(body))), promise: nil)
+        let done = context.writeAndFlush(wrapOutboundOut(.end(nil)))
+        if !head.isKeepAlive {
+            let channel = context.channel
+            done.whenComplete { _ in channel.close(promise: nil) }
+        }
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if event is IdleStateHandler.IdleStateEvent {
+            context.close(promise: nil)
+            return
+        }
+        context.fireUserInboundEventTriggered(event)
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        context.close(promise: nil)
+    }
+
+    // MARK: - Routing
+
+    private func route(_ head: HTTPRequestHead, body: [UInt8], eventLoop: any EventLoop) -> EventLoopFuture<AdminAnswer> {
+        let target = head.uri.split(separator: "?", maxSplits: 1)
+        let path = target.first.map(String.init) ?? "/"
+        let query = target.count > 1 ? Self.queryItems(target[1]) : [:]
+        let segments = path.split(separator: "/").map(String.init)
+        let method = head.method
+
+        let s = segments
+        switch (method, s) {
+        case (.GET, ["healthz"]):
+            return eventLoop.makeSucceededFuture(.json(200, "{\"status\":\"ok\"}"))
+        case (.GET, ["readyz"]):
+            return eventLoop.makeSucceededFuture(readiness())
+        case (.GET, ["metrics"]):
+            return metrics(eventLoop: eventLoop)
+        default:
+            break
+        }
+        if let problem = authorize(head) { return eventLoop.makeFailedFuture(problem) }
+        let journalPath = shared.journalPath
+        switch (method, s.count) {
+        case (.GET, 1) where s[0] == "messages":
+            let filter: MessageFilter
+            do { filter = try Self.filter(query) } catch { return eventLoop.makeFailedFuture(error) }
+            return readers.read(on: eventLoop) { reader in
+                let messages = try reader.list(filter)
+                let next = messages.count == filter.limit ? messages.last.map { JSON.quote(String($0.id)) } ?? "null" : "null"
+                return .json(200, "{\"messages\":[\(messages.map(\.summaryJSON).joined(separator: ","))],\"next_cursor\":\(next)}")
+            }
+        case (.GET, 2) where s[0] == "messages":
+            let id = s[1]
+            return readers.read(on: eventLoop) { reader in
+                guard let record = try reader.message(correlationID: id) else { throw Problem.unknownMessage(id) }
+                let attempts = try reader.attempts(messageID: record.id).map(\.json).joined(separator: ",")
+                return .json(200, "{\"message\":\(record.statusJSON),\"attempts\":[\(attempts)]}")
+            }
+        case (.POST, 3) where s[0] == "messages" && s[2] == "replay":
+            let id = s[1]
+            return readers.perform(on: eventLoop) {
+                let replayed = try JournalOperations(path: journalPath).replay(ids: [id])
+                guard !replayed.isEmpty else { throw try Self.notChanged(id, journalPath: journalPath, action: "replayed") }
+                Counter(label: "waypost_replayed_total").increment()
+                return .json(200, "{\"replayed\":1}")
+            }
+        case (.POST, 3) where s[0] == "messages" && s[2] == "skip":
+            let id = s[1]
+            return readers.perform(on: eventLoop) {
+                guard try JournalOperations(path: journalPath).skip(id: id) else {
+                    throw try Self.notChanged(id, journalPath: journalPath, action: "skipped")
+                }
+                return .json(200, "{\"skipped\":1}")
+            }
+        case (.POST, 1) where s[0] == "replay":
+            let filter: MessageFilter
+            do { filter = try Self.replayFilter(body) } catch { return eventLoop.makeFailedFuture(error) }
+            return readers.perform(on: eventLoop) {
+                let replayed = try JournalOperations(path: journalPath).replay(filter)
+                Counter(label: "waypost_replayed_total").increment(by: replayed.count)
+                return .json(200, "{\"replayed\":\(replayed.count)}")
+            }
+        case (.POST, 3) where s[0] == "routes" && (s[2] == "pause" || s[2] == "resume"):
+            let (name, action) = (s[1], s[2])
+            guard shared.routeNames.contains(name) else {
+                return eventLoop.makeFailedFuture(
+                    Problem(status: 404, slug: "unknown-route", title: "Unknown route", detail: "No route is named \(name.prefix(64)); the routes are \(shared.routeNames.joined(separator: ", ")).")
+                )
+            }
+            return readers.perform(on: eventLoop) {
+                try JournalOperations(path: journalPath).setPaused(route: name, action == "pause")
+                return .json(200, "{\"route\":\(JSON.quote(name)),\"paused\":\(action == "pause")}")
+            }
+        default:
+            return eventLoop.makeFailedFuture(
+                Problem(status: 404, slug: "not-found", title: "Not found", detail: "\(method.rawValue) \(path.prefix(200)) is not an admin endpoint (SPEC §5)."))
+        }
+    }
+
+    /// Nil when the request may proceed; a `401` problem otherwise. The token is compared in
+    /// constant time.
+    private func authorize(_ head: HTTPRequestHead) -> Problem? {
+        guard let token = shared.token else { return nil }
+        let given = head.headers.first(name: "authorization").flatMap { value -> Substring? in
+            value.lowercased().hasPrefix("bearer ") ? Substring(value).dropFirst(7).trimmingHTTPWhitespace() : nil
+        }
+        if let given, Self.constantTimeEquals(Array(given.utf8), Array(token.utf8)) { return nil }
+        return Problem(
+            status: 401, slug: "unauthorized", title: "Unauthorized",
+            detail: given == nil ? "Send Authorization: Bearer TOKEN with the admin token." : "The bearer token is not the admin token.",
+            headers: [HeaderField(name: "WWW-Authenticate", value: "Bearer")])
+    }
+
+    static func constantTimeEquals(_ a: [UInt8], _ b: [UInt8]) -> Bool {
+        var difference = UInt8(a.count == b.count ? 0 : 1)
+        for index in 0..<max(a.count, b.count) {
+            difference |= (index < a.count ? a[index] : 0) ^ (index < b.count ? b[index] : 0)
+        }
+        return difference == 0
+    }
+
+    private func readiness() -> AdminAnswer {
+        var problems: [String] = []
+        if shared.writer.statistics.lastCommitFailed { problems.append("the journal's last commit failed (disk full or I/O error?)") }
+        if !shared.forwarderRunning() { problems.append("the forwarder is not running") }
+        guard problems.isEmpty else {
+            return .problem(Problem(status: 503, slug: "not-ready", title: "Not ready", detail: problems.joined(separator: "; ") + "."))
+        }
+        return .json(200, "{\"status\":\"ready\"}")
+    }
+
+    /// Refreshes the per-route gauges from the journal, then renders every metric.
+    private func metrics(eventLoop: any EventLoop) -> EventLoopFuture<AdminAnswer> {
+        let routes = shared.routeNames
+        let render = shared.metrics
+        return readers.read(on: eventLoop) { reader in
+            let counts = try reader.counts()
+            let oldest = try reader.oldestQueued()
+            let now = Timestamp.now()
+            for route in routes {
+                func count(_ state: String) -> Int { counts.first { $0.route == route && $0.state == state }?.count ?? 0 }
+                let dimensions = [("route", route)]
+                Gauge(label: "waypost_queue_depth", dimensions: dimensions).record(count("queued"))
+                Gauge(label: "waypost_in_flight", dimensions: dimensions).record(count("in_flight"))
+                let age = oldest[route].flatMap(Timestamp.parse).map { Double(now - $0) / 1000 } ?? 0
+                Gauge(label: "waypost_oldest_queued_age_seconds", dimensions: dimensions).record(age)
+            }
+            return .metrics(render())
+        }
+    }
+
+    // MARK: - Parsing
+
+    static func queryItems(_ query: Substring) -> [String: String] {
+        var items: [String: String] = [:]
+        for pair in query.split(separator: "&") {
+            let parts = pair.split(separator: "=", maxSplits: 1)
+            let key = String(parts[0]).removingPercentEncoding ?? String(parts[0])
+            let value = parts.count > 1 ? (String(parts[1]).replacingOccurrences(of: "+", with: " ").removingPercentEncoding ?? "") : ""
+            items[key] = value
+        }
+        return items
+    }
+
+    static let states = ["queued", "in_flight", "delivered", "failed", "skipped"]
+
+    static func filter(_ query: [String: String]) throws(Problem) -> MessageFilter {
+        var filter = MessageFilter(limit: 100)
+        if let state = query["state"], !state.isEmpty {
+            guard states.contains(state) else { throw badFilter("state must be one of \(states.joined(separator: ", ")); got \(state.prefix(30))") }
+            filter.state = state
+        }
+        if let route = query["route"], !route.isEmpty { filter.route = route }
+        if let since = query["since"], !since.isEmpty {
+            guard let bound = Timestamp.filterBound(since) else { throw badFilter("since must be a duration such as 2h or an RFC 3339 time") }
+            filter.since = bound
+        }
+        if let limit = query["limit"], !limit.isEmpty {
+            guard let value = Int(limit), (1...1000).contains(value) else { throw badFilter("limit must be from 1 to 1000") }
+            filter.limit = value
+        }
+        if let cursor = query["cursor"], !cursor.isEmpty {
+            guard let value = Int64(cursor) else { throw badFilter("cursor must be a next_cursor value from an earlier page") }
+            filter.afterID = value
+        }
+        return filter
+    }
+
+    static func replayFilter(_ body: [UInt8]) throws(Problem) -> MessageFilter {
+        guard !body.isEmpty else { return MessageFilter(state: "failed") }
+        guard JSONValidator.isValid(body), let object = (try? JSONSerialization.jsonObject(with: Data(body))) as? [String: Any] else {
+            throw badFilter("the body must be a JSON object such as {\"state\":\"failed\",\"route\":\"github\",\"since\":\"2h\"}")
+        }
+        let known: Set = ["state", "route", "since", "until"]
+        if let unknown = object.keys.first(where: { !known.contains($0) }) {
+            throw badFilter("unknown filter key \(unknown.prefix(40)); the keys are state, route, since, until")
+        }
+        var filter = MessageFilter(state: "failed")
+        if let state = object["state"] {
+            guard let state = state as? String, JournalOperations.replayableStates.contains(state) else {
+                throw badFilter("state must be one of \(JournalOperations.replayableStates.joined(separator: ", "))")
+            }
+            filter.state = state
+        }
+        if let route = object["route"] {
+            guard let route = route as? String else { throw badFilter("route must be a string") }
+            filter.route = route
+        }
+        for key in ["since", "until"] {
+            guard let value = object[key] else { continue }
+            guard let text = value as? String, let bound = Timestamp.filterBound(text) else {
+                throw badFilter("\(key) must be a duration such as 2h or an RFC 3339 time")
+            }
+            if key == "since" { filter.since = bound } else { filter.until = bound }
+        }
+        return filter
+    }
+
+    static func badFilter(_ detail: String) -> Problem {
+        Problem(status: 400, slug: "bad-filter", title: "Bad filter", detail: detail + ".")
+    }
+
+    /// Why an action changed nothing: the message is unknown (404), or in a state the action
+    /// does not apply to (409).
+    static func notChanged(_ id: String, journalPath: String, action: String) throws -> Problem {
+        guard let record = try JournalReader(path: journalPath).message(correlationID: id) else { return .unknownMessage(id) }
+        return Problem(
+            status: 409, slug: "wrong-state", title: "Not \(action)",
+            detail: "Message \(id) is \(record.state); it cannot be \(action) in that state.")
+    }
+}
+
+/// An admin answer before it is encoded.
+enum AdminAnswer {
+    case json(Int, String)
+    case metrics([UInt8])
+    case problem(Problem)
+
+    func response(allocator: ByteBufferAllocator) -> (HTTPResponseHead, ByteBuffer) {
+        switch self {
+        case .json(let status, let text):
+            let body = allocator.buffer(string: text)
+            let headers = HTTPHeaders([("Content-Type", "application/json"), ("Content-Length", String(body.readableBytes)), ("Cache-Control", "no-store")])
+            return (HTTPResponseHead(version: .http1_1, status: HTTPResponseStatus(statusCode: status), headers: headers), body)
+        case .metrics(let bytes):
+            let headers = HTTPHeaders([("Content-Type", "text/plain; version=0.0.4; charset=utf-8"), ("Content-Length", String(bytes.count))])
+            return (HTTPResponseHead(version: .http1_1, status: .ok, headers: headers), allocator.buffer(bytes: bytes))
+        case .problem(let problem):
+            return Responses.problem(problem, close: false, allocator: allocator)
+        }
+    }
+}
+
+extension Problem {
+    static func unknownMessage(_ id: String) -> Problem {
+        Problem(status: 404, slug: "unknown-message", title: "Unknown message", detail: "No message has the id \(id.prefix(128)).")
+    }
+}
+
+extension AttemptRecord {
+    var json: String {
+        "{\"attempt\":\(attempt),\"started_at\":\(JSON.quote(startedAt)),\"duration_ms\":\(durationMilliseconds.map(String.init) ?? "null"),"
+            + "\"status\":\(status.map(String.init) ?? "null"),\"error\":\(error.map(JSON.quote) ?? "null")}"
+    }
+}

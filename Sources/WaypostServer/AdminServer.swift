@@ -1,0 +1,72 @@
+import Logging
+import NIOCore
+import ServiceLifecycle
+import WaypostCore
+import WaypostJournal
+
+/// What the admin API needs to know about the running server.
+public struct AdminContext: Sendable {
+    /// The bearer token; nil means no token is set (the listener is then loopback-only and
+    /// the protected endpoints are open to local callers).
+    public var token: String?
+    public var journalPath: String
+    public var routeNames: [String]
+    public var writer: JournalWriter
+    /// Whether the forwarder's delivery thread runs (for `/readyz`).
+    public var forwarderRunning: @Sendable () -> Bool
+    /// The Prometheus text exposition of every metric (for `/metrics`).
+    public var metrics: @Sendable () -> [UInt8]
+    public var logger: Logger
+
+    public init(
+        token: String?, journalPath: String, routeNames: [String], writer: JournalWriter, forwarderRunning: @escaping @Sendable () -> Bool,
+        metrics: @escaping @Sendable () -> [UInt8], logger: Logger
+    ) {
+        self.token = token
+        self.journalPath = journalPath
+        self.routeNames = routeNames
+        self.writer = writer
+        self.forwarderRunning = forwarderRunning
+        self.metrics = metrics
+        self.logger = logger
+    }
+}
+
+/// The admin listener (SPEC §5): probes and metrics open, operations behind the token.
+public final class AdminServer: Service, Sendable {
+    private let listener: HTTPListener
+    private let context: AdminContext
+    private let readers: JournalReaders
+
+    public init(listen: HostPort, context: AdminContext, group: any EventLoopGroup) {
+        self.listener = HTTPListener(address: listen, group: group, maxHeaderBytes: 16 * 1024)
+        self.context = context
+        self.readers = JournalReaders(path: context.journalPath, threads: 1)
+    }
+
+    /// Whether `host` is a loopback address, the only kind the admin listener may bind to
+    /// without a token.
+    public static func isLoopback(_ host: String) -> Bool {
+        host == "localhost" || host == "::1" || host.hasPrefix("127.")
+    }
+
+    @discardableResult
+    public func start() async throws -> SocketAddress {
+        let context = self.context
+        let readers = self.readers
+        let address = try await listener.start { AdminHandler(context: context, readers: readers) }
+        context.logger.info("admin listening", metadata: ["address": "\(address)"])
+        return address
+    }
+
+    public func run() async throws {
+        try await start()
+        try? await gracefulShutdown()
+        await shutdown()
+    }
+
+    public func shutdown() async {
+        await listener.shutdown()
+        await readers.shutdown()
+    }
+}
