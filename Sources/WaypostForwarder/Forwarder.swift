@@ -51,6 +51,8 @@ public final class Forwarder: Service, @unchecked Sendable {
     private let condition = NSCondition()
     private var events: [Completion] = []
     private var newMessages = false
+    /// An operator changed the journal (replay, skip, pause, resume) in this process: look now.
+    private var reloadRequested = false
     /// Messages whose final state is not committed yet: a reload must not take them for waiting.
     private var unrecorded: Set<Int64> = []
     private var stopping = false
@@ -152,6 +154,16 @@ public final class Forwarder: Service, @unchecked Sendable {
         }
     }
 
+    /// Makes the delivery thread look for operator changes (replays, skips, pauses) before it
+    /// sends anything else, rather than at its next half-second check. The admin API calls
+    /// this after committing such a change.
+    public func reloadNow() {
+        condition.lock()
+        reloadRequested = true
+        condition.signal()
+        condition.unlock()
+    }
+
     private func messagesStored() {
         condition.lock()
         newMessages = true
@@ -180,13 +192,15 @@ public final class Forwarder: Service, @unchecked Sendable {
             let wake = routes.compactMap(\.queues.nextWake).min().map { max(now, $0) } ?? Int64.max
             let deadline = min(Date(timeIntervalSince1970: Double(min(wake, now + 500)) / 1000), nextGenerationCheck)
             condition.lock()
-            while events.isEmpty && !newMessages && !stopping && Date() < deadline {
+            while events.isEmpty && !newMessages && !reloadRequested && !stopping && Date() < deadline {
                 _ = condition.wait(until: deadline)
             }
             let completions = events
             events.removeAll(keepingCapacity: true)
             let stored = newMessages
             newMessages = false
+            if reloadRequested { nextGenerationCheck = .distantPast }
+            reloadRequested = false
             let stop = stopping
             let graceOver = Date() >= graceDeadline
             condition.unlock()
@@ -270,7 +284,7 @@ public final class Forwarder: Service, @unchecked Sendable {
         let message: MessageForDelivery
         do {
             guard let found = try reader.message(id: queued.id) else {
-                routes[index].queues.finish(queued.id, outcome: .final)  // purged meanwhile
+                routes[index].queues.finish(queued.id, outcome: .final)  // skipped or purged meanwhile
                 return
             }
             message = found

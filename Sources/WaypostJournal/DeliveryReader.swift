@@ -42,7 +42,8 @@ public final class DeliveryReader {
             """
             SELECT correlation_id, idempotency_key, method, path, headers, body, attempts, cycle_attempts,
                    coalesce(replayed_at, received_at), client_address
-            FROM messages WHERE id = ?1
+            FROM messages WHERE id = ?1 AND state IN ('queued', 'in_flight')
+            
             """)
         generation = try db.prepare("SELECT value FROM control WHERE name = 'replay_generation'")
         paused = try db.prepare("SELECT substr(name, 8) FROM control WHERE name LIKE 'paused:%' AND value = 1")
@@ -79,7 +80,9 @@ public final class DeliveryReader {
         return messages
     }
 
-    /// The content of message `id`, or nil when it is gone (purged).
+    /// The content of message `id` if it still waits (`queued`, or `in_flight` while the end
+    /// of its previous attempt is being committed); nil when an operator skipped it (or it
+    /// was purged) since it was paged in.
     public func message(id: Int64) throws(SQLiteError) -> MessageForDelivery? {
         defer { content.reset() }
         try content.bind(1, id)

@@ -102,7 +102,7 @@ public final class JournalWriter: Service, @unchecked Sendable {
                 ORDER BY id DESC LIMIT 1
                 """)
             startAttempt = try db.prepare(
-                "UPDATE messages SET state = 'in_flight', attempts = ?2, cycle_attempts = ?3, updated_at = ?4 WHERE id = ?1")
+                "UPDATE messages SET state = 'in_flight', attempts = ?2, cycle_attempts = ?3, updated_at = ?4 WHERE id = ?1 AND state = 'queued'")
             openAttempt = try db.prepare("INSERT OR REPLACE INTO attempts (message_id, attempt, started_at) VALUES (?1, ?2, ?3)")
             closeAttempt = try db.prepare("UPDATE attempts SET duration_ms = ?3, status = ?4, error = ?5 WHERE message_id = ?1 AND attempt = ?2")
             finishMessage = try db.prepare(

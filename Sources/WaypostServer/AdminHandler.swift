@@ -110,6 +110,7 @@ final class AdminHandler: ChannelInboundHandler, RemovableChannelHandler {
         }
         if let problem = authorize(head) { return eventLoop.makeFailedFuture(problem) }
         let journalPath = shared.journalPath
+        let changed = shared.journalChanged
         switch (method, s.count) {
         case (.GET, 1) where s[0] == "messages":
             let filter: MessageFilter
@@ -131,6 +132,7 @@ final class AdminHandler: ChannelInboundHandler, RemovableChannelHandler {
             return readers.perform(on: eventLoop) {
                 let replayed = try JournalOperations(path: journalPath).replay(ids: [id])
                 guard !replayed.isEmpty else { throw try Self.notChanged(id, journalPath: journalPath, action: "replayed") }
+                changed()
                 Counter(label: "waypost_replayed_total").increment()
                 return .json(200, "{\"replayed\":1}")
             }
@@ -140,6 +142,7 @@ final class AdminHandler: ChannelInboundHandler, RemovableChannelHandler {
                 guard try JournalOperations(path: journalPath).skip(id: id) else {
                     throw try Self.notChanged(id, journalPath: journalPath, action: "skipped")
                 }
+                changed()
                 return .json(200, "{\"skipped\":1}")
             }
         case (.POST, 1) where s[0] == "replay":
@@ -147,6 +150,7 @@ final class AdminHandler: ChannelInboundHandler, RemovableChannelHandler {
             do { filter = try Self.replayFilter(body) } catch { return eventLoop.makeFailedFuture(error) }
             return readers.perform(on: eventLoop) {
                 let replayed = try JournalOperations(path: journalPath).replay(filter)
+                changed()
                 Counter(label: "waypost_replayed_total").increment(by: replayed.count)
                 return .json(200, "{\"replayed\":\(replayed.count)}")
             }
@@ -159,6 +163,7 @@ final class AdminHandler: ChannelInboundHandler, RemovableChannelHandler {
             }
             return readers.perform(on: eventLoop) {
                 try JournalOperations(path: journalPath).setPaused(route: name, action == "pause")
+                changed()
                 return .json(200, "{\"route\":\(JSON.quote(name)),\"paused\":\(action == "pause")}")
             }
         default:

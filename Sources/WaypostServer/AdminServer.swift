@@ -14,14 +14,17 @@ public struct AdminContext: Sendable {
     public var writer: JournalWriter
     /// Whether the forwarder's delivery thread runs (for `/readyz`).
     public var forwarderRunning: @Sendable () -> Bool
+    /// Tells the forwarder that an operator changed the journal (replay, skip, pause, resume).
+    public var journalChanged: @Sendable () -> Void
     /// The Prometheus text exposition of every metric (for `/metrics`).
     public var metrics: @Sendable () -> [UInt8]
     public var logger: Logger
 
     public init(
         token: String?, journalPath: String, routeNames: [String], writer: JournalWriter, forwarderRunning: @escaping @Sendable () -> Bool,
-        metrics: @escaping @Sendable () -> [UInt8], logger: Logger
+        journalChanged: @escaping @Sendable () -> Void, metrics: @escaping @Sendable () -> [UInt8], logger: Logger
     ) {
+        self.journalChanged = journalChanged
         self.token = token
         self.journalPath = journalPath
         self.routeNames = routeNames
@@ -47,7 +50,10 @@ public final class AdminServer: Service, Sendable {
     /// Whether `host` is a loopback address, the only kind the admin listener may bind to
     /// without a token.
     public static func isLoopback(_ host: String) -> Bool {
-        host == "localhost" || host == "::1" || host.hasPrefix("127.")
+        if host == "localhost" || host == "::1" { return true }
+        // A literal IPv4 address in 127.0.0.0/8; a name like 127.example.com is not one.
+        let octets = host.split(separator: ".", omittingEmptySubsequences: false).map { UInt8($0) }
+        return octets.count == 4 && octets.allSatisfy { $0 != nil } && octets[0] == 127
     }
 
     @discardableResult

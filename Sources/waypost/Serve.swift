@@ -124,7 +124,7 @@ struct Serve: AsyncParsableCommand {
         do {
             let admin = AdminContext(
                 token: token, journalPath: settings.journal.path, routeNames: settings.routes.map(\.name), writer: writer,
-                forwarderRunning: { forwarder.isRunning }, metrics: { registry.emitToBuffer() }, logger: logger)
+                forwarderRunning: { forwarder.isRunning }, journalChanged: { forwarder.reloadNow() }, metrics: { registry.emitToBuffer() }, logger: logger)
             try await Self.serve(settings, writer: writer, forwarder: forwarder, board: board, admin: admin, group: group, logger: logger)
         } catch {
             try? await group.shutdownGracefully()

@@ -140,20 +140,25 @@ struct SignatureTests {
     @Test func standardWebhooksRotation() throws {
         let old = "whsec_" + base64(Array(repeating: 7, count: 32))
         // The second of two configured secrets matches.
-        #expect(try Vector.verifier(secrets: [old, Vector.secret])
-            .verify(headers: Vector.headers(), body: Vector.body, nowMilliseconds: Vector.now) == nil)
+        #expect(
+            try Vector.verifier(secrets: [old, Vector.secret])
+                .verify(headers: Vector.headers(), body: Vector.body, nowMilliseconds: Vector.now) == nil)
         // Several entries, only the last valid; unknown versions and junk are ignored.
         let oldSignature = "v1," + base64(Vector.mac(key: Array(repeating: 7, count: 32)))
         let several = "v1a,\(base64(Array(repeating: 1, count: 32))) \(oldSignature) v2,abc   \(Vector.signature)"
-        #expect(try Vector.verifier()
-            .verify(headers: Vector.headers(signature: several), body: Vector.body, nowMilliseconds: Vector.now) == nil)
+        #expect(
+            try Vector.verifier()
+                .verify(headers: Vector.headers(signature: several), body: Vector.body, nowMilliseconds: Vector.now) == nil)
         // A valid entry next to an undecodable one still suffices.
-        #expect(try Vector.verifier()
-            .verify(headers: Vector.headers(signature: "v1,%%% \(Vector.signature)"), body: Vector.body, nowMilliseconds: Vector.now) == nil)
+        #expect(
+            try Vector.verifier()
+                .verify(headers: Vector.headers(signature: "v1,%%% \(Vector.signature)"), body: Vector.body, nowMilliseconds: Vector.now)
+                == nil)
         // Several entries, none valid.
         let failure = try Vector.verifier()
-            .verify(headers: Vector.headers(signature: oldSignature + " v1," + base64(Array(repeating: 2, count: 32))),
-                    body: Vector.body, nowMilliseconds: Vector.now)
+            .verify(
+                headers: Vector.headers(signature: oldSignature + " v1," + base64(Array(repeating: 2, count: 32))),
+                body: Vector.body, nowMilliseconds: Vector.now)
         #expect(failure == .mismatch(header: "webhook-signature"))
         expectNoLeak(failure, secrets: [Vector.secret], expectedMACs: [Vector.mac()])
     }
@@ -210,18 +215,19 @@ struct SignatureTests {
     }
 
     /// (now minus the signed time in ms, tolerance in seconds, the expected outcome)
-    @Test(arguments: [
-        (Int64(0), 300, nil),
-        (300_000, 300, nil),
-        (-300_000, 300, nil),
-        (300_001, 300, VerificationFailure.staleTimestamp(header: "webhook-timestamp")),
-        (86_400_000, 300, .staleTimestamp(header: "webhook-timestamp")),
-        (-300_001, 300, .futureTimestamp(header: "webhook-timestamp")),
-        (-86_400_000, 300, .futureTimestamp(header: "webhook-timestamp")),
-        (599_000, 600, nil),
-        (-599_000, 600, nil),
-        (601_000, 600, .staleTimestamp(header: "webhook-timestamp")),
-    ] as [(Int64, Int, VerificationFailure?)])
+    @Test(
+        arguments: [
+            (Int64(0), 300, nil),
+            (300_000, 300, nil),
+            (-300_000, 300, nil),
+            (300_001, 300, VerificationFailure.staleTimestamp(header: "webhook-timestamp")),
+            (86_400_000, 300, .staleTimestamp(header: "webhook-timestamp")),
+            (-300_001, 300, .futureTimestamp(header: "webhook-timestamp")),
+            (-86_400_000, 300, .futureTimestamp(header: "webhook-timestamp")),
+            (599_000, 600, nil),
+            (-599_000, 600, nil),
+            (601_000, 600, .staleTimestamp(header: "webhook-timestamp")),
+        ] as [(Int64, Int, VerificationFailure?)])
     func standardWebhooksTolerance(offset: Int64, toleranceSeconds: Int, expected: VerificationFailure?) throws {
         let verifier = try Vector.verifier(tolerance: .seconds(toleranceSeconds))
         let failure = verifier.verify(
@@ -282,11 +288,13 @@ struct SignatureTests {
     }
 
     @Test func githubAcceptsTheDocumentedExample() throws {
-        #expect(try GitHub.verifier().verify(headers: GitHub.headers(GitHub.signature), body: GitHub.body, nowMilliseconds: GitHub.now) == nil)
+        #expect(
+            try GitHub.verifier().verify(headers: GitHub.headers(GitHub.signature), body: GitHub.body, nowMilliseconds: GitHub.now) == nil)
         // Also with the header name in lower case, as HTTP/2 sends it, and the digits in upper case.
         let upper = "sha256=" + GitHub.signature.dropFirst(7).uppercased()
-        #expect(try GitHub.verifier()
-            .verify(headers: fields([("x-hub-signature-256", upper)]), body: GitHub.body, nowMilliseconds: GitHub.now) == nil)
+        #expect(
+            try GitHub.verifier()
+                .verify(headers: fields([("x-hub-signature-256", upper)]), body: GitHub.body, nowMilliseconds: GitHub.now) == nil)
     }
 
     @Test func githubRejectsATamperedBodyAndAWrongSecret() throws {
@@ -298,12 +306,14 @@ struct SignatureTests {
         let wrong = try GitHub.verifier(secrets: ["It's a Secret to Nobody"])
             .verify(headers: GitHub.headers(GitHub.signature), body: GitHub.body, nowMilliseconds: GitHub.now)
         #expect(wrong == .mismatch(header: "X-Hub-Signature-256"))
-        expectNoLeak(wrong, secrets: ["It's a Secret to Nobody"], expectedMACs: [hmacSHA256(key: "It's a Secret to Nobody", "Hello, World!")])
+        expectNoLeak(
+            wrong, secrets: ["It's a Secret to Nobody"], expectedMACs: [hmacSHA256(key: "It's a Secret to Nobody", "Hello, World!")])
     }
 
     @Test func githubRotation() throws {
-        #expect(try GitHub.verifier(secrets: ["new-secret", GitHub.secret])
-            .verify(headers: GitHub.headers(GitHub.signature), body: GitHub.body, nowMilliseconds: GitHub.now) == nil)
+        #expect(
+            try GitHub.verifier(secrets: ["new-secret", GitHub.secret])
+                .verify(headers: GitHub.headers(GitHub.signature), body: GitHub.body, nowMilliseconds: GitHub.now) == nil)
     }
 
     @Test(arguments: [
@@ -362,8 +372,9 @@ struct SignatureTests {
         #expect(try Stripe.verify("t=\(Stripe.t),\(Stripe.v1)") == nil)
         // With a v0 entry, spaces after commas, and the header name in lower case.
         let value = "t=\(Stripe.t), \(Stripe.v1), v0=\(hexLower(Array(repeating: 9, count: 32)))"
-        #expect(try Stripe.verifier()
-            .verify(headers: fields([("stripe-signature", value)]), body: Stripe.body, nowMilliseconds: Stripe.now) == nil)
+        #expect(
+            try Stripe.verifier()
+                .verify(headers: fields([("stripe-signature", value)]), body: Stripe.body, nowMilliseconds: Stripe.now) == nil)
     }
 
     @Test func stripeRejectsTamperingAndAWrongSecret() throws {
@@ -401,14 +412,15 @@ struct SignatureTests {
         expectNoLeak(none, secrets: [Stripe.secret], expectedMACs: [Stripe.mac()])
     }
 
-    @Test(arguments: [
-        (Int64(300_000), nil),
-        (-300_000, nil),
-        (300_001, VerificationFailure.staleTimestamp(header: "Stripe-Signature")),
-        (3_600_000, .staleTimestamp(header: "Stripe-Signature")),
-        (-300_001, .futureTimestamp(header: "Stripe-Signature")),
-        (-3_600_000, .futureTimestamp(header: "Stripe-Signature")),
-    ] as [(Int64, VerificationFailure?)])
+    @Test(
+        arguments: [
+            (Int64(300_000), nil),
+            (-300_000, nil),
+            (300_001, VerificationFailure.staleTimestamp(header: "Stripe-Signature")),
+            (3_600_000, .staleTimestamp(header: "Stripe-Signature")),
+            (-300_001, .futureTimestamp(header: "Stripe-Signature")),
+            (-3_600_000, .futureTimestamp(header: "Stripe-Signature")),
+        ] as [(Int64, VerificationFailure?)])
     func stripeTolerance(offset: Int64, expected: VerificationFailure?) throws {
         let failure = try Stripe.verify("t=\(Stripe.t),\(Stripe.v1)", now: Stripe.t * 1000 + offset)
         #expect(failure == expected)
@@ -487,7 +499,7 @@ struct SignatureTests {
             return
         }
         #expect(header == "X-Signature")
-        #expect(reason.contains("sha256="))
+        #expect(reason.contains("start with sha256="))
         expectNoLeak(withoutPrefix, secrets: [Plain.secret], expectedMACs: [Plain.mac])
 
         // Without a configured prefix, a prefixed value is not hex.
@@ -509,14 +521,46 @@ struct SignatureTests {
         #expect(try Plain.verify("").map(isMalformed) == true)
     }
 
+    // MARK: - What a failure says
+
+    @Test func everyFailureNamesItsHeaderInItsDetail() {
+        let failures: [VerificationFailure] = [
+            .missing(header: "X-Sig"), .malformed(header: "X-Sig", reason: "it has no v1= signature"),
+            .staleTimestamp(header: "X-Sig"), .futureTimestamp(header: "X-Sig"), .mismatch(header: "X-Sig"),
+        ]
+        for failure in failures {
+            #expect(failure.header == "X-Sig")
+            #expect(failure.detail.contains("X-Sig"))
+        }
+        #expect(Set(failures.map(\.title)).count == failures.count)
+        #expect(failures[1].detail == "The X-Sig header is malformed: it has no v1= signature.")
+    }
+
+    @Test func theLeakCheckCatchesALeak() {
+        // Guards `expectNoLeak` itself, on which the checks above rely.
+        let mac = Stripe.mac()
+        withKnownIssue {
+            expectNoLeak(.malformed(header: "X", reason: "expected \(hexLower(mac))"), secrets: [], expectedMACs: [mac])
+        }
+        withKnownIssue {
+            expectNoLeak(.malformed(header: "X", reason: "expected \(base64(mac))"), secrets: [], expectedMACs: [mac])
+        }
+        withKnownIssue {
+            expectNoLeak(
+                .malformed(header: "X", reason: "key MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"), secrets: [Vector.secret], expectedMACs: [])
+        }
+    }
+
     // MARK: - Outbound signing
 
     @Test func signerReproducesThePublishedVector() throws {
         let signer = try OutboundSigner(config: SignConfig(secret: anySource), secrets: [Vector.secret])
         let headers = signer.headers(messageID: Vector.id, timestampSeconds: Vector.timestamp, body: Vector.body)
-        #expect(headers == fields([
-            ("webhook-id", Vector.id), ("webhook-timestamp", "1614265330"), ("webhook-signature", Vector.signature),
-        ]))
+        #expect(
+            headers
+                == fields([
+                    ("webhook-id", Vector.id), ("webhook-timestamp", "1614265330"), ("webhook-signature", Vector.signature),
+                ]))
         #expect(headers.map(\.name) == OutboundSigner.headerNames)
     }
 
@@ -546,7 +590,8 @@ struct SignatureTests {
         #expect(entries.first.map(String.init) == Vector.signature)
         #expect(entries.allSatisfy { $0.hasPrefix("v1,") })
         // Each secret alone accepts the request: either side of a rotation works.
-        #expect(try Vector.verifier(secrets: [Vector.secret]).verify(headers: headers, body: Vector.body, nowMilliseconds: Vector.now) == nil)
+        #expect(
+            try Vector.verifier(secrets: [Vector.secret]).verify(headers: headers, body: Vector.body, nowMilliseconds: Vector.now) == nil)
         #expect(try Vector.verifier(secrets: [second]).verify(headers: headers, body: Vector.body, nowMilliseconds: Vector.now) == nil)
     }
 

@@ -245,7 +245,10 @@ struct SyncTests {
                 for _ in 0..<100 {
                     group.addTask { try await gateway.status(id, query: "?wait=15")["state"] as? String }
                 }
-                try await Task.sleep(for: .milliseconds(500))
+                let deadline = ContinuousClock.now + .seconds(10)
+                while gateway.delivery.board.watcherCount < 100 && ContinuousClock.now < deadline {
+                    try await Task.sleep(for: .milliseconds(20))
+                }
                 #expect(gateway.delivery.board.watcherCount == 100)
                 release.withLock { $0 = true }
                 return try await group.reduce(into: [String?]()) { $0.append($1) }

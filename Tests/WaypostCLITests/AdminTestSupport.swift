@@ -1,0 +1,455 @@
+// What the admin API tests (SPEC §5) share: a `waypost serve` child with both listeners on known
+// loopback ports and the admin token set, a python3 upstream whose answer depends on the path,
+// a curl wrapper that sends paths as they are, and a parser for the Prometheus text format.
+
+import Foundation
+import Testing
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// The admin token every ``AdminTestServer`` runs with (unless a test says otherwise).
+let adminTestToken = "secret-token"
+
+// MARK: - The upstream
+
+/// The upstream's program. The answer depends on the request path:
+///
+/// - containing `fail`: 422 (not retryable: the message fails at once) until `FLAG` exists, then 200;
+/// - containing `flaky`: 503 (retryable) to the first request of each correlation id, then 200;
+/// - containing `hold`: 200, but only once `RELEASE` exists (the message stays in flight until then);
+/// - anything else: 200.
+///
+/// One line per answered request (`CORRELATION-ID ATTEMPT STATUS PATH`) is appended to `LOG`. It
+/// exits when its standard input closes, so that it cannot outlive the test process.
+private let scriptedUpstreamScript = """
+    import http.server, os, sys, threading, time
+
+    flag, release, log = sys.argv[1], sys.argv[2], sys.argv[3]
+    seen = set()
+    lock = threading.Lock()
+
+    def watch_stdin():
+        sys.stdin.read()
+        os._exit(0)
+
+    threading.Thread(target=watch_stdin, daemon=True).start()
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def answer(self):
+            length = int(self.headers.get("Content-Length") or 0)
+            self.rfile.read(length)
+            cid = self.headers.get("X-Correlation-ID")
+            if "fail" in self.path:
+                status = 200 if os.path.exists(flag) else 422
+            elif "flaky" in self.path:
+                with lock:
+                    status = 200 if cid in seen else 503
+                    seen.add(cid)
+            else:
+                if "hold" in self.path:
+                    deadline = time.time() + 20
+                    while not os.path.exists(release) and time.time() < deadline:
+                        time.sleep(0.01)
+                status = 200
+            with lock:
+                with open(log, "a") as f:
+                    f.write("%s %s %d %s\\n" % (cid, self.headers.get("X-Waypost-Attempt"), status, self.path))
+            body = b"ok" if status == 200 else b"no"
+            self.send_response(status)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        do_POST = answer
+        do_PUT = answer
+        do_GET = answer
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    print(server.server_address[1], flush=True)
+    server.serve_forever()
+    """
+
+/// One request the ``ScriptedUpstream`` answered.
+struct UpstreamRequest: CustomStringConvertible {
+    var correlationID: String
+    var attempt: String
+    var status: Int
+    var path: String
+
+    var description: String { "\(correlationID) #\(attempt) \(status) \(path)" }
+}
+
+/// The python3 upstream described by ``scriptedUpstreamScript``, on an ephemeral loopback port.
+final class ScriptedUpstream {
+    let child: Process
+    let input: Pipe
+    let stderr: PipeCollector
+    let port: Int
+    let flagPath: String
+    let releasePath: String
+    let logPath: String
+
+    private init(child: Process, input: Pipe, stderr: PipeCollector, port: Int, dir: ScratchDirectory) {
+        self.child = child
+        self.input = input
+        self.stderr = stderr
+        self.port = port
+        flagPath = dir.file("fail-answers-200")
+        releasePath = dir.file("release-held")
+        logPath = dir.file("upstream.log")
+    }
+
+    /// Starts the upstream and waits (at most 10 s) until it prints its port.
+    static func start(in dir: ScratchDirectory) async throws -> ScriptedUpstream {
+        let script = try dir.write("scripted-upstream.py", scriptedUpstreamScript)
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = ["python3", script, dir.file("fail-answers-200"), dir.file("release-held"), dir.file("upstream.log")]
+        process.environment = childEnvironment()
+        let input = Pipe()
+        let out = Pipe()
+        let err = Pipe()
+        process.standardInput = input
+        process.standardOutput = out
+        process.standardError = err
+        try process.run()
+        let stdout = PipeCollector(out.fileHandleForReading)
+        let stderr = PipeCollector(err.fileHandleForReading)
+        let deadline = ContinuousClock.now + .seconds(10)
+        var port: Int?
+        while port == nil, process.isRunning, ContinuousClock.now < deadline {
+            port = stdout.text.split(separator: "\n").first.flatMap { Int($0.trimmingCharacters(in: .whitespaces)) }
+            if port == nil { try? await Task.sleep(for: .milliseconds(20)) }
+        }
+        guard let port else {
+            if process.isRunning { signalProcess(process.processIdentifier, SIGKILL) }
+            process.waitUntilExit()
+            throw CLITestError("the python3 upstream did not print its port within 10 s; stderr:\n\(stderr.text)")
+        }
+        return ScriptedUpstream(child: process, input: input, stderr: stderr, port: port, dir: dir)
+    }
+
+    var url: String { "http://127.0.0.1:\(port)/" }
+
+    /// From now on paths containing `fail` are answered 200.
+    func answerFailuresOK() throws {
+        try "yes".write(toFile: flagPath, atomically: true, encoding: .utf8)
+    }
+
+    /// Lets every held request (and every later one) be answered.
+    func releaseHeld() throws {
+        try "yes".write(toFile: releasePath, atomically: true, encoding: .utf8)
+    }
+
+    /// The requests answered so far, in order.
+    var requests: [UpstreamRequest] {
+        let text = (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? ""
+        return text.split(separator: "\n").compactMap { line in
+            let parts = line.split(separator: " ", maxSplits: 3).map(String.init)
+            guard parts.count == 4, let status = Int(parts[2]) else { return nil }
+            return UpstreamRequest(correlationID: parts[0], attempt: parts[1], status: status, path: parts[3])
+        }
+    }
+
+    /// Closes its standard input (it exits on that), then kills it if it still runs, and reaps it.
+    func stop() async {
+        try? releaseHeld()
+        try? input.fileHandleForWriting.close()
+        let deadline = ContinuousClock.now + .seconds(2)
+        while child.isRunning, ContinuousClock.now < deadline { try? await Task.sleep(for: .milliseconds(10)) }
+        if child.isRunning { signalProcess(child.processIdentifier, SIGKILL) }
+        child.waitUntilExit()
+    }
+}
+
+// MARK: - The server
+
+/// `waypost serve --config CONFIG --listen 127.0.0.1:P1 --admin-listen 127.0.0.1:P2 --journal DIR/j.db`
+/// with `$WAYPOST_ADMIN_TOKEN` set, once both listeners accept connections.
+final class AdminTestServer {
+    let child: WaypostProcess
+    let intakePort: Int
+    let adminPort: Int
+    let journal: String
+
+    private init(child: WaypostProcess, intakePort: Int, adminPort: Int, journal: String) {
+        self.child = child
+        self.intakePort = intakePort
+        self.adminPort = adminPort
+        self.journal = journal
+    }
+
+    /// Starts the server and waits (at most 10 s) until both listeners accept connections. A port
+    /// taken by someone else between choosing and binding it is retried with other ports.
+    static func start(
+        config: String, journal: String, directory: String, environment: [String: String] = ["WAYPOST_ADMIN_TOKEN": adminTestToken]
+    ) async throws -> AdminTestServer {
+        var lastError = ""
+        for _ in 0..<5 {
+            let intakePort = try freeLoopbackPort()
+            var adminPort = try freeLoopbackPort()
+            while adminPort == intakePort { adminPort = try freeLoopbackPort() }
+            let child = try WaypostProcess(
+                [
+                    "serve", "--config", config, "--listen", "127.0.0.1:\(intakePort)", "--admin-listen", "127.0.0.1:\(adminPort)",
+                    "--journal", journal,
+                ],
+                environment: environment, directory: directory)
+            let deadline = ContinuousClock.now + .seconds(10)
+            while ContinuousClock.now < deadline, child.isRunning {
+                if acceptsConnections(port: intakePort) && acceptsConnections(port: adminPort) {
+                    if child.isRunning { return AdminTestServer(child: child, intakePort: intakePort, adminPort: adminPort, journal: journal) }
+                    break
+                }
+                try? await Task.sleep(for: .milliseconds(20))
+            }
+            if child.isRunning {
+                await child.kill()
+                throw CLITestError("waypost serve did not listen on ports \(intakePort) and \(adminPort) within 10 s; stderr:\n\(child.stderr.text)")
+            }
+            _ = await child.waitForExit(timeout: .seconds(2))
+            lastError = child.stderr.text
+            guard lastError.contains("address already in use") else {
+                throw CLITestError("waypost serve exited \(child.process.terminationStatus) at start; stderr:\n\(lastError)")
+            }
+        }
+        throw CLITestError("waypost serve found no free ports in 5 tries; last stderr:\n\(lastError)")
+    }
+
+    /// One request to the intake listener.
+    func intake(_ method: String, _ path: String, body: String? = nil, headers: [String] = []) async throws -> HTTPAnswer {
+        try await httpRequest(method, "http://127.0.0.1:\(intakePort)\(path)", body: body, headers: headers)
+    }
+
+    /// POSTs `body` to the intake at `path`, requires `202`, and returns the correlation id.
+    func accept(_ path: String, body: String = "{}") async throws -> String {
+        let answer = try await intake("POST", path, body: body, headers: ["Content-Type: application/json"])
+        try #require(answer.status == 202, "POST \(path): \(answer.status) \(answer.body)")
+        return try #require(answer.header("X-Correlation-ID"), "POST \(path): no X-Correlation-ID in \(answer.headers)")
+    }
+
+    /// One request to the admin listener, with `Authorization: Bearer TOKEN` unless `token` is nil.
+    func admin(_ method: String, _ path: String, body: String? = nil, token: String? = adminTestToken, headers: [String] = []) async throws
+        -> HTTPAnswer
+    {
+        let authorization = token.map { ["Authorization: Bearer \($0)"] } ?? []
+        return try await httpRequest(method, "http://127.0.0.1:\(adminPort)\(path)", body: body, headers: authorization + headers)
+    }
+
+    /// `GET /messages/{id}` with the token: the `message` document and the `attempts` array.
+    func message(_ id: String) async throws -> (message: [String: Any], attempts: [[String: Any]]) {
+        let answer = try await admin("GET", "/messages/\(id)")
+        try #require(answer.status == 200, "GET /messages/\(id): \(answer.status) \(answer.body)")
+        let object = try answer.jsonObject()
+        let message = try #require(object["message"] as? [String: Any], "GET /messages/\(id): \(answer.body)")
+        let attempts = try #require(object["attempts"] as? [[String: Any]], "GET /messages/\(id): \(answer.body)")
+        return (message, attempts)
+    }
+
+    /// Every message's state, by correlation id, from `GET /messages?limit=1000`.
+    func states() async throws -> [String: String] {
+        let answer = try await admin("GET", "/messages?limit=1000")
+        try #require(answer.status == 200, "GET /messages: \(answer.status) \(answer.body)")
+        let messages = try #require(try answer.jsonObject()["messages"] as? [[String: Any]], "\(answer.body)")
+        var states: [String: String] = [:]
+        for message in messages {
+            states[try #require(message["id"] as? String)] = try #require(message["state"] as? String)
+        }
+        return states
+    }
+
+    /// Polls ``states()`` until `condition` holds, at most `timeout`; returns the last states, or
+    /// throws with them.
+    @discardableResult
+    func waitForStates(
+        _ what: String, timeout: Duration = .seconds(15), _ condition: ([String: String]) -> Bool
+    ) async throws -> [String: String] {
+        let deadline = ContinuousClock.now + timeout
+        var last: [String: String] = [:]
+        while ContinuousClock.now < deadline {
+            last = try await states()
+            if condition(last) { return last }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        throw CLITestError("not within \(timeout): \(what); states: \(last)")
+    }
+
+    /// `GET /metrics` (without a token), parsed.
+    func metrics() async throws -> PrometheusText {
+        let answer = try await admin("GET", "/metrics", token: nil)
+        try #require(answer.status == 200, "GET /metrics: \(answer.status) \(answer.body)")
+        return PrometheusText(answer.body)
+    }
+
+    /// SIGTERM, then the exit status within `timeout` (nil: still running, then killed).
+    func terminate(timeout: Duration = .seconds(10)) async -> Int32? {
+        child.send(SIGTERM)
+        let status = await child.waitForExit(timeout: timeout)
+        if status == nil { await child.kill() }
+        return status
+    }
+}
+
+/// A one-route configuration: route `orders` at `/hooks` to `upstream`, fifo, with short retries
+/// (`initial: 200ms`) so that a retried message is delivered within a second.
+func adminTestConfig(upstream: String, extra: String = "") -> String {
+    """
+    \(extra)routes:
+      - name: orders
+        path: /hooks
+        upstream: \(upstream)
+        retry: { initial: 200ms, factor: 2, max_delay: 1s }
+
+    """
+}
+
+/// Runs `body` with a scratch directory, a ``ScriptedUpstream`` and an ``AdminTestServer`` on the
+/// configuration from ``adminTestConfig(upstream:extra:)``; stops both on every path, and expects
+/// the server to exit 0 on SIGTERM when `body` returned normally.
+func withAdminServer(
+    _ body: (AdminTestServer, ScriptedUpstream) async throws -> Void
+) async throws {
+    let dir = try ScratchDirectory()
+    defer { dir.remove() }
+    let upstream = try await ScriptedUpstream.start(in: dir)
+    let server: AdminTestServer
+    do {
+        let config = try dir.write("waypost.yaml", adminTestConfig(upstream: upstream.url))
+        server = try await AdminTestServer.start(config: config, journal: dir.file("j.db"), directory: dir.path)
+    } catch {
+        await upstream.stop()
+        throw error
+    }
+    do {
+        try await body(server, upstream)
+    } catch {
+        await server.child.kill()
+        await upstream.stop()
+        throw error
+    }
+    let status = await server.terminate()
+    await upstream.stop()
+    #expect(status == 0, "waypost serve after SIGTERM: \(status.map(String.init) ?? "none"); stderr:\n\(server.child.stderr.text)")
+}
+
+// MARK: - HTTP
+
+extension HTTPAnswer {
+    /// The body parsed as a JSON object.
+    func jsonObject() throws -> [String: Any] {
+        guard let object = try? JSONSerialization.jsonObject(with: Data(body.utf8)) as? [String: Any] else {
+            throw CLITestError("the body is not a JSON object (status \(status)): \(body)")
+        }
+        return object
+    }
+}
+
+/// Sends one request with the stock `curl` (at most 10 s), the path as given (`--path-as-is`,
+/// so `/a/../b` reaches the server), a body only when `body` is given, and parses the answer.
+func httpRequest(_ method: String, _ url: String, body: String? = nil, headers: [String] = []) async throws -> HTTPAnswer {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+    process.arguments = ["curl", "-sS", "-i", "--max-time", "8", "--path-as-is", "-X", method]
+        + (body.map { ["--data-binary", $0] } ?? []) + headers.flatMap { ["-H", $0] } + [url]
+    process.environment = childEnvironment()
+    let out = Pipe()
+    let err = Pipe()
+    process.standardOutput = out
+    process.standardError = err
+    process.standardInput = FileHandle.nullDevice
+    try process.run()
+    let stdout = PipeCollector(out.fileHandleForReading)
+    let stderr = PipeCollector(err.fileHandleForReading)
+    let deadline = ContinuousClock.now + .seconds(10)
+    while process.isRunning, ContinuousClock.now < deadline {
+        try? await Task.sleep(for: .milliseconds(10))
+    }
+    if process.isRunning { signalProcess(process.processIdentifier, SIGKILL) }
+    process.waitUntilExit()
+    await stdout.waitForEnd(timeout: .seconds(2))
+    await stderr.waitForEnd(timeout: .seconds(2))
+    guard process.terminationStatus == 0 else {
+        throw CLITestError("curl \(method) \(url) failed (exit \(process.terminationStatus)): \(stderr.text)")
+    }
+    let text = stdout.text
+    guard let split = text.range(of: "\r\n\r\n") else { throw CLITestError("curl: no header block in \(text)") }
+    let head = text[..<split.lowerBound].split(separator: "\r\n").map(String.init)
+    guard let statusLine = head.first, statusLine.split(separator: " ").count >= 2, let status = Int(statusLine.split(separator: " ")[1])
+    else { throw CLITestError("curl: bad status line in \(text)") }
+    let fields = head.dropFirst().compactMap { line -> (String, String)? in
+        guard let colon = line.firstIndex(of: ":") else { return nil }
+        return (String(line[..<colon]), line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces))
+    }
+    return HTTPAnswer(status: status, headers: fields, body: String(text[split.upperBound...]))
+}
+
+// MARK: - Prometheus text
+
+/// The samples of a Prometheus text exposition (format 0.0.4).
+struct PrometheusText: CustomStringConvertible {
+    struct Sample {
+        var name: String
+        var labels: [String: String]
+        var value: Double
+    }
+
+    let text: String
+    let samples: [Sample]
+    /// Metric families declared by `# TYPE NAME KIND` lines: name → kind.
+    let types: [String: String]
+    /// Lines that are neither comments nor well-formed samples.
+    let malformed: [String]
+
+    init(_ text: String) {
+        self.text = text
+        var samples: [Sample] = []
+        var types: [String: String] = [:]
+        var malformed: [String] = []
+        for line in text.split(separator: "\n").map(String.init) where !line.isEmpty {
+            if line.hasPrefix("#") {
+                let parts = line.split(separator: " ").map(String.init)
+                if parts.count == 4, parts[1] == "TYPE" { types[parts[2]] = parts[3] }
+                continue
+            }
+            guard let sample = Self.parse(line) else {
+                malformed.append(line)
+                continue
+            }
+            samples.append(sample)
+        }
+        self.samples = samples
+        self.types = types
+        self.malformed = malformed
+    }
+
+    /// `name{a="1",b="2"} value` (label values here never hold `"`, `,` or `}`).
+    private static func parse(_ line: String) -> Sample? {
+        guard let space = line.lastIndex(of: " "), let value = Double(line[line.index(after: space)...]) else { return nil }
+        let series = line[..<space]
+        guard let brace = series.firstIndex(of: "{") else {
+            return series.isEmpty || series.contains(" ") ? nil : Sample(name: String(series), labels: [:], value: value)
+        }
+        guard series.hasSuffix("}") else { return nil }
+        var labels: [String: String] = [:]
+        for pair in series[series.index(after: brace)..<series.index(before: series.endIndex)].split(separator: ",") {
+            let parts = pair.split(separator: "=", maxSplits: 1)
+            guard parts.count == 2, parts[1].hasPrefix("\""), parts[1].hasSuffix("\""), parts[1].count >= 2 else { return nil }
+            labels[String(parts[0])] = String(parts[1].dropFirst().dropLast())
+        }
+        return Sample(name: String(series[..<brace]), labels: labels, value: value)
+    }
+
+    /// The value of the series with exactly these labels, or nil.
+    func value(_ name: String, _ labels: [String: String] = [:]) -> Double? {
+        samples.first { $0.name == name && $0.labels == labels }?.value
+    }
+
+    var description: String { text }
+}
