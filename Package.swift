@@ -102,7 +102,7 @@ let package = Package(
         ),
         .testTarget(
             name: "WaypostCoreTests",
-            dependencies: ["WaypostCore"],
+            dependencies: ["WaypostCore", .product(name: "Crypto", package: "swift-crypto")],
             swiftSettings: swiftSettings
         ),
         .testTarget(
@@ -114,6 +114,7 @@ let package = Package(
             name: "WaypostForwarderTests",
             dependencies: [
                 "WaypostForwarder", "WaypostJournal", "WaypostCore", "WaypostServer",
+                .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),

@@ -24,6 +24,7 @@ public final class Forwarder: Service, @unchecked Sendable {
     private struct Route {
         let config: RouteConfig
         let addHeaders: [HeaderField]
+        let signer: OutboundSigner?
         let delivered: Counter
         let failed: Counter
         let retried: Counter
@@ -74,11 +75,12 @@ public final class Forwarder: Service, @unchecked Sendable {
 
     /// Prepares delivery for every route of `configuration` and starts the delivery thread.
     ///
+    /// - Parameter signers: the outbound signer of each route with `sign`, by route name.
     /// - Throws: ``ForwarderError`` when an `add_headers` value names an unset environment
     ///   variable, or the journal cannot be read.
     public init(
         configuration: WaypostConfig, writer: JournalWriter, client: CurlClient, board: OutcomeBoard, environment: [String: String],
-        logger: Logger
+        signers: [String: OutboundSigner] = [:], logger: Logger
     ) throws(ForwarderError) {
         var routes: [Route] = []
         for (index, route) in configuration.routes.enumerated() {
@@ -95,7 +97,7 @@ public final class Forwarder: Service, @unchecked Sendable {
             let dimensions = [("route", route.name)]
             routes.append(
                 Route(
-                    config: route, addHeaders: headers, delivered: Counter(label: "waypost_delivered_total", dimensions: dimensions),
+                    config: route, addHeaders: headers, signer: signers[route.name], delivered: Counter(label: "waypost_delivered_total", dimensions: dimensions),
                     failed: Counter(label: "waypost_failed_total", dimensions: dimensions),
                     retried: Counter(label: "waypost_retried_total", dimensions: dimensions),
                     queues: RouteQueues(ordering: route.ordering, concurrency: route.concurrency)))
@@ -296,13 +298,19 @@ public final class Forwarder: Service, @unchecked Sendable {
         let attempt = Attempt(route: index, message: message, attempt: message.attempts + 1, cycleAttempt: message.cycleAttempts + 1, startedAt: now)
         attempts[message.id] = attempt
         writer.record(.started(messageID: message.id, attempt: attempt.attempt, cycleAttempt: attempt.cycleAttempt, atMilliseconds: now))
+        var headers = OutboundRequest.headers(
+            stored: message.headers, correlationID: message.correlationID, idempotencyKey: message.idempotencyKey,
+            attempt: attempt.attempt, clientAddress: message.clientAddress, removeHeaders: route.removeHeaders,
+            addHeaders: routes[index].addHeaders)
+        if let signer = routes[index].signer {
+            // The source's own webhook-* headers are replaced, not duplicated.
+            headers.removeAll { field in OutboundSigner.headerNames.contains { $0.caseInsensitiveEquals(field.name) } }
+            headers += signer.headers(messageID: message.correlationID, timestampSeconds: now / 1000, body: message.body)
+        }
         let request = CurlRequest(
             url: OutboundRequest.targetURL(upstream: route.upstream, routePath: route.path, requestTarget: message.path),
             method: message.method,
-            headers: OutboundRequest.headers(
-                stored: message.headers, correlationID: message.correlationID, idempotencyKey: message.idempotencyKey,
-                attempt: attempt.attempt, clientAddress: message.clientAddress, removeHeaders: route.removeHeaders,
-                addHeaders: routes[index].addHeaders),
+            headers: headers,
             body: message.body,
             connectTimeout: route.timeouts.connect,
             totalTimeout: route.timeouts.total)

@@ -18,6 +18,8 @@ struct IntakeContext: Sendable {
     let now: @Sendable () -> Int64
     /// `waypost_accepted_total` per route name.
     let accepted: [String: Counter]
+    /// Inbound signature checks per route name (routes with `verify`).
+    let verifiers: [String: InboundVerifier]
     /// From the request's head to the `202` (asynchronous answers).
     let ackLatency = Timer(label: "waypost_ack_duration_seconds")
 }
@@ -182,6 +184,12 @@ final class IntakeHandler: ChannelInboundHandler, RemovableChannelHandler {
         state = .storing
         let route = request.route
         let body = Array(request.body.readableBytesView)
+        if let verifier = shared.verifiers[route.name] {
+            let received = request.head.headers.map { HeaderField(name: $0.name, value: $0.value) }
+            if let failure = verifier.verify(headers: received, body: body, nowMilliseconds: shared.now()) {
+                return reject(.signature(failure, route: route.name), head: nil, context: context)
+            }
+        }
         if route.validate == .json, !JSONValidator.isValid(body) {
             return reject(.malformedJSON(route: route.name), head: nil, context: context)
         }

@@ -16,13 +16,19 @@ public final class IntakeServer: Service, Sendable {
     private let listener: HTTPListener
     private let shared: IntakeContext
 
-    public init(configuration: WaypostConfig, writer: JournalWriter, board: OutcomeBoard, group: any EventLoopGroup, logger: Logger) {
+    /// - Parameter verifiers: the inbound signature check of each route with `verify`, by
+    ///   route name (their secrets were loaded at start-up).
+    public init(
+        configuration: WaypostConfig, writer: JournalWriter, board: OutcomeBoard, verifiers: [String: InboundVerifier] = [:],
+        group: any EventLoopGroup, logger: Logger
+    ) {
         self.shared = IntakeContext(
             routes: RouteTable(routes: configuration.routes), writer: writer,
             readers: JournalReaders(path: configuration.journal.path), board: board, logger: logger,
             now: { Int64(Date().timeIntervalSince1970 * 1000) },
             accepted: Dictionary(
-                uniqueKeysWithValues: configuration.routes.map { ($0.name, Counter(label: "waypost_accepted_total", dimensions: [("route", $0.name)])) }))
+                uniqueKeysWithValues: configuration.routes.map { ($0.name, Counter(label: "waypost_accepted_total", dimensions: [("route", $0.name)])) }),
+            verifiers: verifiers)
         // The decoder's own limit is the largest any route allows; each route's is checked
         // on the decoded head.
         self.listener = HTTPListener(

@@ -118,6 +118,17 @@ extension Problem {
                 + (contentType.map { "'\($0.prefix(100))'" } ?? "none") + ". Nothing was stored.")
     }
 
+    static func signature(_ failure: VerificationFailure, route: String) -> Problem {
+        let slug: String =
+            switch failure {
+            case .missing: "signature-missing"
+            case .malformed: "signature-malformed"
+            case .staleTimestamp, .futureTimestamp: "signature-timestamp"
+            case .mismatch: "signature-mismatch"
+            }
+        return Problem(status: 401, slug: slug, title: failure.title, detail: failure.detail + " Nothing was stored.")
+    }
+
     static func malformedJSON(route: String) -> Problem {
         Problem(
             status: 400, slug: "malformed-json", title: "Malformed JSON",

@@ -168,9 +168,6 @@ struct CheckConfig: ParsableCommand {
         for route in settings.routes {
             print("  \(route.name): \(route.path) -> \(route.upstream) (\(route.mode.rawValue), ordering \(route.ordering.rawValue))")
         }
-        for key in settings.unsupportedSettings {
-            print("note: not supported yet, `waypost serve` refuses it: \(key)")
-        }
     }
 }
 

@@ -67,9 +67,20 @@ struct Serve: AsyncParsableCommand {
         }
         if let journal { settings.journal.path = journal }
 
-        let unsupported = settings.unsupportedSettings
-        if !unsupported.isEmpty {
-            for key in unsupported { printError("waypost: not supported yet: \(key)") }
+        // Secrets are read once, now; a missing one stops start-up, naming where it was looked for.
+        var verifiers: [String: InboundVerifier] = [:]
+        var signers: [String: OutboundSigner] = [:]
+        do {
+            for route in settings.routes {
+                if let verify = route.verify {
+                    verifiers[route.name] = try InboundVerifier(config: verify, secrets: Secrets.load(verify.secret, environment: environment))
+                }
+                if let sign = route.sign {
+                    signers[route.name] = try OutboundSigner(config: sign, secrets: Secrets.load(sign.secret, environment: environment))
+                }
+            }
+        } catch {
+            printError("waypost: invalid configuration: \(error)")
             throw ExitCode.invalidConfiguration
         }
 
@@ -108,7 +119,8 @@ struct Serve: AsyncParsableCommand {
             let client = try CurlClient(logger: logger)
             do {
                 forwarder = try Forwarder(
-                    configuration: settings, writer: writer, client: client, board: board, environment: environment, logger: logger)
+                    configuration: settings, writer: writer, client: client, board: board, environment: environment,
+                    signers: signers, logger: logger)
             } catch {
                 client.shutdown()
                 await writer.shutdown()
@@ -125,7 +137,8 @@ struct Serve: AsyncParsableCommand {
             let admin = AdminContext(
                 token: token, journalPath: settings.journal.path, routeNames: settings.routes.map(\.name), writer: writer,
                 forwarderRunning: { forwarder.isRunning }, journalChanged: { forwarder.reloadNow() }, metrics: { registry.emitToBuffer() }, logger: logger)
-            try await Self.serve(settings, writer: writer, forwarder: forwarder, board: board, admin: admin, group: group, logger: logger)
+            try await Self.serve(
+                settings, writer: writer, forwarder: forwarder, board: board, verifiers: verifiers, admin: admin, group: group, logger: logger)
         } catch {
             try? await group.shutdownGracefully()
             throw error
@@ -136,10 +149,10 @@ struct Serve: AsyncParsableCommand {
     /// Binds the listeners and runs the services until a signal stops them. Everything that
     /// holds the event loop group is released on return, before the group shuts down.
     private static func serve(
-        _ settings: WaypostConfig, writer: JournalWriter, forwarder: Forwarder, board: OutcomeBoard, admin: AdminContext,
-        group: any EventLoopGroup, logger: Logger
+        _ settings: WaypostConfig, writer: JournalWriter, forwarder: Forwarder, board: OutcomeBoard,
+        verifiers: [String: InboundVerifier], admin: AdminContext, group: any EventLoopGroup, logger: Logger
     ) async throws {
-        let server = IntakeServer(configuration: settings, writer: writer, board: board, group: group, logger: logger)
+        let server = IntakeServer(configuration: settings, writer: writer, board: board, verifiers: verifiers, group: group, logger: logger)
         let adminServer = AdminServer(listen: settings.admin.listen, context: admin, group: group)
         for (address, start) in [(settings.listen, { try await server.start() }), (settings.admin.listen, { try await adminServer.start() })] as [(HostPort, () async throws -> SocketAddress)] {
             do {
@@ -162,19 +175,6 @@ struct Serve: AsyncParsableCommand {
         let impatience = SecondSignal(logger: logger)
         try await ServiceGroup(configuration: groupConfiguration).run()
         impatience.cancel()
-    }
-}
-
-extension WaypostConfig {
-    /// Settings this Waypost parses but does not implement yet: `serve` refuses to start with
-    /// them rather than ignore them.
-    var unsupportedSettings: [String] {
-        var keys: [String] = []
-        for (index, route) in routes.enumerated() {
-            if route.verify != nil { keys.append("routes[\(index)].verify (route \(route.name))") }
-            if route.sign != nil { keys.append("routes[\(index)].sign (route \(route.name))") }
-        }
-        return keys
     }
 }
 

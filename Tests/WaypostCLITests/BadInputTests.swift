@@ -157,6 +157,7 @@ extension Reliability {
                     return (answer, connection.readToEnd(timeout: 2).closed)
                 }
                 let response = try #require(answer, "no answer to \(bad.name)")
+                print("BadInputTests malformed: \(bad.name) -> \(response.status)\(closed ? ", connection closed" : "")")
                 #expect(bad.statuses.contains(response.status), "\(bad.name): \(response)")
                 #expect(response.header("Content-Type") == "application/problem+json", "\(bad.name): \(response)")
                 if response.status == 400 || response.status == 431 {
@@ -203,6 +204,43 @@ extension Reliability {
                 #expect(accepted?.status == 202, "\(accepted.map(String.init(describing:)) ?? "no answer")")
                 let stored = try await sqlite(server.journal, "SELECT lower(hex(body)) FROM messages")
                 #expect(stored == pieces.joined().map { String(format: "%02x", $0) }.joined(), "the stored body differs from the chunks sent")
+                #expect(await server.stop() == 0)
+            } catch {
+                await server.kill()
+                throw error
+            }
+        }
+
+        @Test("a body cut short by the client closing (Content-Length or chunked) is never stored")
+        func truncatedBodies() async throws {
+            let dir = try ScratchDirectory()
+            defer { dir.remove() }
+            let server = try await Self.startServer(in: dir)
+            do {
+                let port = server.port
+                let requests: [[UInt8]] = [
+                    Array("POST /hooks HTTP/1.1\r\nHost: a\r\nContent-Length: 100\r\n\r\nonly ten b".utf8),
+                    Array("POST /hooks HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n".utf8),
+                    Array("POST /hooks HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n10\r\nhalf".utf8),
+                ]
+                for request in requests {
+                    // Half-close (the server reads end of file), then a hard close.
+                    let answer = await onThread { () -> RawResponse? in
+                        guard let connection = RawConnection(port: port, timeout: 3) else { return nil }
+                        connection.send(request)
+                        connection.shutdownWrite()
+                        return connection.readResponse()
+                    }
+                    #expect(answer == nil || answer!.status >= 400, "a truncated request was answered \(answer!)")
+                    _ = await onThread { () -> Bool in
+                        guard let connection = RawConnection(port: port, timeout: 3) else { return false }
+                        return connection.send(request)
+                    }
+                }
+                try await Task.sleep(for: .milliseconds(300))
+                #expect(try await Self.storedCount(server) == 0, "a truncated body was stored")
+                let good = await post(port: port, path: "/hooks", body: Array("{}".utf8))
+                #expect(good?.status == 202)
                 #expect(await server.stop() == 0)
             } catch {
                 await server.kill()

@@ -227,6 +227,33 @@ extension Reliability {
             }
         }
 
+        @Test("the delivery check itself finds a loss, a changed body, an order inversion and an undelivered row")
+        func checkerFindsFaults() {
+            let acknowledged = [
+                Acknowledged(label: "k", seq: 1, correlationID: "A", sha256: "a"),
+                Acknowledged(label: "k", seq: 2, correlationID: "B", sha256: "b"),
+                Acknowledged(label: "k", seq: 3, correlationID: "C", sha256: "c"),
+                Acknowledged(label: "k", seq: 4, correlationID: "D", sha256: "d"),
+            ]
+            let rows = ["A", "B", "C", "D"].enumerated().map {
+                JournalRow(id: $0.offset + 1, correlationID: $0.element, route: "r", orderingKey: "k", state: $0.offset == 3 ? "queued" : "delivered", attempts: 1)
+            }
+            func record(_ id: String, _ sha: String) -> UpstreamRecord {
+                UpstreamRecord(correlationID: id, attempt: 1, sha256: sha, key: "k", seq: 0, action: "ok", length: 1)
+            }
+            let clean = checkDeliveries(acknowledged: acknowledged, rows: rows.map { var r = $0; r.state = "delivered"; return r },
+                                        records: [record("A", "a"), record("B", "b"), record("B", "b"), record("C", "c"), record("D", "d")])
+            #expect(clean.lost.isEmpty && clean.orderViolations.isEmpty && clean.corrupted.isEmpty && clean.notDelivered.isEmpty)
+            #expect(clean.duplicates == 1 && clean.redelivered == 1)
+            let faulty = checkDeliveries(acknowledged: acknowledged, rows: rows, records: [record("C", "c"), record("B", "x"), record("A", "a")])
+            #expect(faulty.lost.count == 1 && faulty.lost[0].contains("D"))
+            #expect(faulty.corrupted.count == 1 && faulty.corrupted[0].contains("B"))
+            #expect(faulty.orderViolations.count == 2, "\(faulty.orderViolations)")
+            #expect(faulty.notDelivered.count == 1 && faulty.neverReceived.count == 1)
+            #expect(sha256Hex([]) == "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855")
+            #expect(sha256Hex(Array("abc".utf8)) == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
+        }
+
         @Test(
             "SIGTERM during a slow delivery and unfinished requests: answers sent, exit 0 within the grace, nothing lost",
             arguments: [(delay: 1.5, grace: 3), (delay: 30.0, grace: 1)])

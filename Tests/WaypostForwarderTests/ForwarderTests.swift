@@ -17,7 +17,9 @@ final class DeliveryHarness: Sendable {
 
     static let quiet = Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() })
 
-    init(routes: [RouteConfig], environment: [String: String] = [:], directory: String? = nil) throws {
+    init(
+        routes: [RouteConfig], environment: [String: String] = [:], signers: [String: OutboundSigner] = [:], directory: String? = nil
+    ) throws {
         self.directory = directory ?? FileManager.default.temporaryDirectory.appendingPathComponent("waypost-fwd-\(UUID().uuidString)").path
         try FileManager.default.createDirectory(atPath: self.directory, withIntermediateDirectories: true)
         journalPath = self.directory + "/journal.db"
@@ -27,7 +29,7 @@ final class DeliveryHarness: Sendable {
         writer = try JournalWriter(path: journalPath, durability: .relaxed, maxBacklog: 1_000_000, logger: Self.quiet)
         forwarder = try Forwarder(
             configuration: configuration, writer: writer, client: try CurlClient(logger: Self.quiet), board: board,
-            environment: environment, logger: Self.quiet)
+            environment: environment, signers: signers, logger: Self.quiet)
     }
 
     /// Stops delivery and the writer; `keepFiles` keeps the journal for a restart.

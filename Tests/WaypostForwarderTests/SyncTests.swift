@@ -17,13 +17,14 @@ final class Gateway: Sendable {
     let port: Int
     let client: CurlClient
 
-    init(routes: [RouteConfig]) async throws {
-        delivery = try DeliveryHarness(routes: routes)
+    init(routes: [RouteConfig], verifiers: [String: InboundVerifier] = [:], signers: [String: OutboundSigner] = [:]) async throws {
+        delivery = try DeliveryHarness(routes: routes, signers: signers)
         group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         var configuration = delivery.configuration
         configuration.listen = HostPort(host: "127.0.0.1", port: 0)
         server = IntakeServer(
-            configuration: configuration, writer: delivery.writer, board: delivery.board, group: group, logger: DeliveryHarness.quiet)
+            configuration: configuration, writer: delivery.writer, board: delivery.board, verifiers: verifiers, group: group,
+            logger: DeliveryHarness.quiet)
         port = try await server.start().port!
         client = try CurlClient(logger: DeliveryHarness.quiet)
     }
@@ -51,8 +52,11 @@ final class Gateway: Sendable {
     }
 }
 
-func withGateway(routes: [RouteConfig], _ body: (Gateway) async throws -> Void) async throws {
-    let gateway = try await Gateway(routes: routes)
+func withGateway(
+    routes: [RouteConfig], verifiers: [String: InboundVerifier] = [:], signers: [String: OutboundSigner] = [:],
+    _ body: (Gateway) async throws -> Void
+) async throws {
+    let gateway = try await Gateway(routes: routes, verifiers: verifiers, signers: signers)
     do {
         try await body(gateway)
     } catch {
