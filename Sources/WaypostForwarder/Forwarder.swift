@@ -385,12 +385,17 @@ public final class Forwarder: Service, @unchecked Sendable {
             if let final { board.publish(correlationID, final) }
         }
         routes[attempt.route].queues.finish(attempt.message.id, outcome: outcome)
-        logger.debug(
-            "attempt ended",
-            metadata: [
-                "message.id": "\(attempt.message.correlationID)", "route": "\(route.name)", "attempt": "\(attempt.attempt)",
-                "upstream.status": "\(response.map { String($0.status) } ?? "-")", "state": "\(state)",
-            ])
+        var metadata: Logger.Metadata = [
+            "message.id": "\(attempt.message.correlationID)", "route": "\(route.name)", "attempt": "\(attempt.attempt)",
+            "upstream.status": "\(response.map { String($0.status) } ?? "-")", "state": "\(state)",
+        ]
+        if let lastError { metadata["last_error"] = "\(lastError)" }
+        // One line per final outcome (a failure is a warning); retries only at debug level.
+        switch state {
+        case "delivered": logger.info("delivered", metadata: metadata)
+        case "failed": logger.warning("delivery failed", metadata: metadata)
+        default: logger.debug("attempt failed; retrying", metadata: metadata)
+        }
     }
 
     static func nowMilliseconds() -> Int64 { Int64(Date().timeIntervalSince1970 * 1000) }

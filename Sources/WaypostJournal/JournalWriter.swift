@@ -231,7 +231,7 @@ public final class JournalWriter: Service, @unchecked Sendable {
             }
         }
         let statistics = self.statistics
-        logger.info(
+        logger.notice(
             "journal writer stopped",
             metadata: ["commits": "\(statistics.commits)", "messages": "\(statistics.messages)"])
         close(lockDescriptor)

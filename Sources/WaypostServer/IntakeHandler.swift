@@ -340,7 +340,10 @@ final class IntakeHandler: ChannelInboundHandler, RemovableChannelHandler {
     /// connection is closed after the answer when a body may follow (rather than reading a
     /// body nobody wants).
     private func reject(_ problem: Problem, head: HTTPRequestHead?, context: ChannelHandlerContext) {
-        shared.logger.info("request rejected", metadata: ["status": "\(problem.status)", "problem": "\(problem.slug)"])
+        var metadata: Logger.Metadata = ["status": "\(problem.status)", "problem": "\(problem.slug)"]
+        if let head { metadata["request"] = "\(head.method.rawValue) \(head.uri.prefix(200))" }
+        if let remote = context.channel.remoteAddress?.ipAddress { metadata["client"] = "\(remote)" }
+        shared.logger.info("request rejected", metadata: metadata)
         Counter(label: "waypost_rejected_total", dimensions: [("reason", problem.slug)]).increment()
         let close: Bool
         if let head {

@@ -498,7 +498,7 @@ WAYPOST_PID=
 start_waypost() {
     local dir=$1
     port_in_use "$WAYPOST_PORT" && die "127.0.0.1:$WAYPOST_PORT is already in use"
-    "$WAYPOST_BIN" serve --config "$dir/waypost.yaml" >>"$dir/waypost.log" 2>&1 &
+    "$WAYPOST_BIN" serve --config "$dir/waypost.yaml" --log-level "${WAYPOST_LOG_LEVEL:-notice}" >>"$dir/waypost.log" 2>&1 &
     WAYPOST_PID=$!
     PIDS+=("$WAYPOST_PID")
     # A reserved path (SPEC §2): any HTTP answer, even a 404, means the listener is up.

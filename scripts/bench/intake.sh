@@ -374,7 +374,7 @@ EOF
     port_in_use "$WAYPOST_ADMIN_PORT" && die "127.0.0.1:$WAYPOST_ADMIN_PORT is already in use"
 
     log "$name: starting $WAYPOST_BIN serve --config $config"
-    "$WAYPOST_BIN" serve --config "$config" >"$logfile" 2>&1 &
+    "$WAYPOST_BIN" serve --config "$config" --log-level "${WAYPOST_LOG_LEVEL:-notice}" >"$logfile" 2>&1 &
     local pid=$!
     PIDS+=("$pid")
     # Poll a reserved status path (SPEC §2, §4): it answers 404 and journals nothing.
