@@ -6,7 +6,6 @@ import NIOPosix
 import Metrics
 import Prometheus
 import ServiceLifecycle
-import Synchronization
 import UnixSignals
 import WaypostCore
 import WaypostForwarder
@@ -169,41 +168,47 @@ struct Serve: AsyncParsableCommand {
         }
         // The services stop in reverse order: admin, intake (answering what is in progress),
         // forwarder (within shutdown_grace), then the journal writer.
+        // SecondSignal is last, so it is told first and arms itself as the shutdown begins.
+        let secondSignal = SecondSignal()
         var groupConfiguration = ServiceGroupConfiguration(
-            services: [writer, forwarder, server, adminServer], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
+            services: [writer, forwarder, server, adminServer, secondSignal], gracefulShutdownSignals: [.sigterm, .sigint],
+            logger: logger)
         groupConfiguration.maximumGracefulShutdownDuration = settings.shutdownGrace + .seconds(5)
-        let impatience = SecondSignal(logger: logger)
         try await ServiceGroup(configuration: groupConfiguration).run()
-        impatience.cancel()
+        secondSignal.disarm()
     }
 }
 
 /// A second SIGTERM or SIGINT during a graceful shutdown exits at once, non-zero. The journal
 /// stays consistent (SQLite's transactions); acknowledged messages are all in it.
-final class SecondSignal {
-    private let sources: [any DispatchSourceSignal]
+///
+/// It arms itself only once graceful shutdown has begun (the first signal went to the
+/// ServiceGroup), so it never swallows that first signal.
+final class SecondSignal: Service, @unchecked Sendable {
+    // @unchecked Sendable: `sources` is guarded by `lock`.
+    private let lock = NSLock()
+    private var sources: [any DispatchSourceSignal] = []
 
-    init(logger: Logger) {
-        let seen = Mutex(0)
-        sources = [SIGTERM, SIGINT].map { number in
-            let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
-            source.setEventHandler {
-                let count = seen.withLock { count -> Int in
-                    count += 1
-                    return count
-                }
-                if count >= 2 {
+    func run() async throws {
+        try? await gracefulShutdown()
+        lock.withLock {
+            sources = [SIGTERM, SIGINT].map { number in
+                let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
+                source.setEventHandler {
                     FileHandle.standardError.write(Data("waypost: second signal, exiting now\n".utf8))
                     _exit(130)
                 }
+                source.resume()
+                return source
             }
-            source.resume()
-            return source
         }
     }
 
-    func cancel() {
-        for source in sources { source.cancel() }
+    func disarm() {
+        lock.withLock {
+            for source in sources { source.cancel() }
+            sources = []
+        }
     }
 }
 
