@@ -97,14 +97,14 @@ public struct RouteQueues: Sendable {
         for message in messages where keyOfMessage[message.id] == nil {
             let key = queueKey(message)
             keyOfMessage[message.id] = key
-            var queue = queues[key, default: []]
-            if let last = queue.last, last.id > message.id {
-                queue.insert(message, at: queue.firstIndex { $0.id > message.id }!)
+            // Mutated in place: a copy of a long fifo queue per message would cost O(n²).
+            if let last = queues[key]?.last, last.id > message.id {
+                let index = queues[key]!.firstIndex { $0.id > message.id }!
+                queues[key]!.insert(message, at: index)
             } else {
-                queue.append(message)
+                queues[key, default: []].append(message)
             }
-            queues[key] = queue
-            if queue.first?.id == message.id { scheduleHead(of: key) }
+            if queues[key]!.first?.id == message.id { scheduleHead(of: key) }
         }
     }
 
@@ -148,20 +148,19 @@ public struct RouteQueues: Sendable {
 
     /// Records the end of an attempt of message `id`.
     public mutating func finish(_ id: Int64, outcome: Outcome) {
-        guard inFlight.remove(id) != nil, let key = keyOfMessage[id], var queue = queues[key],
-            let index = queue.firstIndex(where: { $0.id == id })
+        guard inFlight.remove(id) != nil, let key = keyOfMessage[id], let index = queues[key]?.firstIndex(where: { $0.id == id })
         else { return }
         busy.remove(key)
         switch outcome {
         case .final:
-            queue.remove(at: index)
+            queues[key]!.remove(at: index)
             keyOfMessage[id] = nil
+            if queues[key]!.isEmpty { queues[key] = nil }
         case .retry(let at):
-            queue[index].notBefore = at
+            queues[key]![index].notBefore = at
         case .blocked:
-            queue[index].blocking = true
+            queues[key]![index].blocking = true
         }
-        queues[key] = queue.isEmpty ? nil : queue
         scheduleHead(of: key)
     }
 

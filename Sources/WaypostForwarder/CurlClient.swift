@@ -50,7 +50,7 @@ public final class CurlClient: Sendable {
             CurlLoop(shared: shared, logger: logger).run()
             shared.exited.leave()
         }
-        thread.name = "waypost-curl"
+        thread.name = "wp-curl"  // Linux thread names hold 15 bytes
         shared.state.withLock { $0.thread = ObjectIdentifier(thread) }
         thread.start()
         logger.debug("curl client started", metadata: ["curl.version": "\(String(cString: curl_version()))"])

@@ -118,7 +118,7 @@ public final class Forwarder: Service, @unchecked Sendable {
         self.shutdownGrace = configuration.shutdownGrace
         writer.onStored { [weak self] in self?.messagesStored() }
         let thread = Thread { [self] in deliveryLoop() }
-        thread.name = "waypost-forwarder"
+        thread.name = "wp-forwarder"  // Linux thread names hold 15 bytes
         thread.start()
     }
 

@@ -16,7 +16,10 @@ public struct IncomingMessage: Sendable {
     /// Path and query as received.
     public var path: String
     /// Header fields in order, hop-by-hop fields already removed.
-    public var headers: [HeaderField]
+    public var headers: [HeaderField] { didSet { headersJSON = JSON.encode(headers: headers) } }
+    /// ``headers`` as the journal stores them, encoded by whoever builds the message (the
+    /// intake's event loops), not by the single writer thread.
+    public private(set) var headersJSON: String
     public var body: [UInt8]
     /// Milliseconds since the Unix epoch.
     public var receivedAt: Int64
@@ -38,6 +41,7 @@ public struct IncomingMessage: Sendable {
         self.method = method
         self.path = path
         self.headers = headers
+        self.headersJSON = JSON.encode(headers: headers)
         self.body = body
         self.receivedAt = receivedAt
     }

@@ -33,6 +33,7 @@ public final class JournalWriter: Service, @unchecked Sendable {
     private var exitWaiters: [CheckedContinuation<Void, Never>] = []
 
     private let db: SQLiteConnection
+    private let checkpointer: Checkpointer
     /// An exclusive `flock` on `PATH-lock`, held while the writer runs: two servers on one
     /// journal would deliver every message twice and out of order.
     private let lockDescriptor: Int32
@@ -80,6 +81,8 @@ public final class JournalWriter: Service, @unchecked Sendable {
         do throws(SQLiteError) {
             db = try SQLiteConnection(path: path)
             try Schema.prepareWriter(db, durability: durability, busyTimeoutMilliseconds: busyTimeoutMilliseconds)
+            // Checkpoints run on their own thread; commits never wait for them.
+            try db.execute("PRAGMA wal_autocheckpoint = 0")
             try db.execute(
                 """
                 BEGIN IMMEDIATE;
@@ -120,21 +123,25 @@ public final class JournalWriter: Service, @unchecked Sendable {
                 """)
             pruneDelivered = try db.prepare(
                 "DELETE FROM messages WHERE id IN (SELECT id FROM messages WHERE state = 'delivered' AND delivered_at < ?1 LIMIT 1000)")
-            countBacklog = try db.prepare("SELECT count(*) FROM messages WHERE state IN ('queued', 'in_flight')")
+            countBacklog = try db.prepare(Self.backlogSQL)
             retainDeliveredMilliseconds = retainDelivered.milliseconds
             self.maintenanceInterval = Double(maintenanceInterval.milliseconds) / 1000
             backlog = 0
             self.maxBacklog = maxBacklog
             self.logger = logger
-            backlog = try recountBacklog()
+            backlog = Int(try db.scalarInt(Self.backlogSQL) ?? 0)
+            checkpointer = try Checkpointer(path: path, logger: logger)
         } catch {
             close(lockDescriptor)
             throw error
         }
         let thread = Thread { [self] in writerLoop() }
-        thread.name = "waypost-journal-writer"
+        thread.name = "wp-journal"  // Linux thread names hold 15 bytes
         thread.start()
     }
+
+    /// Messages waiting for delivery: what `max_backlog` limits.
+    private static let backlogSQL = "SELECT count(*) FROM messages WHERE state IN ('queued', 'in_flight')"
 
     /// Counters since the writer started.
     public struct Statistics: Sendable, Equatable {
@@ -234,6 +241,7 @@ public final class JournalWriter: Service, @unchecked Sendable {
         logger.notice(
             "journal writer stopped",
             metadata: ["commits": "\(statistics.commits)", "messages": "\(statistics.messages)"])
+        checkpointer.stop()
         close(lockDescriptor)
         condition.lock()
         exited = true
@@ -383,7 +391,7 @@ public final class JournalWriter: Service, @unchecked Sendable {
         try insert.bind(4, message.idempotencyKey)
         try insert.bind(5, message.method)
         try insert.bind(6, message.path)
-        try insert.bind(7, JSON.encode(headers: message.headers))
+        try insert.bind(7, message.headersJSON)
         try insert.bind(8, blob: message.body)
         try insert.bind(9, Timestamp.format(millisecondsSince1970: message.receivedAt))
         try insert.bind(10, message.clientAddress)

@@ -172,11 +172,12 @@ extension Reliability {
                     control.stop.store(true, ordering: .relaxed)
                     try await group.waitForAll()
                 }
-                let drained = try await eventually(timeout: .seconds(45), interval: .milliseconds(250)) {
+                let drainLimit = 45 + 2 * rounds
+                let drained = try await eventually(timeout: .seconds(drainLimit), interval: .milliseconds(250)) {
                     try await sqlite(journal, "SELECT count(*) FROM messages WHERE state <> 'delivered'") == "0"
                 }
                 let states = try await sqlite(journal, "SELECT state, count(*) FROM messages GROUP BY 1")
-                #expect(drained, "the backlog did not drain within 45 s: \(states)")
+                #expect(drained, "the backlog did not drain within \(drainLimit) s: \(states)")
             } catch {
                 control.stop.store(true, ordering: .relaxed)
                 await server.kill()
@@ -353,6 +354,42 @@ extension Reliability {
             #expect(report.acknowledged == 4)
             #expect(report.lost.isEmpty && report.orderViolations.isEmpty && report.corrupted.isEmpty, "\(report): \(report.details)")
             #expect(try await integrityCheck(journal) == "ok")
+        }
+
+        @Test(
+            "a client that stalls in the middle of its body does not hold SIGTERM's exit past shutdown_grace + 5 s",
+            .disabled(
+                "bug: IntakeServer.shutdown (Sources/WaypostServer/HTTPListener.swift, shutdown()) waits for every request in progress with no bound: one client that stops sending mid-body delays exit until HTTPListener.idleTimeout (60 s), although shutdown_grace is 2 s and the ServiceGroup's maximumGracefulShutdownDuration is grace + 5 s"
+            ))
+        func stalledClientAtShutdown() async throws {
+            let dir = try ScratchDirectory()
+            defer { dir.remove() }
+            let journal = dir.file("journal.db")
+            let server = try ServerUnderTest(
+                dir: dir, journal: journal,
+                config: reliabilityConfig(
+                    journal: journal, shutdownGrace: "2s",
+                    routes: """
+                          - name: fifo
+                            path: /hooks/fifo
+                            upstream: http://127.0.0.1:9/
+                        """))
+            do {
+                try await server.start()
+                let stalled = try #require(RawConnection(port: server.port, timeout: 5))
+                stalled.send("POST /hooks/fifo HTTP/1.1\r\nHost: a\r\nContent-Length: 100\r\n\r\nhalf")
+                try await Task.sleep(for: .milliseconds(300))
+                let signalled = ContinuousClock.now
+                let status = await server.stop(signal: SIGTERM, timeout: .seconds(12))
+                let elapsed = ContinuousClock.now - signalled
+                #expect(status == 0, "exit status \(status.map(String.init) ?? "none: still running after 12 s (killed)") after \(elapsed)")
+                #expect(elapsed < .seconds(9), "exit took \(elapsed)")
+                withExtendedLifetime(stalled) {}
+                #expect(try await integrityCheck(journal) == "ok")
+            } catch {
+                await server.kill()
+                throw error
+            }
         }
 
         @Test("a second SIGTERM during the grace exits at once, non-zero; the journal stays sound and nothing is lost")

@@ -354,6 +354,108 @@ extension Reliability {
             await upstream.stop()
         }
 
+        @Test(
+            "a delivery that ends while another process holds the journal's write lock is recorded once the lock ends",
+            .disabled(
+                "bug: Forwarder.finish (Sources/WaypostForwarder/Forwarder.swift) drops the outcome when its commit fails (here SQLITE_BUSY after 5 s): the message stays in_flight in the journal until a restart, which sends it again"
+            ))
+        func outcomeCommittedAfterBusyJournal() async throws {
+            let dir = try ScratchDirectory()
+            defer { dir.remove() }
+            let upstream = try await RecordingUpstream.start(in: dir, mode: ["mode": "slow", "delay": 1.0])
+            let journal = dir.file("journal.db")
+            let server = try ServerUnderTest(
+                dir: dir, journal: journal, config: reliabilityConfig(journal: journal, routes: keyedRoute(upstream.url, ordering: "fifo")))
+            var holder: SQLiteLockHolder?
+            do {
+                try await server.start()
+                let first = try await postSequence(port: server.port, count: 1, keys: 1)
+                try #require(await eventually(timeout: .seconds(5)) { upstream.records.count == 1 }, "no delivery in flight")
+                // The upstream answers 200 after 1 s; the outcome's commit waits 5 s for the lock, then fails.
+                holder = try await SQLiteLockHolder(journal: journal)
+                try await Task.sleep(for: .seconds(7))
+                await holder?.release()
+                try upstream.set(["mode": "ok"])
+                let final = try await waitUntilAllFinal(journal, timeout: .seconds(10))
+                let states = try await sqlite(journal, "SELECT correlation_id, state, attempts FROM messages ORDER BY id")
+                let failures = server.stderr.split(separator: "\n").filter { $0.contains("commit failed") }
+                #expect(final, "journal 10 s after the lock ended: \(states); upstream: \(upstream.records.map { "\($0.correlationID) \($0.attempt) \($0.action)" }); log: \(failures)")
+                #expect(try await sqlite(journal, "SELECT state FROM messages WHERE correlation_id = '\(first[0].correlationID)'") == "delivered")
+                #expect(await server.stop() == 0)
+            } catch {
+                holder?.kill()
+                await server.kill()
+                await upstream.stop()
+                throw error
+            }
+            await upstream.stop()
+        }
+
+        @Test("max_backlog reached: 503 with Retry-After and nothing stored; accepted again once the backlog drains")
+        func backlogFull() async throws {
+            let dir = try ScratchDirectory()
+            defer { dir.remove() }
+            let upstream = try await RecordingUpstream.start(in: dir, mode: ["mode": "503"])
+            let journal = dir.file("journal.db")
+            let config = reliabilityConfig(journal: journal, routes: keyedRoute(upstream.url)).replacingOccurrences(
+                of: "durability: full }", with: "durability: full, max_backlog: 5 }")
+            let server = try ServerUnderTest(dir: dir, journal: journal, config: config)
+            do {
+                try await server.start()
+                let acknowledged = try await postSequence(port: server.port, count: 5, keys: 5)
+                let refused = await post(port: server.port, path: "/hooks/p", headers: [("X-Key", "k9")], body: Array("sixth".utf8))
+                #expect(refused?.status == 503, "\(refused.map(String.init(describing:)) ?? "no answer")")
+                #expect(refused?.header("Retry-After") != nil)
+                #expect(refused?.header("Content-Type") == "application/problem+json")
+                #expect(try await sqlite(journal, "SELECT count(*) FROM messages") == "5")
+                try upstream.set(["mode": "ok"])
+                #expect(try await waitUntilAllFinal(journal), "the backlog did not drain")
+                let accepted = await post(port: server.port, path: "/hooks/p", headers: [("X-Key", "k9")], body: Array("sixth".utf8))
+                #expect(accepted?.status == 202, "\(accepted.map(String.init(describing:)) ?? "no answer")")
+                let report = checkDeliveries(acknowledged: acknowledged, rows: [], records: upstream.records, requireDelivered: false)
+                #expect(report.lost.isEmpty)
+                #expect(await server.stop() == 0)
+            } catch {
+                await server.kill()
+                await upstream.stop()
+                throw error
+            }
+            await upstream.stop()
+        }
+
+        @Test(
+            "after purge deletes the newest rows, a new message is still delivered by the running server",
+            .disabled(
+                "bug: messages.id is INTEGER PRIMARY KEY without AUTOINCREMENT (Sources/WaypostJournal/Schema.swift), so once purge or retain_delivered deletes the newest rows SQLite reuses their ids; Forwarder.load pages with id > cursor (Sources/WaypostForwarder/Forwarder.swift) and never sees the new message until a restart"
+            ))
+        func deliveredAfterPurge() async throws {
+            let dir = try ScratchDirectory()
+            defer { dir.remove() }
+            let upstream = try await RecordingUpstream.start(in: dir)
+            let journal = dir.file("journal.db")
+            let server = try ServerUnderTest(
+                dir: dir, journal: journal, config: reliabilityConfig(journal: journal, routes: keyedRoute(upstream.url, ordering: "fifo")))
+            do {
+                try await server.start()
+                _ = try await postSequence(port: server.port, count: 3, keys: 1)
+                try #require(try await waitUntilAllFinal(journal), "the first three messages were not delivered")
+                let purged = try await waypost("purge", "--journal", journal, "--delivered-older-than", "0s", directory: dir.path)
+                try #require(purged.status == 0 && purged.stdout.contains("purged 3"), "\(purged)")
+                let after = try await postSequence(port: server.port, count: 1, keys: 1)
+                let delivered = try await waitUntilAllFinal(journal, timeout: .seconds(10))
+                let rows = try await sqlite(journal, "SELECT id, correlation_id, state, attempts FROM messages")
+                #expect(delivered, "10 s after it was acknowledged: \(rows) (row ids before the purge: 1, 2, 3)")
+                let report = checkDeliveries(acknowledged: after, rows: [], records: upstream.records, requireDelivered: false)
+                #expect(report.lost.isEmpty, "the upstream never received \(after[0].correlationID)")
+                #expect(await server.stop() == 0)
+            } catch {
+                await server.kill()
+                await upstream.stop()
+                throw error
+            }
+            await upstream.stop()
+        }
+
         // MARK: The journal file
 
         @Test("the journal file removed while the server runs: no crash, answers stay well-formed (what happens is in docs/reliability.md)")
@@ -465,24 +567,13 @@ extension Reliability {
             let upstream = try await RecordingUpstream.start(in: dir)
             let server = try ServerUnderTest(
                 dir: dir, journal: journal, config: reliabilityConfig(journal: journal, routes: keyedRoute(upstream.url)))
-            let holder = Process()
+            var holder: SQLiteLockHolder?
             do {
                 try await server.start()
                 let before = try await postSequence(port: server.port, count: 2, keys: 1)
                 try #require(try await waitUntilAllFinal(journal), "the first two messages were not delivered")
-
                 // sqlite3 takes the write lock and keeps it while its standard input stays open.
-                holder.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-                holder.arguments = ["sqlite3", "-cmd", ".timeout 5000", journal]
-                let input = Pipe()
-                let output = Pipe()
-                holder.standardInput = input
-                holder.standardOutput = output
-                holder.standardError = output
-                try holder.run()
-                let said = PipeCollector(output.fileHandleForReading)
-                input.fileHandleForWriting.write(Data("BEGIN IMMEDIATE;\nSELECT 'locked';\n".utf8))
-                try #require(await eventually(timeout: .seconds(10)) { said.text.contains("locked") }, "sqlite3: \(said.text)")
+                holder = try await SQLiteLockHolder(journal: journal)
 
                 let started = ContinuousClock.now
                 let answer = await post(port: server.port, path: "/hooks/p", headers: [("X-Key", "k0")], body: Array("while locked".utf8), timeout: 30)
@@ -495,9 +586,7 @@ extension Reliability {
                 #expect(waited > .seconds(4), "503 after \(waited), before the 5 s busy timeout")
                 #expect(ready?.status == 503, "/readyz while the journal is locked: \(ready.map(String.init(describing:)) ?? "no answer")")
 
-                input.fileHandleForWriting.write(Data("COMMIT;\n.quit\n".utf8))
-                try? input.fileHandleForWriting.close()
-                _ = await eventually(timeout: .seconds(5)) { !holder.isRunning }
+                await holder?.release()
                 let after = await post(port: server.port, path: "/hooks/p", headers: [("X-Key", "k0")], body: Array("after".utf8))
                 #expect(after?.status == 202, "POST after the lock ended: \(after.map(String.init(describing:)) ?? "no answer")")
                 #expect(try await sqlite(journal, "SELECT count(*) FROM messages") == "3", "the refused message was stored anyway")
@@ -507,12 +596,11 @@ extension Reliability {
                 #expect(await server.stop() == 0)
                 #expect(try await integrityCheck(journal) == "ok")
             } catch {
-                if holder.isRunning { signalProcess(holder.processIdentifier, SIGKILL) }
+                holder?.kill()
                 await server.kill()
                 await upstream.stop()
                 throw error
             }
-            if holder.isRunning { signalProcess(holder.processIdentifier, SIGKILL) }
             await upstream.stop()
         }
     }
