@@ -53,6 +53,62 @@ public enum JSON {
         return out
     }
 
+    /// The header fields of a JSON array of `[name, value]` pairs (as ``encode(headers:)``
+    /// writes them); nil when `text` is not such an array. Parsed here rather than with
+    /// Foundation because every delivery attempt reads its message's headers.
+    public static func decodeHeaders(_ text: String) -> [HeaderField]? {
+        var bytes = Array(text.utf8)[...]
+        func skipSpace() { while let b = bytes.first, b == 0x20 || b == 0x0A || b == 0x0D || b == 0x09 { bytes.removeFirst() } }
+        func expect(_ byte: UInt8) -> Bool {
+            skipSpace()
+            guard bytes.first == byte else { return false }
+            bytes.removeFirst()
+            return true
+        }
+        func string() -> String? {
+            guard expect(UInt8(ascii: "\"")) else { return nil }
+            var out: [UInt8] = []
+            while let b = bytes.popFirst() {
+                switch b {
+                case UInt8(ascii: "\""):
+                    return String(validating: out, as: UTF8.self)
+                case UInt8(ascii: "\\"):
+                    guard let e = bytes.popFirst() else { return nil }
+                    switch e {
+                    case UInt8(ascii: "n"): out.append(0x0A)
+                    case UInt8(ascii: "r"): out.append(0x0D)
+                    case UInt8(ascii: "t"): out.append(0x09)
+                    case UInt8(ascii: "b"): out.append(0x08)
+                    case UInt8(ascii: "f"): out.append(0x0C)
+                    case UInt8(ascii: "u"):
+                        guard bytes.count >= 4, let code = UInt32(String(decoding: bytes.prefix(4), as: UTF8.self), radix: 16) else { return nil }
+                        bytes.removeFirst(4)
+                        // Waypost writes \u escapes only for control characters; others are kept whole.
+                        guard let scalar = Unicode.Scalar(code) else { return nil }
+                        out.append(contentsOf: Array(String(Character(scalar)).utf8))
+                    case UInt8(ascii: "\""), UInt8(ascii: "\\"), UInt8(ascii: "/"): out.append(e)
+                    default: return nil
+                    }
+                default:
+                    out.append(b)
+                }
+            }
+            return nil
+        }
+        var fields: [HeaderField] = []
+        guard expect(UInt8(ascii: "[")) else { return nil }
+        if expect(UInt8(ascii: "]")) { return fields }
+        repeat {
+            guard expect(UInt8(ascii: "[")), let name = string(), expect(UInt8(ascii: ",")), let value = string(),
+                expect(UInt8(ascii: "]"))
+            else { return nil }
+            fields.append(HeaderField(name: name, value: value))
+        } while expect(UInt8(ascii: ","))
+        guard expect(UInt8(ascii: "]")) else { return nil }
+        skipSpace()
+        return bytes.isEmpty ? fields : nil
+    }
+
     /// Header fields as a JSON array of `[name, value]` pairs, in order.
     public static func encode(headers: [HeaderField]) -> String {
         var out = "["

@@ -87,11 +87,9 @@ public final class DeliveryReader {
         defer { content.reset() }
         try content.bind(1, id)
         guard try content.step() else { return nil }
-        let headersJSON = content.string(4) ?? "[]"
-        let pairs = (try? JSONSerialization.jsonObject(with: Data(headersJSON.utf8))) as? [[String]] ?? []
         return MessageForDelivery(
             id: id, correlationID: content.string(0) ?? "", idempotencyKey: content.string(1), method: content.string(2) ?? "POST",
-            path: content.string(3) ?? "/", headers: pairs.compactMap { $0.count == 2 ? HeaderField(name: $0[0], value: $0[1]) : nil },
+            path: content.string(3) ?? "/", headers: JSON.decodeHeaders(content.string(4) ?? "[]") ?? [],
             body: content.blob(5) ?? [], attempts: Int(content.int64(6)), cycleAttempts: Int(content.int64(7)),
             cycleStart: content.string(8).flatMap(Timestamp.parse) ?? 0, clientAddress: content.string(9))
     }

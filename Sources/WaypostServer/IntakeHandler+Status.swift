@@ -67,12 +67,7 @@ extension MessageRecord {
     /// The upstream's stored answer, if it answered.
     var storedResponse: StoredResponse? {
         guard let status = responseStatus else { return nil }
-        return StoredResponse(status: status, headers: Self.headers(responseHeadersJSON ?? "[]"), body: responseBody ?? [])
-    }
-
-    static func headers(_ json: String) -> [HeaderField] {
-        let pairs = (try? JSONSerialization.jsonObject(with: Data(json.utf8))) as? [[String]] ?? []
-        return pairs.compactMap { $0.count == 2 ? HeaderField(name: $0[0], value: $0[1]) : nil }
+        return StoredResponse(status: status, headers: JSON.decodeHeaders(responseHeadersJSON ?? "[]") ?? [], body: responseBody ?? [])
     }
 
     /// The status document of SPEC §4.

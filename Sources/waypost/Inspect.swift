@@ -144,8 +144,8 @@ struct Show: ParsableCommand {
     }
 
     private func headerLines(_ json: String) -> [String] {
-        guard let pairs = try? JSONSerialization.jsonObject(with: Data(json.utf8)) as? [[String]] else { return [json] }
-        return pairs.map { $0.joined(separator: ": ") }
+        guard let fields = JSON.decodeHeaders(json) else { return [json] }
+        return fields.map { "\($0.name): \($0.value)" }
     }
 
     private func describeBody(_ body: [UInt8]) -> String {

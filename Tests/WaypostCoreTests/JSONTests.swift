@@ -141,3 +141,26 @@ private let awkwardStrings: [String] = [
         #expect(problem.json.contains("\"status\":\(problem.status),"))
     }
 }
+
+@Suite("Stored header JSON round trip")
+struct HeaderJSONRoundTripTests {
+    @Test(arguments: [
+        [] as [HeaderField],
+        [HeaderField(name: "Content-Type", value: "application/json")],
+        [HeaderField(name: "X-A", value: "quote \" backslash \\ slash / tab \t newline \n cr \r"), HeaderField(name: "X-A", value: "")],
+        [HeaderField(name: "X-Ctl", value: "\u{01}\u{1F}"), HeaderField(name: "X-Uni", value: "é 😀 ü")],
+    ])
+    func roundTrip(_ fields: [HeaderField]) {
+        #expect(JSON.decodeHeaders(JSON.encode(headers: fields)) == fields)
+    }
+
+    @Test(arguments: ["", "{}", "[", "[[\"a\"]]", "[[\"a\",\"b\",\"c\"]]", "[[\"a\",\"b\"],]", "[[\"a\",\"b\"]] x", "[[\"a\",1]]", "[[\"\\x\",\"b\"]]"])
+    func refusesOtherShapes(_ text: String) {
+        #expect(JSON.decodeHeaders(text) == nil, "\(text)")
+    }
+
+    @Test func readsWhatFoundationWrites() throws {
+        let data = try JSONSerialization.data(withJSONObject: [["X-A", "1/2"], ["X-B", "\u{7}"]])
+        #expect(JSON.decodeHeaders(String(decoding: data, as: UTF8.self)) == [HeaderField(name: "X-A", value: "1/2"), HeaderField(name: "X-B", value: "\u{7}")])
+    }
+}
