@@ -71,6 +71,10 @@ public final class Forwarder: Service, @unchecked Sendable {
     private var generation: Int64
     private var nextGenerationCheck = Date()
     private var random = SystemRandomNumberGenerator()
+    /// State changes gathered during one turn of the loop, handed to the writer together.
+    private var updates: [(DeliveryUpdate, (@Sendable (Result<Void, SQLiteError>) -> Void)?)] = []
+    /// `waypost_upstream_duration_seconds` per route and status class.
+    private var upstreamTimers: [String: Timer] = [:]
     private let shutdownGrace: Duration
 
     /// Prepares delivery for every route of `configuration` and starts the delivery thread.
@@ -209,6 +213,8 @@ public final class Forwarder: Service, @unchecked Sendable {
 
             for completion in completions { finish(completion) }
             if stop {
+                writer.record(updates)
+                updates.removeAll()
                 if attempts.isEmpty { break }
                 if graceOver {
                     logger.info("shutdown grace over; cancelling attempts in flight", metadata: ["attempts": "\(attempts.count)"])
@@ -222,6 +228,8 @@ public final class Forwarder: Service, @unchecked Sendable {
             checkForReplays()
             load()
             dispatch()
+            writer.record(updates)
+            updates.removeAll(keepingCapacity: true)
         }
         client.shutdown()
         condition.lock()
@@ -297,7 +305,7 @@ public final class Forwarder: Service, @unchecked Sendable {
         }
         let attempt = Attempt(route: index, message: message, attempt: message.attempts + 1, cycleAttempt: message.cycleAttempts + 1, startedAt: now)
         attempts[message.id] = attempt
-        writer.record(.started(messageID: message.id, attempt: attempt.attempt, cycleAttempt: attempt.cycleAttempt, atMilliseconds: now))
+        updates.append((.started(messageID: message.id, attempt: attempt.attempt, cycleAttempt: attempt.cycleAttempt, atMilliseconds: now), nil))
         var headers = OutboundRequest.headers(
             stored: message.headers, correlationID: message.correlationID, idempotencyKey: message.idempotencyKey,
             attempt: attempt.attempt, clientAddress: message.clientAddress, removeHeaders: route.removeHeaders,
@@ -348,8 +356,11 @@ public final class Forwarder: Service, @unchecked Sendable {
         let outcome: RouteQueues.Outcome
         var nextAttemptAt: Int64?
         let statusClass = response.map { "\($0.status / 100)xx" } ?? "error"
-        Timer(label: "waypost_upstream_duration_seconds", dimensions: [("route", route.name), ("status_class", statusClass)])
-            .recordMilliseconds(now - attempt.startedAt)
+        let timerKey = route.name + " " + statusClass
+        if upstreamTimers[timerKey] == nil {
+            upstreamTimers[timerKey] = Timer(label: "waypost_upstream_duration_seconds", dimensions: [("route", route.name), ("status_class", statusClass)])
+        }
+        upstreamTimers[timerKey]!.recordMilliseconds(now - attempt.startedAt)
         switch verdict {
         case .delivered:
             routes[attempt.route].delivered.increment()
@@ -372,18 +383,20 @@ public final class Forwarder: Service, @unchecked Sendable {
         condition.lock()
         unrecorded.insert(id)
         condition.unlock()
-        writer.record(
-            .finished(
-                FinishedAttempt(
-                    messageID: id, attempt: attempt.attempt, durationMilliseconds: now - attempt.startedAt,
-                    response: response, error: transportError, state: state, nextAttemptAt: nextAttemptAt, lastError: lastError,
-                    atMilliseconds: now))
-        ) { [weak self] _ in
-            self?.recorded(id)
-            // Waiting sources learn the outcome once it is committed, so what they are told
-            // and what the status API shows agree.
-            if let final { board.publish(correlationID, final) }
-        }
+        let finished = FinishedAttempt(
+            messageID: id, attempt: attempt.attempt, durationMilliseconds: now - attempt.startedAt,
+            response: response, error: transportError, state: state, nextAttemptAt: nextAttemptAt, lastError: lastError,
+            atMilliseconds: now)
+        updates.append(
+            (
+                .finished(finished),
+                { [weak self] _ in
+                    self?.recorded(id)
+                    // Waiting sources learn the outcome once it is committed, so what they are
+                    // told and what the status API shows agree.
+                    if let final { board.publish(correlationID, final) }
+                }
+            ))
         routes[attempt.route].queues.finish(attempt.message.id, outcome: outcome)
         var metadata: Logger.Metadata = [
             "message.id": "\(attempt.message.correlationID)", "route": "\(route.name)", "attempt": "\(attempt.attempt)",

@@ -177,13 +177,21 @@ public final class JournalWriter: Service, @unchecked Sendable {
     /// Records a delivery state change in the next transaction. `completion`, if given, runs
     /// on the writer thread after the commit (or its failure).
     public func record(_ update: DeliveryUpdate, completion: (@Sendable (Result<Void, SQLiteError>) -> Void)? = nil) {
+        record([(update, completion)])
+    }
+
+    /// Records several state changes at once (one wake-up of the writer for all of them).
+    public func record(_ updates: [(DeliveryUpdate, (@Sendable (Result<Void, SQLiteError>) -> Void)?)]) {
+        guard !updates.isEmpty else { return }
         condition.lock()
         if stopping {
             condition.unlock()
-            completion?(.failure(SQLiteError(extendedCode: 21, message: "the journal writer has stopped", sql: nil)))
+            for (_, completion) in updates {
+                completion?(.failure(SQLiteError(extendedCode: 21, message: "the journal writer has stopped", sql: nil)))
+            }
             return
         }
-        inbox.append(.update(update, completion))
+        for (update, completion) in updates { inbox.append(.update(update, completion)) }
         condition.signal()
         condition.unlock()
     }

@@ -208,12 +208,15 @@ extension Reliability {
             let report = checkDeliveries(acknowledged: acknowledged, rows: rows, records: records)
             let noAnswer = tallies.reduce(0) { $0 + $1.noAnswer }
             let refused = tallies.reduce(0) { $0 + $1.refused503 }
+            // A crash between sending an attempt and committing its start sends the same
+            // X-Waypost-Attempt number again after the restart (harmless; counted for the record).
+            let repeatedAttemptNumbers = Dictionary(grouping: records, by: { "\($0.correlationID) \($0.attempt)" }).values.count { $0.count > 1 }
             // Before the backlog drained, "lost" would count messages still waiting in the journal.
             let lost = drained ? String(report.lost.count) : "unknown (not drained; \(report.lost.count) not delivered yet)"
             let summary =
                 "CrashTests summary: rounds=\(rounds) acknowledged=\(report.acknowledged) lost=\(lost) "
                 + "duplicates=\(report.duplicates) (messages delivered more than once: \(report.redelivered)) stored=\(report.stored) "
-                + "storedTwice=\(report.storedTwice) upstreamRequests=\(records.count) unanswered=\(noAnswer) refused503=\(refused) "
+                + "storedTwice=\(report.storedTwice) repeatedAttemptNumbers=\(repeatedAttemptNumbers) upstreamRequests=\(records.count) unanswered=\(noAnswer) refused503=\(refused) "
                 + "orderViolations=\(report.orderViolations.count) integrity=\(integrity.isEmpty ? "ok" : "FAILED") drain=\(drainTime)s time=\(seconds(since: started))s"
             print(summary)
             for note in killNotes { print("  " + note) }
