@@ -39,6 +39,8 @@ set -euo pipefail
 
 SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO_ROOT=$(cd "$SCRIPT_DIR/../.." && pwd)
+# shellcheck source=SCRIPTDIR/lib.sh
+source "$SCRIPT_DIR/lib.sh"
 
 DURATION=${DURATION:-15s}
 WARMUP=${WARMUP:-3s}
@@ -74,140 +76,20 @@ STAMP=$(date +%Y%m%d-%H%M%S)
 RESULTS=$OUT_DIR/delivery-$STAMP.txt
 WORK=$OUT_DIR/delivery-$STAMP    # configs, logs and raw wrk output of this run
 
-PIDS=()           # background processes this script started and has not stopped yet
-STOPPED_STATUS=   # exit status of the process stop_pid stopped last
-OTHER_CPU=        # share of the machine that other processes used during the last measured run
-JOURNAL_FS=       # "device fstype" of the file system under $WORK
 BINARY_NOTE=      # how the Waypost binary was chosen, and whether it is older than Sources/
 LIVE_ROWS=()      # "scenario|conns|acks/s|non2xx|delivered/s|goal|p50|p99|backlog start->end|failed|rss"
 DRAIN_ROWS=()     # "scenario|messages|ready s|drain s|msgs/s|failed|rss|goal"
 DETAILS=()        # one free-text line per scenario, printed under the tables
 
-log() { printf '[bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
-die() { log "error: $*"; exit 1; }
-
 # ---------------------------------------------------------------------------
-# Processes (as in intake.sh)
-
-forget_pid() {
-    local pid=$1 kept=() p
-    for p in "${PIDS[@]}"; do
-        [[ $p == "$pid" ]] || kept+=("$p")
-    done
-    PIDS=("${kept[@]}")
-}
-
-# stop_pid PID TIMEOUT_SECONDS: SIGTERM, wait up to the timeout, then SIGKILL.
-# Sets STOPPED_STATUS to the exit status (137 after a SIGKILL). Not for use in $(...):
-# only this shell can wait for its children.
-stop_pid() {
-    local pid=$1 timeout=$2 status=0 i
-    kill -TERM "$pid" 2>/dev/null || true
-    for ((i = 0; i < timeout * 10; i++)); do
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.1
-    done
-    if kill -0 "$pid" 2>/dev/null; then
-        log "pid $pid still running ${timeout}s after SIGTERM: sending SIGKILL"
-        kill -KILL "$pid" 2>/dev/null || true
-    fi
-    wait "$pid" 2>/dev/null || status=$?
-    forget_pid "$pid"
-    STOPPED_STATUS=$status
-}
-
-cleanup() {
-    local pid
-    for pid in "${PIDS[@]}"; do
-        log "cleanup: stopping pid $pid"
-        stop_pid "$pid" 10
-    done
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-port_in_use() {
-    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
-}
-
-# wait_http URL PID LOGFILE: until URL gives any HTTP answer (curl exits 0 for a 404 too).
-wait_http() {
-    local url=$1 pid=$2 logfile=$3 i
-    for ((i = 0; i < START_TIMEOUT * 5; i++)); do
-        if ! kill -0 "$pid" 2>/dev/null; then
-            tail -n 20 "$logfile" >&2 || true
-            die "process $pid exited before $url answered (log: $logfile)"
-        fi
-        if curl -s -o /dev/null --max-time 1 "$url"; then
-            return 0
-        fi
-        sleep 0.2
-    done
-    tail -n 20 "$logfile" >&2 || true
-    die "$url did not answer within ${START_TIMEOUT}s (log: $logfile)"
-}
-
-# ---------------------------------------------------------------------------
-# CPU accounting (as in intake.sh)
-
-# cpu_snapshot: prints "total busy ours" in clock ticks: the machine's total and busy time
-# from /proc/stat, and the time used by this script's process group (which holds wrk, nginx,
-# Waypost and sqlite3; each process's own utime/stime plus, through cutime/cstime,
-# the children it has already waited for).
-cpu_snapshot() {
-    local pgrp ours=0 f rest
-    local -a st
-    pgrp=$(ps -o pgid= -p $$ | tr -d ' ')
-    for f in /proc/[0-9]*/stat; do
-        { read -r rest <"$f"; } 2>/dev/null || continue # the process may just have ended
-        read -r -a st <<<"${rest##*) }"          # fields from "state" on; comm may hold spaces
-        # st: 0 state, 2 pgrp, 11 utime, 12 stime, 13 cutime, 14 cstime
-        [[ ${st[2]:-} == "$pgrp" ]] || continue
-        ours=$((ours + st[11] + st[12] + st[13] + st[14]))
-    done
-    awk -v ours="$ours" 'NR == 1 {
-        for (i = 2; i <= 9; i++) total += $i
-        print total, total - $5 - $6, ours
-    }' /proc/stat
-}
-
-# other_cpu_percent BEFORE AFTER: share of the machine used by processes outside this run.
-other_cpu_percent() {
-    awk -v a="$1" -v b="$2" 'BEGIN {
-        split(a, x); split(b, y)
-        total = y[1] - x[1]; other = (y[2] - x[2]) - (y[3] - x[3])
-        share = 0
-        if (total > 0 && other > 0) share = 100 * other / total
-        printf "%.0f%%", share
-    }'
-}
-
-# ---------------------------------------------------------------------------
-# Set-up
+# Set-up (the functions shared with intake.sh are in lib.sh)
 
 ensure_tools() {
-    local missing=() tool
-    for tool in nginx curl sqlite3 python3; do
-        command -v "$tool" >/dev/null || missing+=("$tool")
-    done
+    local tools=(nginx curl sqlite3 python3)
     if [[ $SKIP_LIVE != 1 ]]; then
-        command -v wrk >/dev/null || missing+=(wrk)
+        tools+=(wrk)
     fi
-    if ((${#missing[@]} == 0)); then
-        return 0
-    fi
-    log "installing from Debian: ${missing[*]}"
-    local packages=()
-    for tool in "${missing[@]}"; do
-        case $tool in
-            nginx) packages+=(nginx-light) ;;
-            *) packages+=("$tool") ;;
-        esac
-    done
-    apt-get update
-    DEBIAN_FRONTEND=noninteractive apt-get install -y "${packages[@]}"
-    # Installing nginx may start the system service: this benchmark never uses it.
+    install_missing "${tools[@]}"
 }
 
 # The binary is kept fresh elsewhere: use what is there, build only when there is none.
@@ -235,16 +117,6 @@ ensure_waypost() {
     fi
 }
 
-check_disk() {
-    local fstype
-    fstype=$(stat -f -c %T "$WORK")
-    case $fstype in
-        tmpfs | ramfs)
-            die "$WORK is on $fstype: the journal must be on a real disk (set OUT_DIR)" ;;
-    esac
-    JOURNAL_FS="$(findmnt -n -o SOURCE,FSTYPE -T "$WORK" 2>/dev/null | tr -s ' ' || echo "$fstype")"
-}
-
 check_settings() {
     local scenario
     for scenario in $SCENARIOS; do
@@ -260,120 +132,6 @@ check_settings() {
     [[ $BACKLOG =~ ^[1-9][0-9]*$ ]] || die "BACKLOG must be a positive integer, not '$BACKLOG'"
     [[ $KEY_COUNT =~ ^[1-9][0-9]*$ ]] || die "KEY_COUNT must be a positive integer, not '$KEY_COUNT'"
     [[ $CONCURRENCY =~ ^[1-9][0-9]*$ ]] || die "CONCURRENCY must be a positive integer, not '$CONCURRENCY'"
-}
-
-# write_nginx_conf DIR PORT WORKERS LOCATION_BODY (intake.sh's layout, upstream only)
-write_nginx_conf() {
-    local dir=$1 port=$2 workers=$3 location=$4
-    mkdir -p "$dir/tmp"
-    cat >"$dir/nginx.conf" <<EOF
-# Generated by scripts/bench/delivery.sh; everything lives in $dir.
-worker_processes $workers;
-worker_rlimit_nofile 16384;
-pid $dir/nginx.pid;
-error_log $dir/error.log warn;
-lock_file $dir/nginx.lock;
-
-events {
-    worker_connections 8192;
-}
-
-http {
-    access_log off;
-    default_type text/plain;
-    client_body_temp_path $dir/tmp/body;
-    proxy_temp_path $dir/tmp/proxy;
-    fastcgi_temp_path $dir/tmp/fastcgi;
-    uwsgi_temp_path $dir/tmp/uwsgi;
-    scgi_temp_path $dir/tmp/scgi;
-    # 1 KiB bodies stay in memory, never in a temp file.
-    client_max_body_size 1m;
-    client_body_buffer_size 16k;
-    keepalive_requests 1000000;
-    keepalive_timeout 75s;
-
-    server {
-        listen 127.0.0.1:$port backlog=4096;
-        location / {
-$location
-        }
-    }
-}
-EOF
-}
-
-# start_nginx NAME DIR PORT: the master in the foreground of a background job (daemon off).
-start_nginx() {
-    local name=$1 dir=$2 port=$3
-    nginx -t -q -p "$dir" -c "$dir/nginx.conf" -e "$dir/error.log" \
-        || die "nginx $name: invalid config $dir/nginx.conf"
-    nginx -p "$dir" -c "$dir/nginx.conf" -e "$dir/error.log" -g 'daemon off;' \
-        >"$dir/nginx.out" 2>&1 &
-    local pid=$!
-    PIDS+=("$pid")
-    wait_http "http://127.0.0.1:$port/" "$pid" "$dir/error.log"
-    log "nginx $name on 127.0.0.1:$port (pid $pid)"
-}
-
-# ---------------------------------------------------------------------------
-# wrk (as in intake.sh)
-
-# wrk_warmup NAME URL CONNS: the unreported run, output kept in $WORK/NAME.warmup.wrk.
-wrk_warmup() {
-    local name=$1 url=$2 conns=$3
-    [[ $WARMUP =~ ^0+[a-z]*$ ]] && return 0
-    log "$name: warm-up $WARMUP, $conns connections"
-    wrk -t"$WRK_THREADS" -c"$conns" -d"$WARMUP" -s "$LUA_SCRIPT" "$url" \
-        >"$WORK/$name.warmup.wrk" 2>&1
-}
-
-# wrk_measure NAME URL CONNS [PROBE]: the reported run, output in $WORK/NAME.wrk; sets OTHER_CPU.
-# PROBE, a command, runs right before ("PROBE start") and right after ("PROBE end") wrk (inside the CPU snapshots, which
-# take a moment), its output kept in PROBE_BEFORE and PROBE_AFTER.
-PROBE_BEFORE=
-PROBE_AFTER=
-wrk_measure() {
-    local name=$1 url=$2 conns=$3 probe=${4:-} before after
-    log "$name: measuring $DURATION, $conns connections"
-    before=$(cpu_snapshot)
-    [[ -n $probe ]] && PROBE_BEFORE=$($probe start)
-    wrk -t"$WRK_THREADS" -c"$conns" -d"$DURATION" --latency -s "$LUA_SCRIPT" "$url" \
-        >"$WORK/$name.wrk" 2>&1
-    [[ -n $probe ]] && PROBE_AFTER=$($probe end)
-    after=$(cpu_snapshot)
-    OTHER_CPU=$(other_cpu_percent "$before" "$after")
-    log "$name: other processes used $OTHER_CPU of the machine meanwhile"
-}
-
-# parse_wrk FILE: prints "req/s p50_ms p99_ms requests non2xx socket_errors" (n/a when absent).
-parse_wrk() {
-    awk '
-        function ms(v) {
-            if (v ~ /us$/) return sprintf("%.2f", v / 1000)
-            if (v ~ /ms$/) return sprintf("%.2f", v + 0)
-            if (v ~ /m$/)  return sprintf("%.0f", v * 60000)
-            if (v ~ /s$/)  return sprintf("%.0f", v * 1000)
-            return "n/a"
-        }
-        BEGIN { rps = p50 = p99 = reqs = "n/a"; non2xx = 0; sockerr = 0 }
-        /^Requests\/sec:/                   { rps = sprintf("%.0f", $2) }
-        /^ +50% /                           { p50 = ms($2) }
-        /^ +99% /                           { p99 = ms($2) }
-        / requests in /                     { reqs = $1 }
-        /Non-2xx or 3xx responses:/         { non2xx = $NF }
-        /Socket errors:/ {
-            gsub(/,/, "")
-            sockerr = $4 + $6 + $8 + $10
-        }
-        END { print rps, p50, p99, reqs, non2xx, sockerr }
-    ' "$1"
-}
-
-status_counts() {
-    local line
-    line=$(grep -m1 '^Status counts:' "$1" || true)
-    [[ -n $line ]] && printf '%s; ' "$line"
-    return 0
 }
 
 # ---------------------------------------------------------------------------
@@ -460,18 +218,6 @@ log_problems() {
     fi
 }
 
-journal_size() {
-    local bytes=0 file
-    for file in "$1" "$1-wal" "$1-shm"; do
-        [[ -f $file ]] && bytes=$((bytes + $(stat -c %s "$file")))
-    done
-    awk -v b="$bytes" 'BEGIN { printf "%.1f MiB", b / 1048576 }'
-}
-
-drop_journal() {
-    [[ $KEEP_JOURNALS == 1 ]] || rm -f "$1" "$1-wal" "$1-shm"
-}
-
 # write_config ORDERING DIR: the route "bench" on / to the private upstream.
 write_config() {
     local ordering=$1 dir=$2 extra=""
@@ -494,15 +240,11 @@ EOF
 
 # start_waypost DIR: starts Waypost on DIR/waypost.yaml (log appended to DIR/waypost.log),
 # waits until it answers HTTP; sets WAYPOST_PID.
-WAYPOST_PID=
 start_waypost() {
     local dir=$1
     port_in_use "$WAYPOST_PORT" && die "127.0.0.1:$WAYPOST_PORT is already in use"
-    "$WAYPOST_BIN" serve --config "$dir/waypost.yaml" --log-level "${WAYPOST_LOG_LEVEL:-notice}" >>"$dir/waypost.log" 2>&1 &
-    WAYPOST_PID=$!
-    PIDS+=("$WAYPOST_PID")
     # A reserved path (SPEC §2): any HTTP answer, even a 404, means the listener is up.
-    wait_http "http://127.0.0.1:$WAYPOST_PORT/_waypost/ready" "$WAYPOST_PID" "$dir/waypost.log"
+    launch_waypost "$dir/waypost.yaml" "$dir/waypost.log" "http://127.0.0.1:$WAYPOST_PORT/_waypost/ready"
 }
 
 # ---------------------------------------------------------------------------
@@ -712,32 +454,6 @@ exit status $exit_status, journal $size, log lines with warning/error/critical $
 # ---------------------------------------------------------------------------
 # Report
 
-print_live_table() {
-    local fmt='%-9s %6s %9s %8s %12s %9s %11s %11s %16s %7s %13s\n'
-    # shellcheck disable=SC2059  # the format is the constant above
-    printf "$fmt" scenario conns acks/s non-2xx delivered/s goal "e2e p50 ms" "e2e p99 ms" backlog failed "peak RSS MiB"
-    local row
-    local -a f
-    for row in "${LIVE_ROWS[@]}"; do
-        IFS='|' read -r -a f <<<"$row"
-        # shellcheck disable=SC2059
-        printf "$fmt" "${f[@]}"
-    done
-}
-
-print_drain_table() {
-    local fmt='%-9s %9s %9s %9s %9s %8s %13s %10s\n'
-    # shellcheck disable=SC2059  # the format is the constant above
-    printf "$fmt" scenario messages "ready s" "drain s" msgs/s failed "peak RSS MiB" "goal RSS"
-    local row
-    local -a f
-    for row in "${DRAIN_ROWS[@]}"; do
-        IFS='|' read -r -a f <<<"$row"
-        # shellcheck disable=SC2059
-        printf "$fmt" "${f[@]}"
-    done
-}
-
 main() {
     [[ $(id -u) == 0 ]] || log "warning: not root; installing packages would fail"
     cd "$REPO_ROOT"
@@ -750,11 +466,8 @@ main() {
     local fsync_append
     fsync_append=$(python3 "$FSYNC_PY" "$WORK" --mode append)
 
-    local busy_before snapshot
-    snapshot=$(cpu_snapshot)
-    sleep 2
-    busy_before=$(other_cpu_percent "$snapshot" "$(cpu_snapshot)")
-    log "CPU used by other processes during 2 s before the run: $busy_before"
+    local busy_before
+    busy_before=$(idle_other_cpu)
 
     port_in_use "$UPSTREAM_PORT" && die "127.0.0.1:$UPSTREAM_PORT is already in use"
     write_nginx_conf "$WORK/nginx-upstream" "$UPSTREAM_PORT" "$UPSTREAM_WORKERS" \
@@ -775,8 +488,7 @@ main() {
 
     {
         echo "Waypost delivery benchmark, $(date -Is)"
-        echo "machine: nproc $(nproc), kernel $(uname -r), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')"
-        echo "CPU used by other processes: $busy_before in the 2 s before the run, per scenario below (anything above a few % skews the figures)"
+        machine_lines "$busy_before"
         echo "waypost: $WAYPOST_BIN ($BINARY_NOTE; $(git -C "$REPO_ROOT" describe --always --dirty 2>/dev/null || echo 'no commit'))"
         echo "routes: one route 'bench', ordering per scenario; key: ordering_key header:X-Key ($KEY_COUNT values), concurrency $CONCURRENCY; none: concurrency $CONCURRENCY"
         echo "journal: durability $DURABILITY, file system $JOURNAL_FS ($WORK)"
@@ -785,12 +497,14 @@ main() {
         if ((${#LIVE_ROWS[@]} > 0)); then
             echo
             echo "Live: wrk -t$WRK_THREADS -c$CONNS -d$DURATION (after a $WARMUP warm-up) POSTs 1 KiB JSON (post-keys.lua) while Waypost delivers"
-            print_live_table
+            print_table '%-9s %6s %9s %8s %12s %9s %11s %11s %16s %7s %13s\n' LIVE_ROWS \
+                scenario conns acks/s non-2xx delivered/s goal "e2e p50 ms" "e2e p99 ms" backlog failed "peak RSS MiB"
         fi
         if ((${#DRAIN_ROWS[@]} > 0)); then
             echo
             echo "Drain: $BACKLOG queued 1 KiB messages inserted with sqlite3 while Waypost was stopped, then Waypost started"
-            print_drain_table
+            print_table '%-9s %9s %9s %9s %9s %8s %13s %10s\n' DRAIN_ROWS \
+                scenario messages "ready s" "drain s" msgs/s failed "peak RSS MiB" "goal RSS"
         fi
         echo
         local line

@@ -1,5 +1,6 @@
 -- wrk script for scripts/bench/intake.sh: every request is a POST of a
 -- 1024-byte JSON body, {"data":"xxxx...x"}, with Content-Type application/json.
+-- post-keys.lua (delivery.sh) runs this script first and adds an X-Key header.
 --
 -- wrk already reports "Non-2xx or 3xx responses" (it counts status >= 400).
 -- With WRK_STATUS_COUNTS=1 in the environment the script also counts every

@@ -1,0 +1,341 @@
+# shellcheck shell=bash
+# Shared by scripts/bench/intake.sh and scripts/bench/delivery.sh, sourced by both:
+# logging, background processes, CPU accounting, set-up checks, the private nginx, wrk
+# and its output, and starting Waypost. Not a script of its own.
+#
+# Sourcing it defines functions and the state below, and installs the EXIT, INT and TERM
+# traps that stop every background process it started. The sourcing script sets:
+#   WORK            directory of this run's configs, logs and raw wrk output
+#   LUA_SCRIPT      the wrk script
+#   DURATION, WARMUP, WRK_THREADS, START_TIMEOUT, KEEP_JOURNALS, WAYPOST_BIN
+# (used when the functions run, so they may be set after sourcing).
+# The variables are assigned by the sourcing script, and the state below is read there:
+# shellcheck disable=SC2034,SC2153,SC2154
+
+PIDS=()           # background processes this script started and has not stopped yet
+STOPPED_STATUS=   # exit status of the process stop_pid stopped last
+OTHER_CPU=        # share of the machine that other processes used during the last measured run
+JOURNAL_FS=       # "device fstype" of the file system under $WORK
+PROBE_BEFORE=     # output of wrk_measure's PROBE before the measured run
+PROBE_AFTER=      # and after it
+WAYPOST_PID=      # the Waypost process launch_waypost started last
+
+log() { printf '[bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+# ---------------------------------------------------------------------------
+# Processes
+
+forget_pid() {
+    local pid=$1 kept=() p
+    for p in "${PIDS[@]}"; do
+        [[ $p == "$pid" ]] || kept+=("$p")
+    done
+    PIDS=("${kept[@]}")
+}
+
+# stop_pid PID TIMEOUT_SECONDS: SIGTERM, wait up to the timeout, then SIGKILL.
+# Sets STOPPED_STATUS to the exit status (137 after a SIGKILL). Not for use in $(...):
+# only this shell can wait for its children.
+stop_pid() {
+    local pid=$1 timeout=$2 status=0 i
+    kill -TERM "$pid" 2>/dev/null || true
+    for ((i = 0; i < timeout * 10; i++)); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    if kill -0 "$pid" 2>/dev/null; then
+        log "pid $pid still running ${timeout}s after SIGTERM: sending SIGKILL"
+        kill -KILL "$pid" 2>/dev/null || true
+    fi
+    wait "$pid" 2>/dev/null || status=$?
+    forget_pid "$pid"
+    STOPPED_STATUS=$status
+}
+
+cleanup() {
+    local pid
+    for pid in "${PIDS[@]}"; do
+        log "cleanup: stopping pid $pid"
+        stop_pid "$pid" 10
+    done
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+port_in_use() {
+    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
+}
+
+# wait_http URL PID LOGFILE: until URL gives any HTTP answer (curl exits 0 for a 404 too).
+wait_http() {
+    local url=$1 pid=$2 logfile=$3 i
+    for ((i = 0; i < START_TIMEOUT * 5; i++)); do
+        if ! kill -0 "$pid" 2>/dev/null; then
+            tail -n 20 "$logfile" >&2 || true
+            die "process $pid exited before $url answered (log: $logfile)"
+        fi
+        if curl -s -o /dev/null --max-time 1 "$url"; then
+            return 0
+        fi
+        sleep 0.2
+    done
+    tail -n 20 "$logfile" >&2 || true
+    die "$url did not answer within ${START_TIMEOUT}s (log: $logfile)"
+}
+
+# launch_waypost CONFIG LOGFILE READY_URL: `waypost serve` on CONFIG in the background, its
+# output appended to LOGFILE, until READY_URL answers; sets WAYPOST_PID. Stop it with stop_pid.
+launch_waypost() {
+    local config=$1 logfile=$2 ready_url=$3
+    "$WAYPOST_BIN" serve --config "$config" --log-level "${WAYPOST_LOG_LEVEL:-notice}" >>"$logfile" 2>&1 &
+    WAYPOST_PID=$!
+    PIDS+=("$WAYPOST_PID")
+    wait_http "$ready_url" "$WAYPOST_PID" "$logfile"
+}
+
+# ---------------------------------------------------------------------------
+# CPU accounting
+
+# cpu_snapshot: prints "total busy ours" in clock ticks: the machine's total and busy time
+# from /proc/stat, and the time used by this script's process group (which holds wrk, nginx,
+# Waypost and sqlite3; each process's own utime/stime plus, through cutime/cstime,
+# the children it has already waited for).
+cpu_snapshot() {
+    local pgrp ours=0 f rest
+    local -a st
+    pgrp=$(ps -o pgid= -p $$ | tr -d ' ')
+    for f in /proc/[0-9]*/stat; do
+        { read -r rest <"$f"; } 2>/dev/null || continue # the process may just have ended
+        read -r -a st <<<"${rest##*) }"          # fields from "state" on; comm may hold spaces
+        # st: 0 state, 2 pgrp, 11 utime, 12 stime, 13 cutime, 14 cstime
+        [[ ${st[2]:-} == "$pgrp" ]] || continue
+        ours=$((ours + st[11] + st[12] + st[13] + st[14]))
+    done
+    # "cpu user nice system idle iowait irq softirq steal guest guest_nice": guest time is
+    # already in user, so sum fields 2-9; idle + iowait is the time nothing ran.
+    awk -v ours="$ours" 'NR == 1 {
+        for (i = 2; i <= 9; i++) total += $i
+        print total, total - $5 - $6, ours
+    }' /proc/stat
+}
+
+# other_cpu_percent BEFORE AFTER: share of the machine used by processes outside this run.
+other_cpu_percent() {
+    awk -v a="$1" -v b="$2" 'BEGIN {
+        split(a, x); split(b, y)
+        total = y[1] - x[1]; other = (y[2] - x[2]) - (y[3] - x[3])
+        share = 0
+        if (total > 0 && other > 0) share = 100 * other / total
+        printf "%.0f%%", share
+    }'
+}
+
+# idle_other_cpu: prints (and logs) the share of the machine that other processes use
+# during 2 s in which this script does nothing.
+idle_other_cpu() {
+    local snapshot busy
+    snapshot=$(cpu_snapshot)
+    sleep 2
+    busy=$(other_cpu_percent "$snapshot" "$(cpu_snapshot)")
+    log "CPU used by other processes during 2 s before the run: $busy"
+    echo "$busy"
+}
+
+# ---------------------------------------------------------------------------
+# Set-up
+
+# install_missing TOOL...: apt-get installs the packages of the TOOLs not on the PATH.
+install_missing() {
+    local missing=() tool
+    for tool in "$@"; do
+        command -v "$tool" >/dev/null || missing+=("$tool")
+    done
+    if ((${#missing[@]} == 0)); then
+        return 0
+    fi
+    log "installing from Debian: ${missing[*]}"
+    local packages=()
+    for tool in "${missing[@]}"; do
+        case $tool in
+            nginx) packages+=(nginx-light) ;;
+            *) packages+=("$tool") ;;
+        esac
+    done
+    apt-get update
+    DEBIAN_FRONTEND=noninteractive apt-get install -y "${packages[@]}"
+    # Installing nginx may start the system service: this benchmark never uses it.
+}
+
+check_disk() {
+    local fstype
+    fstype=$(stat -f -c %T "$WORK")
+    case $fstype in
+        tmpfs | ramfs)
+            die "$WORK is on $fstype: the journal must be on a real disk (set OUT_DIR)" ;;
+    esac
+    JOURNAL_FS="$(findmnt -n -o SOURCE,FSTYPE -T "$WORK" 2>/dev/null | tr -s ' ' || echo "$fstype")"
+}
+
+# ---------------------------------------------------------------------------
+# nginx
+
+# write_nginx_conf DIR PORT WORKERS LOCATION_BODY [HTTP_BLOCK]: HTTP_BLOCK (e.g. an
+# upstream {}) goes into the http block before the server, followed by an empty line.
+write_nginx_conf() {
+    local dir=$1 port=$2 workers=$3 location=$4 http_block=${5:-}
+    [[ -n $http_block ]] && http_block+=$'\n\n'
+    mkdir -p "$dir/tmp"
+    cat >"$dir/nginx.conf" <<EOF
+# Generated by scripts/bench/${0##*/}; everything lives in $dir.
+worker_processes $workers;
+worker_rlimit_nofile 16384;
+pid $dir/nginx.pid;
+error_log $dir/error.log warn;
+lock_file $dir/nginx.lock;
+
+events {
+    worker_connections 8192;
+}
+
+http {
+    access_log off;
+    default_type text/plain;
+    client_body_temp_path $dir/tmp/body;
+    proxy_temp_path $dir/tmp/proxy;
+    fastcgi_temp_path $dir/tmp/fastcgi;
+    uwsgi_temp_path $dir/tmp/uwsgi;
+    scgi_temp_path $dir/tmp/scgi;
+    # 1 KiB bodies stay in memory, never in a temp file.
+    client_max_body_size 1m;
+    client_body_buffer_size 16k;
+    keepalive_requests 1000000;
+    keepalive_timeout 75s;
+
+${http_block}    server {
+        listen 127.0.0.1:$port backlog=4096;
+        location / {
+$location
+        }
+    }
+}
+EOF
+}
+
+# start_nginx NAME DIR PORT: the master in the foreground of a background job (daemon off).
+start_nginx() {
+    local name=$1 dir=$2 port=$3
+    nginx -t -q -p "$dir" -c "$dir/nginx.conf" -e "$dir/error.log" \
+        || die "nginx $name: invalid config $dir/nginx.conf"
+    nginx -p "$dir" -c "$dir/nginx.conf" -e "$dir/error.log" -g 'daemon off;' \
+        >"$dir/nginx.out" 2>&1 &
+    local pid=$!
+    PIDS+=("$pid")
+    wait_http "http://127.0.0.1:$port/" "$pid" "$dir/error.log"
+    log "nginx $name on 127.0.0.1:$port (pid $pid)"
+}
+
+# ---------------------------------------------------------------------------
+# wrk
+
+# wrk_warmup NAME URL CONNS: the unreported run, output kept in $WORK/NAME.warmup.wrk;
+# none when WARMUP is 0.
+wrk_warmup() {
+    local name=$1 url=$2 conns=$3
+    [[ $WARMUP =~ ^0+[a-z]*$ ]] && return 0
+    log "$name: warm-up $WARMUP, $conns connections"
+    wrk -t"$WRK_THREADS" -c"$conns" -d"$WARMUP" -s "$LUA_SCRIPT" "$url" \
+        >"$WORK/$name.warmup.wrk" 2>&1
+}
+
+# wrk_measure NAME URL CONNS [PROBE]: the reported run, output in $WORK/NAME.wrk; sets OTHER_CPU.
+# PROBE, a command, runs right before ("PROBE start") and right after ("PROBE end") wrk (inside the CPU snapshots, which
+# take a moment), its output kept in PROBE_BEFORE and PROBE_AFTER.
+wrk_measure() {
+    local name=$1 url=$2 conns=$3 probe=${4:-} before after
+    log "$name: measuring $DURATION, $conns connections"
+    before=$(cpu_snapshot)
+    [[ -n $probe ]] && PROBE_BEFORE=$($probe start)
+    wrk -t"$WRK_THREADS" -c"$conns" -d"$DURATION" --latency -s "$LUA_SCRIPT" "$url" \
+        >"$WORK/$name.wrk" 2>&1
+    [[ -n $probe ]] && PROBE_AFTER=$($probe end)
+    after=$(cpu_snapshot)
+    OTHER_CPU=$(other_cpu_percent "$before" "$after")
+    log "$name: other processes used $OTHER_CPU of the machine meanwhile"
+}
+
+# parse_wrk FILE: prints "req/s p50_ms p99_ms requests non2xx socket_errors" (n/a when absent).
+parse_wrk() {
+    awk '
+        function ms(v) {
+            if (v ~ /us$/) return sprintf("%.2f", v / 1000)
+            if (v ~ /ms$/) return sprintf("%.2f", v + 0)
+            if (v ~ /m$/)  return sprintf("%.0f", v * 60000)
+            if (v ~ /s$/)  return sprintf("%.0f", v * 1000)
+            return "n/a"
+        }
+        BEGIN { rps = p50 = p99 = reqs = "n/a"; non2xx = 0; sockerr = 0 }
+        /^Requests\/sec:/                   { rps = sprintf("%.0f", $2) }
+        /^ +50% /                           { p50 = ms($2) }
+        /^ +99% /                           { p99 = ms($2) }
+        / requests in /                     { reqs = $1 }
+        /Non-2xx or 3xx responses:/         { non2xx = $NF }
+        /Socket errors:/ {
+            gsub(/,/, "")
+            sockerr = $4 + $6 + $8 + $10
+        }
+        END { print rps, p50, p99, reqs, non2xx, sockerr }
+    ' "$1"
+}
+
+# status_counts FILE: the "Status counts: ..." line of the wrk script (WRK_STATUS_COUNTS=1)
+# followed by "; ", or nothing.
+status_counts() {
+    local line
+    line=$(grep -m1 '^Status counts:' "$1" || true)
+    [[ -n $line ]] && printf '%s; ' "$line"
+    return 0
+}
+
+# ---------------------------------------------------------------------------
+# Journal files
+
+# journal_size JOURNAL: the size of the database with its -wal and -shm, "12.3 MiB".
+journal_size() {
+    local bytes=0 file
+    for file in "$1" "$1-wal" "$1-shm"; do
+        [[ -f $file ]] && bytes=$((bytes + $(stat -c %s "$file")))
+    done
+    awk -v b="$bytes" 'BEGIN { printf "%.1f MiB", b / 1048576 }'
+}
+
+# drop_journal JOURNAL: deletes it with its -wal and -shm, unless KEEP_JOURNALS=1.
+drop_journal() {
+    [[ $KEEP_JOURNALS == 1 ]] || rm -f "$1" "$1-wal" "$1-shm"
+}
+
+# ---------------------------------------------------------------------------
+# Report
+
+# machine_lines BUSY_BEFORE: the report's lines about the machine and its other load.
+machine_lines() {
+    echo "machine: nproc $(nproc), kernel $(uname -r), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')"
+    echo "CPU used by other processes: $1 in the 2 s before the run, per scenario below (anything above a few % skews the figures)"
+}
+
+# print_table FORMAT ROWS HEADER...: the HEADERs, then each '|'-separated row of the array
+# named ROWS, through the printf FORMAT.
+print_table() {
+    local fmt=$1 row
+    local -n table_rows=$2
+    local -a fields
+    shift 2
+    # shellcheck disable=SC2059  # the format is a constant of the caller
+    printf "$fmt" "$@"
+    for row in "${table_rows[@]}"; do
+        IFS='|' read -r -a fields <<<"$row"
+        # shellcheck disable=SC2059
+        printf "$fmt" "${fields[@]}"
+    done
+}
