@@ -210,16 +210,27 @@ extension Reliability {
             let refused = tallies.reduce(0) { $0 + $1.refused503 }
             // A crash between sending an attempt and committing its start sends the same
             // X-Waypost-Attempt number again after the restart (harmless; counted for the record).
-            let repeatedAttemptNumbers = Dictionary(grouping: records, by: { "\($0.correlationID) \($0.attempt)" }).values.count { $0.count > 1 }
+            let repeatedAttemptNumbers = Dictionary(grouping: records.filter { $0.action != "short" }, by: { "\($0.correlationID) \($0.attempt)" }).values.count { $0.count > 1 }
             // Before the backlog drained, "lost" would count messages still waiting in the journal.
             let lost = drained ? String(report.lost.count) : "unknown (not drained; \(report.lost.count) not delivered yet)"
             let summary =
                 "CrashTests summary: rounds=\(rounds) acknowledged=\(report.acknowledged) lost=\(lost) "
                 + "duplicates=\(report.duplicates) (messages delivered more than once: \(report.redelivered)) stored=\(report.stored) "
-                + "storedTwice=\(report.storedTwice) repeatedAttemptNumbers=\(repeatedAttemptNumbers) upstreamRequests=\(records.count) unanswered=\(noAnswer) refused503=\(refused) "
+                + "storedTwice=\(report.storedTwice) partialRequests=\(report.partial) repeatedAttemptNumbers=\(repeatedAttemptNumbers) upstreamRequests=\(records.count) unanswered=\(noAnswer) refused503=\(refused) "
                 + "orderViolations=\(report.orderViolations.count) integrity=\(integrity.isEmpty ? "ok" : "FAILED") drain=\(drainTime)s time=\(seconds(since: started))s"
             print(summary)
             for note in killNotes { print("  " + note) }
+            let clean = report.lost.isEmpty && report.corrupted.isEmpty && report.orderViolations.isEmpty && integrity.isEmpty
+                && report.neverReceived.isEmpty && report.notDelivered.isEmpty && report.missingFromJournal.isEmpty
+            if !clean {
+                // Keep the journal, the upstream's log and the server's logs for whoever investigates.
+                let evidence = FileManager.default.temporaryDirectory.appendingPathComponent("waypost-crash-evidence-\(runID)").path
+                try? FileManager.default.copyItem(atPath: dir.path, toPath: evidence)
+                try? server.allLogs.write(toFile: evidence + "/server-stderr.log", atomically: true, encoding: .utf8)
+                let acks = tallies.flatMap(\.acknowledged).map { "\($0.label) \($0.seq) \($0.correlationID) \($0.sha256)" }
+                try? acks.joined(separator: "\n").write(toFile: evidence + "/acknowledged.txt", atomically: true, encoding: .utf8)
+                print("  evidence kept in \(evidence)")
+            }
 
             #expect(acknowledged.count > 0, "nothing was acknowledged: \(tallies.map(\.unexpected))")
             #expect(report.lost.isEmpty, "acknowledged but never delivered: \(report.details)\n\(summary)")
@@ -365,7 +376,7 @@ extension Reliability {
             }
             let states = try await sqlite(journal, "SELECT correlation_id, state FROM messages")
             #expect(delivered, "after restart: \(states)")
-            #expect(await server.stop() == 0)
+            await expectCleanStop(server)
             let report = checkDeliveries(acknowledged: acknowledged, rows: try await journalRows(journal), records: upstream.records)
             #expect(report.acknowledged == 4)
             #expect(report.lost.isEmpty && report.orderViolations.isEmpty && report.corrupted.isEmpty, "\(report): \(report.details)")
@@ -452,7 +463,7 @@ extension Reliability {
                     try await sqlite(journal, "SELECT count(*) FROM messages WHERE state <> 'delivered'") == "0"
                 }
                 #expect(delivered)
-                #expect(await server.stop() == 0)
+                await expectCleanStop(server)
                 let report = checkDeliveries(acknowledged: acknowledged, rows: try await journalRows(journal), records: upstream.records)
                 #expect(report.lost.isEmpty && report.orderViolations.isEmpty && report.corrupted.isEmpty, "\(report): \(report.details)")
                 #expect(report.duplicates >= 1, "the first message was in flight at the second signal: sent again after restart")

@@ -106,7 +106,7 @@ extension Reliability {
                 let total = rows.reduce(0) { $0 + $1.attempts }
                 #expect(total > rows.count, "attempts \(total) for \(rows.count) messages")
                 print("FaultTests upstream down then up: \(rows.count) messages, \(attemptsWhileDown) attempts while down, \(total) in all, overdue samples \(overdue)")
-                #expect(await server.stop() == 0)
+                await expectCleanStop(server)
                 #expect(try await integrityCheck(journal) == "ok")
             } catch {
                 await server.kill()
@@ -140,7 +140,7 @@ extension Reliability {
                 let lastAction = Dictionary(records.map { ($0.correlationID, $0.action) }, uniquingKeysWith: { _, last in last })
                 #expect(rows.allSatisfy { lastAction[$0.correlationID] == "ok" })
                 print("FaultTests flapping upstream: \(rows.count) messages, \(attempts) attempts, upstream actions \(actions)")
-                #expect(await server.stop() == 0)
+                await expectCleanStop(server)
             } catch {
                 await server.kill()
                 await upstream.stop()
@@ -175,7 +175,7 @@ extension Reliability {
                 #expect(report.lost.isEmpty && report.notDelivered.isEmpty && report.orderViolations.isEmpty, "\(report): \(report.details)")
                 #expect(rows[0].attempts >= 3, "the first message: \(rows[0].attempts) attempts")
                 print("FaultTests slow upstream: attempts per message \(rows.map(\.attempts)); errors: \(errors.split(separator: "\n").first ?? "")")
-                #expect(await server.stop() == 0)
+                await expectCleanStop(server)
             } catch {
                 await server.kill()
                 await upstream.stop()
@@ -206,7 +206,7 @@ extension Reliability {
                 let report = checkDeliveries(acknowledged: acknowledged, rows: try await journalRows(journal), records: upstream.records)
                 #expect(report.lost.isEmpty && report.notDelivered.isEmpty && report.orderViolations.isEmpty, "\(report): \(report.details)")
                 print("FaultTests garbage answers: errors recorded: \(errors.split(separator: "\n"))")
-                #expect(await server.stop() == 0)
+                await expectCleanStop(server)
             } catch {
                 await server.kill()
                 await upstream.stop()
@@ -291,11 +291,11 @@ extension Reliability {
                 #expect(received, "acknowledged messages not delivered: \(checkDeliveries(acknowledged: acknowledged, rows: [], records: upstream.records).lost)")
                 let beforeRestart = try await sqlite(journal, "SELECT state, count(*) FROM messages GROUP BY 1")
                 // A restart finds every acknowledged message in the journal, and leaves none undelivered.
-                #expect(await server.stop() == 0)
+                await expectCleanStop(server)
                 #expect(try await integrityCheck(journal) == "ok")
                 try await server.start()
                 #expect(try await waitUntilAllFinal(journal), "not all final after the restart")
-                #expect(await server.stop() == 0)
+                await expectCleanStop(server)
                 let report = checkDeliveries(acknowledged: acknowledged, rows: try await journalRows(journal), records: upstream.records)
                 #expect(report.lost.isEmpty && report.missingFromJournal.isEmpty && report.notDelivered.isEmpty && report.corrupted.isEmpty,
                         "\(report): \(report.details)")
@@ -345,7 +345,7 @@ extension Reliability {
                 #expect(final, "journal 10 s after space returned: \(states); upstream: \(upstream.records.map { "\($0.correlationID) \($0.attempt) \($0.action)" })")
                 #expect(try await sqlite(journal, "SELECT state FROM messages WHERE correlation_id = '\(first[0].correlationID)'") == "delivered")
                 #expect(try await sqlite(journal, "SELECT state FROM messages WHERE correlation_id = '\(second[0].correlationID)'") == "delivered")
-                #expect(await server.stop() == 0)
+                await expectCleanStop(server)
             } catch {
                 await server.kill()
                 await upstream.stop()
@@ -381,7 +381,7 @@ extension Reliability {
                 let failures = server.stderr.split(separator: "\n").filter { $0.contains("commit failed") }
                 #expect(final, "journal 10 s after the lock ended: \(states); upstream: \(upstream.records.map { "\($0.correlationID) \($0.attempt) \($0.action)" }); log: \(failures)")
                 #expect(try await sqlite(journal, "SELECT state FROM messages WHERE correlation_id = '\(first[0].correlationID)'") == "delivered")
-                #expect(await server.stop() == 0)
+                await expectCleanStop(server)
             } catch {
                 holder?.kill()
                 await server.kill()
@@ -414,7 +414,7 @@ extension Reliability {
                 #expect(accepted?.status == 202, "\(accepted.map(String.init(describing:)) ?? "no answer")")
                 let report = checkDeliveries(acknowledged: acknowledged, rows: [], records: upstream.records, requireDelivered: false)
                 #expect(report.lost.isEmpty)
-                #expect(await server.stop() == 0)
+                await expectCleanStop(server)
             } catch {
                 await server.kill()
                 await upstream.stop()
@@ -447,7 +447,7 @@ extension Reliability {
                 #expect(delivered, "10 s after it was acknowledged: \(rows) (row ids before the purge: 1, 2, 3)")
                 let report = checkDeliveries(acknowledged: after, rows: [], records: upstream.records, requireDelivered: false)
                 #expect(report.lost.isEmpty, "the upstream never received \(after[0].correlationID)")
-                #expect(await server.stop() == 0)
+                await expectCleanStop(server)
             } catch {
                 await server.kill()
                 await upstream.stop()
@@ -549,7 +549,7 @@ extension Reliability {
                 #expect(second.stderr.contains(journal), "the message names the journal: \(second)")
                 let answer = await post(port: first.port, path: "/hooks/p", headers: [("X-Key", "k0")], body: Array("still here".utf8))
                 #expect(answer?.status == 202, "\(answer.map(String.init(describing:)) ?? "no answer")")
-                #expect(await first.stop() == 0)
+                await expectCleanStop(first)
                 #expect(try await integrityCheck(journal) == "ok")
             } catch {
                 await first.kill()
@@ -593,7 +593,7 @@ extension Reliability {
                 let ids = try await sqlite(journal, "SELECT correlation_id FROM messages ORDER BY id").split(separator: "\n").map(String.init)
                 #expect(Array(ids.prefix(2)) == before.map(\.correlationID))
                 print("FaultTests journal busy: 503 after \(waited), /readyz \(ready?.status ?? 0) meanwhile, 202 after the lock ended")
-                #expect(await server.stop() == 0)
+                await expectCleanStop(server)
                 #expect(try await integrityCheck(journal) == "ok")
             } catch {
                 holder?.kill()

@@ -205,6 +205,8 @@ func residentKiB(_ pid: pid_t) -> Int? {
 /// that many seconds); `"slow"` answers 200 after `delay` seconds; `"503"` answers 503;
 /// `"garbage"` writes bytes that are not HTTP and closes; `"drop"` closes without answering;
 /// `"flap"` picks drop (`drop`, default 0.2), 503 (`fail`, default 0.3) or ok at random.
+/// A body shorter than its `Content-Length` (the sender died mid-request) is logged with the
+/// action `short` and is not a delivery.
 let recordingUpstreamScript = #"""
     import hashlib, http.server, json, random, socket, sys, threading, time
 
@@ -230,6 +232,9 @@ let recordingUpstreamScript = #"""
             body = self.rfile.read(length) if length else b""
             s = settings()
             action = s.get("mode", "ok")
+            if len(body) < length:
+                # The sender went away in the middle of the body (a killed Waypost): no delivery.
+                action = "short"
             if action == "flap":
                 r = random.random()
                 drop, fail = s.get("drop", 0.2), s.get("fail", 0.3)
@@ -244,6 +249,9 @@ let recordingUpstreamScript = #"""
                       action, str(len(body))]
             with lock:
                 log.write(" ".join(fields) + "\n")
+            if action == "short":
+                self.close_connection = True
+                return
             if delay:
                 time.sleep(delay)
             if action == "drop":
@@ -475,6 +483,15 @@ final class ServerUnderTest {
         if let child { await child.kill() }
         child = nil
     }
+}
+
+/// SIGTERM, and an expectation that the server exits 0 within 15 s, with its log on failure.
+func expectCleanStop(_ server: ServerUnderTest, sourceLocation: SourceLocation = #_sourceLocation) async {
+    let status = await server.stop()
+    #expect(
+        status == 0,
+        "exit status after SIGTERM: \(status.map(String.init) ?? "none within 15 s (killed)"); stderr:\n\(server.allLogs.suffix(3000))",
+        sourceLocation: sourceLocation)
 }
 
 /// A configuration for the reliability tests (the ports come from the command line).
@@ -733,10 +750,12 @@ struct DeliveryReport: CustomStringConvertible {
     var neverReceived: [String] = []
     /// The same (label, seq) stored under two correlation ids (a retry of an unanswered request).
     var storedTwice = 0
+    /// Requests the upstream received only in part (the sender was killed mid-body).
+    var partial = 0
 
     var description: String {
         "acknowledged=\(acknowledged) stored=\(stored) lost=\(lost.count) corrupted=\(corrupted.count) duplicates=\(duplicates) "
-            + "redelivered=\(redelivered) storedTwice=\(storedTwice) orderViolations=\(orderViolations.count) "
+            + "redelivered=\(redelivered) storedTwice=\(storedTwice) partial=\(partial) orderViolations=\(orderViolations.count) "
             + "missingFromJournal=\(missingFromJournal.count) notDelivered=\(notDelivered.count) neverReceived=\(neverReceived.count)"
     }
 
@@ -756,6 +775,9 @@ func checkDeliveries(acknowledged: [Acknowledged], rows: [JournalRow], records: 
     var report = DeliveryReport()
     report.acknowledged = acknowledged.count
     report.stored = rows.count
+    // A request cut short by a killed sender delivered nothing.
+    report.partial = records.count { $0.action == "short" }
+    let records = records.filter { $0.action != "short" }
     var firstIndex: [String: Int] = [:]
     var shas: [String: Set<String>] = [:]
     var count: [String: Int] = [:]
