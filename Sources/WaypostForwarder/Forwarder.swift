@@ -14,7 +14,7 @@ import WaypostJournal
 /// The loop sleeps until an attempt ends, new messages are committed, a retry falls due, or
 /// half a second passes (when it checks whether an operator replayed or skipped messages).
 public final class Forwarder: Service, @unchecked Sendable {
-    // @unchecked Sendable: `events`, `newMessages`, `unrecorded`, `stopping`, `graceDeadline`,
+    // @unchecked Sendable: `events`, `newMessagesFrom`, `unwritten`, `nextRewrite`, `unrecorded`, `stopping`, `graceDeadline`,
     // `exited` and `exitWaiters` are guarded by `condition`; everything else is touched only
     // by the delivery thread.
 
@@ -51,7 +51,11 @@ public final class Forwarder: Service, @unchecked Sendable {
 
     private let condition = NSCondition()
     private var events: [Completion] = []
-    private var newMessages = false
+    /// The smallest row id stored since the loop last looked, if any.
+    private var newMessagesFrom: Int64?
+    /// Outcomes whose commit failed (disk full, busy journal): written again after a pause.
+    private var unwritten: [(DeliveryUpdate, (@Sendable (Result<Void, SQLiteError>) -> Void)?)] = []
+    private var nextRewrite = Date.distantPast
     /// An operator changed the journal (replay, skip, pause, resume) in this process: look now.
     private var reloadRequested = false
     /// Messages whose final state is not committed yet: a reload must not take them for waiting.
@@ -120,7 +124,7 @@ public final class Forwarder: Service, @unchecked Sendable {
         self.board = board
         self.logger = logger
         self.shutdownGrace = configuration.shutdownGrace
-        writer.onStored { [weak self] in self?.messagesStored() }
+        writer.onStored { [weak self] firstRow in self?.messagesStored(from: firstRow) }
         let thread = Thread { [self] in deliveryLoop() }
         thread.name = "wp-forwarder"  // Linux thread names hold 15 bytes
         thread.start()
@@ -170,17 +174,33 @@ public final class Forwarder: Service, @unchecked Sendable {
         condition.unlock()
     }
 
-    private func messagesStored() {
+    private func messagesStored(from firstRow: Int64) {
         condition.lock()
-        newMessages = true
+        newMessagesFrom = min(newMessagesFrom ?? firstRow, firstRow)
         condition.signal()
         condition.unlock()
     }
 
-    private func recorded(_ id: Int64) {
+    /// The commit of an attempt's end succeeded or failed. Waiting sources learn a final
+    /// outcome once it is committed, so what they are told and what the status API shows
+    /// agree; an outcome whose commit failed is written again a second later, until it sticks.
+    private func outcomeWritten(
+        _ result: Result<Void, SQLiteError>, finished: FinishedAttempt, correlationID: String, final: FinalOutcome?, board: OutcomeBoard
+    ) {
         condition.lock()
-        unrecorded.remove(id)
+        switch result {
+        case .success:
+            unrecorded.remove(finished.messageID)
+        case .failure:
+            unwritten.append(
+                (
+                    .finished(finished),
+                    { [weak self] result in self?.outcomeWritten(result, finished: finished, correlationID: correlationID, final: final, board: board) }
+                ))
+            nextRewrite = Date().addingTimeInterval(1)
+        }
         condition.unlock()
+        if case .success = result, let final { board.publish(correlationID, final) }
     }
 
     private func attemptEnded(_ completion: Completion) {
@@ -198,13 +218,15 @@ public final class Forwarder: Service, @unchecked Sendable {
             let wake = routes.compactMap(\.queues.nextWake).min().map { max(now, $0) } ?? Int64.max
             let deadline = min(Date(timeIntervalSince1970: Double(min(wake, now + 500)) / 1000), nextGenerationCheck)
             condition.lock()
-            while events.isEmpty && !newMessages && !reloadRequested && !stopping && Date() < deadline {
+            while events.isEmpty && newMessagesFrom == nil && !reloadRequested && !stopping && Date() < deadline {
                 _ = condition.wait(until: deadline)
             }
             let completions = events
             events.removeAll(keepingCapacity: true)
-            let stored = newMessages
-            newMessages = false
+            let stored = newMessagesFrom
+            newMessagesFrom = nil
+            let rewrite = Date() >= nextRewrite ? unwritten : []
+            if !rewrite.isEmpty { unwritten.removeAll() }
             if reloadRequested { nextGenerationCheck = .distantPast }
             reloadRequested = false
             let stop = stopping
@@ -212,6 +234,7 @@ public final class Forwarder: Service, @unchecked Sendable {
             condition.unlock()
 
             for completion in completions { finish(completion) }
+            updates += rewrite
             if stop {
                 writer.record(updates)
                 updates.removeAll()
@@ -222,8 +245,11 @@ public final class Forwarder: Service, @unchecked Sendable {
                 }
                 continue
             }
-            if stored {
-                for index in routes.indices { routes[index].mayHaveMore = true }
+            if let stored {
+                for index in routes.indices {
+                    routes[index].mayHaveMore = true
+                    routes[index].cursor = min(routes[index].cursor, stored - 1)
+                }
             }
             checkForReplays()
             load()
@@ -390,12 +416,7 @@ public final class Forwarder: Service, @unchecked Sendable {
         updates.append(
             (
                 .finished(finished),
-                { [weak self] _ in
-                    self?.recorded(id)
-                    // Waiting sources learn the outcome once it is committed, so what they are
-                    // told and what the status API shows agree.
-                    if let final { board.publish(correlationID, final) }
-                }
+                { [weak self] result in self?.outcomeWritten(result, finished: finished, correlationID: correlationID, final: final, board: board) }
             ))
         routes[attempt.route].queues.finish(attempt.message.id, outcome: outcome)
         var metadata: Logger.Metadata = [

@@ -27,13 +27,17 @@ public final class JournalWriter: Service, @unchecked Sendable {
 
     private let condition = NSCondition()
     private var inbox: [Work] = []
-    private var storedObserver: (@Sendable () -> Void)?
+    private var storedObserver: (@Sendable (Int64) -> Void)?
     private var stopping = false
     private var exited = false
     private var exitWaiters: [CheckedContinuation<Void, Never>] = []
 
     private let db: SQLiteConnection
     private let checkpointer: Checkpointer
+    private let path: String
+    /// The journal file's device and inode when it was opened: a file removed or replaced
+    /// while the server runs must stop the intake, not take messages that a restart loses.
+    private let fileIdentity: FileIdentity?
     /// An exclusive `flock` on `PATH-lock`, held while the writer runs: two servers on one
     /// journal would deliver every message twice and out of order.
     private let lockDescriptor: Int32
@@ -70,6 +74,7 @@ public final class JournalWriter: Service, @unchecked Sendable {
         path: String, durability: Durability, maxBacklog: Int, retainDelivered: Duration = .seconds(7 * 86400),
         maintenanceInterval: Duration = .seconds(60), busyTimeoutMilliseconds: Int = 5000, logger: Logger
     ) throws(SQLiteError) {
+        self.path = path
         lockDescriptor = open(path + "-lock", O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
         guard lockDescriptor >= 0 else {
             throw SQLiteError(extendedCode: 14, message: "cannot create \(path)-lock: \(String(cString: strerror(errno)))", sql: nil)
@@ -83,6 +88,8 @@ public final class JournalWriter: Service, @unchecked Sendable {
             try Schema.prepareWriter(db, durability: durability, busyTimeoutMilliseconds: busyTimeoutMilliseconds)
             // Checkpoints run on their own thread; commits never wait for them.
             try db.execute("PRAGMA wal_autocheckpoint = 0")
+            // After the schema is in place: SQLite creates a new file only when it first writes.
+            fileIdentity = FileIdentity(path: path)
             try db.execute(
                 """
                 BEGIN IMMEDIATE;
@@ -107,7 +114,11 @@ public final class JournalWriter: Service, @unchecked Sendable {
             startAttempt = try db.prepare(
                 "UPDATE messages SET state = 'in_flight', attempts = ?2, cycle_attempts = ?3, updated_at = ?4 WHERE id = ?1 AND state = 'queued'")
             openAttempt = try db.prepare("INSERT OR REPLACE INTO attempts (message_id, attempt, started_at) VALUES (?1, ?2, ?3)")
-            closeAttempt = try db.prepare("UPDATE attempts SET duration_ms = ?3, status = ?4, error = ?5 WHERE message_id = ?1 AND attempt = ?2")
+            closeAttempt = try db.prepare(
+                """
+                INSERT INTO attempts (message_id, attempt, started_at, duration_ms, status, error) VALUES (?1, ?2, ?6, ?3, ?4, ?5)
+                ON CONFLICT (message_id, attempt) DO UPDATE SET duration_ms = ?3, status = ?4, error = ?5
+                """)
             finishMessage = try db.prepare(
                 """
                 UPDATE messages SET state = ?2, next_attempt_at = ?3, last_error = ?4, updated_at = ?5,
@@ -197,8 +208,10 @@ public final class JournalWriter: Service, @unchecked Sendable {
     }
 
     /// `observer` runs on the writer thread after every commit that stored new messages (the
-    /// forwarder's cue to look for them). It must not block.
-    public func onStored(_ observer: @escaping @Sendable () -> Void) {
+    /// forwarder's cue to look for them), with the smallest row id stored: ids can be lower
+    /// than earlier ones once old rows were purged, as SQLite reuses the largest freed ids.
+    /// It must not block.
+    public func onStored(_ observer: @escaping @Sendable (Int64) -> Void) {
         condition.lock()
         storedObserver = observer
         condition.unlock()
@@ -268,13 +281,22 @@ public final class JournalWriter: Service, @unchecked Sendable {
         }
         var results: [Result<IntakeResult, JournalUnavailable>?] = []
         results.reserveCapacity(batch.count)
+        var firstStoredRow = Int64.max
         let backlogBefore = backlog
-        do {
+        do throws(SQLiteError) {
+            guard FileIdentity(path: path) == fileIdentity else {
+                throw SQLiteError(
+                    extendedCode: 14,
+                    message: "the journal file \(path) was removed or replaced while Waypost ran; put it back, or restart Waypost",
+                    sql: nil)
+            }
             try db.execute("BEGIN IMMEDIATE")
             for work in batch {
                 switch work {
                 case .store(let message, _):
-                    results.append(try store(message))
+                    let result = try store(message)
+                    if case .success(.stored) = result { firstStoredRow = min(firstStoredRow, sqlite3_last_insert_rowid(db.handle)) }
+                    results.append(result)
                 case .update(let update, _):
                     try apply(update)
                     results.append(nil)
@@ -309,7 +331,7 @@ public final class JournalWriter: Service, @unchecked Sendable {
             case .update(_, let completion): completion?(.success(()))
             }
         }
-        if stored > 0 { observer?() }
+        if stored > 0 { observer?(firstStoredRow) }
     }
 
     private func apply(_ update: DeliveryUpdate) throws(SQLiteError) {
@@ -331,6 +353,7 @@ public final class JournalWriter: Service, @unchecked Sendable {
             try closeAttempt.bind(3, f.durationMilliseconds)
             try closeAttempt.bind(4, f.response.map { Int64($0.status) })
             try closeAttempt.bind(5, f.error)
+            try closeAttempt.bind(6, Timestamp.format(millisecondsSince1970: f.atMilliseconds - f.durationMilliseconds))
             try closeAttempt.run()
             let statement = f.response == nil ? finishMessage : finishMessageWithResponse
             try statement.bind(1, f.messageID)
@@ -406,5 +429,19 @@ public final class JournalWriter: Service, @unchecked Sendable {
         try insert.run()
         backlog += 1
         return .success(.stored(correlationID: message.correlationID))
+    }
+}
+
+/// A file's device and inode number.
+struct FileIdentity: Equatable {
+    var device: UInt64
+    var inode: UInt64
+
+    /// Nil when there is no file at `path`.
+    init?(path: String) {
+        var info = stat()
+        guard stat(path, &info) == 0 else { return nil }
+        device = UInt64(info.st_dev)
+        inode = UInt64(info.st_ino)
     }
 }

@@ -72,7 +72,7 @@ public final class AdminServer: Service, Sendable {
     }
 
     public func shutdown() async {
-        await listener.shutdown()
+        await listener.shutdown(deadline: .seconds(1))
         await readers.shutdown()
     }
 }

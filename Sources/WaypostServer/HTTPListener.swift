@@ -18,6 +18,8 @@ final class HTTPListener: Sendable {
     private let maxHeaderBytes: Int
     private let quiesce: ServerQuiescingHelper
     private let channel = Mutex<(any Channel)?>(nil)
+    /// Open connections, so a shutdown past its deadline can close the stragglers.
+    private let connections = Mutex<[ObjectIdentifier: any Channel]>([:])
 
     init(address: HostPort, group: any EventLoopGroup, maxHeaderBytes: Int) {
         self.address = address
@@ -44,8 +46,11 @@ final class HTTPListener: Sendable {
             }
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
             .childChannelOption(.maxMessagesPerRead, value: 16)
-            .childChannelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
+            .childChannelInitializer { [self] channel in
+                let key = ObjectIdentifier(channel)
+                connections.withLock { $0[key] = channel }
+                channel.closeFuture.whenComplete { [self] _ in connections.withLock { $0[key] = nil } }
+                return channel.eventLoop.makeCompletedFuture {
                     var limits = NIOHTTPDecoderLimitConfiguration()
                     limits.maxHeaderListSize = maxHeaderBytes
                     limits.maxHeaderFieldSize = maxHeaderBytes
@@ -65,12 +70,18 @@ final class HTTPListener: Sendable {
     }
 
     /// Stops accepting, lets every open connection finish its request in progress, and
-    /// returns when all of them are closed.
-    func shutdown() async {
+    /// returns when all of them are closed; connections still open after `deadline` (a client
+    /// that stalled mid-request) are closed.
+    func shutdown(deadline: Duration) async {
         guard let serverChannel = channel.withLock({ $0 }) else { return }
-        let promise = group.next().makePromise(of: Void.self)
+        let eventLoop = group.next()
+        let promise = eventLoop.makePromise(of: Void.self)
         quiesce.initiateShutdown(promise: promise)
+        let timeout = eventLoop.scheduleTask(in: .milliseconds(deadline.milliseconds)) { [self] in
+            for connection in connections.withLock({ Array($0.values) }) { connection.close(promise: nil) }
+        }
         try? await promise.futureResult.get()
+        timeout.cancel()
         try? await serverChannel.closeFuture.get()
     }
 }

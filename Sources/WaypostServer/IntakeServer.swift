@@ -15,6 +15,7 @@ import WaypostJournal
 public final class IntakeServer: Service, Sendable {
     private let listener: HTTPListener
     private let shared: IntakeContext
+    private let shutdownGrace: Duration
 
     /// - Parameter verifiers: the inbound signature check of each route with `verify`, by
     ///   route name (their secrets were loaded at start-up).
@@ -29,6 +30,7 @@ public final class IntakeServer: Service, Sendable {
             accepted: Dictionary(
                 uniqueKeysWithValues: configuration.routes.map { ($0.name, Counter(label: "waypost_accepted_total", dimensions: [("route", $0.name)])) }),
             verifiers: verifiers)
+        self.shutdownGrace = configuration.shutdownGrace
         // The decoder's own limit is the largest any route allows; each route's is checked
         // on the decoded head.
         self.listener = HTTPListener(
@@ -55,10 +57,10 @@ public final class IntakeServer: Service, Sendable {
         await shutdown()
     }
 
-    /// Stops accepting, lets every open connection finish its request in progress, and
-    /// returns when all of them are closed.
+    /// Stops accepting, lets every open connection finish its request in progress (within
+    /// `shutdown_grace`), and returns when all of them are closed.
     public func shutdown() async {
-        await listener.shutdown()
+        await listener.shutdown(deadline: shutdownGrace)
         await shared.readers.shutdown()
         shared.logger.info("intake stopped")
     }

@@ -313,10 +313,7 @@ extension Reliability {
 
         @Test(
             "a delivery that ends while the disk is full is recorded once space returns, without a restart",
-            .enabled(if: canMountTmpfs, "needs root and a tmpfs mount to fill a file system for real (run as root, as CI does)"),
-            .disabled(
-                "bug: Forwarder.finish (Sources/WaypostForwarder/Forwarder.swift) drops the outcome when its commit fails: the message stays in_flight in the journal until a restart, which sends it again"
-            ))
+            .enabled(if: canMountTmpfs, "needs root and a tmpfs mount to fill a file system for real (run as root, as CI does)"))
         func outcomeCommittedAfterDiskFull() async throws {
             let dir = try ScratchDirectory()
             defer { dir.remove() }
@@ -355,10 +352,7 @@ extension Reliability {
         }
 
         @Test(
-            "a delivery that ends while another process holds the journal's write lock is recorded once the lock ends",
-            .disabled(
-                "bug: Forwarder.finish (Sources/WaypostForwarder/Forwarder.swift) drops the outcome when its commit fails (here SQLITE_BUSY after 5 s): the message stays in_flight in the journal until a restart, which sends it again"
-            ))
+            "a delivery that ends while another process holds the journal's write lock is recorded once the lock ends")
         func outcomeCommittedAfterBusyJournal() async throws {
             let dir = try ScratchDirectory()
             defer { dir.remove() }
@@ -424,10 +418,7 @@ extension Reliability {
         }
 
         @Test(
-            "after purge deletes the newest rows, a new message is still delivered by the running server",
-            .disabled(
-                "bug: messages.id is INTEGER PRIMARY KEY without AUTOINCREMENT (Sources/WaypostJournal/Schema.swift), so once purge or retain_delivered deletes the newest rows SQLite reuses their ids; Forwarder.load pages with id > cursor (Sources/WaypostForwarder/Forwarder.swift) and never sees the new message until a restart"
-            ))
+            "after purge deletes the newest rows, a new message is still delivered by the running server")
         func deliveredAfterPurge() async throws {
             let dir = try ScratchDirectory()
             defer { dir.remove() }
@@ -506,10 +497,7 @@ extension Reliability {
         }
 
         @Test(
-            "the journal file removed while the server runs: the server stops acknowledging and reports not ready",
-            .disabled(
-                "bug: nothing notices an unlinked journal (JournalWriter keeps committing to the deleted inode): POSTs get 202 and /readyz 200, and a restart starts an empty journal, so every message acknowledged after the removal and not yet delivered is lost"
-            ))
+            "the journal file removed while the server runs: the server stops acknowledging and reports not ready")
         func journalRemovedIsNoticed() async throws {
             let dir = try ScratchDirectory()
             defer { dir.remove() }

@@ -7,6 +7,7 @@
 #   scripts/bench/delivery.sh
 #   DURATION=5s BACKLOG=20000 scripts/bench/delivery.sh      # a short run
 #   SCENARIOS=key SKIP_DRAIN=1 scripts/bench/delivery.sh
+#   SIGN=1 SKIP_LIVE=1 BACKLOG=20000 scripts/bench/delivery.sh   # drains with and without sign
 #   WAYPOST_BIN=/path/to/waypost scripts/bench/delivery.sh
 #
 # It prints figures and never judges them: the exit code says only whether the
@@ -24,6 +25,9 @@
 #   BACKLOG         messages in the drain scenarios' backlog (default 100000)
 #   SKIP_LIVE=1     no live scenarios (no wrk)
 #   SKIP_DRAIN=1    no backlog drain scenarios
+#   SIGN=1          run every scenario twice: as is, then with the route signing its deliveries
+#                   (sign: { scheme: standard-webhooks, secret_env: BENCH_SIGN_SECRET }, a random
+#                   whsec_ secret made for the run); the report gives signed / unsigned rates
 #   DRAIN_TIMEOUT   give up a drain after this many seconds (default 600)
 #   STALL_TIMEOUT   give up a drain when nothing was delivered for this many seconds (default 60)
 #   UPSTREAM_WORKERS worker_processes of the nginx upstream (default 1)
@@ -53,6 +57,7 @@ DURABILITY=${DURABILITY:-full}
 BACKLOG=${BACKLOG:-100000}
 SKIP_LIVE=${SKIP_LIVE:-0}
 SKIP_DRAIN=${SKIP_DRAIN:-0}
+SIGN=${SIGN:-0}
 DRAIN_TIMEOUT=${DRAIN_TIMEOUT:-600}
 STALL_TIMEOUT=${STALL_TIMEOUT:-60}
 UPSTREAM_WORKERS=${UPSTREAM_WORKERS:-1}
@@ -76,13 +81,13 @@ STAMP=$(date +%Y%m%d-%H%M%S)
 RESULTS=$OUT_DIR/delivery-$STAMP.txt
 WORK=$OUT_DIR/delivery-$STAMP    # configs, logs and raw wrk output of this run
 
-BINARY_NOTE=      # how the Waypost binary was chosen, and whether it is older than Sources/
 LIVE_ROWS=()      # "scenario|conns|acks/s|non2xx|delivered/s|goal|p50|p99|backlog start->end|failed|rss"
 DRAIN_ROWS=()     # "scenario|messages|ready s|drain s|msgs/s|failed|rss|goal"
 DETAILS=()        # one free-text line per scenario, printed under the tables
+declare -A LIVE_RATE=() DRAIN_RATE=()   # delivered/s and drain msgs/s by scenario ("fifo", "fifo+sign")
 
 # ---------------------------------------------------------------------------
-# Set-up (the functions shared with intake.sh are in lib.sh)
+# Set-up (the functions shared with the other benchmarks are in lib.sh)
 
 ensure_tools() {
     local tools=(nginx curl sqlite3 python3)
@@ -90,31 +95,6 @@ ensure_tools() {
         tools+=(wrk)
     fi
     install_missing "${tools[@]}"
-}
-
-# The binary is kept fresh elsewhere: use what is there, build only when there is none.
-ensure_waypost() {
-    if [[ -n $WAYPOST_BIN ]]; then
-        [[ -x $WAYPOST_BIN ]] || die "WAYPOST_BIN=$WAYPOST_BIN is not an executable"
-        BINARY_NOTE="WAYPOST_BIN"
-    elif [[ -x $REPO_ROOT/.build-release/release/waypost ]]; then
-        WAYPOST_BIN=$REPO_ROOT/.build-release/release/waypost
-        BINARY_NOTE="found"
-    elif [[ -x $REPO_ROOT/.build/release/waypost ]]; then
-        WAYPOST_BIN=$REPO_ROOT/.build/release/waypost
-        BINARY_NOTE="found"
-    else
-        log "building Waypost in release mode (no binary yet; ~10 min on 2 cores)"
-        (cd "$REPO_ROOT" && swift build -c release --product waypost --scratch-path .build-release)
-        WAYPOST_BIN=$REPO_ROOT/.build-release/release/waypost
-        [[ -x $WAYPOST_BIN ]] || die "no executable at $WAYPOST_BIN after the build"
-        BINARY_NOTE="built now"
-    fi
-    local newer
-    newer=$(cd "$REPO_ROOT" && { find Sources Package.swift -newer "$WAYPOST_BIN" -print -quit 2>/dev/null || true; })
-    if [[ -n $newer ]]; then
-        BINARY_NOTE="$BINARY_NOTE; older than $newer (not rebuilt)"
-    fi
 }
 
 check_settings() {
@@ -132,27 +112,11 @@ check_settings() {
     [[ $BACKLOG =~ ^[1-9][0-9]*$ ]] || die "BACKLOG must be a positive integer, not '$BACKLOG'"
     [[ $KEY_COUNT =~ ^[1-9][0-9]*$ ]] || die "KEY_COUNT must be a positive integer, not '$KEY_COUNT'"
     [[ $CONCURRENCY =~ ^[1-9][0-9]*$ ]] || die "CONCURRENCY must be a positive integer, not '$CONCURRENCY'"
+    [[ $SIGN == 0 || $SIGN == 1 ]] || die "SIGN must be 0 or 1, not '$SIGN'"
 }
 
 # ---------------------------------------------------------------------------
 # Journal and process probes
-
-# sql JOURNAL SQL: one query with the stock CLI, '|'-separated, "n/a" when it fails.
-sql() {
-    sqlite3 -batch -cmd '.timeout 5000' "$1" "$2" 2>/dev/null || echo "n/a"
-}
-
-# state_counts JOURNAL: prints "delivered failed+skipped queued in_flight" (covered by
-# the messages_by_state index: no table scan, cheap enough to poll twice a second).
-state_counts() {
-    local out
-    out=$(sql "$1" "SELECT (SELECT count(*) FROM messages WHERE state = 'delivered'),
-                           (SELECT count(*) FROM messages WHERE state IN ('failed', 'skipped')),
-                           (SELECT count(*) FROM messages WHERE state = 'queued'),
-                           (SELECT count(*) FROM messages WHERE state = 'in_flight')")
-    [[ $out == n/a ]] && out="n/a|n/a|n/a|n/a"
-    tr '|' ' ' <<<"$out"
-}
 
 # latency_ms JOURNAL FROM TO: "count p50 p99 max" of delivered_at - received_at in ms, for the
 # messages delivered in [FROM, TO) (RFC 3339 text, which sorts in time order). Nearest rank.
@@ -205,27 +169,18 @@ per_second() {
     awk -v n="$1" -v s="$2" 'BEGIN { if (s > 0) printf "%.0f", n / s; else print "n/a" }'
 }
 
-# log_problems LOGFILE: "N" lines with warning/error/critical, then up to 5 distinct ones.
-log_problems() {
-    local count lines
-    count=$(grep -ciE '\b(warning|error|critical)\b' "$1" || true)
-    printf '%s' "${count:-0}"
-    if [[ ${count:-0} != 0 ]]; then
-        # Drop the timestamp at the start of each line so repeats collapse.
-        lines=$(grep -iE '\b(warning|error|critical)\b' "$1" | sed -E 's/^[0-9T:.+-]+Z? //' \
-            | sort | uniq -c | sort -rn | head -n 5 | sed -E 's/^ +//' | paste -sd '|' -)
-        printf ' [%s]' "$lines"
-    fi
-}
-
-# write_config ORDERING DIR: the route "bench" on / to the private upstream.
+# write_config ORDERING DIR [sign]: the route "bench" on / to the private upstream; with
+# "sign", it signs every delivery (SPEC §9) with the secret in BENCH_SIGN_SECRET.
 write_config() {
-    local ordering=$1 dir=$2 extra=""
+    local ordering=$1 dir=$2 variant=${3:-} extra=""
     case $ordering in
         key) extra="    ordering_key: header:X-Key
     concurrency: $CONCURRENCY" ;;
         none) extra="    concurrency: $CONCURRENCY" ;;
     esac
+    if [[ $variant == sign ]]; then
+        extra+="${extra:+$'\n'}    sign: { scheme: standard-webhooks, secret_env: BENCH_SIGN_SECRET }"
+    fi
     cat >"$dir/waypost.yaml" <<EOF
 listen: 127.0.0.1:$WAYPOST_PORT
 journal: { path: $dir/journal.db, durability: $DURABILITY, max_backlog: 100000000 }
@@ -268,13 +223,15 @@ window_probe() {
     echo "$t $iso $counts"
 }
 
+# live_scenario ORDERING [sign]
 live_scenario() {
-    local ordering=$1 conns=$CONNS
-    local name="live-$ordering"
+    local ordering=$1 variant=${2:-} conns=$CONNS
+    local label=$ordering${variant:++$variant}
+    local name="live-$ordering${variant:+-$variant}"
     local dir=$WORK/$name
     mkdir -p "$dir"
     local journal=$dir/journal.db logfile=$dir/waypost.log url="http://127.0.0.1:$WAYPOST_PORT/"
-    write_config "$ordering" "$dir"
+    write_config "$ordering" "$dir" "$variant"
 
     log "$name: starting $WAYPOST_BIN serve --config $dir/waypost.yaml"
     start_waypost "$dir"
@@ -322,7 +279,8 @@ live_scenario() {
     [[ $ordering == fifo ]] && goal=$GOAL_FIFO_PER_S
     [[ $q0 =~ ^[0-9]+$ && $i0 =~ ^[0-9]+$ ]] && backlog0=$((q0 + i0))
     [[ $q1 =~ ^[0-9]+$ && $i1 =~ ^[0-9]+$ ]] && backlog=$((q1 + i1))
-    LIVE_ROWS+=("$ordering|$conns|$rps|$non2xx|$rate|>=$goal|$p50|$p99|$backlog0->$backlog|$f1|$(mib "$rss_kib")")
+    LIVE_RATE[$label]=$rate
+    LIVE_ROWS+=("$label|$conns|$rps|$non2xx|$rate|>=$goal|$p50|$p99|$backlog0->$backlog|$f1|$(mib "$rss_kib")")
     DETAILS+=("$name: window ${window}s, delivered $d0 -> $d1 (+$delivered), queued+in_flight $backlog0 -> $backlog \
 (queued $q1, in_flight $i1, of which waiting for a retry $retry_count), failed/skipped $f0 -> $f1; \
 latency over $lat_n messages delivered in the window, max ${pmax} ms; \
@@ -352,13 +310,15 @@ COMMIT;
 EOF
 }
 
+# drain_scenario ORDERING [sign]
 drain_scenario() {
-    local ordering=$1 n=$BACKLOG
-    local name="drain-$ordering"
+    local ordering=$1 variant=${2:-} n=$BACKLOG
+    local label=$ordering${variant:++$variant}
+    local name="drain-$ordering${variant:+-$variant}"
     local dir=$WORK/$name
     mkdir -p "$dir"
     local journal=$dir/journal.db logfile=$dir/waypost.log
-    write_config "$ordering" "$dir"
+    write_config "$ordering" "$dir" "$variant"
 
     # 1. Let Waypost create the journal (schema, pragmas), then stop it.
     log "$name: creating the journal with a brief start"
@@ -444,7 +404,8 @@ drain_scenario() {
     problems=$(log_problems "$logfile")
     drop_journal "$journal"
 
-    DRAIN_ROWS+=("$ordering|$n|$ready_s|$drain_s|$rate|$f|$(mib "$rss_kib")|<$GOAL_DRAIN_RSS_MB MB")
+    DRAIN_RATE[$label]=$rate
+    DRAIN_ROWS+=("$label|$n|$ready_s|$drain_s|$rate|$f|$(mib "$rss_kib")|<$GOAL_DRAIN_RSS_MB MB")
     DETAILS+=("$name: $outcome; schema user_version $schema_version, backlog $queued_before rows of $body_bytes-byte bodies \
 inserted in $(elapsed "$ti0" "$ti1")s; delivered $d, failed/skipped $f, left queued $q, in flight $i; \
 first to last delivered_at ${span}s; ${failed_text}other processes' CPU $other_cpu; \
@@ -454,12 +415,29 @@ exit status $exit_status, journal $size, log lines with warning/error/critical $
 # ---------------------------------------------------------------------------
 # Report
 
+# sign_ratios: one line per ordering, signed over unsigned delivered/s (live) and msgs/s (drain).
+sign_ratios() {
+    local ordering text
+    for ordering in $SCENARIOS; do
+        text="sign cost, $ordering (signed / unsigned):"
+        if [[ $SKIP_LIVE != 1 ]]; then
+            text+=" live delivered/s ${LIVE_RATE[$ordering+sign]:-n/a} / ${LIVE_RATE[$ordering]:-n/a}"
+            text+=" = $(ratio "${LIVE_RATE[$ordering+sign]:-}" "${LIVE_RATE[$ordering]:-}");"
+        fi
+        if [[ $SKIP_DRAIN != 1 ]]; then
+            text+=" drain msgs/s ${DRAIN_RATE[$ordering+sign]:-n/a} / ${DRAIN_RATE[$ordering]:-n/a}"
+            text+=" = $(ratio "${DRAIN_RATE[$ordering+sign]:-}" "${DRAIN_RATE[$ordering]:-}")"
+        fi
+        echo "${text%;}"
+    done
+}
+
 main() {
     [[ $(id -u) == 0 ]] || log "warning: not root; installing packages would fail"
     cd "$REPO_ROOT"
     check_settings
     ensure_tools
-    ensure_waypost
+    ensure_prebuilt_waypost
     mkdir -p "$WORK"
     check_disk
 
@@ -474,23 +452,36 @@ main() {
         '            return 200 "ok\n";'
     start_nginx upstream "$WORK/nginx-upstream" "$UPSTREAM_PORT"
 
-    local ordering
+    local variants=("") ordering variant
+    if [[ $SIGN == 1 ]]; then
+        variants+=(sign)
+        # A Standard Webhooks secret for this run only: whsec_ + base64 of 32 random bytes.
+        BENCH_SIGN_SECRET="whsec_$(head -c 32 /dev/urandom | base64 -w0)"
+        export BENCH_SIGN_SECRET
+    fi
     if [[ $SKIP_LIVE != 1 ]]; then
         for ordering in $SCENARIOS; do
-            live_scenario "$ordering"
+            for variant in "${variants[@]}"; do
+                live_scenario "$ordering" "$variant"
+            done
         done
     fi
     if [[ $SKIP_DRAIN != 1 ]]; then
         for ordering in $SCENARIOS; do
-            drain_scenario "$ordering"
+            for variant in "${variants[@]}"; do
+                drain_scenario "$ordering" "$variant"
+            done
         done
     fi
 
     {
         echo "Waypost delivery benchmark, $(date -Is)"
         machine_lines "$busy_before"
-        echo "waypost: $WAYPOST_BIN ($BINARY_NOTE; $(git -C "$REPO_ROOT" describe --always --dirty 2>/dev/null || echo 'no commit'))"
+        waypost_line
         echo "routes: one route 'bench', ordering per scenario; key: ordering_key header:X-Key ($KEY_COUNT values), concurrency $CONCURRENCY; none: concurrency $CONCURRENCY"
+        if [[ $SIGN == 1 ]]; then
+            echo "  +sign: the same route with sign: { scheme: standard-webhooks, secret_env: BENCH_SIGN_SECRET } (a random whsec_ secret)"
+        fi
         echo "journal: durability $DURABILITY, file system $JOURNAL_FS ($WORK)"
         echo "$fsync_append"
         echo "upstream: nginx $(nginx -v 2>&1 | cut -d/ -f2) 'return 200', worker_processes $UPSTREAM_WORKERS, access_log off"
@@ -505,6 +496,10 @@ main() {
             echo "Drain: $BACKLOG queued 1 KiB messages inserted with sqlite3 while Waypost was stopped, then Waypost started"
             print_table '%-9s %9s %9s %9s %9s %8s %13s %10s\n' DRAIN_ROWS \
                 scenario messages "ready s" "drain s" msgs/s failed "peak RSS MiB" "goal RSS"
+        fi
+        if [[ $SIGN == 1 ]]; then
+            echo
+            sign_ratios
         fi
         echo
         local line

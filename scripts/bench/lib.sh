@@ -1,7 +1,8 @@
 # shellcheck shell=bash
-# Shared by scripts/bench/intake.sh and scripts/bench/delivery.sh, sourced by both:
-# logging, background processes, CPU accounting, set-up checks, the private nginx, wrk
-# and its output, and starting Waypost. Not a script of its own.
+# Shared by the scripts in scripts/bench/ (intake.sh, delivery.sh, sync.sh, verify.sh),
+# sourced by each: logging, background processes, CPU accounting, set-up checks, the
+# private nginx, wrk and its output, starting Waypost, and journal queries. Not a script
+# of its own.
 #
 # Sourcing it defines functions and the state below, and installs the EXIT, INT and TERM
 # traps that stop every background process it started. The sourcing script sets:
@@ -19,6 +20,7 @@ JOURNAL_FS=       # "device fstype" of the file system under $WORK
 PROBE_BEFORE=     # output of wrk_measure's PROBE before the measured run
 PROBE_AFTER=      # and after it
 WAYPOST_PID=      # the Waypost process launch_waypost started last
+BINARY_NOTE=      # how ensure_prebuilt_waypost chose the binary, and whether it is older than Sources/
 
 log() { printf '[bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { log "error: $*"; exit 1; }
@@ -93,6 +95,39 @@ launch_waypost() {
     WAYPOST_PID=$!
     PIDS+=("$WAYPOST_PID")
     wait_http "$ready_url" "$WAYPOST_PID" "$logfile"
+}
+
+# ensure_prebuilt_waypost: sets WAYPOST_BIN (and BINARY_NOTE). The binary is kept fresh
+# elsewhere: WAYPOST_BIN if set, else .build-release/release/waypost, else
+# .build/release/waypost; built (release, --scratch-path .build-release) only when
+# neither exists. A binary older than Sources/ is used anyway; BINARY_NOTE says so.
+ensure_prebuilt_waypost() {
+    if [[ -n $WAYPOST_BIN ]]; then
+        [[ -x $WAYPOST_BIN ]] || die "WAYPOST_BIN=$WAYPOST_BIN is not an executable"
+        BINARY_NOTE="WAYPOST_BIN"
+    elif [[ -x $REPO_ROOT/.build-release/release/waypost ]]; then
+        WAYPOST_BIN=$REPO_ROOT/.build-release/release/waypost
+        BINARY_NOTE="found"
+    elif [[ -x $REPO_ROOT/.build/release/waypost ]]; then
+        WAYPOST_BIN=$REPO_ROOT/.build/release/waypost
+        BINARY_NOTE="found"
+    else
+        log "building Waypost in release mode (no binary yet; ~10 min on 2 cores)"
+        (cd "$REPO_ROOT" && swift build -c release --product waypost --scratch-path .build-release)
+        WAYPOST_BIN=$REPO_ROOT/.build-release/release/waypost
+        [[ -x $WAYPOST_BIN ]] || die "no executable at $WAYPOST_BIN after the build"
+        BINARY_NOTE="built now"
+    fi
+    local newer
+    newer=$(cd "$REPO_ROOT" && { find Sources Package.swift -newer "$WAYPOST_BIN" -print -quit 2>/dev/null || true; })
+    if [[ -n $newer ]]; then
+        BINARY_NOTE="$BINARY_NOTE; older than $newer (not rebuilt)"
+    fi
+}
+
+# waypost_line: the report's "waypost:" line (binary, how it was chosen, the commit).
+waypost_line() {
+    echo "waypost: $WAYPOST_BIN ($BINARY_NOTE; $(git -C "$REPO_ROOT" describe --always --dirty 2>/dev/null || echo 'no commit'))"
 }
 
 # ---------------------------------------------------------------------------
@@ -178,6 +213,13 @@ check_disk() {
     JOURNAL_FS="$(findmnt -n -o SOURCE,FSTYPE -T "$WORK" 2>/dev/null | tr -s ' ' || echo "$fstype")"
 }
 
+# fsync_median LINE: the median in ms from a fsync.py line ("... median 1.234 ms, ..."), or n/a.
+fsync_median() {
+    local median
+    median=$(sed -nE 's/.* median ([0-9.]+) ms.*/\1/p' <<<"$1")
+    echo "${median:-n/a}"
+}
+
 # ---------------------------------------------------------------------------
 # nginx
 
@@ -239,13 +281,19 @@ start_nginx() {
 # ---------------------------------------------------------------------------
 # wrk
 
+# wrk_threads CONNS: WRK_THREADS, but no more than CONNS (wrk refuses fewer connections
+# than threads).
+wrk_threads() {
+    if (($1 < WRK_THREADS)); then echo "$1"; else echo "$WRK_THREADS"; fi
+}
+
 # wrk_warmup NAME URL CONNS: the unreported run, output kept in $WORK/NAME.warmup.wrk;
 # none when WARMUP is 0.
 wrk_warmup() {
     local name=$1 url=$2 conns=$3
     [[ $WARMUP =~ ^0+[a-z]*$ ]] && return 0
     log "$name: warm-up $WARMUP, $conns connections"
-    wrk -t"$WRK_THREADS" -c"$conns" -d"$WARMUP" -s "$LUA_SCRIPT" "$url" \
+    wrk -t"$(wrk_threads "$conns")" -c"$conns" -d"$WARMUP" -s "$LUA_SCRIPT" "$url" \
         >"$WORK/$name.warmup.wrk" 2>&1
 }
 
@@ -257,7 +305,7 @@ wrk_measure() {
     log "$name: measuring $DURATION, $conns connections"
     before=$(cpu_snapshot)
     [[ -n $probe ]] && PROBE_BEFORE=$($probe start)
-    wrk -t"$WRK_THREADS" -c"$conns" -d"$DURATION" --latency -s "$LUA_SCRIPT" "$url" \
+    wrk -t"$(wrk_threads "$conns")" -c"$conns" -d"$DURATION" --latency -s "$LUA_SCRIPT" "$url" \
         >"$WORK/$name.wrk" 2>&1
     [[ -n $probe ]] && PROBE_AFTER=$($probe end)
     after=$(cpu_snapshot)
@@ -265,12 +313,13 @@ wrk_measure() {
     log "$name: other processes used $OTHER_CPU of the machine meanwhile"
 }
 
-# parse_wrk FILE: prints "req/s p50_ms p99_ms requests non2xx socket_errors" (n/a when absent).
+# parse_wrk FILE [DECIMALS]: prints "req/s p50_ms p99_ms requests non2xx socket_errors"
+# (n/a when absent); latencies below 1 s with DECIMALS decimals (default 2).
 parse_wrk() {
-    awk '
+    awk -v dec="${2:-2}" '
         function ms(v) {
-            if (v ~ /us$/) return sprintf("%.2f", v / 1000)
-            if (v ~ /ms$/) return sprintf("%.2f", v + 0)
+            if (v ~ /us$/) return sprintf("%." dec "f", v / 1000)
+            if (v ~ /ms$/) return sprintf("%." dec "f", v + 0)
             if (v ~ /m$/)  return sprintf("%.0f", v * 60000)
             if (v ~ /s$/)  return sprintf("%.0f", v * 1000)
             return "n/a"
@@ -298,8 +347,43 @@ status_counts() {
     return 0
 }
 
+# status_count FILE CODE...: how many answers had one of the CODEs, from the wrk script's
+# "Status counts:" line (0 when a code is not in it); "n/a" without that line
+# (WRK_STATUS_COUNTS is not 1).
+status_count() {
+    local file=$1 line
+    shift
+    line=$(grep -m1 '^Status counts:' "$file" || true)
+    [[ -n $line ]] || { echo "n/a"; return 0; }
+    awk -v codes="$*" '{
+        n = split(codes, want, " ")
+        for (i = 3; i <= NF; i++) {
+            split($i, kv, "=")
+            for (j = 1; j <= n; j++) if (kv[1] == want[j]) total += kv[2]
+        }
+        print total + 0
+    }' <<<"$line"
+}
+
+# status_count_other FILE CODE: answers with any status but CODE, as status_count.
+status_count_other() {
+    local line
+    line=$(grep -m1 '^Status counts:' "$1" || true)
+    [[ -n $line ]] || { echo "n/a"; return 0; }
+    awk -v code="$2" '{
+        for (i = 3; i <= NF; i++) { split($i, kv, "="); if (kv[1] != code) total += kv[2] }
+        print total + 0
+    }' <<<"$line"
+}
+
+# bench_body: the 1024-byte JSON body that post-1k.lua sends, {"data":"xxx...x"}, without
+# a trailing newline (for signatures computed in the shell).
+bench_body() {
+    printf '{"data":"%s"}' "$(head -c 1013 /dev/zero | tr '\0' x)"
+}
+
 # ---------------------------------------------------------------------------
-# Journal files
+# Journal files and queries
 
 # journal_size JOURNAL: the size of the database with its -wal and -shm, "12.3 MiB".
 journal_size() {
@@ -315,6 +399,36 @@ drop_journal() {
     [[ $KEEP_JOURNALS == 1 ]] || rm -f "$1" "$1-wal" "$1-shm"
 }
 
+# sql JOURNAL SQL: one query with the stock CLI, '|'-separated, "n/a" when it fails.
+sql() {
+    sqlite3 -batch -cmd '.timeout 5000' "$1" "$2" 2>/dev/null || echo "n/a"
+}
+
+# state_counts JOURNAL: prints "delivered failed+skipped queued in_flight" (covered by
+# the messages_by_state index: no table scan, cheap enough to poll twice a second).
+state_counts() {
+    local out
+    out=$(sql "$1" "SELECT (SELECT count(*) FROM messages WHERE state = 'delivered'),
+                           (SELECT count(*) FROM messages WHERE state IN ('failed', 'skipped')),
+                           (SELECT count(*) FROM messages WHERE state = 'queued'),
+                           (SELECT count(*) FROM messages WHERE state = 'in_flight')")
+    [[ $out == n/a ]] && out="n/a|n/a|n/a|n/a"
+    tr '|' ' ' <<<"$out"
+}
+
+# log_problems LOGFILE: "N" lines with warning/error/critical, then up to 5 distinct ones.
+log_problems() {
+    local count lines
+    count=$(grep -ciE '\b(warning|error|critical)\b' "$1" || true)
+    printf '%s' "${count:-0}"
+    if [[ ${count:-0} != 0 ]]; then
+        # Drop the timestamp at the start of each line so repeats collapse.
+        lines=$(grep -iE '\b(warning|error|critical)\b' "$1" | sed -E 's/^[0-9T:.+-]+Z? //' \
+            | sort | uniq -c | sort -rn | head -n 5 | sed -E 's/^ +//' | paste -sd '|' -)
+        printf ' [%s]' "$lines"
+    fi
+}
+
 # ---------------------------------------------------------------------------
 # Report
 
@@ -322,6 +436,26 @@ drop_journal() {
 machine_lines() {
     echo "machine: nproc $(nproc), kernel $(uname -r), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')"
     echo "CPU used by other processes: $1 in the 2 s before the run, per scenario below (anything above a few % skews the figures)"
+}
+
+# ratio A B: A / B with 2 decimals; "n/a" unless both are whole numbers and B > 0 (an
+# unfinished drain's "123*" gives n/a too).
+ratio() {
+    if [[ $1 =~ ^[0-9]+$ && $2 =~ ^[0-9]+$ && $2 -gt 0 ]]; then
+        awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'
+    else
+        echo "n/a"
+    fi
+}
+
+# difference A B [DECIMALS]: A - B (e.g. two latencies in ms), with a sign; "n/a" unless both
+# are numbers.
+difference() {
+    if [[ $1 =~ ^[0-9]+(\.[0-9]+)?$ && $2 =~ ^[0-9]+(\.[0-9]+)?$ ]]; then
+        awk -v a="$1" -v b="$2" -v dec="${3:-2}" 'BEGIN { printf "%+." dec "f", a - b }'
+    else
+        echo "n/a"
+    fi
 }
 
 # print_table FORMAT ROWS HEADER...: the HEADERs, then each '|'-separated row of the array
