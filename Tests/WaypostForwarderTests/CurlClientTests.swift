@@ -207,7 +207,8 @@ struct CurlClientTests {
             #expect(failure.code == code.timedOut)
             #expect(!failure.isCancelled)
             #expect(failure.message.contains("timed out"), "\(failure.message)")
-            #expect(elapsed >= .milliseconds(250) && elapsed < .seconds(2), "\(elapsed)")
+            // Cut at the 300 ms timeout, well before the 5 s reply.
+            #expect(elapsed >= .milliseconds(250) && elapsed < .seconds(4), "\(elapsed)")
         }
     }
 
@@ -320,7 +321,8 @@ struct CurlClientTests {
             let cancelledAt = ContinuousClock.now
             task.cancel()
             let result = await task.result
-            #expect(ContinuousClock.now - cancelledAt < .seconds(1))
+            // Far sooner than the 20 s reply; the bound is loose for a loaded 2-core machine.
+            #expect(ContinuousClock.now - cancelledAt < .seconds(10))
             guard case .failure(let failure) = result, let error = failure as? CurlError else {
                 Issue.record("expected a cancellation, got \(result)")
                 return
@@ -402,7 +404,8 @@ struct CurlClientTests {
         #expect(upstream.requests.count == 5)
         let started = ContinuousClock.now
         client.shutdown()
-        #expect(ContinuousClock.now - started < .seconds(1))
+        // Far sooner than the 20 s replies; the bound is loose for a loaded 2-core machine.
+        #expect(ContinuousClock.now - started < .seconds(10))
         let all = results.all
         #expect(all.count == 5)
         for result in all {
