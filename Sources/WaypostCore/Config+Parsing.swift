@@ -148,7 +148,7 @@ extension OrderingKey {
 
 /// Keys valid at each level of the file, in the order of SPEC §8.
 private enum Keys {
-    static let top = ["listen", "admin", "journal", "shutdown_grace", "defaults", "routes"]
+    static let top = ["listen", "admin", "journal", "shutdown_grace", "log_level", "defaults", "routes"]
     static let admin = ["listen", "token_env"]
     static let journal = ["path", "durability", "max_backlog", "retain_delivered"]
     static let defaults = ["max_body_bytes", "max_header_bytes"]
@@ -230,6 +230,7 @@ private struct ConfigReader {
         if let grace = try duration(top, "shutdown_grace", allowZero: true) {
             config.shutdownGrace = grace
         }
+        if let level: LogLevel = try choice(top, "log_level") { config.logLevel = level }
         if let node = top["defaults"] {
             let defaults = try mapping(node, path: "defaults", allowed: Keys.defaults)
             if let size = try bodySize(defaults) { config.defaults.maxBodyBytes = size }

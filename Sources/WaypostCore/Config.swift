@@ -24,6 +24,8 @@ public struct WaypostConfig: Sendable, Equatable {
     public var journal: JournalConfig
     /// How long in-flight deliveries may take to finish after SIGTERM. Default 10s.
     public var shutdownGrace: Duration
+    /// The least severe log messages written (`--log-level` overrides it). Default `info`.
+    public var logLevel: LogLevel = .info
     /// Global limits that a route uses unless it sets its own.
     public var defaults: RouteLimits
     /// The routes, in the order of the file. Never empty in a parsed configuration.
@@ -59,6 +61,11 @@ public struct WaypostConfig: Sendable, Equatable {
         }
         return WaypostConfig(routes: [RouteConfig(name: "default", path: "/", upstream: upstream)])
     }
+}
+
+/// Log levels, as swift-log names them.
+public enum LogLevel: String, Sendable, Equatable, CaseIterable {
+    case trace, debug, info, notice, warning, error, critical
 }
 
 /// A listening address: a host name or IP address, and a TCP port.

@@ -36,8 +36,8 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Upstream URL of the catch-all route when there is no --config.")
     var upstream: String?
 
-    @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical.")
-    var logLevel: Logger.Level = .info
+    @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical (overrides log_level).")
+    var logLevel: Logger.Level?
 
     func run() async throws {
         let environment = ProcessInfo.processInfo.environment
@@ -91,7 +91,7 @@ struct Serve: AsyncParsableCommand {
             throw ExitCode.invalidConfiguration
         }
 
-        let level = logLevel
+        let level = logLevel ?? Logger.Level(rawValue: settings.logLevel.rawValue) ?? .info
         LoggingSystem.bootstrap { label in
             var handler = StreamLogHandler.standardError(label: label)
             handler.logLevel = level

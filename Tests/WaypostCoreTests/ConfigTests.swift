@@ -341,7 +341,7 @@ private let oneRoute = ["routes:", "  - name: a", "    path: /a", "    upstream:
 
     static let brokenFiles: [Broken] = [
         Broken("unknown top-level key", ["listen: 127.0.0.1:8080", "listn: x"] + oneRoute, key: "listn", line: 2,
-               mentions: "valid keys here: listen, admin, journal, shutdown_grace, defaults, routes"),
+               mentions: "valid keys here: listen, admin, journal, shutdown_grace, log_level, defaults, routes"),
         Broken("unknown nested key",
                oneRoute + ["  - name: b", "    path: /b", "    upstream: http://h", "    retry:", "      initial: 1s", "      intial: 2s"],
                key: "routes[1].retry.intial", line: 10, mentions: "did you mean \"initial\"?"),
@@ -445,5 +445,27 @@ private let oneRoute = ["routes:", "  - name: a", "    path: /a", "    upstream:
             try parse(oneRoute + ["    retry:", "      factor: abc"])
         }
         #expect(error?.description == "test.yaml:6: routes[0].retry.factor: expected a number, got \"abc\"")
+    }
+}
+
+@Suite("log_level")
+struct LogLevelConfigTests {
+    static let routes = "routes:\n  - { name: a, path: /, upstream: \"http://127.0.0.1:9/\" }\n"
+
+    @Test func defaultsToInfo() throws {
+        #expect(try WaypostConfig.parse(yaml: Self.routes, file: "t.yaml").logLevel == .info)
+    }
+
+    @Test(arguments: LogLevel.allCases)
+    func parsesEveryLevel(_ level: LogLevel) throws {
+        #expect(try WaypostConfig.parse(yaml: "log_level: \(level.rawValue)\n" + Self.routes, file: "t.yaml").logLevel == level)
+    }
+
+    @Test func refusesAnUnknownLevel() {
+        #expect {
+            _ = try WaypostConfig.parse(yaml: "log_level: loud\n" + Self.routes, file: "t.yaml")
+        } throws: { error in
+            (error as? ConfigError)?.key == "log_level" && (error as? ConfigError)?.description.contains("notice") == true
+        }
     }
 }
