@@ -88,52 +88,25 @@ struct UpstreamRequest: CustomStringConvertible {
 
 /// The python3 upstream described by ``scriptedUpstreamScript``, on an ephemeral loopback port.
 final class ScriptedUpstream {
-    let child: Process
-    let input: Pipe
-    let stderr: PipeCollector
-    let port: Int
+    let child: PythonChild
     let flagPath: String
     let releasePath: String
     let logPath: String
 
-    private init(child: Process, input: Pipe, stderr: PipeCollector, port: Int, dir: ScratchDirectory) {
+    private init(child: PythonChild, dir: ScratchDirectory) {
         self.child = child
-        self.input = input
-        self.stderr = stderr
-        self.port = port
         flagPath = dir.file("fail-answers-200")
         releasePath = dir.file("release-held")
         logPath = dir.file("upstream.log")
     }
 
+    var port: Int { child.port }
+
     /// Starts the upstream and waits (at most 10 s) until it prints its port.
     static func start(in dir: ScratchDirectory) async throws -> ScriptedUpstream {
         let script = try dir.write("scripted-upstream.py", scriptedUpstreamScript)
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = ["python3", script, dir.file("fail-answers-200"), dir.file("release-held"), dir.file("upstream.log")]
-        process.environment = childEnvironment()
-        let input = Pipe()
-        let out = Pipe()
-        let err = Pipe()
-        process.standardInput = input
-        process.standardOutput = out
-        process.standardError = err
-        try process.run()
-        let stdout = PipeCollector(out.fileHandleForReading)
-        let stderr = PipeCollector(err.fileHandleForReading)
-        let deadline = ContinuousClock.now + .seconds(10)
-        var port: Int?
-        while port == nil, process.isRunning, ContinuousClock.now < deadline {
-            port = stdout.text.split(separator: "\n").first.flatMap { Int($0.trimmingCharacters(in: .whitespaces)) }
-            if port == nil { try? await Task.sleep(for: .milliseconds(20)) }
-        }
-        guard let port else {
-            if process.isRunning { signalProcess(process.processIdentifier, SIGKILL) }
-            process.waitUntilExit()
-            throw CLITestError("the python3 upstream did not print its port within 10 s; stderr:\n\(stderr.text)")
-        }
-        return ScriptedUpstream(child: process, input: input, stderr: stderr, port: port, dir: dir)
+        let child = try await PythonChild.start(script, [dir.file("fail-answers-200"), dir.file("release-held"), dir.file("upstream.log")])
+        return ScriptedUpstream(child: child, dir: dir)
     }
 
     var url: String { "http://127.0.0.1:\(port)/" }
@@ -161,11 +134,7 @@ final class ScriptedUpstream {
     /// Closes its standard input (it exits on that), then kills it if it still runs, and reaps it.
     func stop() async {
         try? releaseHeld()
-        try? input.fileHandleForWriting.close()
-        let deadline = ContinuousClock.now + .seconds(2)
-        while child.isRunning, ContinuousClock.now < deadline { try? await Task.sleep(for: .milliseconds(10)) }
-        if child.isRunning { signalProcess(child.processIdentifier, SIGKILL) }
-        child.waitUntilExit()
+        await child.stop()
     }
 }
 
@@ -191,36 +160,13 @@ final class AdminTestServer {
     static func start(
         config: String, journal: String, directory: String, environment: [String: String] = ["WAYPOST_ADMIN_TOKEN": adminTestToken]
     ) async throws -> AdminTestServer {
-        var lastError = ""
-        for _ in 0..<5 {
-            let intakePort = try freeLoopbackPort()
-            var adminPort = try freeLoopbackPort()
-            while adminPort == intakePort { adminPort = try freeLoopbackPort() }
-            let child = try WaypostProcess(
-                [
-                    "serve", "--config", config, "--listen", "127.0.0.1:\(intakePort)", "--admin-listen", "127.0.0.1:\(adminPort)",
-                    "--journal", journal,
-                ],
-                environment: environment, directory: directory)
-            let deadline = ContinuousClock.now + .seconds(10)
-            while ContinuousClock.now < deadline, child.isRunning {
-                if acceptsConnections(port: intakePort) && acceptsConnections(port: adminPort) {
-                    if child.isRunning { return AdminTestServer(child: child, intakePort: intakePort, adminPort: adminPort, journal: journal) }
-                    break
-                }
-                try? await Task.sleep(for: .milliseconds(20))
-            }
-            if child.isRunning {
-                await child.kill()
-                throw CLITestError("waypost serve did not listen on ports \(intakePort) and \(adminPort) within 10 s; stderr:\n\(child.stderr.text)")
-            }
-            _ = await child.waitForExit(timeout: .seconds(2))
-            lastError = child.stderr.text
-            guard lastError.contains("address already in use") else {
-                throw CLITestError("waypost serve exited \(child.process.terminationStatus) at start; stderr:\n\(lastError)")
-            }
+        let (child, ports) = try await startServe(portCount: 2, environment: environment, directory: directory) { ports in
+            [
+                "serve", "--config", config, "--listen", "127.0.0.1:\(ports[0])", "--admin-listen", "127.0.0.1:\(ports[1])",
+                "--journal", journal,
+            ]
         }
-        throw CLITestError("waypost serve found no free ports in 5 tries; last stderr:\n\(lastError)")
+        return AdminTestServer(child: child, intakePort: ports[0], adminPort: ports[1], journal: journal)
     }
 
     /// One request to the intake listener.

@@ -303,7 +303,91 @@ func acceptsConnections(port: Int) -> Bool {
     return result == 0
 }
 
+// MARK: - A python3 child that prints its port
+
+/// A `python3` script run as a child that prints the port it listens on as its first line and
+/// exits when its standard input closes.
+struct PythonChild {
+    let process: Process
+    let input: Pipe
+    let stderr: PipeCollector
+    let port: Int
+
+    /// Runs `python3 SCRIPT ARGUMENTS…` and waits (at most 10 s) until it prints its port.
+    static func start(_ script: String, _ arguments: [String], notReady: String = "did not print its port") async throws -> PythonChild {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = ["python3", script] + arguments
+        process.environment = childEnvironment()
+        let input = Pipe()
+        let out = Pipe()
+        let err = Pipe()
+        process.standardInput = input
+        process.standardOutput = out
+        process.standardError = err
+        try process.run()
+        let stdout = PipeCollector(out.fileHandleForReading)
+        let stderr = PipeCollector(err.fileHandleForReading)
+        let deadline = ContinuousClock.now + .seconds(10)
+        var port: Int?
+        while port == nil, process.isRunning, ContinuousClock.now < deadline {
+            port = stdout.text.split(separator: "\n").first.flatMap { Int($0.trimmingCharacters(in: .whitespaces)) }
+            if port == nil { try? await Task.sleep(for: .milliseconds(20)) }
+        }
+        guard let port else {
+            if process.isRunning { signalProcess(process.processIdentifier, SIGKILL) }
+            process.waitUntilExit()
+            throw CLITestError("the python3 upstream \(notReady) within 10 s; stderr:\n\(stderr.text)")
+        }
+        return PythonChild(process: process, input: input, stderr: stderr, port: port)
+    }
+
+    /// Closes its standard input (it exits on that), then kills it if it still runs, and reaps it.
+    func stop() async {
+        try? input.fileHandleForWriting.close()
+        let deadline = ContinuousClock.now + .seconds(2)
+        while process.isRunning, ContinuousClock.now < deadline { try? await Task.sleep(for: .milliseconds(10)) }
+        if process.isRunning { signalProcess(process.processIdentifier, SIGKILL) }
+        process.waitUntilExit()
+    }
+}
+
 // MARK: - A real server
+
+/// Starts `waypost arguments(ports)` for `portCount` distinct free loopback ports and waits (at most
+/// 10 s) until every one of them accepts connections. A port taken by someone else between
+/// choosing and binding it is retried with other ports (5 tries).
+func startServe(
+    portCount: Int, environment: [String: String], directory: String, arguments: ([Int]) -> [String]
+) async throws -> (child: WaypostProcess, ports: [Int]) {
+    var lastError = ""
+    for _ in 0..<5 {
+        var ports: [Int] = []
+        while ports.count < portCount {
+            let port = try freeLoopbackPort()
+            if !ports.contains(port) { ports.append(port) }
+        }
+        let child = try WaypostProcess(arguments(ports), environment: environment, directory: directory)
+        let deadline = ContinuousClock.now + .seconds(10)
+        while ContinuousClock.now < deadline, child.isRunning {
+            if ports.allSatisfy({ acceptsConnections(port: $0) }) {
+                if child.isRunning { return (child, ports) }
+                break
+            }
+            try? await Task.sleep(for: .milliseconds(20))
+        }
+        if child.isRunning {
+            await child.kill()
+            throw CLITestError("waypost serve did not listen on ports \(ports) within 10 s; stderr:\n\(child.stderr.text)")
+        }
+        _ = await child.waitForExit(timeout: .seconds(2))
+        lastError = child.stderr.text
+        guard lastError.contains("address already in use") else {
+            throw CLITestError("waypost serve exited \(child.process.terminationStatus) at start; stderr:\n\(lastError)")
+        }
+    }
+    throw CLITestError("waypost serve found no free ports in 5 tries; last stderr:\n\(lastError)")
+}
 
 /// `waypost serve` running on a free loopback port with its journal in `journal`.
 final class RunningServer {
@@ -323,33 +407,11 @@ final class RunningServer {
     static func start(
         journal: String, directory: String, arguments: [String]? = nil, environment: [String: String] = [:]
     ) async throws -> RunningServer {
-        var lastError = ""
-        for _ in 0..<5 {
-            let port = try freeLoopbackPort()
-            let child = try WaypostProcess(
-                ["serve", "--listen", "127.0.0.1:\(port)", "--admin-listen", "127.0.0.1:0"]
-                    + (arguments ?? ["--upstream", "http://127.0.0.1:9/", "--journal", journal]),
-                environment: environment, directory: directory)
-            let deadline = ContinuousClock.now + .seconds(10)
-            while ContinuousClock.now < deadline {
-                if !child.isRunning { break }
-                if acceptsConnections(port: port) {
-                    if child.isRunning { return RunningServer(child: child, port: port, journal: journal) }
-                    break
-                }
-                try? await Task.sleep(for: .milliseconds(20))
-            }
-            if child.isRunning {
-                await child.kill()
-                throw CLITestError("waypost serve did not listen on 127.0.0.1:\(port) within 10 s; stderr:\n\(child.stderr.text)")
-            }
-            _ = await child.waitForExit(timeout: .seconds(2))
-            lastError = child.stderr.text
-            guard lastError.contains("address already in use") else {
-                throw CLITestError("waypost serve exited \(child.process.terminationStatus) at start; stderr:\n\(lastError)")
-            }
+        let (child, ports) = try await startServe(portCount: 1, environment: environment, directory: directory) { ports in
+            ["serve", "--listen", "127.0.0.1:\(ports[0])", "--admin-listen", "127.0.0.1:0"]
+                + (arguments ?? ["--upstream", "http://127.0.0.1:9/", "--journal", journal])
         }
-        throw CLITestError("waypost serve found no free port in 5 tries; last stderr:\n\(lastError)")
+        return RunningServer(child: child, port: ports[0], journal: journal)
     }
 
     var baseURL: String { "http://127.0.0.1:\(port)" }

@@ -60,6 +60,52 @@ private func overdueRetries(_ journal: String) async throws -> Int {
                 + "AND next_attempt_at < strftime('%Y-%m-%dT%H:%M:%fZ', 'now', '-2 seconds')")) ?? -1
 }
 
+/// Starts `server` and runs `body`. On an error runs `onError`, kills the server, stops `upstream`
+/// and rethrows; stops `upstream` at the end.
+private func whileServing(
+    _ server: ServerUnderTest, upstream: RecordingUpstream? = nil, onError: () -> Void = {}, _ body: () async throws -> Void
+) async throws {
+    do {
+        try await server.start()
+        try await body()
+    } catch {
+        onError()
+        await server.kill()
+        await upstream?.stop()
+        throw error
+    }
+    await upstream?.stop()
+}
+
+/// Runs `body(dir, journal, upstream, server)` with a recording upstream in `mode` and a started
+/// server whose one route is ``keyedRoute(_:ordering:total:extra:)`` to it (its config passed
+/// through `config`), in a new scratch directory with the journal at DIR/journal.db, or with
+/// `onTmpfs` at DIR/fs/journal.db on a 4 MiB tmpfs mounted at DIR/fs (unmounted at the end).
+/// `beforeStart` sees the upstream before the server starts. Cleans up as
+/// ``whileServing(_:upstream:onError:_:)`` does.
+private func withUpstreamAndServer(
+    onTmpfs: Bool = false, mode: [String: any Sendable] = ["mode": "ok"],
+    ordering: String = "key", total: String = "5s", config adjust: (String) -> String = { $0 },
+    beforeStart: (RecordingUpstream) async -> Void = { _ in }, onError: () -> Void = {},
+    _ body: (ScratchDirectory, String, RecordingUpstream, ServerUnderTest) async throws -> Void
+) async throws {
+    let dir = try ScratchDirectory()
+    defer { dir.remove() }
+    let mountPoint = dir.file("fs")
+    if onTmpfs {
+        try FileManager.default.createDirectory(atPath: mountPoint, withIntermediateDirectories: true)
+        let mounted = try await runTool(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", mountPoint])
+        try #require(mounted.status == 0, "mount: \(mounted)")
+    }
+    defer { if onTmpfs { runSync(["umount", "-l", mountPoint]) } }
+    let upstream = try await RecordingUpstream.start(in: dir, mode: mode)
+    await beforeStart(upstream)
+    let journal = onTmpfs ? mountPoint + "/journal.db" : dir.file("journal.db")
+    let config = adjust(reliabilityConfig(journal: journal, routes: keyedRoute(upstream.url, ordering: ordering, total: total)))
+    let server = try ServerUnderTest(dir: dir, journal: journal, config: config)
+    try await whileServing(server, upstream: upstream, onError: onError) { try await body(dir, journal, upstream, server) }
+}
+
 extension Reliability {
     @Suite("FaultTests: an unreliable upstream, a full disk, a removed or locked journal", .serialized, .timeLimit(.minutes(3)))
     struct FaultTests {
@@ -67,15 +113,8 @@ extension Reliability {
 
         @Test("upstream down, then up: every message delivered, attempts counted, no retry left overdue")
         func upstreamDownThenUp() async throws {
-            let dir = try ScratchDirectory()
-            defer { dir.remove() }
-            let upstream = try await RecordingUpstream.start(in: dir)
-            let upstreamPort = upstream.port
-            await upstream.stop()  // down: connections to its port are refused
-            let journal = dir.file("journal.db")
-            let server = try ServerUnderTest(dir: dir, journal: journal, config: reliabilityConfig(journal: journal, routes: keyedRoute(upstream.url)))
-            do {
-                try await server.start()
+            try await withUpstreamAndServer(beforeStart: { await $0.stop() }) { _, journal, upstream, server in  // down: connections to its port are refused
+                let upstreamPort = upstream.port
                 let acknowledged = try await postSequence(port: server.port, count: 20, keys: 4)
                 // While it is down, the heads of the four queues are retried; none is forgotten.
                 var overdue: [Int] = []
@@ -108,23 +147,12 @@ extension Reliability {
                 print("FaultTests upstream down then up: \(rows.count) messages, \(attemptsWhileDown) attempts while down, \(total) in all, overdue samples \(overdue)")
                 await expectCleanStop(server)
                 #expect(try await integrityCheck(journal) == "ok")
-            } catch {
-                await server.kill()
-                await upstream.stop()
-                throw error
             }
-            await upstream.stop()
         }
 
         @Test("a flapping upstream (503s and dropped connections): all delivered in order, more attempts than messages")
         func flappingUpstream() async throws {
-            let dir = try ScratchDirectory()
-            defer { dir.remove() }
-            let upstream = try await RecordingUpstream.start(in: dir, mode: ["mode": "flap", "drop": 0.25, "fail": 0.3])
-            let journal = dir.file("journal.db")
-            let server = try ServerUnderTest(dir: dir, journal: journal, config: reliabilityConfig(journal: journal, routes: keyedRoute(upstream.url)))
-            do {
-                try await server.start()
+            try await withUpstreamAndServer(mode: ["mode": "flap", "drop": 0.25, "fail": 0.3]) { _, journal, upstream, server in
                 let acknowledged = try await postSequence(port: server.port, count: 30, keys: 3)
                 #expect(try await waitUntilAllFinal(journal, timeout: .seconds(40)), "not all final within 40 s")
                 let rows = try await journalRows(journal)
@@ -141,24 +169,12 @@ extension Reliability {
                 #expect(rows.allSatisfy { lastAction[$0.correlationID] == "ok" })
                 print("FaultTests flapping upstream: \(rows.count) messages, \(attempts) attempts, upstream actions \(actions)")
                 await expectCleanStop(server)
-            } catch {
-                await server.kill()
-                await upstream.stop()
-                throw error
             }
-            await upstream.stop()
         }
 
         @Test("an upstream slower than timeouts.total: the attempt times out, is retried, and is delivered once it speeds up")
         func slowerThanTotalTimeout() async throws {
-            let dir = try ScratchDirectory()
-            defer { dir.remove() }
-            let upstream = try await RecordingUpstream.start(in: dir, mode: ["mode": "slow", "delay": 2.5])
-            let journal = dir.file("journal.db")
-            let server = try ServerUnderTest(
-                dir: dir, journal: journal, config: reliabilityConfig(journal: journal, routes: keyedRoute(upstream.url, ordering: "fifo", total: "1s")))
-            do {
-                try await server.start()
+            try await withUpstreamAndServer(mode: ["mode": "slow", "delay": 2.5], ordering: "fifo", total: "1s") { _, journal, upstream, server in
                 let acknowledged = try await postSequence(port: server.port, count: 3, keys: 1)
                 let retried = try await eventually(timeout: .seconds(8)) {
                     (Int(try await sqlite(journal, "SELECT count(*) FROM attempts WHERE error IS NOT NULL")) ?? 0) >= 2
@@ -176,24 +192,12 @@ extension Reliability {
                 #expect(rows[0].attempts >= 3, "the first message: \(rows[0].attempts) attempts")
                 print("FaultTests slow upstream: attempts per message \(rows.map(\.attempts)); errors: \(errors.split(separator: "\n").first ?? "")")
                 await expectCleanStop(server)
-            } catch {
-                await server.kill()
-                await upstream.stop()
-                throw error
             }
-            await upstream.stop()
         }
 
         @Test("an upstream answering garbage: retried, never failed, delivered once it answers HTTP")
         func garbageAnswers() async throws {
-            let dir = try ScratchDirectory()
-            defer { dir.remove() }
-            let upstream = try await RecordingUpstream.start(in: dir, mode: ["mode": "garbage"])
-            let journal = dir.file("journal.db")
-            let server = try ServerUnderTest(
-                dir: dir, journal: journal, config: reliabilityConfig(journal: journal, routes: keyedRoute(upstream.url, ordering: "fifo")))
-            do {
-                try await server.start()
+            try await withUpstreamAndServer(mode: ["mode": "garbage"], ordering: "fifo") { _, journal, upstream, server in
                 let acknowledged = try await postSequence(port: server.port, count: 2, keys: 1)
                 let retried = try await eventually(timeout: .seconds(8)) {
                     (Int(try await sqlite(journal, "SELECT attempts FROM messages ORDER BY id LIMIT 1")) ?? 0) >= 3
@@ -207,12 +211,7 @@ extension Reliability {
                 #expect(report.lost.isEmpty && report.notDelivered.isEmpty && report.orderViolations.isEmpty, "\(report): \(report.details)")
                 print("FaultTests garbage answers: errors recorded: \(errors.split(separator: "\n"))")
                 await expectCleanStop(server)
-            } catch {
-                await server.kill()
-                await upstream.stop()
-                throw error
             }
-            await upstream.stop()
         }
 
         // MARK: A full disk
@@ -221,20 +220,8 @@ extension Reliability {
             "disk full under the journal: 503 with Retry-After and problem+json, /readyz 503, nothing acknowledged lost, recovery without restart",
             .enabled(if: canMountTmpfs, "needs root and a tmpfs mount to fill a file system for real (run as root, as CI does)"))
         func diskFull() async throws {
-            let dir = try ScratchDirectory()
-            defer { dir.remove() }
-            let mountPoint = dir.file("fs")
-            try FileManager.default.createDirectory(atPath: mountPoint, withIntermediateDirectories: true)
-            let mounted = try await runTool(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", mountPoint])
-            try #require(mounted.status == 0, "mount: \(mounted)")
-            defer { runSync(["umount", "-l", mountPoint]) }
-            let upstream = try await RecordingUpstream.start(in: dir)
-            let journal = mountPoint + "/journal.db"
-            let filler = mountPoint + "/filler"
-            let server = try ServerUnderTest(
-                dir: dir, journal: journal, config: reliabilityConfig(journal: journal, routes: keyedRoute(upstream.url)))
-            do {
-                try await server.start()
+            try await withUpstreamAndServer(onTmpfs: true) { dir, journal, upstream, server in
+                let filler = dir.file("fs") + "/filler"
                 var acknowledged = try await postSequence(port: server.port, count: 6, keys: 2, bodySize: 32_768)
                 let ready = await get(port: server.adminPort, path: "/readyz")
                 #expect(ready?.status == 200, "/readyz before: \(ready.map(String.init(describing:)) ?? "no answer")")
@@ -303,32 +290,15 @@ extension Reliability {
                     "FaultTests disk full: \(acknowledged.count) acknowledged, first refusal \(refusal.status) Retry-After \(refusal.header("Retry-After") ?? "-"), "
                         + "/readyz while full \(readyWhileFull?.status ?? 0), journal before restart: \(beforeRestart.replacingOccurrences(of: "\n", with: ", ")); \(report)")
                 #expect(try await integrityCheck(journal) == "ok")
-            } catch {
-                await server.kill()
-                await upstream.stop()
-                throw error
             }
-            await upstream.stop()
         }
 
         @Test(
             "a delivery that ends while the disk is full is recorded once space returns, without a restart",
             .enabled(if: canMountTmpfs, "needs root and a tmpfs mount to fill a file system for real (run as root, as CI does)"))
         func outcomeCommittedAfterDiskFull() async throws {
-            let dir = try ScratchDirectory()
-            defer { dir.remove() }
-            let mountPoint = dir.file("fs")
-            try FileManager.default.createDirectory(atPath: mountPoint, withIntermediateDirectories: true)
-            let mounted = try await runTool(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", mountPoint])
-            try #require(mounted.status == 0, "mount: \(mounted)")
-            defer { runSync(["umount", "-l", mountPoint]) }
-            let upstream = try await RecordingUpstream.start(in: dir, mode: ["mode": "slow", "delay": 1.5])
-            let journal = mountPoint + "/journal.db"
-            let filler = mountPoint + "/filler"
-            let server = try ServerUnderTest(
-                dir: dir, journal: journal, config: reliabilityConfig(journal: journal, routes: keyedRoute(upstream.url, ordering: "fifo")))
-            do {
-                try await server.start()
+            try await withUpstreamAndServer(onTmpfs: true, mode: ["mode": "slow", "delay": 1.5], ordering: "fifo") { dir, journal, upstream, server in
+                let filler = dir.file("fs") + "/filler"
                 let first = try await postSequence(port: server.port, count: 1, keys: 1)
                 try #require(await eventually(timeout: .seconds(5)) { upstream.records.count == 1 }, "no delivery in flight")
                 // The disk fills while the upstream takes its time to answer 200.
@@ -343,26 +313,14 @@ extension Reliability {
                 #expect(try await sqlite(journal, "SELECT state FROM messages WHERE correlation_id = '\(first[0].correlationID)'") == "delivered")
                 #expect(try await sqlite(journal, "SELECT state FROM messages WHERE correlation_id = '\(second[0].correlationID)'") == "delivered")
                 await expectCleanStop(server)
-            } catch {
-                await server.kill()
-                await upstream.stop()
-                throw error
             }
-            await upstream.stop()
         }
 
         @Test(
             "a delivery that ends while another process holds the journal's write lock is recorded once the lock ends")
         func outcomeCommittedAfterBusyJournal() async throws {
-            let dir = try ScratchDirectory()
-            defer { dir.remove() }
-            let upstream = try await RecordingUpstream.start(in: dir, mode: ["mode": "slow", "delay": 1.0])
-            let journal = dir.file("journal.db")
-            let server = try ServerUnderTest(
-                dir: dir, journal: journal, config: reliabilityConfig(journal: journal, routes: keyedRoute(upstream.url, ordering: "fifo")))
             var holder: SQLiteLockHolder?
-            do {
-                try await server.start()
+            try await withUpstreamAndServer(mode: ["mode": "slow", "delay": 1.0], ordering: "fifo", onError: { holder?.kill() }) { _, journal, upstream, server in
                 let first = try await postSequence(port: server.port, count: 1, keys: 1)
                 try #require(await eventually(timeout: .seconds(5)) { upstream.records.count == 1 }, "no delivery in flight")
                 // The upstream answers 200 after 1 s; the outcome's commit waits 5 s for the lock, then fails.
@@ -376,26 +334,14 @@ extension Reliability {
                 #expect(final, "journal 10 s after the lock ended: \(states); upstream: \(upstream.records.map { "\($0.correlationID) \($0.attempt) \($0.action)" }); log: \(failures)")
                 #expect(try await sqlite(journal, "SELECT state FROM messages WHERE correlation_id = '\(first[0].correlationID)'") == "delivered")
                 await expectCleanStop(server)
-            } catch {
-                holder?.kill()
-                await server.kill()
-                await upstream.stop()
-                throw error
             }
-            await upstream.stop()
         }
 
         @Test("max_backlog reached: 503 with Retry-After and nothing stored; accepted again once the backlog drains")
         func backlogFull() async throws {
-            let dir = try ScratchDirectory()
-            defer { dir.remove() }
-            let upstream = try await RecordingUpstream.start(in: dir, mode: ["mode": "503"])
-            let journal = dir.file("journal.db")
-            let config = reliabilityConfig(journal: journal, routes: keyedRoute(upstream.url)).replacingOccurrences(
-                of: "durability: full }", with: "durability: full, max_backlog: 5 }")
-            let server = try ServerUnderTest(dir: dir, journal: journal, config: config)
-            do {
-                try await server.start()
+            try await withUpstreamAndServer(
+                mode: ["mode": "503"], config: { $0.replacingOccurrences(of: "durability: full }", with: "durability: full, max_backlog: 5 }") }
+            ) { _, journal, upstream, server in
                 let acknowledged = try await postSequence(port: server.port, count: 5, keys: 5)
                 let refused = await post(port: server.port, path: "/hooks/p", headers: [("X-Key", "k9")], body: Array("sixth".utf8))
                 #expect(refused?.status == 503, "\(refused.map(String.init(describing:)) ?? "no answer")")
@@ -409,25 +355,13 @@ extension Reliability {
                 let report = checkDeliveries(acknowledged: acknowledged, rows: [], records: upstream.records, requireDelivered: false)
                 #expect(report.lost.isEmpty)
                 await expectCleanStop(server)
-            } catch {
-                await server.kill()
-                await upstream.stop()
-                throw error
             }
-            await upstream.stop()
         }
 
         @Test(
             "after purge deletes the newest rows, a new message is still delivered by the running server")
         func deliveredAfterPurge() async throws {
-            let dir = try ScratchDirectory()
-            defer { dir.remove() }
-            let upstream = try await RecordingUpstream.start(in: dir)
-            let journal = dir.file("journal.db")
-            let server = try ServerUnderTest(
-                dir: dir, journal: journal, config: reliabilityConfig(journal: journal, routes: keyedRoute(upstream.url, ordering: "fifo")))
-            do {
-                try await server.start()
+            try await withUpstreamAndServer(ordering: "fifo") { dir, journal, upstream, server in
                 _ = try await postSequence(port: server.port, count: 3, keys: 1)
                 try #require(try await waitUntilAllFinal(journal), "the first three messages were not delivered")
                 let purged = try await waypost("purge", "--journal", journal, "--delivered-older-than", "0s", directory: dir.path)
@@ -439,25 +373,14 @@ extension Reliability {
                 let report = checkDeliveries(acknowledged: after, rows: [], records: upstream.records, requireDelivered: false)
                 #expect(report.lost.isEmpty, "the upstream never received \(after[0].correlationID)")
                 await expectCleanStop(server)
-            } catch {
-                await server.kill()
-                await upstream.stop()
-                throw error
             }
-            await upstream.stop()
         }
 
         // MARK: The journal file
 
         @Test("the journal file removed while the server runs: no crash, answers stay well-formed (what happens is in docs/reliability.md)")
         func journalRemoved() async throws {
-            let dir = try ScratchDirectory()
-            defer { dir.remove() }
-            let upstream = try await RecordingUpstream.start(in: dir)
-            let journal = dir.file("journal.db")
-            let server = try ServerUnderTest(dir: dir, journal: journal, config: reliabilityConfig(journal: journal, routes: keyedRoute(upstream.url)))
-            do {
-                try await server.start()
+            try await withUpstreamAndServer() { dir, journal, upstream, server in
                 let before = try await postSequence(port: server.port, count: 3, keys: 1)
                 try FileManager.default.removeItem(atPath: journal)
                 var statuses: [Int] = []
@@ -488,12 +411,7 @@ extension Reliability {
                 print(
                     "FaultTests journal removed: POST answers \(statuses), /readyz \(ready?.status ?? 0), status API of an earlier message "
                         + "\(status?.status ?? 0), delivered \(delivered), exit \(exit.map(String.init) ?? "-"), files left \(files)")
-            } catch {
-                await server.kill()
-                await upstream.stop()
-                throw error
             }
-            await upstream.stop()
         }
 
         @Test(
@@ -504,8 +422,7 @@ extension Reliability {
             let journal = dir.file("journal.db")
             let server = try ServerUnderTest(
                 dir: dir, journal: journal, config: reliabilityConfig(journal: journal, routes: keyedRoute("http://127.0.0.1:9/")))
-            do {
-                try await server.start()
+            try await whileServing(server) {
                 _ = try await postSequence(port: server.port, count: 1, keys: 1)
                 try FileManager.default.removeItem(atPath: journal)
                 try await Task.sleep(for: .seconds(1))
@@ -514,9 +431,6 @@ extension Reliability {
                 let ready = await get(port: server.adminPort, path: "/readyz")
                 #expect(ready?.status == 503, "/readyz after the journal was removed: \(ready.map(String.init(describing:)) ?? "no answer")")
                 _ = await server.stop()
-            } catch {
-                await server.kill()
-                throw error
             }
         }
 
@@ -527,8 +441,7 @@ extension Reliability {
             let journal = dir.file("journal.db")
             let config = reliabilityConfig(journal: journal, routes: keyedRoute("http://127.0.0.1:9/"))
             let first = try ServerUnderTest(dir: dir, journal: journal, config: config)
-            do {
-                try await first.start()
+            try await whileServing(first) {
                 let second = try await waypost(
                     "serve", "--config", first.configPath, "--listen", "127.0.0.1:\(try freeLoopbackPort())", "--admin-listen",
                     "127.0.0.1:\(try freeLoopbackPort())", directory: dir.path)
@@ -539,25 +452,15 @@ extension Reliability {
                 #expect(answer?.status == 202, "\(answer.map(String.init(describing:)) ?? "no answer")")
                 await expectCleanStop(first)
                 #expect(try await integrityCheck(journal) == "ok")
-            } catch {
-                await first.kill()
-                throw error
             }
         }
 
         @Test("a write transaction held by sqlite3: POST answers 503 after the busy timeout, not never; accepted again once it ends")
         func journalBusy() async throws {
-            let dir = try ScratchDirectory()
-            defer { dir.remove() }
-            let journal = dir.file("journal.db")
             // An upstream that takes everything: once the first two messages are delivered, the
             // forwarder writes nothing, and the POST is the only write that waits for the lock.
-            let upstream = try await RecordingUpstream.start(in: dir)
-            let server = try ServerUnderTest(
-                dir: dir, journal: journal, config: reliabilityConfig(journal: journal, routes: keyedRoute(upstream.url)))
             var holder: SQLiteLockHolder?
-            do {
-                try await server.start()
+            try await withUpstreamAndServer(onError: { holder?.kill() }) { _, journal, upstream, server in
                 let before = try await postSequence(port: server.port, count: 2, keys: 1)
                 try #require(try await waitUntilAllFinal(journal), "the first two messages were not delivered")
                 // sqlite3 takes the write lock and keeps it while its standard input stays open.
@@ -583,13 +486,7 @@ extension Reliability {
                 print("FaultTests journal busy: 503 after \(waited), /readyz \(ready?.status ?? 0) meanwhile, 202 after the lock ended")
                 await expectCleanStop(server)
                 #expect(try await integrityCheck(journal) == "ok")
-            } catch {
-                holder?.kill()
-                await server.kill()
-                await upstream.stop()
-                throw error
             }
-            await upstream.stop()
         }
     }
 }

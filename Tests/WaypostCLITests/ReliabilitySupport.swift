@@ -314,9 +314,7 @@ final class RecordingUpstream {
     let logPath: String
     let modePath: String
     private(set) var port: Int = 0
-    private var child: Process?
-    private var input: Pipe?
-    private var stderr: PipeCollector?
+    private var child: PythonChild?
 
     init(dir: ScratchDirectory) throws {
         self.dir = dir
@@ -335,34 +333,9 @@ final class RecordingUpstream {
 
     /// Starts the process on `port` (0: ephemeral) and waits (at most 10 s) until it listens.
     func start(port requested: Int) async throws {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = ["python3", dir.file("upstream.py"), String(requested), logPath, modePath]
-        process.environment = childEnvironment()
-        let input = Pipe()
-        let out = Pipe()
-        let err = Pipe()
-        process.standardInput = input
-        process.standardOutput = out
-        process.standardError = err
-        try process.run()
-        let stdout = PipeCollector(out.fileHandleForReading)
-        let stderr = PipeCollector(err.fileHandleForReading)
-        let deadline = ContinuousClock.now + .seconds(10)
-        var bound: Int?
-        while bound == nil, process.isRunning, ContinuousClock.now < deadline {
-            bound = stdout.text.split(separator: "\n").first.flatMap { Int($0.trimmingCharacters(in: .whitespaces)) }
-            if bound == nil { try? await Task.sleep(for: .milliseconds(20)) }
-        }
-        guard let bound else {
-            if process.isRunning { signalProcess(process.processIdentifier, SIGKILL) }
-            process.waitUntilExit()
-            throw CLITestError("the python3 upstream did not listen within 10 s; stderr:\n\(stderr.text)")
-        }
-        port = bound
-        child = process
-        self.input = input
-        self.stderr = stderr
+        let child = try await PythonChild.start(dir.file("upstream.py"), [String(requested), logPath, modePath], notReady: "did not listen")
+        port = child.port
+        self.child = child
     }
 
     var url: String { "http://127.0.0.1:\(port)/recv" }
@@ -388,11 +361,7 @@ final class RecordingUpstream {
     /// Stops the process (closing its standard input, then SIGKILL) and reaps it.
     func stop() async {
         guard let child else { return }
-        try? input?.fileHandleForWriting.close()
-        let deadline = ContinuousClock.now + .seconds(2)
-        while child.isRunning, ContinuousClock.now < deadline { try? await Task.sleep(for: .milliseconds(10)) }
-        if child.isRunning { signalProcess(child.processIdentifier, SIGKILL) }
-        child.waitUntilExit()
+        await child.stop()
         self.child = nil
     }
 }

@@ -48,50 +48,22 @@ private let flagUpstreamScript = """
 
 /// The python3 upstream described by ``flagUpstreamScript``, on an ephemeral loopback port.
 private final class FlagUpstream {
-    let child: Process
-    let input: Pipe
-    let stderr: PipeCollector
-    let port: Int
+    let child: PythonChild
     let flagPath: String
     let logPath: String
 
-    private init(child: Process, input: Pipe, stderr: PipeCollector, port: Int, dir: ScratchDirectory) {
+    private init(child: PythonChild, dir: ScratchDirectory) {
         self.child = child
-        self.input = input
-        self.stderr = stderr
-        self.port = port
         flagPath = dir.file("answer-200")
         logPath = dir.file("upstream.log")
     }
 
+    var port: Int { child.port }
+
     /// Starts the upstream and waits (at most 10 s) until it prints its port.
     static func start(in dir: ScratchDirectory) async throws -> FlagUpstream {
         let script = try dir.write("upstream.py", flagUpstreamScript)
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = ["python3", script, dir.file("answer-200"), dir.file("upstream.log")]
-        process.environment = childEnvironment()
-        let input = Pipe()
-        let out = Pipe()
-        let err = Pipe()
-        process.standardInput = input
-        process.standardOutput = out
-        process.standardError = err
-        try process.run()
-        let stdout = PipeCollector(out.fileHandleForReading)
-        let stderr = PipeCollector(err.fileHandleForReading)
-        let deadline = ContinuousClock.now + .seconds(10)
-        var port: Int?
-        while port == nil, process.isRunning, ContinuousClock.now < deadline {
-            port = stdout.text.split(separator: "\n").first.flatMap { Int($0.trimmingCharacters(in: .whitespaces)) }
-            if port == nil { try? await Task.sleep(for: .milliseconds(20)) }
-        }
-        guard let port else {
-            if process.isRunning { signalProcess(process.processIdentifier, SIGKILL) }
-            process.waitUntilExit()
-            throw CLITestError("the python3 upstream did not print its port within 10 s; stderr:\n\(stderr.text)")
-        }
-        return FlagUpstream(child: process, input: input, stderr: stderr, port: port, dir: dir)
+        return FlagUpstream(child: try await PythonChild.start(script, [dir.file("answer-200"), dir.file("upstream.log")]), dir: dir)
     }
 
     var url: String { "http://127.0.0.1:\(port)/" }
@@ -112,11 +84,7 @@ private final class FlagUpstream {
 
     /// Closes its standard input (it exits on that), then kills it if it still runs, and reaps it.
     func stop() async {
-        try? input.fileHandleForWriting.close()
-        let deadline = ContinuousClock.now + .seconds(2)
-        while child.isRunning, ContinuousClock.now < deadline { try? await Task.sleep(for: .milliseconds(10)) }
-        if child.isRunning { signalProcess(child.processIdentifier, SIGKILL) }
-        child.waitUntilExit()
+        await child.stop()
     }
 }
 
