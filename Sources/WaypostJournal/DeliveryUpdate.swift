@@ -14,6 +14,9 @@ public enum DeliveryUpdate: Sendable, Equatable {
 public struct FinishedAttempt: Sendable, Equatable {
     public var messageID: Int64
     public var attempt: Int
+    /// The attempt's number since receipt or the last replay, when its start was not recorded
+    /// (a quick attempt is recorded once, at its end).
+    public var cycleAttempt: Int?
     public var durationMilliseconds: Int64
     /// The upstream's answer, when there was one.
     public var response: StoredResponse?
@@ -26,11 +29,12 @@ public struct FinishedAttempt: Sendable, Equatable {
     public var atMilliseconds: Int64
 
     public init(
-        messageID: Int64, attempt: Int, durationMilliseconds: Int64, response: StoredResponse?, error: String?, state: String,
-        nextAttemptAt: Int64?, lastError: String?, atMilliseconds: Int64
+        messageID: Int64, attempt: Int, cycleAttempt: Int? = nil, durationMilliseconds: Int64, response: StoredResponse?, error: String?,
+        state: String, nextAttemptAt: Int64?, lastError: String?, atMilliseconds: Int64
     ) {
         self.messageID = messageID
         self.attempt = attempt
+        self.cycleAttempt = cycleAttempt
         self.durationMilliseconds = durationMilliseconds
         self.response = response
         self.error = error

@@ -122,14 +122,16 @@ public final class JournalWriter: Service, @unchecked Sendable {
             finishMessage = try db.prepare(
                 """
                 UPDATE messages SET state = ?2, next_attempt_at = ?3, last_error = ?4, updated_at = ?5,
-                    delivered_at = CASE WHEN ?2 = 'delivered' THEN ?5 ELSE delivered_at END
+                    delivered_at = CASE WHEN ?2 = 'delivered' THEN ?5 ELSE delivered_at END,
+                    attempts = max(attempts, ?9), cycle_attempts = coalesce(?10, cycle_attempts)
                 WHERE id = ?1
                 """)
             finishMessageWithResponse = try db.prepare(
                 """
                 UPDATE messages SET state = ?2, next_attempt_at = ?3, last_error = ?4, updated_at = ?5,
                     delivered_at = CASE WHEN ?2 = 'delivered' THEN ?5 ELSE delivered_at END,
-                    response_status = ?6, response_headers = ?7, response_body = ?8
+                    response_status = ?6, response_headers = ?7, response_body = ?8,
+                    attempts = max(attempts, ?9), cycle_attempts = coalesce(?10, cycle_attempts)
                 WHERE id = ?1
                 """)
             pruneDelivered = try db.prepare(
@@ -361,6 +363,8 @@ public final class JournalWriter: Service, @unchecked Sendable {
             try statement.bind(3, f.nextAttemptAt.map { Timestamp.format(millisecondsSince1970: $0) })
             try statement.bind(4, f.lastError)
             try statement.bind(5, Timestamp.format(millisecondsSince1970: f.atMilliseconds))
+            try statement.bind(9, Int64(f.attempt))
+            try statement.bind(10, f.cycleAttempt.map(Int64.init))
             if let response = f.response {
                 try statement.bind(6, Int64(response.status))
                 try statement.bind(7, JSON.encode(headers: response.headers))
