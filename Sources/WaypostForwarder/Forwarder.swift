@@ -73,6 +73,9 @@ public final class Forwarder: Service, @unchecked Sendable {
 
     private var routes: [Route]
     private var attempts: [Int64: Attempt] = [:]
+    /// The last attempt numbers (in all, and in the cycle) of messages waiting for a retry: the
+    /// journal may not have them yet, as an attempt's end is written after the fact.
+    private var lastAttempts: [Int64: (attempt: Int, cycleAttempt: Int)] = [:]
     private let reader: DeliveryReader
     private let writer: JournalWriter
     private let client: CurlClient
@@ -325,6 +328,7 @@ public final class Forwarder: Service, @unchecked Sendable {
 
     private func send(_ queued: QueuedMessage, route index: Int, now: Int64) {
         let route = routes[index].config
+        let last = lastAttempts.removeValue(forKey: queued.id) ?? (0, 0)
         let message: MessageForDelivery
         do {
             guard let found = try reader.message(id: queued.id) else {
@@ -337,7 +341,9 @@ public final class Forwarder: Service, @unchecked Sendable {
             routes[index].queues.finish(queued.id, outcome: .retry(atMilliseconds: now + 1000))
             return
         }
-        let attempt = Attempt(route: index, message: message, attempt: message.attempts + 1, cycleAttempt: message.cycleAttempts + 1, startedAt: now)
+        let attempt = Attempt(
+            route: index, message: message, attempt: max(message.attempts, last.attempt) + 1,
+            cycleAttempt: max(message.cycleAttempts, last.cycleAttempt) + 1, startedAt: now)
         attempts[message.id] = attempt
         var headers = OutboundRequest.headers(
             stored: message.headers, correlationID: message.correlationID, idempotencyKey: message.idempotencyKey,
@@ -410,6 +416,7 @@ public final class Forwarder: Service, @unchecked Sendable {
             routes[attempt.route].delivered.increment()
             (state, lastError, outcome) = ("delivered", nil, .final)
         case .retry(let at):
+            lastAttempts[attempt.message.id] = (attempt.attempt, attempt.cycleAttempt)
             routes[attempt.route].retried.increment()
             (state, outcome) = ("queued", .retry(atMilliseconds: at))
             lastError = transportError ?? "HTTP \(response?.status ?? 0)"
