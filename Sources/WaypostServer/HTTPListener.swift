@@ -16,7 +16,9 @@ final class HTTPListener: Sendable {
     private let address: HostPort
     private let group: any EventLoopGroup
     private let maxHeaderBytes: Int
-    private let quiesce: ServerQuiescingHelper
+    /// Dropped at shutdown, while the event loops still run: its deinit completes a promise
+    /// on one of them.
+    private let quiesce: Mutex<ServerQuiescingHelper?>
     private let channel = Mutex<(any Channel)?>(nil)
     /// Open connections, so a shutdown past its deadline can close the stragglers.
     private let connections = Mutex<[ObjectIdentifier: any Channel]>([:])
@@ -25,7 +27,7 @@ final class HTTPListener: Sendable {
         self.address = address
         self.group = group
         self.maxHeaderBytes = maxHeaderBytes
-        self.quiesce = ServerQuiescingHelper(group: group)
+        self.quiesce = Mutex(ServerQuiescingHelper(group: group))
     }
 
     /// Binds and starts accepting; `makeHandler` makes each connection's application handler.
@@ -35,7 +37,7 @@ final class HTTPListener: Sendable {
     func start(makeHandler: @escaping @Sendable () -> any ChannelHandler) async throws -> SocketAddress {
         if let bound = channel.withLock({ $0 }), let address = bound.localAddress { return address }
         let maxHeaderBytes = self.maxHeaderBytes
-        let quiesce = self.quiesce
+        guard let quiesce = self.quiesce.withLock({ $0 }) else { throw ChannelError.ioOnClosedChannel }
         let bootstrap = ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 1024)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
@@ -73,7 +75,11 @@ final class HTTPListener: Sendable {
     /// returns when all of them are closed; connections still open after `deadline` (a client
     /// that stalled mid-request) are closed.
     func shutdown(deadline: Duration) async {
-        guard let serverChannel = channel.withLock({ $0 }) else { return }
+        let quiesce = self.quiesce.withLock { helper in
+            defer { helper = nil }
+            return helper
+        }
+        guard let serverChannel = channel.withLock({ $0 }), let quiesce else { return }
         let eventLoop = group.next()
         let promise = eventLoop.makePromise(of: Void.self)
         quiesce.initiateShutdown(promise: promise)
