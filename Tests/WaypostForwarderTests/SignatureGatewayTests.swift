@@ -56,13 +56,15 @@ struct SignatureGatewayTests {
     func outboundSigning() async throws {
         let secret = "whsec_" + Data("a signing key of enough bytes!!".utf8).base64EncodedString()
         let upstream = try await TestUpstream.start { request in
-            request.header("X-Waypost-Attempt") == "1" ? .respond(status: 503) : .ok
+            // Retry-After: 2 puts the second attempt in a later second than the first (backoff
+            // alone has jitter and could retry within the same second).
+            request.header("X-Waypost-Attempt") == "1" ? .respond(status: 503, headers: [HeaderField(name: "Retry-After", value: "2")]) : .ok
         }
         defer { Task { await upstream.stop() } }
         let sign = SignConfig(secret: SecretSource(.env("SIGNING_SECRET")))
         let signer = try OutboundSigner(config: sign, secrets: [secret])
         try await withGateway(
-            routes: [RouteConfig(name: "r", path: "/", upstream: upstream.url, retry: RetryPolicy(initial: .milliseconds(1100), factor: 1, maxDelay: .milliseconds(1100)), sign: sign)],
+            routes: [RouteConfig(name: "r", path: "/", upstream: upstream.url, retry: RetryPolicy(initial: .milliseconds(100), factor: 1, maxDelay: .milliseconds(100)), sign: sign)],
             signers: ["r": signer]
         ) { gateway in
             let accepted = try await gateway.send(
