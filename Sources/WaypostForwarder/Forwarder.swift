@@ -2,21 +2,22 @@ import Foundation
 import Logging
 import Metrics
 import ServiceLifecycle
+import Synchronization
 import WaypostCore
 import WaypostJournal
 
 /// Delivers the journal to the upstreams (SPEC §3).
 ///
 /// One thread runs the delivery loop: it pages waiting messages from the journal into each
-/// route's ``RouteQueues``, sends what the queues release through the ``CurlClient``, turns
-/// each attempt's end into a ``Verdict`` with the route's ``RetryPolicy``, and hands every
-/// state change to the ``JournalWriter``, which batches them with the intake's commits.
-/// The loop sleeps until an attempt ends, new messages are committed, a retry falls due, or
-/// half a second passes (when it checks whether an operator replayed or skipped messages).
+/// route's ``RouteQueues``, sends what the queues release through its own ``CurlMulti``,
+/// turns each attempt's end into a ``Verdict`` with the route's ``RetryPolicy``, and hands
+/// every state change to the ``JournalWriter``, which batches them with the intake's commits.
+/// The loop sleeps in `curl_multi_poll` until an upstream answers, new messages are
+/// committed, a retry falls due, or half a second passes (when it checks whether an operator
+/// replayed or skipped messages): an attempt starts and ends on this one thread.
 public final class Forwarder: Service, @unchecked Sendable {
-    // @unchecked Sendable: `events`, `newMessagesFrom`, `unwritten`, `nextRewrite`, `unrecorded`, `stopping`, `graceDeadline`,
-    // `exited` and `exitWaiters` are guarded by `condition`; everything else is touched only
-    // by the delivery thread.
+    // @unchecked Sendable: `shared` is behind its lock and `multi.waker` is thread-safe;
+    // everything else is touched only by the delivery thread.
 
     /// Messages held in memory per route: the journal is paged, never loaded whole.
     public static let pageSize = 1000
@@ -55,21 +56,30 @@ public final class Forwarder: Service, @unchecked Sendable {
         let result: Result<CurlResponse, CurlError>
     }
 
-    private let condition = NSCondition()
-    private var events: [Completion] = []
-    /// The smallest row id stored since the loop last looked, if any.
-    private var newMessagesFrom: Int64?
-    /// Outcomes whose commit failed (disk full, busy journal): written again after a pause.
-    private var unwritten: [(DeliveryUpdate, (@Sendable (Result<Void, SQLiteError>) -> Void)?)] = []
-    private var nextRewrite = Date.distantPast
-    /// An operator changed the journal (replay, skip, pause, resume) in this process: look now.
-    private var reloadRequested = false
-    /// Messages whose final state is not committed yet: a reload must not take them for waiting.
-    private var unrecorded: Set<Int64> = []
-    private var stopping = false
-    private var graceDeadline = Date.distantFuture
-    private var exited = false
-    private var exitWaiters: [CheckedContinuation<Void, Never>] = []
+    private typealias Update = (DeliveryUpdate, (@Sendable (Result<Void, SQLiteError>) -> Void)?)
+
+    /// What other threads hand to the delivery thread.
+    private struct Shared {
+        /// The smallest row id stored since the loop last looked, if any.
+        var newMessagesFrom: Int64?
+        /// Outcomes whose commit failed (disk full, busy journal): written again after a pause.
+        var unwritten: [Update] = []
+        var nextRewrite = Date.distantPast
+        /// An operator changed the journal (replay, skip, pause, resume) in this process: look now.
+        var reloadRequested = false
+        /// Messages whose final state is not committed yet: a reload must not take them for waiting.
+        var unrecorded: Set<Int64> = []
+        var stopping = false
+        var graceDeadline = Date.distantFuture
+        var exited = false
+        var exitWaiters: [CheckedContinuation<Void, Never>] = []
+        /// A wake-up is on its way to the loop: later news needs none of its own.
+        var wakePending = false
+    }
+
+    private let shared = Mutex(Shared())
+    /// Attempts that ended during the last `perform`, in the order curl reported them.
+    private var ended: [Completion] = []
 
     private var routes: [Route]
     private var attempts: [Int64: Attempt] = [:]
@@ -78,14 +88,14 @@ public final class Forwarder: Service, @unchecked Sendable {
     private var lastAttempts: [Int64: (attempt: Int, cycleAttempt: Int)] = [:]
     private let reader: DeliveryReader
     private let writer: JournalWriter
-    private let client: CurlClient
+    private let multi: CurlMulti
     private let board: OutcomeBoard
     private let logger: Logger
     private var generation: Int64
     private var nextGenerationCheck = Date()
     private var random = SystemRandomNumberGenerator()
     /// State changes gathered during one turn of the loop, handed to the writer together.
-    private var updates: [(DeliveryUpdate, (@Sendable (Result<Void, SQLiteError>) -> Void)?)] = []
+    private var updates: [Update] = []
     /// `waypost_upstream_duration_seconds` per route and status class.
     private var upstreamTimers: [String: Timer] = [:]
     private let shutdownGrace: Duration
@@ -94,9 +104,9 @@ public final class Forwarder: Service, @unchecked Sendable {
     ///
     /// - Parameter signers: the outbound signer of each route with `sign`, by route name.
     /// - Throws: ``ForwarderError`` when an `add_headers` value names an unset environment
-    ///   variable, or the journal cannot be read.
+    ///   variable, the journal cannot be read, or libcurl cannot start.
     public init(
-        configuration: WaypostConfig, writer: JournalWriter, client: CurlClient, board: OutcomeBoard, environment: [String: String],
+        configuration: WaypostConfig, writer: JournalWriter, board: OutcomeBoard, environment: [String: String],
         signers: [String: OutboundSigner] = [:], logger: Logger
     ) throws(ForwarderError) {
         var routes: [Route] = []
@@ -108,7 +118,8 @@ public final class Forwarder: Service, @unchecked Sendable {
                     headers.append(HeaderField(name: field.name, value: value))
                 } catch {
                     throw ForwarderError(
-                        message: "routes[\(index)].add_headers.\(field.name): the environment variable \(error.name) is not set")
+                        message: "routes[\(index)].add_headers.\(field.name): the environment variable \(error.name) is not set",
+                        isConfiguration: true)
                 }
             }
             let dimensions = [("route", route.name)]
@@ -126,10 +137,14 @@ public final class Forwarder: Service, @unchecked Sendable {
             let paused = try reader.pausedRoutes()
             for index in routes.indices { routes[index].queues.paused = paused.contains(routes[index].config.name) }
         } catch {
-            throw ForwarderError(message: "cannot read the journal: \(error.message)")
+            throw ForwarderError(message: "cannot read the journal: \(error.message)", isConfiguration: false)
+        }
+        do {
+            multi = try CurlMulti(logger: logger)
+        } catch {
+            throw ForwarderError(message: "cannot start libcurl: \(error)", isConfiguration: false)
         }
         self.writer = writer
-        self.client = client
         self.board = board
         self.logger = logger
         self.shutdownGrace = configuration.shutdownGrace
@@ -141,9 +156,7 @@ public final class Forwarder: Service, @unchecked Sendable {
 
     /// Whether the delivery thread is running.
     public var isRunning: Bool {
-        condition.lock()
-        defer { condition.unlock() }
-        return !exited
+        shared.withLock { !$0.exited }
     }
 
     /// Runs until graceful shutdown, then lets the attempts in flight finish within
@@ -157,19 +170,16 @@ public final class Forwarder: Service, @unchecked Sendable {
     /// (they stay `in_flight` in the journal and are sent again after a restart).
     public func shutdown(grace: Duration) async {
         await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-            condition.lock()
-            if exited {
-                condition.unlock()
-                continuation.resume()
-                return
+            let running = shared.withLock { shared in
+                guard !shared.exited else { return false }
+                if !shared.stopping {
+                    shared.stopping = true
+                    shared.graceDeadline = Date().addingTimeInterval(Double(grace.milliseconds) / 1000)
+                }
+                shared.exitWaiters.append(continuation)
+                return true
             }
-            if !stopping {
-                stopping = true
-                graceDeadline = Date().addingTimeInterval(Double(grace.milliseconds) / 1000)
-            }
-            exitWaiters.append(continuation)
-            condition.signal()
-            condition.unlock()
+            if running { multi.waker.wake() } else { continuation.resume() }
         }
     }
 
@@ -177,17 +187,21 @@ public final class Forwarder: Service, @unchecked Sendable {
     /// sends anything else, rather than at its next half-second check. The admin API calls
     /// this after committing such a change.
     public func reloadNow() {
-        condition.lock()
-        reloadRequested = true
-        condition.signal()
-        condition.unlock()
+        tell { $0.reloadRequested = true }
     }
 
     private func messagesStored(from firstRow: Int64) {
-        condition.lock()
-        newMessagesFrom = min(newMessagesFrom ?? firstRow, firstRow)
-        condition.signal()
-        condition.unlock()
+        tell { $0.newMessagesFrom = min($0.newMessagesFrom ?? firstRow, firstRow) }
+    }
+
+    /// Changes the shared state and wakes the delivery thread, unless a wake-up is pending.
+    private func tell(_ change: (inout Shared) -> Void) {
+        let wake = shared.withLock { shared in
+            change(&shared)
+            defer { shared.wakePending = true }
+            return !shared.wakePending
+        }
+        if wake { multi.waker.wake() }
     }
 
     /// The commit of an attempt's end succeeded or failed. Waiting sources learn a final
@@ -196,86 +210,93 @@ public final class Forwarder: Service, @unchecked Sendable {
     private func outcomeWritten(
         _ result: Result<Void, SQLiteError>, finished: FinishedAttempt, correlationID: String, final: FinalOutcome?, board: OutcomeBoard
     ) {
-        condition.lock()
-        switch result {
-        case .success:
-            unrecorded.remove(finished.messageID)
-        case .failure:
-            unwritten.append(
-                (
-                    .finished(finished),
-                    { [weak self] result in self?.outcomeWritten(result, finished: finished, correlationID: correlationID, final: final, board: board) }
-                ))
-            nextRewrite = Date().addingTimeInterval(1)
+        shared.withLock { shared in
+            switch result {
+            case .success:
+                shared.unrecorded.remove(finished.messageID)
+            case .failure:
+                shared.unwritten.append(
+                    (
+                        .finished(finished),
+                        { [weak self] result in
+                            self?.outcomeWritten(result, finished: finished, correlationID: correlationID, final: final, board: board)
+                        }
+                    ))
+                shared.nextRewrite = Date().addingTimeInterval(1)
+            }
         }
-        condition.unlock()
         if case .success = result, let final { board.publish(correlationID, final) }
-    }
-
-    private func attemptEnded(_ completion: Completion) {
-        condition.lock()
-        events.append(completion)
-        condition.signal()
-        condition.unlock()
     }
 
     // MARK: - The delivery thread
 
     private func deliveryLoop() {
         while true {
-            let now = Self.nowMilliseconds()
-            let startDue = attempts.values.filter { !$0.startRecorded }.map { $0.startedAt + Self.recordStartAfterMilliseconds }.min()
-            let wake = (routes.compactMap(\.queues.nextWake) + [startDue].compactMap { $0 }).min().map { max(now, $0) } ?? Int64.max
-            let deadline = min(Date(timeIntervalSince1970: Double(min(wake, now + 500)) / 1000), nextGenerationCheck)
-            condition.lock()
-            while events.isEmpty && newMessagesFrom == nil && !reloadRequested && !stopping && Date() < deadline {
-                _ = condition.wait(until: deadline)
+            multi.perform()  // sends what the last turn started, collects what ended
+            let turn = shared.withLock { shared in
+                defer {
+                    shared.newMessagesFrom = nil
+                    shared.reloadRequested = false
+                    shared.wakePending = false
+                }
+                let rewrite = Date() >= shared.nextRewrite ? shared.unwritten : []
+                if !rewrite.isEmpty { shared.unwritten.removeAll() }
+                return (
+                    stored: shared.newMessagesFrom, reload: shared.reloadRequested, rewrite: rewrite, stop: shared.stopping,
+                    graceOver: Date() >= shared.graceDeadline
+                )
             }
-            let completions = events
-            events.removeAll(keepingCapacity: true)
-            let stored = newMessagesFrom
-            newMessagesFrom = nil
-            let rewrite = Date() >= nextRewrite ? unwritten : []
-            if !rewrite.isEmpty { unwritten.removeAll() }
-            if reloadRequested { nextGenerationCheck = .distantPast }
-            reloadRequested = false
-            let stop = stopping
-            let graceOver = Date() >= graceDeadline
-            condition.unlock()
-
+            let completions = ended
+            ended.removeAll(keepingCapacity: true)
             for completion in completions { finish(completion) }
-            updates += rewrite
-            if stop {
+            updates += turn.rewrite
+            if turn.stop {
                 writer.record(updates)
                 updates.removeAll()
                 if attempts.isEmpty { break }
-                if graceOver {
+                if turn.graceOver {
                     logger.info("shutdown grace over; cancelling attempts in flight", metadata: ["attempts": "\(attempts.count)"])
                     break
                 }
+                multi.poll(timeoutMilliseconds: 100)
                 continue
             }
-            if let stored {
+            if let stored = turn.stored {
                 for index in routes.indices {
                     routes[index].mayHaveMore = true
                     routes[index].cursor = min(routes[index].cursor, stored - 1)
                 }
             }
+            if turn.reload { nextGenerationCheck = .distantPast }
             checkForReplays()
             load()
-            dispatch()
+            if dispatch() { multi.perform() }  // send at once, before the journal work
             recordLongStarts()
             writer.record(updates)
             updates.removeAll(keepingCapacity: true)
+            if ended.isEmpty { multi.poll(timeoutMilliseconds: pollTimeout()) }
         }
-        client.shutdown()
-        condition.lock()
-        exited = true
-        let waiters = exitWaiters
-        exitWaiters = []
-        condition.unlock()
+        multi.close()
+        let waiters = shared.withLock { shared in
+            shared.exited = true
+            defer { shared.exitWaiters = [] }
+            return shared.exitWaiters
+        }
         logger.info("forwarder stopped")
         for waiter in waiters { waiter.resume() }
+    }
+
+    /// How long the loop may sleep: until the next retry or backoff falls due, an attempt's
+    /// start is to be written, or the next check for operator changes, at most half a second.
+    private func pollTimeout() -> Int32 {
+        let now = Self.nowMilliseconds()
+        var wake = now + 500
+        for route in routes { if let due = route.queues.nextWake { wake = min(wake, due) } }
+        for attempt in attempts.values where !attempt.startRecorded {
+            wake = min(wake, attempt.startedAt + Self.recordStartAfterMilliseconds)
+        }
+        wake = min(wake, Int64(nextGenerationCheck.timeIntervalSince1970 * 1000))
+        return Int32(max(0, wake - now))
     }
 
     /// Every half second: when another process replayed or skipped messages, reload the
@@ -304,9 +325,7 @@ public final class Forwarder: Service, @unchecked Sendable {
                     route: route.config.name, afterID: route.cursor, limit: Self.pageSize - route.queues.count,
                     includeFailed: route.config.onExhausted == .block)
                 // Messages in flight, or whose end is not committed yet, can still read as `queued`.
-                condition.lock()
-                let unrecorded = self.unrecorded
-                condition.unlock()
+                let unrecorded = shared.withLock { $0.unrecorded }
                 routes[index].queues.add(page.messages.filter { attempts[$0.id] == nil && !unrecorded.contains($0.id) })
                 routes[index].cursor = page.messages.last?.id ?? route.cursor
                 routes[index].mayHaveMore = !page.complete
@@ -316,14 +335,17 @@ public final class Forwarder: Service, @unchecked Sendable {
         }
     }
 
-    /// Sends every message the queues release now.
-    private func dispatch() {
+    /// Sends every message the queues release now; true when there was any.
+    private func dispatch() -> Bool {
         let now = Self.nowMilliseconds()
+        var any = false
         for index in routes.indices {
             for queued in routes[index].queues.nextReady(now: now) {
                 send(queued, route: index, now: now)
+                any = true
             }
         }
+        return any
     }
 
     private func send(_ queued: QueuedMessage, route index: Int, now: Int64) {
@@ -362,8 +384,8 @@ public final class Forwarder: Service, @unchecked Sendable {
             connectTimeout: route.timeouts.connect,
             totalTimeout: route.timeouts.total)
         let id = message.id
-        client.submit(request) { [weak self] result in
-            self?.attemptEnded(Completion(messageID: id, result: result))
+        multi.submit(request) { [unowned self] result in
+            ended.append(Completion(messageID: id, result: result))
         }
     }
 
@@ -431,9 +453,7 @@ public final class Forwarder: Service, @unchecked Sendable {
         let correlationID = attempt.message.correlationID
         let board = self.board
         let final = state == "queued" ? nil : FinalOutcome(state: state, response: response, lastError: lastError)
-        condition.lock()
-        unrecorded.insert(id)
-        condition.unlock()
+        shared.withLock { _ = $0.unrecorded.insert(id) }
         let finished = FinishedAttempt(
             messageID: id, attempt: attempt.attempt, cycleAttempt: attempt.cycleAttempt, durationMilliseconds: now - attempt.startedAt,
             response: response, error: transportError, state: state, nextAttemptAt: nextAttemptAt, lastError: lastError,
@@ -463,5 +483,8 @@ public final class Forwarder: Service, @unchecked Sendable {
 /// The forwarder cannot start.
 public struct ForwarderError: Error, Sendable, CustomStringConvertible {
     public var message: String
+    /// True when the configuration is at fault (an `add_headers` value names an unset
+    /// environment variable), false when the journal or libcurl failed.
+    public var isConfiguration: Bool
     public var description: String { message }
 }

@@ -115,21 +115,12 @@ struct Serve: AsyncParsableCommand {
         let board = OutcomeBoard()
         let forwarder: Forwarder
         do {
-            let client = try CurlClient(logger: logger)
-            do {
-                forwarder = try Forwarder(
-                    configuration: settings, writer: writer, client: client, board: board, environment: environment,
-                    signers: signers, logger: logger)
-            } catch {
-                client.shutdown()
-                await writer.shutdown()
-                printError("waypost: invalid configuration: \(error)")
-                throw ExitCode.invalidConfiguration
-            }
-        } catch let error as CurlError {
+            forwarder = try Forwarder(
+                configuration: settings, writer: writer, board: board, environment: environment, signers: signers, logger: logger)
+        } catch {
             await writer.shutdown()
-            printError("waypost: cannot start libcurl: \(error)")
-            throw ExitCode.failure
+            printError("waypost: \(error.isConfiguration ? "invalid configuration: " : "")\(error)")
+            throw error.isConfiguration ? ExitCode.invalidConfiguration : ExitCode.failure
         }
         let group = MultiThreadedEventLoopGroup(numberOfThreads: System.coreCount)
         do {

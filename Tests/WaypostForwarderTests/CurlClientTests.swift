@@ -1,3 +1,4 @@
+import Foundation
 import Logging
 import Synchronization
 import Testing
@@ -392,54 +393,71 @@ struct CurlClientTests {
         }
     }
 
-    @Test("shutdown completes the requests in flight with isCancelled and returns; later submits fail at once")
-    func shutdownCancelsInFlight() async throws {
+    @Test("close() completes the requests in flight with isCancelled; later submits fail at once; the waker is then inert")
+    func closeCancelsInFlight() async throws {
         let upstream = try await TestUpstream.start { _ in .respond(delay: .seconds(20)) }
-        let client = try CurlClient(logger: Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() }))
-        let results = ResultBox()
+        let multi = try CurlMulti(logger: Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() }))
+        var results: [Result<CurlResponse, CurlError>] = []
         for index in 0..<5 {
-            client.submit(CurlRequest(url: upstream.url + "/\(index)")) { results.append($0) }
+            multi.submit(CurlRequest(url: upstream.url + "/\(index)")) { results.append($0) }
         }
-        try await eventually { upstream.requests.count == 5 }
+        #expect(multi.count == 5)
+        let deadline = ContinuousClock.now + .seconds(10)
+        while upstream.requests.count < 5 && ContinuousClock.now < deadline {
+            multi.perform()
+            multi.poll(timeoutMilliseconds: 20)
+        }
         #expect(upstream.requests.count == 5)
-        let started = ContinuousClock.now
-        client.shutdown()
-        // Far sooner than the 20 s replies; the bound is loose for a loaded 2-core machine.
-        #expect(ContinuousClock.now - started < .seconds(10))
-        let all = results.all
-        #expect(all.count == 5)
-        for result in all {
+        #expect(results.isEmpty)
+        multi.close()
+        #expect(multi.count == 0)
+        #expect(results.count == 5)
+        for result in results {
             guard case .failure(let error) = result else {
                 Issue.record("expected a cancellation, got \(result)")
                 continue
             }
             #expect(error.isCancelled)
         }
-        client.shutdown()  // idempotent
-        let late = ResultBox()
-        client.submit(CurlRequest(url: upstream.url + "/late")) { late.append($0) }
-        #expect(late.all.count == 1)
-        #expect((try? late.all.first?.get()) == nil)
-        #expect(await executeError(client, CurlRequest(url: upstream.url + "/late"))?.isCancelled == true)
+        multi.close()  // idempotent
+        multi.waker.wake()  // does nothing once the handle is freed
+        var late: [Result<CurlResponse, CurlError>] = []
+        multi.submit(CurlRequest(url: upstream.url + "/late")) { late.append($0) }
+        #expect(late.count == 1)
+        #expect((try? late.first?.get()) == nil)
         await upstream.stop()
         #expect(!upstream.requests.contains { $0.uri == "/late" })
     }
 
-    @Test("a completion handler may submit the next request and may shut the client down")
-    func reentrantCompletion() async throws {
-        try await withClient { client, upstream in
-            let results = ResultBox()
-            let url = upstream.url
-            client.submit(CurlRequest(url: url + "/first")) { first in
-                results.append(first)
-                client.submit(CurlRequest(url: url + "/second")) { second in
-                    results.append(second)
-                    client.shutdown()  // on the client's own thread: must not wait for itself
-                }
-            }
-            try await eventually { results.all.count == 2 }
-            #expect(results.all.compactMap { try? $0.get().status } == [200, 200])
-            #expect(upstream.requests.map(\.uri) == ["/first", "/second"])
+    @Test("a completion may submit the next request; a wake-up from another thread ends a long poll at once")
+    func reentrantCompletionAndWakeup() async throws {
+        let upstream = try await TestUpstream.start()
+        let multi = try CurlMulti(logger: Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() }))
+        var statuses: [Int] = []
+        let url = upstream.url
+        multi.submit(CurlRequest(url: url + "/first")) { first in
+            statuses.append((try? first.get().status) ?? -1)
+            multi.submit(CurlRequest(url: url + "/second")) { second in statuses.append((try? second.get().status) ?? -1) }
         }
+        let deadline = ContinuousClock.now + .seconds(10)
+        while statuses.count < 2 && ContinuousClock.now < deadline {
+            multi.perform()
+            multi.poll(timeoutMilliseconds: 20)
+        }
+        #expect(statuses == [200, 200])
+        #expect(upstream.requests.map(\.uri) == ["/first", "/second"])
+
+        let waker = multi.waker
+        let thread = Thread {
+            usleep(100_000)
+            waker.wake()
+        }
+        thread.start()
+        let started = ContinuousClock.now
+        multi.poll(timeoutMilliseconds: 30_000)
+        // Far sooner than the 30 s timeout; the bound is loose for a loaded 2-core machine.
+        #expect(ContinuousClock.now - started < .seconds(10))
+        multi.close()
+        await upstream.stop()
     }
 }

@@ -6,7 +6,7 @@ import WaypostCore
 import WaypostForwarder
 import WaypostJournal
 
-/// A journal writer, a forwarder and a libcurl client on a journal in a temporary directory.
+/// A journal writer and a forwarder on a journal in a temporary directory.
 final class DeliveryHarness: Sendable {
     let directory: String
     let journalPath: String
@@ -28,7 +28,7 @@ final class DeliveryHarness: Sendable {
         self.configuration = configuration
         writer = try JournalWriter(path: journalPath, durability: .relaxed, maxBacklog: 1_000_000, logger: Self.quiet)
         forwarder = try Forwarder(
-            configuration: configuration, writer: writer, client: try CurlClient(logger: Self.quiet), board: board,
+            configuration: configuration, writer: writer, board: board,
             environment: environment, signers: signers, logger: Self.quiet)
     }
 

@@ -1,7 +1,7 @@
 import CCurl
 import WaypostCore
 
-/// An easy handle; a raw pointer that only the curl thread dereferences.
+/// An easy handle; a raw pointer that only the owning thread of its ``CurlMulti`` dereferences.
 struct EasyHandle: Hashable {
     let pointer: UnsafeMutableRawPointer
 }
@@ -9,14 +9,14 @@ struct EasyHandle: Hashable {
 /// The context of one request while curl works on it: the memory curl reads from (body,
 /// header list, error buffer) and the response it writes into.
 ///
-/// Confined to the curl thread: created, mutated (by the header and write callbacks, which
+/// Confined to the thread that owns the ``CurlMulti``: created, mutated (by the header and write callbacks, which
 /// curl calls from `curl_multi_perform`) and released there. curl holds an unretained pointer
-/// to it (`CURLOPT_PRIVATE`, `CURLOPT_HEADERDATA`, `CURLOPT_WRITEDATA`); the loop's table of
+/// to it (`CURLOPT_PRIVATE`, `CURLOPT_HEADERDATA`, `CURLOPT_WRITEDATA`); the multi's table of
 /// running transfers keeps it alive until the handle has been removed from the multi.
 final class CurlTransfer {
-    let id: CurlClient.RequestID
+    let id: CurlMulti.RequestID
     let easy: EasyHandle
-    let completion: @Sendable (Result<CurlResponse, CurlError>) -> Void
+    let completion: CurlMulti.Completion
     let maxBodyBytes: Int
     var started: ContinuousClock.Instant
 
@@ -31,8 +31,8 @@ final class CurlTransfer {
     /// `CURLOPT_HTTPHEADER`.
     private var headerList: UnsafeMutablePointer<curl_slist>?
 
-    init(id: CurlClient.RequestID, easy: EasyHandle, request: CurlRequest,
-         completion: @escaping @Sendable (Result<CurlResponse, CurlError>) -> Void) {
+    init(id: CurlMulti.RequestID, easy: EasyHandle, request: CurlRequest,
+         completion: @escaping CurlMulti.Completion) {
         self.id = id
         self.easy = easy
         self.completion = completion

@@ -1,9 +1,9 @@
 import CCurl
 import WaypostCore
 
-/// One HTTP request for ``CurlClient``: what to send, where, and how long to wait.
+/// One HTTP request for ``CurlMulti``: what to send, where, and how long to wait.
 ///
-/// The client sends `headers` in the given order and adds only what curl must: `Host` (from
+/// It is sent with `headers` in the given order and adds only what curl must: `Host` (from
 /// the URL, unless the caller gives one) and `Content-Length` (from `body`). curl's own
 /// `Expect: 100-continue`, `Accept: */*` and, for requests with a body,
 /// `Content-Type: application/x-www-form-urlencoded` are suppressed unless the caller gives
@@ -73,7 +73,7 @@ public struct CurlResponse: Sendable, Equatable {
     public var body: [UInt8]
     /// True when the upstream sent more than ``CurlRequest/maxResponseBodyBytes`` bytes.
     public var bodyTruncated: Bool
-    /// Time from the start of the transfer (after it left the client's inbox) to its end.
+    /// Time from the start of the transfer (when it was submitted) to its end.
     public var duration: Duration
 
     /// Creates a response value.
@@ -105,8 +105,8 @@ public struct CurlError: Error, Sendable, Equatable, CustomStringConvertible {
     public var message: String
     /// True when the connect or total timeout expired (`CURLE_OPERATION_TIMEDOUT`).
     public var isTimeout: Bool
-    /// True when the request was cancelled (``CurlClient/cancel(_:)``, task cancellation, or
-    /// ``CurlClient/shutdown()``) before it completed; `code` is then
+    /// True when the request was cancelled (``CurlMulti/cancel(_:)`` or ``CurlMulti/close()``)
+    /// before it completed; `code` is then
     /// `CURLE_ABORTED_BY_CALLBACK` (42).
     public var isCancelled: Bool
 
@@ -125,11 +125,11 @@ public struct CurlError: Error, Sendable, Equatable, CustomStringConvertible {
     }
 
     /// The error of a request that was cancelled before it completed.
-    static func cancelled(_ why: String) -> CurlError {
+    public static func cancelled(_ why: String) -> CurlError {
         CurlError(code: Int32(bitPattern: CURLE_ABORTED_BY_CALLBACK.rawValue), message: why, isCancelled: true)
     }
 
-    /// A request the client refuses before any I/O (bad method, header or option).
+    /// A request refused before any I/O (bad method, header or option).
     static func invalidRequest(_ why: String) -> CurlError {
         CurlError(code: Int32(bitPattern: CURLE_BAD_FUNCTION_ARGUMENT.rawValue), message: why)
     }
