@@ -204,11 +204,13 @@ public final class Forwarder: Service, @unchecked Sendable {
         if wake { multi.waker.wake() }
     }
 
-    /// The commit of an attempt's end succeeded or failed. Waiting sources learn a final
-    /// outcome once it is committed, so what they are told and what the status API shows
-    /// agree; an outcome whose commit failed is written again a second later, until it sticks.
+    /// The commit of an attempt's end succeeded or failed. A final outcome was published
+    /// before its commit (a synchronous source need not wait for it); readers of the status
+    /// API waited for this commit to end. An outcome whose commit failed is written again a
+    /// second later, until it sticks, and then published again for watchers that came since.
     private func outcomeWritten(
-        _ result: Result<Void, SQLiteError>, finished: FinishedAttempt, correlationID: String, final: FinalOutcome?, board: OutcomeBoard
+        _ result: Result<Void, SQLiteError>, finished: FinishedAttempt, correlationID: String, final: FinalOutcome?,
+        board: OutcomeBoard, rewritten: Bool = false
     ) {
         shared.withLock { shared in
             switch result {
@@ -219,13 +221,16 @@ public final class Forwarder: Service, @unchecked Sendable {
                     (
                         .finished(finished),
                         { [weak self] result in
-                            self?.outcomeWritten(result, finished: finished, correlationID: correlationID, final: final, board: board)
+                            self?.outcomeWritten(
+                                result, finished: finished, correlationID: correlationID, final: final, board: board, rewritten: true)
                         }
                     ))
                 shared.nextRewrite = Date().addingTimeInterval(1)
             }
         }
-        if case .success = result, let final { board.publish(correlationID, final) }
+        guard let final else { return }
+        if rewritten, case .success = result { board.publish(correlationID, final) }
+        board.recorded(correlationID)
     }
 
     // MARK: - The delivery thread
@@ -464,6 +469,7 @@ public final class Forwarder: Service, @unchecked Sendable {
                 { [weak self] result in self?.outcomeWritten(result, finished: finished, correlationID: correlationID, final: final, board: board) }
             ))
         routes[attempt.route].queues.finish(attempt.message.id, outcome: outcome)
+        if let final { board.publish(correlationID, final) }
         var metadata: Logger.Metadata = [
             "message.id": "\(attempt.message.correlationID)", "route": "\(route.name)", "attempt": "\(attempt.attempt)",
             "upstream.status": "\(response.map { String($0.status) } ?? "-")", "state": "\(state)",

@@ -22,6 +22,17 @@ struct IntakeContext: Sendable {
     let verifiers: [String: InboundVerifier]
     /// From the request's head to the `202` (asynchronous answers).
     let ackLatency = Timer(label: "waypost_ack_duration_seconds")
+
+    /// Reads message `correlationID` from the journal on the readers' pool, once a final
+    /// outcome of it that was published is also recorded: a status answer never shows an
+    /// older state than a waiting source was told.
+    func readMessage<T: Sendable>(
+        _ correlationID: String, on eventLoop: any EventLoop, _ body: @escaping @Sendable (JournalReader) throws -> T
+    ) -> EventLoopFuture<T> {
+        let promise = eventLoop.makePromise(of: T.self)
+        board.afterRecorded(correlationID) { [readers] in readers.read(on: eventLoop, body).cascade(to: promise) }
+        return promise.futureResult
+    }
 }
 
 /// The intake's per-connection handler (SPEC §1, §2, §4): decodes, routes and validates one
@@ -327,7 +338,7 @@ final class IntakeHandler: ChannelInboundHandler, RemovableChannelHandler {
     /// Ends the current wait at once if the message is already final in the journal.
     func checkFinished(_ id: String, context: ChannelHandlerContext) {
         let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
-        shared.readers.read(on: context.eventLoop) { reader in
+        shared.readMessage(id, on: context.eventLoop) { reader in
             try reader.message(correlationID: id).flatMap(FinalOutcome.init(record:))
         }.whenSuccess { outcome in
             guard let outcome else { return }

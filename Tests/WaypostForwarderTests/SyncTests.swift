@@ -89,6 +89,15 @@ struct SyncTests {
             let status = try await gateway.status(id)
             #expect(status["state"] as? String == "delivered")
             #expect((status["response"] as? [String: Any])?["status"] as? Int == 201)
+            // The answer leaves before the outcome's commit; a status read right after it
+            // waits for that commit (OutcomeBoardTests checks the gate itself).
+            for n in 2...10 {
+                let next = try await gateway.send("POST", "/orders", body: "{\"n\":\(n)}")
+                #expect(next.status == 201)
+                let nextStatus = try await gateway.status(try #require(next.header("X-Correlation-ID")))
+                #expect(nextStatus["state"] as? String == "delivered")
+                #expect(nextStatus["attempts"] as? Int == 1)
+            }
         }
     }
 
