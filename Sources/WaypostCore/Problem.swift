@@ -33,8 +33,20 @@ public struct Problem: Error, Sendable, Equatable {
 public enum JSON {
     /// `string` as a JSON string literal, quotes included.
     public static func quote(_ string: String) -> String {
-        var out = "\""
-        out.reserveCapacity(string.utf8.count + 2)
+        var out = ""
+        appendQuoted(string, to: &out)
+        return out
+    }
+
+    /// Appends `string` as a JSON string literal, quotes included.
+    public static func appendQuoted(_ string: String, to out: inout String) {
+        out += "\""
+        // Most strings (header names and values, ids, states) need no escape at all.
+        guard string.utf8.contains(where: { $0 < 0x20 || $0 == UInt8(ascii: "\"") || $0 == UInt8(ascii: "\\") }) else {
+            out += string
+            out += "\""
+            return
+        }
         for scalar in string.unicodeScalars {
             switch scalar {
             case "\"": out += "\\\""
@@ -50,7 +62,6 @@ public enum JSON {
             }
         }
         out += "\""
-        return out
     }
 
     /// The header fields of a JSON array of `[name, value]` pairs (as ``encode(headers:)``
@@ -112,10 +123,15 @@ public enum JSON {
     /// Header fields as a JSON array of `[name, value]` pairs, in order.
     public static func encode(headers: [HeaderField]) -> String {
         var out = "["
+        out.reserveCapacity(headers.reduce(2) { $0 + $1.name.utf8.count + $1.value.utf8.count + 8 })
         for (index, field) in headers.enumerated() {
-            if index > 0 { out += "," }
-            out += "[" + quote(field.name) + "," + quote(field.value) + "]"
+            out += index > 0 ? ",[" : "["
+            appendQuoted(field.name, to: &out)
+            out += ","
+            appendQuoted(field.value, to: &out)
+            out += "]"
         }
-        return out + "]"
+        out += "]"
+        return out
     }
 }

@@ -30,6 +30,8 @@ public final class Forwarder: Service, @unchecked Sendable {
         let failed: Counter
         let retried: Counter
         var queues: RouteQueues
+        /// `waypost_upstream_duration_seconds` by status class: 1…5 for `1xx`…`5xx`, 0 for `error`.
+        var upstreamTimers: [Int: Timer] = [:]
         /// The highest row id loaded so far.
         var cursor: Int64 = 0
         /// Whether the journal may hold waiting messages after `cursor`.
@@ -96,8 +98,6 @@ public final class Forwarder: Service, @unchecked Sendable {
     private var random = SystemRandomNumberGenerator()
     /// State changes gathered during one turn of the loop, handed to the writer together.
     private var updates: [Update] = []
-    /// `waypost_upstream_duration_seconds` per route and status class.
-    private var upstreamTimers: [String: Timer] = [:]
     private let shutdownGrace: Duration
 
     /// Prepares delivery for every route of `configuration` and starts the delivery thread.
@@ -432,12 +432,7 @@ public final class Forwarder: Service, @unchecked Sendable {
         let lastError: String?
         let outcome: RouteQueues.Outcome
         var nextAttemptAt: Int64?
-        let statusClass = response.map { "\($0.status / 100)xx" } ?? "error"
-        let timerKey = route.name + " " + statusClass
-        if upstreamTimers[timerKey] == nil {
-            upstreamTimers[timerKey] = Timer(label: "waypost_upstream_duration_seconds", dimensions: [("route", route.name), ("status_class", statusClass)])
-        }
-        upstreamTimers[timerKey]!.recordMilliseconds(now - attempt.startedAt)
+        upstreamTimer(route: attempt.route, status: response?.status).recordMilliseconds(now - attempt.startedAt)
         switch verdict {
         case .delivered:
             routes[attempt.route].delivered.increment()
@@ -470,17 +465,32 @@ public final class Forwarder: Service, @unchecked Sendable {
             ))
         routes[attempt.route].queues.finish(attempt.message.id, outcome: outcome)
         if let final { board.publish(correlationID, final) }
+        // One line per final outcome (a failure is a warning); retries only at debug level.
+        let (level, text): (Logger.Level, Logger.Message) =
+            switch state {
+            case "delivered": (.info, "delivered")
+            case "failed": (.warning, "delivery failed")
+            default: (.debug, "attempt failed; retrying")
+            }
+        guard logger.logLevel <= level else { return }  // the metadata costs more than the delivery's bookkeeping
         var metadata: Logger.Metadata = [
             "message.id": "\(attempt.message.correlationID)", "route": "\(route.name)", "attempt": "\(attempt.attempt)",
             "upstream.status": "\(response.map { String($0.status) } ?? "-")", "state": "\(state)",
         ]
         if let lastError { metadata["last_error"] = "\(lastError)" }
-        // One line per final outcome (a failure is a warning); retries only at debug level.
-        switch state {
-        case "delivered": logger.info("delivered", metadata: metadata)
-        case "failed": logger.warning("delivery failed", metadata: metadata)
-        default: logger.debug("attempt failed; retrying", metadata: metadata)
-        }
+        logger.log(level: level, text, metadata: metadata)
+    }
+
+    /// `waypost_upstream_duration_seconds` of a route and status class (`2xx`…, or `error`
+    /// without a response), made on first use.
+    private func upstreamTimer(route index: Int, status: Int?) -> Timer {
+        let statusClass = status.map { min(max($0 / 100, 1), 5) } ?? 0
+        if let timer = routes[index].upstreamTimers[statusClass] { return timer }
+        let timer = Timer(
+            label: "waypost_upstream_duration_seconds",
+            dimensions: [("route", routes[index].config.name), ("status_class", statusClass == 0 ? "error" : "\(statusClass)xx")])
+        routes[index].upstreamTimers[statusClass] = timer
+        return timer
     }
 
     static func nowMilliseconds() -> Int64 { Int64(Date().timeIntervalSince1970 * 1000) }
