@@ -156,28 +156,34 @@ struct DeliveryRecordTests {
         defer { dir.cleanUp() }
         let quiet = Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() })
         let writer = try JournalWriter(
-            path: dir.file("j.db"), durability: .full, maxBacklog: 100, retainDelivered: .seconds(2),
+            path: dir.file("j.db"), durability: .full, maxBacklog: 100, retainDelivered: .seconds(30),
             maintenanceInterval: .milliseconds(100), logger: quiet)
         let delivered = makeMessage()
         let failed = makeMessage()
+        let oldDelivery = makeMessage()
         #expect(await writer.store(delivered).isStored)
         #expect(await writer.store(failed).isStored)
+        #expect(await writer.store(oldDelivery).isStored)
         let now = Int64(Date().timeIntervalSince1970 * 1000)
-        func finish(_ row: Int64, _ state: String, _ status: Int) async {
+        // Outcomes an hour old are past retain_delivered at once; recent ones stay well inside
+        // it, however slowly a loaded machine runs this test.
+        let hourAgo = now - 3_600_000
+        func finish(_ row: Int64, _ state: String, _ status: Int, at: Int64) async {
             await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-                writer.record(.started(messageID: row, attempt: 1, cycleAttempt: 1, atMilliseconds: now))
+                writer.record(.started(messageID: row, attempt: 1, cycleAttempt: 1, atMilliseconds: at))
                 writer.record(
                     .finished(
                         FinishedAttempt(
                             messageID: row, attempt: 1, durationMilliseconds: 12,
                             response: StoredResponse(status: status, headers: [HeaderField(name: "X-A", value: "1")], body: [0, 1]),
                             error: nil, state: state, nextAttemptAt: nil, lastError: state == "failed" ? "HTTP \(status)" : nil,
-                            atMilliseconds: now))
+                            atMilliseconds: at))
                 ) { _ in continuation.resume() }
             }
         }
-        await finish(1, "delivered", 204)
-        await finish(2, "failed", 400)
+        await finish(1, "delivered", 204, at: now)
+        await finish(2, "failed", 400, at: hourAgo)
+        await finish(3, "delivered", 200, at: hourAgo)
         let reader = try JournalReader(path: dir.file("j.db"))
         let record = try #require(try reader.message(correlationID: delivered.correlationID))
         #expect(record.state == "delivered")
@@ -189,14 +195,17 @@ struct DeliveryRecordTests {
         let attempts = try reader.attempts(messageID: 1)
         #expect(attempts == [AttemptRecord(attempt: 1, startedAt: Timestamp.format(millisecondsSince1970: now), durationMilliseconds: 12, status: 204, error: nil)])
 
-        // After retain_delivered, maintenance deletes the delivery (and its attempts), keeps the failure.
+        // Maintenance deletes the old delivery (and its attempts); it keeps the recent delivery
+        // and the failure, however old.
         let deadline = ContinuousClock.now + .seconds(15)
-        while try sqlite3CLI(dir.file("j.db"), "SELECT count(*) FROM messages") != "1", ContinuousClock.now < deadline {
+        while try sqlite3CLI(dir.file("j.db"), "SELECT count(*) FROM messages") != "2", ContinuousClock.now < deadline {
             try await Task.sleep(for: .milliseconds(100))
         }
         await writer.shutdown()
-        #expect(try sqlite3CLI(dir.file("j.db"), "SELECT group_concat(state) FROM messages") == "failed")
-        #expect(try sqlite3CLI(dir.file("j.db"), "SELECT count(*) FROM attempts WHERE message_id = 1") == "0")
+        #expect(try sqlite3CLI(dir.file("j.db"), "SELECT group_concat(state) FROM messages ORDER BY id") == "delivered,failed")
+        #expect(try sqlite3CLI(dir.file("j.db"), "SELECT id FROM messages WHERE state = 'delivered'") == "1")
+        #expect(try sqlite3CLI(dir.file("j.db"), "SELECT count(*) FROM attempts WHERE message_id = 3") == "0")
+        #expect(try sqlite3CLI(dir.file("j.db"), "SELECT count(*) FROM attempts WHERE message_id IN (1, 2)") == "2")
     }
 
     @Test("messages left in flight by a crash are queued again on start-up, their open attempt marked interrupted")
