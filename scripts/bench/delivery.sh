@@ -42,14 +42,11 @@
 set -euo pipefail
 
 SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-REPO_ROOT=$(cd "$SCRIPT_DIR/../.." && pwd)
 # shellcheck source=SCRIPTDIR/lib.sh
 source "$SCRIPT_DIR/lib.sh"
+bench_settings delivery post-keys.lua 0
 
-DURATION=${DURATION:-15s}
-WARMUP=${WARMUP:-3s}
 CONNS=${CONNS:-64}
-WRK_THREADS=${WRK_THREADS:-2}
 SCENARIOS=${SCENARIOS:-fifo key none}
 CONCURRENCY=${CONCURRENCY:-16}
 export KEY_COUNT=${KEY_COUNT:-16}
@@ -60,26 +57,11 @@ SKIP_DRAIN=${SKIP_DRAIN:-0}
 SIGN=${SIGN:-0}
 DRAIN_TIMEOUT=${DRAIN_TIMEOUT:-600}
 STALL_TIMEOUT=${STALL_TIMEOUT:-60}
-UPSTREAM_WORKERS=${UPSTREAM_WORKERS:-1}
-UPSTREAM_PORT=${UPSTREAM_PORT:-18081}
-WAYPOST_PORT=${WAYPOST_PORT:-18080}
-OUT_DIR=${OUT_DIR:-$REPO_ROOT/bench-out}
-KEEP_JOURNALS=${KEEP_JOURNALS:-0}
-WAYPOST_BIN=${WAYPOST_BIN:-}
-STOP_TIMEOUT=${STOP_TIMEOUT:-60}
-START_TIMEOUT=${START_TIMEOUT:-30}
-export WRK_STATUS_COUNTS=${WRK_STATUS_COUNTS:-0}
 
 # The goals the figures are read against (printed, never checked).
 GOAL_FIFO_PER_S=5000
 GOAL_PARALLEL_PER_S=10000
 GOAL_DRAIN_RSS_MB=150
-
-LUA_SCRIPT=$SCRIPT_DIR/post-keys.lua
-FSYNC_PY=$SCRIPT_DIR/fsync.py
-STAMP=$(date +%Y%m%d-%H%M%S)
-RESULTS=$OUT_DIR/delivery-$STAMP.txt
-WORK=$OUT_DIR/delivery-$STAMP    # configs, logs and raw wrk output of this run
 
 LIVE_ROWS=()      # "scenario|conns|acks/s|non2xx|delivered/s|goal|p50|p99|backlog start->end|failed|rss"
 DRAIN_ROWS=()     # "scenario|messages|ready s|drain s|msgs/s|failed|rss|goal"
@@ -105,10 +87,7 @@ check_settings() {
             *) die "SCENARIOS: unknown ordering '$scenario' (fifo, key, none)" ;;
         esac
     done
-    case $DURABILITY in
-        full | relaxed) ;;
-        *) die "DURABILITY must be full or relaxed, not '$DURABILITY'" ;;
-    esac
+    check_durability
     [[ $BACKLOG =~ ^[1-9][0-9]*$ ]] || die "BACKLOG must be a positive integer, not '$BACKLOG'"
     [[ $KEY_COUNT =~ ^[1-9][0-9]*$ ]] || die "KEY_COUNT must be a positive integer, not '$KEY_COUNT'"
     [[ $CONCURRENCY =~ ^[1-9][0-9]*$ ]] || die "CONCURRENCY must be a positive integer, not '$CONCURRENCY'"
@@ -269,10 +248,8 @@ live_scenario() {
     if [[ $f1 =~ ^[0-9]+$ && $f1 -gt 0 ]]; then
         failed_text="failed: $(failed_summary "$journal"); "
     fi
-    local size problems
-    size=$(journal_size "$journal")
-    problems=$(log_problems "$logfile")
-    drop_journal "$journal"
+    local journal_text
+    journal_text=$(journal_and_log "$journal" "$logfile")
 
     local rps wp50 wp99 reqs non2xx sockerr goal=$GOAL_PARALLEL_PER_S backlog0=n/a backlog=n/a
     read -r rps wp50 wp99 reqs non2xx sockerr < <(parse_wrk "$WORK/$name.wrk")
@@ -286,7 +263,7 @@ live_scenario() {
 latency over $lat_n messages delivered in the window, max ${pmax} ms; \
 wrk ${reqs} answers, p50 ${wp50} ms, p99 ${wp99} ms, socket errors $sockerr; $(status_counts "$WORK/$name.wrk")\
 ${failed_text}rows after stop $total; other processes' CPU $other_cpu; \
-exit status $exit_status, journal $size, log lines with warning/error/critical $problems ($logfile)")
+exit status $exit_status, $journal_text")
 }
 
 # ---------------------------------------------------------------------------
@@ -399,17 +376,15 @@ drain_scenario() {
     if [[ $f =~ ^[0-9]+$ && $f -gt 0 ]]; then
         failed_text="failed: $(failed_summary "$journal"); "
     fi
-    local size problems
-    size=$(journal_size "$journal")
-    problems=$(log_problems "$logfile")
-    drop_journal "$journal"
+    local journal_text
+    journal_text=$(journal_and_log "$journal" "$logfile")
 
     DRAIN_RATE[$label]=$rate
     DRAIN_ROWS+=("$label|$n|$ready_s|$drain_s|$rate|$f|$(mib "$rss_kib")|<$GOAL_DRAIN_RSS_MB MB")
     DETAILS+=("$name: $outcome; schema user_version $schema_version, backlog $queued_before rows of $body_bytes-byte bodies \
 inserted in $(elapsed "$ti0" "$ti1")s; delivered $d, failed/skipped $f, left queued $q, in flight $i; \
 first to last delivered_at ${span}s; ${failed_text}other processes' CPU $other_cpu; \
-exit status $exit_status, journal $size, log lines with warning/error/critical $problems ($logfile)")
+exit status $exit_status, $journal_text")
 }
 
 # ---------------------------------------------------------------------------
@@ -438,7 +413,6 @@ main() {
     check_settings
     ensure_tools
     ensure_prebuilt_waypost
-    mkdir -p "$WORK"
     check_disk
 
     local fsync_append
@@ -447,10 +421,7 @@ main() {
     local busy_before
     busy_before=$(idle_other_cpu)
 
-    port_in_use "$UPSTREAM_PORT" && die "127.0.0.1:$UPSTREAM_PORT is already in use"
-    write_nginx_conf "$WORK/nginx-upstream" "$UPSTREAM_PORT" "$UPSTREAM_WORKERS" \
-        '            return 200 "ok\n";'
-    start_nginx upstream "$WORK/nginx-upstream" "$UPSTREAM_PORT"
+    start_upstream
 
     local variants=("") ordering variant
     if [[ $SIGN == 1 ]]; then
@@ -475,8 +446,7 @@ main() {
     fi
 
     {
-        echo "Waypost delivery benchmark, $(date -Is)"
-        machine_lines "$busy_before"
+        report_head delivery "$busy_before"
         waypost_line
         echo "routes: one route 'bench', ordering per scenario; key: ordering_key header:X-Key ($KEY_COUNT values), concurrency $CONCURRENCY; none: concurrency $CONCURRENCY"
         if [[ $SIGN == 1 ]]; then
@@ -501,12 +471,7 @@ main() {
             echo
             sign_ratios
         fi
-        echo
-        local line
-        for line in "${DETAILS[@]}"; do
-            echo "- $line"
-        done
-        echo
+        detail_lines
         echo "acks/s: wrk's Requests/sec (all answers); non-2xx: wrk's count of statuses >= 400 (a 503 from a full or busy journal)."
         echo "delivered/s: change in the journal's delivered count over the measured run, divided by its wall-clock length."
         echo "e2e p50/p99: delivered_at - received_at (journal timestamps, ms resolution) of the messages delivered during the measured run,"
@@ -517,8 +482,7 @@ main() {
         echo "peak RSS: VmHWM of the Waypost process (whole life: warm-up, or start-up, included)."
         echo "drain s: from launching Waypost on the backlog until every message is final (polled every 0.5 s); msgs/s = delivered / drain s (* = incomplete)."
         echo "goals: fifo >= $GOAL_FIFO_PER_S delivered/s, key and none >= $GOAL_PARALLEL_PER_S delivered/s; drain peak RSS < $GOAL_DRAIN_RSS_MB MB. Printed, not checked."
-    } | tee "$RESULTS"
-    log "results: $RESULTS (raw output in $WORK)"
+    } | save_report
 }
 
 main "$@"

@@ -31,36 +31,18 @@
 set -euo pipefail
 
 SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-REPO_ROOT=$(cd "$SCRIPT_DIR/../.." && pwd)
 # shellcheck source=SCRIPTDIR/lib.sh
 source "$SCRIPT_DIR/lib.sh"
+bench_settings intake post-1k.lua 0
 
-DURATION=${DURATION:-15s}
-WARMUP=${WARMUP:-3s}
 CONNS=${CONNS:-64 256}
 RELAXED_CONNS=${RELAXED_CONNS:-64}
-WRK_THREADS=${WRK_THREADS:-2}
 NGINX_WORKERS=${NGINX_WORKERS:-1}
-UPSTREAM_WORKERS=${UPSTREAM_WORKERS:-1}
 UPSTREAM_KEEPALIVE=${UPSTREAM_KEEPALIVE:-64}
-UPSTREAM_PORT=${UPSTREAM_PORT:-18081}
 PROXY_PORT=${PROXY_PORT:-18082}
-WAYPOST_PORT=${WAYPOST_PORT:-18080}
 WAYPOST_ADMIN_PORT=${WAYPOST_ADMIN_PORT:-19901}
-OUT_DIR=${OUT_DIR:-$REPO_ROOT/bench-out}
 SKIP_WAYPOST=${SKIP_WAYPOST:-0}
 SKIP_NGINX=${SKIP_NGINX:-0}
-KEEP_JOURNALS=${KEEP_JOURNALS:-0}
-WAYPOST_BIN=${WAYPOST_BIN:-}
-STOP_TIMEOUT=${STOP_TIMEOUT:-60}
-START_TIMEOUT=${START_TIMEOUT:-30}
-export WRK_STATUS_COUNTS=${WRK_STATUS_COUNTS:-0}
-
-LUA_SCRIPT=$SCRIPT_DIR/post-1k.lua
-FSYNC_PY=$SCRIPT_DIR/fsync.py
-STAMP=$(date +%Y%m%d-%H%M%S)
-RESULTS=$OUT_DIR/intake-$STAMP.txt
-WORK=$OUT_DIR/intake-$STAMP    # configs, logs and raw wrk output of this run
 
 TABLE_ROWS=()     # "scenario|conns|req/s|p50|p99|requests|non2xx|rows|msgs/commit|mpc/conn|ratio"
 DETAILS=()        # one free-text line per scenario, printed under the table
@@ -122,21 +104,11 @@ waypost_scenario() {
     local dir=$WORK/$name
     mkdir -p "$dir"
     local config=$dir/waypost.yaml journal=$dir/journal.db logfile=$dir/waypost.log
-    cat >"$config" <<EOF
-listen: 127.0.0.1:$WAYPOST_PORT
-admin: { listen: 127.0.0.1:$WAYPOST_ADMIN_PORT }
-journal: { path: $journal, durability: $durability, max_backlog: 100000000 }
-routes:
-  - name: bench
-    path: /
-    upstream: http://127.0.0.1:$UPSTREAM_PORT/
-EOF
-    port_in_use "$WAYPOST_PORT" && die "127.0.0.1:$WAYPOST_PORT is already in use"
-    port_in_use "$WAYPOST_ADMIN_PORT" && die "127.0.0.1:$WAYPOST_ADMIN_PORT is already in use"
+    write_waypost_config "$config" "$journal" "$durability"
 
-    log "$name: starting $WAYPOST_BIN serve --config $config"
     # Poll a reserved status path (SPEC §2, §4): it answers 404 and journals nothing.
-    launch_waypost "$config" "$logfile" "http://127.0.0.1:$WAYPOST_PORT/_waypost/messages/bench-readiness-probe"
+    start_scenario_waypost "$name" "$config" "$logfile" \
+        "http://127.0.0.1:$WAYPOST_PORT/_waypost/messages/bench-readiness-probe"
     local pid=$WAYPOST_PID
 
     local url="http://127.0.0.1:$WAYPOST_PORT/" rows_warmup
@@ -199,7 +171,6 @@ main() {
     cd "$REPO_ROOT"
     ensure_tools
     ensure_waypost
-    mkdir -p "$WORK"
     check_disk
 
     # The disk's own floor for a durable commit, on the journal's file system, while idle.
@@ -210,10 +181,7 @@ main() {
     local busy_before
     busy_before=$(idle_other_cpu)
 
-    local port
-    for port in "$UPSTREAM_PORT" "$PROXY_PORT"; do
-        port_in_use "$port" && die "127.0.0.1:$port is already in use"
-    done
+    port_in_use "$PROXY_PORT" && die "127.0.0.1:$PROXY_PORT is already in use"
 
     # Both nginx configs carry the proxy's upstream (the upstream nginx never uses it).
     local upstream_block="    upstream bench_upstream {
@@ -221,9 +189,7 @@ main() {
         keepalive $UPSTREAM_KEEPALIVE;
         keepalive_requests 1000000;
     }"
-    write_nginx_conf "$WORK/nginx-upstream" "$UPSTREAM_PORT" "$UPSTREAM_WORKERS" \
-        '            return 200 "ok\n";' "$upstream_block"
-    start_nginx upstream "$WORK/nginx-upstream" "$UPSTREAM_PORT"
+    start_upstream "$upstream_block"
 
     local conns
     if [[ $SKIP_NGINX != 1 ]]; then
@@ -252,8 +218,7 @@ main() {
     fi
 
     {
-        echo "Waypost intake benchmark, $(date -Is)"
-        machine_lines "$busy_before"
+        report_head intake "$busy_before"
         echo "load: wrk -t$WRK_THREADS -d$DURATION --latency (after a $WARMUP warm-up), 1024-byte JSON POST"
         echo "nginx: $(nginx -v 2>&1 | cut -d/ -f2), proxy worker_processes $NGINX_WORKERS, upstream worker_processes $UPSTREAM_WORKERS, access_log off"
         echo "waypost: $waypost_version"
@@ -263,17 +228,11 @@ main() {
         echo
         print_table '%-17s %6s %9s %9s %9s %10s %8s %10s %11s %9s %9s\n' TABLE_ROWS \
             scenario conns req/s "p50 ms" "p99 ms" requests non-2xx rows msgs/commit mpc/conn "vs nginx"
-        echo
-        local line
-        for line in "${DETAILS[@]}"; do
-            echo "- $line"
-        done
-        echo
+        detail_lines
         echo "req/s, p50, p99, requests and non-2xx (wrk counts status >= 400) are from the measured run only."
         echo "rows: journal rows written during the measured run; msgs/commit: from Waypost's stop line, whole run incl. warm-up."
         echo "mpc/conn: msgs/commit divided by connections; vs nginx: req/s over nginx proxy's req/s at the same connections."
-    } | tee "$RESULTS"
-    log "results: $RESULTS (raw output in $WORK)"
+    } | save_report
 }
 
 main "$@"

@@ -1,16 +1,17 @@
 # shellcheck shell=bash
 # Shared by the scripts in scripts/bench/ (intake.sh, delivery.sh, sync.sh, verify.sh),
-# sourced by each: logging, background processes, CPU accounting, set-up checks, the
-# private nginx, wrk and its output, starting Waypost, and journal queries. Not a script
-# of its own.
+# sourced by each: the shared settings, logging, background processes, CPU accounting,
+# set-up checks, the private nginx, wrk and its output, starting Waypost, journal queries,
+# and the report's common parts. Not a script of its own.
 #
 # Sourcing it defines functions and the state below, and installs the EXIT, INT and TERM
-# traps that stop every background process it started. The sourcing script sets:
-#   WORK            directory of this run's configs, logs and raw wrk output
-#   LUA_SCRIPT      the wrk script
-#   DURATION, WARMUP, WRK_THREADS, START_TIMEOUT, KEEP_JOURNALS, WAYPOST_BIN
-# (used when the functions run, so they may be set after sourcing).
-# The variables are assigned by the sourcing script, and the state below is read there:
+# traps that stop every background process it started. The sourcing script sets SCRIPT_DIR
+# (this directory) before sourcing, then calls bench_settings, which sets the settings all
+# the benchmarks share (DURATION, WARMUP, WRK_THREADS, ports, START_TIMEOUT, KEEP_JOURNALS,
+# WAYPOST_BIN, ...) and this run's WORK, RESULTS and LUA_SCRIPT; the script sets its own
+# settings (CONNS and the like) and DETAILS, the report's lines under its table.
+# The variables are assigned by the sourcing script or bench_settings, and the state below
+# is read there:
 # shellcheck disable=SC2034,SC2153,SC2154
 
 PIDS=()           # background processes this script started and has not stopped yet
@@ -24,6 +25,40 @@ BINARY_NOTE=      # how ensure_prebuilt_waypost chose the binary, and whether it
 
 log() { printf '[bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { log "error: $*"; exit 1; }
+
+# ---------------------------------------------------------------------------
+# Settings
+
+# bench_settings NAME LUA_FILE WRK_STATUS_COUNTS_DEFAULT: the settings every benchmark has,
+# each from the environment or else its default: DURATION 15s, WARMUP 3s, WRK_THREADS 2,
+# UPSTREAM_WORKERS 1, UPSTREAM_PORT 18081, WAYPOST_PORT 18080, OUT_DIR <repo>/bench-out,
+# KEEP_JOURNALS 0, WAYPOST_BIN empty, STOP_TIMEOUT 60, START_TIMEOUT 30, and
+# WRK_STATUS_COUNTS (exported for the wrk script) WRK_STATUS_COUNTS_DEFAULT. Then REPO_ROOT,
+# LUA_SCRIPT (LUA_FILE in this directory), FSYNC_PY, and this run's files: RESULTS, the
+# report, $OUT_DIR/NAME-STAMP.txt, and WORK, its configs, logs and raw wrk output,
+# $OUT_DIR/NAME-STAMP.
+bench_settings() {
+    local name=$1 lua_file=$2 status_counts=$3
+    REPO_ROOT=$(cd "$SCRIPT_DIR/../.." && pwd)
+    DURATION=${DURATION:-15s}
+    WARMUP=${WARMUP:-3s}
+    WRK_THREADS=${WRK_THREADS:-2}
+    UPSTREAM_WORKERS=${UPSTREAM_WORKERS:-1}
+    UPSTREAM_PORT=${UPSTREAM_PORT:-18081}
+    WAYPOST_PORT=${WAYPOST_PORT:-18080}
+    OUT_DIR=${OUT_DIR:-$REPO_ROOT/bench-out}
+    KEEP_JOURNALS=${KEEP_JOURNALS:-0}
+    WAYPOST_BIN=${WAYPOST_BIN:-}
+    STOP_TIMEOUT=${STOP_TIMEOUT:-60}
+    START_TIMEOUT=${START_TIMEOUT:-30}
+    export WRK_STATUS_COUNTS=${WRK_STATUS_COUNTS:-$status_counts}
+
+    LUA_SCRIPT=$SCRIPT_DIR/$lua_file
+    FSYNC_PY=$SCRIPT_DIR/fsync.py
+    STAMP=$(date +%Y%m%d-%H%M%S)
+    RESULTS=$OUT_DIR/$name-$STAMP.txt
+    WORK=$OUT_DIR/$name-$STAMP
+}
 
 # ---------------------------------------------------------------------------
 # Processes
@@ -95,6 +130,36 @@ launch_waypost() {
     WAYPOST_PID=$!
     PIDS+=("$WAYPOST_PID")
     wait_http "$ready_url" "$WAYPOST_PID" "$logfile"
+}
+
+# write_waypost_config CONFIG JOURNAL DURABILITY [ROUTE_LINES]: a scenario's Waypost config
+# in CONFIG: the intake on WAYPOST_PORT, the admin API on WAYPOST_ADMIN_PORT, JOURNAL with
+# DURABILITY, and the route "bench" on / to the private upstream, with ROUTE_LINES (more of
+# its keys, indented by 4 spaces) when given.
+write_waypost_config() {
+    {
+        cat <<EOF
+listen: 127.0.0.1:$WAYPOST_PORT
+admin: { listen: 127.0.0.1:$WAYPOST_ADMIN_PORT }
+journal: { path: $2, durability: $3, max_backlog: 100000000 }
+routes:
+  - name: bench
+    path: /
+    upstream: http://127.0.0.1:$UPSTREAM_PORT/
+EOF
+        if (($# > 3)); then printf '%s\n' "$4"; fi
+    } >"$1"
+}
+
+# start_scenario_waypost NAME CONFIG LOGFILE READY_URL: refuses a WAYPOST_PORT or
+# WAYPOST_ADMIN_PORT already in use, then launch_waypost CONFIG LOGFILE READY_URL.
+start_scenario_waypost() {
+    local name=$1 config=$2 logfile=$3 ready_url=$4
+    port_in_use "$WAYPOST_PORT" && die "127.0.0.1:$WAYPOST_PORT is already in use"
+    port_in_use "$WAYPOST_ADMIN_PORT" && die "127.0.0.1:$WAYPOST_ADMIN_PORT is already in use"
+
+    log "$name: starting $WAYPOST_BIN serve --config $config"
+    launch_waypost "$config" "$logfile" "$ready_url"
 }
 
 # ensure_prebuilt_waypost: sets WAYPOST_BIN (and BINARY_NOTE). The binary is kept fresh
@@ -203,14 +268,32 @@ install_missing() {
     # Installing nginx may start the system service: this benchmark never uses it.
 }
 
+# check_disk: creates WORK and refuses it on a tmpfs or ramfs; sets JOURNAL_FS.
 check_disk() {
     local fstype
+    mkdir -p "$WORK"
     fstype=$(stat -f -c %T "$WORK")
     case $fstype in
         tmpfs | ramfs)
             die "$WORK is on $fstype: the journal must be on a real disk (set OUT_DIR)" ;;
     esac
     JOURNAL_FS="$(findmnt -n -o SOURCE,FSTYPE -T "$WORK" 2>/dev/null | tr -s ' ' || echo "$fstype")"
+}
+
+# check_conns: every one of CONNS is a positive integer, or the run stops.
+check_conns() {
+    local conns
+    for conns in $CONNS; do
+        [[ $conns =~ ^[1-9][0-9]*$ ]] || die "CONNS: '$conns' is not a positive integer"
+    done
+}
+
+# check_durability: DURABILITY is full or relaxed, or the run stops.
+check_durability() {
+    case $DURABILITY in
+        full | relaxed) ;;
+        *) die "DURABILITY must be full or relaxed, not '$DURABILITY'" ;;
+    esac
 }
 
 # fsync_median LINE: the median in ms from a fsync.py line ("... median 1.234 ms, ..."), or n/a.
@@ -276,6 +359,17 @@ start_nginx() {
     PIDS+=("$pid")
     wait_http "http://127.0.0.1:$port/" "$pid" "$dir/error.log"
     log "nginx $name on 127.0.0.1:$port (pid $pid)"
+}
+
+# start_upstream [HTTP_BLOCK]: the private nginx upstream on UPSTREAM_PORT, in
+# $WORK/nginx-upstream, UPSTREAM_WORKERS workers answering every request with 200 "ok"
+# (HTTP_BLOCK as in write_nginx_conf).
+# shellcheck disable=SC2120  # the argument is optional
+start_upstream() {
+    port_in_use "$UPSTREAM_PORT" && die "127.0.0.1:$UPSTREAM_PORT is already in use"
+    write_nginx_conf "$WORK/nginx-upstream" "$UPSTREAM_PORT" "$UPSTREAM_WORKERS" \
+        '            return 200 "ok\n";' "${1:-}"
+    start_nginx upstream "$WORK/nginx-upstream" "$UPSTREAM_PORT"
 }
 
 # ---------------------------------------------------------------------------
@@ -399,6 +493,14 @@ drop_journal() {
     [[ $KEEP_JOURNALS == 1 ]] || rm -f "$1" "$1-wal" "$1-shm"
 }
 
+# journal_and_log JOURNAL LOGFILE: for a details line, "journal SIZE, log lines with
+# warning/error/critical N [...] (LOGFILE)" (journal_size, log_problems); then drops the
+# journal (drop_journal).
+journal_and_log() {
+    echo "journal $(journal_size "$1"), log lines with warning/error/critical $(log_problems "$2") ($2)"
+    drop_journal "$1"
+}
+
 # sql JOURNAL SQL: one query with the stock CLI, '|'-separated, "n/a" when it fails.
 sql() {
     sqlite3 -batch -cmd '.timeout 5000' "$1" "$2" 2>/dev/null || echo "n/a"
@@ -432,10 +534,12 @@ log_problems() {
 # ---------------------------------------------------------------------------
 # Report
 
-# machine_lines BUSY_BEFORE: the report's lines about the machine and its other load.
-machine_lines() {
+# report_head NAME BUSY_BEFORE: the report's title, then its lines about the machine and its
+# other load.
+report_head() {
+    echo "Waypost $1 benchmark, $(date -Is)"
     echo "machine: nproc $(nproc), kernel $(uname -r), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')"
-    echo "CPU used by other processes: $1 in the 2 s before the run, per scenario below (anything above a few % skews the figures)"
+    echo "CPU used by other processes: $2 in the 2 s before the run, per scenario below (anything above a few % skews the figures)"
 }
 
 # ratio A B: A / B with 2 decimals; "n/a" unless both are whole numbers and B > 0 (an
@@ -472,4 +576,21 @@ print_table() {
         # shellcheck disable=SC2059
         printf "$fmt" "${fields[@]}"
     done
+}
+
+# detail_lines: an empty line, each line of DETAILS as "- LINE", an empty line.
+detail_lines() {
+    local line
+    echo
+    for line in "${DETAILS[@]}"; do
+        echo "- $line"
+    done
+    echo
+}
+
+# save_report: copies its input (the report) to standard output and to RESULTS, then says
+# where the results are.
+save_report() {
+    tee "$RESULTS"
+    log "results: $RESULTS (raw output in $WORK)"
 }

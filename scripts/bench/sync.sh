@@ -33,34 +33,16 @@
 set -euo pipefail
 
 SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-REPO_ROOT=$(cd "$SCRIPT_DIR/../.." && pwd)
 # shellcheck source=SCRIPTDIR/lib.sh
 source "$SCRIPT_DIR/lib.sh"
+bench_settings sync post-1k.lua 1
 
-DURATION=${DURATION:-15s}
-WARMUP=${WARMUP:-3s}
 CONNS=${CONNS:-1 8 64}
-WRK_THREADS=${WRK_THREADS:-2}
 CONCURRENCY=${CONCURRENCY:-64}
 SYNC_TIMEOUT=${SYNC_TIMEOUT:-10s}
 DURABILITY=${DURABILITY:-full}
 SETTLE_TIMEOUT=${SETTLE_TIMEOUT:-30}
-UPSTREAM_WORKERS=${UPSTREAM_WORKERS:-1}
-UPSTREAM_PORT=${UPSTREAM_PORT:-18081}
-WAYPOST_PORT=${WAYPOST_PORT:-18080}
 WAYPOST_ADMIN_PORT=${WAYPOST_ADMIN_PORT:-19901}
-OUT_DIR=${OUT_DIR:-$REPO_ROOT/bench-out}
-KEEP_JOURNALS=${KEEP_JOURNALS:-0}
-WAYPOST_BIN=${WAYPOST_BIN:-}
-STOP_TIMEOUT=${STOP_TIMEOUT:-60}
-START_TIMEOUT=${START_TIMEOUT:-30}
-export WRK_STATUS_COUNTS=${WRK_STATUS_COUNTS:-1}
-
-LUA_SCRIPT=$SCRIPT_DIR/post-1k.lua
-FSYNC_PY=$SCRIPT_DIR/fsync.py
-STAMP=$(date +%Y%m%d-%H%M%S)
-RESULTS=$OUT_DIR/sync-$STAMP.txt
-WORK=$OUT_DIR/sync-$STAMP    # configs, logs and raw wrk output of this run
 
 TABLE_ROWS=()     # "conns|d req/s|d p50|d p99|w req/s|w p50|w p99|added p50|goal|non-200|202|undelivered"
 DETAILS=()        # one free-text line per scenario, printed under the table
@@ -68,14 +50,8 @@ GOAL_MS=n/a       # fdatasync median + 1 ms: the added p50 the goal allows
 declare -A DIRECT=()  # conns -> "req/s p50 p99" of the direct run
 
 check_settings() {
-    local conns
-    for conns in $CONNS; do
-        [[ $conns =~ ^[1-9][0-9]*$ ]] || die "CONNS: '$conns' is not a positive integer"
-    done
-    case $DURABILITY in
-        full | relaxed) ;;
-        *) die "DURABILITY must be full or relaxed, not '$DURABILITY'" ;;
-    esac
+    check_conns
+    check_durability
     [[ $CONCURRENCY =~ ^[1-9][0-9]*$ ]] || die "CONCURRENCY must be a positive integer, not '$CONCURRENCY'"
     [[ $SETTLE_TIMEOUT =~ ^[0-9]+$ ]] || die "SETTLE_TIMEOUT must be a whole number of seconds"
 }
@@ -120,25 +96,13 @@ waypost_scenario() {
     local dir=$WORK/$name
     mkdir -p "$dir"
     local config=$dir/waypost.yaml journal=$dir/journal.db logfile=$dir/waypost.log
-    cat >"$config" <<EOF
-listen: 127.0.0.1:$WAYPOST_PORT
-admin: { listen: 127.0.0.1:$WAYPOST_ADMIN_PORT }
-journal: { path: $journal, durability: $DURABILITY, max_backlog: 100000000 }
-routes:
-  - name: bench
-    path: /
-    upstream: http://127.0.0.1:$UPSTREAM_PORT/
-    mode: sync
+    write_waypost_config "$config" "$journal" "$DURABILITY" "    mode: sync
     sync_timeout: $SYNC_TIMEOUT
     ordering: none
-    concurrency: $CONCURRENCY
-EOF
-    port_in_use "$WAYPOST_PORT" && die "127.0.0.1:$WAYPOST_PORT is already in use"
-    port_in_use "$WAYPOST_ADMIN_PORT" && die "127.0.0.1:$WAYPOST_ADMIN_PORT is already in use"
+    concurrency: $CONCURRENCY"
 
-    log "$name: starting $WAYPOST_BIN serve --config $config"
     # A reserved path (SPEC §2): any HTTP answer, even a 404, means the listener is up.
-    launch_waypost "$config" "$logfile" "http://127.0.0.1:$WAYPOST_PORT/_waypost/ready"
+    start_scenario_waypost "$name" "$config" "$logfile" "http://127.0.0.1:$WAYPOST_PORT/_waypost/ready"
     local pid=$WAYPOST_PID url="http://127.0.0.1:$WAYPOST_PORT/"
 
     # One request by hand: a sync route should answer with the upstream's 200 and "ok".
@@ -160,10 +124,8 @@ EOF
     read -r d f q i < <(state_counts "$journal")
     total=$(sql "$journal" "SELECT count(*) FROM messages")
     [[ $total =~ ^[0-9]+$ && $d =~ ^[0-9]+$ ]] && undelivered=$((total - d))
-    local size problems
-    size=$(journal_size "$journal")
-    problems=$(log_problems "$logfile")
-    drop_journal "$journal"
+    local journal_text
+    journal_text=$(journal_and_log "$journal" "$logfile")
 
     local rps p50 p99 reqs non2xx sockerr
     read -r rps p50 p99 reqs non2xx sockerr < <(parse_wrk "$WORK/$name.wrk" 3)
@@ -176,7 +138,7 @@ $(non200 "$WORK/$name.wrk" "$non2xx")|$fallback|$undelivered")
     DETAILS+=("$name: single POST before the load got $probe; $reqs answers, socket errors $sockerr; \
 $(status_counts "$WORK/$name.wrk")journal after stop: $total rows (warm-up and probe included), delivered $d, \
 failed/skipped $f, queued $q, in flight $i; other processes' CPU $other_cpu; \
-exit status $exit_status, journal $size, log lines with warning/error/critical $problems ($logfile)")
+exit status $exit_status, $journal_text")
 }
 
 # ---------------------------------------------------------------------------
@@ -188,7 +150,6 @@ main() {
     check_settings
     install_missing wrk nginx curl sqlite3 python3
     ensure_prebuilt_waypost
-    mkdir -p "$WORK"
     check_disk
 
     # One journal commit costs at least one fdatasync of the WAL (append) with durability full.
@@ -203,10 +164,7 @@ main() {
     local busy_before
     busy_before=$(idle_other_cpu)
 
-    port_in_use "$UPSTREAM_PORT" && die "127.0.0.1:$UPSTREAM_PORT is already in use"
-    write_nginx_conf "$WORK/nginx-upstream" "$UPSTREAM_PORT" "$UPSTREAM_WORKERS" \
-        '            return 200 "ok\n";'
-    start_nginx upstream "$WORK/nginx-upstream" "$UPSTREAM_PORT"
+    start_upstream
 
     # Direct and through Waypost back to back at each connection count, so that both
     # runs of a row see the same machine.
@@ -217,8 +175,7 @@ main() {
     done
 
     {
-        echo "Waypost sync benchmark, $(date -Is)"
-        machine_lines "$busy_before"
+        report_head sync "$busy_before"
         waypost_line
         echo "route: mode sync, sync_timeout $SYNC_TIMEOUT, ordering none, concurrency $CONCURRENCY; journal durability $DURABILITY, file system $JOURNAL_FS"
         echo "upstream: nginx $(nginx -v 2>&1 | cut -d/ -f2) 'return 200', worker_processes $UPSTREAM_WORKERS, access_log off"
@@ -229,12 +186,7 @@ main() {
         print_table '%5s %10s %8s %8s %11s %8s %8s %10s %11s %8s %6s %12s\n' TABLE_ROWS \
             conns "direct r/s" "p50 ms" "p99 ms" "waypost r/s" "p50 ms" "p99 ms" "added p50" "commit+1ms" \
             non-200 202 undelivered
-        echo
-        local line
-        for line in "${DETAILS[@]}"; do
-            echo "- $line"
-        done
-        echo
+        detail_lines
         echo "direct: wrk straight to the nginx upstream; waypost: the same wrk to Waypost, which journals, forwards to that"
         echo "  upstream and answers with its reply. Each row's two runs are back to back; r/s, p50, p99 from wrk (ms)."
         echo "added p50: waypost p50 - direct p50. commit+1ms: the fdatasync append median above + 1 ms, the goal for added p50"
@@ -242,8 +194,7 @@ main() {
         echo "non-200: answers other than the upstream's 200 (from the status counts; '*': wrk's count of >= 400 only, 202 not"
         echo "  seen). 202: the sync budget ran out and Waypost answered asynchronously. undelivered: journal rows not"
         echo "  'delivered' after the run had settled (up to ${SETTLE_TIMEOUT}s) and Waypost had stopped."
-    } | tee "$RESULTS"
-    log "results: $RESULTS (raw output in $WORK)"
+    } | save_report
 }
 
 main "$@"

@@ -28,31 +28,13 @@
 set -euo pipefail
 
 SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-REPO_ROOT=$(cd "$SCRIPT_DIR/../.." && pwd)
 # shellcheck source=SCRIPTDIR/lib.sh
 source "$SCRIPT_DIR/lib.sh"
+bench_settings verify post-github.lua 0
 
-DURATION=${DURATION:-15s}
-WARMUP=${WARMUP:-3s}
 CONNS=${CONNS:-64}
-WRK_THREADS=${WRK_THREADS:-2}
 DURABILITY=${DURABILITY:-full}
-WAYPOST_PORT=${WAYPOST_PORT:-18080}
 WAYPOST_ADMIN_PORT=${WAYPOST_ADMIN_PORT:-19901}
-UPSTREAM_WORKERS=${UPSTREAM_WORKERS:-1}
-UPSTREAM_PORT=${UPSTREAM_PORT:-18081}
-OUT_DIR=${OUT_DIR:-$REPO_ROOT/bench-out}
-KEEP_JOURNALS=${KEEP_JOURNALS:-0}
-WAYPOST_BIN=${WAYPOST_BIN:-}
-STOP_TIMEOUT=${STOP_TIMEOUT:-60}
-START_TIMEOUT=${START_TIMEOUT:-30}
-export WRK_STATUS_COUNTS=${WRK_STATUS_COUNTS:-0}
-
-LUA_SCRIPT=$SCRIPT_DIR/post-github.lua
-FSYNC_PY=$SCRIPT_DIR/fsync.py
-STAMP=$(date +%Y%m%d-%H%M%S)
-RESULTS=$OUT_DIR/verify-$STAMP.txt
-WORK=$OUT_DIR/verify-$STAMP    # configs, logs and raw wrk output of this run
 
 TABLE_ROWS=()     # "scenario|conns|acks/s|p50|p99|requests|non-2xx|401|rows|vs plain"
 DETAILS=()        # one free-text line per scenario, printed under the table
@@ -60,14 +42,8 @@ SUMMARY=()        # one "verify / plain" line per connection count
 declare -A PLAIN=()   # conns -> "acks/s p50 p99" of the route without verify
 
 check_settings() {
-    local conns
-    for conns in $CONNS; do
-        [[ $conns =~ ^[1-9][0-9]*$ ]] || die "CONNS: '$conns' is not a positive integer"
-    done
-    case $DURABILITY in
-        full | relaxed) ;;
-        *) die "DURABILITY must be full or relaxed, not '$DURABILITY'" ;;
-    esac
+    check_conns
+    check_durability
 }
 
 # The secret for this run (the route reads it from BENCH_GITHUB_SECRET, SPEC §9), and the
@@ -98,22 +74,10 @@ waypost_scenario() {
     mkdir -p "$dir"
     local config=$dir/waypost.yaml journal=$dir/journal.db logfile=$dir/waypost.log verify=""
     [[ $variant == verify ]] && verify="    verify: { scheme: github, secret_env: BENCH_GITHUB_SECRET }"
-    cat >"$config" <<EOF
-listen: 127.0.0.1:$WAYPOST_PORT
-admin: { listen: 127.0.0.1:$WAYPOST_ADMIN_PORT }
-journal: { path: $journal, durability: $DURABILITY, max_backlog: 100000000 }
-routes:
-  - name: bench
-    path: /
-    upstream: http://127.0.0.1:$UPSTREAM_PORT/
-$verify
-EOF
-    port_in_use "$WAYPOST_PORT" && die "127.0.0.1:$WAYPOST_PORT is already in use"
-    port_in_use "$WAYPOST_ADMIN_PORT" && die "127.0.0.1:$WAYPOST_ADMIN_PORT is already in use"
+    write_waypost_config "$config" "$journal" "$DURABILITY" "$verify"
 
-    log "$name: starting $WAYPOST_BIN serve --config $config"
     # A reserved path (SPEC §2): any HTTP answer, even a 404, means the listener is up.
-    launch_waypost "$config" "$logfile" "http://127.0.0.1:$WAYPOST_PORT/_waypost/ready"
+    start_scenario_waypost "$name" "$config" "$logfile" "http://127.0.0.1:$WAYPOST_PORT/_waypost/ready"
     local pid=$WAYPOST_PID url="http://127.0.0.1:$WAYPOST_PORT/"
 
     # By hand first: wrk's signature must be accepted, and (with verify) a wrong one refused,
@@ -140,10 +104,8 @@ EOF
     local rows_after rows=n/a
     rows_after=$(sql "$journal" "SELECT count(*) FROM messages")
     [[ $rows_after =~ ^[0-9]+$ && $rows_before =~ ^[0-9]+$ ]] && rows=$((rows_after - rows_before))
-    local size problems
-    size=$(journal_size "$journal")
-    problems=$(log_problems "$logfile")
-    drop_journal "$journal"
+    local journal_text
+    journal_text=$(journal_and_log "$journal" "$logfile")
 
     local rps p50 p99 reqs non2xx sockerr vs=1.00 unauthorized
     read -r rps p50 p99 reqs non2xx sockerr < <(parse_wrk "$WORK/$name.wrk" 3)
@@ -160,8 +122,7 @@ p50 $p50 vs $pp50 ms ($(difference "$p50" "$pp50" 3)); p99 $p99 vs $pp99 ms ($(d
     TABLE_ROWS+=("$variant|$conns|$rps|$p50|$p99|$reqs|$non2xx|$unauthorized|$rows|$vs")
     DETAILS+=("$name: by hand, signed POST $good, wrong signature $bad; journal rows measured $rows \
 (before $rows_before, after $rows_after); socket errors $sockerr; $(status_counts "$WORK/$name.wrk")\
-other processes' CPU $other_cpu; exit status $exit_status, journal $size, \
-log lines with warning/error/critical $problems ($logfile)")
+other processes' CPU $other_cpu; exit status $exit_status, $journal_text")
 }
 
 # ---------------------------------------------------------------------------
@@ -173,7 +134,6 @@ main() {
     check_settings
     install_missing wrk nginx curl sqlite3 python3 openssl
     ensure_prebuilt_waypost
-    mkdir -p "$WORK"
     check_disk
     make_signature
 
@@ -184,10 +144,7 @@ main() {
 
     # The route's upstream: Waypost forwards what it accepts while wrk posts, in both
     # scenarios alike, as in intake.sh.
-    port_in_use "$UPSTREAM_PORT" && die "127.0.0.1:$UPSTREAM_PORT is already in use"
-    write_nginx_conf "$WORK/nginx-upstream" "$UPSTREAM_PORT" "$UPSTREAM_WORKERS" \
-        '            return 200 "ok\n";'
-    start_nginx upstream "$WORK/nginx-upstream" "$UPSTREAM_PORT"
+    start_upstream
 
     # Plain first, then verify, at each connection count: the two runs of a pair are back
     # to back and see the same machine.
@@ -198,8 +155,7 @@ main() {
     done
 
     {
-        echo "Waypost verify benchmark, $(date -Is)"
-        machine_lines "$busy_before"
+        report_head verify "$busy_before"
         waypost_line
         echo "route: one route on /, async (202), journal durability $DURABILITY, file system $JOURNAL_FS; it forwards to"
         echo "  a private nginx 'return 200' (worker_processes $UPSTREAM_WORKERS) while wrk posts"
@@ -215,17 +171,12 @@ main() {
         for line in "${SUMMARY[@]}"; do
             echo "$line"
         done
-        echo
-        for line in "${DETAILS[@]}"; do
-            echo "- $line"
-        done
-        echo
+        detail_lines
         echo "acks/s, p50, p99, requests: wrk's, measured run only. non-2xx: wrk's count of statuses >= 400 (a 401 is one)."
         echo "401: from the status counts (n/a unless WRK_STATUS_COUNTS=1); any 401 means the signature did not match."
         echo "rows: journal rows written during the measured run (up to one per connection more than the 2xx: wrk's"
         echo "  abandoned last requests). vs plain: acks/s over the route without verify at the same connections."
-    } | tee "$RESULTS"
-    log "results: $RESULTS (raw output in $WORK)"
+    } | save_report
 }
 
 main "$@"
