@@ -300,40 +300,8 @@ extension HTTPAnswer {
 /// Sends one request with the stock `curl` (at most 10 s), the path as given (`--path-as-is`,
 /// so `/a/../b` reaches the server), a body only when `body` is given, and parses the answer.
 func httpRequest(_ method: String, _ url: String, body: String? = nil, headers: [String] = []) async throws -> HTTPAnswer {
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-    process.arguments = ["curl", "-sS", "-i", "--max-time", "8", "--path-as-is", "-X", method]
-        + (body.map { ["--data-binary", $0] } ?? []) + headers.flatMap { ["-H", $0] } + [url]
-    process.environment = childEnvironment()
-    let out = Pipe()
-    let err = Pipe()
-    process.standardOutput = out
-    process.standardError = err
-    process.standardInput = FileHandle.nullDevice
-    try process.run()
-    let stdout = PipeCollector(out.fileHandleForReading)
-    let stderr = PipeCollector(err.fileHandleForReading)
-    let deadline = ContinuousClock.now + .seconds(10)
-    while process.isRunning, ContinuousClock.now < deadline {
-        try? await Task.sleep(for: .milliseconds(10))
-    }
-    if process.isRunning { signalProcess(process.processIdentifier, SIGKILL) }
-    process.waitUntilExit()
-    await stdout.waitForEnd(timeout: .seconds(2))
-    await stderr.waitForEnd(timeout: .seconds(2))
-    guard process.terminationStatus == 0 else {
-        throw CLITestError("curl \(method) \(url) failed (exit \(process.terminationStatus)): \(stderr.text)")
-    }
-    let text = stdout.text
-    guard let split = text.range(of: "\r\n\r\n") else { throw CLITestError("curl: no header block in \(text)") }
-    let head = text[..<split.lowerBound].split(separator: "\r\n").map(String.init)
-    guard let statusLine = head.first, statusLine.split(separator: " ").count >= 2, let status = Int(statusLine.split(separator: " ")[1])
-    else { throw CLITestError("curl: bad status line in \(text)") }
-    let fields = head.dropFirst().compactMap { line -> (String, String)? in
-        guard let colon = line.firstIndex(of: ":") else { return nil }
-        return (String(line[..<colon]), line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces))
-    }
-    return HTTPAnswer(status: status, headers: fields, body: String(text[split.upperBound...]))
+    try await curlExchange(
+        method, url, options: ["--path-as-is"] + (body.map { ["--data-binary", $0] } ?? []) + headers.flatMap { ["-H", $0] })
 }
 
 // MARK: - Prometheus text

@@ -1,5 +1,6 @@
-// Running the real `waypost` executable as a child process: locating the binary, collecting its
-// output, bounding every wait, picking free loopback ports, and a tiny HTTP client (curl).
+// Running the real `waypost` executable (and the tools the tests use) as a child process: locating
+// the binary, collecting its output, bounding every wait, picking free loopback ports, and a tiny
+// HTTP client (curl).
 //
 // Every wait here is asynchronous (`Task.sleep` polling), so a test that waits for a child does
 // not block a thread of Swift's cooperative pool; pipes are drained on threads of their own.
@@ -123,19 +124,25 @@ final class PipeCollector: Sendable {
     }
 }
 
-/// A `waypost` child process with its standard output and error collected.
+/// A child process, `waypost` unless told otherwise, with its standard output and error collected.
 final class WaypostProcess {
     let process = Process()
     let stdout: PipeCollector
     let stderr: PipeCollector
 
     /// Starts `waypost ARGUMENTS` in `directory` (default: a scratch directory of the caller's).
-    init(_ arguments: [String], environment: [String: String] = [:], directory: String? = nil) throws {
+    convenience init(_ arguments: [String], environment: [String: String] = [:], directory: String? = nil) throws {
         guard let executable = waypostExecutable else {
             throw CLITestError(
                 "cannot find the waypost executable next to the test bundle (\(Bundle.main.bundleURL.path)) "
                     + "or in \(packageRoot.path)/.build/debug; run `swift build --build-tests` first")
         }
+        try self.init(executable: executable, arguments, environment: environment, directory: directory)
+    }
+
+    /// Starts `EXECUTABLE ARGUMENTS` in `directory`, with ``childEnvironment(_:)`` plus
+    /// `environment` and standard input from /dev/null.
+    init(executable: URL, _ arguments: [String], environment: [String: String] = [:], directory: String? = nil) throws {
         process.executableURL = executable
         process.arguments = arguments
         process.environment = childEnvironment(environment)
@@ -181,7 +188,7 @@ final class WaypostProcess {
     }
 }
 
-/// How a finished `waypost` command ended.
+/// How a finished command (`waypost`, or a tool such as curl or sqlite3) ended.
 struct CommandResult: CustomStringConvertible {
     var status: Int32
     var stdout: String
@@ -214,10 +221,26 @@ func waypost(
     arguments: [String], environment: [String: String] = [:], directory: String? = nil,
     timeout: Duration = .seconds(10)
 ) async throws -> CommandResult {
-    let child = try WaypostProcess(arguments, environment: environment, directory: directory)
+    try await runCommand(
+        WaypostProcess(arguments, environment: environment, directory: directory), ["waypost"] + arguments, timeout: timeout)
+}
+
+/// Runs `EXECUTABLE ARGUMENTS` (``WaypostProcess/init(executable:_:environment:directory:)``) to
+/// completion, at most `timeout` (then kills it and fails), and collects its exit status and output.
+func runCommand(
+    executable: URL, _ arguments: [String], environment: [String: String] = [:], directory: String? = nil,
+    timeout: Duration
+) async throws -> CommandResult {
+    try await runCommand(
+        WaypostProcess(executable: executable, arguments, environment: environment, directory: directory),
+        [executable.path] + arguments, timeout: timeout)
+}
+
+/// Waits for `child` (started as `commandLine`) to exit, at most `timeout` (then kills it and fails).
+private func runCommand(_ child: WaypostProcess, _ commandLine: [String], timeout: Duration) async throws -> CommandResult {
     guard let status = await child.waitForExit(timeout: timeout) else {
         await child.kill()
-        throw CLITestError("`waypost \(arguments.joined(separator: " "))` did not exit within \(timeout); stderr:\n\(child.stderr.text)")
+        throw CLITestError("`\(commandLine.joined(separator: " "))` did not exit within \(timeout); stderr:\n\(child.stderr.text)")
     }
     return CommandResult(status: status, stdout: child.stdout.text, stderr: child.stderr.text)
 }
@@ -440,33 +463,19 @@ struct HTTPAnswer {
 
 /// Sends one request with the stock `curl` (at most 10 s) and parses the answer.
 func curl(_ method: String, _ url: String, body: String, headers: [String] = []) async throws -> HTTPAnswer {
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-    process.arguments = ["curl", "-sS", "-i", "--max-time", "8", "-X", method, "--data-binary", body]
-        + headers.flatMap { ["-H", $0] } + [url]
-    process.environment = childEnvironment()
-    let out = Pipe()
-    let err = Pipe()
-    process.standardOutput = out
-    process.standardError = err
-    process.standardInput = FileHandle.nullDevice
-    try process.run()
-    let stdout = PipeCollector(out.fileHandleForReading)
-    let stderr = PipeCollector(err.fileHandleForReading)
-    let deadline = ContinuousClock.now + .seconds(10)
-    while process.isRunning, ContinuousClock.now < deadline {
-        try? await Task.sleep(for: .milliseconds(10))
+    try await curlExchange(method, url, options: ["--data-binary", body] + headers.flatMap { ["-H", $0] })
+}
+
+/// Runs `curl -sS -i --max-time 8 -X METHOD OPTIONS… URL` (at most 10 s) and parses the answer;
+/// a curl failure throws.
+func curlExchange(_ method: String, _ url: String, options: [String]) async throws -> HTTPAnswer {
+    let result = try await runCommand(
+        executable: URL(fileURLWithPath: "/usr/bin/env"),
+        ["curl", "-sS", "-i", "--max-time", "8", "-X", method] + options + [url], timeout: .seconds(10))
+    guard result.status == 0 else {
+        throw CLITestError("curl \(method) \(url) failed (exit \(result.status)): \(result.stderr)")
     }
-    if process.isRunning {
-        signalProcess(process.processIdentifier, SIGKILL)
-    }
-    process.waitUntilExit()
-    await stdout.waitForEnd(timeout: .seconds(2))
-    await stderr.waitForEnd(timeout: .seconds(2))
-    guard process.terminationStatus == 0 else {
-        throw CLITestError("curl \(method) \(url) failed (exit \(process.terminationStatus)): \(stderr.text)")
-    }
-    let text = stdout.text
+    let text = result.stdout
     guard let split = text.range(of: "\r\n\r\n") else { throw CLITestError("curl: no header block in \(text)") }
     let head = text[..<split.lowerBound].split(separator: "\r\n").map(String.init)
     guard let statusLine = head.first, statusLine.split(separator: " ").count >= 2,

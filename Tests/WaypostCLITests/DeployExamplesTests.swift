@@ -146,29 +146,5 @@ private func executableOnPath(_ name: String) -> String? {
 
 /// Runs a tool to completion (at most `timeout`, then kills it and fails) and collects its output.
 private func runTool(_ executable: String, _ arguments: [String], timeout: Duration = .seconds(20)) async throws -> CommandResult {
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: executable)
-    process.arguments = arguments
-    process.environment = childEnvironment()
-    let out = Pipe()
-    let err = Pipe()
-    process.standardOutput = out
-    process.standardError = err
-    process.standardInput = FileHandle.nullDevice
-    try process.run()
-    let stdout = PipeCollector(out.fileHandleForReading)
-    let stderr = PipeCollector(err.fileHandleForReading)
-    let deadline = ContinuousClock.now + timeout
-    while process.isRunning, ContinuousClock.now < deadline {
-        try? await Task.sleep(for: .milliseconds(10))
-    }
-    if process.isRunning {
-        signalProcess(process.processIdentifier, SIGKILL)
-        process.waitUntilExit()
-        throw CLITestError("`\(executable) \(arguments.joined(separator: " "))` did not exit within \(timeout); stderr:\n\(stderr.text)")
-    }
-    process.waitUntilExit()
-    await stdout.waitForEnd(timeout: .seconds(2))
-    await stderr.waitForEnd(timeout: .seconds(2))
-    return CommandResult(status: process.terminationStatus, stdout: stdout.text, stderr: stderr.text)
+    try await runCommand(executable: URL(fileURLWithPath: executable), arguments, timeout: timeout)
 }

@@ -112,39 +112,9 @@ func sha256Hex(_ bytes: [UInt8]) -> String {
 
 // MARK: - External tools
 
-/// How a finished tool ended.
-struct ToolResult: CustomStringConvertible {
-    var status: Int32
-    var stdout: String
-    var stderr: String
-    var description: String { "exit \(status)\n--- stdout:\n\(stdout)\n--- stderr:\n\(stderr)" }
-}
-
 /// Runs `/usr/bin/env ARGUMENTS` to completion (at most `timeout`, then killed and an error).
-func runTool(_ arguments: [String], timeout: Duration = .seconds(30)) async throws -> ToolResult {
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-    process.arguments = arguments
-    process.environment = childEnvironment()
-    let out = Pipe()
-    let err = Pipe()
-    process.standardOutput = out
-    process.standardError = err
-    process.standardInput = FileHandle.nullDevice
-    try process.run()
-    let stdout = PipeCollector(out.fileHandleForReading)
-    let stderr = PipeCollector(err.fileHandleForReading)
-    let deadline = ContinuousClock.now + timeout
-    while process.isRunning, ContinuousClock.now < deadline { try? await Task.sleep(for: .milliseconds(5)) }
-    if process.isRunning {
-        signalProcess(process.processIdentifier, SIGKILL)
-        process.waitUntilExit()
-        throw CLITestError("`\(arguments.joined(separator: " "))` did not finish within \(timeout)")
-    }
-    process.waitUntilExit()
-    await stdout.waitForEnd(timeout: .seconds(2))
-    await stderr.waitForEnd(timeout: .seconds(2))
-    return ToolResult(status: process.terminationStatus, stdout: stdout.text, stderr: stderr.text)
+func runTool(_ arguments: [String], timeout: Duration = .seconds(30)) async throws -> CommandResult {
+    try await runCommand(executable: URL(fileURLWithPath: "/usr/bin/env"), arguments, timeout: timeout)
 }
 
 /// Runs `sql` with the stock `sqlite3` CLI on `journal` (waiting up to 5 s for a lock) and
