@@ -150,6 +150,30 @@ extension Result where Success == IntakeResult {
 
 @Suite("Journal delivery records")
 struct DeliveryRecordTests {
+    @Test("under durability full, a commit that holds a message fsyncs; one that holds only outcomes does not")
+    func outcomeOnlyCommitsSkipTheFsync() async throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.cleanUp() }
+        let quiet = Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() })
+        for durability in [Durability.full, .relaxed] {
+            let writer = try JournalWriter(path: dir.file("\(durability).db"), durability: durability, maxBacklog: 100, logger: quiet)
+            func recorded(_ update: DeliveryUpdate) async {
+                await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+                    writer.record(update) { _ in continuation.resume() }
+                }
+            }
+            #expect(await writer.store(makeMessage()).isStored)
+            await recorded(.started(messageID: 1, attempt: 1, cycleAttempt: 1, atMilliseconds: 1_000))
+            #expect(await writer.store(makeMessage()).isStored)
+            await recorded(.started(messageID: 2, attempt: 1, cycleAttempt: 1, atMilliseconds: 1_000))
+            let statistics = writer.statistics
+            await writer.shutdown()
+            #expect(statistics.commits == 4)
+            #expect(statistics.commitsWithoutFsync == (durability == .full ? 2 : 4), "\(durability): \(statistics)")
+            #expect(try sqlite3CLI(dir.file("\(durability).db"), "SELECT group_concat(state) FROM messages") == "in_flight,in_flight")
+        }
+    }
+
     @Test("attempts and outcomes are recorded; retain_delivered prunes old deliveries, not the rest")
     func outcomesAndRetention() async throws {
         let dir = try TemporaryDirectory()
