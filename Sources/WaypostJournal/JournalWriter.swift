@@ -175,6 +175,9 @@ public final class JournalWriter: Service, @unchecked Sendable {
     public struct Statistics: Sendable, Equatable {
         /// Transactions committed.
         public var commits = 0
+        /// Those of them that held intake requests (the others hold only delivery state
+        /// changes): `messages / intakeCommits` is the mean group-commit size.
+        public var intakeCommits = 0
         /// Messages stored by those transactions.
         public var messages = 0
         /// Transactions committed without an fsync of their own: all under `durability:
@@ -184,7 +187,7 @@ public final class JournalWriter: Service, @unchecked Sendable {
         public var lastCommitFailed = false
     }
 
-    /// Counters since the writer started; `messages / commits` is the mean group-commit size.
+    /// Counters since the writer started; `messages / intakeCommits` is the mean group-commit size.
     public var statistics: Statistics {
         condition.lock()
         defer { condition.unlock() }
@@ -281,7 +284,10 @@ public final class JournalWriter: Service, @unchecked Sendable {
         let statistics = self.statistics
         logger.notice(
             "journal writer stopped",
-            metadata: ["commits": "\(statistics.commits)", "messages": "\(statistics.messages)"])
+            metadata: [
+                "commits": "\(statistics.commits)", "intake_commits": "\(statistics.intakeCommits)",
+                "commits_without_fsync": "\(statistics.commitsWithoutFsync)", "messages": "\(statistics.messages)",
+            ])
         checkpointer.stop()
         close(lockDescriptor)
         condition.lock()
@@ -303,6 +309,7 @@ public final class JournalWriter: Service, @unchecked Sendable {
         results.reserveCapacity(batch.count)
         var firstStoredRow = Int64.max
         let backlogBefore = backlog
+        let holdsMessages = batch.contains { if case .store = $0 { true } else { false } }
         do throws(SQLiteError) {
             guard FileIdentity(path: path) == fileIdentity else {
                 throw SQLiteError(
@@ -310,7 +317,6 @@ public final class JournalWriter: Service, @unchecked Sendable {
                     message: "the journal file \(path) was removed or replaced while Waypost ran; put it back, or restart Waypost",
                     sql: nil)
             }
-            let holdsMessages = batch.contains { if case .store = $0 { true } else { false } }
             let full = durability == .full && holdsMessages
             if full != synchronousFull {
                 try db.execute("PRAGMA synchronous = \(full ? "FULL" : "NORMAL")")
@@ -347,6 +353,7 @@ public final class JournalWriter: Service, @unchecked Sendable {
         let stored = results.count { if case .success(.stored) = $0 { true } else { false } }
         condition.lock()
         _statistics.commits += 1
+        if holdsMessages { _statistics.intakeCommits += 1 }
         if !synchronousFull { _statistics.commitsWithoutFsync += 1 }
         _statistics.messages += stored
         _statistics.lastCommitFailed = false

@@ -169,6 +169,7 @@ struct DeliveryRecordTests {
             let statistics = writer.statistics
             await writer.shutdown()
             #expect(statistics.commits == 4)
+            #expect(statistics.intakeCommits == 2)
             #expect(statistics.commitsWithoutFsync == (durability == .full ? 2 : 4), "\(durability): \(statistics)")
             #expect(try sqlite3CLI(dir.file("\(durability).db"), "SELECT group_concat(state) FROM messages") == "in_flight,in_flight")
         }
