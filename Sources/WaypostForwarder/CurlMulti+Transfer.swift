@@ -237,23 +237,25 @@ final class CurlTransfer {
 
 /// `CURLOPT_HEADERFUNCTION`: one call per header line, status line and blank line included.
 private let curlHeaderCallback: waypost_data_callback = { data, size, count, userdata in
-    let length = size * count
-    guard let userdata else { return 0 }
-    let transfer = Unmanaged<CurlTransfer>.fromOpaque(userdata).takeUnretainedValue()
-    if let data, length > 0 {
-        transfer.headerLine(UnsafeBufferPointer(start: UnsafeRawPointer(data).assumingMemoryBound(to: UInt8.self), count: length))
-    }
-    return length
+    deliver(data, size * count, to: userdata) { $0.headerLine($1) }
 }
 
 /// `CURLOPT_WRITEFUNCTION`: body chunks. It always claims the whole chunk, so a body over
 /// the cap is read to its end (and the connection stays reusable) but not stored.
 private let curlWriteCallback: waypost_data_callback = { data, size, count, userdata in
-    let length = size * count
+    deliver(data, size * count, to: userdata) { $0.bodyChunk($1) }
+}
+
+/// Hands the `length` bytes curl passed to a callback to the transfer in `userdata`; the
+/// callback's return value (what was consumed: everything, or 0 without a transfer).
+private func deliver(
+    _ data: UnsafeMutablePointer<CChar>?, _ length: Int, to userdata: UnsafeMutableRawPointer?,
+    _ consume: (CurlTransfer, UnsafeBufferPointer<UInt8>) -> Void
+) -> Int {
     guard let userdata else { return 0 }
     let transfer = Unmanaged<CurlTransfer>.fromOpaque(userdata).takeUnretainedValue()
     if let data, length > 0 {
-        transfer.bodyChunk(UnsafeBufferPointer(start: UnsafeRawPointer(data).assumingMemoryBound(to: UInt8.self), count: length))
+        consume(transfer, UnsafeBufferPointer(start: UnsafeRawPointer(data).assumingMemoryBound(to: UInt8.self), count: length))
     }
     return length
 }
