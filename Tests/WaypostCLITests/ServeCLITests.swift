@@ -82,6 +82,28 @@ struct ServeCLITests {
         #expect(!FileManager.default.fileExists(atPath: dir.file("j.db")), "a refused start created the journal")
     }
 
+    @Test("an add_headers value naming an unset variable makes serve exit 78 naming the key and the variable")
+    func addHeadersVariableRefused() async throws {
+        let dir = try ScratchDirectory()
+        defer { dir.remove() }
+        let config = try dir.write(
+            "w.yaml",
+            """
+            routes:
+              - name: a
+                path: /
+                upstream: http://127.0.0.1:9/
+                add_headers: { X-Token: "Bearer ${WAYPOST_TEST_UNSET_TOKEN}" }
+
+            """)
+        let result = try await waypost(
+            "serve", "--config", config, "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0",
+            "--journal", dir.file("j.db"), directory: dir.path)
+        #expect(result.status == 78, "\(result)")
+        #expect(result.stderr.contains("invalid configuration: routes[0].add_headers.X-Token"), "\(result)")
+        #expect(result.stderr.contains("WAYPOST_TEST_UNSET_TOKEN is not set"), "\(result)")
+    }
+
     @Test("an invalid config makes serve exit 78 naming the file and the key")
     func invalidConfigRefused() async throws {
         let dir = try ScratchDirectory()
