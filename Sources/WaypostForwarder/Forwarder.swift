@@ -100,32 +100,43 @@ public final class Forwarder: Service, @unchecked Sendable {
     private var updates: [Update] = []
     private let shutdownGrace: Duration
 
-    /// Prepares delivery for every route of `configuration` and starts the delivery thread.
+    /// The `add_headers` of every route, with `${NAME}` expanded from `environment`, by route
+    /// name. Start-up calls this before it opens anything.
     ///
-    /// - Parameter signers: the outbound signer of each route with `sign`, by route name.
-    /// - Throws: ``ForwarderError`` when an `add_headers` value names an unset environment
-    ///   variable, the journal cannot be read, or libcurl cannot start.
-    public init(
-        configuration: WaypostConfig, writer: JournalWriter, board: OutcomeBoard, environment: [String: String],
-        signers: [String: OutboundSigner] = [:], logger: Logger
-    ) throws(ForwarderError) {
-        var routes: [Route] = []
+    /// - Throws: ``ForwarderError`` naming the key and the variable, when a value names an
+    ///   unset environment variable.
+    public static func addHeaders(of configuration: WaypostConfig, environment: [String: String]) throws(ForwarderError) -> [String: [HeaderField]] {
+        var expanded: [String: [HeaderField]] = [:]
         for (index, route) in configuration.routes.enumerated() {
             var headers: [HeaderField] = []
             for field in route.addHeaders {
                 do {
-                    let value = try OutboundRequest.expandEnvironment(field.value, environment: environment)
-                    headers.append(HeaderField(name: field.name, value: value))
+                    headers.append(HeaderField(name: field.name, value: try OutboundRequest.expandEnvironment(field.value, environment: environment)))
                 } catch {
-                    throw ForwarderError(
-                        message: "routes[\(index)].add_headers.\(field.name): the environment variable \(error.name) is not set",
-                        isConfiguration: true)
+                    throw ForwarderError(message: "routes[\(index)].add_headers.\(field.name): the environment variable \(error.name) is not set")
                 }
             }
+            expanded[route.name] = headers
+        }
+        return expanded
+    }
+
+    /// Prepares delivery for every route of `configuration` and starts the delivery thread.
+    ///
+    /// - Parameters:
+    ///   - addHeaders: each route's `add_headers`, expanded (``addHeaders(of:environment:)``), by route name.
+    ///   - signers: the outbound signer of each route with `sign`, by route name.
+    /// - Throws: ``ForwarderError`` when the journal cannot be read or libcurl cannot start.
+    public init(
+        configuration: WaypostConfig, writer: JournalWriter, board: OutcomeBoard, addHeaders: [String: [HeaderField]] = [:],
+        signers: [String: OutboundSigner] = [:], logger: Logger
+    ) throws(ForwarderError) {
+        var routes: [Route] = []
+        for route in configuration.routes {
             let dimensions = [("route", route.name)]
             routes.append(
                 Route(
-                    config: route, addHeaders: headers, signer: signers[route.name], delivered: Counter(label: "waypost_delivered_total", dimensions: dimensions),
+                    config: route, addHeaders: addHeaders[route.name] ?? [], signer: signers[route.name], delivered: Counter(label: "waypost_delivered_total", dimensions: dimensions),
                     failed: Counter(label: "waypost_failed_total", dimensions: dimensions),
                     retried: Counter(label: "waypost_retried_total", dimensions: dimensions),
                     queues: RouteQueues(ordering: route.ordering, concurrency: route.concurrency)))
@@ -137,12 +148,12 @@ public final class Forwarder: Service, @unchecked Sendable {
             let paused = try reader.pausedRoutes()
             for index in routes.indices { routes[index].queues.paused = paused.contains(routes[index].config.name) }
         } catch {
-            throw ForwarderError(message: "cannot read the journal: \(error.message)", isConfiguration: false)
+            throw ForwarderError(message: "cannot read the journal: \(error.message)")
         }
         do {
             multi = try CurlMulti(logger: logger)
         } catch {
-            throw ForwarderError(message: "cannot start libcurl: \(error)", isConfiguration: false)
+            throw ForwarderError(message: "cannot start libcurl: \(error)")
         }
         self.writer = writer
         self.board = board
@@ -499,8 +510,5 @@ public final class Forwarder: Service, @unchecked Sendable {
 /// The forwarder cannot start.
 public struct ForwarderError: Error, Sendable, CustomStringConvertible {
     public var message: String
-    /// True when the configuration is at fault (an `add_headers` value names an unset
-    /// environment variable), false when the journal or libcurl failed.
-    public var isConfiguration: Bool
     public var description: String { message }
 }

@@ -66,10 +66,13 @@ struct Serve: AsyncParsableCommand {
         }
         if let journal { settings.journal.path = journal }
 
-        // Secrets are read once, now; a missing one stops start-up, naming where it was looked for.
+        // Secrets and `add_headers` variables are read once, now, before anything is opened; a
+        // missing one stops start-up, naming where it was looked for.
         var verifiers: [String: InboundVerifier] = [:]
         var signers: [String: OutboundSigner] = [:]
+        let addHeaders: [String: [HeaderField]]
         do {
+            addHeaders = try Forwarder.addHeaders(of: settings, environment: environment)
             for route in settings.routes {
                 if let verify = route.verify {
                     verifiers[route.name] = try InboundVerifier(config: verify, secrets: Secrets.load(verify.secret, environment: environment))
@@ -116,11 +119,11 @@ struct Serve: AsyncParsableCommand {
         let forwarder: Forwarder
         do {
             forwarder = try Forwarder(
-                configuration: settings, writer: writer, board: board, environment: environment, signers: signers, logger: logger)
+                configuration: settings, writer: writer, board: board, addHeaders: addHeaders, signers: signers, logger: logger)
         } catch {
             await writer.shutdown()
-            printError("waypost: \(error.isConfiguration ? "invalid configuration: " : "")\(error)")
-            throw error.isConfiguration ? ExitCode.invalidConfiguration : ExitCode.failure
+            printError("waypost: \(error)")
+            throw ExitCode.failure
         }
         let group = MultiThreadedEventLoopGroup(numberOfThreads: System.coreCount)
         do {

@@ -82,7 +82,7 @@ struct ServeCLITests {
         #expect(!FileManager.default.fileExists(atPath: dir.file("j.db")), "a refused start created the journal")
     }
 
-    @Test("an add_headers value naming an unset variable makes serve exit 78 naming the key and the variable")
+    @Test("an add_headers value naming an unset variable makes serve exit 78 naming the key and the variable, before anything is created")
     func addHeadersVariableRefused() async throws {
         let dir = try ScratchDirectory()
         defer { dir.remove() }
@@ -102,6 +102,7 @@ struct ServeCLITests {
         #expect(result.status == 78, "\(result)")
         #expect(result.stderr.contains("invalid configuration: routes[0].add_headers.X-Token"), "\(result)")
         #expect(result.stderr.contains("WAYPOST_TEST_UNSET_TOKEN is not set"), "\(result)")
+        #expect(!FileManager.default.fileExists(atPath: dir.file("j.db")), "a refused start created the journal")
     }
 
     @Test("an invalid config makes serve exit 78 naming the file and the key")

@@ -29,7 +29,7 @@ final class DeliveryHarness: Sendable {
         writer = try JournalWriter(path: journalPath, durability: .relaxed, maxBacklog: 1_000_000, logger: Self.quiet)
         forwarder = try Forwarder(
             configuration: configuration, writer: writer, board: board,
-            environment: environment, signers: signers, logger: Self.quiet)
+            addHeaders: try Forwarder.addHeaders(of: configuration, environment: environment), signers: signers, logger: Self.quiet)
     }
 
     /// Stops delivery and the writer; `keepFiles` keeps the journal for a restart.
