@@ -160,9 +160,7 @@ public final class Forwarder: Service, @unchecked Sendable {
         self.logger = logger
         self.shutdownGrace = configuration.shutdownGrace
         writer.onStored { [weak self] firstRow in self?.messagesStored(from: firstRow) }
-        let thread = Thread { [self] in deliveryLoop() }
-        thread.name = "wp-forwarder"  // Linux thread names hold 15 bytes
-        thread.start()
+        startDedicatedThread(named: "wp-forwarder") { [self] in deliveryLoop() }
     }
 
     /// Whether the delivery thread is running.

@@ -20,9 +20,7 @@ final class Checkpointer: @unchecked Sendable {
         try db.execute("PRAGMA busy_timeout = 5000")
         self.interval = interval
         self.logger = logger
-        let thread = Thread { [self] in loop() }
-        thread.name = "wp-checkpoint"  // Linux thread names hold 15 bytes
-        thread.start()
+        startDedicatedThread(named: "wp-checkpoint") { [self] in loop() }
     }
 
     private func loop() {

@@ -163,9 +163,7 @@ public final class JournalWriter: Service, @unchecked Sendable {
             close(lockDescriptor)
             throw error
         }
-        let thread = Thread { [self] in writerLoop() }
-        thread.name = "wp-journal"  // Linux thread names hold 15 bytes
-        thread.start()
+        startDedicatedThread(named: "wp-journal") { [self] in writerLoop() }
     }
 
     /// Messages waiting for delivery: what `max_backlog` limits.
