@@ -124,12 +124,7 @@ other processes' CPU $other_cpu; exit status $exit_status, $journal_text")
 }
 
 main() {
-    [[ $(id -u) == 0 ]] || log "warning: not root; installing packages would fail"
-    cd "$REPO_ROOT"
-    check_settings
-    install_missing wrk nginx curl sqlite3 python3
-    ensure_prebuilt_waypost
-    check_disk
+    bench_prepare wrk nginx curl sqlite3 python3
 
     local fsync_append busy_before
     fsync_append=$(python3 "$FSYNC_PY" "$WORK" --mode append)

@@ -162,6 +162,18 @@ start_scenario_waypost() {
     launch_waypost "$config" "$logfile" "$ready_url"
 }
 
+# bench_prepare PACKAGE...: what every run does first, from the repository root: the
+# script's own check_settings, the Debian packages it needs, the Waypost binary
+# (ensure_prebuilt_waypost) and the disk check.
+bench_prepare() {
+    [[ $(id -u) == 0 ]] || log "warning: not root; installing packages would fail"
+    cd "$REPO_ROOT" || die "cannot enter $REPO_ROOT"
+    check_settings
+    install_missing "$@"
+    ensure_prebuilt_waypost
+    check_disk
+}
+
 # ensure_prebuilt_waypost: sets WAYPOST_BIN (and BINARY_NOTE). The binary is kept fresh
 # elsewhere: WAYPOST_BIN if set, else .build-release/release/waypost, else
 # .build/release/waypost; built (release, --scratch-path .build-release) only when

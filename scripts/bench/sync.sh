@@ -145,12 +145,7 @@ exit status $exit_status, $journal_text")
 # Report
 
 main() {
-    [[ $(id -u) == 0 ]] || log "warning: not root; installing packages would fail"
-    cd "$REPO_ROOT"
-    check_settings
-    install_missing wrk nginx curl sqlite3 python3
-    ensure_prebuilt_waypost
-    check_disk
+    bench_prepare wrk nginx curl sqlite3 python3
 
     # One journal commit costs at least one fdatasync of the WAL (append) with durability full.
     local fsync_append fsync_overwrite median

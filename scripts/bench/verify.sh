@@ -129,12 +129,7 @@ other processes' CPU $other_cpu; exit status $exit_status, $journal_text")
 # Report
 
 main() {
-    [[ $(id -u) == 0 ]] || log "warning: not root; installing packages would fail"
-    cd "$REPO_ROOT"
-    check_settings
-    install_missing wrk nginx curl sqlite3 python3 openssl
-    ensure_prebuilt_waypost
-    check_disk
+    bench_prepare wrk nginx curl sqlite3 python3 openssl
     make_signature
 
     local fsync_append
