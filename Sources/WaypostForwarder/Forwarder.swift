@@ -219,7 +219,7 @@ public final class Forwarder: Service, @unchecked Sendable {
     /// second later, until it sticks, and then published again for watchers that came since.
     private func outcomeWritten(
         _ result: Result<Void, SQLiteError>, finished: FinishedAttempt, correlationID: String, final: FinalOutcome?,
-        board: OutcomeBoard, rewritten: Bool = false
+        rewritten: Bool = false
     ) {
         shared.withLock { shared in
             switch result {
@@ -231,7 +231,7 @@ public final class Forwarder: Service, @unchecked Sendable {
                         .finished(finished),
                         { [weak self] result in
                             self?.outcomeWritten(
-                                result, finished: finished, correlationID: correlationID, final: final, board: board, rewritten: true)
+                                result, finished: finished, correlationID: correlationID, final: final, rewritten: true)
                         }
                     ))
                 shared.nextRewrite = Date().addingTimeInterval(1)
@@ -460,7 +460,6 @@ public final class Forwarder: Service, @unchecked Sendable {
         }
         let id = attempt.message.id
         let correlationID = attempt.message.correlationID
-        let board = self.board
         let final = state == "queued" ? nil : FinalOutcome(state: state, response: response, lastError: lastError)
         shared.withLock { _ = $0.unrecorded.insert(id) }
         let finished = FinishedAttempt(
@@ -470,7 +469,7 @@ public final class Forwarder: Service, @unchecked Sendable {
         updates.append(
             (
                 .finished(finished),
-                { [weak self] result in self?.outcomeWritten(result, finished: finished, correlationID: correlationID, final: final, board: board) }
+                { [weak self] result in self?.outcomeWritten(result, finished: finished, correlationID: correlationID, final: final) }
             ))
         routes[attempt.route].queues.finish(attempt.message.id, outcome: outcome)
         if let final { board.publish(correlationID, final) }
