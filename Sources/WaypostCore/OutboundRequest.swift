@@ -2,7 +2,7 @@
 /// forwarder supplies the stored message, the attempt number and the route.
 public enum OutboundRequest {
     /// Header names Waypost sets itself on every attempt; the source's own values are replaced.
-    static let replaced: Set<String> = [
+    static let replaced: [String] = [
         "host", "content-length", "x-correlation-id", "idempotency-key", "x-waypost-attempt", "x-forwarded-for",
         "x-forwarded-proto", "x-forwarded-host", "expect",
     ]
@@ -42,15 +42,17 @@ public enum OutboundRequest {
         var fields: [HeaderField] = []
         fields.reserveCapacity(stored.count + 6 + addHeaders.count)
         for field in stored {
-            let name = field.name.lowercased()
-            switch name {
-            case "x-forwarded-for": forwardedFor.append(field.value)
-            case "x-forwarded-proto": proto = proto ?? field.value
-            case "x-forwarded-host": forwardedHost = forwardedHost ?? field.value
-            case "host": host = host ?? field.value
-            default: break
+            let name = field.name
+            if name.caseInsensitiveEquals("x-forwarded-for") {
+                forwardedFor.append(field.value)
+            } else if name.caseInsensitiveEquals("x-forwarded-proto") {
+                proto = proto ?? field.value
+            } else if name.caseInsensitiveEquals("x-forwarded-host") {
+                forwardedHost = forwardedHost ?? field.value
+            } else if name.caseInsensitiveEquals("host") {
+                host = host ?? field.value
             }
-            if !replaced.contains(name) { fields.append(field) }
+            if !replaced.contains(where: name.caseInsensitiveEquals) { fields.append(field) }
         }
         if let clientAddress { forwardedFor.append(clientAddress) }
         fields.append(HeaderField(name: "X-Correlation-ID", value: correlationID))
@@ -59,8 +61,12 @@ public enum OutboundRequest {
         if !forwardedFor.isEmpty { fields.append(HeaderField(name: "X-Forwarded-For", value: forwardedFor.joined(separator: ", "))) }
         fields.append(HeaderField(name: "X-Forwarded-Proto", value: proto ?? "http"))
         if let forwardedHost = forwardedHost ?? host { fields.append(HeaderField(name: "X-Forwarded-Host", value: forwardedHost)) }
-        let removed = Set((removeHeaders + addHeaders.map(\.name)).map { $0.lowercased() })
-        if !removed.isEmpty { fields.removeAll { removed.contains($0.name.lowercased()) } }
+        if !removeHeaders.isEmpty || !addHeaders.isEmpty {
+            fields.removeAll { field in
+                removeHeaders.contains(where: field.name.caseInsensitiveEquals)
+                    || addHeaders.contains { $0.name.caseInsensitiveEquals(field.name) }
+            }
+        }
         return fields + addHeaders
     }
 

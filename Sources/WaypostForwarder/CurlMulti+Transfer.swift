@@ -93,7 +93,7 @@ final class CurlTransfer {
         // While a TLS connection to the host is being set up, wait for ALPN to tell whether it
         // multiplexes (HTTP/2) rather than opening a second one at once. Not in clear text:
         // there curl learns it only from the first response, so requests would queue.
-        if request.url.prefix(8).lowercased() == "https://" { set(CURLOPT_PIPEWAIT, 1) }
+        if String(request.url.prefix(8)).caseInsensitiveEquals("https://") { set(CURLOPT_PIPEWAIT, 1) }
         set(CURLOPT_CONNECTTIMEOUT_MS, Self.milliseconds(request.connectTimeout))
         set(CURLOPT_TIMEOUT_MS, Self.milliseconds(request.totalTimeout))
         set(CURLOPT_TCP_KEEPALIVE, 1)
@@ -137,24 +137,29 @@ final class CurlTransfer {
     /// own `Accept`, `Expect` and (with a body) `Content-Type` unless the caller gave them.
     private static func headerList(_ headers: [HeaderField], sendsBody: Bool) throws(CurlError) -> UnsafeMutablePointer<curl_slist>? {
         var lines: [String] = []
-        var given: Set<String> = []
+        lines.reserveCapacity(headers.count + 3)
+        var givesAccept = false
+        var givesExpect = false
+        var givesContentType = false
         for field in headers {
-            guard !field.name.isEmpty, field.name.utf8.allSatisfy(isTokenByte) else {
-                throw .invalidRequest("invalid header name \"\(field.name)\"")
+            let name = field.name
+            guard !name.isEmpty, name.utf8.allSatisfy(isTokenByte) else {
+                throw .invalidRequest("invalid header name \"\(name)\"")
             }
             guard !field.value.utf8.contains(where: { $0 == 0x0D || $0 == 0x0A || $0 == 0 }) else {
-                throw .invalidRequest("the value of header \(field.name) contains CR, LF or NUL")
+                throw .invalidRequest("the value of header \(name) contains CR, LF or NUL")
             }
-            let lowered = field.name.lowercased()
             // The length always comes from the body; a stale one would corrupt the framing.
-            if lowered == "content-length" || lowered == "transfer-encoding" { continue }
-            given.insert(lowered)
+            if name.caseInsensitiveEquals("content-length") || name.caseInsensitiveEquals("transfer-encoding") { continue }
+            givesAccept = givesAccept || name.caseInsensitiveEquals("accept")
+            givesExpect = givesExpect || name.caseInsensitiveEquals("expect")
+            givesContentType = givesContentType || name.caseInsensitiveEquals("content-type")
             // "Name:" would remove the field in curl's syntax; "Name;" sends it empty.
-            lines.append(field.value.isEmpty ? "\(field.name);" : "\(field.name): \(field.value)")
+            lines.append(field.value.isEmpty ? name + ";" : name + ": " + field.value)
         }
-        if !given.contains("accept") { lines.append("Accept:") }
-        if !given.contains("expect") { lines.append("Expect:") }
-        if sendsBody && !given.contains("content-type") { lines.append("Content-Type:") }
+        if !givesAccept { lines.append("Accept:") }
+        if !givesExpect { lines.append("Expect:") }
+        if sendsBody && !givesContentType { lines.append("Content-Type:") }
 
         var list: UnsafeMutablePointer<curl_slist>? = nil
         for line in lines {
@@ -170,10 +175,13 @@ final class CurlTransfer {
     /// tchar of RFC 9110 §5.6.2.
     private static func isTokenByte(_ byte: UInt8) -> Bool {
         switch byte {
-        case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "0")...UInt8(ascii: "9"):
-            return true
+        case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "0")...UInt8(ascii: "9"),
+            UInt8(ascii: "!"), UInt8(ascii: "#"), UInt8(ascii: "$"), UInt8(ascii: "%"), UInt8(ascii: "&"), UInt8(ascii: "'"),
+            UInt8(ascii: "*"), UInt8(ascii: "+"), UInt8(ascii: "-"), UInt8(ascii: "."), UInt8(ascii: "^"), UInt8(ascii: "_"),
+            UInt8(ascii: "`"), UInt8(ascii: "|"), UInt8(ascii: "~"):
+            true
         default:
-            return Array("!#$%&'*+-.^_`|~".utf8).contains(byte)
+            false
         }
     }
 

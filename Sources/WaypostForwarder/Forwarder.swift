@@ -8,8 +8,9 @@ import WaypostJournal
 
 /// Delivers the journal to the upstreams (SPEC §3).
 ///
-/// One thread runs the delivery loop: it pages waiting messages from the journal into each
-/// route's ``RouteQueues``, sends what the queues release through its own ``CurlMulti``,
+/// One thread runs the delivery loop: it takes the messages the ``JournalWriter`` has just
+/// committed into each route's ``RouteQueues`` (paging them from the journal instead when
+/// it has fallen behind, or after a restart or an operator's replay), sends what the queues release through its own ``CurlMulti``,
 /// turns each attempt's end into a ``Verdict`` with the route's ``RetryPolicy``, and hands
 /// every state change to the ``JournalWriter``, which batches them with the intake's commits.
 /// The loop sleeps in `curl_multi_poll` until an upstream answers, new messages are
@@ -62,8 +63,12 @@ public final class Forwarder: Service, @unchecked Sendable {
 
     /// What other threads hand to the delivery thread.
     private struct Shared {
-        /// The smallest row id stored since the loop last looked, if any.
-        var newMessagesFrom: Int64?
+        /// Messages committed since the loop last looked, as the writer handed them over, in
+        /// commit order: at most `pageSize`.
+        var stored: [[StoredMessage]] = []
+        var storedCount = 0
+        /// The smallest row id of those dropped for lack of room: the journal has them.
+        var droppedFrom: Int64?
         /// Outcomes whose commit failed (disk full, busy journal): written again after a pause.
         var unwritten: [Update] = []
         var nextRewrite = Date.distantPast
@@ -88,6 +93,9 @@ public final class Forwarder: Service, @unchecked Sendable {
     /// The last attempt numbers (in all, and in the cycle) of messages waiting for a retry: the
     /// journal may not have them yet, as an attempt's end is written after the fact.
     private var lastAttempts: [Int64: (attempt: Int, cycleAttempt: Int)] = [:]
+    /// The content of messages handed over by the writer, until they are sent (or dropped
+    /// from the queues by a reload): a first attempt needs no read of the journal.
+    private var handed: [Int64: MessageForDelivery] = [:]
     private let reader: DeliveryReader
     private let writer: JournalWriter
     private let multi: CurlMulti
@@ -159,7 +167,7 @@ public final class Forwarder: Service, @unchecked Sendable {
         self.board = board
         self.logger = logger
         self.shutdownGrace = configuration.shutdownGrace
-        writer.onStored { [weak self] firstRow in self?.messagesStored(from: firstRow) }
+        writer.onStored { [weak self] messages in self?.messagesStored(messages) }
         startDedicatedThread(named: "wp-forwarder") { [self] in deliveryLoop() }
     }
 
@@ -199,8 +207,16 @@ public final class Forwarder: Service, @unchecked Sendable {
         tell { $0.reloadRequested = true }
     }
 
-    private func messagesStored(from firstRow: Int64) {
-        tell { $0.newMessagesFrom = min($0.newMessagesFrom ?? firstRow, firstRow) }
+    private func messagesStored(_ messages: [StoredMessage]) {
+        guard let first = messages.first?.id else { return }
+        tell { shared in
+            if shared.storedCount + messages.count <= Self.pageSize {
+                shared.stored.append(messages)
+                shared.storedCount += messages.count
+            } else {
+                shared.droppedFrom = min(shared.droppedFrom ?? first, first)
+            }
+        }
     }
 
     /// Changes the shared state and wakes the delivery thread, unless a wake-up is pending.
@@ -249,14 +265,16 @@ public final class Forwarder: Service, @unchecked Sendable {
             multi.perform()  // sends what the last turn started, collects what ended
             let turn = shared.withLock { shared in
                 defer {
-                    shared.newMessagesFrom = nil
+                    shared.stored = []
+                    shared.storedCount = 0
+                    shared.droppedFrom = nil
                     shared.reloadRequested = false
                     shared.wakePending = false
                 }
                 let rewrite = Date() >= shared.nextRewrite ? shared.unwritten : []
                 if !rewrite.isEmpty { shared.unwritten.removeAll() }
                 return (
-                    stored: shared.newMessagesFrom, reload: shared.reloadRequested, rewrite: rewrite, stop: shared.stopping,
+                    stored: shared.stored, droppedFrom: shared.droppedFrom, reload: shared.reloadRequested, rewrite: rewrite, stop: shared.stopping,
                     graceOver: Date() >= shared.graceDeadline
                 )
             }
@@ -275,12 +293,10 @@ public final class Forwarder: Service, @unchecked Sendable {
                 multi.poll(timeoutMilliseconds: 100)
                 continue
             }
-            if let stored = turn.stored {
-                for index in routes.indices {
-                    routes[index].mayHaveMore = true
-                    routes[index].cursor = min(routes[index].cursor, stored - 1)
-                }
+            if let dropped = turn.droppedFrom {
+                for index in routes.indices { pageLater(route: index, from: dropped) }
             }
+            for messages in turn.stored { take(messages) }
             if turn.reload { nextGenerationCheck = .distantPast }
             checkForReplays()
             load()
@@ -328,6 +344,32 @@ public final class Forwarder: Service, @unchecked Sendable {
             routes[index].cursor = 0
             routes[index].mayHaveMore = true
         }
+        handed.removeAll()
+    }
+
+    /// Adds messages the writer has just committed to the queues of the routes that hold
+    /// everything before them; the other routes page them from the journal (``load()``).
+    private func take(_ messages: [StoredMessage]) {
+        guard let first = messages.first?.id, let last = messages.last?.id else { return }
+        for index in routes.indices {
+            let name = routes[index].config.name
+            let mine = messages.filter { $0.route == name }
+            let route = routes[index]
+            // Row ids only grow, unless rows at the end were purged and SQLite reused their ids.
+            guard !route.mayHaveMore, first > route.cursor, route.queues.count + mine.count <= Self.pageSize else {
+                if !mine.isEmpty { pageLater(route: index, from: first) }
+                continue
+            }
+            routes[index].queues.add(mine.map { QueuedMessage(id: $0.id, orderingKey: $0.orderingKey) })
+            for message in mine { handed[message.id] = message.content }
+            routes[index].cursor = last
+        }
+    }
+
+    /// Makes ``load()`` read the route's waiting messages from row `id` on.
+    private func pageLater(route index: Int, from id: Int64) {
+        routes[index].mayHaveMore = true
+        routes[index].cursor = min(routes[index].cursor, id - 1)
     }
 
     /// Tops up each route's queues from the journal, a page at a time.
@@ -367,7 +409,7 @@ public final class Forwarder: Service, @unchecked Sendable {
         let last = lastAttempts.removeValue(forKey: queued.id) ?? (0, 0)
         let message: MessageForDelivery
         do {
-            guard let found = try reader.message(id: queued.id) else {
+            guard let found = try handed.removeValue(forKey: queued.id) ?? reader.message(id: queued.id) else {
                 routes[index].queues.finish(queued.id, outcome: .final)  // skipped or purged meanwhile
                 return
             }

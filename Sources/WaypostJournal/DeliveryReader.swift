@@ -2,7 +2,7 @@ import Foundation
 import WaypostCore
 
 /// What the forwarder needs to send one attempt of a message.
-public struct MessageForDelivery: Sendable {
+public struct MessageForDelivery: Sendable, Equatable {
     public var id: Int64
     public var correlationID: String
     public var idempotencyKey: String?
@@ -17,6 +17,25 @@ public struct MessageForDelivery: Sendable {
     /// Receipt or last replay, in milliseconds (what `max_age` counts from).
     public var cycleStart: Int64
     public var clientAddress: String?
+}
+
+/// A message the writer has just committed, handed to the forwarder in memory.
+public struct StoredMessage: Sendable {
+    public var route: String
+    public var orderingKey: String?
+    /// Its first attempt's content: no attempts yet, the cycle starting at receipt.
+    public var content: MessageForDelivery
+
+    public var id: Int64 { content.id }
+
+    init(id: Int64, message: IncomingMessage) {
+        route = message.route
+        orderingKey = message.orderingKey
+        content = MessageForDelivery(
+            id: id, correlationID: message.correlationID, idempotencyKey: message.idempotencyKey, method: message.method,
+            path: message.path, headers: message.headers, body: message.body, attempts: 0, cycleAttempts: 0,
+            cycleStart: message.receivedAt, clientAddress: message.clientAddress)
+    }
 }
 
 /// The forwarder's reading connection: pages of waiting messages in order, one message's

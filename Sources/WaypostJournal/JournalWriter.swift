@@ -35,7 +35,7 @@ public final class JournalWriter: Service, @unchecked Sendable {
 
     private let condition = NSCondition()
     private var inbox: [Work] = []
-    private var storedObserver: (@Sendable (Int64) -> Void)?
+    private var storedObserver: (@Sendable ([StoredMessage]) -> Void)?
     private var stopping = false
     private var exited = false
     private var exitWaiters: [CheckedContinuation<Void, Never>] = []
@@ -228,11 +228,11 @@ public final class JournalWriter: Service, @unchecked Sendable {
         condition.unlock()
     }
 
-    /// `observer` runs on the writer thread after every commit that stored new messages (the
-    /// forwarder's cue to look for them), with the smallest row id stored: ids can be lower
-    /// than earlier ones once old rows were purged, as SQLite reuses the largest freed ids.
-    /// It must not block.
-    public func onStored(_ observer: @escaping @Sendable (Int64) -> Void) {
+    /// `observer` runs on the writer thread after every commit that stored new messages, with
+    /// those messages in row order: the forwarder takes them from memory rather than reading
+    /// back what was just written. Row ids can be lower than earlier ones once old rows were
+    /// purged, as SQLite reuses the largest freed ids. It must not block.
+    public func onStored(_ observer: @escaping @Sendable ([StoredMessage]) -> Void) {
         condition.lock()
         storedObserver = observer
         condition.unlock()
@@ -305,7 +305,7 @@ public final class JournalWriter: Service, @unchecked Sendable {
         }
         var results: [Result<IntakeResult, JournalUnavailable>?] = []
         results.reserveCapacity(batch.count)
-        var firstStoredRow = Int64.max
+        var stored: [StoredMessage] = []
         let backlogBefore = backlog
         let holdsMessages = batch.contains { if case .store = $0 { true } else { false } }
         do throws(SQLiteError) {
@@ -325,7 +325,9 @@ public final class JournalWriter: Service, @unchecked Sendable {
                 switch work {
                 case .store(let message, _):
                     let result = try store(message)
-                    if case .success(.stored) = result { firstStoredRow = min(firstStoredRow, sqlite3_last_insert_rowid(db.handle)) }
+                    if case .success(.stored) = result {
+                        stored.append(StoredMessage(id: sqlite3_last_insert_rowid(db.handle), message: message))
+                    }
                     results.append(result)
                 case .update(let update, _):
                     try apply(update)
@@ -348,12 +350,11 @@ public final class JournalWriter: Service, @unchecked Sendable {
             }
             return
         }
-        let stored = results.count { if case .success(.stored) = $0 { true } else { false } }
         condition.lock()
         _statistics.commits += 1
         if holdsMessages { _statistics.intakeCommits += 1 }
         if !synchronousFull { _statistics.commitsWithoutFsync += 1 }
-        _statistics.messages += stored
+        _statistics.messages += stored.count
         _statistics.lastCommitFailed = false
         let observer = storedObserver
         condition.unlock()
@@ -363,7 +364,7 @@ public final class JournalWriter: Service, @unchecked Sendable {
             case .update(_, let completion): completion?(.success(()))
             }
         }
-        if stored > 0 { observer?(firstStoredRow) }
+        if !stored.isEmpty { observer?(stored) }
     }
 
     private func apply(_ update: DeliveryUpdate) throws(SQLiteError) {

@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import Testing
 import WaypostCore
 @testable import WaypostJournal
@@ -49,6 +50,36 @@ struct JournalWriterTests {
         // The stock CLI sees the same bytes.
         let hex = try sqlite3CLI(dir.file("j.db"), "SELECT hex(body) FROM messages WHERE correlation_id = '\(message.correlationID)'")
         #expect(hex == body.map { String(format: "%02X", $0) }.joined())
+    }
+
+    @Test("the messages handed to the forwarder after a commit are what it would read back from the journal")
+    func storedMessagesMatchTheJournal() async throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.cleanUp() }
+        let writer = try JournalWriter.open(dir.file("j.db"))
+        let handed = Mutex<[StoredMessage]>([])
+        writer.onStored { messages in handed.withLock { $0 += messages } }
+        var first = makeMessage(body: [0, 0xFF, 0x0A] + Array("x".utf8), idempotencyKey: "key-1", headers: [HeaderField(name: "X-A", value: "1 é")])
+        first.orderingKey = "customer-7"
+        first.clientAddress = "192.0.2.1"
+        #expect(try await writer.store(first).get() == .stored(correlationID: first.correlationID))
+        let second = makeMessage(route: "billing", headers: [])
+        #expect(try await writer.store(second).get() == .stored(correlationID: second.correlationID))
+        // A repeat stores nothing, so nothing is handed over.
+        #expect(try await writer.store(makeMessage(idempotencyKey: "key-1")).get() == .duplicate(correlationID: first.correlationID, state: "queued"))
+        await writer.shutdown()
+
+        let messages = handed.withLock { $0 }
+        try #require(messages.count == 2)
+        #expect(messages.map(\.route) == ["orders", "billing"])
+        #expect(messages.map(\.orderingKey) == ["customer-7", nil])
+        #expect(messages[0].id < messages[1].id)
+        let reader = try DeliveryReader(path: dir.file("j.db"))
+        for message in messages {
+            #expect(try reader.message(id: message.id) == message.content)
+        }
+        #expect(messages[0].content.clientAddress == "192.0.2.1")
+        #expect(messages[0].content.headers == [HeaderField(name: "X-A", value: "1 é")])
     }
 
     @Test("concurrent requests share commits (group commit) and each is answered once")
