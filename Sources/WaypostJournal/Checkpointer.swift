@@ -1,10 +1,17 @@
 import Foundation
 import Logging
+import Synchronization
 
 /// Copies the WAL back into the database file on a thread of its own, so the writer thread
 /// (which runs with `wal_autocheckpoint = 0`) never stops committing to do it. `PASSIVE`
-/// checkpoints never block the writer or the readers; the WAL restarts from its beginning
-/// once a checkpoint has caught up.
+/// checkpoints never block the writer or the readers.
+///
+/// The WAL starts over from its beginning only when a write transaction begins with all of
+/// it copied, which a writer that keeps committing during the copy never sees. So after each
+/// pass the writer takes a cue (``takeCatchUpCue()``) to copy the few frames it committed
+/// meanwhile itself, between two of its transactions: the WAL then stays small, and its
+/// writes go to blocks the file already has, which `fdatasync` flushes in about half the
+/// time of appended ones (the benchmarks' probe: 0.07 against 0.16 ms).
 final class Checkpointer: @unchecked Sendable {
     // @unchecked Sendable: `stopping` and `exited` are guarded by `condition`; `db` is touched
     // only by the checkpointer thread.
@@ -14,6 +21,7 @@ final class Checkpointer: @unchecked Sendable {
     private let db: SQLiteConnection
     private let interval: TimeInterval
     private let logger: Logger
+    private let passDone = Atomic<Bool>(false)
 
     init(path: String, interval: TimeInterval = 0.5, logger: Logger) throws(SQLiteError) {
         db = try SQLiteConnection(path: path, create: false)
@@ -31,7 +39,8 @@ final class Checkpointer: @unchecked Sendable {
             let stop = stopping
             condition.unlock()
             do {
-                try db.execute("PRAGMA wal_checkpoint(PASSIVE)")
+                _ = try db.checkpointPassive()
+                passDone.store(true, ordering: .releasing)
             } catch {
                 logger.warning("journal checkpoint failed", metadata: ["error": "\(error)"])
             }
@@ -41,6 +50,11 @@ final class Checkpointer: @unchecked Sendable {
         exited = true
         condition.broadcast()
         condition.unlock()
+    }
+
+    /// Whether a pass has ended since the last call: the writer's cue to catch up.
+    func takeCatchUpCue() -> Bool {
+        passDone.exchange(false, ordering: .acquiring)
     }
 
     /// Runs a last checkpoint and waits for the thread to end.

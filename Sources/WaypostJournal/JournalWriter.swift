@@ -181,6 +181,9 @@ public final class JournalWriter: Service, @unchecked Sendable {
         /// Transactions committed without an fsync of their own: all under `durability:
         /// relaxed`, those without a message under `full`.
         public var commitsWithoutFsync = 0
+        /// The writer's catch-up checkpoints that copied the whole WAL, so the next
+        /// transaction could start it over (see ``Checkpointer``).
+        public var fullCheckpoints = 0
         /// Whether the last transaction failed (the journal is not writable right now).
         public var lastCommitFailed = false
     }
@@ -285,6 +288,7 @@ public final class JournalWriter: Service, @unchecked Sendable {
             metadata: [
                 "commits": "\(statistics.commits)", "intake_commits": "\(statistics.intakeCommits)",
                 "commits_without_fsync": "\(statistics.commitsWithoutFsync)", "messages": "\(statistics.messages)",
+                "full_checkpoints": "\(statistics.fullCheckpoints)",
             ])
         checkpointer.stop()
         close(lockDescriptor)
@@ -365,6 +369,21 @@ public final class JournalWriter: Service, @unchecked Sendable {
             }
         }
         if !stored.isEmpty { observer?(stored) }
+        if checkpointer.takeCatchUpCue() { catchUpCheckpoint() }
+    }
+
+    /// Copies into the database file what was committed since the checkpointer's last pass, so
+    /// the next transaction starts the WAL over (see ``Checkpointer``).
+    private func catchUpCheckpoint() {
+        do {
+            if try db.checkpointPassive() {
+                condition.lock()
+                _statistics.fullCheckpoints += 1
+                condition.unlock()
+            }
+        } catch {
+            logger.warning("journal checkpoint failed", metadata: ["error": "\(error)"])
+        }
     }
 
     private func apply(_ update: DeliveryUpdate) throws(SQLiteError) {

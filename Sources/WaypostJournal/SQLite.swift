@@ -63,6 +63,19 @@ final class SQLiteConnection {
         }
     }
 
+    /// Runs a `PASSIVE` checkpoint: copies what it can of the WAL into the database file
+    /// without waiting for anyone. True when the whole WAL is now copied, so the next write
+    /// transaction starts it over from its beginning; false also when another connection's
+    /// checkpoint was running.
+    func checkpointPassive() throws(SQLiteError) -> Bool {
+        var frames: Int32 = 0
+        var copied: Int32 = 0
+        let rc = sqlite3_wal_checkpoint_v2(handle, nil, SQLITE_CHECKPOINT_PASSIVE, &frames, &copied)
+        if rc == SQLITE_BUSY { return false }
+        guard rc == SQLITE_OK else { throw error(rc, sql: "PRAGMA wal_checkpoint(PASSIVE)") }
+        return frames == copied
+    }
+
     func prepare(_ sql: String) throws(SQLiteError) -> Statement {
         var statement: OpaquePointer?
         let rc = sqlite3_prepare_v3(handle, sql, -1, UInt32(SQLITE_PREPARE_PERSISTENT), &statement, nil)
