@@ -181,14 +181,15 @@ extension JournalWriterTests {
         let dir = try TemporaryDirectory()
         defer { dir.cleanUp() }
         let writer = try JournalWriter.open(dir.file("j.db"))
-        let body = [UInt8](repeating: 0x61, count: 4096)
-        // Eight sources that never pause: the writer always has the next batch waiting.
-        let deadline = ContinuousClock.now + .milliseconds(2100)
+        let body = [UInt8](repeating: 0x61, count: 1024)
+        // Eight sources that never pause, so the writer always has the next batch waiting,
+        // until the writer has caught up after two checkpoint passes (every 0.5 s), or 10 s.
+        let giveUp = ContinuousClock.now + .seconds(10)
         let stored = await withTaskGroup(of: Int.self) { group in
             for _ in 0..<8 {
                 group.addTask {
                     var count = 0
-                    while ContinuousClock.now < deadline {
+                    while writer.statistics.fullCheckpoints < 2 && ContinuousClock.now < giveUp {
                         if await writer.store(makeMessage(body: body)).isStored { count += 1 }
                     }
                     return count
@@ -202,9 +203,9 @@ extension JournalWriterTests {
         let startsOver = header.suffix(4).reduce(0) { $0 << 8 | Int($1) }
         let statistics = writer.statistics
         await writer.shutdown()
-        // Four checkpoint passes (every 0.5 s) in 2.1 s, each followed by the writer's catch-up.
         #expect(statistics.fullCheckpoints >= 2, "\(statistics)")
-        #expect(startsOver >= 2, "the WAL started over \(startsOver) times while \(stored) messages were stored")
+        // The first catch-up was followed by more commits, the first of which started over.
+        #expect(startsOver >= 1, "the WAL started over \(startsOver) times while \(stored) messages were stored")
     }
 }
 
