@@ -7,11 +7,12 @@ import Synchronization
 /// checkpoints never block the writer or the readers.
 ///
 /// The WAL starts over from its beginning only when a write transaction begins with all of
-/// it copied, which a writer that keeps committing during the copy never sees. So after each
-/// pass the writer takes a cue (``takeCatchUpCue()``) to copy the few frames it committed
-/// meanwhile itself, between two of its transactions: the WAL then stays small, and its
-/// writes go to blocks the file already has, which `fdatasync` flushes in about half the
-/// time of appended ones (the benchmarks' probe: 0.07 against 0.16 ms).
+/// it copied, which a writer that keeps committing during the copy never sees: under steady
+/// load the WAL grew for as long as the load lasted (hundreds of MB in a benchmark run). So
+/// after each round of passes the writer takes a cue (``takeCatchUpCue()``) to copy the few
+/// frames it committed meanwhile itself, between two of its transactions. The WAL then stays
+/// small, and its writes go to blocks the file already has, which `fdatasync` flushes faster
+/// than appended ones (the benchmarks' probe: 0.07 against 0.12-0.16 ms).
 final class Checkpointer: @unchecked Sendable {
     // @unchecked Sendable: `stopping` and `exited` are guarded by `condition`; `db` is touched
     // only by the checkpointer thread.
@@ -22,6 +23,11 @@ final class Checkpointer: @unchecked Sendable {
     private let interval: TimeInterval
     private let logger: Logger
     private let passDone = Atomic<Bool>(false)
+    /// A pass this quick, that left no more frames than `fewFrames` behind (frames a reader's
+    /// snapshot still needed), ends a round.
+    static let shortPass = Duration.milliseconds(3)
+    static let fewFrames: Int64 = 100
+    static let maxPasses = 8
 
     init(path: String, interval: TimeInterval = 0.5, logger: Logger) throws(SQLiteError) {
         db = try SQLiteConnection(path: path, create: false)
@@ -39,7 +45,7 @@ final class Checkpointer: @unchecked Sendable {
             let stop = stopping
             condition.unlock()
             do {
-                _ = try db.checkpointPassive()
+                try round(stopping: stop)
                 passDone.store(true, ordering: .releasing)
             } catch {
                 logger.warning("journal checkpoint failed", metadata: ["error": "\(error)"])
@@ -52,12 +58,24 @@ final class Checkpointer: @unchecked Sendable {
         condition.unlock()
     }
 
-    /// Whether a pass has ended since the last call: the writer's cue to catch up.
+    /// Passes until one is quick and leaves few frames behind, at most `maxPasses`: each
+    /// copies what was committed during the one before, so they get shorter, and the writer's
+    /// catch-up has only a millisecond or so of frames left to copy. One pass when stopping.
+    private func round(stopping: Bool) throws(SQLiteError) {
+        for _ in 0..<(stopping ? 1 : Self.maxPasses) {
+            let started = ContinuousClock.now
+            // nil: the writer's catch-up is running.
+            guard let pass = try db.checkpointPassive() else { return }
+            if ContinuousClock.now - started <= Self.shortPass && pass.frames - pass.copied <= Self.fewFrames { return }
+        }
+    }
+
+    /// Whether a round has ended since the last call: the writer's cue to catch up.
     func takeCatchUpCue() -> Bool {
         passDone.exchange(false, ordering: .acquiring)
     }
 
-    /// Runs a last checkpoint and waits for the thread to end.
+    /// Runs a last pass and waits for the thread to end.
     func stop() {
         condition.lock()
         stopping = true

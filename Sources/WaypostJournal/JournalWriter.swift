@@ -372,11 +372,11 @@ public final class JournalWriter: Service, @unchecked Sendable {
         if checkpointer.takeCatchUpCue() { catchUpCheckpoint() }
     }
 
-    /// Copies into the database file what was committed since the checkpointer's last pass, so
-    /// the next transaction starts the WAL over (see ``Checkpointer``).
+    /// Copies into the database file what was committed since the checkpointer's last round,
+    /// so the next transaction starts the WAL over (see ``Checkpointer``).
     private func catchUpCheckpoint() {
         do {
-            if try db.checkpointPassive() {
+            if let result = try db.checkpointPassive(), result.frames == result.copied {
                 condition.lock()
                 _statistics.fullCheckpoints += 1
                 condition.unlock()

@@ -64,16 +64,17 @@ final class SQLiteConnection {
     }
 
     /// Runs a `PASSIVE` checkpoint: copies what it can of the WAL into the database file
-    /// without waiting for anyone. True when the whole WAL is now copied, so the next write
-    /// transaction starts it over from its beginning; false also when another connection's
-    /// checkpoint was running.
-    func checkpointPassive() throws(SQLiteError) -> Bool {
-        var frames: Int32 = 0
-        var copied: Int32 = 0
-        let rc = sqlite3_wal_checkpoint_v2(handle, nil, SQLITE_CHECKPOINT_PASSIVE, &frames, &copied)
-        if rc == SQLITE_BUSY { return false }
-        guard rc == SQLITE_OK else { throw error(rc, sql: "PRAGMA wal_checkpoint(PASSIVE)") }
-        return frames == copied
+    /// without waiting for anyone (readers of older snapshots keep their frames). Returns the
+    /// frames the WAL holds and those of them now copied; nil when another connection's
+    /// checkpoint was running. With every frame copied, the next write transaction starts the
+    /// WAL over from its beginning.
+    func checkpointPassive() throws(SQLiteError) -> (frames: Int64, copied: Int64)? {
+        // The PRAGMA rather than sqlite3_wal_checkpoint_v2, which does nothing on a connection
+        // that has not read the database yet (it does not know the file is in WAL mode).
+        let statement = try prepare("PRAGMA wal_checkpoint(PASSIVE)")
+        // One row: busy (another checkpoint ran), frames in the WAL, frames copied.
+        guard try statement.step(), statement.int64(0) == 0 else { return nil }
+        return (statement.int64(1), statement.int64(2))
     }
 
     func prepare(_ sql: String) throws(SQLiteError) -> Statement {
