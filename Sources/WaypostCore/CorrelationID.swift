@@ -1,7 +1,7 @@
 /// Correlation ids: the name of a message for its source, the status API and operators.
 ///
 /// Waypost generates ULIDs (https://github.com/ulid/spec): 48 bits of milliseconds since the
-/// Unix epoch followed by 80 random bits from the system's cryptographic generator, written
+/// Unix epoch followed by 80 random bits from the kernel's cryptographic generator (``SecureRandom``), written
 /// as 26 characters of Crockford base32. They sort by time and cannot be guessed.
 /// A source may supply its own id instead; ``CorrelationID/isValidSupplied(_:)`` states which.
 public enum CorrelationID {
@@ -9,7 +9,7 @@ public enum CorrelationID {
 
     /// A new ULID for the given time (milliseconds since the Unix epoch).
     public static func generate(millisecondsSince1970 ms: UInt64) -> String {
-        var rng = SystemRandomNumberGenerator()
+        var rng = SecureRandom()
         return generate(millisecondsSince1970: ms, using: &rng)
     }
 

@@ -103,7 +103,7 @@ public final class Forwarder: Service, @unchecked Sendable {
     private let logger: Logger
     private var generation: Int64
     private var nextGenerationCheck = Date()
-    private var random = SystemRandomNumberGenerator()
+    private var random = SecureRandom()
     /// State changes gathered during one turn of the loop, handed to the writer together.
     private var updates: [Update] = []
     private let shutdownGrace: Duration

@@ -184,7 +184,7 @@ final class IntakeHandler: ChannelInboundHandler, RemovableChannelHandler {
     /// Whether `path` has a `.` or `..` segment, literally or percent-encoded. Such a path
     /// could climb out of the upstream's base path once an upstream normalises it.
     static func hasDotSegment(_ path: Substring) -> Bool {
-        guard path.contains(".") || path.contains("%") else { return false }
+        guard path.utf8.contains(where: { $0 == UInt8(ascii: ".") || $0 == UInt8(ascii: "%") }) else { return false }
         return path.split(separator: "/", omittingEmptySubsequences: false).contains { segment in
             let decoded = segment.lowercased().replacingOccurrences(of: "%2e", with: ".")
             return decoded == "." || decoded == ".."
