@@ -54,6 +54,18 @@ extension String {
         let a = utf8
         let b = other.utf8
         guard a.count == b.count else { return false }
-        return zip(a, b).allSatisfy { x, y in x == y || (x | 0x20 == y | 0x20 && (x | 0x20) >= 0x61 && (x | 0x20) <= 0x7A) }
+        // Native strings are contiguous: compare the bytes in place, without iterators.
+        let inPlace = a.withContiguousStorageIfAvailable { a in
+            b.withContiguousStorageIfAvailable { b in
+                for index in 0..<a.count where !Self.sameLetter(a[index], b[index]) { return false }
+                return true
+            }
+        }
+        if let inPlace = inPlace ?? nil { return inPlace }
+        return zip(a, b).allSatisfy(Self.sameLetter)
+    }
+
+    private static func sameLetter(_ x: UInt8, _ y: UInt8) -> Bool {
+        x == y || (x | 0x20 == y | 0x20 && (x | 0x20) >= 0x61 && (x | 0x20) <= 0x7A)
     }
 }
