@@ -22,6 +22,10 @@ public final class Forwarder: Service, @unchecked Sendable {
 
     /// Messages held in memory per route: the journal is paged, never loaded whole.
     public static let pageSize = 1000
+    /// Body bytes held in memory for messages handed over by the writer: those waiting for the
+    /// loop (``Shared/stored``) and, separately, the contents kept for first attempts
+    /// (``HandedContents``). Beyond it, the journal has them.
+    public static let handedBytesLimit = 8 << 20
 
     private struct Route {
         let config: RouteConfig
@@ -67,6 +71,7 @@ public final class Forwarder: Service, @unchecked Sendable {
         /// commit order: at most `pageSize`.
         var stored: [[StoredMessage]] = []
         var storedCount = 0
+        var storedBytes = 0
         /// The smallest row id of those dropped for lack of room: the journal has them.
         var droppedFrom: Int64?
         /// Outcomes whose commit failed (disk full, busy journal): written again after a pause.
@@ -95,7 +100,7 @@ public final class Forwarder: Service, @unchecked Sendable {
     private var lastAttempts: [Int64: (attempt: Int, cycleAttempt: Int)] = [:]
     /// The content of messages handed over by the writer, until they are sent (or dropped
     /// from the queues by a reload): a first attempt needs no read of the journal.
-    private var handed: [Int64: MessageForDelivery] = [:]
+    private var handed = HandedContents()
     private let reader: DeliveryReader
     private let writer: JournalWriter
     private let multi: CurlMulti
@@ -209,10 +214,12 @@ public final class Forwarder: Service, @unchecked Sendable {
 
     private func messagesStored(_ messages: [StoredMessage]) {
         guard let first = messages.first?.id else { return }
+        let bytes = messages.reduce(0) { $0 + $1.content.body.count }
         tell { shared in
-            if shared.storedCount + messages.count <= Self.pageSize {
+            if shared.storedCount + messages.count <= Self.pageSize && shared.storedBytes + bytes <= Self.handedBytesLimit {
                 shared.stored.append(messages)
                 shared.storedCount += messages.count
+                shared.storedBytes += bytes
             } else {
                 shared.droppedFrom = min(shared.droppedFrom ?? first, first)
             }
@@ -267,6 +274,7 @@ public final class Forwarder: Service, @unchecked Sendable {
                 defer {
                     shared.stored = []
                     shared.storedCount = 0
+                    shared.storedBytes = 0
                     shared.droppedFrom = nil
                     shared.reloadRequested = false
                     shared.wakePending = false
@@ -361,7 +369,7 @@ public final class Forwarder: Service, @unchecked Sendable {
                 continue
             }
             routes[index].queues.add(mine.map { QueuedMessage(id: $0.id, orderingKey: $0.orderingKey) })
-            for message in mine { handed[message.id] = message.content }
+            for message in mine { handed.keep(message.content) }
             routes[index].cursor = last
         }
     }
@@ -409,7 +417,7 @@ public final class Forwarder: Service, @unchecked Sendable {
         let last = lastAttempts.removeValue(forKey: queued.id) ?? (0, 0)
         let message: MessageForDelivery
         do {
-            guard let found = try handed.removeValue(forKey: queued.id) ?? reader.message(id: queued.id) else {
+            guard let found = try handed.take(queued.id) ?? reader.message(id: queued.id) else {
                 routes[index].queues.finish(queued.id, outcome: .final)  // skipped or purged meanwhile
                 return
             }
@@ -544,6 +552,31 @@ public final class Forwarder: Service, @unchecked Sendable {
     }
 
     static func nowMilliseconds() -> Int64 { Int64(Date().timeIntervalSince1970 * 1000) }
+}
+
+/// The contents the writer handed over for first attempts, by row id, holding at most
+/// `Forwarder.handedBytesLimit` bytes of bodies: a message that does not fit is read from
+/// the journal when it is sent, like any other.
+struct HandedContents {
+    private var contents: [Int64: MessageForDelivery] = [:]
+    private var bytes = 0
+
+    mutating func keep(_ content: MessageForDelivery) {
+        guard bytes + content.body.count <= Forwarder.handedBytesLimit else { return }
+        contents[content.id] = content
+        bytes += content.body.count
+    }
+
+    mutating func take(_ id: Int64) -> MessageForDelivery? {
+        guard let content = contents.removeValue(forKey: id) else { return nil }
+        bytes -= content.body.count
+        return content
+    }
+
+    mutating func removeAll() {
+        contents.removeAll()
+        bytes = 0
+    }
 }
 
 /// The forwarder cannot start.

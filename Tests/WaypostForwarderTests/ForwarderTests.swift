@@ -187,6 +187,27 @@ struct ForwarderTests {
         #expect(attempts.map(\.attempt) == [1, 2, 3])
     }
 
+    @Test("bodies beyond what the forwarder keeps in memory are read back from the journal: all arrive intact, in order")
+    func largeBodiesBeyondTheMemoryLimit() async throws {
+        let log = ArrivalLog()
+        // A slow upstream, so the messages wait in the forwarder's queue while more arrive.
+        let upstream = try await TestUpstream.start { request in
+            log.note(request)
+            return .respond(status: 200, delay: .milliseconds(30))
+        }
+        let harness = try DeliveryHarness(routes: [RouteConfig(name: "r", path: "/", upstream: upstream.url, retry: fastRetry)])
+        let size = 1 << 20
+        let count = Forwarder.handedBytesLimit / size + 4
+        let bodies = (0..<count).map { index in "\(index):" + String(repeating: "a", count: size) }
+        var ids: [String] = []
+        for body in bodies { ids.append(try await harness.submit(body: body)) }
+        try await harness.waitForStates(ids, in: ["delivered"], timeout: .seconds(30))
+        await harness.stop()
+        await upstream.stop()
+        #expect(log.bodies.count == count)
+        #expect(log.bodies == bodies, "bodies differ or arrived out of order")
+    }
+
     @Test("key: each key keeps its order while another key is stuck retrying")
     func keyOrdering() async throws {
         let log = ArrivalLog()
