@@ -18,7 +18,8 @@
 #   CONNS           wrk connections (default 64)
 #   WRK_THREADS     wrk threads (default 2)
 #   DURABILITY      journal durability, full or relaxed (default full)
-#   ORDERING        the route's ordering: fifo, key or none (default none)
+#   ORDERING        the route's ordering: fifo, key or none (default none); key posts with
+#                   post-keys.lua (16 values of X-Key), the others with post-1k.lua
 #   CONCURRENCY     the route's concurrency (default 16)
 #   WAYPOST_BIN     Waypost binary; unset: .build-release/release/waypost if present, else
 #                   .build/release/waypost; built only when neither exists
@@ -32,11 +33,12 @@ set -euo pipefail
 SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source=SCRIPTDIR/lib.sh
 source "$SCRIPT_DIR/lib.sh"
-bench_settings cpu post-1k.lua 0
+ORDERING=${ORDERING:-none}
+# key: post-keys.lua sends 16 values of X-Key, so the route has 16 queues (as in delivery.sh).
+if [[ $ORDERING == key ]]; then bench_settings cpu post-keys.lua 0; else bench_settings cpu post-1k.lua 0; fi
 
 CONNS=${CONNS:-64}
 DURABILITY=${DURABILITY:-full}
-ORDERING=${ORDERING:-none}
 CONCURRENCY=${CONCURRENCY:-16}
 WAYPOST_ADMIN_PORT=${WAYPOST_ADMIN_PORT:-19901}
 
@@ -138,7 +140,7 @@ main() {
         waypost_line
         echo "route: one route on /, async (202), ordering $ORDERING, concurrency $CONCURRENCY, journal durability $DURABILITY,"
         echo "  file system $JOURNAL_FS; its upstream a private nginx 'return 200' (worker_processes $UPSTREAM_WORKERS)"
-        echo "load: wrk -t$WRK_THREADS -c$CONNS -d$DURATION (after a $WARMUP warm-up), 1024-byte JSON POST (post-1k.lua)"
+        echo "load: wrk -t$WRK_THREADS -c$CONNS -d$DURATION (after a $WARMUP warm-up), 1024-byte JSON POST ($(basename "$LUA_SCRIPT"))"
         echo "$fsync_append"
         echo
         print_table '%-9s %9s %9s %10s %8s  %s\n' TABLE_ROWS \
