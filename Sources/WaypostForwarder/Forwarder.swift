@@ -9,13 +9,14 @@ import WaypostJournal
 /// Delivers the journal to the upstreams (SPEC §3).
 ///
 /// One thread runs the delivery loop: it takes the messages the ``JournalWriter`` has just
-/// committed into each route's ``RouteQueues`` (paging them from the journal instead when
-/// it has fallen behind, or after a restart or an operator's replay), sends what the queues release through its own ``CurlMulti``,
-/// turns each attempt's end into a ``Verdict`` with the route's ``RetryPolicy``, and hands
-/// every state change to the ``JournalWriter``, which batches them with the intake's commits.
-/// The loop sleeps in `curl_multi_poll` until an upstream answers, new messages are
-/// committed, a retry falls due, or half a second passes (when it checks whether an operator
-/// replayed or skipped messages): an attempt starts and ends on this one thread.
+/// committed into each route's ``RouteQueues`` (or pages them from the journal, when the
+/// route has fallen behind, after a restart or an operator's replay), sends what the queues
+/// release through its own ``CurlMulti``, turns each attempt's end into a ``Verdict`` with
+/// the route's ``RetryPolicy``, and hands every state change to the ``JournalWriter``, which
+/// batches them with the intake's commits. The loop sleeps in `curl_multi_poll` until an
+/// upstream answers, new messages are committed, a retry falls due, or half a second passes
+/// (when it checks whether an operator replayed or skipped messages): an attempt starts and
+/// ends on this one thread.
 public final class Forwarder: Service, @unchecked Sendable {
     // @unchecked Sendable: `shared` is behind its lock and `multi.waker` is thread-safe;
     // everything else is touched only by the delivery thread.
@@ -68,7 +69,7 @@ public final class Forwarder: Service, @unchecked Sendable {
     /// What other threads hand to the delivery thread.
     private struct Shared {
         /// Messages committed since the loop last looked, as the writer handed them over, in
-        /// commit order: at most `pageSize`.
+        /// commit order: at most `pageSize` messages and `handedBytesLimit` bytes of bodies.
         var stored: [[StoredMessage]] = []
         var storedCount = 0
         var storedBytes = 0
