@@ -341,7 +341,9 @@ public final class Forwarder: Service, @unchecked Sendable {
     /// Every half second: when another process replayed or skipped messages, reload the
     /// waiting messages of every route from the start.
     private func checkForReplays() {
-        guard Date() >= nextGenerationCheck else { return }
+        // While first attempts may be sent from memory, every turn: a send from the journal
+        // checks the message's state itself, one from memory relies on this to see a skip.
+        guard Date() >= nextGenerationCheck || !handed.isEmpty else { return }
         nextGenerationCheck = Date().addingTimeInterval(0.5)
         guard let current = try? reader.replayGeneration(), current != generation else { return }
         generation = current
@@ -578,6 +580,8 @@ struct HandedContents {
         contents.removeAll()
         bytes = 0
     }
+
+    var isEmpty: Bool { contents.isEmpty }
 }
 
 /// The forwarder cannot start.

@@ -262,6 +262,29 @@ struct ForwarderTests {
         #expect(arrivals.count == 12)
     }
 
+    @Test("a waiting message skipped by another process is never sent, even when its content is held in memory")
+    func skippedWhileWaitingInMemory() async throws {
+        let log = ArrivalLog()
+        // The first message holds the fifo queue for 400 ms; the second waits behind it, its
+        // content handed over by the writer.
+        let upstream = try await TestUpstream.start { request in
+            log.note(request)
+            return .respond(status: 200, delay: request.body == Array("first".utf8) ? .milliseconds(400) : .zero)
+        }
+        let harness = try DeliveryHarness(routes: [RouteConfig(name: "r", path: "/", upstream: upstream.url, retry: fastRetry)])
+        let first = try await harness.submit(body: "first")
+        let second = try await harness.submit(body: "second")
+        try await Task.sleep(for: .milliseconds(100))
+        #expect(try JournalOperations(path: harness.journalPath).skip(id: second))
+        let third = try await harness.submit(body: "third")
+        try await harness.waitForStates([first, third], in: ["delivered"])
+        let state = try harness.record(second)?.state
+        await harness.stop()
+        await upstream.stop()
+        #expect(log.bodies == ["first", "third"])
+        #expect(state == "skipped")
+    }
+
     @Test("a non-retryable answer fails at once and, with dead_letter, the queue moves on")
     func deadLetter() async throws {
         let upstream = try await TestUpstream.start { request in
