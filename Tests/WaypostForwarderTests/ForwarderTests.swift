@@ -265,17 +265,22 @@ struct ForwarderTests {
     @Test("a waiting message skipped by another process is never sent, even when its content is held in memory")
     func skippedWhileWaitingInMemory() async throws {
         let log = ArrivalLog()
-        // The first message holds the fifo queue for 400 ms; the second waits behind it, its
-        // content handed over by the writer.
+        // The upstream holds its answer to the first message, which holds the fifo queue; the
+        // second waits behind it, its content handed over by the writer.
+        let gate = Gate()
         let upstream = try await TestUpstream.start { request in
             log.note(request)
-            return .respond(status: 200, delay: request.body == Array("first".utf8) ? .milliseconds(400) : .zero)
+            return .respond(status: 200, gate: request.body == Array("first".utf8) ? gate : nil)
         }
         let harness = try DeliveryHarness(routes: [RouteConfig(name: "r", path: "/", upstream: upstream.url, retry: fastRetry)])
         let first = try await harness.submit(body: "first")
         let second = try await harness.submit(body: "second")
-        try await Task.sleep(for: .milliseconds(100))
+        let deadline = ContinuousClock.now + .seconds(10)
+        while log.bodies.isEmpty && ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(2)) }
+        // Skipped, then the first answered at once: the second would go out from memory right
+        // away, well before the forwarder's periodic half-second look at the journal.
         #expect(try JournalOperations(path: harness.journalPath).skip(id: second))
+        gate.open()
         let third = try await harness.submit(body: "third")
         try await harness.waitForStates([first, third], in: ["delivered"])
         let state = try harness.record(second)?.state

@@ -36,11 +36,34 @@ struct RecordedRequest: Sendable, Equatable {
 /// let upstream = try await TestUpstream.start { request in .respond(status: 201, body: request.body) }
 /// defer { Task { await upstream.stop() } }
 /// ```
+/// Holds the answers given to it until the test opens it.
+final class Gate: Sendable {
+    private let state = Mutex<(open: Bool, waiting: [@Sendable () -> Void])>((false, []))
+
+    func open() {
+        let waiting = state.withLock { state in
+            state.open = true
+            defer { state.waiting = [] }
+            return state.waiting
+        }
+        for body in waiting { body() }
+    }
+
+    func whenOpen(_ body: @escaping @Sendable () -> Void) {
+        let now = state.withLock { state in
+            if !state.open { state.waiting.append(body) }
+            return state.open
+        }
+        if now { body() }
+    }
+}
+
 final class TestUpstream: Sendable {
     /// How the upstream answers one request.
     enum Reply: Sendable {
-        /// A response; `Content-Length` is added unless `headers` has one. After `delay`, if any.
-        case respond(status: Int = 200, headers: [HeaderField] = [], body: [UInt8] = [], delay: Duration = .zero)
+        /// A response; `Content-Length` is added unless `headers` has one. After `delay`, if any,
+        /// and once `gate` is open, if given.
+        case respond(status: Int = 200, headers: [HeaderField] = [], body: [UInt8] = [], delay: Duration = .zero, gate: Gate? = nil)
         /// Closes the connection without answering.
         case closeConnection
         /// Writes bytes that are not HTTP, then closes the connection.
@@ -171,7 +194,7 @@ private final class UpstreamHandler: ChannelInboundHandler {
 
     private func answer(_ reply: TestUpstream.Reply, to request: RecordedRequest, context: ChannelHandlerContext) {
         switch reply {
-        case .respond(let status, let headers, let body, let delay):
+        case .respond(let status, let headers, let body, let delay, let gate):
             var fields = HTTPHeaders(headers.map { ($0.name, $0.value) })
             if !fields.contains(name: "content-length") && status >= 200 && status != 204 && status != 304 {
                 fields.add(name: "Content-Length", value: String(body.count))
@@ -183,7 +206,10 @@ private final class UpstreamHandler: ChannelInboundHandler {
                 if sendsBody { context.write(self.wrapOutboundOut(.body(.byteBuffer(ByteBuffer(bytes: body)))), promise: nil) }
                 context.writeAndFlush(self.wrapOutboundOut(.end(nil)), promise: nil)
             }
-            if delay > .zero {
+            if let gate {
+                let held = NIOLoopBound({ if context.channel.isActive { write() } }, eventLoop: context.eventLoop)
+                gate.whenOpen { held.eventLoop.execute { held.value() } }
+            } else if delay > .zero {
                 let (seconds, attoseconds) = delay.components
                 let nanoseconds = seconds * 1_000_000_000 + attoseconds / 1_000_000_000
                 context.eventLoop.assumeIsolated().scheduleTask(in: .nanoseconds(nanoseconds)) {
