@@ -80,6 +80,13 @@ public struct RouteQueues: Sendable {
     /// Messages in flight.
     public var inFlightCount: Int { inFlight.count }
 
+    /// With `ordering: fifo`, the message after the one in flight: the next to be sent,
+    /// unless the one in flight is retried.
+    public var nextInLine: QueuedMessage? {
+        guard ordering == .fifo, let queue = queues[.shared], queue.count > 1, inFlight.contains(queue[0].id) else { return nil }
+        return queue[1]
+    }
+
     /// Whether the message is held.
     public func contains(_ id: Int64) -> Bool { keyOfMessage[id] != nil }
 

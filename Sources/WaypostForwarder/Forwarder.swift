@@ -310,6 +310,7 @@ public final class Forwarder: Service, @unchecked Sendable {
             checkForReplays()
             load()
             if dispatch() { multi.perform() }  // send at once, before the journal work
+            readAhead()
             recordLongStarts()
             writer.record(updates)
             updates.removeAll(keepingCapacity: true)
@@ -413,6 +414,15 @@ public final class Forwarder: Service, @unchecked Sendable {
             }
         }
         return any
+    }
+
+    /// While a fifo route's message is with the upstream, reads the one after it from the
+    /// journal, so that its send, when the answer comes, needs no read.
+    private func readAhead() {
+        for index in routes.indices {
+            guard let next = routes[index].queues.nextInLine, !handed.contains(next.id) else { continue }
+            if let content = try? reader.message(id: next.id) { handed.keep(content) }
+        }
     }
 
     private func send(_ queued: QueuedMessage, route index: Int, now: Int64) {
@@ -582,6 +592,8 @@ struct HandedContents {
     }
 
     var isEmpty: Bool { contents.isEmpty }
+
+    func contains(_ id: Int64) -> Bool { contents[id] != nil }
 }
 
 /// The forwarder cannot start.

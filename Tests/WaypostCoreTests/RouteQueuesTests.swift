@@ -331,6 +331,30 @@ struct RouteQueuesTests {
         #expect(!queues.contains(1) && queues.contains(2))
     }
 
+    @Test("nextInLine: in a fifo route, the message after the one in flight; nothing otherwise")
+    func nextInLine() {
+        var fifo = RouteQueues(ordering: .fifo, concurrency: 1)
+        fifo.add([m(1), m(2), m(3)])
+        #expect(fifo.nextInLine == nil, "nothing in flight yet")
+        _ = fifo.nextReady(now: 0)
+        #expect(fifo.nextInLine?.id == 2)
+        fifo.finish(1, outcome: .retry(atMilliseconds: 100))
+        #expect(fifo.nextInLine == nil, "the head waits for its retry, not in flight")
+        _ = fifo.nextReady(now: 100)
+        #expect(fifo.nextInLine?.id == 2)
+        fifo.finish(1, outcome: .final)
+        _ = fifo.nextReady(now: 100)
+        #expect(fifo.nextInLine?.id == 3)
+        fifo.finish(2, outcome: .final)
+        _ = fifo.nextReady(now: 100)
+        #expect(fifo.nextInLine == nil, "the last one is in flight")
+
+        var key = RouteQueues(ordering: .key, concurrency: 1)
+        key.add([m(1, "a"), m(2, "a")])
+        _ = key.nextReady(now: 0)
+        #expect(key.nextInLine == nil)
+    }
+
     @Test("a released message carries what was loaded")
     func releasedMessage() {
         var queues = RouteQueues(ordering: .key, concurrency: 2)
