@@ -24,7 +24,7 @@ public final class Forwarder: Service, @unchecked Sendable {
     /// Messages held in memory per route: the journal is paged, never loaded whole.
     public static let pageSize = 1000
     /// Body bytes held in memory for messages handed over by the writer: those waiting for the
-    /// loop (``Shared/stored``) and, separately, the contents kept for first attempts
+    /// loop (``Shared/stored``) and, separately, the contents kept for sends to come
     /// (``HandedContents``). Beyond it, the journal has them.
     public static let handedBytesLimit = 8 << 20
 
@@ -99,8 +99,9 @@ public final class Forwarder: Service, @unchecked Sendable {
     /// The last attempt numbers (in all, and in the cycle) of messages waiting for a retry: the
     /// journal may not have them yet, as an attempt's end is written after the fact.
     private var lastAttempts: [Int64: (attempt: Int, cycleAttempt: Int)] = [:]
-    /// The content of messages handed over by the writer, until they are sent (or dropped
-    /// from the queues by a reload): a first attempt needs no read of the journal.
+    /// The content of messages handed over by the writer, and of the next fifo message read
+    /// ahead, until they are sent (or dropped from the queues by a reload): their sends need
+    /// no read of the journal.
     private var handed = HandedContents()
     private let reader: DeliveryReader
     private let writer: JournalWriter
@@ -342,8 +343,8 @@ public final class Forwarder: Service, @unchecked Sendable {
     /// Every half second: when another process replayed or skipped messages, reload the
     /// waiting messages of every route from the start.
     private func checkForReplays() {
-        // While first attempts may be sent from memory, every turn: a send from the journal
-        // checks the message's state itself, one from memory relies on this to see a skip.
+        // While contents are kept in memory, every turn: a send read from the journal checks
+        // the message's state itself, one from memory relies on this to see a skip.
         guard Date() >= nextGenerationCheck || !handed.isEmpty else { return }
         nextGenerationCheck = Date().addingTimeInterval(0.5)
         guard let current = try? reader.replayGeneration(), current != generation else { return }
@@ -567,9 +568,10 @@ public final class Forwarder: Service, @unchecked Sendable {
     static func nowMilliseconds() -> Int64 { Int64(Date().timeIntervalSince1970 * 1000) }
 }
 
-/// The contents the writer handed over for first attempts, by row id, holding at most
-/// `Forwarder.handedBytesLimit` bytes of bodies: a message that does not fit is read from
-/// the journal when it is sent, like any other.
+/// The contents kept for sends to come (handed over by the writer for first attempts, or read
+/// ahead for a fifo route), by row id, holding at most `Forwarder.handedBytesLimit` bytes of
+/// bodies: a message that does not fit is read from the journal when it is sent, like any
+/// other.
 struct HandedContents {
     private var contents: [Int64: MessageForDelivery] = [:]
     private var bytes = 0
