@@ -62,6 +62,7 @@ public final class JournalWriter: Service, @unchecked Sendable {
     private let closeAttempt: Statement
     private let finishMessage: Statement
     private let finishMessageWithResponse: Statement
+    private let bumpReplayGeneration: Statement
     private let pruneDelivered: Statement
     private let countBacklog: Statement
     private let retainDeliveredMilliseconds: Int64
@@ -139,7 +140,7 @@ public final class JournalWriter: Service, @unchecked Sendable {
                 UPDATE messages SET state = ?2, next_attempt_at = ?3, last_error = ?4, updated_at = ?5,
                     delivered_at = CASE WHEN ?2 = 'delivered' THEN ?5 ELSE delivered_at END,
                     attempts = max(attempts, ?9), cycle_attempts = coalesce(?10, cycle_attempts)
-                WHERE id = ?1
+                WHERE id = ?1 AND (state <> 'skipped' OR ?2 IN ('delivered', 'skipped'))
                 """)
             finishMessageWithResponse = try db.prepare(
                 """
@@ -147,8 +148,9 @@ public final class JournalWriter: Service, @unchecked Sendable {
                     delivered_at = CASE WHEN ?2 = 'delivered' THEN ?5 ELSE delivered_at END,
                     response_status = ?6, response_headers = ?7, response_body = ?8,
                     attempts = max(attempts, ?9), cycle_attempts = coalesce(?10, cycle_attempts)
-                WHERE id = ?1
+                WHERE id = ?1 AND (state <> 'skipped' OR ?2 IN ('delivered', 'skipped'))
                 """)
+            bumpReplayGeneration = try db.prepare("UPDATE control SET value = value + 1 WHERE name = 'replay_generation'")
             pruneDelivered = try db.prepare(
                 "DELETE FROM messages WHERE id IN (SELECT id FROM messages WHERE state = 'delivered' AND delivered_at < ?1 LIMIT 1000)")
             countBacklog = try db.prepare(Self.backlogSQL)
@@ -407,22 +409,38 @@ public final class JournalWriter: Service, @unchecked Sendable {
             try closeAttempt.bind(5, f.error)
             try closeAttempt.bind(6, Timestamp.format(millisecondsSince1970: f.atMilliseconds - f.durationMilliseconds))
             try closeAttempt.run()
-            let statement = f.response == nil ? finishMessage : finishMessageWithResponse
-            try statement.bind(1, f.messageID)
-            try statement.bind(2, f.state)
-            try statement.bind(3, f.nextAttemptAt.map { Timestamp.format(millisecondsSince1970: $0) })
-            try statement.bind(4, f.lastError)
-            try statement.bind(5, Timestamp.format(millisecondsSince1970: f.atMilliseconds))
-            try statement.bind(9, Int64(f.attempt))
-            try statement.bind(10, f.cycleAttempt.map(Int64.init))
-            if let response = f.response {
-                try statement.bind(6, Int64(response.status))
-                try statement.bind(7, JSON.encode(headers: response.headers))
-                try statement.bind(8, blob: response.body)
+            try finish(f, state: f.state, nextAttemptAt: f.nextAttemptAt)
+            var state = f.state
+            if db.changes == 0 {
+                // An operator skipped the message during this attempt, before its start was
+                // recorded: the skip stands (no retry, no failure), unless the upstream has
+                // the message now. The forwarder, which may have queued a retry, is told to
+                // reload its queues.
+                try finish(f, state: "skipped", nextAttemptAt: nil)
+                if db.changes == 1 {
+                    state = "skipped"
+                    try bumpReplayGeneration.run()
+                }
             }
-            try statement.run()
-            if f.state != "queued" { backlog -= 1 }
+            if state != "queued" { backlog -= 1 }
         }
+    }
+
+    private func finish(_ f: FinishedAttempt, state: String, nextAttemptAt: Int64?) throws(SQLiteError) {
+        let statement = f.response == nil ? finishMessage : finishMessageWithResponse
+        try statement.bind(1, f.messageID)
+        try statement.bind(2, state)
+        try statement.bind(3, nextAttemptAt.map { Timestamp.format(millisecondsSince1970: $0) })
+        try statement.bind(4, f.lastError)
+        try statement.bind(5, Timestamp.format(millisecondsSince1970: f.atMilliseconds))
+        try statement.bind(9, Int64(f.attempt))
+        try statement.bind(10, f.cycleAttempt.map(Int64.init))
+        if let response = f.response {
+            try statement.bind(6, Int64(response.status))
+            try statement.bind(7, JSON.encode(headers: response.headers))
+            try statement.bind(8, blob: response.body)
+        }
+        try statement.run()
     }
 
     /// Deletes deliveries older than `retain_delivered`, a thousand rows per transaction so
