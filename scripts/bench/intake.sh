@@ -187,20 +187,13 @@ main() {
     port_in_use "$PROXY_PORT" && die "127.0.0.1:$PROXY_PORT is already in use"
 
     # Both nginx configs carry the proxy's upstream (the upstream nginx never uses it).
-    local upstream_block="    upstream bench_upstream {
-        server 127.0.0.1:$UPSTREAM_PORT;
-        keepalive $UPSTREAM_KEEPALIVE;
-        keepalive_requests 1000000;
-    }"
+    local upstream_block
+    upstream_block=$(proxy_upstream_block)
     start_upstream "$upstream_block"
 
     local conns
     if [[ $SKIP_NGINX != 1 ]]; then
-        write_nginx_conf "$WORK/nginx-proxy" "$PROXY_PORT" "$NGINX_WORKERS" \
-            '            proxy_pass http://bench_upstream;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";' "$upstream_block"
-        start_nginx proxy "$WORK/nginx-proxy" "$PROXY_PORT"
+        start_proxy "$upstream_block"
         for conns in $CONNS; do
             nginx_scenario "$conns"
         done

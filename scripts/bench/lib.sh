@@ -1,8 +1,8 @@
 # shellcheck shell=bash
-# Shared by the scripts in scripts/bench/ (intake.sh, delivery.sh, sync.sh, verify.sh),
-# sourced by each: the shared settings, logging, background processes, CPU accounting,
-# set-up checks, the private nginx, wrk and its output, starting Waypost, journal queries,
-# and the report's common parts. Not a script of its own.
+# Shared by the scripts in scripts/bench/ (intake.sh, delivery.sh, sync.sh, verify.sh,
+# cpu.sh, floor.sh), sourced by each: the shared settings, logging, background processes,
+# CPU accounting, set-up checks, the private nginx (upstream and proxy), wrk and its output,
+# starting Waypost, journal queries, and the report's common parts. Not a script of its own.
 #
 # Sourcing it defines functions and the state below, and installs the EXIT, INT and TERM
 # traps that stop every background process it started. The sourcing script sets SCRIPT_DIR
@@ -280,6 +280,22 @@ install_missing() {
     # Installing nginx may start the system service: this benchmark never uses it.
 }
 
+# install_missing_packages PACKAGE...: apt-get installs the Debian PACKAGEs that are not
+# installed (for those that put no tool on the PATH, such as libcurl4-openssl-dev).
+install_missing_packages() {
+    local missing=() package
+    for package in "$@"; do
+        dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q 'install ok installed' \
+            || missing+=("$package")
+    done
+    if ((${#missing[@]} == 0)); then
+        return 0
+    fi
+    log "installing from Debian: ${missing[*]}"
+    apt-get update
+    DEBIAN_FRONTEND=noninteractive apt-get install -y "${missing[@]}"
+}
+
 # check_disk: creates WORK and refuses it on a tmpfs or ramfs; sets JOURNAL_FS.
 check_disk() {
     local fstype
@@ -382,6 +398,28 @@ start_upstream() {
     write_nginx_conf "$WORK/nginx-upstream" "$UPSTREAM_PORT" "$UPSTREAM_WORKERS" \
         '            return 200 "ok\n";' "${1:-}"
     start_nginx upstream "$WORK/nginx-upstream" "$UPSTREAM_PORT"
+}
+
+# proxy_upstream_block: the http-level `upstream bench_upstream {}` through which the private
+# nginx proxy reaches the upstream on UPSTREAM_PORT, keeping up to UPSTREAM_KEEPALIVE idle
+# connections to it. Both nginx configs carry it (the upstream nginx never uses it).
+proxy_upstream_block() {
+    echo "    upstream bench_upstream {
+        server 127.0.0.1:$UPSTREAM_PORT;
+        keepalive $UPSTREAM_KEEPALIVE;
+        keepalive_requests 1000000;
+    }"
+}
+
+# start_proxy UPSTREAM_BLOCK: the private nginx reverse proxy on PROXY_PORT, in
+# $WORK/nginx-proxy, NGINX_WORKERS workers passing every request to the upstream over
+# kept-alive HTTP/1.1 connections (UPSTREAM_BLOCK from proxy_upstream_block).
+start_proxy() {
+    write_nginx_conf "$WORK/nginx-proxy" "$PROXY_PORT" "$NGINX_WORKERS" \
+        '            proxy_pass http://bench_upstream;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";' "$1"
+    start_nginx proxy "$WORK/nginx-proxy" "$PROXY_PORT"
 }
 
 # ---------------------------------------------------------------------------
