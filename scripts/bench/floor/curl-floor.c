@@ -24,9 +24,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
-#include <time.h>
 #include <unistd.h>
+
+#include "clock.h"
 
 #define BODY_BYTES 1024
 
@@ -35,20 +35,6 @@ static size_t discard(char *data, size_t size, size_t count, void *user) {
     (void)data;
     (void)user;
     return size * count;
-}
-
-static double wall_seconds(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
-}
-
-// This process's CPU time in seconds: user and system.
-static void cpu_seconds(double *user, double *sys) {
-    struct rusage r;
-    getrusage(RUSAGE_SELF, &r);
-    *user = (double)r.ru_utime.tv_sec + (double)r.ru_utime.tv_usec / 1e6;
-    *sys = (double)r.ru_stime.tv_sec + (double)r.ru_stime.tv_usec / 1e6;
 }
 
 static void usage(void) {

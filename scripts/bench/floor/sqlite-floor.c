@@ -39,9 +39,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
-#include <time.h>
 #include <unistd.h>
+
+#include "clock.h"
 
 #define BODY_BYTES 1024
 
@@ -110,19 +110,6 @@ static char *read_file(const char *path) {
     text[size] = 0;
     fclose(file);
     return text;
-}
-
-static double wall_seconds(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
-}
-
-static void cpu_seconds(double *user, double *sys) {
-    struct rusage r;
-    getrusage(RUSAGE_SELF, &r);
-    *user = (double)r.ru_utime.tv_sec + (double)r.ru_utime.tv_usec / 1e6;
-    *sys = (double)r.ru_stime.tv_sec + (double)r.ru_stime.tv_usec / 1e6;
 }
 
 // Waypost issues the pragma only when the setting changes; so does this.
