@@ -358,6 +358,11 @@ public final class Forwarder: Service, @unchecked Sendable {
             routes[index].mayHaveMore = true
         }
         handed.removeAll()
+        // An operator's skip is a final outcome the forwarder never published: wake whoever
+        // waits for one of those messages (a synchronous source, a long-polling reader).
+        for id in board.watchedIDs {
+            if let outcome = try? reader.finalOutcome(correlationID: id) { board.notify(id, outcome) }
+        }
     }
 
     /// Adds messages the writer has just committed to the queues of the routes that hold

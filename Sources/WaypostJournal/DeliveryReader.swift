@@ -47,6 +47,7 @@ public final class DeliveryReader {
     private let content: Statement
     private let generation: Statement
     private let paused: Statement
+    private let outcome: Statement
 
     public init(path: String) throws(SQLiteError) {
         db = try SQLiteConnection(path: path, create: false)
@@ -66,6 +67,11 @@ public final class DeliveryReader {
             """)
         generation = try db.prepare("SELECT value FROM control WHERE name = 'replay_generation'")
         paused = try db.prepare("SELECT substr(name, 8) FROM control WHERE name LIKE 'paused:%' AND value = 1")
+        outcome = try db.prepare(
+            """
+            SELECT state, response_status, response_headers, response_body, last_error
+            FROM messages WHERE correlation_id = ?1 AND state IN ('delivered', 'failed', 'skipped')
+            """)
     }
 
     /// Up to `limit` messages of `route` after row `afterID`, in order: those `queued`, and
@@ -111,6 +117,19 @@ public final class DeliveryReader {
             path: content.string(3) ?? "/", headers: JSON.decodeHeaders(content.string(4) ?? "[]") ?? [],
             body: content.blob(5) ?? [], attempts: Int(content.int64(6)), cycleAttempts: Int(content.int64(7)),
             cycleStart: content.string(8).flatMap(Timestamp.parse) ?? 0, clientAddress: content.string(9))
+    }
+
+    /// The final outcome of message `correlationID` as the journal holds it; nil while it is
+    /// still on its way (or unknown).
+    public func finalOutcome(correlationID: String) throws(SQLiteError) -> FinalOutcome? {
+        defer { outcome.reset() }
+        try outcome.bind(1, correlationID)
+        guard try outcome.step() else { return nil }
+        let response = outcome.optionalInt64(1).map { status in
+            StoredResponse(
+                status: Int(status), headers: JSON.decodeHeaders(outcome.string(2) ?? "[]") ?? [], body: outcome.blob(3) ?? [])
+        }
+        return FinalOutcome(state: outcome.string(0) ?? "", response: response, lastError: outcome.string(4))
     }
 
     /// The routes an operator paused.

@@ -80,6 +80,16 @@ public final class OutcomeBoard: Sendable {
         for (_, callback) in callbacks { callback(outcome) }
     }
 
+    /// Calls and removes every watcher of the message, for an outcome that is in the journal
+    /// already (an operator's skip, which the forwarder learns of after the fact).
+    public func notify(_ correlationID: String, _ outcome: FinalOutcome) {
+        let callbacks = state.withLock { $0.watchers.removeValue(forKey: correlationID) ?? [] }
+        for (_, callback) in callbacks { callback(outcome) }
+    }
+
+    /// The messages that have watchers now.
+    public var watchedIDs: [String] { state.withLock { Array($0.watchers.keys) } }
+
     /// The commit of the message's published outcome ended, whether it succeeded or not
     /// (a failed one is retried, and the journal shows the older state meanwhile): the
     /// journal reads that waited for it go on.

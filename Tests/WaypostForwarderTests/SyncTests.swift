@@ -272,6 +272,38 @@ struct SyncTests {
         }
     }
 
+    @Test("an operator's skip wakes the synchronous source and the long-polls waiting for that message")
+    func skipWakesWaiters() async throws {
+        let upstream = try await TestUpstream.start { _ in .respond(status: 503, body: Array("busy".utf8)) }
+        defer { Task { await upstream.stop() } }
+        try await withGateway(routes: [
+            RouteConfig(name: "r", path: "/", upstream: upstream.url, mode: .sync, syncTimeout: .seconds(20), retry: RetryPolicy(initial: .seconds(15)))
+        ]) { gateway in
+            let id = "skipped-1"
+            async let answer = gateway.send("POST", "/x", headers: [HeaderField(name: "X-Correlation-ID", value: id)], body: "x", timeout: .seconds(30))
+            // The first attempt got 503; the message waits 15 s for its retry, the source with it.
+            let deadline = ContinuousClock.now + .seconds(10)
+            while upstream.requests.isEmpty && ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(10)) }
+            async let status = gateway.status(id, query: "?wait=20")
+            while gateway.delivery.board.watcherCount < 2 && ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(10)) }
+            #expect(gateway.delivery.board.watcherCount == 2, "the source and the long-poll wait")
+            let skipped = ContinuousClock.now
+            #expect(try JournalOperations(path: gateway.delivery.journalPath).skip(id: id))
+            let (response, document) = try await (answer, status)
+            let waited = ContinuousClock.now - skipped
+            // Woken within the forwarder's half-second look at the journal, not by the 15 s retry
+            // or the 20 s budgets.
+            #expect(waited < .seconds(5), "\(waited)")
+            #expect(document["state"] as? String == "skipped")
+            // The source gets the upstream's last answer, as any later reader of the message would.
+            #expect(response.status == 503)
+            #expect(response.header("X-Correlation-ID") == id)
+            #expect(String(decoding: response.body, as: UTF8.self) == "busy")
+            #expect(upstream.requests.count == 1)
+            #expect(gateway.delivery.board.watcherCount == 0)
+        }
+    }
+
     @Test("idempotency: concurrent and later repeats store one message and get its outcome")
     func idempotentRepeats() async throws {
         let upstream = try await TestUpstream.start { _ in .respond(status: 200, body: Array("the answer".utf8), delay: .milliseconds(200)) }
