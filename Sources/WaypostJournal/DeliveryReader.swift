@@ -67,11 +67,7 @@ public final class DeliveryReader {
             """)
         generation = try db.prepare("SELECT value FROM control WHERE name = 'replay_generation'")
         paused = try db.prepare("SELECT substr(name, 8) FROM control WHERE name LIKE 'paused:%' AND value = 1")
-        outcome = try db.prepare(
-            """
-            SELECT state, response_status, response_headers, response_body, last_error
-            FROM messages WHERE correlation_id = ?1 AND state IN ('delivered', 'failed', 'skipped')
-            """)
+        outcome = try db.prepare("SELECT \(JournalReader.columns) FROM messages WHERE correlation_id = ?1")
     }
 
     /// Up to `limit` messages of `route` after row `afterID`, in order: those `queued`, and
@@ -124,12 +120,7 @@ public final class DeliveryReader {
     public func finalOutcome(correlationID: String) throws(SQLiteError) -> FinalOutcome? {
         defer { outcome.reset() }
         try outcome.bind(1, correlationID)
-        guard try outcome.step() else { return nil }
-        let response = outcome.optionalInt64(1).map { status in
-            StoredResponse(
-                status: Int(status), headers: JSON.decodeHeaders(outcome.string(2) ?? "[]") ?? [], body: outcome.blob(3) ?? [])
-        }
-        return FinalOutcome(state: outcome.string(0) ?? "", response: response, lastError: outcome.string(4))
+        return try outcome.step() ? FinalOutcome(record: JournalReader.record(outcome)) : nil
     }
 
     /// The routes an operator paused.

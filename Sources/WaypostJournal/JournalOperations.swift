@@ -142,7 +142,7 @@ public final class JournalOperations {
     private static var now: String { Timestamp.format(millisecondsSince1970: Int64(Date().timeIntervalSince1970 * 1000)) }
 
     private func bumpGeneration() throws(SQLiteError) {
-        try db.execute("UPDATE control SET value = value + 1 WHERE name = 'replay_generation'")
+        try db.execute(Schema.bumpReplayGeneration)
     }
 
     private func transaction(_ body: () throws(SQLiteError) -> Void) throws(SQLiteError) {

@@ -153,12 +153,13 @@ public final class JournalReader {
         return attempts
     }
 
-    private static let columns = """
+    /// The columns ``record(_:)`` reads, in its order.
+    static let columns = """
         id, correlation_id, route, ordering_key, idempotency_key, method, path, headers, body, state, attempts,
         received_at, next_attempt_at, delivered_at, updated_at, last_error, response_status, response_headers, response_body
         """
 
-    private static func record(_ s: Statement) -> MessageRecord {
+    static func record(_ s: Statement) -> MessageRecord {
         MessageRecord(
             id: s.int64(0), correlationID: s.string(1) ?? "", route: s.string(2) ?? "", orderingKey: s.string(3),
             idempotencyKey: s.string(4), method: s.string(5) ?? "", path: s.string(6) ?? "", headersJSON: s.string(7) ?? "[]",

@@ -150,7 +150,7 @@ public final class JournalWriter: Service, @unchecked Sendable {
                     attempts = max(attempts, ?9), cycle_attempts = coalesce(?10, cycle_attempts)
                 WHERE id = ?1 AND (state <> 'skipped' OR ?2 IN ('delivered', 'skipped'))
                 """)
-            bumpReplayGeneration = try db.prepare("UPDATE control SET value = value + 1 WHERE name = 'replay_generation'")
+            bumpReplayGeneration = try db.prepare(Schema.bumpReplayGeneration)
             pruneDelivered = try db.prepare(
                 "DELETE FROM messages WHERE id IN (SELECT id FROM messages WHERE state = 'delivered' AND delivered_at < ?1 LIMIT 1000)")
             countBacklog = try db.prepare(Self.backlogSQL)

@@ -1,4 +1,5 @@
 import Synchronization
+import WaypostCore
 
 /// The final outcome of a message, as the forwarder publishes it.
 public struct FinalOutcome: Sendable, Equatable {
@@ -12,6 +13,22 @@ public struct FinalOutcome: Sendable, Equatable {
         self.state = state
         self.response = response
         self.lastError = lastError
+    }
+}
+
+extension FinalOutcome {
+    /// The outcome of a message in a final state; nil while it is still on its way.
+    public init?(record: MessageRecord) {
+        guard ["delivered", "failed", "skipped"].contains(record.state) else { return nil }
+        self.init(state: record.state, response: record.storedResponse, lastError: record.lastError)
+    }
+}
+
+extension MessageRecord {
+    /// The upstream's stored answer, if it answered.
+    public var storedResponse: StoredResponse? {
+        guard let status = responseStatus else { return nil }
+        return StoredResponse(status: status, headers: JSON.decodeHeaders(responseHeadersJSON ?? "[]") ?? [], body: responseBody ?? [])
     }
 }
 

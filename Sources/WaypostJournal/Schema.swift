@@ -67,6 +67,9 @@ enum Schema {
 
     static var currentVersion: Int64 { Int64(migrations.count) }
 
+    /// Tells a running server's forwarder to reload its queues (replay, skip, pause, resume).
+    static let bumpReplayGeneration = "UPDATE control SET value = value + 1 WHERE name = 'replay_generation'"
+
     /// Applies the pragmas every writer connection needs, then any missing migrations.
     static func prepareWriter(_ db: SQLiteConnection, durability: Durability, busyTimeoutMilliseconds: Int) throws(SQLiteError) {
         try db.execute("PRAGMA busy_timeout = \(busyTimeoutMilliseconds)")

@@ -55,21 +55,7 @@ struct StatusQuery {
     }
 }
 
-extension FinalOutcome {
-    /// The outcome of a message in a final state; nil while it is still on its way.
-    public init?(record: MessageRecord) {
-        guard ["delivered", "failed", "skipped"].contains(record.state) else { return nil }
-        self.init(state: record.state, response: record.storedResponse, lastError: record.lastError)
-    }
-}
-
 extension MessageRecord {
-    /// The upstream's stored answer, if it answered.
-    var storedResponse: StoredResponse? {
-        guard let status = responseStatus else { return nil }
-        return StoredResponse(status: status, headers: JSON.decodeHeaders(responseHeadersJSON ?? "[]") ?? [], body: responseBody ?? [])
-    }
-
     /// The status document of SPEC §4.
     var statusJSON: String {
         func text(_ value: String?) -> String { value.map(JSON.quote) ?? "null" }
