@@ -222,7 +222,7 @@ private struct ConfigReader {
             let journal = try mapping(node, path: "journal", allowed: Keys.journal)
             if let path = try string(journal, "path") { config.journal.path = path }
             if let durability: Durability = try choice(journal, "durability") { config.journal.durability = durability }
-            if let backlog = try integer(journal, "max_backlog", atLeast: 1) { config.journal.maxBacklog = backlog }
+            if let backlog = try integer(journal, "max_backlog", in: 1...1_000_000_000) { config.journal.maxBacklog = backlog }
             if let retain = try duration(journal, "retain_delivered", allowZero: true) {
                 config.journal.retainDelivered = retain
             }
@@ -303,7 +303,7 @@ private struct ConfigReader {
         } else if route.ordering == .key {
             throw fail(fields.path("ordering_key"), fields["ordering"], "\"ordering: key\" needs ordering_key: header:NAME or json:/pointer")
         }
-        if let concurrency = try integer(fields, "concurrency", atLeast: 1) { route.concurrency = concurrency }
+        if let concurrency = try integer(fields, "concurrency", in: 1...4096) { route.concurrency = concurrency }
         if let header = try headerName(fields, "idempotency_header") { route.idempotencyHeader = header }
         if let window = try duration(fields, "dedup_window", allowZero: true) { route.dedupWindow = window }
         if let node = fields["retry"] {
@@ -350,8 +350,8 @@ private struct ConfigReader {
             guard let factor = parseDecimal(spelling) else {
                 throw fail(fields.path("factor"), node, "expected a number, got \"\(spelling)\"")
             }
-            guard factor >= 1 else {
-                throw fail(fields.path("factor"), node, "must be at least 1 (delays never shrink), got \(spelling)")
+            guard (1...100).contains(factor) else {
+                throw fail(fields.path("factor"), node, "must be from 1 (delays never shrink) to 100, got \(spelling)")
             }
             retry.factor = factor
         }
@@ -361,7 +361,7 @@ private struct ConfigReader {
             }
             retry.maxDelay = maxDelay
         }
-        if let attempts = try integer(fields, "max_attempts", atLeast: 1) { retry.maxAttempts = attempts }
+        if let attempts = try integer(fields, "max_attempts", in: 1...1_000_000) { retry.maxAttempts = attempts }
         if let maxAge = try duration(fields, "max_age", allowZero: false) { retry.maxAge = maxAge }
         if let node = fields["retry_on"] {
             var ranges: [StatusRange] = []
@@ -496,7 +496,7 @@ private struct ConfigReader {
         return value
     }
 
-    func integer(_ fields: Fields, _ key: String, atLeast minimum: Int) throws(ConfigError) -> Int? {
+    func integer(_ fields: Fields, _ key: String, in range: ClosedRange<Int>) throws(ConfigError) -> Int? {
         guard let node = fields[key] else { return nil }
         let path = fields.path(key)
         let spelling = try text(node, path, expected: "a whole number")
@@ -506,7 +506,8 @@ private struct ConfigReader {
         else {
             throw fail(path, node, "expected a whole number, got \"\(spelling)\"")
         }
-        guard value >= minimum else { throw fail(path, node, "must be at least \(minimum), got \(value)") }
+        guard value >= range.lowerBound else { throw fail(path, node, "must be at least \(range.lowerBound), got \(value)") }
+        guard value <= range.upperBound else { throw fail(path, node, "must be at most \(range.upperBound), got \(value)") }
         return value
     }
 
@@ -515,7 +516,7 @@ private struct ConfigReader {
         let path = fields.path(key)
         let spelling = try text(node, path, expected: "a duration")
         guard let value = parseDuration(spelling) else {
-            throw fail(path, node, "expected a duration such as 250ms, 5s, 10m, 72h or 7d, got \"\(spelling)\"")
+            throw fail(path, node, "expected a duration such as 250ms, 5s, 10m, 72h or 7d (at most 36500d), got \"\(spelling)\"")
         }
         guard allowZero || value > .zero else { throw fail(path, node, "must be longer than 0s") }
         return value

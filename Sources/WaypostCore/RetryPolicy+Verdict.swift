@@ -34,8 +34,7 @@ extension RetryPolicy {
     public func backoff(afterAttempt attempt: Int, random: Double) -> Duration {
         let initialMilliseconds = Double(initial.milliseconds)
         let capMilliseconds = Double(maxDelay.milliseconds)
-        let exponent = Double(max(0, attempt - 1))
-        let full = min(capMilliseconds, initialMilliseconds * _pow(factor, exponent))
+        let full = min(capMilliseconds, initialMilliseconds * power(factor, attempt > 1 ? attempt - 1 : 0))
         return .milliseconds(Int64(full / 2 + full / 2 * random))
     }
 
@@ -57,20 +56,23 @@ extension RetryPolicy {
             delay = backoff(afterAttempt: attempt, random: random)
         }
         guard attempt < maxAttempts else { return .failed(reason: "\(maxAttempts) attempts made (max_attempts)") }
-        let at = now + delay.milliseconds
-        guard at <= cycleStart + maxAge.milliseconds else {
+        let at = now.clampedAdding(delay.milliseconds)
+        guard at <= cycleStart.clampedAdding(maxAge.milliseconds) else {
             return .failed(reason: "the next attempt would fall after max_age (\(maxAge))")
         }
         return .retry(atMilliseconds: at)
     }
 
     /// A `Retry-After` value (RFC 9110 §10.2.3) as a delay from `now`: delay-seconds, or an
-    /// HTTP date (IMF-fixdate). Nil when it is neither; a date in the past is no delay.
+    /// HTTP date. Nil when it is neither; a date in the past is no delay. However large the
+    /// value, the delay is at most a little over ``maximumDuration``, which is past any
+    /// `max_age`: the retry is then not made.
     public static func parseRetryAfter(_ value: String, now: Int64) -> Duration? {
         let trimmed = Substring(value).trimmingHTTPWhitespace()
-        if let seconds = Int64(trimmed), seconds >= 0 { return .seconds(seconds) }
+        let ceiling = maximumDuration.milliseconds / 1000 + 1
+        if let seconds = parseDigits(trimmed, clampedTo: ceiling) { return .seconds(seconds) }
         guard let date = HTTPDate.parse(trimmed) else { return nil }
-        return .milliseconds(max(0, date - now))
+        return .milliseconds(min(max(0, date - now), ceiling * 1000))
     }
 }
 
@@ -80,46 +82,61 @@ extension RetryPolicy {
 public enum HTTPDate {
     private static let months = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
 
-    /// Milliseconds since the Unix epoch, or nil when `text` is none of the three forms.
+    /// Milliseconds since the Unix epoch, or nil when `text` is none of the three forms or
+    /// names no real time (`Sun, 45 Foo 2026 99:00:00 GMT`).
     public static func parse(_ text: Substring) -> Int64? {
         let parts = text.split(separator: " ")
-        if parts.count == 6, parts[0].hasSuffix(","), parts[5] == "GMT" {
+        if parts.count == 6, parts[0].hasSuffix(","), parts[5] == "GMT", parts[1].utf8.count == 2, parts[3].utf8.count == 4 {
             // IMF-fixdate.
-            guard let day = Int64(parts[1]), let year = Int64(parts[3]) else { return nil }
-            return make(year: year, month: parts[2], day: day, clock: parts[4])
+            return make(year: parts[3], month: parts[2], day: parts[1], clock: parts[4])
         }
         if parts.count == 4, parts[0].hasSuffix(","), parts[3] == "GMT" {
             // RFC 850: a two-digit year more than 50 years ahead is in the past century.
             let date = parts[1].split(separator: "-")
-            guard date.count == 3, let day = Int64(date[0]), let shortYear = Int64(date[2]), date[2].count == 2 else { return nil }
-            return make(year: shortYear < 50 ? 2000 + shortYear : 1900 + shortYear, month: date[1], day: day, clock: parts[2])
+            guard date.count == 3, date[0].utf8.count == 2, date[2].utf8.count == 2, let shortYear = number(date[2]) else { return nil }
+            return make(year: (shortYear < 50 ? 2000 : 1900) + shortYear, month: date[1], day: date[0], clock: parts[2])
         }
-        if parts.count == 5, !parts[0].hasSuffix(",") {
+        if parts.count == 5, !parts[0].hasSuffix(","), parts[2].utf8.count <= 2, parts[4].utf8.count == 4 {
             // asctime.
-            guard let day = Int64(parts[2]), let year = Int64(parts[4]) else { return nil }
-            return make(year: year, month: parts[1], day: day, clock: parts[3])
+            return make(year: parts[4], month: parts[1], day: parts[2], clock: parts[3])
         }
         return nil
     }
 
-    private static func make(year: Int64, month: Substring, day: Int64, clock: Substring) -> Int64? {
-        let time = clock.split(separator: ":")
-        guard let monthIndex = months.firstIndex(of: String(month)), time.count == 3, let hour = Int64(time[0]),
-            let minute = Int64(time[1]), let second = Int64(time[2]), (1...31).contains(day), (0...23).contains(hour),
-            (0...59).contains(minute), (0...60).contains(second)
+    /// One to four decimal digits.
+    private static func number(_ text: Substring) -> Int64? {
+        text.utf8.count <= 4 ? parseDigits(text, clampedTo: 9999) : nil
+    }
+
+    private static func make(year: Substring, month: Substring, day: Substring, clock: Substring) -> Int64? {
+        guard let year = number(year) else { return nil }
+        return make(year: year, month: month, day: day, clock: clock)
+    }
+
+    private static func make(year: Int64, month: Substring, day: Substring, clock: Substring) -> Int64? {
+        let time = clock.split(separator: ":", omittingEmptySubsequences: false)
+        guard let monthIndex = months.firstIndex(of: String(month)), let day = number(day), time.count == 3,
+            time.allSatisfy({ $0.utf8.count == 2 }), let hour = number(time[0]), let minute = number(time[1]),
+            let second = number(time[2])
         else { return nil }
-        let days = Timestamp.daysSince1970(year: year, month: Int64(monthIndex + 1), day: day)
-        return ((days * 24 + hour) * 60 + minute) * 60_000 + second * 1000
+        // RFC 9110 allows a leap second (60); it is read as the next instant.
+        let leap: Int64 = second == 60 ? 1000 : 0
+        return Timestamp.civil(
+            year: year, month: Int64(monthIndex + 1), day: day, hour: hour, minute: minute, second: second == 60 ? 59 : second
+        ).map { $0 + leap }
     }
 }
 
-/// `base` raised to `exponent` without Foundation.
-private func _pow(_ base: Double, _ exponent: Double) -> Double {
+/// `base` raised to `exponent` without Foundation, by squaring: at most 64 rounds whatever the
+/// exponent (an attempt count read from the journal), and `+infinity` once it overflows.
+private func power(_ base: Double, _ exponent: Int) -> Double {
     var result = 1.0
-    var remaining = Int(exponent)
-    while remaining > 0 && result < 1e15 {
-        result *= base
-        remaining -= 1
+    var square = base
+    var remaining = exponent
+    while remaining > 0 && result.isFinite {
+        if remaining & 1 == 1 { result *= square }
+        square *= square
+        remaining >>= 1
     }
     return result
 }

@@ -53,10 +53,14 @@ public enum Timestamp {
         return era * 146_097 + doe - 719_468
     }
 
-    /// Milliseconds since the Unix epoch of a timestamp written by ``format(millisecondsSince1970:)``.
+    /// Milliseconds since the Unix epoch of a timestamp written by ``format(millisecondsSince1970:)``
+    /// (`2026-11-29T23:53:36.123Z`). Nil unless every field is in its calendar range:
+    /// `2026-13-45T99:99:99.000Z` and `2026-02-30T00:00:00.000Z` are not times.
     public static func parse(_ text: String) -> Int64? {
         let u = Array(text.utf8)
-        guard u.count == 24, u[4] == UInt8(ascii: "-"), u[10] == UInt8(ascii: "T"), u[23] == UInt8(ascii: "Z") else { return nil }
+        guard u.count == 24, u[4] == UInt8(ascii: "-"), u[7] == UInt8(ascii: "-"), u[10] == UInt8(ascii: "T"),
+            u[13] == UInt8(ascii: ":"), u[16] == UInt8(ascii: ":"), u[19] == UInt8(ascii: "."), u[23] == UInt8(ascii: "Z")
+        else { return nil }
         func number(_ range: Range<Int>) -> Int64? {
             var value: Int64 = 0
             for byte in u[range] {
@@ -68,14 +72,35 @@ public enum Timestamp {
         guard let year = number(0..<4), let month = number(5..<7), let day = number(8..<10), let hour = number(11..<13),
             let minute = number(14..<16), let second = number(17..<19), let ms = number(20..<23)
         else { return nil }
-        return ((daysSince1970(year: year, month: month, day: day) * 24 + hour) * 60 + minute) * 60_000 + second * 1000 + ms
+        return civil(year: year, month: month, day: day, hour: hour, minute: minute, second: second, millisecond: ms)
+    }
+
+    /// Milliseconds since the Unix epoch of a UTC civil time, or nil when a field is out of its
+    /// range (year 0…9999, month 1…12, day 1…the month's last, hour 0…23, minute and second
+    /// 0…59, millisecond 0…999).
+    public static func civil(year: Int64, month: Int64, day: Int64, hour: Int64, minute: Int64, second: Int64, millisecond: Int64 = 0)
+        -> Int64?
+    {
+        guard (0...9999).contains(year), (1...12).contains(month), (1...daysIn(month: month, year: year)).contains(day),
+            (0...23).contains(hour), (0...59).contains(minute), (0...59).contains(second), (0...999).contains(millisecond)
+        else { return nil }
+        return ((daysSince1970(year: year, month: month, day: day) * 24 + hour) * 60 + minute) * 60_000 + second * 1000 + millisecond
+    }
+
+    /// The number of days in `month` (1…12) of `year` in the proleptic Gregorian calendar.
+    static func daysIn(month: Int64, year: Int64) -> Int64 {
+        switch month {
+        case 2: return year % 4 == 0 && (year % 100 != 0 || year % 400 == 0) ? 29 : 28
+        case 4, 6, 9, 11: return 30
+        default: return 31
+        }
     }
 
     /// A time bound given by an operator (`--since`, `--until`, filters of the admin API), as
     /// stored text: a duration before `now` (`2h`, `7d`), or an RFC 3339 UTC time with or
     /// without milliseconds (`2026-11-30T08:00:00Z`). Nil when it is neither.
     public static func filterBound(_ text: String, now: Int64 = Timestamp.now()) -> String? {
-        if let duration = parseDuration(text) { return format(millisecondsSince1970: now - duration.milliseconds) }
+        if let duration = parseDuration(text) { return format(millisecondsSince1970: now.clampedAdding(-duration.milliseconds)) }
         if let ms = parse(text) { return format(millisecondsSince1970: ms) }
         if text.count == 20, text.hasSuffix("Z"), let ms = parse(String(text.dropLast()) + ".000Z") {
             return format(millisecondsSince1970: ms)
@@ -109,12 +134,13 @@ extension Duration {
     public var nanoseconds: Int64 {
         let (seconds, attoseconds) = components
         let (product, overflow) = seconds.multipliedReportingOverflow(by: 1_000_000_000)
-        return overflow ? .max : product + attoseconds / 1_000_000_000
+        return overflow ? (seconds > 0 ? .max : .min) : product.clampedAdding(attoseconds / 1_000_000_000)
     }
 
-    /// The duration in whole milliseconds.
+    /// The duration in whole milliseconds (saturating).
     public var milliseconds: Int64 {
         let (seconds, attoseconds) = components
-        return seconds * 1000 + attoseconds / 1_000_000_000_000_000
+        let (product, overflow) = seconds.multipliedReportingOverflow(by: 1000)
+        return overflow ? (seconds > 0 ? .max : .min) : product.clampedAdding(attoseconds / 1_000_000_000_000_000)
     }
 }

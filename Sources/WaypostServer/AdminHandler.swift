@@ -28,6 +28,15 @@ final class AdminHandler: ChannelInboundHandler, RemovableChannelHandler {
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         switch unwrapInboundIn(data) {
         case .head(let head):
+            if let problem = RequestHeadRules.problem(head) {
+                // The framing is not to be trusted: answer, then close.
+                var closing = head
+                closing.headers.replaceOrAdd(name: "Connection", value: "close")
+                send(.problem(problem), head: closing, context: context)
+                self.head = nil
+                body = nil
+                return
+            }
             self.head = head
             body = context.channel.allocator.buffer(capacity: 0)
             tooLarge = false
@@ -68,7 +77,7 @@ final class AdminHandler: ChannelInboundHandler, RemovableChannelHandler {
         var finalHead = responseHead
         if !head.isKeepAlive { finalHead.headers.replaceOrAdd(name: "Connection", value: "close") }
         context.write(wrapOutboundOut(.head(finalHead)), promise: nil)
-        context.write(wrapOutboundOut(.body(.byteBuffer(body))), promise: nil)
+        if head.method != .HEAD { context.write(wrapOutboundOut(.body(.byteBuffer(body))), promise: nil) }
         let done = context.writeAndFlush(wrapOutboundOut(.end(nil)))
         if !head.isKeepAlive {
             let channel = context.channel
@@ -90,45 +99,83 @@ final class AdminHandler: ChannelInboundHandler, RemovableChannelHandler {
 
     // MARK: - Routing
 
-    private func route(_ head: HTTPRequestHead, body: [UInt8], eventLoop: any EventLoop) -> EventLoopFuture<AdminAnswer> {
-        let target = head.uri.split(separator: "?", maxSplits: 1)
-        let path = target.first.map(String.init) ?? "/"
-        let query = target.count > 1 ? Self.queryItems(target[1]) : [:]
-        let segments = path.split(separator: "/").map(String.init)
-        let method = head.method
+    /// The admin endpoints (SPEC §5), each with the methods it answers.
+    enum Endpoint: Equatable {
+        case healthz, readyz, metrics
+        case messages, message(String), replayMessage(String), skipMessage(String), replay
+        case pauseRoute(String), resumeRoute(String)
 
-        let s = segments
-        switch (method, s) {
-        case (.GET, ["healthz"]):
-            return eventLoop.makeSucceededFuture(.json(200, "{\"status\":\"ok\"}"))
-        case (.GET, ["readyz"]):
-            return eventLoop.makeSucceededFuture(readiness())
-        case (.GET, ["metrics"]):
-            return metrics(eventLoop: eventLoop)
-        default:
-            break
+        /// Nil when `path` is not an admin endpoint.
+        init?(path: Substring) {
+            let s = path.split(separator: "/", omittingEmptySubsequences: false).dropFirst().map(String.init)
+            switch s.count {
+            case 1 where s[0] == "healthz": self = .healthz
+            case 1 where s[0] == "readyz": self = .readyz
+            case 1 where s[0] == "metrics": self = .metrics
+            case 1 where s[0] == "messages": self = .messages
+            case 1 where s[0] == "replay": self = .replay
+            case 2 where s[0] == "messages" && !s[1].isEmpty: self = .message(s[1])
+            case 3 where s[0] == "messages" && !s[1].isEmpty && s[2] == "replay": self = .replayMessage(s[1])
+            case 3 where s[0] == "messages" && !s[1].isEmpty && s[2] == "skip": self = .skipMessage(s[1])
+            case 3 where s[0] == "routes" && !s[1].isEmpty && s[2] == "pause": self = .pauseRoute(s[1])
+            case 3 where s[0] == "routes" && !s[1].isEmpty && s[2] == "resume": self = .resumeRoute(s[1])
+            default: return nil
+            }
         }
-        if let problem = authorize(head) { return eventLoop.makeFailedFuture(problem) }
+
+        /// Reads answer `GET` and `HEAD`; actions `POST`.
+        var methods: [HTTPMethod] {
+            switch self {
+            case .healthz, .readyz, .metrics, .messages, .message: return [.GET, .HEAD]
+            case .replayMessage, .skipMessage, .replay, .pauseRoute, .resumeRoute: return [.POST]
+            }
+        }
+
+        /// Probes and the scrape need no token.
+        var isOpen: Bool { self == .healthz || self == .readyz || self == .metrics }
+    }
+
+    private func route(_ head: HTTPRequestHead, body: [UInt8], eventLoop: any EventLoop) -> EventLoopFuture<AdminAnswer> {
+        let target = head.uri
+        let path = target[..<(target.firstIndex(of: "?") ?? target.endIndex)]
+        let method = head.method
+        guard let endpoint = Endpoint(path: path) else {
+            return eventLoop.makeFailedFuture(
+                Problem(status: 404, slug: "not-found", title: "Not found", detail: "\(method.rawValue) \(path.prefix(200)) is not an admin endpoint (SPEC §5)."))
+        }
+        guard endpoint.methods.contains(method) else {
+            let allowed = endpoint.methods.map(\.rawValue).joined(separator: ", ")
+            return eventLoop.makeFailedFuture(
+                Problem(
+                    status: 405, slug: "method-not-allowed", title: "Method not allowed",
+                    detail: "\(path.prefix(200)) answers \(allowed); \(method.rawValue.prefix(20)) is not one of them.",
+                    headers: [HeaderField(name: "Allow", value: allowed)]))
+        }
+        if !endpoint.isOpen, let problem = authorize(head) { return eventLoop.makeFailedFuture(problem) }
         let journalPath = shared.journalPath
         let changed = shared.journalChanged
-        switch (method, s.count) {
-        case (.GET, 1) where s[0] == "messages":
+        switch endpoint {
+        case .healthz:
+            return eventLoop.makeSucceededFuture(.json(200, "{\"status\":\"ok\"}"))
+        case .readyz:
+            return eventLoop.makeSucceededFuture(readiness())
+        case .metrics:
+            return metrics(eventLoop: eventLoop)
+        case .messages:
             let filter: MessageFilter
-            do { filter = try Self.filter(query) } catch { return eventLoop.makeFailedFuture(error) }
+            do { filter = try Self.filter(QueryString.query(ofTarget: target)) } catch { return eventLoop.makeFailedFuture(error) }
             return readers.read(on: eventLoop) { reader in
                 let messages = try reader.list(filter)
                 let next = messages.count == filter.limit ? messages.last.map { JSON.quote(String($0.id)) } ?? "null" : "null"
                 return .json(200, "{\"messages\":[\(messages.map(\.summaryJSON).joined(separator: ","))],\"next_cursor\":\(next)}")
             }
-        case (.GET, 2) where s[0] == "messages":
-            let id = s[1]
+        case .message(let id):
             return readers.read(on: eventLoop) { reader in
                 guard let record = try reader.message(correlationID: id) else { throw Problem.unknownMessage(id) }
                 let attempts = try reader.attempts(messageID: record.id).map(\.json).joined(separator: ",")
                 return .json(200, "{\"message\":\(record.statusJSON),\"attempts\":[\(attempts)]}")
             }
-        case (.POST, 3) where s[0] == "messages" && s[2] == "replay":
-            let id = s[1]
+        case .replayMessage(let id):
             return readers.perform(on: eventLoop) {
                 let replayed = try JournalOperations(path: journalPath).replay(ids: [id])
                 guard !replayed.isEmpty else { throw try Self.notChanged(id, journalPath: journalPath, action: "replayed") }
@@ -136,8 +183,7 @@ final class AdminHandler: ChannelInboundHandler, RemovableChannelHandler {
                 Counter(label: "waypost_replayed_total").increment()
                 return .json(200, "{\"replayed\":1}")
             }
-        case (.POST, 3) where s[0] == "messages" && s[2] == "skip":
-            let id = s[1]
+        case .skipMessage(let id):
             return readers.perform(on: eventLoop) {
                 guard try JournalOperations(path: journalPath).skip(id: id) else {
                     throw try Self.notChanged(id, journalPath: journalPath, action: "skipped")
@@ -145,7 +191,7 @@ final class AdminHandler: ChannelInboundHandler, RemovableChannelHandler {
                 changed()
                 return .json(200, "{\"skipped\":1}")
             }
-        case (.POST, 1) where s[0] == "replay":
+        case .replay:
             let filter: MessageFilter
             do { filter = try Self.replayFilter(body) } catch { return eventLoop.makeFailedFuture(error) }
             return readers.perform(on: eventLoop) {
@@ -154,21 +200,18 @@ final class AdminHandler: ChannelInboundHandler, RemovableChannelHandler {
                 Counter(label: "waypost_replayed_total").increment(by: replayed.count)
                 return .json(200, "{\"replayed\":\(replayed.count)}")
             }
-        case (.POST, 3) where s[0] == "routes" && (s[2] == "pause" || s[2] == "resume"):
-            let (name, action) = (s[1], s[2])
+        case .pauseRoute(let name), .resumeRoute(let name):
+            let pause = endpoint == .pauseRoute(name)
             guard shared.routeNames.contains(name) else {
                 return eventLoop.makeFailedFuture(
                     Problem(status: 404, slug: "unknown-route", title: "Unknown route", detail: "No route is named \(name.prefix(64)); the routes are \(shared.routeNames.joined(separator: ", ")).")
                 )
             }
             return readers.perform(on: eventLoop) {
-                try JournalOperations(path: journalPath).setPaused(route: name, action == "pause")
+                try JournalOperations(path: journalPath).setPaused(route: name, pause)
                 changed()
-                return .json(200, "{\"route\":\(JSON.quote(name)),\"paused\":\(action == "pause")}")
+                return .json(200, "{\"route\":\(JSON.quote(name)),\"paused\":\(pause)}")
             }
-        default:
-            return eventLoop.makeFailedFuture(
-                Problem(status: 404, slug: "not-found", title: "Not found", detail: "\(method.rawValue) \(path.prefix(200)) is not an admin endpoint (SPEC §5)."))
         }
     }
 
@@ -226,67 +269,42 @@ final class AdminHandler: ChannelInboundHandler, RemovableChannelHandler {
 
     // MARK: - Parsing
 
-    static func queryItems(_ query: Substring) -> [String: String] {
-        var items: [String: String] = [:]
-        for pair in query.split(separator: "&") {
-            let parts = pair.split(separator: "=", maxSplits: 1)
-            let key = String(parts[0]).removingPercentEncoding ?? String(parts[0])
-            let value = parts.count > 1 ? (String(parts[1]).replacingOccurrences(of: "+", with: " ").removingPercentEncoding ?? "") : ""
-            items[key] = value
-        }
-        return items
-    }
-
-    static let states = ["queued", "in_flight", "delivered", "failed", "skipped"]
-
-    static func filter(_ query: [String: String]) throws(Problem) -> MessageFilter {
+    /// The filter of `GET /messages` from its query (SPEC §5).
+    static func filter(_ query: Substring) throws(Problem) -> MessageFilter {
         var filter = MessageFilter(limit: 100)
-        if let state = query["state"], !state.isEmpty {
-            guard states.contains(state) else { throw badFilter("state must be one of \(states.joined(separator: ", ")); got \(state.prefix(30))") }
-            filter.state = state
-        }
-        if let route = query["route"], !route.isEmpty { filter.route = route }
-        if let since = query["since"], !since.isEmpty {
-            guard let bound = Timestamp.filterBound(since) else { throw badFilter("since must be a duration such as 2h or an RFC 3339 time") }
-            filter.since = bound
-        }
-        if let limit = query["limit"], !limit.isEmpty {
-            guard let value = Int(limit), (1...1000).contains(value) else { throw badFilter("limit must be from 1 to 1000") }
-            filter.limit = value
-        }
-        if let cursor = query["cursor"], !cursor.isEmpty {
-            guard let value = Int64(cursor) else { throw badFilter("cursor must be a next_cursor value from an earlier page") }
-            filter.afterID = value
+        do {
+            for (key, value) in try QueryString.dictionary(query, allowed: ["state", "route", "since", "until", "limit", "cursor"]) {
+                try filter.set(key, value)
+            }
+        } catch let error as QueryString.Malformed {
+            throw badFilter(error.message)
+        } catch let error as FilterError {
+            throw badFilter(error.description)
+        } catch {
+            throw badFilter("\(error)")
         }
         return filter
     }
 
+    /// The filter of `POST /replay` from its JSON body: `state` (a final one, default
+    /// `failed`), `route`, `since`, `until`.
     static func replayFilter(_ body: [UInt8]) throws(Problem) -> MessageFilter {
         guard !body.isEmpty else { return MessageFilter(state: "failed") }
         guard JSONValidator.isValid(body), let object = (try? JSONSerialization.jsonObject(with: Data(body))) as? [String: Any] else {
             throw badFilter("the body must be a JSON object such as {\"state\":\"failed\",\"route\":\"github\",\"since\":\"2h\"}")
         }
-        let known: Set = ["state", "route", "since", "until"]
+        let known = ["state", "route", "since", "until"]
         if let unknown = object.keys.first(where: { !known.contains($0) }) {
             throw badFilter("unknown filter key \(unknown.prefix(40)); the keys are state, route, since, until")
         }
         var filter = MessageFilter(state: "failed")
-        if let state = object["state"] {
-            guard let state = state as? String, JournalOperations.replayableStates.contains(state) else {
-                throw badFilter("state must be one of \(JournalOperations.replayableStates.joined(separator: ", "))")
+        for (key, value) in object {
+            guard let text = value as? String else { throw badFilter("\(key) must be a string") }
+            do {
+                try filter.set(key, text, states: JournalOperations.replayableStates)
+            } catch {
+                throw badFilter(error.description)
             }
-            filter.state = state
-        }
-        if let route = object["route"] {
-            guard let route = route as? String else { throw badFilter("route must be a string") }
-            filter.route = route
-        }
-        for key in ["since", "until"] {
-            guard let value = object[key] else { continue }
-            guard let text = value as? String, let bound = Timestamp.filterBound(text) else {
-                throw badFilter("\(key) must be a duration such as 2h or an RFC 3339 time")
-            }
-            if key == "since" { filter.since = bound } else { filter.until = bound }
         }
         return filter
     }

@@ -41,16 +41,19 @@ struct StatusQuery {
                 detail: "The status API answers GET only; \(head.method.rawValue) \(path) is not supported.",
                 headers: [HeaderField(name: "Allow", value: "GET, HEAD")])
         }
-        if let query = head.uri.split(separator: "?", maxSplits: 1).dropFirst().first {
-            for item in query.split(separator: "&") where item.hasPrefix("wait=") {
-                guard let seconds = Int(item.dropFirst(5)), seconds >= 0 else {
+        do {
+            for (name, value) in try QueryString.items(QueryString.query(ofTarget: head.uri)) where name == "wait" {
+                // One rule: any non-negative whole number, above the maximum taken as the maximum.
+                guard let seconds = parseDigits(Substring(value), clampedTo: Int64(Self.maximumWait)) else {
                     problem = Problem(
                         status: 400, slug: "bad-wait", title: "Bad wait",
-                        detail: "wait must be a whole number of seconds from 0 to \(Self.maximumWait); got \(item.dropFirst(5).prefix(20)).")
+                        detail: "wait must be a whole number of seconds (above \(Self.maximumWait) taken as \(Self.maximumWait)); got \(value.prefix(20)).")
                     break
                 }
-                wait = min(seconds, Self.maximumWait)
+                wait = Int(seconds)
             }
+        } catch {
+            problem = Problem(status: 400, slug: "bad-query", title: "Bad query", detail: "\(error.message).")
         }
     }
 }

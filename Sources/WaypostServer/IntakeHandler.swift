@@ -98,6 +98,8 @@ final class IntakeHandler: ChannelInboundHandler, RemovableChannelHandler {
 
     let shared: IntakeContext
     var state = State.idle
+    /// Whether the request being answered is a `HEAD`: its answer has no body.
+    var answeringHead = false
 
     init(context: IntakeContext) {
         self.shared = context
@@ -132,6 +134,10 @@ final class IntakeHandler: ChannelInboundHandler, RemovableChannelHandler {
     }
 
     private func receiveHead(_ head: HTTPRequestHead, context: ChannelHandlerContext) {
+        answeringHead = head.method == .HEAD
+        if let problem = RequestHeadRules.problem(head) {
+            return reject(problem, head: head, context: context)
+        }
         let target = head.uri
         guard target.hasPrefix("/") else {
             return reject(.badTarget(target), head: head, context: context)
@@ -374,7 +380,7 @@ final class IntakeHandler: ChannelInboundHandler, RemovableChannelHandler {
             head.headers.add(name: "Connection", value: "close")
         }
         context.write(wrapOutboundOut(.head(head)), promise: nil)
-        context.write(wrapOutboundOut(.body(.byteBuffer(body))), promise: nil)
+        if !answeringHead { context.write(wrapOutboundOut(.body(.byteBuffer(body))), promise: nil) }
         let done = context.writeAndFlush(wrapOutboundOut(.end(nil)))
         if !keepAlive {
             let channel = context.channel

@@ -4,7 +4,7 @@ import WaypostCore
 import WaypostJournal
 import WaypostServer
 
-private let states = ["queued", "in_flight", "delivered", "failed", "skipped"]
+private let states = MessageFilter.states
 
 struct Status: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -58,29 +58,26 @@ struct List: ParsableCommand {
     @Option(help: "Only messages of this route.")
     var route: String?
 
-    @Option(help: "Only messages received since: a duration ago (2h, 30m, 7d) or an RFC 3339 time.")
+    @Option(parsing: .unconditional, help: "Only messages received since: a duration ago (2h, 30m, 7d) or an RFC 3339 time.")
     var since: String?
 
-    @Option(help: "At most this many messages.")
+    @Option(help: "At most this many messages (\(MessageFilter.limits.lowerBound) to \(MessageFilter.limits.upperBound)).")
     var limit = 100
 
     @Flag(help: "Print JSON.")
     var json = false
 
-    func validate() throws {
-        if let state, !states.contains(state) {
-            throw ValidationError("--state must be one of \(states.joined(separator: ", ")); got '\(state)'")
-        }
-        if let since, Timestamp.filterBound(since) == nil {
-            throw ValidationError("--since must be a duration such as 2h or an RFC 3339 time; got '\(since)'")
-        }
-        guard limit > 0 else { throw ValidationError("--limit must be at least 1") }
+    func filter() throws -> MessageFilter {
+        try messageFilter([("state", state), ("route", route), ("since", since), ("limit", String(limit))])
     }
 
+    func validate() throws { _ = try filter() }
+
     func run() throws {
+        let filter = try filter()
         try reportingFailure {
             let reader = try journal.openReader()
-            let messages = try reader.list(MessageFilter(state: state, route: route, since: since.flatMap { Timestamp.filterBound($0) }, limit: limit))
+            let messages = try reader.list(filter)
             if json {
                 print("{\"messages\":[\(messages.map(\.summaryJSON).joined(separator: ","))]}")
                 return

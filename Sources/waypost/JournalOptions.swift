@@ -13,6 +13,11 @@ struct JournalOptions: ParsableArguments {
     @Option(name: .long, help: "A configuration file whose journal.path to use.")
     var config: String?
 
+    func validate() throws {
+        if journal?.isEmpty == true { throw ValidationError("--journal needs the path of the journal file; it was given as an empty string") }
+        if config?.isEmpty == true { throw ValidationError("--config needs the path of a configuration file; it was given as an empty string") }
+    }
+
     func resolvedPath() throws -> String {
         if let journal { return journal }
         if let config { return try loadConfig(config).journal.path }
@@ -35,21 +40,61 @@ struct Failure: Error, CustomStringConvertible {
     init(_ description: String) { self.description = description }
 }
 
+/// The filter that `flags` (name without `--`, value) give, checked by ``MessageFilter/set(_:_:states:now:)``:
+/// a bad value is exit 64 with a message naming the flag.
+func messageFilter(_ flags: [(String, String?)], states: [String] = MessageFilter.states) throws -> MessageFilter {
+    var filter = MessageFilter()
+    for case (let key, let value?) in flags {
+        do {
+            try filter.set(key, value, states: states)
+        } catch {
+            throw ValidationError("--\(error.key) \(error.message)")
+        }
+    }
+    return filter
+}
+
 /// Reads and parses a configuration file; an unreadable or invalid file exits with 78 after
 /// printing the error, which names the file and, where it can, the key and line.
 func loadConfig(_ path: String) throws -> WaypostConfig {
     do {
-        let text: String
-        do {
-            text = try String(contentsOfFile: path, encoding: .utf8)
-        } catch {
-            throw ConfigError(file: path, message: "cannot read the file: \(error.localizedDescription)")
-        }
-        return try WaypostConfig.parse(yaml: text, file: path)
+        return try WaypostConfig.parse(yaml: try readConfigText(path), file: path)
     } catch {
         printError("waypost: invalid configuration: \(error)")
         throw ExitCode.invalidConfiguration
     }
+}
+
+/// The largest configuration file Waypost reads.
+let maximumConfigBytes = 1 << 20
+
+/// The text of configuration file `path`: at most ``maximumConfigBytes``, UTF-8.
+///
+/// - Throws: ``ConfigError`` naming the file when it cannot be read, is a directory, is larger,
+///   or is not UTF-8.
+func readConfigText(_ path: String) throws(ConfigError) -> String {
+    var isDirectory: ObjCBool = false
+    if FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), isDirectory.boolValue {
+        throw ConfigError(file: path, message: "cannot read the file: it is a directory")
+    }
+    guard let handle = FileHandle(forReadingAtPath: path) else {
+        let reason = FileManager.default.fileExists(atPath: path) ? "permission denied" : "no such file"
+        throw ConfigError(file: path, message: "cannot read the file: \(reason)")
+    }
+    defer { try? handle.close() }
+    let data: Data
+    do {
+        data = try handle.read(upToCount: maximumConfigBytes + 1) ?? Data()
+    } catch {
+        throw ConfigError(file: path, message: "cannot read the file: \(error.localizedDescription)")
+    }
+    guard data.count <= maximumConfigBytes else {
+        throw ConfigError(file: path, message: "the file is larger than 1 MiB; a configuration file is at most \(maximumConfigBytes) bytes")
+    }
+    guard let text = String(validating: data, as: UTF8.self) else {
+        throw ConfigError(file: path, message: "the file is not UTF-8 text")
+    }
+    return text
 }
 
 func printError(_ text: String) {

@@ -23,10 +23,10 @@ struct Replay: ParsableCommand {
     @Option(help: "Only messages of this route.")
     var route: String?
 
-    @Option(help: "Only messages received since: a duration ago (2h, 7d) or an RFC 3339 time.")
+    @Option(parsing: .unconditional, help: "Only messages received since: a duration ago (2h, 7d) or an RFC 3339 time.")
     var since: String?
 
-    @Option(help: "Only messages received before: a duration ago or an RFC 3339 time.")
+    @Option(parsing: .unconditional, help: "Only messages received before: a duration ago or an RFC 3339 time.")
     var until: String?
 
     @Flag(help: "Print what would be replayed, change nothing.")
@@ -39,21 +39,18 @@ struct Replay: ParsableCommand {
         if !ids.isEmpty && (route != nil || since != nil || until != nil) {
             throw ValidationError("--route, --since and --until filter --state; they cannot be combined with ids")
         }
-        if let state, !JournalOperations.replayableStates.contains(state) {
-            throw ValidationError("--state must be one of \(JournalOperations.replayableStates.joined(separator: ", ")); got '\(state)'")
-        }
-        for (flag, value) in [("--since", since), ("--until", until)] {
-            if let value, Timestamp.filterBound(value) == nil {
-                throw ValidationError("\(flag) must be a duration such as 2h or an RFC 3339 time; got '\(value)'")
-            }
-        }
+        _ = try filter()
+    }
+
+    func filter() throws -> MessageFilter {
+        try messageFilter([("state", state), ("route", route), ("since", since), ("until", until)], states: JournalOperations.replayableStates)
     }
 
     func run() throws {
+        let filter = try filter()
         try reportingFailure {
             let operations = try JournalOperations(path: try journal.resolvedPath())
             if ids.isEmpty {
-                let filter = MessageFilter(state: state, route: route, since: since.flatMap { Timestamp.filterBound($0) }, until: until.flatMap { Timestamp.filterBound($0) })
                 let replayed = try operations.replay(filter, dryRun: dryRun)
                 for id in replayed where dryRun { print(id) }
                 print(dryRun ? "would replay \(replayed.count) message(s)" : "replayed \(replayed.count) message(s)")
@@ -74,12 +71,14 @@ struct Purge: ParsableCommand {
 
     @OptionGroup var journal: JournalOptions
 
-    @Option(name: .customLong("delivered-older-than"), help: "Delete messages delivered longer ago than this (e.g. 7d).")
+    @Option(
+        name: .customLong("delivered-older-than"), parsing: .unconditional,
+        help: "Delete messages delivered longer ago than this (e.g. 7d, at most 36500d).")
     var deliveredOlderThan: String
 
     func validate() throws {
         guard parseDuration(deliveredOlderThan) != nil else {
-            throw ValidationError("--delivered-older-than must be a duration such as 7d or 12h; got '\(deliveredOlderThan)'")
+            throw ValidationError("--delivered-older-than must be a duration such as 7d or 12h (at most 36500d, no sign); got '\(deliveredOlderThan)'")
         }
     }
 
