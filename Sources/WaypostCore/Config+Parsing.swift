@@ -148,7 +148,10 @@ extension OrderingKey {
 
 /// Keys valid at each level of the file, in the order of SPEC §8.
 private enum Keys {
-    static let top = ["listen", "admin", "journal", "shutdown_grace", "log_level", "defaults", "routes"]
+    static let top = [
+        "listen", "admin", "journal", "shutdown_grace", "log_level", "header_timeout", "min_body_rate", "trusted_proxies", "defaults",
+        "routes",
+    ]
     static let admin = ["listen", "token_env"]
     static let journal = ["path", "durability", "max_backlog", "retain_delivered"]
     static let defaults = ["max_body_bytes", "max_header_bytes"]
@@ -231,6 +234,18 @@ private struct ConfigReader {
             config.shutdownGrace = grace
         }
         if let level: LogLevel = try choice(top, "log_level") { config.logLevel = level }
+        if let timeout = try duration(top, "header_timeout", allowZero: false) { config.headerTimeout = timeout }
+        if let rate = try size(top, "min_body_rate", range: 1...(1 << 30), why: " per second") { config.minBodyRate = rate }
+        if let node = top["trusted_proxies"] {
+            let usage = "a list of networks such as [10.0.0.0/8, \"::1\"]"
+            config.trustedProxies = try list(node, path: "trusted_proxies", expected: usage).map { (item, itemPath) throws(ConfigError) in
+                let spelling = try text(item, itemPath, expected: "a network such as 10.0.0.0/8")
+                guard let network = CIDR(spelling) else {
+                    throw fail(itemPath, item, "expected an IPv4 or IPv6 address or network such as 10.0.0.0/8 or 2001:db8::/32, got \"\(spelling)\"")
+                }
+                return network
+            }
+        }
         if let node = top["defaults"] {
             let defaults = try mapping(node, path: "defaults", allowed: Keys.defaults)
             if let size = try bodySize(defaults) { config.defaults.maxBodyBytes = size }
@@ -516,7 +531,11 @@ private struct ConfigReader {
         let path = fields.path(key)
         let spelling = try text(node, path, expected: "a duration")
         guard let value = parseDuration(spelling) else {
-            throw fail(path, node, "expected a duration such as 250ms, 5s, 10m, 72h or 7d (at most 36500d), got \"\(spelling)\"")
+            // Digits and a valid unit: the number is too large.
+            if parseDuration("0" + spelling.drop { $0.isASCII && $0.isWholeNumber }) != nil, spelling.first?.isWholeNumber == true {
+                throw fail(path, node, "must be at most 36500d (about 100 years), got \"\(spelling)\"")
+            }
+            throw fail(path, node, "expected a duration such as 250ms, 5s, 10m, 72h or 7d, got \"\(spelling)\"")
         }
         guard allowZero || value > .zero else { throw fail(path, node, "must be longer than 0s") }
         return value

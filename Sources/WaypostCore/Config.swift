@@ -26,6 +26,12 @@ public struct WaypostConfig: Sendable, Equatable {
     public var shutdownGrace: Duration
     /// The least severe log messages written (`--log-level` overrides it). Default `info`.
     public var logLevel: LogLevel = .info
+    /// A request head must arrive within this (SPEC §2). Default 10s.
+    public var headerTimeout: Duration = .seconds(10)
+    /// Bytes per second a request body must keep up after its first 10s (SPEC §2). Default 1KiB.
+    public var minBodyRate: Int = 1024
+    /// Peers whose own `X-Forwarded-*` values are kept and extended (SPEC §14). Default none.
+    public var trustedProxies: [CIDR] = []
     /// Global limits that a route uses unless it sets its own.
     public var defaults: RouteLimits
     /// The routes, in the order of the file. Never empty in a parsed configuration.

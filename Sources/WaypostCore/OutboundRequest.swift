@@ -28,12 +28,17 @@ public enum OutboundRequest {
 
     /// The header fields of attempt `attempt`: the stored ones in order, without those
     /// Waypost sets itself, then `X-Correlation-ID`, `Idempotency-Key` (the source's
-    /// idempotency key, else the correlation id), `X-Waypost-Attempt`, `X-Forwarded-For`
-    /// (the source's chain plus `clientAddress`), `X-Forwarded-Proto`, `X-Forwarded-Host`;
-    /// then `remove_headers` are removed and `add_headers` (already expanded) are added.
+    /// idempotency key, else the correlation id), `X-Waypost-Attempt`, `X-Forwarded-For`,
+    /// `X-Forwarded-Proto`, `X-Forwarded-Host`; then `remove_headers` are removed and
+    /// `add_headers` (already expanded) are added.
+    ///
+    /// The `X-Forwarded-*` values are Waypost's own (SPEC §14): `clientAddress`, `http`, and the
+    /// `Host` as received. Only when the peer is a trusted proxy (`trustedPeer`) are its own
+    /// values kept: its `X-Forwarded-For` chain extended with `clientAddress`, its
+    /// `X-Forwarded-Proto` and `X-Forwarded-Host` as they came.
     public static func headers(
         stored: [HeaderField], correlationID: String, idempotencyKey: String?, attempt: Int, clientAddress: String?,
-        removeHeaders: [String], addHeaders: [HeaderField]
+        trustedPeer: Bool = false, removeHeaders: [String], addHeaders: [HeaderField]
     ) -> [HeaderField] {
         var forwardedFor: [String] = []
         var proto: String?
@@ -43,14 +48,17 @@ public enum OutboundRequest {
         fields.reserveCapacity(stored.count + 6 + addHeaders.count)
         for field in stored {
             let name = field.name
-            if name.caseInsensitiveEquals("x-forwarded-for") {
-                forwardedFor.append(field.value)
-            } else if name.caseInsensitiveEquals("x-forwarded-proto") {
-                proto = proto ?? field.value
-            } else if name.caseInsensitiveEquals("x-forwarded-host") {
-                forwardedHost = forwardedHost ?? field.value
-            } else if name.caseInsensitiveEquals("host") {
+            if name.caseInsensitiveEquals("host") {
                 host = host ?? field.value
+            } else if trustedPeer {
+                // An untrusted source's own X-Forwarded-* values are not read, only replaced.
+                if name.caseInsensitiveEquals("x-forwarded-for") {
+                    forwardedFor.append(field.value)
+                } else if name.caseInsensitiveEquals("x-forwarded-proto") {
+                    proto = proto ?? field.value
+                } else if name.caseInsensitiveEquals("x-forwarded-host") {
+                    forwardedHost = forwardedHost ?? field.value
+                }
             }
             if !replaced.contains(where: name.caseInsensitiveEquals) { fields.append(field) }
         }

@@ -1,5 +1,7 @@
 // Reading the secrets a configuration only locates (SPEC §9): at start-up, from an environment
-// variable or a file. The one place in WaypostCore that touches the file system.
+// variable or a file, and again on SIGHUP. The one place in WaypostCore that touches the file system.
+
+import Synchronization
 
 #if canImport(Glibc)
 import Glibc
@@ -108,4 +110,69 @@ public enum Secrets {
     private static func describeErrno(_ code: Int32) -> String {
         "\(String(cString: strerror(code))) (errno \(code))"
     }
+}
+
+/// The loaded keys of every route's `verify` and `sign`, shared by the intake and the
+/// forwarder, and replaced whole when `SIGHUP` re-reads the `secret_file` secrets (SPEC §10).
+public final class RouteSecrets: Sendable {
+    /// The routes' keys, by route name.
+    public struct Keys: Sendable {
+        public var verifiers: [String: InboundVerifier]
+        public var signers: [String: OutboundSigner]
+
+        public init(verifiers: [String: InboundVerifier] = [:], signers: [String: OutboundSigner] = [:]) {
+            self.verifiers = verifiers
+            self.signers = signers
+        }
+    }
+
+    private let keys: Mutex<Keys>
+
+    public init(_ keys: Keys = Keys()) {
+        self.keys = Mutex(keys)
+    }
+
+    /// Reads the secrets of every route with `verify` or `sign` (SPEC §9).
+    ///
+    /// - Throws: ``SecretError`` naming the route, the key and the variable or file, never a
+    ///   secret's value.
+    public static func load(_ configuration: WaypostConfig, environment: [String: String]) throws(SecretError) -> Keys {
+        var keys = Keys()
+        for (index, route) in configuration.routes.enumerated() {
+            do {
+                if let verify = route.verify {
+                    keys.verifiers[route.name] = try InboundVerifier(config: verify, secrets: Secrets.load(verify.secret, environment: environment))
+                }
+            } catch {
+                throw SecretError(message: "routes[\(index)].verify: \(error.message)")
+            }
+            do {
+                if let sign = route.sign {
+                    keys.signers[route.name] = try OutboundSigner(config: sign, secrets: Secrets.load(sign.secret, environment: environment))
+                }
+            } catch {
+                throw SecretError(message: "routes[\(index)].sign: \(error.message)")
+            }
+        }
+        return keys
+    }
+
+    /// The secret files `configuration` reads, for the reload's log line.
+    public static func files(of configuration: WaypostConfig) -> [String] {
+        configuration.routes.flatMap { route in
+            [route.verify?.secret, route.sign?.secret].compactMap { source in
+                if case .file(let path)? = source?.kind { return path }
+                return nil
+            }
+        }
+    }
+
+    /// The inbound check of route `name`, if it has `verify`.
+    public func verifier(_ name: String) -> InboundVerifier? { keys.withLock { $0.verifiers[name] } }
+
+    /// The outbound signer of route `name`, if it has `sign`.
+    public func signer(_ name: String) -> OutboundSigner? { keys.withLock { $0.signers[name] } }
+
+    /// Puts `keys` in place of the current ones, for every request and attempt from now on.
+    public func replace(with keys: Keys) { self.keys.withLock { $0 = keys } }
 }

@@ -31,7 +31,6 @@ public final class Forwarder: Service, @unchecked Sendable {
     private struct Route {
         let config: RouteConfig
         let addHeaders: [HeaderField]
-        let signer: OutboundSigner?
         let delivered: Counter
         let failed: Counter
         let retried: Counter
@@ -114,22 +113,32 @@ public final class Forwarder: Service, @unchecked Sendable {
     /// State changes gathered during one turn of the loop, handed to the writer together.
     private var updates: [Update] = []
     private let shutdownGrace: Duration
+    private let secrets: RouteSecrets
+    /// Peers whose own `X-Forwarded-*` values are kept (`trusted_proxies`).
+    private let trustedProxies: [CIDR]
 
     /// The `add_headers` of every route, with `${NAME}` expanded from `environment`, by route
     /// name. Start-up calls this before it opens anything.
     ///
-    /// - Throws: ``ForwarderError`` naming the key and the variable, when a value names an
-    ///   unset environment variable.
+    /// - Throws: ``ForwarderError`` naming the key (and the variable), when a value names an
+    ///   unset environment variable or holds a control character once expanded.
     public static func addHeaders(of configuration: WaypostConfig, environment: [String: String]) throws(ForwarderError) -> [String: [HeaderField]] {
         var expanded: [String: [HeaderField]] = [:]
         for (index, route) in configuration.routes.enumerated() {
             var headers: [HeaderField] = []
             for field in route.addHeaders {
+                let value: String
                 do {
-                    headers.append(HeaderField(name: field.name, value: try OutboundRequest.expandEnvironment(field.value, environment: environment)))
+                    value = try OutboundRequest.expandEnvironment(field.value, environment: environment)
                 } catch {
                     throw ForwarderError(message: "routes[\(index)].add_headers.\(field.name): the environment variable \(error.name) is not set")
                 }
+                // A CR or LF would end the header line: every attempt would then fail.
+                if value.utf8.contains(where: { ($0 < 0x20 && $0 != UInt8(ascii: "\t")) || $0 == 0x7F }) {
+                    throw ForwarderError(
+                        message: "routes[\(index)].add_headers.\(field.name): the value (after ${…} expansion) holds a control character such as CR or LF; a header value cannot")
+                }
+                headers.append(HeaderField(name: field.name, value: value))
             }
             expanded[route.name] = headers
         }
@@ -140,23 +149,25 @@ public final class Forwarder: Service, @unchecked Sendable {
     ///
     /// - Parameters:
     ///   - addHeaders: each route's `add_headers`, expanded (``addHeaders(of:environment:)``), by route name.
-    ///   - signers: the outbound signer of each route with `sign`, by route name.
+    ///   - secrets: the outbound signers of the routes with `sign` (replaced on SIGHUP).
     /// - Throws: ``ForwarderError`` when the journal cannot be read or libcurl cannot start.
     public init(
         configuration: WaypostConfig, writer: JournalWriter, board: OutcomeBoard, addHeaders: [String: [HeaderField]] = [:],
-        signers: [String: OutboundSigner] = [:], logger: Logger
+        secrets: RouteSecrets = RouteSecrets(), logger: Logger
     ) throws(ForwarderError) {
         var routes: [Route] = []
         for route in configuration.routes {
             let dimensions = [("route", route.name)]
             routes.append(
                 Route(
-                    config: route, addHeaders: addHeaders[route.name] ?? [], signer: signers[route.name], delivered: Counter(label: "waypost_delivered_total", dimensions: dimensions),
+                    config: route, addHeaders: addHeaders[route.name] ?? [], delivered: Counter(label: "waypost_delivered_total", dimensions: dimensions),
                     failed: Counter(label: "waypost_failed_total", dimensions: dimensions),
                     retried: Counter(label: "waypost_retried_total", dimensions: dimensions),
                     queues: RouteQueues(ordering: route.ordering, concurrency: route.concurrency)))
         }
         self.routes = routes
+        self.trustedProxies = configuration.trustedProxies
+        self.secrets = secrets
         do {
             reader = try DeliveryReader(path: configuration.journal.path)
             generation = try reader.replayGeneration()
@@ -452,9 +463,11 @@ public final class Forwarder: Service, @unchecked Sendable {
         attempts[message.id] = attempt
         var headers = OutboundRequest.headers(
             stored: message.headers, correlationID: message.correlationID, idempotencyKey: message.idempotencyKey,
-            attempt: attempt.attempt, clientAddress: message.clientAddress, removeHeaders: route.removeHeaders,
+            attempt: attempt.attempt, clientAddress: message.clientAddress,
+            trustedPeer: message.clientAddress.map { address in trustedProxies.contains { $0.contains(address) } } ?? false,
+            removeHeaders: route.removeHeaders,
             addHeaders: routes[index].addHeaders)
-        if let signer = routes[index].signer {
+        if let signer = secrets.signer(route.name) {
             // The source's own webhook-* headers are replaced, not duplicated.
             headers.removeAll { field in OutboundSigner.headerNames.contains { $0.caseInsensitiveEquals(field.name) } }
             headers += signer.headers(messageID: message.correlationID, timestampSeconds: now / 1000, body: message.body)

@@ -42,7 +42,8 @@ public final class AdminServer: Service, Sendable {
     private let readers: JournalReaders
 
     public init(listen: HostPort, context: AdminContext, group: any EventLoopGroup) {
-        self.listener = HTTPListener(address: listen, group: group, maxHeaderBytes: 16 * 1024)
+        self.listener = HTTPListener(
+            name: "admin", address: listen, group: group, maxHeaderBytes: 16 * 1024, limits: ConnectionLimits(), logger: context.logger)
         self.context = context
         self.readers = JournalReaders(path: context.journalPath, threads: 1)
     }
@@ -60,9 +61,7 @@ public final class AdminServer: Service, Sendable {
     public func start() async throws -> SocketAddress {
         let context = self.context
         let readers = self.readers
-        let address = try await listener.start { AdminHandler(context: context, readers: readers) }
-        context.logger.info("admin listening", metadata: ["address": "\(address)"])
-        return address
+        return try await listener.start { AdminHandler(context: context, readers: readers) }
     }
 
     public func run() async throws {

@@ -7,15 +7,17 @@ import Synchronization
 import WaypostCore
 
 /// One HTTP/1.1 listening socket, shared by the intake and the admin API: binds, builds each
-/// connection's pipeline (idle timeout, decoder with header limits, pipelining, problem+json
-/// answers to malformed requests, then the application's handler), and drains on shutdown.
+/// connection's pipeline (deadlines for idle, slow and stalled clients, decoder with header
+/// limits, pipelining, problem+json answers to malformed requests, then the application's
+/// handler), and drains on shutdown. Out of file descriptors, accepting backs off instead of
+/// spinning (NIO's `AcceptBackoffHandler`).
 final class HTTPListener: Sendable {
-    /// How long a connection may send nothing before it is closed.
-    static let idleTimeout = TimeAmount.seconds(60)
-
+    private let name: String
     private let address: HostPort
     private let group: any EventLoopGroup
     private let maxHeaderBytes: Int
+    private let limits: ConnectionLimits
+    private let logger: Logger
     /// Dropped at shutdown, while the event loops still run: its deinit completes a promise
     /// on one of them.
     private let quiesce: Mutex<ServerQuiescingHelper?>
@@ -23,10 +25,14 @@ final class HTTPListener: Sendable {
     /// Open connections, so a shutdown past its deadline can close the stragglers.
     private let connections = Mutex<[ObjectIdentifier: any Channel]>([:])
 
-    init(address: HostPort, group: any EventLoopGroup, maxHeaderBytes: Int) {
+    /// - Parameter name: `intake` or `admin`, for the log line that reports the bound address.
+    init(name: String, address: HostPort, group: any EventLoopGroup, maxHeaderBytes: Int, limits: ConnectionLimits, logger: Logger) {
+        self.name = name
         self.address = address
         self.group = group
         self.maxHeaderBytes = maxHeaderBytes
+        self.limits = limits
+        self.logger = logger
         self.quiesce = Mutex(ServerQuiescingHelper(group: group))
     }
 
@@ -37,12 +43,14 @@ final class HTTPListener: Sendable {
     func start(makeHandler: @escaping @Sendable () -> any ChannelHandler) async throws -> SocketAddress {
         if let bound = channel.withLock({ $0 }), let address = bound.localAddress { return address }
         let maxHeaderBytes = self.maxHeaderBytes
+        let limits = self.limits
         guard let quiesce = self.quiesce.withLock({ $0 }) else { throw ChannelError.ioOnClosedChannel }
         let bootstrap = ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 1024)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .serverChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(AcceptBackoffHandler())
                     try channel.pipeline.syncOperations.addHandler(quiesce.makeServerChannelHandler(channel: channel))
                 }
             }
@@ -53,14 +61,16 @@ final class HTTPListener: Sendable {
                 connections.withLock { $0[key] = channel }
                 channel.closeFuture.whenComplete { [self] _ in connections.withLock { $0[key] = nil } }
                 return channel.eventLoop.makeCompletedFuture {
-                    var limits = NIOHTTPDecoderLimitConfiguration()
-                    limits.maxHeaderListSize = maxHeaderBytes
-                    limits.maxHeaderFieldSize = maxHeaderBytes
+                    var decoderLimits = NIOHTTPDecoderLimitConfiguration()
+                    decoderLimits.maxHeaderListSize = maxHeaderBytes
+                    decoderLimits.maxHeaderFieldSize = maxHeaderBytes
+                    let deadline = ConnectionDeadline(limits: limits)
                     try channel.pipeline.syncOperations.addHandlers([
-                        IdleStateHandler(readTimeout: Self.idleTimeout),
                         HTTPResponseEncoder(),
-                        ByteToMessageHandler(HTTPRequestDecoder(leftOverBytesStrategy: .dropBytes, limitConfiguration: limits)),
+                        RawBytesGuard(deadline: deadline),
+                        ByteToMessageHandler(HTTPRequestDecoder(leftOverBytesStrategy: .dropBytes, limitConfiguration: decoderLimits)),
                         HTTPServerPipelineHandler(),
+                        RequestProgressTap(deadline: deadline),
                         ProblemErrorHandler(maxHeaderBytes: maxHeaderBytes),
                         makeHandler(),
                     ])
@@ -68,7 +78,9 @@ final class HTTPListener: Sendable {
             }
         let bound = try await bootstrap.bind(host: address.host, port: address.port).get()
         channel.withLock { $0 = bound }
-        return bound.localAddress!
+        guard let local = bound.localAddress else { throw ChannelError.unknownLocalAddress }
+        logger.info("\(name) listening", metadata: ["address": "\(local)"])
+        return local
     }
 
     /// Stops accepting, lets every open connection finish its request in progress, and

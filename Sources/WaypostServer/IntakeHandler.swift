@@ -18,8 +18,8 @@ struct IntakeContext: Sendable {
     let now: @Sendable () -> Int64
     /// `waypost_accepted_total` per route name.
     let accepted: [String: Counter]
-    /// Inbound signature checks per route name (routes with `verify`).
-    let verifiers: [String: InboundVerifier]
+    /// Inbound signature checks of the routes with `verify` (replaced on SIGHUP).
+    let secrets: RouteSecrets
     /// From the request's head to the `202` (asynchronous answers).
     let ackLatency = Timer(label: "waypost_ack_duration_seconds")
 
@@ -201,7 +201,7 @@ final class IntakeHandler: ChannelInboundHandler, RemovableChannelHandler {
         state = .storing
         let route = request.route
         let body = Array(request.body.readableBytesView)
-        if let verifier = shared.verifiers[route.name] {
+        if let verifier = shared.secrets.verifier(route.name) {
             let received = request.head.headers.map { HeaderField(name: $0.name, value: $0.value) }
             if let failure = verifier.verify(headers: received, body: body, nowMilliseconds: shared.now()) {
                 return reject(.signature(failure, route: route.name), head: nil, context: context)
@@ -404,19 +404,5 @@ final class IntakeHandler: ChannelInboundHandler, RemovableChannelHandler {
         // connection) ends the connection. A request already with the journal is stored
         // anyway and delivered; only its answer is lost.
         context.close(promise: nil)
-    }
-
-    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
-        if event is IdleStateHandler.IdleStateEvent {
-            // A client that sends nothing for the idle timeout loses its connection; a request
-            // that is with the journal is answered first.
-            switch state {
-            case .storing, .waiting: return
-            default: break
-            }
-            context.close(promise: nil)
-            return
-        }
-        context.fireUserInboundEventTriggered(event)
     }
 }

@@ -17,10 +17,10 @@ public final class IntakeServer: Service, Sendable {
     private let shared: IntakeContext
     private let shutdownGrace: Duration
 
-    /// - Parameter verifiers: the inbound signature check of each route with `verify`, by
-    ///   route name (their secrets were loaded at start-up).
+    /// - Parameter secrets: the inbound signature checks of the routes with `verify` (their
+    ///   secrets were loaded at start-up).
     public init(
-        configuration: WaypostConfig, writer: JournalWriter, board: OutcomeBoard, verifiers: [String: InboundVerifier] = [:],
+        configuration: WaypostConfig, writer: JournalWriter, board: OutcomeBoard, secrets: RouteSecrets = RouteSecrets(),
         group: any EventLoopGroup, logger: Logger
     ) {
         self.shared = IntakeContext(
@@ -29,13 +29,15 @@ public final class IntakeServer: Service, Sendable {
             now: { Int64(Date().timeIntervalSince1970 * 1000) },
             accepted: Dictionary(
                 uniqueKeysWithValues: configuration.routes.map { ($0.name, Counter(label: "waypost_accepted_total", dimensions: [("route", $0.name)])) }),
-            verifiers: verifiers)
+            secrets: secrets)
         self.shutdownGrace = configuration.shutdownGrace
         // The decoder's own limit is the largest any route allows; each route's is checked
         // on the decoded head.
         self.listener = HTTPListener(
-            address: configuration.listen, group: group,
-            maxHeaderBytes: configuration.routes.map(\.maxHeaderBytes).max() ?? configuration.defaults.maxHeaderBytes)
+            name: "intake", address: configuration.listen, group: group,
+            maxHeaderBytes: configuration.routes.map(\.maxHeaderBytes).max() ?? configuration.defaults.maxHeaderBytes,
+            limits: ConnectionLimits(headerTimeout: .milliseconds(configuration.headerTimeout.milliseconds), minBodyRate: configuration.minBodyRate),
+            logger: logger)
     }
 
     /// Binds the listener and starts accepting connections.
@@ -45,9 +47,7 @@ public final class IntakeServer: Service, Sendable {
     @discardableResult
     public func start() async throws -> SocketAddress {
         let shared = self.shared
-        let address = try await listener.start { IntakeHandler(context: shared) }
-        shared.logger.info("intake listening", metadata: ["address": "\(address)"])
-        return address
+        return try await listener.start { IntakeHandler(context: shared) }
     }
 
     /// Serves until graceful shutdown, then drains (see the type's documentation).

@@ -161,6 +161,7 @@ struct CheckConfig: ParsableCommand {
 
     func run() throws {
         let settings = try loadConfig(config)
+        _ = try Startup.check(settings, environment: ProcessInfo.processInfo.environment)
         print("\(config): valid, \(settings.routes.count) route\(settings.routes.count == 1 ? "" : "s")")
         for route in settings.routes {
             print("  \(route.name): \(route.path) -> \(route.upstream) (\(route.mode.rawValue), ordering \(route.ordering.rawValue))")

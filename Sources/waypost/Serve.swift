@@ -68,31 +68,8 @@ struct Serve: AsyncParsableCommand {
 
         // Secrets and `add_headers` variables are read once, now, before anything is opened; a
         // missing one stops start-up, naming where it was looked for.
-        var verifiers: [String: InboundVerifier] = [:]
-        var signers: [String: OutboundSigner] = [:]
-        let addHeaders: [String: [HeaderField]]
-        do {
-            addHeaders = try Forwarder.addHeaders(of: settings, environment: environment)
-            for route in settings.routes {
-                if let verify = route.verify {
-                    verifiers[route.name] = try InboundVerifier(config: verify, secrets: Secrets.load(verify.secret, environment: environment))
-                }
-                if let sign = route.sign {
-                    signers[route.name] = try OutboundSigner(config: sign, secrets: Secrets.load(sign.secret, environment: environment))
-                }
-            }
-        } catch {
-            printError("waypost: invalid configuration: \(error)")
-            throw ExitCode.invalidConfiguration
-        }
-
-        let token = environment[settings.admin.tokenEnv].flatMap { $0.isEmpty ? nil : $0 }
-        if token == nil && !AdminServer.isLoopback(settings.admin.listen.host) {
-            printError(
-                "waypost: invalid configuration: admin.listen \(settings.admin.listen) is not a loopback address and "
-                    + "$\(settings.admin.tokenEnv) is not set; set the token or listen on 127.0.0.1")
-            throw ExitCode.invalidConfiguration
-        }
+        let startup = try Startup.check(settings, environment: environment)
+        let secrets = RouteSecrets(startup.secrets)
 
         let level = logLevel ?? Logger.Level(rawValue: settings.logLevel.rawValue) ?? .info
         LoggingSystem.bootstrap { label in
@@ -119,7 +96,7 @@ struct Serve: AsyncParsableCommand {
         let forwarder: Forwarder
         do {
             forwarder = try Forwarder(
-                configuration: settings, writer: writer, board: board, addHeaders: addHeaders, signers: signers, logger: logger)
+                configuration: settings, writer: writer, board: board, addHeaders: startup.addHeaders, secrets: secrets, logger: logger)
         } catch {
             await writer.shutdown()
             printError("waypost: \(error)")
@@ -128,10 +105,10 @@ struct Serve: AsyncParsableCommand {
         let group = MultiThreadedEventLoopGroup(numberOfThreads: System.coreCount)
         do {
             let admin = AdminContext(
-                token: token, journalPath: settings.journal.path, routeNames: settings.routes.map(\.name), writer: writer,
+                token: startup.adminToken, journalPath: settings.journal.path, routeNames: settings.routes.map(\.name), writer: writer,
                 forwarderRunning: { forwarder.isRunning }, journalChanged: { forwarder.reloadNow() }, metrics: { registry.emitToBuffer() }, logger: logger)
             try await Self.serve(
-                settings, writer: writer, forwarder: forwarder, board: board, verifiers: verifiers, admin: admin, group: group, logger: logger)
+                settings, writer: writer, forwarder: forwarder, board: board, secrets: secrets, admin: admin, group: group, logger: logger)
         } catch {
             try? await group.shutdownGracefully()
             throw error
@@ -143,9 +120,9 @@ struct Serve: AsyncParsableCommand {
     /// holds the event loop group is released on return, before the group shuts down.
     private static func serve(
         _ settings: WaypostConfig, writer: JournalWriter, forwarder: Forwarder, board: OutcomeBoard,
-        verifiers: [String: InboundVerifier], admin: AdminContext, group: any EventLoopGroup, logger: Logger
+        secrets: RouteSecrets, admin: AdminContext, group: any EventLoopGroup, logger: Logger
     ) async throws {
-        let server = IntakeServer(configuration: settings, writer: writer, board: board, verifiers: verifiers, group: group, logger: logger)
+        let server = IntakeServer(configuration: settings, writer: writer, board: board, secrets: secrets, group: group, logger: logger)
         let adminServer = AdminServer(listen: settings.admin.listen, context: admin, group: group)
         for (address, start) in [(settings.listen, { try await server.start() }), (settings.admin.listen, { try await adminServer.start() })] as [(HostPort, () async throws -> SocketAddress)] {
             do {
@@ -165,7 +142,7 @@ struct Serve: AsyncParsableCommand {
         // SecondSignal is last, so it is told first and arms itself as the shutdown begins.
         let secondSignal = SecondSignal()
         var groupConfiguration = ServiceGroupConfiguration(
-            services: [writer, forwarder, server, adminServer, secondSignal], gracefulShutdownSignals: [.sigterm, .sigint],
+            services: [writer, forwarder, server, adminServer, SecretReloader(settings: settings, secrets: secrets, logger: logger), secondSignal], gracefulShutdownSignals: [.sigterm, .sigint],
             logger: logger)
         groupConfiguration.maximumGracefulShutdownDuration = settings.shutdownGrace + .seconds(5)
         try await ServiceGroup(configuration: groupConfiguration).run()

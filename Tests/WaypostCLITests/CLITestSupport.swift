@@ -49,6 +49,13 @@ let waypostExecutable: URL? = {
 }()
 
 /// The example configurations shipped in `deploy/examples`.
+/// The variables the shipped examples name (secrets, `add_headers`): `check-config`, like
+/// `serve`, refuses a configuration whose secrets are missing.
+let exampleEnvironment = [
+    "GITHUB_WEBHOOK_SECRET": "github-secret", "STRIPE_WEBHOOK_SECRET": "stripe-secret",
+    "UPSTREAM_SIGNING_SECRET": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "INTEGRATION_API_KEY": "api-key",
+]
+
 func exampleConfig(_ name: String) -> String {
     packageRoot.appendingPathComponent("deploy/examples/\(name)").path
 }

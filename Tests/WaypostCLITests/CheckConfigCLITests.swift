@@ -18,7 +18,7 @@ struct CheckConfigCLITests {
     @Test("the shipped example configurations are valid", arguments: ["full.yaml", "minimal.yaml"])
     func examplesAreValid(name: String) async throws {
         let path = exampleConfig(name)
-        let result = try await waypost("check-config", "--config", path)
+        let result = try await waypost("check-config", "--config", path, environment: exampleEnvironment)
         #expect(result.status == 0, "\(result)")
         let first = try #require(result.lines.first, "\(result)")
         #expect(first.hasPrefix("\(path): valid, 1 route"), "\(result)")
@@ -27,7 +27,7 @@ struct CheckConfigCLITests {
 
     @Test("the full example lists its route")
     func fullExampleDetails() async throws {
-        let result = try await waypost("check-config", "--config", exampleConfig("full.yaml"))
+        let result = try await waypost("check-config", "--config", exampleConfig("full.yaml"), environment: exampleEnvironment)
         #expect(result.status == 0, "\(result)")
         #expect(result.stdout.contains("github: /hooks/github -> https://integration.internal/github (async, ordering key)"), "\(result)")
     }
@@ -37,7 +37,7 @@ struct CheckConfigCLITests {
         let dir = try ScratchDirectory()
         defer { dir.remove() }
         let path = try dir.write("typo.yaml", routeHead + "    retyr: { initial: 1s }\n")
-        let result = try await waypost("check-config", "--config", path)
+        let result = try await waypost("check-config", "--config", path, environment: exampleEnvironment)
         #expect(result.status == 78, "\(result)")
         #expect(result.stderr.contains("\(path):5: routes[0].retyr: unknown key \"retyr\""), "\(result)")
         #expect(!result.stdout.contains("valid"), "\(result)")
@@ -48,7 +48,7 @@ struct CheckConfigCLITests {
         let dir = try ScratchDirectory()
         defer { dir.remove() }
         let path = try dir.write("top.yaml", "lisen: 127.0.0.1:8080\n" + routeHead)
-        let result = try await waypost("check-config", "--config", path)
+        let result = try await waypost("check-config", "--config", path, environment: exampleEnvironment)
         #expect(result.status == 78, "\(result)")
         #expect(result.stderr.contains("\(path):1: lisen: unknown key \"lisen\""), "\(result)")
         #expect(result.stderr.contains("did you mean \"listen\""), "\(result)")
@@ -65,7 +65,7 @@ struct CheckConfigCLITests {
         let dir = try ScratchDirectory()
         defer { dir.remove() }
         let path = try dir.write("duration.yaml", yaml)
-        let result = try await waypost("check-config", "--config", path)
+        let result = try await waypost("check-config", "--config", path, environment: exampleEnvironment)
         #expect(result.status == 78, "\(result)")
         #expect(result.stderr.contains(path), "\(result)")
         #expect(result.stderr.contains("\(key): expected a duration"), "\(result)")
@@ -77,7 +77,7 @@ struct CheckConfigCLITests {
         let dir = try ScratchDirectory()
         defer { dir.remove() }
         let path = dir.file("absent.yaml")
-        let result = try await waypost("check-config", "--config", path)
+        let result = try await waypost("check-config", "--config", path, environment: exampleEnvironment)
         #expect(result.status == 78, "\(result)")
         #expect(result.stderr.contains("invalid configuration: \(path)"), "\(result)")
         #expect(result.stdout.isEmpty, "\(result)")
@@ -88,7 +88,7 @@ struct CheckConfigCLITests {
         let dir = try ScratchDirectory()
         defer { dir.remove() }
         let path = try dir.write("sync.yaml", routeHead + "    mode: sync\n")
-        let result = try await waypost("check-config", "--config", path)
+        let result = try await waypost("check-config", "--config", path, environment: exampleEnvironment)
         #expect(result.status == 0, "\(result)")
         #expect(result.stdout.contains("orders: /hooks/orders -> http://127.0.0.1:9/ (sync, ordering fifo)"), "\(result)")
     }

@@ -30,7 +30,7 @@ struct DeployExamplesTests {
     @Test("every example configuration passes check-config", arguments: exampleNames)
     func examplePassesCheckConfig(name: String) async throws {
         let path = exampleConfig(name)
-        let result = try await waypost("check-config", "--config", path)
+        let result = try await waypost("check-config", "--config", path, environment: exampleEnvironment)
         #expect(result.status == 0, "\(result)")
         #expect(result.lines.first?.hasPrefix("\(path): valid, ") == true, "\(result)")
         #expect(result.stderr.isEmpty, "\(result)")
@@ -38,7 +38,7 @@ struct DeployExamplesTests {
 
     @Test("the integration example fronts GitHub asynchronously by repository and Stripe synchronously")
     func integrationExampleRoutes() async throws {
-        let result = try await waypost("check-config", "--config", exampleConfig("integration.yaml"))
+        let result = try await waypost("check-config", "--config", exampleConfig("integration.yaml"), environment: exampleEnvironment)
         #expect(result.status == 0, "\(result)")
         #expect(result.lines.first?.hasSuffix(": valid, 2 routes") == true, "\(result)")
         #expect(result.stdout.contains("github: /hooks/github -> https://integration.internal/github (async, ordering key)"), "\(result)")

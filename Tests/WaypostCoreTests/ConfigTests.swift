@@ -341,7 +341,8 @@ private let oneRoute = ["routes:", "  - name: a", "    path: /a", "    upstream:
 
     static let brokenFiles: [Broken] = [
         Broken("unknown top-level key", ["listen: 127.0.0.1:8080", "listn: x"] + oneRoute, key: "listn", line: 2,
-               mentions: "valid keys here: listen, admin, journal, shutdown_grace, log_level, defaults, routes"),
+               mentions:
+                   "valid keys here: listen, admin, journal, shutdown_grace, log_level, header_timeout, min_body_rate, trusted_proxies, defaults, routes"),
         Broken("unknown nested key",
                oneRoute + ["  - name: b", "    path: /b", "    upstream: http://h", "    retry:", "      initial: 1s", "      intial: 2s"],
                key: "routes[1].retry.intial", line: 10, mentions: "did you mean \"initial\"?"),

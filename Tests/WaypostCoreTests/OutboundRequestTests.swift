@@ -76,6 +76,7 @@ struct OutboundHeaderCase: Sendable, CustomTestStringConvertible {
     var idempotencyKey: String?
     var attempt = 1
     var clientAddress: String? = "192.0.2.10"
+    var trustedPeer = false
     var removeHeaders: [String] = []
     var addHeaders: [HeaderField] = []
     var expected: [HeaderField]
@@ -98,7 +99,21 @@ private let headerCases: [OutboundHeaderCase] = [
             ("X-Forwarded-Host", "hooks.example"),
         ])),
     OutboundHeaderCase(
-        label: "the source's X-Forwarded-* chain is extended, its proto and host kept",
+        label: "a trusted proxy's X-Forwarded-* chain is extended, its proto and host kept",
+        stored: fields([
+            ("X-Forwarded-For", "203.0.113.1"), ("Host", "internal:8080"), ("x-forwarded-for", "198.51.100.2, 198.51.100.3"),
+            ("X-Forwarded-Proto", "https"), ("X-Forwarded-Host", "public.example"), ("Accept", "*/*"),
+        ]),
+        attempt: 4,
+        trustedPeer: true,
+        expected: fields([
+            ("Accept", "*/*"), ("X-Correlation-ID", "01JD7Z8W1V3K4M5N6P7Q8R9S0T"),
+            ("Idempotency-Key", "01JD7Z8W1V3K4M5N6P7Q8R9S0T"), ("X-Waypost-Attempt", "4"),
+            ("X-Forwarded-For", "203.0.113.1, 198.51.100.2, 198.51.100.3, 192.0.2.10"), ("X-Forwarded-Proto", "https"),
+            ("X-Forwarded-Host", "public.example"),
+        ])),
+    OutboundHeaderCase(
+        label: "an untrusted source's X-Forwarded-* values are replaced by what Waypost saw",
         stored: fields([
             ("X-Forwarded-For", "203.0.113.1"), ("Host", "internal:8080"), ("x-forwarded-for", "198.51.100.2, 198.51.100.3"),
             ("X-Forwarded-Proto", "https"), ("X-Forwarded-Host", "public.example"), ("Accept", "*/*"),
@@ -107,8 +122,7 @@ private let headerCases: [OutboundHeaderCase] = [
         expected: fields([
             ("Accept", "*/*"), ("X-Correlation-ID", "01JD7Z8W1V3K4M5N6P7Q8R9S0T"),
             ("Idempotency-Key", "01JD7Z8W1V3K4M5N6P7Q8R9S0T"), ("X-Waypost-Attempt", "4"),
-            ("X-Forwarded-For", "203.0.113.1, 198.51.100.2, 198.51.100.3, 192.0.2.10"), ("X-Forwarded-Proto", "https"),
-            ("X-Forwarded-Host", "public.example"),
+            ("X-Forwarded-For", "192.0.2.10"), ("X-Forwarded-Proto", "http"), ("X-Forwarded-Host", "internal:8080"),
         ])),
     OutboundHeaderCase(
         label: "spoofed X-Correlation-ID, Idempotency-Key, X-Waypost-Attempt, Content-Length, Expect are replaced",
@@ -217,7 +231,7 @@ struct OutboundRequestTests {
     func headers(_ row: OutboundHeaderCase) {
         let result = OutboundRequest.headers(
             stored: row.stored, correlationID: row.correlationID, idempotencyKey: row.idempotencyKey, attempt: row.attempt,
-            clientAddress: row.clientAddress, removeHeaders: row.removeHeaders, addHeaders: row.addHeaders)
+            clientAddress: row.clientAddress, trustedPeer: row.trustedPeer, removeHeaders: row.removeHeaders, addHeaders: row.addHeaders)
         #expect(result.map { [$0.name, $0.value] } == row.expected.map { [$0.name, $0.value] })
     }
 

@@ -29,7 +29,8 @@ final class DeliveryHarness: Sendable {
         writer = try JournalWriter(path: journalPath, durability: .relaxed, maxBacklog: 1_000_000, logger: Self.quiet)
         forwarder = try Forwarder(
             configuration: configuration, writer: writer, board: board,
-            addHeaders: try Forwarder.addHeaders(of: configuration, environment: environment), signers: signers, logger: Self.quiet)
+            addHeaders: try Forwarder.addHeaders(of: configuration, environment: environment),
+            secrets: RouteSecrets(RouteSecrets.Keys(signers: signers)), logger: Self.quiet)
     }
 
     /// Stops delivery and the writer; `keepFiles` keeps the journal for a restart.
@@ -140,7 +141,8 @@ struct ForwarderTests {
                 HeaderField(name: "Content-Type", value: "application/json"), HeaderField(name: "X-GitHub-Delivery", value: "d-77"),
                 HeaderField(name: "X-Trace", value: "t"), HeaderField(name: "X-Correlation-ID", value: id),
                 HeaderField(name: "Idempotency-Key", value: "d-77"), HeaderField(name: "X-Waypost-Attempt", value: "1"),
-                HeaderField(name: "X-Forwarded-For", value: "203.0.113.1, 192.0.2.7"),
+                // The source (192.0.2.7) is no trusted proxy: its own X-Forwarded-For is replaced.
+                HeaderField(name: "X-Forwarded-For", value: "192.0.2.7"),
                 HeaderField(name: "X-Forwarded-Proto", value: "http"), HeaderField(name: "X-Forwarded-Host", value: "waypost.example"),
                 HeaderField(name: "X-Api-Key", value: "key-s3cret"),
             ])

@@ -1,0 +1,73 @@
+import ArgumentParser
+import Foundation
+import Logging
+import ServiceLifecycle
+import WaypostCore
+import WaypostForwarder
+import WaypostServer
+
+/// What `serve` reads and checks before it opens or binds anything: the secrets, the
+/// `add_headers` values, the admin token rule. `check-config` runs the same checks, so a
+/// configuration it accepts starts (SPEC §6).
+struct Startup {
+    var secrets: RouteSecrets.Keys
+    var addHeaders: [String: [HeaderField]]
+    var adminToken: String?
+
+    /// - Throws: `ExitCode.invalidConfiguration` (78) after printing what is wrong, naming the
+    ///   key, the variable or the file.
+    static func check(_ settings: WaypostConfig, environment: [String: String]) throws -> Startup {
+        let startup: Startup
+        do {
+            startup = Startup(
+                secrets: try RouteSecrets.load(settings, environment: environment),
+                addHeaders: try Forwarder.addHeaders(of: settings, environment: environment),
+                adminToken: environment[settings.admin.tokenEnv].flatMap { $0.isEmpty ? nil : $0 })
+        } catch {
+            printError("waypost: invalid configuration: \(error)")
+            throw ExitCode.invalidConfiguration
+        }
+        if startup.adminToken == nil && !AdminServer.isLoopback(settings.admin.listen.host) {
+            printError(
+                "waypost: invalid configuration: admin.listen \(settings.admin.listen) is not a loopback address and "
+                    + "$\(settings.admin.tokenEnv) is not set; set the token or listen on 127.0.0.1")
+            throw ExitCode.invalidConfiguration
+        }
+        return startup
+    }
+}
+
+/// `SIGHUP` re-reads the `secret_file` secrets (SPEC §10): every request and attempt after it
+/// uses the new ones. A reload that fails keeps the old secrets and logs why; the server never
+/// stops on it.
+final class SecretReloader: Service, Sendable {
+    private let settings: WaypostConfig
+    private let secrets: RouteSecrets
+    private let logger: Logger
+
+    init(settings: WaypostConfig, secrets: RouteSecrets, logger: Logger) {
+        self.settings = settings
+        self.secrets = secrets
+        self.logger = logger
+        // Until run() listens for it, SIGHUP must not end the process (its default action).
+        signal(SIGHUP, SIG_IGN)
+    }
+
+    func run() async throws {
+        let source = DispatchSource.makeSignalSource(signal: SIGHUP, queue: .global())
+        source.setEventHandler { [self] in reload() }
+        source.resume()
+        try? await gracefulShutdown()
+        source.cancel()
+    }
+
+    func reload() {
+        let files = RouteSecrets.files(of: settings)
+        do {
+            secrets.replace(with: try RouteSecrets.load(settings, environment: ProcessInfo.processInfo.environment))
+            logger.notice("SIGHUP: secrets reloaded", metadata: ["files": "\(files.joined(separator: ", "))"])
+        } catch {
+            logger.error("SIGHUP: reload failed, the old secrets stay in use", metadata: ["error": "\(error)"])
+        }
+    }
+}
