@@ -18,13 +18,15 @@ final class DeliveryHarness: Sendable {
     static let quiet = Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() })
 
     init(
-        routes: [RouteConfig], environment: [String: String] = [:], signers: [String: OutboundSigner] = [:], directory: String? = nil
+        routes: [RouteConfig], environment: [String: String] = [:], signers: [String: OutboundSigner] = [:], directory: String? = nil,
+        trustedProxies: [CIDR] = []
     ) throws {
         self.directory = directory ?? FileManager.default.temporaryDirectory.appendingPathComponent("waypost-fwd-\(UUID().uuidString)").path
         try FileManager.default.createDirectory(atPath: self.directory, withIntermediateDirectories: true)
         journalPath = self.directory + "/journal.db"
         var configuration = WaypostConfig(routes: routes)
         configuration.journal.path = journalPath
+        configuration.trustedProxies = trustedProxies
         self.configuration = configuration
         writer = try JournalWriter(path: journalPath, durability: .relaxed, maxBacklog: 1_000_000, logger: Self.quiet)
         forwarder = try Forwarder(
@@ -368,6 +370,46 @@ struct ForwarderTests {
         }
         #expect(record.attempts == 3)
         #expect(record.lastError?.contains("max_attempts") == true)
+    }
+
+    @Test(
+        "a Retry-After past max_age (huge seconds, a far date) means no retry: failed at once, naming max_age, the forwarder runs on",
+        arguments: ["99999999999999999999999999", "9223372036854775807", "Fri, 31 Dec 9999 23:59:59 GMT"])
+    func retryAfterPastMaxAge(value: String) async throws {
+        let upstream = try await TestUpstream.start { request in
+            String(decoding: request.body, as: UTF8.self) == "hostile"
+                ? .respond(status: 503, headers: [HeaderField(name: "Retry-After", value: value)]) : .ok
+        }
+        let harness = try DeliveryHarness(routes: [RouteConfig(name: "r", path: "/", upstream: upstream.url, ordering: .none, retry: fastRetry)])
+        let hostile = try await harness.submit(body: "hostile")
+        try await harness.waitForStates([hostile], in: ["failed"])
+        let after = try await harness.submit(body: "after")
+        try await harness.waitForStates([after], in: ["delivered"])
+        let record = try #require(try harness.record(hostile))
+        await harness.stop()
+        await upstream.stop()
+        #expect(record.attempts == 1, "\(record)")
+        #expect(record.lastError?.contains("max_age") == true, "\(record.lastError ?? "no last_error")")
+    }
+
+    @Test("X-Forwarded-*: a trusted proxy's chain is extended and its proto and host kept (trusted_proxies)")
+    func trustedProxyHeaders() async throws {
+        let upstream = try await TestUpstream.start()
+        let harness = try DeliveryHarness(
+            routes: [RouteConfig(name: "r", path: "/", upstream: upstream.url)], trustedProxies: [try #require(CIDR("192.0.2.0/24"))])
+        let id = try await harness.submit(
+            body: "x",
+            headers: [
+                HeaderField(name: "Host", value: "waypost.example"), HeaderField(name: "X-Forwarded-For", value: "203.0.113.1"),
+                HeaderField(name: "X-Forwarded-Proto", value: "https"), HeaderField(name: "X-Forwarded-Host", value: "public.example"),
+            ])
+        try await harness.waitForStates([id], in: ["delivered"])
+        await harness.stop()
+        await upstream.stop()
+        let request = try #require(upstream.requests.first)
+        #expect(request.header("X-Forwarded-For") == "203.0.113.1, 192.0.2.7")
+        #expect(request.header("X-Forwarded-Proto") == "https")
+        #expect(request.header("X-Forwarded-Host") == "public.example")
     }
 
     @Test("dropped connections and garbage answers are retried until the upstream answers")
