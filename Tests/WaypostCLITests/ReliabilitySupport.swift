@@ -555,7 +555,11 @@ final class RawConnection: @unchecked Sendable {
         }
     }
 
-    private func readOneResponse() -> RawResponse? {
+    /// Reads one response's head and no body: the answer to a `HEAD`, whose `Content-Length`
+    /// describes a body that is not sent.
+    func readHeadOnly() -> RawResponse? { readOneResponse(bodyFollows: false) }
+
+    private func readOneResponse(bodyFollows: Bool = true) -> RawResponse? {
         let separator: [UInt8] = [13, 10, 13, 10]
         var headEnd: Int?
         while headEnd == nil {
@@ -577,7 +581,7 @@ final class RawConnection: @unchecked Sendable {
             return (String(line[..<colon]), line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces))
         }
         var response = RawResponse(status: status, headers: headers, body: [])
-        if status == 100 || status == 204 || status == 304 { return response }
+        if !bodyFollows || status == 100 || status == 204 || status == 304 { return response }
         if let length = response.header("Content-Length").flatMap(Int.init) {
             while buffer.count < length { if !fill() { return nil } }
             response.body = Array(buffer[0..<length])
