@@ -75,11 +75,22 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
                 .product(name: "NIOExtras", package: "swift-nio-extras"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "WaypostFuzzing",
+            dependencies: ["WaypostCore", "WaypostJournal", "WaypostServer"],
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "waypost-fuzz",
+            dependencies: ["WaypostFuzzing"],
             swiftSettings: swiftSettings
         ),
         .executableTarget(
@@ -125,6 +136,11 @@ let package = Package(
         .testTarget(
             name: "WaypostCLITests",
             dependencies: ["waypost"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "WaypostFuzzingTests",
+            dependencies: ["WaypostFuzzing"],
             swiftSettings: swiftSettings
         ),
         .testTarget(

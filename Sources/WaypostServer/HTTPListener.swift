@@ -61,19 +61,7 @@ final class HTTPListener: Sendable {
                 connections.withLock { $0[key] = channel }
                 channel.closeFuture.whenComplete { [self] _ in connections.withLock { $0[key] = nil } }
                 return channel.eventLoop.makeCompletedFuture {
-                    var decoderLimits = NIOHTTPDecoderLimitConfiguration()
-                    decoderLimits.maxHeaderListSize = maxHeaderBytes
-                    decoderLimits.maxHeaderFieldSize = maxHeaderBytes
-                    let deadline = ConnectionDeadline(limits: limits)
-                    try channel.pipeline.syncOperations.addHandlers([
-                        HTTPResponseEncoder(),
-                        RawBytesGuard(deadline: deadline),
-                        ByteToMessageHandler(HTTPRequestDecoder(leftOverBytesStrategy: .dropBytes, limitConfiguration: decoderLimits)),
-                        HTTPServerPipelineHandler(),
-                        RequestProgressTap(deadline: deadline),
-                        ProblemErrorHandler(maxHeaderBytes: maxHeaderBytes),
-                        makeHandler(),
-                    ])
+                    try Self.addHandlers(to: channel.pipeline.syncOperations, maxHeaderBytes: maxHeaderBytes, limits: limits, handler: makeHandler())
                 }
             }
         let bound = try await bootstrap.bind(host: address.host, port: address.port).get()
@@ -81,6 +69,27 @@ final class HTTPListener: Sendable {
         guard let local = bound.localAddress else { throw ChannelError.unknownLocalAddress }
         logger.info("\(name) listening", metadata: ["address": "\(local)"])
         return local
+    }
+
+    /// Builds one connection's pipeline: deadlines, the response encoder, the request decoder
+    /// (with the header limits), pipelining, problem+json answers to malformed requests, then
+    /// `handler`. The fuzz targets build the same pipeline around an `EmbeddedChannel`.
+    static func addHandlers(
+        to pipeline: ChannelPipeline.SynchronousOperations, maxHeaderBytes: Int, limits: ConnectionLimits, handler: any ChannelHandler
+    ) throws {
+        var decoderLimits = NIOHTTPDecoderLimitConfiguration()
+        decoderLimits.maxHeaderListSize = maxHeaderBytes
+        decoderLimits.maxHeaderFieldSize = maxHeaderBytes
+        let deadline = ConnectionDeadline(limits: limits)
+        try pipeline.addHandlers([
+            HTTPResponseEncoder(),
+            RawBytesGuard(deadline: deadline),
+            ByteToMessageHandler(HTTPRequestDecoder(leftOverBytesStrategy: .dropBytes, limitConfiguration: decoderLimits)),
+            HTTPServerPipelineHandler(),
+            RequestProgressTap(deadline: deadline),
+            ProblemErrorHandler(maxHeaderBytes: maxHeaderBytes),
+            handler,
+        ])
     }
 
     /// Stops accepting, lets every open connection finish its request in progress, and

@@ -1,0 +1,150 @@
+// The fuzz targets (issue: fuzzing as a habit). Each takes arbitrary bytes and must neither trap
+// nor spin; where a parser has an invariant (a timestamp reads back as it was written, a target
+// URL keeps its upstream's host), a violation traps so that the fuzzer reports it.
+//
+// `scripts/fuzz.sh TARGET SECONDS` runs one under libFuzzer (the `waypost-fuzz` executable);
+// the test suite runs every one over its seed corpus and mutations of it for a few seconds.
+
+import Foundation
+import WaypostCore
+import WaypostJournal
+import WaypostServer
+
+/// The fuzz targets by name.
+public enum FuzzTargets {
+    /// Every target, in the order `scripts/fuzz.sh all` runs them.
+    public static let names = ["intake", "admin", "query", "units", "config", "json", "signatures"]
+
+    /// The function that runs target `name` on one input; nil for an unknown name.
+    ///
+    /// - Parameter directory: a scratch directory (the pipeline targets create an empty journal there).
+    public static func make(_ name: String, directory: String) async throws -> (@Sendable ([UInt8]) -> Void)? {
+        switch name {
+        case "intake":
+            let fuzzer = try await PipelineFuzzer.make(directory: directory)
+            return { fuzzer.intake($0) }
+        case "admin":
+            let fuzzer = try await PipelineFuzzer.make(directory: directory)
+            return { fuzzer.admin($0) }
+        case "query": return query
+        case "units": return units
+        case "config": return config
+        case "json": return json
+        case "signatures":
+            let verifiers = try signatureVerifiers()
+            return { signatures($0, verifiers: verifiers) }
+        default: return nil
+        }
+    }
+
+    /// Fails the run (the fuzzer reports the input) when an invariant does not hold.
+    static func check(_ condition: Bool, _ message: @autoclosure () -> String) {
+        if !condition { fatalError("fuzz invariant: \(message())") }
+    }
+
+    // MARK: - Query strings, filters, addresses, paths, target URLs
+
+    /// Each line is tried as a query, a filter item, an address, a network, a path, a request target.
+    static func query(_ bytes: [UInt8]) {
+        let text = String(decoding: bytes, as: UTF8.self)
+        let table = RouteTable(routes: [
+            RouteConfig(name: "a", path: "/hooks", upstream: "http://a.internal:8080/base/"),
+            RouteConfig(name: "b", path: "/hooks/github", upstream: "https://b.internal"),
+            RouteConfig(name: "c", path: "/", upstream: "http://c.internal/x"),
+        ])
+        for line in text.split(separator: "\n", omittingEmptySubsequences: false).prefix(64) {
+            let value = String(line)
+            if let items = try? QueryString.items(line) {
+                var filter = MessageFilter()
+                for (name, item) in items { try? filter.set(name, item, now: 1_764_000_000_000) }
+                check(MessageFilter.limits.contains(filter.limit), "limit \(filter.limit)")
+                if let since = filter.since { check(Timestamp.parse(since) != nil, "since \(since)") }
+            }
+            _ = try? QueryString.dictionary(line, allowed: ["state", "route", "limit"])
+            _ = try? HostPort(parsing: value)
+            if let network = CIDR(value) { _ = network.contains(value) }
+            _ = CIDR("10.0.0.0/8")?.contains(value)
+            let path = line.prefix { $0 != "?" }
+            if let match = table.match(path: path) {
+                let route = match.route
+                let url = OutboundRequest.targetURL(upstream: route.upstream, routePath: route.path, requestTarget: value)
+                let base = route.upstream.hasSuffix("/") ? String(route.upstream.dropLast()) : route.upstream
+                check(url.hasPrefix(base), "\(url) does not start with its upstream \(base)")
+                if value.hasPrefix("/") {
+                    let rest = url.dropFirst(base.count)
+                    check(rest.isEmpty || rest.hasPrefix("/") || rest.hasPrefix("?"), "\(url): the host could change")
+                }
+            }
+        }
+    }
+
+    // MARK: - Durations, sizes, timestamps, HTTP dates, Retry-After, Prefer
+
+    static func units(_ bytes: [UInt8]) {
+        let text = String(decoding: bytes, as: UTF8.self)
+        let now: Int64 = 1_764_000_000_000
+        if let duration = parseDuration(text) { check(duration <= maximumDuration && duration >= .zero, "duration \(text)") }
+        if let size = parseSize(text) { check(size >= 0, "size \(text)") }
+        _ = parseDigits(Substring(text), clampedTo: 60).map { check((0...60).contains($0), "digits \(text)") }
+        if let ms = Timestamp.parse(text) { check(Timestamp.format(millisecondsSince1970: ms) == text, "\(text) does not read back") }
+        if let bound = Timestamp.filterBound(text, now: now) { check(Timestamp.parse(bound) != nil, "bound \(bound)") }
+        _ = HTTPDate.parse(Substring(text))
+        if let delay = RetryPolicy.parseRetryAfter(text, now: now) {
+            check(delay >= .zero && delay <= maximumDuration + .seconds(1), "Retry-After \(text): \(delay)")
+        }
+        for attempt in [1, 7, Int.max] {
+            _ = RetryPolicy().verdict(.response(status: 503, retryAfter: text), attempt: attempt, cycleStart: now, now: now, random: 0.5)
+        }
+        let preferences = Preferences(headerValues: [text])
+        _ = ResponsePattern.choose(mode: .async, syncTimeout: .seconds(30), preferences: preferences)
+        _ = StatusRange(parsing: text)
+        _ = try? OrderingKey(parsing: text)
+    }
+
+    // MARK: - Configuration files
+
+    static func config(_ bytes: [UInt8]) {
+        guard let text = String(validating: bytes, as: UTF8.self) else { return }
+        _ = try? WaypostConfig.parse(yaml: text, file: "fuzz.yaml")
+    }
+
+    // MARK: - JSON: validation, ordering keys, stored headers
+
+    static func json(_ bytes: [UInt8]) {
+        _ = JSONValidator.isValid(bytes)
+        for pointer in ["/order/id", "/a/0", "/", "/~0~1/x"] {
+            _ = OrderingKey.jsonPointer(pointer).value(headers: [], body: bytes)
+        }
+        _ = JSON.decodeHeaders(String(decoding: bytes, as: UTF8.self))
+    }
+
+    // MARK: - Signature headers
+
+    /// One verifier per scheme, each over the same secret.
+    static func signatureVerifiers() throws -> [InboundVerifier] {
+        let env = SecretSource(.env("FUZZ"))
+        return [
+            try InboundVerifier(config: VerifyConfig(scheme: .github, secret: env), secrets: ["s3cret"]),
+            try InboundVerifier(config: VerifyConfig(scheme: .stripe, secret: env), secrets: ["s3cret", "other"]),
+            try InboundVerifier(config: VerifyConfig(scheme: .standardWebhooks, secret: env), secrets: ["whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"]),
+            try InboundVerifier(
+                config: VerifyConfig(scheme: .hmacSHA256, secret: env, header: "X-Sig", encoding: .hex, prefix: "sha256="), secrets: ["s3cret"]),
+            try InboundVerifier(config: VerifyConfig(scheme: .hmacSHA256, secret: env, header: "X-Sig", encoding: .base64), secrets: ["s3cret"]),
+        ]
+    }
+
+    /// Header lines (`Name: value`) up to a blank line, then the body.
+    static func signatures(_ bytes: [UInt8], verifiers: [InboundVerifier]) {
+        let separator: Range<Int>? = bytes.firstRange(of: [10, 10] as [UInt8])
+        let head = String(decoding: bytes.prefix(separator?.lowerBound ?? bytes.count), as: UTF8.self)
+        let body = Array(bytes.suffix(from: separator?.upperBound ?? bytes.count))
+        let headers = head.split(separator: "\n").prefix(32).map { (line: Substring) -> HeaderField in
+            let colon = line.firstIndex(of: ":") ?? line.endIndex
+            let value = line.suffix(from: colon).dropFirst()
+            return HeaderField(name: String(line.prefix(upTo: colon)), value: String(value).trimmingCharacters(in: .whitespaces))
+        }
+        for verifier in verifiers {
+            _ = verifier.verify(headers: headers, body: body, nowMilliseconds: 1_764_000_000_000)
+        }
+    }
+}
