@@ -28,19 +28,26 @@ func makeTarget(_ name: String) -> @Sendable ([UInt8]) -> Void {
 #if FUZZING
 nonisolated(unsafe) private var target: (@Sendable ([UInt8]) -> Void)?
 
-@_cdecl("LLVMFuzzerInitialize")
-public func initialize(_ argc: UnsafeMutablePointer<CInt>, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>>) -> CInt {
+/// libFuzzer's driver (`-sanitize=fuzzer` links it); its own `main` is not used, because the
+/// package manager makes this module's entry point `waypost_fuzz_main`.
+@_silgen_name("LLVMFuzzerRunDriver")
+func LLVMFuzzerRunDriver(
+    _ argc: UnsafeMutablePointer<CInt>, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?>,
+    _ callback: @convention(c) (UnsafePointer<UInt8>?, Int) -> CInt
+) -> CInt
+
+@_cdecl("waypost_fuzz_main")
+public func fuzzMain(_ argc: CInt, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> CInt {
     guard let name = ProcessInfo.processInfo.environment["WAYPOST_FUZZ_TARGET"] else {
         fatalError("set WAYPOST_FUZZ_TARGET to one of \(FuzzTargets.names.joined(separator: ", "))")
     }
     target = makeTarget(name)
-    return 0
-}
-
-@_cdecl("LLVMFuzzerTestOneInput")
-public func testOneInput(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
-    target?(Array(UnsafeBufferPointer(start: data, count: size)))
-    return 0
+    var count = argc
+    var arguments = argv
+    return LLVMFuzzerRunDriver(&count, &arguments) { data, size in
+        target?(size == 0 ? [] : Array(UnsafeBufferPointer(start: data, count: size)))
+        return 0
+    }
 }
 #else
 @main

@@ -28,6 +28,14 @@ private func hmacHex(key: String, _ message: [UInt8]) -> String {
     return sha256Hex(block.map { $0 ^ 0x5c } + inner)
 }
 
+/// User and system CPU time of process `pid` so far, in clock ticks (/proc/PID/stat).
+private func cpuTicks(_ pid: pid_t) -> Int {
+    guard let text = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8), let end = text.lastIndex(of: ")") else { return 0 }
+    let fields = text[text.index(after: end)...].split(separator: " ")
+    // After the command: state is field 3, utime 14 and stime 15 of the whole line.
+    return (Int(fields[11]) ?? 0) + (Int(fields[12]) ?? 0)
+}
+
 /// Reads everything a connection sends until it closes or `timeout` passes, from a thread.
 private func exchangeAll(port: Int, _ bytes: [UInt8], timeout: Double) async -> (text: String, closed: Bool) {
     await onThread {
@@ -221,6 +229,37 @@ extension Reliability {
                 let idle = await idleThenRequest
                 #expect(idle?.status == 202, "an idle kept-alive connection is not a slow client: \(idle.map(String.init(describing:)) ?? "closed")")
                 #expect(try await Self.storedCount(server) == 1, "only the good request is stored")
+                await expectCleanStop(server)
+            } catch {
+                await server.kill()
+                throw error
+            }
+        }
+
+        @Test("out of file descriptors, the accept loop backs off instead of spinning, and serves again once they are free")
+        func acceptBackoff() async throws {
+            let dir = try ScratchDirectory()
+            defer { dir.remove() }
+            let server = try await Self.startServer(in: dir)
+            do {
+                let pid = server.pid
+                #expect(server.stderr.components(separatedBy: "intake listening").count == 2, "logged once: \(server.stderr)")
+                #expect(server.stderr.components(separatedBy: "admin listening").count == 2, "logged once: \(server.stderr)")
+                let open = try FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/fd").count
+                #expect(runSync(["prlimit", "--pid", "\(pid)", "--nofile=\(open + 2):"]) == 0)
+                let port = server.port
+                let held = await onThread { (0..<40).compactMap { _ in RawConnection(port: port, timeout: 5) } }
+                try await Task.sleep(for: .milliseconds(500))
+                let before = cpuTicks(pid)
+                try await Task.sleep(for: .seconds(2))
+                let used = cpuTicks(pid) - before
+                // A spinning accept loop burns a whole core: about 200 ticks in 2 s.
+                #expect(used < 60, "\(used) ticks of CPU in 2 s with the descriptors used up")
+                #expect(server.isRunning)
+                withExtendedLifetime(held) {}
+                #expect(runSync(["prlimit", "--pid", "\(pid)", "--nofile=65536:"]) == 0)
+                let answer = await post(port: port, path: "/hooks", body: Array("{}".utf8))
+                #expect(answer?.status == 202, "\(answer.map(String.init(describing:)) ?? "no answer")")
                 await expectCleanStop(server)
             } catch {
                 await server.kill()
