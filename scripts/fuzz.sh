@@ -32,7 +32,7 @@ run_one() {
     echo "== $name: ${seconds}s"
     # -rss_limit_mb bounds memory; -timeout marks an input that takes over 10 s as a hang (spin).
     local status=0
-    WAYPOST_FUZZ_TARGET=$name ASAN_OPTIONS=detect_leaks=0:quarantine_size_mb=64 "$binary" \
+    WAYPOST_FUZZ_TARGET=$name ASAN_OPTIONS=detect_leaks=0:quarantine_size_mb=64 SWIFT_BACKTRACE=enable=no "$binary" \
         -max_total_time="$seconds" -rss_limit_mb=4096 -timeout=10 -max_len=16384 -print_final_stats=1 \
         -artifact_prefix="fuzz-out/crashes/$name/" "fuzz-out/corpus/$name" "scripts/fuzz/corpus/$name" \
         > "fuzz-out/$name.log" 2>&1 || status=$?
