@@ -31,7 +31,7 @@ extension MessageFilter {
         func fail(_ message: String) -> FilterError { FilterError(key: key, message: message) }
         switch key {
         case "state":
-            guard states.contains(value) else { throw fail("must be one of \(states.joined(separator: ", ")); got \(value.prefix(30))") }
+            guard states.contains(value) else { throw fail("must be one of \(states.joined(separator: ", ")); got '\(value.prefix(30))'") }
             state = value
         case "route":
             route = value
@@ -39,16 +39,16 @@ extension MessageFilter {
             guard let bound = Timestamp.filterBound(value, now: now) else {
                 throw fail(
                     "must be a duration ago such as 2h or 7d (at most 36500d, no sign), or an RFC 3339 UTC time such as "
-                        + "2026-11-30T08:00:00Z; got \(value.prefix(40))")
+                        + "2026-11-30T08:00:00Z; got '\(value.prefix(40))'")
             }
             if key == "since" { since = bound } else { until = bound }
         case "limit":
             guard let number = parseDigits(Substring(value), clampedTo: Int64(Self.limits.upperBound) + 1), Self.limits.contains(Int(number))
-            else { throw fail("must be a whole number from \(Self.limits.lowerBound) to \(Self.limits.upperBound); got \(value.prefix(30))") }
+            else { throw fail("must be a whole number from \(Self.limits.lowerBound) to \(Self.limits.upperBound); got '\(value.prefix(30))'") }
             limit = Int(number)
         case "cursor":
             guard let number = parseDigits(Substring(value), clampedTo: .max), number < .max else {
-                throw fail("must be a next_cursor value from an earlier page; got \(value.prefix(30))")
+                throw fail("must be a next_cursor value from an earlier page; got '\(value.prefix(30))'")
             }
             afterID = number
         default:

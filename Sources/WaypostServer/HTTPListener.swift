@@ -10,7 +10,7 @@ import WaypostCore
 /// connection's pipeline (deadlines for idle, slow and stalled clients, decoder with header
 /// limits, pipelining, problem+json answers to malformed requests, then the application's
 /// handler), and drains on shutdown. Out of file descriptors, accepting backs off instead of
-/// spinning (NIO's `AcceptBackoffHandler`).
+/// spinning (``AcceptBackoff``).
 final class HTTPListener: Sendable {
     private let name: String
     private let address: HostPort
@@ -44,13 +44,14 @@ final class HTTPListener: Sendable {
         if let bound = channel.withLock({ $0 }), let address = bound.localAddress { return address }
         let maxHeaderBytes = self.maxHeaderBytes
         let limits = self.limits
+        let logger = self.logger
         guard let quiesce = self.quiesce.withLock({ $0 }) else { throw ChannelError.ioOnClosedChannel }
         let bootstrap = ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 1024)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .serverChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandler(AcceptBackoffHandler())
+                    try channel.pipeline.syncOperations.addHandler(AcceptBackoff(logger: logger))
                     try channel.pipeline.syncOperations.addHandler(quiesce.makeServerChannelHandler(channel: channel))
                 }
             }
