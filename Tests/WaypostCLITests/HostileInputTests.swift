@@ -243,6 +243,9 @@ extension Reliability {
             let server = try await Self.startServer(in: dir)
             do {
                 let pid = server.pid
+                // The lines reach the test through a pipe: wait until the second one is here.
+                let logged = ContinuousClock.now + .seconds(10)
+                while !server.stderr.contains("admin listening"), ContinuousClock.now < logged { try await Task.sleep(for: .milliseconds(20)) }
                 #expect(server.stderr.components(separatedBy: "intake listening").count == 2, "logged once: \(server.stderr)")
                 #expect(server.stderr.components(separatedBy: "admin listening").count == 2, "logged once: \(server.stderr)")
                 let open = try FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/fd").count
