@@ -519,7 +519,7 @@ public final class Forwarder: Service, @unchecked Sendable {
         let verdict = route.retry.verdict(
             result, attempt: attempt.cycleAttempt, cycleStart: attempt.message.cycleStart, now: now,
             random: Double.random(in: 0..<1, using: &random))
-        let state: String
+        let state: MessageState
         let lastError: String?
         let outcome: RouteQueues.Outcome
         var nextAttemptAt: Int64?
@@ -527,22 +527,22 @@ public final class Forwarder: Service, @unchecked Sendable {
         switch verdict {
         case .delivered:
             routes[attempt.route].delivered.increment()
-            (state, lastError, outcome) = ("delivered", nil, .final)
+            (state, lastError, outcome) = (.delivered, nil, .final)
         case .retry(let at):
             lastAttempts[attempt.message.id] = (attempt.attempt, attempt.cycleAttempt)
             routes[attempt.route].retried.increment()
-            (state, outcome) = ("queued", .retry(atMilliseconds: at))
+            (state, outcome) = (.queued, .retry(atMilliseconds: at))
             lastError = transportError ?? "HTTP \(response?.status ?? 0)"
             nextAttemptAt = at
         case .failed(let reason):
             routes[attempt.route].failed.increment()
-            state = "failed"
+            state = .failed
             lastError = (transportError ?? "HTTP \(response?.status ?? 0)") + "; " + reason
             outcome = route.onExhausted == .block ? .blocked : .final
         }
         let id = attempt.message.id
         let correlationID = attempt.message.correlationID
-        let final = state == "queued" ? nil : FinalOutcome(state: state, response: response, lastError: lastError)
+        let final = state.isFinal ? FinalOutcome(state: state, response: response, lastError: lastError) : nil
         shared.withLock { _ = $0.unrecorded.insert(id) }
         let finished = FinishedAttempt(
             messageID: id, attempt: attempt.attempt, cycleAttempt: attempt.cycleAttempt, durationMilliseconds: now - attempt.startedAt,
@@ -558,14 +558,14 @@ public final class Forwarder: Service, @unchecked Sendable {
         // One line per final outcome (a failure is a warning); retries only at debug level.
         let (level, text): (Logger.Level, Logger.Message) =
             switch state {
-            case "delivered": (.info, "delivered")
-            case "failed": (.warning, "delivery failed")
+            case .delivered: (.info, "delivered")
+            case .failed: (.warning, "delivery failed")
             default: (.debug, "attempt failed; retrying")
             }
         guard logger.logLevel <= level else { return }  // the metadata costs more than the delivery's bookkeeping
         var metadata: Logger.Metadata = [
             "message.id": "\(attempt.message.correlationID)", "route": "\(route.name)", "attempt": "\(attempt.attempt)",
-            "upstream.status": "\(response.map { String($0.status) } ?? "-")", "state": "\(state)",
+            "upstream.status": "\(response.map { String($0.status) } ?? "-")", "state": "\(state.rawValue)",
         ]
         if let lastError { metadata["last_error"] = "\(lastError)" }
         logger.log(level: level, text, metadata: metadata)

@@ -74,9 +74,9 @@ public final class DeliveryReader {
     /// with `includeFailed` (routes that block on failure) those `failed`, which then block
     /// their queue. `complete` is false when more may follow.
     public func waiting(route: String, afterID: Int64, limit: Int, includeFailed: Bool) throws(SQLiteError) -> (messages: [QueuedMessage], complete: Bool) {
-        let queued = try rows(state: "queued", route: route, afterID: afterID, limit: limit)
+        let queued = try rows(state: .queued, route: route, afterID: afterID, limit: limit)
         guard includeFailed else { return (queued, queued.count < limit) }
-        let failed = try rows(state: "failed", route: route, afterID: afterID, limit: limit)
+        let failed = try rows(state: .failed, route: route, afterID: afterID, limit: limit)
         // Each list is complete up to its last id only when it came back full.
         var bound = Int64.max
         if queued.count == limit { bound = min(bound, queued.last!.id) }
@@ -85,9 +85,9 @@ public final class DeliveryReader {
         return (Array(merged.prefix(limit)), bound == .max && merged.count <= limit)
     }
 
-    private func rows(state: String, route: String, afterID: Int64, limit: Int) throws(SQLiteError) -> [QueuedMessage] {
+    private func rows(state: MessageState, route: String, afterID: Int64, limit: Int) throws(SQLiteError) -> [QueuedMessage] {
         defer { page.reset() }
-        try page.bind(1, state)
+        try page.bind(1, state.rawValue)
         try page.bind(2, route)
         try page.bind(3, afterID)
         try page.bind(4, Int64(limit))
@@ -96,7 +96,7 @@ public final class DeliveryReader {
             messages.append(
                 QueuedMessage(
                     id: page.int64(0), orderingKey: page.string(1), notBefore: page.string(2).flatMap(Timestamp.parse),
-                    blocking: state == "failed"))
+                    blocking: state == .failed))
         }
         return messages
     }

@@ -23,14 +23,14 @@ public struct FinishedAttempt: Sendable, Equatable {
     /// The transport error, when there was no answer.
     public var error: String?
     /// `delivered`, `failed`, or `queued` for a retry.
-    public var state: String
+    public var state: MessageState
     public var nextAttemptAt: Int64?
     public var lastError: String?
     public var atMilliseconds: Int64
 
     public init(
         messageID: Int64, attempt: Int, cycleAttempt: Int? = nil, durationMilliseconds: Int64, response: StoredResponse?, error: String?,
-        state: String, nextAttemptAt: Int64?, lastError: String?, atMilliseconds: Int64
+        state: MessageState, nextAttemptAt: Int64?, lastError: String?, atMilliseconds: Int64
     ) {
         self.messageID = messageID
         self.attempt = attempt

@@ -55,7 +55,7 @@ public enum IntakeResult: Sendable, Equatable {
     /// Nothing stored: the route already holds this message (same idempotency key inside the
     /// dedup window, or the same source-supplied correlation id). Carries the existing id and
     /// its state.
-    case duplicate(correlationID: String, state: String)
+    case duplicate(correlationID: String, state: MessageState)
     /// Nothing stored: the source-supplied correlation id names a message of another route.
     case conflict(correlationID: String, otherRoute: String)
 }

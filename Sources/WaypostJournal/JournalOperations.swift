@@ -7,9 +7,6 @@ import WaypostCore
 public final class JournalOperations {
     private let db: SQLiteConnection
 
-    /// States a message can be replayed from: final ones.
-    public static let replayableStates = ["failed", "delivered", "skipped"]
-
     /// Opens the existing journal at `path` for writing (migrating it if it is older).
     public init(path: String) throws(SQLiteError) {
         guard FileManager.default.fileExists(atPath: path) else {
@@ -61,7 +58,7 @@ public final class JournalOperations {
                   AND (?4 IS NULL OR received_at < ?4)
                 ORDER BY id
                 """)
-            try select.bind(1, filter.state ?? "failed")
+            try select.bind(1, (filter.state ?? .failed).rawValue)
             try select.bind(2, filter.route)
             try select.bind(3, filter.since)
             try select.bind(4, filter.until)
@@ -74,7 +71,7 @@ public final class JournalOperations {
                           AND (?5 IS NULL OR received_at < ?5)
                         """)
                 try update.bind(1, Self.now)
-                try update.bind(2, filter.state ?? "failed")
+                try update.bind(2, (filter.state ?? .failed).rawValue)
                 try update.bind(3, filter.route)
                 try update.bind(4, filter.since)
                 try update.bind(5, filter.until)

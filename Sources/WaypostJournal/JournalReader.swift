@@ -13,7 +13,7 @@ public struct MessageRecord: Sendable, Equatable {
     /// JSON array of `[name, value]` pairs, as stored.
     public var headersJSON: String
     public var body: [UInt8]
-    public var state: String
+    public var state: MessageState
     public var attempts: Int
     public var receivedAt: String
     public var nextAttemptAt: String?
@@ -37,13 +37,13 @@ public struct AttemptRecord: Sendable, Equatable {
 /// How many messages of a route are in a state.
 public struct StateCount: Sendable, Equatable {
     public var route: String
-    public var state: String
+    public var state: MessageState
     public var count: Int
 }
 
 /// Which messages to list. Timestamps are RFC 3339 text as stored (see ``Timestamp``).
 public struct MessageFilter: Sendable {
-    public var state: String?
+    public var state: MessageState?
     public var route: String?
     public var since: String?
     public var until: String?
@@ -52,7 +52,7 @@ public struct MessageFilter: Sendable {
     public var afterID: Int64?
 
     public init(
-        state: String? = nil, route: String? = nil, since: String? = nil, until: String? = nil, limit: Int = 100, afterID: Int64? = nil
+        state: MessageState? = nil, route: String? = nil, since: String? = nil, until: String? = nil, limit: Int = 100, afterID: Int64? = nil
     ) {
         self.state = state
         self.route = route
@@ -94,7 +94,7 @@ public final class JournalReader {
         let statement = try db.prepare("SELECT route, state, count(*) FROM messages GROUP BY route, state ORDER BY route, state")
         var counts: [StateCount] = []
         while try statement.step() {
-            counts.append(StateCount(route: statement.string(0) ?? "", state: statement.string(1) ?? "", count: Int(statement.int64(2))))
+            counts.append(StateCount(route: statement.string(0) ?? "", state: Self.state(statement, 1), count: Int(statement.int64(2))))
         }
         return counts
     }
@@ -119,7 +119,7 @@ public final class JournalReader {
               AND (?3 IS NULL OR received_at >= ?3) AND (?4 IS NULL OR received_at < ?4) AND (?6 IS NULL OR id > ?6)
             ORDER BY id LIMIT ?5
             """)
-        try statement.bind(1, filter.state)
+        try statement.bind(1, filter.state?.rawValue)
         try statement.bind(2, filter.route)
         try statement.bind(3, filter.since)
         try statement.bind(4, filter.until)
@@ -159,11 +159,16 @@ public final class JournalReader {
         received_at, next_attempt_at, delivered_at, updated_at, last_error, response_status, response_headers, response_body
         """
 
+    /// A `state` column; the schema's CHECK admits nothing but ``MessageState``'s words.
+    static func state(_ s: Statement, _ column: Int32) -> MessageState {
+        s.string(column).flatMap(MessageState.init(rawValue:)) ?? .queued
+    }
+
     static func record(_ s: Statement) -> MessageRecord {
         MessageRecord(
             id: s.int64(0), correlationID: s.string(1) ?? "", route: s.string(2) ?? "", orderingKey: s.string(3),
             idempotencyKey: s.string(4), method: s.string(5) ?? "", path: s.string(6) ?? "", headersJSON: s.string(7) ?? "[]",
-            body: s.blob(8) ?? [], state: s.string(9) ?? "", attempts: Int(s.int64(10)), receivedAt: s.string(11) ?? "",
+            body: s.blob(8) ?? [], state: state(s, 9), attempts: Int(s.int64(10)), receivedAt: s.string(11) ?? "",
             nextAttemptAt: s.string(12), deliveredAt: s.string(13), updatedAt: s.string(14) ?? "", lastError: s.string(15),
             responseStatus: s.optionalInt64(16).map(Int.init), responseHeadersJSON: s.string(17), responseBody: s.blob(18))
     }

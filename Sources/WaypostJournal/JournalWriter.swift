@@ -416,20 +416,20 @@ public final class JournalWriter: Service, @unchecked Sendable {
                 // recorded: the skip stands (no retry, no failure), unless the upstream has
                 // the message now. The forwarder, which may have queued a retry, is told to
                 // reload its queues.
-                try finish(f, state: "skipped", nextAttemptAt: nil)
+                try finish(f, state: .skipped, nextAttemptAt: nil)
                 if db.changes == 1 {
-                    state = "skipped"
+                    state = .skipped
                     try bumpReplayGeneration.run()
                 }
             }
-            if state != "queued" { backlog -= 1 }
+            if state != .queued { backlog -= 1 }
         }
     }
 
-    private func finish(_ f: FinishedAttempt, state: String, nextAttemptAt: Int64?) throws(SQLiteError) {
+    private func finish(_ f: FinishedAttempt, state: MessageState, nextAttemptAt: Int64?) throws(SQLiteError) {
         let statement = f.response == nil ? finishMessage : finishMessageWithResponse
         try statement.bind(1, f.messageID)
-        try statement.bind(2, state)
+        try statement.bind(2, state.rawValue)
         try statement.bind(3, nextAttemptAt.map { Timestamp.format(millisecondsSince1970: $0) })
         try statement.bind(4, f.lastError)
         try statement.bind(5, Timestamp.format(millisecondsSince1970: f.atMilliseconds))
@@ -474,7 +474,7 @@ public final class JournalWriter: Service, @unchecked Sendable {
             if try findByCorrelationID.step(), let route = findByCorrelationID.string(0) {
                 return .success(
                     route == message.route
-                        ? .duplicate(correlationID: message.correlationID, state: findByCorrelationID.string(1) ?? "queued")
+                        ? .duplicate(correlationID: message.correlationID, state: JournalReader.state(findByCorrelationID, 1))
                         : .conflict(correlationID: message.correlationID, otherRoute: route))
             }
         }
@@ -484,7 +484,7 @@ public final class JournalWriter: Service, @unchecked Sendable {
             try findByIdempotencyKey.bind(2, key)
             try findByIdempotencyKey.bind(3, Timestamp.format(millisecondsSince1970: message.receivedAt - message.dedupWindowMilliseconds))
             if try findByIdempotencyKey.step(), let existing = findByIdempotencyKey.string(0) {
-                return .success(.duplicate(correlationID: existing, state: findByIdempotencyKey.string(1) ?? "queued"))
+                return .success(.duplicate(correlationID: existing, state: JournalReader.state(findByIdempotencyKey, 1)))
             }
         }
         guard backlog < maxBacklog else { return .failure(.backlogFull(limit: maxBacklog)) }

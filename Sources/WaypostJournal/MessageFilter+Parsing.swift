@@ -11,28 +11,28 @@ public struct FilterError: Error, Sendable, Equatable, CustomStringConvertible {
 }
 
 extension MessageFilter {
-    /// Every message state (SPEC §3).
-    public static let states = ["queued", "in_flight", "delivered", "failed", "skipped"]
     /// How many messages one page may hold.
     public static let limits = 1...1000
 
     /// Sets filter `key` from an operator's text, as the admin API's query and replay filter
-    /// and the CLI's flags give it: `state` (one of `states`), `route`, `since` and `until`
+    /// and the CLI's flags give it: `state` (one of `states`, every state by default), `route`, `since` and `until`
     /// (a duration ago such as `2h`, or an RFC 3339 UTC time), `limit` (``limits``) and `cursor`
     /// (a `next_cursor` value). An empty value leaves the key unset.
     ///
     /// - Throws: ``FilterError`` naming the key when it is unknown or its value is out of range
     ///   or not written as above (an invalid calendar date such as `2026-13-45T99:99:99Z`
     ///   included).
-    public mutating func set(_ key: String, _ value: String, states: [String] = MessageFilter.states, now: Int64 = Timestamp.now())
+    public mutating func set(_ key: String, _ value: String, states: [MessageState] = MessageState.allCases, now: Int64 = Timestamp.now())
         throws(FilterError)
     {
         guard !value.isEmpty else { return }
         func fail(_ message: String) -> FilterError { FilterError(key: key, message: message) }
         switch key {
         case "state":
-            guard states.contains(value) else { throw fail("must be one of \(states.joined(separator: ", ")); got '\(value.prefix(30))'") }
-            state = value
+            guard let parsed = MessageState(rawValue: value), states.contains(parsed) else {
+                throw fail("must be one of \(states.map(\.rawValue).joined(separator: ", ")); got '\(value.prefix(30))'")
+            }
+            state = parsed
         case "route":
             route = value
         case "since", "until":

@@ -3,13 +3,13 @@ import WaypostCore
 
 /// The final outcome of a message, as the forwarder publishes it.
 public struct FinalOutcome: Sendable, Equatable {
-    /// `delivered`, `failed` or `skipped`.
-    public var state: String
+    /// A final state.
+    public var state: MessageState
     /// The upstream's last answer, if it answered.
     public var response: StoredResponse?
     public var lastError: String?
 
-    public init(state: String, response: StoredResponse?, lastError: String?) {
+    public init(state: MessageState, response: StoredResponse?, lastError: String?) {
         self.state = state
         self.response = response
         self.lastError = lastError
@@ -19,7 +19,7 @@ public struct FinalOutcome: Sendable, Equatable {
 extension FinalOutcome {
     /// The outcome of a message in a final state; nil while it is still on its way.
     public init?(record: MessageRecord) {
-        guard ["delivered", "failed", "skipped"].contains(record.state) else { return nil }
+        guard record.state.isFinal else { return nil }
         self.init(state: record.state, response: record.storedResponse, lastError: record.lastError)
     }
 }

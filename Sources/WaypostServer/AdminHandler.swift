@@ -248,10 +248,10 @@ final class AdminHandler: ChannelInboundHandler, RemovableChannelHandler {
             let oldest = try reader.oldestQueued()
             let now = Timestamp.now()
             for route in routes {
-                func count(_ state: String) -> Int { counts.first { $0.route == route && $0.state == state }?.count ?? 0 }
+                func count(_ state: MessageState) -> Int { counts.first { $0.route == route && $0.state == state }?.count ?? 0 }
                 let dimensions = [("route", route)]
-                Gauge(label: "waypost_queue_depth", dimensions: dimensions).record(count("queued"))
-                Gauge(label: "waypost_in_flight", dimensions: dimensions).record(count("in_flight"))
+                Gauge(label: "waypost_queue_depth", dimensions: dimensions).record(count(.queued))
+                Gauge(label: "waypost_in_flight", dimensions: dimensions).record(count(.inFlight))
                 let age = oldest[route].flatMap(Timestamp.parse).map { Double(now - $0) / 1000 } ?? 0
                 Gauge(label: "waypost_oldest_queued_age_seconds", dimensions: dimensions).record(age)
             }
@@ -281,7 +281,7 @@ final class AdminHandler: ChannelInboundHandler, RemovableChannelHandler {
     /// The filter of `POST /replay` from its JSON body: `state` (a final one, default
     /// `failed`), `route`, `since`, `until`.
     static func replayFilter(_ body: [UInt8]) throws(Problem) -> MessageFilter {
-        guard !body.isEmpty else { return MessageFilter(state: "failed") }
+        guard !body.isEmpty else { return MessageFilter(state: .failed) }
         guard JSONValidator.isValid(body), let object = (try? JSONSerialization.jsonObject(with: Data(body))) as? [String: Any] else {
             throw badFilter("the body must be a JSON object such as {\"state\":\"failed\",\"route\":\"github\",\"since\":\"2h\"}")
         }
@@ -289,11 +289,11 @@ final class AdminHandler: ChannelInboundHandler, RemovableChannelHandler {
         if let unknown = object.keys.first(where: { !known.contains($0) }) {
             throw badFilter("unknown filter key \(unknown.prefix(40)); the keys are state, route, since, until")
         }
-        var filter = MessageFilter(state: "failed")
+        var filter = MessageFilter(state: .failed)
         for (key, value) in object {
             guard let text = value as? String else { throw badFilter("\(key) must be a string") }
             do {
-                try filter.set(key, text, states: JournalOperations.replayableStates)
+                try filter.set(key, text, states: MessageState.replayable)
             } catch {
                 throw badFilter(error.description)
             }

@@ -62,7 +62,7 @@ extension MessageRecord {
     /// The status document of SPEC §4.
     var statusJSON: String {
         func text(_ value: String?) -> String { value.map(JSON.quote) ?? "null" }
-        var json = "{\"id\":\(JSON.quote(correlationID)),\"route\":\(JSON.quote(route)),\"state\":\(JSON.quote(state)),"
+        var json = "{\"id\":\(JSON.quote(correlationID)),\"route\":\(JSON.quote(route)),\"state\":\(JSON.quote(state.rawValue)),"
         json += "\"attempts\":\(attempts),\"received_at\":\(JSON.quote(receivedAt)),\"next_attempt_at\":\(text(nextAttemptAt)),"
         json += "\"delivered_at\":\(text(deliveredAt)),\"last_error\":\(text(lastError))"
         if let response = storedResponse {
@@ -145,7 +145,7 @@ extension MessageRecord {
     /// One message in a list (CLI `list --json`, admin `GET /messages`): no bodies.
     public var summaryJSON: String {
         func text(_ value: String?) -> String { value.map(JSON.quote) ?? "null" }
-        return "{\"id\":\(JSON.quote(correlationID)),\"route\":\(JSON.quote(route)),\"state\":\(JSON.quote(state)),"
+        return "{\"id\":\(JSON.quote(correlationID)),\"route\":\(JSON.quote(route)),\"state\":\(JSON.quote(state.rawValue)),"
             + "\"attempts\":\(attempts),\"received_at\":\(JSON.quote(receivedAt)),\"next_attempt_at\":\(text(nextAttemptAt)),"
             + "\"delivered_at\":\(text(deliveredAt)),\"last_error\":\(text(lastError)),\"method\":\(JSON.quote(method)),"
             + "\"path\":\(JSON.quote(path)),\"body_bytes\":\(body.count),\"response_status\":\(responseStatus.map(String.init) ?? "null")}"

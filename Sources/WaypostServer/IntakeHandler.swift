@@ -85,7 +85,7 @@ final class IntakeHandler: ChannelInboundHandler, RemovableChannelHandler {
 
     /// What a wait answers with: the asynchronous `202`, or the status document.
     enum Answer {
-        case accepted(correlationID: String, state: String, preferenceApplied: String?)
+        case accepted(correlationID: String, state: MessageState, preferenceApplied: String?)
         case status(correlationID: String)
     }
 
@@ -284,10 +284,10 @@ final class IntakeHandler: ChannelInboundHandler, RemovableChannelHandler {
             guard let watch else {
                 shared.ackLatency.recordMilliseconds(shared.now() - request.receivedAt)
                 state = .idle
-                let response = Responses.accepted(correlationID: id, state: "queued", preferenceApplied: preferenceApplied, allocator: allocator)
+                let response = Responses.accepted(correlationID: id, state: .queued, preferenceApplied: preferenceApplied, allocator: allocator)
                 return write(response, keepAlive: keepAlive, context: context)
             }
-            wait(for: watch, onTimeout: .accepted(correlationID: id, state: "queued", preferenceApplied: preferenceApplied), keepAlive: keepAlive, context: context)
+            wait(for: watch, onTimeout: .accepted(correlationID: id, state: .queued, preferenceApplied: preferenceApplied), keepAlive: keepAlive, context: context)
         case .duplicate(let id, let existingState):
             guard let watch else {
                 state = .idle

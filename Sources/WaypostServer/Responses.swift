@@ -7,14 +7,14 @@ import WaypostJournal
 enum Responses {
     /// The asynchronous answer of SPEC §1 for a message in `state`.
     static func accepted(
-        correlationID: String, state: String, preferenceApplied: String? = nil, allocator: ByteBufferAllocator
+        correlationID: String, state: MessageState, preferenceApplied: String? = nil, allocator: ByteBufferAllocator
     ) -> (HTTPResponseHead, ByteBuffer) {
         let statusURL = "/_waypost/messages/" + correlationID
         var body = allocator.buffer(capacity: 128)
         body.writeString("{\"id\":\"")
         body.writeString(correlationID)
         body.writeString("\",\"state\":\"")
-        body.writeString(state)
+        body.writeString(state.rawValue)
         body.writeString("\",\"status_url\":\"")
         body.writeString(statusURL)
         body.writeString("\"}")

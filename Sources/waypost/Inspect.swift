@@ -4,7 +4,7 @@ import WaypostCore
 import WaypostJournal
 import WaypostServer
 
-private let states = MessageFilter.states
+private let states = MessageState.allCases
 
 struct Status: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -22,7 +22,7 @@ struct Status: ParsableCommand {
             let oldest = try reader.oldestQueued()
             let now = Date()
             let routes = Array(Set(counts.map(\.route))).sorted()
-            func count(_ route: String, _ state: String) -> Int {
+            func count(_ route: String, _ state: MessageState) -> Int {
                 counts.first { $0.route == route && $0.state == state }?.count ?? 0
             }
             func age(_ route: String) -> Int? {
@@ -30,7 +30,7 @@ struct Status: ParsableCommand {
             }
             if json {
                 let entries = routes.map { route in
-                    let fields = states.map { "\(JSON.quote($0)):\(count(route, $0))" }.joined(separator: ",")
+                    let fields = states.map { "\(JSON.quote($0.rawValue)):\(count(route, $0))" }.joined(separator: ",")
                     let oldestFields = oldest[route].map { "\"oldest_queued_at\":\(JSON.quote($0)),\"oldest_queued_age_seconds\":\(age(route) ?? 0)" }
                         ?? "\"oldest_queued_at\":null,\"oldest_queued_age_seconds\":null"
                     return "{\"route\":\(JSON.quote(route)),\(fields),\(oldestFields)}"
@@ -38,7 +38,7 @@ struct Status: ParsableCommand {
                 print("{\"routes\":[\(entries.joined(separator: ","))]}")
                 return
             }
-            var rows = [["ROUTE"] + states.map { $0.uppercased() } + ["OLDEST QUEUED"]]
+            var rows = [["ROUTE"] + states.map { $0.rawValue.uppercased() } + ["OLDEST QUEUED"]]
             for route in routes {
                 rows.append([route] + states.map { String(count(route, $0)) } + [age(route).map(formatAge) ?? "-"])
             }
@@ -52,7 +52,7 @@ struct List: ParsableCommand {
 
     @OptionGroup var journal: JournalOptions
 
-    @Option(help: "Only messages in this state (\(states.joined(separator: ", "))).")
+    @Option(help: "Only messages in this state (\(MessageState.names)).")
     var state: String?
 
     @Option(help: "Only messages of this route.")
@@ -85,7 +85,7 @@ struct List: ParsableCommand {
             var rows = [["ID", "ROUTE", "STATE", "ATTEMPTS", "RECEIVED", "REQUEST", "BYTES", "LAST ERROR"]]
             for m in messages {
                 rows.append([
-                    m.correlationID, m.route, m.state, String(m.attempts), m.receivedAt, "\(m.method) \(m.path.prefix(60))",
+                    m.correlationID, m.route, m.state.rawValue, String(m.attempts), m.receivedAt, "\(m.method) \(m.path.prefix(60))",
                     String(m.body.count), m.lastError.map { String($0.prefix(60)) } ?? "",
                 ])
             }

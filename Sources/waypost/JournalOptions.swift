@@ -42,7 +42,7 @@ struct Failure: Error, CustomStringConvertible {
 
 /// The filter that `flags` (name without `--`, value) give, checked by ``MessageFilter/set(_:_:states:now:)``:
 /// a bad value is exit 64 with a message naming the flag.
-func messageFilter(_ flags: [(String, String?)], states: [String] = MessageFilter.states) throws -> MessageFilter {
+func messageFilter(_ flags: [(String, String?)], states: [MessageState] = MessageState.allCases) throws -> MessageFilter {
     var filter = MessageFilter()
     for case (let key, let value?) in flags {
         do {

@@ -43,7 +43,7 @@ struct Replay: ParsableCommand {
     }
 
     func filter() throws -> MessageFilter {
-        try messageFilter([("state", state), ("route", route), ("since", since), ("until", until)], states: JournalOperations.replayableStates)
+        try messageFilter([("state", state), ("route", route), ("since", since), ("until", until)], states: MessageState.replayable)
     }
 
     func run() throws {

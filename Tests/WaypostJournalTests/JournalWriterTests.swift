@@ -40,7 +40,7 @@ struct JournalWriterTests {
         let record = try #require(try reader.message(correlationID: message.correlationID))
         #expect(record.body == body)
         #expect(record.route == "orders")
-        #expect(record.state == "queued")
+        #expect(record.state == .queued)
         #expect(record.method == "POST")
         #expect(record.path == "/hooks/orders?x=1")
         #expect(record.idempotencyKey == "key-1")
@@ -66,7 +66,7 @@ struct JournalWriterTests {
         let second = makeMessage(route: "billing", headers: [])
         #expect(try await writer.store(second).get() == .stored(correlationID: second.correlationID))
         // A repeat stores nothing, so nothing is handed over.
-        #expect(try await writer.store(makeMessage(idempotencyKey: "key-1")).get() == .duplicate(correlationID: first.correlationID, state: "queued"))
+        #expect(try await writer.store(makeMessage(idempotencyKey: "key-1")).get() == .duplicate(correlationID: first.correlationID, state: .queued))
         await writer.shutdown()
 
         let messages = handed.withLock { $0 }
@@ -111,7 +111,7 @@ struct JournalWriterTests {
         let first = makeMessage(idempotencyKey: "delivery-7")
         #expect(try await writer.store(first).get() == .stored(correlationID: first.correlationID))
         // Same key, same route: the existing id comes back.
-        #expect(try await writer.store(makeMessage(idempotencyKey: "delivery-7")).get() == .duplicate(correlationID: first.correlationID, state: "queued"))
+        #expect(try await writer.store(makeMessage(idempotencyKey: "delivery-7")).get() == .duplicate(correlationID: first.correlationID, state: .queued))
         // Same key on another route is a new message.
         let other = makeMessage(route: "billing", idempotencyKey: "delivery-7")
         #expect(try await writer.store(other).get() == .stored(correlationID: other.correlationID))
@@ -120,7 +120,7 @@ struct JournalWriterTests {
         #expect(try await writer.store(later).get() == .stored(correlationID: later.correlationID))
         // Supplied correlation ids: same route repeats, another route conflicts.
         #expect(try await writer.store(makeMessage(correlationID: "order-1")).get() == .stored(correlationID: "order-1"))
-        #expect(try await writer.store(makeMessage(correlationID: "order-1")).get() == .duplicate(correlationID: "order-1", state: "queued"))
+        #expect(try await writer.store(makeMessage(correlationID: "order-1")).get() == .duplicate(correlationID: "order-1", state: .queued))
         #expect(try await writer.store(makeMessage(route: "billing", correlationID: "order-1")).get() == .conflict(correlationID: "order-1", otherRoute: "orders"))
         // Two repeats inside one batch are stored once.
         async let a = writer.store(makeMessage(idempotencyKey: "burst"))
@@ -258,7 +258,7 @@ struct DeliveryRecordTests {
         // Outcomes an hour old are past retain_delivered at once; recent ones stay well inside
         // it, however slowly a loaded machine runs this test.
         let hourAgo = now - 3_600_000
-        func finish(_ row: Int64, _ state: String, _ status: Int, at: Int64) async {
+        func finish(_ row: Int64, _ state: MessageState, _ status: Int, at: Int64) async {
             await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
                 writer.record(.started(messageID: row, attempt: 1, cycleAttempt: 1, atMilliseconds: at))
                 writer.record(
@@ -266,17 +266,17 @@ struct DeliveryRecordTests {
                         FinishedAttempt(
                             messageID: row, attempt: 1, durationMilliseconds: 12,
                             response: StoredResponse(status: status, headers: [HeaderField(name: "X-A", value: "1")], body: [0, 1]),
-                            error: nil, state: state, nextAttemptAt: nil, lastError: state == "failed" ? "HTTP \(status)" : nil,
+                            error: nil, state: state, nextAttemptAt: nil, lastError: state == .failed ? "HTTP \(status)" : nil,
                             atMilliseconds: at))
                 ) { _ in continuation.resume() }
             }
         }
-        await finish(1, "delivered", 204, at: now)
-        await finish(2, "failed", 400, at: hourAgo)
-        await finish(3, "delivered", 200, at: hourAgo)
+        await finish(1, .delivered, 204, at: now)
+        await finish(2, .failed, 400, at: hourAgo)
+        await finish(3, .delivered, 200, at: hourAgo)
         let reader = try JournalReader(path: dir.file("j.db"))
         let record = try #require(try reader.message(correlationID: delivered.correlationID))
-        #expect(record.state == "delivered")
+        #expect(record.state == .delivered)
         #expect(record.attempts == 1)
         #expect(record.responseStatus == 204)
         #expect(record.responseBody == [0, 1])
@@ -314,23 +314,23 @@ struct DeliveryRecordTests {
         let generationSQL = "SELECT value FROM control WHERE name = 'replay_generation'"
         let generation = try #require(Int(try sqlite3CLI(dir.file("j.db"), generationSQL)))
         let now = Int64(Date().timeIntervalSince1970 * 1000)
-        func finish(_ row: Int64, _ state: String, status: Int, nextAttemptAt: Int64?) async {
+        func finish(_ row: Int64, _ state: MessageState, status: Int, nextAttemptAt: Int64?) async {
             await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
                 writer.record(
                     .finished(
                         FinishedAttempt(
                             messageID: row, attempt: 1, cycleAttempt: 1, durationMilliseconds: 3,
                             response: StoredResponse(status: status, headers: [], body: []), error: nil, state: state,
-                            nextAttemptAt: nextAttemptAt, lastError: state == "delivered" ? nil : "HTTP \(status)", atMilliseconds: now))
+                            nextAttemptAt: nextAttemptAt, lastError: state == .delivered ? nil : "HTTP \(status)", atMilliseconds: now))
                 ) { result in
                     #expect(throws: Never.self) { try result.get() }
                     continuation.resume()
                 }
             }
         }
-        await finish(1, "queued", status: 503, nextAttemptAt: now + 1_000)
-        await finish(2, "failed", status: 400, nextAttemptAt: nil)
-        await finish(3, "delivered", status: 200, nextAttemptAt: nil)
+        await finish(1, .queued, status: 503, nextAttemptAt: now + 1_000)
+        await finish(2, .failed, status: 400, nextAttemptAt: nil)
+        await finish(3, .delivered, status: 200, nextAttemptAt: nil)
         let states = try sqlite3CLI(
             dir.file("j.db"), "SELECT group_concat(state || ':' || ifnull(next_attempt_at, '-') || ':' || response_status) FROM messages ORDER BY id")
         let attempts = try sqlite3CLI(dir.file("j.db"), "SELECT group_concat(message_id || ':' || status) FROM attempts ORDER BY message_id")
@@ -388,7 +388,7 @@ struct DeliveryRecordTests {
         #expect(try sqlite3CLI(path, "PRAGMA user_version") == "2")
         let record = try #require(try JournalReader(path: path).message(correlationID: "old-1"))
         #expect(record.body == [0x00, 0xFF])
-        #expect(record.state == "queued")
+        #expect(record.state == .queued)
         #expect(try sqlite3CLI(path, "SELECT value FROM control WHERE name = 'replay_generation'") == "0")
     }
 }

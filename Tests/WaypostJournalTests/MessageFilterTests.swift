@@ -28,8 +28,8 @@ struct MessageFilterTests {
         try filter.set("limit", "1000")
         try filter.set("cursor", "42")
         try filter.set("state", "")
-        #expect(filter.state == "failed" && filter.route == "github" && filter.limit == 1000 && filter.afterID == 42)
+        #expect(filter.state == .failed && filter.route == "github" && filter.limit == 1000 && filter.afterID == 42)
         #expect(filter.since == "1970-01-01T00:00:00.000Z" && filter.until == "2026-11-30T08:00:00.000Z")
-        #expect(throws: FilterError.self) { try filter.set("state", "queued", states: JournalOperations.replayableStates) }
+        #expect(throws: FilterError.self) { try filter.set("state", "queued", states: MessageState.replayable) }
     }
 }

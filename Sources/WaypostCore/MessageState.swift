@@ -1,0 +1,27 @@
+/// Where a message is on its way to the upstream (SPEC §3), as the journal stores it in
+/// `messages.state`: `queued` → `in_flight` → `delivered` | `failed` | `skipped`, and back to
+/// `queued` for a retry or an operator's replay.
+public enum MessageState: String, Sendable, CaseIterable, Codable, CustomStringConvertible {
+    case queued
+    case inFlight = "in_flight"
+    case delivered
+    case failed
+    case skipped
+
+    /// Whether the message has an outcome: only an operator's replay moves it on from here.
+    public var isFinal: Bool {
+        switch self {
+        case .queued, .inFlight: false
+        case .delivered, .failed, .skipped: true
+        }
+    }
+
+    /// The word the journal and every answer use: `in_flight`, not the case's name.
+    public var description: String { rawValue }
+
+    /// The states an operator may replay a message from: the final ones.
+    public static let replayable = allCases.filter(\.isFinal)
+
+    /// The states, in the order of the words above: `queued, in_flight, delivered, …`.
+    public static let names = allCases.map(\.rawValue).joined(separator: ", ")
+}
