@@ -124,9 +124,11 @@ struct Serve: AsyncParsableCommand {
     ) async throws {
         let server = IntakeServer(configuration: settings, writer: writer, board: board, secrets: secrets, group: group, logger: logger)
         let adminServer = AdminServer(listen: settings.admin.listen, context: admin, group: group)
+        var bound: [String] = []
         for (address, start) in [(settings.listen, { try await server.start() }), (settings.admin.listen, { try await adminServer.start() })] as [(HostPort, () async throws -> SocketAddress)] {
             do {
-                _ = try await start()
+                let local = try await start()
+                bound.append(local.ipAddress.map { HostPort(host: $0, port: local.port ?? address.port).description } ?? address.description)
             } catch {
                 let reason = (error as? IOError).map { String(cString: strerror($0.errnoCode)).lowercased() } ?? "\(error)"
                 printError("waypost: cannot listen on \(address): \(reason)")
@@ -137,6 +139,9 @@ struct Serve: AsyncParsableCommand {
                 throw ExitCode.failure
             }
         }
+        // One line on standard output that scripts and tests can read the bound ports from
+        // (`--listen 127.0.0.1:0` binds a free one).
+        FileHandle.standardOutput.write(Data("listening intake=\(bound[0]) admin=\(bound[1])\n".utf8))
         // The services stop in reverse order: admin, intake (answering what is in progress),
         // forwarder (within shutdown_grace), then the journal writer.
         // SecondSignal is last, so it is told first and arms itself as the shutdown begins.

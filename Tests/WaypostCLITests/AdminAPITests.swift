@@ -567,19 +567,13 @@ struct AdminAPITests {
     func nonLoopbackWithToken() async throws {
         let dir = try ScratchDirectory()
         defer { dir.remove() }
-        let port = try freeLoopbackPort()
-        let child = try WaypostProcess(
-            [
-                "serve", "--upstream", "http://127.0.0.1:9/", "--listen", "127.0.0.1:0", "--admin-listen", "0.0.0.0:\(port)",
-                "--journal", dir.file("j.db"),
-            ],
-            environment: ["WAYPOST_ADMIN_TOKEN": adminTestToken], directory: dir.path)
+        let (child, _, port) = try await startServe(
+            environment: ["WAYPOST_ADMIN_TOKEN": adminTestToken], directory: dir.path,
+            arguments: [
+                "serve", "--upstream", "http://127.0.0.1:9/", "--listen", "127.0.0.1:0", "--admin-listen", "0.0.0.0:0", "--journal", dir.file("j.db"),
+            ])
         do {
-            let deadline = ContinuousClock.now + .seconds(10)
-            while child.isRunning, !acceptsConnections(port: port), ContinuousClock.now < deadline {
-                try await Task.sleep(for: .milliseconds(20))
-            }
-            try #require(child.isRunning && acceptsConnections(port: port), "not listening on 0.0.0.0:\(port); stderr:\n\(child.stderr.text)")
+            #expect(child.stdout.text.contains("admin=0.0.0.0:\(port)"), "\(child.stdout.text)")
             let health = try await httpRequest("GET", "http://127.0.0.1:\(port)/healthz")
             #expect(health.status == 200, "\(health.status) \(health.body)")
             let refused = try await httpRequest("GET", "http://127.0.0.1:\(port)/messages")

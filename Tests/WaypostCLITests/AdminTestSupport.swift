@@ -155,18 +155,14 @@ final class AdminTestServer {
         self.journal = journal
     }
 
-    /// Starts the server and waits (at most 10 s) until both listeners accept connections. A port
-    /// taken by someone else between choosing and binding it is retried with other ports.
+    /// Starts the server on free ports and waits until both listeners are bound.
     static func start(
         config: String, journal: String, directory: String, environment: [String: String] = ["WAYPOST_ADMIN_TOKEN": adminTestToken]
     ) async throws -> AdminTestServer {
-        let (child, ports) = try await startServe(portCount: 2, environment: environment, directory: directory) { ports in
-            [
-                "serve", "--config", config, "--listen", "127.0.0.1:\(ports[0])", "--admin-listen", "127.0.0.1:\(ports[1])",
-                "--journal", journal,
-            ]
-        }
-        return AdminTestServer(child: child, intakePort: ports[0], adminPort: ports[1], journal: journal)
+        let (child, intakePort, adminPort) = try await startServe(
+            environment: environment, directory: directory,
+            arguments: ["serve", "--config", config, "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--journal", journal])
+        return AdminTestServer(child: child, intakePort: intakePort, adminPort: adminPort, journal: journal)
     }
 
     /// One request to the intake listener.

@@ -384,42 +384,41 @@ struct PythonChild {
 
 // MARK: - A real server
 
-/// Starts `waypost arguments(ports)` for `portCount` distinct free loopback ports and waits (at most
-/// 10 s) until every one of them accepts connections. A port taken by someone else between
-/// choosing and binding it is retried with other ports (5 tries).
+/// Starts `waypost serve` with `arguments`, which should hold `--listen 127.0.0.1:0` and
+/// `--admin-listen 127.0.0.1:0`, and waits (at most 15 s) for the line it prints once both
+/// are bound: `listening intake=HOST:PORT admin=HOST:PORT`.
 func startServe(
-    portCount: Int, environment: [String: String], directory: String, arguments: ([Int]) -> [String]
-) async throws -> (child: WaypostProcess, ports: [Int]) {
-    var lastError = ""
-    for _ in 0..<5 {
-        var ports: [Int] = []
-        while ports.count < portCount {
-            let port = try freeLoopbackPort()
-            if !ports.contains(port) { ports.append(port) }
-        }
-        let child = try WaypostProcess(arguments(ports), environment: environment, directory: directory)
-        let deadline = ContinuousClock.now + .seconds(10)
-        while ContinuousClock.now < deadline, child.isRunning {
-            if ports.allSatisfy({ acceptsConnections(port: $0) }) {
-                if child.isRunning { return (child, ports) }
-                break
-            }
-            try? await Task.sleep(for: .milliseconds(20))
-        }
-        if child.isRunning {
-            await child.kill()
-            throw CLITestError("waypost serve did not listen on ports \(ports) within 10 s; stderr:\n\(child.stderr.text)")
-        }
-        _ = await child.waitForExit(timeout: .seconds(2))
-        lastError = child.stderr.text
-        guard lastError.contains("address already in use") else {
-            throw CLITestError("waypost serve exited \(child.process.terminationStatus) at start; stderr:\n\(lastError)")
-        }
+    environment: [String: String], directory: String, arguments: [String]
+) async throws -> (child: WaypostProcess, intakePort: Int, adminPort: Int) {
+    let child = try WaypostProcess(arguments, environment: environment, directory: directory)
+    let deadline = ContinuousClock.now + .seconds(15)
+    while ContinuousClock.now < deadline, child.isRunning {
+        if let ports = listeningPorts(child.stdout.text) { return (child, ports.intake, ports.admin) }
+        try? await Task.sleep(for: .milliseconds(10))
     }
-    throw CLITestError("waypost serve found no free ports in 5 tries; last stderr:\n\(lastError)")
+    if child.isRunning {
+        await child.kill()
+        throw CLITestError("waypost serve did not report its ports within 15 s; stderr:\n\(child.stderr.text)")
+    }
+    _ = await child.waitForExit(timeout: .seconds(2))
+    throw CLITestError("waypost serve exited \(child.process.terminationStatus) at start; stderr:\n\(child.stderr.text)")
 }
 
-/// `waypost serve` running on a free loopback port with its journal in `journal`.
+/// The ports of serve's `listening intake=HOST:PORT admin=HOST:PORT` line, once it is complete.
+func listeningPorts(_ stdout: String) -> (intake: Int, admin: Int)? {
+    guard let line = stdout.split(separator: "\n", omittingEmptySubsequences: false).dropLast().first(where: { $0.hasPrefix("listening ") })
+    else { return nil }
+    var ports: [String: Int] = [:]
+    for field in line.split(separator: " ").dropFirst() {
+        let parts = field.split(separator: "=", maxSplits: 1)
+        guard parts.count == 2, let colon = parts[1].lastIndex(of: ":"), let port = Int(parts[1][parts[1].index(after: colon)...]) else { return nil }
+        ports[String(parts[0])] = port
+    }
+    guard let intake = ports["intake"], let admin = ports["admin"] else { return nil }
+    return (intake, admin)
+}
+
+/// `waypost serve` running on a free loopback port (the system's pick) with its journal in `journal`.
 final class RunningServer {
     let child: WaypostProcess
     let port: Int
@@ -431,17 +430,16 @@ final class RunningServer {
         self.journal = journal
     }
 
-    /// Starts `waypost serve --upstream http://127.0.0.1:9/ --listen 127.0.0.1:PORT --journal JOURNAL`
-    /// (the admin listener on an ephemeral port) and waits until the intake accepts connections.
-    /// A port taken by someone else between choosing and binding it is retried with another.
+    /// Starts `waypost serve --upstream http://127.0.0.1:9/ --listen 127.0.0.1:0 --journal JOURNAL`
+    /// (the admin listener on a free port too) and waits until both are bound.
     static func start(
         journal: String, directory: String, arguments: [String]? = nil, environment: [String: String] = [:]
     ) async throws -> RunningServer {
-        let (child, ports) = try await startServe(portCount: 1, environment: environment, directory: directory) { ports in
-            ["serve", "--listen", "127.0.0.1:\(ports[0])", "--admin-listen", "127.0.0.1:0"]
-                + (arguments ?? ["--upstream", "http://127.0.0.1:9/", "--journal", journal])
-        }
-        return RunningServer(child: child, port: ports[0], journal: journal)
+        let (child, port, _) = try await startServe(
+            environment: environment, directory: directory,
+            arguments: ["serve", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"]
+                + (arguments ?? ["--upstream", "http://127.0.0.1:9/", "--journal", journal]))
+        return RunningServer(child: child, port: port, journal: journal)
     }
 
     var baseURL: String { "http://127.0.0.1:\(port)" }

@@ -338,55 +338,35 @@ final class RecordingUpstream {
 
 // MARK: - The server under test
 
-/// `waypost serve --config FILE` on fixed loopback ports, restartable on the same journal.
+/// `waypost serve --config FILE` on free loopback ports, restartable on the same journal (each
+/// start binds new ports: read ``port`` and ``adminPort`` after it).
 final class ServerUnderTest {
     let configPath: String
     let journal: String
     let directory: String
-    private(set) var port: Int
-    private(set) var adminPort: Int
+    private(set) var port = 0
+    private(set) var adminPort = 0
     private(set) var child: WaypostProcess?
     /// The standard error of every run so far (for failure messages).
     private(set) var pastLogs: [String] = []
 
-    /// Writes `config` (which should not set `listen` or `admin`) and picks two free ports.
+    /// Writes `config` (which should not set `listen` or `admin`).
     init(dir: ScratchDirectory, journal: String, config: String) throws {
         self.journal = journal
         self.directory = dir.path
         self.configPath = try dir.write("waypost-\(UUID().uuidString.prefix(8)).yaml", config)
-        port = try freeLoopbackPort()
-        adminPort = try freeLoopbackPort()
     }
 
-    /// Starts it and waits (at most 15 s) until the intake accepts connections. Ports taken by
-    /// another process meanwhile are replaced with fresh ones (up to 5 times).
+    /// Starts it and waits (at most 15 s) until both listeners are bound.
     func start(environment: [String: String] = [:]) async throws {
-        for _ in 0..<5 {
-            let process = try WaypostProcess(
-                ["serve", "--config", configPath, "--listen", "127.0.0.1:\(port)", "--admin-listen", "127.0.0.1:\(adminPort)"],
-                environment: environment, directory: directory)
-            let deadline = ContinuousClock.now + .seconds(15)
-            while ContinuousClock.now < deadline, process.isRunning, !acceptsConnections(port: port) {
-                try? await Task.sleep(for: .milliseconds(10))
-            }
-            if process.isRunning, acceptsConnections(port: port) {
-                child = process
-                return
-            }
-            if process.isRunning {
-                await process.kill()
-                throw CLITestError("waypost serve did not listen on 127.0.0.1:\(port) within 15 s; stderr:\n\(process.stderr.text)")
-            }
-            _ = await process.waitForExit(timeout: .seconds(2))
-            let text = process.stderr.text
-            pastLogs.append(text)
-            guard text.contains("address already in use") else {
-                throw CLITestError("waypost serve exited \(process.process.terminationStatus) at start; stderr:\n\(text)")
-            }
-            port = try freeLoopbackPort()
-            adminPort = try freeLoopbackPort()
+        do {
+            (child, port, adminPort) = try await startServe(
+                environment: environment, directory: directory,
+                arguments: ["serve", "--config", configPath, "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
+        } catch {
+            pastLogs.append("\(error)")
+            throw error
         }
-        throw CLITestError("waypost serve found no free port in 5 tries")
     }
 
     var pid: pid_t { child?.pid ?? 0 }
