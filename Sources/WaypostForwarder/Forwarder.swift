@@ -8,12 +8,12 @@ import WaypostJournal
 
 /// Delivers the journal to the upstreams (SPEC §3).
 ///
-/// One thread runs the delivery loop: it takes the messages the ``JournalWriter`` has just
-/// committed into each route's ``RouteQueues`` (or pages them from the journal, when the
-/// route has fallen behind, after a restart or an operator's replay), sends what the queues
-/// release through its own ``CurlMulti``, turns each attempt's end into a ``Verdict`` with
-/// the route's ``RetryPolicy``, and hands every state change to the ``JournalWriter``, which
-/// batches them with the intake's commits. The loop sleeps in `curl_multi_poll` until an
+/// One thread runs the delivery loop, which carries out the decisions of a
+/// ``DeliveryScheduler``: it hands it the messages the ``JournalWriter`` has just committed,
+/// reads the pages of the journal it asks for (when a route has fallen behind, after a restart
+/// or an operator's replay), sends what it releases through its own ``CurlMulti``, reports
+/// each attempt's end, and hands every state change to the ``JournalWriter``, which batches
+/// them with the intake's commits. The loop sleeps in `curl_multi_poll` until an
 /// upstream answers, new messages are committed, a retry falls due, or half a second passes
 /// (when it checks whether an operator replayed or skipped messages): an attempt starts and
 /// ends on this one thread.
@@ -21,41 +21,20 @@ public final class Forwarder: Service, @unchecked Sendable {
     // @unchecked Sendable: `shared` is behind its lock and `multi.waker` is thread-safe;
     // everything else is touched only by the delivery thread.
 
-    /// Messages held in memory per route: the journal is paged, never loaded whole.
-    public static let pageSize = 1000
     /// Body bytes held in memory for messages handed over by the writer: those waiting for the
     /// loop (``Shared/stored``) and, separately, the contents kept for sends to come
     /// (``HandedContents``). Beyond it, the journal has them.
     public static let handedBytesLimit = 8 << 20
 
+    /// A route's delivery settings and metrics; its queues are the scheduler's.
     private struct Route {
         let config: RouteConfig
         let addHeaders: [HeaderField]
         let delivered: Counter
         let failed: Counter
         let retried: Counter
-        var queues: RouteQueues
         /// `waypost_upstream_duration_seconds` by status class: 1…5 for `1xx`…`5xx`, 0 for `error`.
         var upstreamTimers: [Int: Timer] = [:]
-        /// The highest row id loaded so far.
-        var cursor: Int64 = 0
-        /// Whether the journal may hold waiting messages after `cursor`.
-        var mayHaveMore = true
-    }
-
-    /// An attempt in flight.
-    /// An attempt's start is written only once it has lasted this long: a quick attempt is
-    /// written once, at its end, which halves the journal work of a delivery. A crash before
-    /// then leaves the message `queued`, so it is sent again: the same at-least-once.
-    static let recordStartAfterMilliseconds: Int64 = 50
-
-    private struct Attempt {
-        let route: Int
-        let message: MessageForDelivery
-        let attempt: Int
-        let cycleAttempt: Int
-        let startedAt: Int64
-        var startRecorded = false
     }
 
     private struct Completion {
@@ -68,7 +47,7 @@ public final class Forwarder: Service, @unchecked Sendable {
     /// What other threads hand to the delivery thread.
     private struct Shared {
         /// Messages committed since the loop last looked, as the writer handed them over, in
-        /// commit order: at most `pageSize` messages and `handedBytesLimit` bytes of bodies.
+        /// commit order: at most a page of messages and `handedBytesLimit` bytes of bodies.
         var stored: [[StoredMessage]] = []
         var storedCount = 0
         var storedBytes = 0
@@ -94,10 +73,7 @@ public final class Forwarder: Service, @unchecked Sendable {
     private var ended: [Completion] = []
 
     private var routes: [Route]
-    private var attempts: [Int64: Attempt] = [:]
-    /// The last attempt numbers (in all, and in the cycle) of messages waiting for a retry: the
-    /// journal may not have them yet, as an attempt's end is written after the fact.
-    private var lastAttempts: [Int64: (attempt: Int, cycleAttempt: Int)] = [:]
+    private var scheduler: DeliveryScheduler
     /// The content of messages handed over by the writer, and of the next fifo message read
     /// ahead, until they are sent (or dropped from the queues by a reload): their sends need
     /// no read of the journal.
@@ -162,8 +138,7 @@ public final class Forwarder: Service, @unchecked Sendable {
                 Route(
                     config: route, addHeaders: addHeaders[route.name] ?? [], delivered: Counter(label: "waypost_delivered_total", dimensions: dimensions),
                     failed: Counter(label: "waypost_failed_total", dimensions: dimensions),
-                    retried: Counter(label: "waypost_retried_total", dimensions: dimensions),
-                    queues: RouteQueues(ordering: route.ordering, concurrency: route.concurrency)))
+                    retried: Counter(label: "waypost_retried_total", dimensions: dimensions)))
         }
         self.routes = routes
         self.trustedProxies = configuration.trustedProxies
@@ -171,8 +146,12 @@ public final class Forwarder: Service, @unchecked Sendable {
         do {
             reader = try DeliveryReader(path: configuration.journal.path)
             generation = try reader.replayGeneration()
-            let paused = try reader.pausedRoutes()
-            for index in routes.indices { routes[index].queues.paused = paused.contains(routes[index].config.name) }
+            scheduler = DeliveryScheduler(
+                routes: configuration.routes.map {
+                    DeliveryScheduler.RoutePolicy(
+                        name: $0.name, ordering: $0.ordering, concurrency: $0.concurrency, retry: $0.retry, onExhausted: $0.onExhausted)
+                },
+                paused: try reader.pausedRoutes())
         } catch {
             throw ForwarderError(message: "cannot read the journal: \(error.message)")
         }
@@ -229,7 +208,7 @@ public final class Forwarder: Service, @unchecked Sendable {
         guard let first = messages.first?.id else { return }
         let bytes = messages.reduce(0) { $0 + $1.content.body.count }
         tell { shared in
-            if shared.storedCount + messages.count <= Self.pageSize && shared.storedBytes + bytes <= Self.handedBytesLimit {
+            if shared.storedCount + messages.count <= DeliveryScheduler.pageSize && shared.storedBytes + bytes <= Self.handedBytesLimit {
                 shared.stored.append(messages)
                 shared.storedCount += messages.count
                 shared.storedBytes += bytes
@@ -306,24 +285,19 @@ public final class Forwarder: Service, @unchecked Sendable {
             if turn.stop {
                 writer.record(updates)
                 updates.removeAll()
-                if attempts.isEmpty { break }
+                if scheduler.inFlightCount == 0 { break }
                 if turn.graceOver {
-                    logger.info("shutdown grace over; cancelling attempts in flight", metadata: ["attempts": "\(attempts.count)"])
+                    logger.info("shutdown grace over; cancelling attempts in flight", metadata: ["attempts": "\(scheduler.inFlightCount)"])
                     break
                 }
                 multi.poll(timeoutMilliseconds: 100)
                 continue
             }
-            if let dropped = turn.droppedFrom {
-                for index in routes.indices { pageLater(route: index, from: dropped) }
-            }
+            if let dropped = turn.droppedFrom { scheduler.messagesDropped(from: dropped) }
             for messages in turn.stored { take(messages) }
             if turn.reload { nextGenerationCheck = .distantPast }
             checkForReplays()
-            load()
-            if dispatch() { multi.perform() }  // send at once, before the journal work
-            readAhead()
-            recordLongStarts()
+            carryOut(scheduler.tick(now: Self.nowMilliseconds()))
             writer.record(updates)
             updates.removeAll(keepingCapacity: true)
             if ended.isEmpty { multi.poll(timeoutMilliseconds: pollTimeout()) }
@@ -342,12 +316,8 @@ public final class Forwarder: Service, @unchecked Sendable {
     /// start is to be written, or the next check for operator changes, at most half a second.
     private func pollTimeout() -> Int32 {
         let now = Self.nowMilliseconds()
-        var wake = now + 500
-        for route in routes { if let due = route.queues.nextWake { wake = min(wake, due) } }
-        for attempt in attempts.values where !attempt.startRecorded {
-            wake = min(wake, attempt.startedAt + Self.recordStartAfterMilliseconds)
-        }
-        wake = min(wake, Int64(nextGenerationCheck.timeIntervalSince1970 * 1000))
+        var wake = min(now + 500, Int64(nextGenerationCheck.timeIntervalSince1970 * 1000))
+        if let due = scheduler.nextWake { wake = min(wake, due) }
         return Int32(max(0, wake - now))
     }
 
@@ -361,13 +331,7 @@ public final class Forwarder: Service, @unchecked Sendable {
         guard let current = try? reader.replayGeneration(), current != generation else { return }
         generation = current
         logger.info("messages were replayed or skipped, or a route paused or resumed; reloading the queues")
-        let paused = (try? reader.pausedRoutes()) ?? []
-        for index in routes.indices {
-            routes[index].queues.paused = paused.contains(routes[index].config.name)
-            routes[index].queues.removeWaiting()
-            routes[index].cursor = 0
-            routes[index].mayHaveMore = true
-        }
+        scheduler.generationChanged(paused: (try? reader.pausedRoutes()) ?? [])
         handed.removeAll()
         // An operator's skip is a final outcome the forwarder never published: wake whoever
         // waits for one of those messages (a synchronous source, a long-polling reader).
@@ -376,91 +340,66 @@ public final class Forwarder: Service, @unchecked Sendable {
         }
     }
 
-    /// Adds messages the writer has just committed to the queues of the routes that hold
-    /// everything before them; the other routes page them from the journal (``load()``).
+    /// Hands the messages the writer has just committed to the scheduler, and keeps the
+    /// contents of those it queued for their first attempt.
     private func take(_ messages: [StoredMessage]) {
-        guard let first = messages.first?.id, let last = messages.last?.id else { return }
-        for index in routes.indices {
-            let name = routes[index].config.name
-            let mine = messages.filter { $0.route == name }
-            let route = routes[index]
-            // Row ids only grow, unless rows at the end were purged and SQLite reused their ids.
-            guard !route.mayHaveMore, first > route.cursor, route.queues.count + mine.count <= Self.pageSize else {
-                if !mine.isEmpty { pageLater(route: index, from: first) }
-                continue
-            }
-            routes[index].queues.add(mine.map { QueuedMessage(id: $0.id, orderingKey: $0.orderingKey) })
-            for message in mine { handed.keep(message.content) }
-            routes[index].cursor = last
+        let queued = scheduler.messagesStored(messages.map { .init(id: $0.id, route: $0.route, orderingKey: $0.orderingKey) })
+        guard !queued.isEmpty else { return }
+        let ids = Set(queued)
+        for message in messages where ids.contains(message.id) { handed.keep(message.content) }
+    }
+
+    /// Carries out the scheduler's actions: sends first (and on the wire at once, before any
+    /// journal work), then page loads, reads ahead and attempt starts.
+    private func carryOut(_ actions: [DeliveryScheduler.Action]) {
+        var sent = false
+        for case .send(let route, let message) in actions {
+            send(message, route: route)
+            sent = true
         }
-    }
-
-    /// Makes ``load()`` read the route's waiting messages from row `id` on.
-    private func pageLater(route index: Int, from id: Int64) {
-        routes[index].mayHaveMore = true
-        routes[index].cursor = min(routes[index].cursor, id - 1)
-    }
-
-    /// Tops up each route's queues from the journal, a page at a time.
-    private func load() {
-        for index in routes.indices where routes[index].mayHaveMore && routes[index].queues.count < Self.pageSize / 2 {
-            let route = routes[index]
-            do {
-                let page = try reader.waiting(
-                    route: route.config.name, afterID: route.cursor, limit: Self.pageSize - route.queues.count,
-                    includeFailed: route.config.onExhausted == .block)
-                // Messages in flight, or whose end is not committed yet, can still read as `queued`.
-                let unrecorded = shared.withLock { $0.unrecorded }
-                routes[index].queues.add(page.messages.filter { attempts[$0.id] == nil && !unrecorded.contains($0.id) })
-                routes[index].cursor = page.messages.last?.id ?? route.cursor
-                routes[index].mayHaveMore = !page.complete
-            } catch {
-                logger.error("cannot read waiting messages", metadata: ["route": "\(route.config.name)", "error": "\(error)"])
+        if sent { multi.perform() }
+        for action in actions {
+            switch action {
+            case .send:
+                break
+            case .loadPage(let route, let afterID, let limit, let includeFailed):
+                let name = routes[route].config.name
+                do {
+                    let page = try reader.waiting(route: name, afterID: afterID, limit: limit, includeFailed: includeFailed)
+                    // Messages whose end is not committed yet can still read as `queued`.
+                    let unrecorded = shared.withLock { $0.unrecorded }
+                    scheduler.pageLoaded(route: route, messages: page.messages.filter { !unrecorded.contains($0.id) }, complete: page.complete)
+                } catch {
+                    logger.error("cannot read waiting messages", metadata: ["route": "\(name)", "error": "\(error)"])
+                }
+            case .readAhead(let id):
+                // The next fifo message, read while the one before it is with the upstream.
+                if !handed.contains(id), let content = try? reader.message(id: id) { handed.keep(content) }
+            case .recordStart(let id, let attempt, let cycleAttempt, let at):
+                // A slow attempt shows `in_flight` in the journal.
+                updates.append((.started(messageID: id, attempt: attempt, cycleAttempt: cycleAttempt, atMilliseconds: at), nil))
             }
         }
     }
 
-    /// Sends every message the queues release now; true when there was any.
-    private func dispatch() -> Bool {
+    private func send(_ queued: QueuedMessage, route index: Int) {
         let now = Self.nowMilliseconds()
-        var any = false
-        for index in routes.indices {
-            for queued in routes[index].queues.nextReady(now: now) {
-                send(queued, route: index, now: now)
-                any = true
-            }
-        }
-        return any
-    }
-
-    /// While a fifo route's message is with the upstream, reads the one after it from the
-    /// journal, so that its send, when the answer comes, needs no read.
-    private func readAhead() {
-        for index in routes.indices {
-            guard let next = routes[index].queues.nextInLine, !handed.contains(next.id) else { continue }
-            if let content = try? reader.message(id: next.id) { handed.keep(content) }
-        }
-    }
-
-    private func send(_ queued: QueuedMessage, route index: Int, now: Int64) {
         let route = routes[index].config
-        let last = lastAttempts.removeValue(forKey: queued.id) ?? (0, 0)
         let message: MessageForDelivery
         do {
             guard let found = try handed.take(queued.id) ?? reader.message(id: queued.id) else {
-                routes[index].queues.finish(queued.id, outcome: .final)  // skipped or purged meanwhile
+                scheduler.messageGone(queued.id)  // skipped or purged meanwhile
                 return
             }
             message = found
         } catch {
             logger.error("cannot read a message to send", metadata: ["message.row": "\(queued.id)", "error": "\(error)"])
-            routes[index].queues.finish(queued.id, outcome: .retry(atMilliseconds: now + 1000))
+            scheduler.readFailed(queued.id, now: now)
             return
         }
-        let attempt = Attempt(
-            route: index, message: message, attempt: max(message.attempts, last.attempt) + 1,
-            cycleAttempt: max(message.cycleAttempts, last.cycleAttempt) + 1, startedAt: now)
-        attempts[message.id] = attempt
+        let attempt = scheduler.attemptStarted(
+            message.id, attempts: message.attempts, cycleAttempts: message.cycleAttempts, cycleStart: message.cycleStart,
+            correlationID: message.correlationID, now: now)
         var headers = OutboundRequest.headers(
             stored: message.headers, correlationID: message.correlationID, idempotencyKey: message.idempotencyKey,
             attempt: attempt.attempt, clientAddress: message.clientAddress,
@@ -485,89 +424,59 @@ public final class Forwarder: Service, @unchecked Sendable {
         }
     }
 
-    /// Writes the start of every attempt that has lasted `recordStartAfterMilliseconds`, so
-    /// slow attempts show `in_flight` in the journal.
-    private func recordLongStarts() {
-        let now = Self.nowMilliseconds()
-        for (id, attempt) in attempts where !attempt.startRecorded && now - attempt.startedAt >= Self.recordStartAfterMilliseconds {
-            attempts[id]!.startRecorded = true
-            updates.append(
-                (.started(messageID: id, attempt: attempt.attempt, cycleAttempt: attempt.cycleAttempt, atMilliseconds: attempt.startedAt), nil))
-        }
-    }
-
-    /// Records the end of an attempt and tells its queue.
+    /// Reports the end of an attempt to the scheduler, and records and publishes its outcome.
     private func finish(_ completion: Completion) {
-        guard let attempt = attempts.removeValue(forKey: completion.messageID) else { return }
-        let route = routes[attempt.route].config
-        let now = Self.nowMilliseconds()
         if case .failure(let error) = completion.result, error.isCancelled {
             // Shutting down: the message stays in flight in the journal and is sent again on restart.
-            return
+            return scheduler.attemptCancelled(completion.messageID)
         }
-        let result: AttemptResult
+        let now = Self.nowMilliseconds()
         var response: StoredResponse?
         var transportError: String?
+        let result: AttemptResult
         switch completion.result {
         case .success(let answer):
             result = .response(status: answer.status, retryAfter: answer.header("Retry-After"))
             response = StoredResponse(status: answer.status, headers: answer.headers, body: answer.body)
         case .failure(let error):
-            result = .transportError(error.message)
+            result = .transportError(error.description)
             transportError = error.description
         }
-        let verdict = route.retry.verdict(
-            result, attempt: attempt.cycleAttempt, cycleStart: attempt.message.cycleStart, now: now,
-            random: Double.random(in: 0..<1, using: &random))
-        let state: MessageState
-        let lastError: String?
-        let outcome: RouteQueues.Outcome
-        var nextAttemptAt: Int64?
-        upstreamTimer(route: attempt.route, status: response?.status).recordMilliseconds(now - attempt.startedAt)
-        switch verdict {
-        case .delivered:
-            routes[attempt.route].delivered.increment()
-            (state, lastError, outcome) = (.delivered, nil, .final)
-        case .retry(let at):
-            lastAttempts[attempt.message.id] = (attempt.attempt, attempt.cycleAttempt)
-            routes[attempt.route].retried.increment()
-            (state, outcome) = (.queued, .retry(atMilliseconds: at))
-            lastError = transportError ?? "HTTP \(response?.status ?? 0)"
-            nextAttemptAt = at
-        case .failed(let reason):
-            routes[attempt.route].failed.increment()
-            state = .failed
-            lastError = (transportError ?? "HTTP \(response?.status ?? 0)") + "; " + reason
-            outcome = route.onExhausted == .block ? .blocked : .final
+        guard let end = scheduler.attemptEnded(completion.messageID, result: result, now: now, random: Double.random(in: 0..<1, using: &random))
+        else { return }
+        let route = routes[end.route].config
+        upstreamTimer(route: end.route, status: response?.status).recordMilliseconds(now - end.startedAt)
+        switch end.state {
+        case .delivered: routes[end.route].delivered.increment()
+        case .queued: routes[end.route].retried.increment()
+        default: routes[end.route].failed.increment()
         }
-        let id = attempt.message.id
-        let correlationID = attempt.message.correlationID
-        let final = state.isFinal ? FinalOutcome(state: state, response: response, lastError: lastError) : nil
-        shared.withLock { _ = $0.unrecorded.insert(id) }
+        let final = end.state.isFinal ? FinalOutcome(state: end.state, response: response, lastError: end.lastError) : nil
+        shared.withLock { _ = $0.unrecorded.insert(end.id) }
         let finished = FinishedAttempt(
-            messageID: id, attempt: attempt.attempt, cycleAttempt: attempt.cycleAttempt, durationMilliseconds: now - attempt.startedAt,
-            response: response, error: transportError, state: state, nextAttemptAt: nextAttemptAt, lastError: lastError,
+            messageID: end.id, attempt: end.attempt, cycleAttempt: end.cycleAttempt, durationMilliseconds: now - end.startedAt,
+            response: response, error: transportError, state: end.state, nextAttemptAt: end.nextAttemptAt, lastError: end.lastError,
             atMilliseconds: now)
+        let correlationID = end.correlationID
         updates.append(
             (
                 .finished(finished),
                 { [weak self] result in self?.outcomeWritten(result, finished: finished, correlationID: correlationID, final: final) }
             ))
-        routes[attempt.route].queues.finish(attempt.message.id, outcome: outcome)
         if let final { board.publish(correlationID, final) }
         // One line per final outcome (a failure is a warning); retries only at debug level.
         let (level, text): (Logger.Level, Logger.Message) =
-            switch state {
+            switch end.state {
             case .delivered: (.info, "delivered")
             case .failed: (.warning, "delivery failed")
             default: (.debug, "attempt failed; retrying")
             }
         guard logger.logLevel <= level else { return }  // the metadata costs more than the delivery's bookkeeping
         var metadata: Logger.Metadata = [
-            "message.id": "\(attempt.message.correlationID)", "route": "\(route.name)", "attempt": "\(attempt.attempt)",
-            "upstream.status": "\(response.map { String($0.status) } ?? "-")", "state": "\(state.rawValue)",
+            "message.id": "\(correlationID)", "route": "\(route.name)", "attempt": "\(end.attempt)",
+            "upstream.status": "\(response.map { String($0.status) } ?? "-")", "state": "\(end.state)",
         ]
-        if let lastError { metadata["last_error"] = "\(lastError)" }
+        if let lastError = end.lastError { metadata["last_error"] = "\(lastError)" }
         logger.log(level: level, text, metadata: metadata)
     }
 

@@ -84,7 +84,7 @@ public final class JournalOperations {
 
     /// Marks a waiting or failed message `skipped`: it will not be sent, and a queue it
     /// blocked moves on. Messages in flight or already delivered are not changed. An attempt
-    /// shorter than the forwarder's `recordStartAfterMilliseconds` is not recorded as in flight:
+    /// shorter than the scheduler's `recordStartAfterMilliseconds` is not recorded as in flight:
     /// skipped during such an attempt, the message stays skipped however the attempt ends,
     /// unless it ends delivered (the upstream has it then).
     ///
