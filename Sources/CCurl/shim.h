@@ -4,7 +4,7 @@
 #include <curl/curl.h>
 
 /*
- * curl_easy_setopt, curl_easy_getinfo and curl_multi_setopt are variadic, which Swift
+ * curl_easy_setopt and curl_easy_getinfo are variadic, which Swift
  * cannot call. These typed wrappers fix the argument type per family of options, as
  * documented for each option in curl's manual (long, pointer/string, off_t, callback).
  */
@@ -42,14 +42,6 @@ static inline CURLcode waypost_easy_getinfo_long(CURL *easy, CURLINFO info, long
 
 static inline CURLcode waypost_easy_getinfo_pointer(CURL *easy, CURLINFO info, void **value) {
     return curl_easy_getinfo(easy, info, value);
-}
-
-static inline CURLcode waypost_easy_getinfo_off_t(CURL *easy, CURLINFO info, curl_off_t *value) {
-    return curl_easy_getinfo(easy, info, value);
-}
-
-static inline CURLMcode waypost_multi_setopt_long(CURLM *multi, CURLMoption option, long value) {
-    return curl_multi_setopt(multi, option, value);
 }
 
 /// CURLMsg.data is a union; Swift sees it, but reading `result` through a helper is clearer.

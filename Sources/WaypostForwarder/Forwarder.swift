@@ -42,7 +42,7 @@ public final class Forwarder: Service, @unchecked Sendable {
         let result: Result<CurlResponse, CurlError>
     }
 
-    private typealias Update = (DeliveryUpdate, (@Sendable (Result<Void, SQLiteError>) -> Void)?)
+    private typealias Update = (DeliveryUpdate, (@Sendable (Result<Void, JournalError>) -> Void)?)
 
     /// What other threads hand to the delivery thread.
     private struct Shared {
@@ -153,12 +153,12 @@ public final class Forwarder: Service, @unchecked Sendable {
                 },
                 paused: try reader.pausedRoutes())
         } catch {
-            throw ForwarderError(message: "cannot read the journal: \(error.message)")
+            throw ForwarderError(message: "cannot read the journal: \(error.message)", cause: error)
         }
         do {
             multi = try CurlMulti(logger: logger)
         } catch {
-            throw ForwarderError(message: "cannot start libcurl: \(error)")
+            throw ForwarderError(message: "cannot start libcurl: \(error)", cause: error)
         }
         self.writer = writer
         self.board = board
@@ -233,7 +233,7 @@ public final class Forwarder: Service, @unchecked Sendable {
     /// API waited for this commit to end. An outcome whose commit failed is written again a
     /// second later, until it sticks, and then published again for watchers that came since.
     private func outcomeWritten(
-        _ result: Result<Void, SQLiteError>, finished: FinishedAttempt, correlationID: String, final: FinalOutcome?,
+        _ result: Result<Void, JournalError>, finished: FinishedAttempt, correlationID: String, final: FinalOutcome?,
         rewritten: Bool = false
     ) {
         shared.withLock { shared in
@@ -528,5 +528,13 @@ struct HandedContents {
 /// The forwarder cannot start.
 public struct ForwarderError: Error, Sendable, CustomStringConvertible {
     public var message: String
+    /// The failure behind it (a ``JournalError``, a ``CurlError``), when there is one.
+    public var cause: (any Error & Sendable)?
+
+    public init(message: String, cause: (any Error & Sendable)? = nil) {
+        self.message = message
+        self.cause = cause
+    }
+
     public var description: String { message }
 }

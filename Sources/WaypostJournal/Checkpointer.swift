@@ -29,7 +29,7 @@ final class Checkpointer: @unchecked Sendable {
     static let fewFrames: Int64 = 100
     static let maxPasses = 8
 
-    init(path: String, interval: TimeInterval = 0.5, logger: Logger) throws(SQLiteError) {
+    init(path: String, interval: TimeInterval = 0.5, logger: Logger) throws(JournalError) {
         db = try SQLiteConnection(path: path, create: false)
         try db.execute("PRAGMA busy_timeout = 5000")
         self.interval = interval
@@ -61,7 +61,7 @@ final class Checkpointer: @unchecked Sendable {
     /// Passes until one is quick and leaves few frames behind, at most `maxPasses`: each
     /// copies what was committed during the one before, so they get shorter, and the writer's
     /// catch-up has only a millisecond or so of frames left to copy. One pass when stopping.
-    private func round(stopping: Bool) throws(SQLiteError) {
+    private func round(stopping: Bool) throws(JournalError) {
         for _ in 0..<(stopping ? 1 : Self.maxPasses) {
             let started = ContinuousClock.now
             // nil: the writer's catch-up is running.

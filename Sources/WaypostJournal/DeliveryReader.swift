@@ -49,7 +49,7 @@ public final class DeliveryReader {
     private let paused: Statement
     private let outcome: Statement
 
-    public init(path: String) throws(SQLiteError) {
+    public init(path: String) throws(JournalError) {
         db = try SQLiteConnection(path: path, create: false)
         try db.execute("PRAGMA busy_timeout = 5000")
         try db.execute("PRAGMA query_only = 1")
@@ -73,7 +73,7 @@ public final class DeliveryReader {
     /// Up to `limit` messages of `route` after row `afterID`, in order: those `queued`, and
     /// with `includeFailed` (routes that block on failure) those `failed`, which then block
     /// their queue. `complete` is false when more may follow.
-    public func waiting(route: String, afterID: Int64, limit: Int, includeFailed: Bool) throws(SQLiteError) -> (messages: [QueuedMessage], complete: Bool) {
+    public func waiting(route: String, afterID: Int64, limit: Int, includeFailed: Bool) throws(JournalError) -> (messages: [QueuedMessage], complete: Bool) {
         let queued = try rows(state: .queued, route: route, afterID: afterID, limit: limit)
         guard includeFailed else { return (queued, queued.count < limit) }
         let failed = try rows(state: .failed, route: route, afterID: afterID, limit: limit)
@@ -85,7 +85,7 @@ public final class DeliveryReader {
         return (Array(merged.prefix(limit)), bound == .max && merged.count <= limit)
     }
 
-    private func rows(state: MessageState, route: String, afterID: Int64, limit: Int) throws(SQLiteError) -> [QueuedMessage] {
+    private func rows(state: MessageState, route: String, afterID: Int64, limit: Int) throws(JournalError) -> [QueuedMessage] {
         defer { page.reset() }
         try page.bind(1, state.rawValue)
         try page.bind(2, route)
@@ -104,7 +104,7 @@ public final class DeliveryReader {
     /// The content of message `id` if it still waits (`queued`, or `in_flight` while the end
     /// of its previous attempt is being committed); nil when an operator skipped it (or it
     /// was purged) since it was paged in.
-    public func message(id: Int64) throws(SQLiteError) -> MessageForDelivery? {
+    public func message(id: Int64) throws(JournalError) -> MessageForDelivery? {
         defer { content.reset() }
         try content.bind(1, id)
         guard try content.step() else { return nil }
@@ -117,14 +117,14 @@ public final class DeliveryReader {
 
     /// The final outcome of message `correlationID` as the journal holds it; nil while it is
     /// still on its way (or unknown).
-    public func finalOutcome(correlationID: String) throws(SQLiteError) -> FinalOutcome? {
+    public func finalOutcome(correlationID: String) throws(JournalError) -> FinalOutcome? {
         defer { outcome.reset() }
         try outcome.bind(1, correlationID)
         return try outcome.step() ? FinalOutcome(record: JournalReader.record(outcome)) : nil
     }
 
     /// The routes an operator paused.
-    public func pausedRoutes() throws(SQLiteError) -> Set<String> {
+    public func pausedRoutes() throws(JournalError) -> Set<String> {
         defer { paused.reset() }
         var routes = Set<String>()
         while try paused.step() { if let route = paused.string(0) { routes.insert(route) } }
@@ -132,7 +132,7 @@ public final class DeliveryReader {
     }
 
     /// The counter that `replay`, `skip`, pause and resume bump so a running server reloads its queues.
-    public func replayGeneration() throws(SQLiteError) -> Int64 {
+    public func replayGeneration() throws(JournalError) -> Int64 {
         defer { generation.reset() }
         return try generation.step() ? generation.int64(0) : 0
     }

@@ -65,7 +65,7 @@ public enum JournalUnavailable: Error, Sendable, CustomStringConvertible {
     /// `max_backlog` messages are already queued or in flight.
     case backlogFull(limit: Int)
     /// SQLite failed (disk full, I/O error, busy past its timeout, ...).
-    case storage(SQLiteError)
+    case storage(JournalError)
     /// The writer is stopping.
     case shuttingDown
 

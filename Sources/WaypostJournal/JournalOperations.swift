@@ -8,9 +8,9 @@ public final class JournalOperations {
     private let db: SQLiteConnection
 
     /// Opens the existing journal at `path` for writing (migrating it if it is older).
-    public init(path: String) throws(SQLiteError) {
+    public init(path: String) throws(JournalError) {
         guard FileManager.default.fileExists(atPath: path) else {
-            throw SQLiteError(extendedCode: 14, message: "no journal at \(path) (give --journal, --config or $WAYPOST_JOURNAL)", sql: nil)
+            throw JournalError(.notFound, "no journal at \(path) (give --journal, --config or $WAYPOST_JOURNAL)")
         }
         db = try SQLiteConnection(path: path, create: false)
         try db.execute("PRAGMA busy_timeout = 10000")
@@ -22,9 +22,9 @@ public final class JournalOperations {
     ///
     /// - Returns: The ids replayed; an id that names no message, or a message that is not in a
     ///   final state, is not among them.
-    public func replay(ids: [String], dryRun: Bool = false) throws(SQLiteError) -> [String] {
+    public func replay(ids: [String], dryRun: Bool = false) throws(JournalError) -> [String] {
         var replayed: [String] = []
-        try transaction { () throws(SQLiteError) in
+        try db.transaction { () throws(JournalError) in
             let select = try db.prepare(
                 "SELECT correlation_id FROM messages WHERE correlation_id = ?1 AND state IN ('failed', 'delivered', 'skipped')")
             for id in ids {
@@ -48,9 +48,9 @@ public final class JournalOperations {
     /// Replays every message in `state` (a final state) matching the filter.
     ///
     /// - Returns: The correlation ids replayed (or that would be, with `dryRun`), in order.
-    public func replay(_ filter: MessageFilter, dryRun: Bool = false) throws(SQLiteError) -> [String] {
+    public func replay(_ filter: MessageFilter, dryRun: Bool = false) throws(JournalError) -> [String] {
         var ids: [String] = []
-        try transaction { () throws(SQLiteError) in
+        try db.transaction { () throws(JournalError) in
             let select = try db.prepare(
                 """
                 SELECT correlation_id FROM messages
@@ -89,9 +89,9 @@ public final class JournalOperations {
     /// unless it ends delivered (the upstream has it then).
     ///
     /// - Returns: Whether the message was skipped.
-    public func skip(id: String) throws(SQLiteError) -> Bool {
+    public func skip(id: String) throws(JournalError) -> Bool {
         var changed = false
-        try transaction { () throws(SQLiteError) in
+        try db.transaction { () throws(JournalError) in
             let update = try db.prepare(
                 "UPDATE messages SET state = 'skipped', next_attempt_at = NULL, updated_at = ?1 WHERE correlation_id = ?2 AND state IN ('queued', 'failed')")
             try update.bind(1, Self.now)
@@ -106,8 +106,8 @@ public final class JournalOperations {
     /// Pauses or resumes delivery on `route`: a paused route keeps accepting and journaling,
     /// and delivers nothing until resumed. The setting is kept in the journal, so it survives
     /// a restart.
-    public func setPaused(route: String, _ paused: Bool) throws(SQLiteError) {
-        try transaction { () throws(SQLiteError) in
+    public func setPaused(route: String, _ paused: Bool) throws(JournalError) {
+        try db.transaction { () throws(JournalError) in
             let upsert = try db.prepare("INSERT OR REPLACE INTO control (name, value) VALUES ('paused:' || ?1, ?2)")
             try upsert.bind(1, route)
             try upsert.bind(2, paused ? 1 : 0)
@@ -119,7 +119,7 @@ public final class JournalOperations {
     /// Deletes delivered messages (and their attempts) delivered before `before` (RFC 3339).
     ///
     /// - Returns: How many messages were deleted.
-    public func purgeDelivered(before: String) throws(SQLiteError) -> Int {
+    public func purgeDelivered(before: String) throws(JournalError) -> Int {
         let delete = try db.prepare(
             "DELETE FROM messages WHERE id IN (SELECT id FROM messages WHERE state = 'delivered' AND delivered_at < ?1 LIMIT 1000)")
         var total = 0
@@ -138,18 +138,8 @@ public final class JournalOperations {
 
     private static var now: String { Timestamp.format(millisecondsSince1970: Int64(Date().timeIntervalSince1970 * 1000)) }
 
-    private func bumpGeneration() throws(SQLiteError) {
+    private func bumpGeneration() throws(JournalError) {
         try db.execute(Schema.bumpReplayGeneration)
     }
 
-    private func transaction(_ body: () throws(SQLiteError) -> Void) throws(SQLiteError) {
-        try db.execute("BEGIN IMMEDIATE")
-        do throws(SQLiteError) {
-            try body()
-            try db.execute("COMMIT")
-        } catch {
-            try? db.execute("ROLLBACK")
-            throw error
-        }
-    }
 }

@@ -72,25 +72,24 @@ public final class JournalReader {
     ///
     /// - Throws: ``SQLiteError`` when there is no journal at `path`, it cannot be read, or its
     ///   schema version is not this Waypost's.
-    public init(path: String, busyTimeoutMilliseconds: Int = 5000) throws(SQLiteError) {
+    public init(path: String, busyTimeoutMilliseconds: Int = 5000) throws(JournalError) {
         guard FileManager.default.fileExists(atPath: path) else {
-            throw SQLiteError(extendedCode: 14, message: "no journal at \(path) (give --journal, --config or $WAYPOST_JOURNAL)", sql: nil)
+            throw JournalError(.notFound, "no journal at \(path) (give --journal, --config or $WAYPOST_JOURNAL)")
         }
         db = try SQLiteConnection(path: path, create: false)
         try db.execute("PRAGMA busy_timeout = \(busyTimeoutMilliseconds)")
         try db.execute("PRAGMA query_only = 1")
         let version = try db.scalarInt("PRAGMA user_version") ?? 0
         guard version == Schema.currentVersion else {
-            throw SQLiteError(
-                extendedCode: 1,
-                message: "\(path) has journal schema version \(version), this Waypost reads version \(Schema.currentVersion)"
-                    + (version < Schema.currentVersion ? " (start `waypost serve` on it once to migrate it)" : " (upgrade Waypost)"),
-                sql: nil)
+            throw JournalError(
+                .incompatible,
+                "\(path) has journal schema version \(version), this Waypost reads version \(Schema.currentVersion)"
+                    + (version < Schema.currentVersion ? " (start `waypost serve` on it once to migrate it)" : " (upgrade Waypost)"))
         }
     }
 
     /// Message counts per route and state.
-    public func counts() throws(SQLiteError) -> [StateCount] {
+    public func counts() throws(JournalError) -> [StateCount] {
         let statement = try db.prepare("SELECT route, state, count(*) FROM messages GROUP BY route, state ORDER BY route, state")
         var counts: [StateCount] = []
         while try statement.step() {
@@ -100,7 +99,7 @@ public final class JournalReader {
     }
 
     /// The `received_at` of the oldest message waiting for delivery, per route.
-    public func oldestQueued() throws(SQLiteError) -> [String: String] {
+    public func oldestQueued() throws(JournalError) -> [String: String] {
         let statement = try db.prepare(
             "SELECT route, min(received_at) FROM messages WHERE state IN ('queued', 'in_flight') GROUP BY route")
         var oldest: [String: String] = [:]
@@ -111,7 +110,7 @@ public final class JournalReader {
     }
 
     /// Messages matching `filter`, oldest first, at most `filter.limit`.
-    public func list(_ filter: MessageFilter) throws(SQLiteError) -> [MessageRecord] {
+    public func list(_ filter: MessageFilter) throws(JournalError) -> [MessageRecord] {
         let statement = try db.prepare(
             """
             SELECT \(Self.columns) FROM messages
@@ -131,14 +130,14 @@ public final class JournalReader {
     }
 
     /// The message with `correlationID`, or nil.
-    public func message(correlationID: String) throws(SQLiteError) -> MessageRecord? {
+    public func message(correlationID: String) throws(JournalError) -> MessageRecord? {
         let statement = try db.prepare("SELECT \(Self.columns) FROM messages WHERE correlation_id = ?1")
         try statement.bind(1, correlationID)
         return try statement.step() ? Self.record(statement) : nil
     }
 
     /// The delivery attempts of the message with row id `messageID`, in order.
-    public func attempts(messageID: Int64) throws(SQLiteError) -> [AttemptRecord] {
+    public func attempts(messageID: Int64) throws(JournalError) -> [AttemptRecord] {
         let statement = try db.prepare(
             "SELECT attempt, started_at, duration_ms, status, error FROM attempts WHERE message_id = ?1 ORDER BY attempt")
         try statement.bind(1, messageID)

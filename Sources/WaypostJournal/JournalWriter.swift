@@ -30,7 +30,7 @@ public final class JournalWriter: Service, @unchecked Sendable {
 
     enum Work {
         case store(IncomingMessage, @Sendable (Result<IntakeResult, JournalUnavailable>) -> Void)
-        case update(DeliveryUpdate, (@Sendable (Result<Void, SQLiteError>) -> Void)?)
+        case update(DeliveryUpdate, (@Sendable (Result<Void, JournalError>) -> Void)?)
     }
 
     private let condition = NSCondition()
@@ -87,19 +87,19 @@ public final class JournalWriter: Service, @unchecked Sendable {
     public init(
         path: String, durability: Durability, maxBacklog: Int, retainDelivered: Duration = .seconds(7 * 86400),
         maintenanceInterval: Duration = .seconds(60), busyTimeoutMilliseconds: Int = 5000, logger: Logger
-    ) throws(SQLiteError) {
+    ) throws(JournalError) {
         self.path = path
         self.durability = durability
         synchronousFull = durability == .full
         lockDescriptor = open(path + "-lock", O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
         guard lockDescriptor >= 0 else {
-            throw SQLiteError(extendedCode: 14, message: "cannot create \(path)-lock: \(String(cString: strerror(errno)))", sql: nil)
+            throw JournalError(.fileSystem, "cannot create \(path)-lock: \(String(cString: strerror(errno)))")
         }
         guard flock(lockDescriptor, LOCK_EX | LOCK_NB) == 0 else {
             close(lockDescriptor)
-            throw SQLiteError(extendedCode: 5, message: "the journal \(path) is in use by another Waypost server", sql: nil)
+            throw JournalError(.inUse, "the journal \(path) is in use by another Waypost server")
         }
-        do throws(SQLiteError) {
+        do throws(JournalError) {
             db = try SQLiteConnection(path: path)
             try Schema.prepareWriter(db, durability: durability, busyTimeoutMilliseconds: busyTimeoutMilliseconds)
             // Checkpoints run on their own thread; commits never wait for them.
@@ -213,18 +213,18 @@ public final class JournalWriter: Service, @unchecked Sendable {
 
     /// Records a delivery state change in the next transaction. `completion`, if given, runs
     /// on the writer thread after the commit (or its failure).
-    public func record(_ update: DeliveryUpdate, completion: (@Sendable (Result<Void, SQLiteError>) -> Void)? = nil) {
+    public func record(_ update: DeliveryUpdate, completion: (@Sendable (Result<Void, JournalError>) -> Void)? = nil) {
         record([(update, completion)])
     }
 
     /// Records several state changes at once (one wake-up of the writer for all of them).
-    public func record(_ updates: [(DeliveryUpdate, (@Sendable (Result<Void, SQLiteError>) -> Void)?)]) {
+    public func record(_ updates: [(DeliveryUpdate, (@Sendable (Result<Void, JournalError>) -> Void)?)]) {
         guard !updates.isEmpty else { return }
         condition.lock()
         if stopping {
             condition.unlock()
             for (_, completion) in updates {
-                completion?(.failure(SQLiteError(extendedCode: 21, message: "the journal writer has stopped", sql: nil)))
+                completion?(.failure(JournalError(.stopped, "the journal writer has stopped")))
             }
             return
         }
@@ -314,35 +314,32 @@ public final class JournalWriter: Service, @unchecked Sendable {
         var stored: [StoredMessage] = []
         let backlogBefore = backlog
         let holdsMessages = batch.contains { if case .store = $0 { true } else { false } }
-        do throws(SQLiteError) {
+        do throws(JournalError) {
             guard FileIdentity(path: path) == fileIdentity else {
-                throw SQLiteError(
-                    extendedCode: 14,
-                    message: "the journal file \(path) was removed or replaced while Waypost ran; put it back, or restart Waypost",
-                    sql: nil)
+                throw JournalError(
+                    .fileSystem, "the journal file \(path) was removed or replaced while Waypost ran; put it back, or restart Waypost")
             }
             let full = durability == .full && holdsMessages
             if full != synchronousFull {
                 try db.execute("PRAGMA synchronous = \(full ? "FULL" : "NORMAL")")
                 synchronousFull = full
             }
-            try db.execute("BEGIN IMMEDIATE")
-            for work in batch {
-                switch work {
-                case .store(let message, _):
-                    let result = try store(message)
-                    if case .success(.stored) = result {
-                        stored.append(StoredMessage(id: sqlite3_last_insert_rowid(db.handle), message: message))
+            try db.transaction { () throws(JournalError) in
+                for work in batch {
+                    switch work {
+                    case .store(let message, _):
+                        let result = try store(message)
+                        if case .success(.stored) = result {
+                            stored.append(StoredMessage(id: sqlite3_last_insert_rowid(db.handle), message: message))
+                        }
+                        results.append(result)
+                    case .update(let update, _):
+                        try apply(update)
+                        results.append(nil)
                     }
-                    results.append(result)
-                case .update(let update, _):
-                    try apply(update)
-                    results.append(nil)
                 }
             }
-            try db.execute("COMMIT")
         } catch {
-            if sqlite3_get_autocommit(db.handle) == 0 { try? db.execute("ROLLBACK") }
             backlog = backlogBefore
             condition.lock()
             _statistics.lastCommitFailed = true
@@ -388,7 +385,7 @@ public final class JournalWriter: Service, @unchecked Sendable {
         }
     }
 
-    private func apply(_ update: DeliveryUpdate) throws(SQLiteError) {
+    private func apply(_ update: DeliveryUpdate) throws(JournalError) {
         switch update {
         case .started(let id, let attempt, let cycleAttempt, let at):
             let timestamp = Timestamp.format(millisecondsSince1970: at)
@@ -426,7 +423,7 @@ public final class JournalWriter: Service, @unchecked Sendable {
         }
     }
 
-    private func finish(_ f: FinishedAttempt, state: MessageState, nextAttemptAt: Int64?) throws(SQLiteError) {
+    private func finish(_ f: FinishedAttempt, state: MessageState, nextAttemptAt: Int64?) throws(JournalError) {
         let statement = f.response == nil ? finishMessage : finishMessageWithResponse
         try statement.bind(1, f.messageID)
         try statement.bind(2, state.rawValue)
@@ -460,14 +457,14 @@ public final class JournalWriter: Service, @unchecked Sendable {
         }
     }
 
-    private func recountBacklog() throws(SQLiteError) -> Int {
+    private func recountBacklog() throws(JournalError) -> Int {
         defer { countBacklog.reset() }
         _ = try countBacklog.step()
         return Int(countBacklog.int64(0))
     }
 
     /// Stores one message inside the open transaction, or finds the message it repeats.
-    private func store(_ message: IncomingMessage) throws(SQLiteError) -> Result<IntakeResult, JournalUnavailable> {
+    private func store(_ message: IncomingMessage) throws(JournalError) -> Result<IntakeResult, JournalUnavailable> {
         if message.correlationIDWasSupplied {
             defer { findByCorrelationID.reset() }
             try findByCorrelationID.bind(1, message.correlationID)

@@ -1,8 +1,45 @@
 import CSQLite
 
+/// Why the journal could not do what was asked: what kind of failure, in words a person can act
+/// on, and the database's own error when it was the database that failed.
+public struct JournalError: Error, Sendable, CustomStringConvertible {
+    public enum Code: String, Sendable, Equatable {
+        /// There is no journal at the path.
+        case notFound = "not_found"
+        /// Another Waypost server holds the journal.
+        case inUse = "in_use"
+        /// The journal's schema is not one this Waypost reads.
+        case incompatible
+        /// The file system refused (the lock file, a journal file removed or replaced).
+        case fileSystem = "file_system"
+        /// The journal writer has stopped.
+        case stopped
+        /// The database failed; ``JournalError/cause`` says how.
+        case database
+    }
+
+    public var code: Code
+    public var message: String
+    /// The database's error, for ``Code/database``.
+    public var cause: SQLiteError?
+
+    public init(_ code: Code, _ message: String, cause: SQLiteError? = nil) {
+        self.code = code
+        self.message = message
+        self.cause = cause
+    }
+
+    /// A failure of SQLite itself.
+    init(_ cause: SQLiteError) {
+        self.init(.database, cause.message, cause: cause)
+    }
+
+    public var description: String { cause?.description ?? message }
+}
+
 /// An error reported by SQLite: its (extended) result code, its message, and the SQL that
 /// failed. See https://www.sqlite.org/rescode.html for the codes.
-public struct SQLiteError: Error, Sendable, CustomStringConvertible {
+public struct SQLiteError: Sendable, CustomStringConvertible {
     /// The extended result code (`SQLITE_IOERR_FSYNC`, `SQLITE_FULL`, ...).
     public var extendedCode: Int32
     /// SQLite's message for the error.
@@ -26,7 +63,7 @@ final class SQLiteConnection {
     let handle: OpaquePointer
 
     /// Opens `path`. `readOnly` connections never create the file.
-    init(path: String, readOnly: Bool = false, create: Bool = true) throws(SQLiteError) {
+    init(path: String, readOnly: Bool = false, create: Bool = true) throws(JournalError) {
         var db: OpaquePointer?
         var flags = SQLITE_OPEN_NOMUTEX
         if readOnly {
@@ -38,7 +75,7 @@ final class SQLiteConnection {
         guard rc == SQLITE_OK, let db else {
             let message = db.map { String(cString: sqlite3_errmsg($0)) } ?? "out of memory"
             if let db { sqlite3_close_v2(db) }
-            throw SQLiteError(extendedCode: rc, message: "cannot open \(path): \(message)", sql: nil)
+            throw JournalError(SQLiteError(extendedCode: rc, message: "cannot open \(path): \(message)", sql: nil))
         }
         sqlite3_extended_result_codes(db, 1)
         self.handle = db
@@ -48,18 +85,32 @@ final class SQLiteConnection {
         sqlite3_close_v2(handle)
     }
 
-    func error(_ rc: Int32, sql: String?) -> SQLiteError {
-        SQLiteError(extendedCode: sqlite3_extended_errcode(handle), message: String(cString: sqlite3_errmsg(handle)), sql: sql)
+    func error(_ rc: Int32, sql: String?) -> JournalError {
+        JournalError(SQLiteError(extendedCode: sqlite3_extended_errcode(handle), message: String(cString: sqlite3_errmsg(handle)), sql: sql))
+    }
+
+    /// Runs `body` in one `BEGIN IMMEDIATE` … `COMMIT` transaction, rolled back when it throws
+    /// (or when the commit fails).
+    func transaction<T>(_ body: () throws(JournalError) -> T) throws(JournalError) -> T {
+        try execute("BEGIN IMMEDIATE")
+        do throws(JournalError) {
+            let result = try body()
+            try execute("COMMIT")
+            return result
+        } catch {
+            if sqlite3_get_autocommit(handle) == 0 { try? execute("ROLLBACK") }
+            throw error
+        }
     }
 
     /// Runs one or more statements that return no rows.
-    func execute(_ sql: String) throws(SQLiteError) {
+    func execute(_ sql: String) throws(JournalError) {
         var errorMessage: UnsafeMutablePointer<CChar>?
         let rc = sqlite3_exec(handle, sql, nil, nil, &errorMessage)
         if rc != SQLITE_OK {
             let message = errorMessage.map { String(cString: $0) } ?? String(cString: sqlite3_errstr(rc))
             sqlite3_free(errorMessage)
-            throw SQLiteError(extendedCode: sqlite3_extended_errcode(handle), message: message, sql: sql)
+            throw JournalError(SQLiteError(extendedCode: sqlite3_extended_errcode(handle), message: message, sql: sql))
         }
     }
 
@@ -68,7 +119,7 @@ final class SQLiteConnection {
     /// frames the WAL holds and those of them now copied; nil when another connection's
     /// checkpoint was running. With every frame copied, the next write transaction starts the
     /// WAL over from its beginning.
-    func checkpointPassive() throws(SQLiteError) -> (frames: Int64, copied: Int64)? {
+    func checkpointPassive() throws(JournalError) -> (frames: Int64, copied: Int64)? {
         // The PRAGMA rather than sqlite3_wal_checkpoint_v2, which does nothing on a connection
         // that has not read the database yet (it does not know the file is in WAL mode).
         let statement = try prepare("PRAGMA wal_checkpoint(PASSIVE)")
@@ -77,7 +128,7 @@ final class SQLiteConnection {
         return (statement.int64(1), statement.int64(2))
     }
 
-    func prepare(_ sql: String) throws(SQLiteError) -> Statement {
+    func prepare(_ sql: String) throws(JournalError) -> Statement {
         var statement: OpaquePointer?
         let rc = sqlite3_prepare_v3(handle, sql, -1, UInt32(SQLITE_PREPARE_PERSISTENT), &statement, nil)
         guard rc == SQLITE_OK, let statement else { throw error(rc, sql: sql) }
@@ -85,7 +136,7 @@ final class SQLiteConnection {
     }
 
     /// The single integer a query returns (first column of the first row), or nil.
-    func scalarInt(_ sql: String) throws(SQLiteError) -> Int64? {
+    func scalarInt(_ sql: String) throws(JournalError) -> Int64? {
         let statement = try prepare(sql)
         return try statement.step() ? statement.int64(0) : nil
     }
@@ -115,7 +166,7 @@ final class Statement {
         sqlite3_clear_bindings(handle)
     }
 
-    func bind(_ index: Int32, _ value: String?) throws(SQLiteError) {
+    func bind(_ index: Int32, _ value: String?) throws(JournalError) {
         let rc: Int32
         if let value {
             rc = sqlite3_bind_text(handle, index, value, -1, waypost_sqlite_transient())
@@ -125,12 +176,12 @@ final class Statement {
         guard rc == SQLITE_OK else { throw connection.error(rc, sql: sql) }
     }
 
-    func bind(_ index: Int32, _ value: Int64?) throws(SQLiteError) {
+    func bind(_ index: Int32, _ value: Int64?) throws(JournalError) {
         let rc = value.map { sqlite3_bind_int64(handle, index, $0) } ?? sqlite3_bind_null(handle, index)
         guard rc == SQLITE_OK else { throw connection.error(rc, sql: sql) }
     }
 
-    func bind(_ index: Int32, blob: [UInt8]) throws(SQLiteError) {
+    func bind(_ index: Int32, blob: [UInt8]) throws(JournalError) {
         let rc = blob.withUnsafeBytes { bytes in
             // A zero-length blob must still be a blob, not NULL: pass a non-nil pointer.
             sqlite3_bind_blob64(handle, index, bytes.baseAddress ?? UnsafeRawPointer(bitPattern: 1), UInt64(bytes.count), waypost_sqlite_transient())
@@ -139,7 +190,7 @@ final class Statement {
     }
 
     /// Advances to the next row; false when done.
-    func step() throws(SQLiteError) -> Bool {
+    func step() throws(JournalError) -> Bool {
         let rc = sqlite3_step(handle)
         switch rc {
         case SQLITE_ROW: return true
@@ -149,7 +200,7 @@ final class Statement {
     }
 
     /// Runs a statement that returns no rows, then resets it.
-    func run() throws(SQLiteError) {
+    func run() throws(JournalError) {
         defer { reset() }
         _ = try step()
     }

@@ -71,7 +71,7 @@ enum Schema {
     static let bumpReplayGeneration = "UPDATE control SET value = value + 1 WHERE name = 'replay_generation'"
 
     /// Applies the pragmas every writer connection needs, then any missing migrations.
-    static func prepareWriter(_ db: SQLiteConnection, durability: Durability, busyTimeoutMilliseconds: Int) throws(SQLiteError) {
+    static func prepareWriter(_ db: SQLiteConnection, durability: Durability, busyTimeoutMilliseconds: Int) throws(JournalError) {
         try db.execute("PRAGMA busy_timeout = \(busyTimeoutMilliseconds)")
         try db.execute("PRAGMA journal_mode = WAL")
         try db.execute("PRAGMA synchronous = \(durability == .full ? "FULL" : "NORMAL")")
@@ -79,24 +79,17 @@ enum Schema {
         try migrate(db)
     }
 
-    static func migrate(_ db: SQLiteConnection) throws(SQLiteError) {
-        try db.execute("BEGIN IMMEDIATE")
-        do throws(SQLiteError) {
+    static func migrate(_ db: SQLiteConnection) throws(JournalError) {
+        try db.transaction { () throws(JournalError) in
             let version = try db.scalarInt("PRAGMA user_version") ?? 0
             guard version <= currentVersion else {
-                throw SQLiteError(
-                    extendedCode: 1,
-                    message: "the journal has schema version \(version), newer than this Waypost's \(currentVersion): upgrade Waypost",
-                    sql: nil)
+                throw JournalError(
+                    .incompatible, "the journal has schema version \(version), newer than this Waypost's \(currentVersion): upgrade Waypost")
             }
             for index in Int(version)..<migrations.count {
                 try db.execute(migrations[index])
             }
             try db.execute("PRAGMA user_version = \(currentVersion)")
-            try db.execute("COMMIT")
-        } catch {
-            try? db.execute("ROLLBACK")
-            throw error
         }
     }
 }

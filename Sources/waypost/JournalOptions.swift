@@ -108,7 +108,7 @@ func reportingFailure<T>(_ body: () throws -> T) throws -> T {
     } catch let failure as Failure {
         printError("waypost: \(failure)")
         throw ExitCode.failure
-    } catch let error as SQLiteError {
+    } catch let error as JournalError {
         printError("waypost: \(error)")
         throw ExitCode.failure
     }

@@ -441,7 +441,8 @@ struct ForwarderTests {
         let log = ArrivalLog()
         let upstream = try await TestUpstream.start { request in
             log.note(request)
-            return .respond(status: 200, delay: .milliseconds(30))
+            // Slow enough that 40 in a row outlast the submissions even on a loaded machine.
+            return .respond(status: 200, delay: .milliseconds(100))
         }
         let routes = [RouteConfig(name: "r", path: "/", upstream: upstream.url, retry: fastRetry)]
         let first = try DeliveryHarness(routes: routes)

@@ -39,7 +39,7 @@ struct DiskFullTests {
             case .success(.stored(let id)): acknowledged.append(id)
             case .failure(.storage(let error)):
                 refused += 1
-                #expect(error.code == 13 || error.code == 10, "expected SQLITE_FULL or SQLITE_IOERR, got \(error)")
+                #expect(error.cause?.code == 13 || error.cause?.code == 10, "expected SQLITE_FULL or SQLITE_IOERR, got \(error)")
             default: Issue.record("unexpected outcome")
             }
         }

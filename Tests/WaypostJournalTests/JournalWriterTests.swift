@@ -158,8 +158,10 @@ struct JournalWriterTests {
         let writer = try JournalWriter.open(dir.file("j.db"))
         await writer.shutdown()
         _ = try sqlite3CLI(dir.file("j.db"), "PRAGMA user_version = 99")
-        #expect(throws: SQLiteError.self) { try JournalWriter.open(dir.file("j.db")) }
-        #expect(throws: SQLiteError.self) { try JournalReader(path: dir.file("j.db")) }
+        let writerError = #expect(throws: JournalError.self) { try JournalWriter.open(dir.file("j.db")) }
+        #expect(writerError?.code == .incompatible)
+        let readerError = #expect(throws: JournalError.self) { try JournalReader(path: dir.file("j.db")) }
+        #expect(readerError?.code == .incompatible)
     }
 
     @Test("messages submitted after shutdown are refused")
@@ -365,7 +367,8 @@ struct DeliveryRecordTests {
         let dir = try TemporaryDirectory()
         defer { dir.cleanUp() }
         let first = try JournalWriter.open(dir.file("j.db"))
-        #expect(throws: SQLiteError.self) { try JournalWriter.open(dir.file("j.db")) }
+        let error = #expect(throws: JournalError.self) { try JournalWriter.open(dir.file("j.db")) }
+        #expect(error?.code == .inUse)
         await first.shutdown()
         let second = try JournalWriter.open(dir.file("j.db"))
         await second.shutdown()
