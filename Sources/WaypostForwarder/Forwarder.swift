@@ -60,6 +60,7 @@ public final class Forwarder: Service, @unchecked Sendable {
         var reloadRequested = false
         /// Messages whose final state is not committed yet: a reload must not take them for waiting.
         var unrecorded: Set<Int64> = []
+        var started = false
         var stopping = false
         var graceDeadline = Date.distantFuture
         var exited = false
@@ -121,7 +122,9 @@ public final class Forwarder: Service, @unchecked Sendable {
         return expanded
     }
 
-    /// Prepares delivery for every route of `configuration` and starts the delivery thread.
+    /// Prepares delivery for every route of `configuration`: reads the journal's replay
+    /// generation and paused routes, and starts libcurl. The delivery thread starts with
+    /// ``run()`` (or ``start()``).
     ///
     /// - Parameters:
     ///   - addHeaders: each route's `add_headers`, expanded (``addHeaders(of:environment:)``), by route name.
@@ -165,7 +168,15 @@ public final class Forwarder: Service, @unchecked Sendable {
         self.logger = logger
         self.shutdownGrace = configuration.shutdownGrace
         writer.onStored { [weak self] messages in self?.messagesStored(messages) }
-        startDedicatedThread(named: "wp-forwarder") { [self] in deliveryLoop() }
+    }
+
+    /// Starts the delivery thread, once.
+    public func start() {
+        let start = shared.withLock { shared in
+            defer { shared.started = true }
+            return !shared.started
+        }
+        if start { startDedicatedThread(named: "wp-forwarder") { [self] in deliveryLoop() } }
     }
 
     /// Whether the delivery thread is running.
@@ -176,12 +187,13 @@ public final class Forwarder: Service, @unchecked Sendable {
     /// Runs until graceful shutdown, then lets the attempts in flight finish within
     /// `shutdown_grace`.
     public func run() async throws {
-        try? await gracefulShutdown()
-        await shutdown(grace: shutdownGrace)
+        start()
+        await untilGracefulShutdown { await shutdown(grace: shutdownGrace) }
     }
 
     /// Stops sending, waits up to `grace` for the attempts in flight, then cancels the rest
-    /// (they stay `in_flight` in the journal and are sent again after a restart).
+    /// (they stay `in_flight` in the journal and are sent again after a restart). A forwarder
+    /// that never started starts to stop: it has nothing in flight, and closes libcurl.
     public func shutdown(grace: Duration) async {
         await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
             let running = shared.withLock { shared in
@@ -193,6 +205,8 @@ public final class Forwarder: Service, @unchecked Sendable {
                 shared.exitWaiters.append(continuation)
                 return true
             }
+            // Stopping is set first: a thread that starts now sends nothing.
+            start()
             if running { multi.waker.wake() } else { continuation.resume() }
         }
     }

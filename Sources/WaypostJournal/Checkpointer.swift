@@ -17,6 +17,7 @@ final class Checkpointer: @unchecked Sendable {
     // @unchecked Sendable: `stopping` and `exited` are guarded by `condition`; `db` is touched
     // only by the checkpointer thread.
     private let condition = NSCondition()
+    private var started = false
     private var stopping = false
     private var exited = false
     private let db: SQLiteConnection
@@ -34,6 +35,14 @@ final class Checkpointer: @unchecked Sendable {
         try db.execute("PRAGMA busy_timeout = 5000")
         self.interval = interval
         self.logger = logger
+    }
+
+    /// Starts the checkpoint thread.
+    func start() {
+        condition.lock()
+        defer { condition.unlock() }
+        guard !started, !stopping else { return }
+        started = true
         startDedicatedThread(named: "wp-checkpoint") { [self] in loop() }
     }
 
@@ -80,7 +89,7 @@ final class Checkpointer: @unchecked Sendable {
         condition.lock()
         stopping = true
         condition.broadcast()
-        while !exited { condition.wait() }
+        while started && !exited { condition.wait() }
         condition.unlock()
     }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import ServiceLifecycle
 
 #if canImport(Glibc)
     import Glibc
@@ -24,4 +25,11 @@ public func startDedicatedThread(named name: String, _ body: @escaping @Sendable
     }
     thread.name = name
     thread.start()
+}
+
+/// The life of a service after its start: waits for the service group's graceful shutdown (or
+/// the task's cancellation), then runs `stop`.
+public func untilGracefulShutdown(then stop: () async -> Void) async {
+    try? await gracefulShutdown()
+    await stop()
 }

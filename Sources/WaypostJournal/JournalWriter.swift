@@ -25,7 +25,7 @@ import WaypostCore
 /// outcome records, and their messages are sent again: delivery stays at least once. Under
 /// load, this keeps the outcome commits from adding an fsync in front of every intake commit.
 public final class JournalWriter: Service, @unchecked Sendable {
-    // @unchecked Sendable: `inbox`, `stopping`, `exited` and `statistics` are guarded by
+    // @unchecked Sendable: `inbox`, `started`, `stopping`, `exited` and `statistics` are guarded by
     // `condition`; `db`, the statements and `backlog` are touched only by the writer thread.
 
     enum Work {
@@ -36,6 +36,7 @@ public final class JournalWriter: Service, @unchecked Sendable {
     private let condition = NSCondition()
     private var inbox: [Work] = []
     private var storedObserver: (@Sendable ([StoredMessage]) -> Void)?
+    private var started = false
     private var stopping = false
     private var exited = false
     private var exitWaiters: [CheckedContinuation<Void, Never>] = []
@@ -76,11 +77,12 @@ public final class JournalWriter: Service, @unchecked Sendable {
     private let batchSize = Recorder(label: "waypost_commit_batch_size")
     private let logger: Logger
 
-    /// Opens (creating and migrating if needed) the journal at `path` and starts the writer
-    /// thread.
+    /// Opens (creating and migrating if needed) the journal at `path`, locks it and prepares the
+    /// statements: everything that can fail. The writer thread starts with ``run()`` (or
+    /// ``start()``); what is submitted before waits for it.
     ///
-    /// - Throws: ``SQLiteError`` when the file cannot be opened, is not a journal, or has a
-    ///   newer schema.
+    /// - Throws: ``JournalError`` when the file cannot be opened or locked, is not a journal, or
+    ///   has a newer schema.
     ///
     /// Messages left `in_flight` by a crash are `queued` again, in their order, and their open
     /// attempts are marked interrupted: delivery is at least once.
@@ -165,6 +167,15 @@ public final class JournalWriter: Service, @unchecked Sendable {
             close(lockDescriptor)
             throw error
         }
+    }
+
+    /// Starts the writer thread (and the checkpointer's), once.
+    public func start() {
+        condition.lock()
+        defer { condition.unlock() }
+        guard !started else { return }
+        started = true
+        checkpointer.start()
         startDedicatedThread(named: "wp-journal") { [self] in writerLoop() }
     }
 
@@ -245,12 +256,14 @@ public final class JournalWriter: Service, @unchecked Sendable {
 
     /// Runs until graceful shutdown, then stores what is already in the inbox and stops.
     public func run() async throws {
-        try? await gracefulShutdown()
-        await shutdown()
+        start()
+        await untilGracefulShutdown(then: shutdown)
     }
 
-    /// Stops taking requests, commits those already submitted, and waits for the thread to end.
+    /// Stops taking requests, commits those already submitted, and waits for the thread to end
+    /// (starting it first if it never ran, so that nothing submitted is left unanswered).
     public func shutdown() async {
+        start()
         await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
             condition.lock()
             stopping = true

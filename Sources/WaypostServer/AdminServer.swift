@@ -66,8 +66,7 @@ public final class AdminServer: Service, Sendable {
 
     public func run() async throws {
         try await start()
-        try? await gracefulShutdown()
-        await shutdown()
+        await untilGracefulShutdown(then: shutdown)
     }
 
     public func shutdown() async {

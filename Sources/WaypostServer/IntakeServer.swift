@@ -53,8 +53,7 @@ public final class IntakeServer: Service, Sendable {
     /// Serves until graceful shutdown, then drains (see the type's documentation).
     public func run() async throws {
         try await start()
-        try? await gracefulShutdown()
-        await shutdown()
+        await untilGracefulShutdown(then: shutdown)
     }
 
     /// Stops accepting, lets every open connection finish its request in progress (within

@@ -98,7 +98,7 @@ struct Serve: AsyncParsableCommand {
             forwarder = try Forwarder(
                 configuration: settings, writer: writer, board: board, addHeaders: startup.addHeaders, secrets: secrets, logger: logger)
         } catch {
-            await writer.shutdown()
+            // Nothing has started yet: the writer's thread starts in run(), the lock goes with the process.
             printError("waypost: \(error)")
             throw ExitCode.failure
         }
@@ -132,10 +132,10 @@ struct Serve: AsyncParsableCommand {
             } catch {
                 let reason = (error as? IOError).map { String(cString: strerror($0.errnoCode)).lowercased() } ?? "\(error)"
                 printError("waypost: cannot listen on \(address): \(reason)")
+                // The writer and the forwarder start with the service group, which never ran;
+                // a listener that did bind is closed before the event loops stop.
                 await server.shutdown()
                 await adminServer.shutdown()
-                await forwarder.shutdown(grace: .zero)
-                await writer.shutdown()
                 throw ExitCode.failure
             }
         }

@@ -33,6 +33,8 @@ final class DeliveryHarness: Sendable {
             configuration: configuration, writer: writer, board: board,
             addHeaders: try Forwarder.addHeaders(of: configuration, environment: environment),
             secrets: RouteSecrets(RouteSecrets.Keys(signers: signers)), logger: Self.quiet)
+        writer.start()
+        forwarder.start()
     }
 
     /// Stops delivery and the writer; `keepFiles` keeps the journal for a restart.

@@ -224,6 +224,7 @@ struct DeliveryRecordTests {
         let quiet = Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() })
         for durability in [Durability.full, .relaxed] {
             let writer = try JournalWriter(path: dir.file("\(durability).db"), durability: durability, maxBacklog: 100, logger: quiet)
+            writer.start()
             func recorded(_ update: DeliveryUpdate) async {
                 await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
                     writer.record(update) { _ in continuation.resume() }
@@ -250,6 +251,7 @@ struct DeliveryRecordTests {
         let writer = try JournalWriter(
             path: dir.file("j.db"), durability: .full, maxBacklog: 100, retainDelivered: .seconds(30),
             maintenanceInterval: .milliseconds(100), logger: quiet)
+        writer.start()
         let delivered = makeMessage()
         let failed = makeMessage()
         let oldDelivery = makeMessage()

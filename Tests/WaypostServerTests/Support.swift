@@ -40,6 +40,7 @@ final class TestIntake: Sendable {
         var configuration = WaypostConfig(listen: HostPort(host: "127.0.0.1", port: 0), routes: routes)
         configuration.journal.path = journalPath
         writer = try JournalWriter(path: journalPath, durability: .full, maxBacklog: maxBacklog, logger: Self.quiet)
+        writer.start()
         group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         server = IntakeServer(configuration: configuration, writer: writer, board: OutcomeBoard(), group: group, logger: Self.quiet)
         port = try await server.start().port!
