@@ -68,7 +68,7 @@ final class ConnectionDeadline {
 
     func headArrived(on eventLoop: any EventLoop) {
         answered = false
-        phase = .body(since: .now(), bytes: 0)
+        phase = .body(since: eventLoop.now, bytes: 0)
         scheduleBodyDeadline(on: eventLoop)
     }
 
@@ -108,7 +108,7 @@ final class ConnectionDeadline {
             let deadline = bound.value
             guard case .body(let since, let bytes) = deadline.phase else { return }
             // Bytes that arrived meanwhile move the deadline on.
-            if deadline.bodyDeadline(since: since, bytes: bytes) > .now() { return deadline.scheduleBodyDeadline(on: eventLoop) }
+            if deadline.bodyDeadline(since: since, bytes: bytes) > eventLoop.now { return deadline.scheduleBodyDeadline(on: eventLoop) }
             deadline.expired(!deadline.answered)
         }
     }
