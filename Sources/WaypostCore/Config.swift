@@ -400,12 +400,34 @@ public struct HeaderField: Sendable, Equatable {
     /// The header name, as written.
     public var name: String
     /// The value; in `add_headers` it may contain `${ENV_VAR}` references, expanded at start-up.
+    /// Its bytes are its UTF-8, unless ``valueIsLatin1``.
     public var value: String
+    /// The value's bytes are not UTF-8 (obs-text, RFC 9110 §5.5): `value` holds one character
+    /// per byte (U+0000…U+00FF), so that the bytes are stored and forwarded as they came.
+    public var valueIsLatin1: Bool
 
     /// Creates a header field.
-    public init(name: String, value: String) {
+    public init(name: String, value: String, valueIsLatin1: Bool = false) {
         self.name = name
         self.value = value
+        self.valueIsLatin1 = valueIsLatin1
+    }
+
+    /// A field whose value is `bytes` as received: UTF-8 text when they are UTF-8, else one
+    /// character per byte (``valueIsLatin1``).
+    public init(name: String, valueBytes bytes: some Collection<UInt8>) {
+        if let text = String(validating: bytes, as: UTF8.self) {
+            self.init(name: name, value: text)
+        } else {
+            var text = ""
+            text.unicodeScalars.append(contentsOf: bytes.map { Unicode.Scalar($0) })
+            self.init(name: name, value: text, valueIsLatin1: true)
+        }
+    }
+
+    /// The value's bytes on the wire.
+    public var valueBytes: [UInt8] {
+        valueIsLatin1 ? value.unicodeScalars.map { UInt8(truncatingIfNeeded: $0.value) } : Array(value.utf8)
     }
 }
 

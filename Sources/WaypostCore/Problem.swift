@@ -64,7 +64,8 @@ public enum JSON {
         out += "\""
     }
 
-    /// The header fields of a JSON array of `[name, value]` pairs (as ``encode(headers:)``
+    /// The header fields of a JSON array of `[name, value]` pairs, or `[name, value, "latin1"]`
+    /// for a value that is not UTF-8 (as ``encode(headers:)``
     /// writes them); nil when `text` is not such an array. Parsed here rather than with
     /// Foundation because every delivery attempt reads its message's headers.
     public static func decodeHeaders(_ text: String) -> [HeaderField]? {
@@ -110,17 +111,23 @@ public enum JSON {
         guard expect(UInt8(ascii: "[")) else { return nil }
         if expect(UInt8(ascii: "]")) { return fields }
         repeat {
-            guard expect(UInt8(ascii: "[")), let name = string(), expect(UInt8(ascii: ",")), let value = string(),
-                expect(UInt8(ascii: "]"))
-            else { return nil }
-            fields.append(HeaderField(name: name, value: value))
+            guard expect(UInt8(ascii: "[")), let name = string(), expect(UInt8(ascii: ",")), let value = string() else { return nil }
+            // A third element "latin1" marks a value whose bytes are not UTF-8 (HeaderField.valueIsLatin1).
+            var latin1 = false
+            if expect(UInt8(ascii: ",")) {
+                guard string() == "latin1", value.unicodeScalars.allSatisfy({ $0.value <= 0xFF }) else { return nil }
+                latin1 = true
+            }
+            guard expect(UInt8(ascii: "]")) else { return nil }
+            fields.append(HeaderField(name: name, value: value, valueIsLatin1: latin1))
         } while expect(UInt8(ascii: ","))
         guard expect(UInt8(ascii: "]")) else { return nil }
         skipSpace()
         return bytes.isEmpty ? fields : nil
     }
 
-    /// Header fields as a JSON array of `[name, value]` pairs, in order.
+    /// Header fields as a JSON array of `[name, value]` pairs, in order; a value whose bytes are
+    /// not UTF-8 is one character per byte, marked by a third element: `[name, value, "latin1"]`.
     public static func encode(headers: [HeaderField]) -> String {
         var out = "["
         out.reserveCapacity(headers.reduce(2) { $0 + $1.name.utf8.count + $1.value.utf8.count + 8 })
@@ -129,7 +136,7 @@ public enum JSON {
             appendQuoted(field.name, to: &out)
             out += ","
             appendQuoted(field.value, to: &out)
-            out += "]"
+            out += field.valueIsLatin1 ? ",\"latin1\"]" : "]"
         }
         out += "]"
         return out

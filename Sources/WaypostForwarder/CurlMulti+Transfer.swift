@@ -136,7 +136,7 @@ final class CurlTransfer {
     /// The `CURLOPT_HTTPHEADER` list for `headers`, plus the entries that switch off curl's
     /// own `Accept`, `Expect` and (with a body) `Content-Type` unless the caller gave them.
     private static func headerList(_ headers: [HeaderField], sendsBody: Bool) throws(CurlError) -> UnsafeMutablePointer<curl_slist>? {
-        var lines: [String] = []
+        var lines: [[UInt8]] = []
         lines.reserveCapacity(headers.count + 3)
         var givesAccept = false
         var givesExpect = false
@@ -146,24 +146,36 @@ final class CurlTransfer {
             guard !name.isEmpty, name.utf8.allSatisfy(isTokenByte) else {
                 throw .invalidRequest("invalid header name \"\(name)\"")
             }
-            guard !field.value.utf8.contains(where: { $0 == 0x0D || $0 == 0x0A || $0 == 0 }) else {
+            // "Name: value", or "Name;" for an empty value ("Name:" would remove the field in
+            // curl's syntax), NUL-terminated; the value's bytes go as they are, obs-text included.
+            var line: [UInt8] = []
+            line.reserveCapacity(name.utf8.count + field.value.utf8.count + 3)
+            line += name.utf8
+            line += [UInt8(ascii: ":"), UInt8(ascii: " ")]
+            let valueStart = line.count
+            if field.valueIsLatin1 { line += field.valueBytes } else { line += field.value.utf8 }
+            guard !line[valueStart...].contains(where: { $0 == 0x0D || $0 == 0x0A || $0 == 0 }) else {
                 throw .invalidRequest("the value of header \(name) contains CR, LF or NUL")
             }
+            if line.count == valueStart { line.replaceSubrange((valueStart - 2)..., with: [UInt8(ascii: ";")]) }
+            line.append(0)
             // The length always comes from the body; a stale one would corrupt the framing.
             if name.caseInsensitiveEquals("content-length") || name.caseInsensitiveEquals("transfer-encoding") { continue }
             givesAccept = givesAccept || name.caseInsensitiveEquals("accept")
             givesExpect = givesExpect || name.caseInsensitiveEquals("expect")
             givesContentType = givesContentType || name.caseInsensitiveEquals("content-type")
-            // "Name:" would remove the field in curl's syntax; "Name;" sends it empty.
-            lines.append(field.value.isEmpty ? name + ";" : name + ": " + field.value)
+            lines.append(line)
         }
-        if !givesAccept { lines.append("Accept:") }
-        if !givesExpect { lines.append("Expect:") }
-        if sendsBody && !givesContentType { lines.append("Content-Type:") }
+        if !givesAccept { lines.append(Array("Accept:\0".utf8)) }
+        if !givesExpect { lines.append(Array("Expect:\0".utf8)) }
+        if sendsBody && !givesContentType { lines.append(Array("Content-Type:\0".utf8)) }
 
         var list: UnsafeMutablePointer<curl_slist>? = nil
         for line in lines {
-            guard let appended = curl_slist_append(list, line) else {
+            let appended = line.withUnsafeBufferPointer { bytes in
+                bytes.withMemoryRebound(to: CChar.self) { curl_slist_append(list, $0.baseAddress) }
+            }
+            guard let appended else {
                 curl_slist_free_all(list)
                 throw CurlError(CURLE_OUT_OF_MEMORY)
             }

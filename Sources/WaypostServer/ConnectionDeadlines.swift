@@ -126,9 +126,20 @@ final class ConnectionDeadline {
     }
 }
 
+/// The raw request heads of one connection (``RawHeadRecorder``): ``RawBytesGuard`` feeds it
+/// the bytes before the decoder sees them, the intake's handler takes one head per request.
+/// Used on the channel's event loop only.
+final class RawHeads {
+    var recorder: RawHeadRecorder
+
+    init(limit: Int) {
+        recorder = RawHeadRecorder(limit: limit)
+    }
+}
+
 /// Sits between the response encoder and the request decoder: counts the bytes that arrive
 /// and sees each answer end, for the connection's ``ConnectionDeadline``; answers `408` and
-/// closes when it passes.
+/// closes when it passes. With ``rawHeads``, it also records the raw request heads.
 final class RawBytesGuard: ChannelDuplexHandler, RemovableChannelHandler {
     typealias InboundIn = ByteBuffer
     typealias InboundOut = ByteBuffer
@@ -136,9 +147,11 @@ final class RawBytesGuard: ChannelDuplexHandler, RemovableChannelHandler {
     typealias OutboundOut = HTTPServerResponsePart
 
     private let deadline: ConnectionDeadline
+    let rawHeads: RawHeads?
 
-    init(deadline: ConnectionDeadline) {
+    init(deadline: ConnectionDeadline, rawHeads: RawHeads?) {
         self.deadline = deadline
+        self.rawHeads = rawHeads
     }
 
     func handlerAdded(context: ChannelHandlerContext) {
@@ -166,7 +179,9 @@ final class RawBytesGuard: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        deadline.bytesArrived(unwrapInboundIn(data).readableBytes, on: context.eventLoop)
+        let bytes = unwrapInboundIn(data)
+        deadline.bytesArrived(bytes.readableBytes, on: context.eventLoop)
+        if let rawHeads { bytes.withUnsafeReadableBytes { rawHeads.recorder.feed($0) } }
         context.fireChannelRead(data)
     }
 

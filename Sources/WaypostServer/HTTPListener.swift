@@ -82,9 +82,11 @@ final class HTTPListener: Sendable {
         decoderLimits.maxHeaderListSize = maxHeaderBytes
         decoderLimits.maxHeaderFieldSize = maxHeaderBytes
         let deadline = ConnectionDeadline(limits: limits)
+        // The intake stores header values byte for byte: its connections record the raw heads.
+        let rawHeads = handler is IntakeHandler ? RawHeads(limit: maxHeaderBytes + 16 * 1024) : nil
         try pipeline.addHandlers([
             HTTPResponseEncoder(),
-            RawBytesGuard(deadline: deadline),
+            RawBytesGuard(deadline: deadline, rawHeads: rawHeads),
             ByteToMessageHandler(HTTPRequestDecoder(leftOverBytesStrategy: .dropBytes, limitConfiguration: decoderLimits)),
             HTTPServerPipelineHandler(),
             RequestProgressTap(deadline: deadline),

@@ -68,6 +68,8 @@ final class IntakeHandler: ChannelInboundHandler, RemovableChannelHandler {
         var body: ByteBuffer
         var correlationID: String
         var correlationIDWasSupplied: Bool
+        /// The head's raw bytes, when it has bytes above 0x7F (``RawHeadRecorder``).
+        var rawHead: RawHeadRecorder.Head
         var pattern: ResponsePattern
         /// When the head arrived, in milliseconds since the Unix epoch.
         var receivedAt: Int64
@@ -98,11 +100,17 @@ final class IntakeHandler: ChannelInboundHandler, RemovableChannelHandler {
 
     let shared: IntakeContext
     var state = State.idle
+    /// The connection's raw request heads, recorded before the decoder (``RawBytesGuard``).
+    var rawHeads: RawHeads?
     /// Whether the request being answered is a `HEAD`: its answer has no body.
     var answeringHead = false
 
     init(context: IntakeContext) {
         self.shared = context
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        rawHeads = try? context.pipeline.syncOperations.handler(type: RawBytesGuard.self).rawHeads
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -135,6 +143,7 @@ final class IntakeHandler: ChannelInboundHandler, RemovableChannelHandler {
 
     private func receiveHead(_ head: HTTPRequestHead, context: ChannelHandlerContext) {
         answeringHead = head.method == .HEAD
+        let rawHead = rawHeads?.recorder.nextHead() ?? .unknown
         if let problem = RequestHeadRules.problem(head) {
             return reject(problem, head: head, context: context)
         }
@@ -184,7 +193,21 @@ final class IntakeHandler: ChannelInboundHandler, RemovableChannelHandler {
             Request(
                 head: head, route: route, body: context.channel.allocator.buffer(capacity: 0),
                 correlationID: supplied.first ?? CorrelationID.generate(millisecondsSince1970: UInt64(receivedAt)),
-                correlationIDWasSupplied: !supplied.isEmpty, pattern: pattern, receivedAt: receivedAt))
+                correlationIDWasSupplied: !supplied.isEmpty, rawHead: rawHead, pattern: pattern, receivedAt: receivedAt))
+    }
+
+    /// The request's header fields as received: the decoder's, with the raw bytes of values that
+    /// are not UTF-8 put back (obs-text, SPEC §2). A raw head that does not match the decoder's
+    /// ends the recording for the connection.
+    private func receivedFields(_ request: Request) -> [HeaderField] {
+        if case .raw(let raw) = request.rawHead {
+            if let restored = RawHeadRecorder.restoredFields(decoded: request.head.headers.map { ($0.name, $0.value) }, raw: raw) {
+                return restored
+            }
+            rawHeads?.recorder.giveUp()
+            shared.logger.debug("a raw request head did not match the decoded one; header values are kept as decoded")
+        }
+        return request.head.headers.map { HeaderField(name: $0.name, value: $0.value) }
     }
 
     /// Whether `path` has a `.` or `..` segment, literally or percent-encoded. Such a path
@@ -201,8 +224,8 @@ final class IntakeHandler: ChannelInboundHandler, RemovableChannelHandler {
         state = .storing
         let route = request.route
         let body = Array(request.body.readableBytesView)
+        let received = receivedFields(request)
         if let verifier = shared.secrets.verifier(route.name) {
-            let received = request.head.headers.map { HeaderField(name: $0.name, value: $0.value) }
             if let failure = verifier.verify(headers: received, body: body, nowMilliseconds: shared.now()) {
                 return reject(.signature(failure, route: route.name), head: nil, context: context)
             }
@@ -210,12 +233,7 @@ final class IntakeHandler: ChannelInboundHandler, RemovableChannelHandler {
         if route.validate == .json, !JSONValidator.isValid(body) {
             return reject(.malformedJSON(route: route.name), head: nil, context: context)
         }
-        var fields: [HeaderField] = []
-        fields.reserveCapacity(request.head.headers.count)
-        for (name, value) in request.head.headers where !name.caseInsensitiveEquals("expect") {
-            fields.append(HeaderField(name: name, value: value))
-        }
-        fields = HTTPHeaderRules.removingHopByHop(fields)
+        let fields = HTTPHeaderRules.removingHopByHop(received.filter { !$0.name.caseInsensitiveEquals("expect") })
         let message = IncomingMessage(
             correlationID: request.correlationID,
             correlationIDWasSupplied: request.correlationIDWasSupplied,

@@ -327,3 +327,36 @@ struct SyncTests {
         }
     }
 }
+
+@Suite("Header values byte for byte, obs-text included (SPEC §2)")
+struct ObsTextTests {
+    @Test("a header value that is not UTF-8 is journaled and forwarded as its bytes; UTF-8 values stay text")
+    func obsTextKept() async throws {
+        let upstream = try await TestUpstream.start()
+        defer { Task { await upstream.stop() } }
+        try await withGateway(routes: [RouteConfig(name: "r", path: "/hooks", upstream: upstream.url)]) { gateway in
+            let obs: [UInt8] = [0xFF, 0xFE, 0x20, 0x6F, 0x6B, 0xE9]  // ÿþ ok é, as Latin-1 bytes
+            let sent = [
+                // The first one has a body, so the recorder must skip it to find the second head.
+                try await gateway.send("POST", "/hooks", headers: [HeaderField(name: "X-Plain", value: "a")], body: "{\"n\":1}"),
+                try await gateway.send(
+                    "POST", "/hooks",
+                    headers: [
+                        HeaderField(name: "X-Obs", valueBytes: obs), HeaderField(name: "X-Utf", value: "café"),
+                        HeaderField(name: "X-After", value: "b"),
+                    ], body: "second"),
+            ]
+            #expect(sent.map(\.status) == [202, 202])
+            let ids = sent.compactMap { $0.header("X-Correlation-ID") }
+            try await gateway.delivery.waitForStates(ids, in: ["delivered"])
+            let record = try #require(try gateway.delivery.record(ids[1]))
+            #expect(record.headersJSON.contains(#"["X-Obs","ÿþ oké","latin1"]"#), "\(record.headersJSON)")
+            #expect(record.headersJSON.contains(#"["X-Utf","café"]"#), "\(record.headersJSON)")
+            let fields = try #require(JSON.decodeHeaders(record.headersJSON))
+            #expect(fields.first { $0.name == "X-Obs" }?.valueBytes == obs)
+            let wire = upstream.rawBytes
+            #expect(wire.firstRange(of: Array("X-Obs: ".utf8) + obs + [0x0D, 0x0A]) != nil, "the upstream got the bytes")
+            #expect(wire.firstRange(of: Array("X-Utf: café\r\n".utf8)) != nil)
+        }
+    }
+}

@@ -78,6 +78,8 @@ final class TestUpstream: Sendable {
     /// What the event loops record, read by the test.
     final class Recorder: Sendable {
         let state = Mutex<(requests: [RecordedRequest], connections: Int)>(([], 0))
+        /// Every byte received, on all connections, as it came off the wire.
+        let raw = Mutex<[UInt8]>([])
     }
 
     let port: Int
@@ -109,6 +111,7 @@ final class TestUpstream: Sendable {
                     return state.connections
                 }
                 return channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(RawTap(recorder: recorder))
                     try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(HTTPRequestDecoder(leftOverBytesStrategy: .dropBytes)))
                     try channel.pipeline.syncOperations.addHandler(HTTPResponseEncoder())
                     try channel.pipeline.syncOperations.addHandler(
@@ -130,6 +133,10 @@ final class TestUpstream: Sendable {
     /// Every request received so far, in order of arrival.
     var requests: [RecordedRequest] { recorder.state.withLock { $0.requests } }
 
+    /// Every byte received so far, as it came off the wire (the decoded requests have header
+    /// values as UTF-8 text).
+    var rawBytes: [UInt8] { recorder.raw.withLock { $0 } }
+
     /// TCP connections accepted so far.
     var connectionCount: Int { recorder.state.withLock { $0.connections } }
 
@@ -137,6 +144,23 @@ final class TestUpstream: Sendable {
     func stop() async {
         try? await channel.close()
         try? await group.shutdownGracefully()
+    }
+}
+
+/// Records the bytes of a connection before the decoder sees them.
+private final class RawTap: ChannelInboundHandler {
+    typealias InboundIn = ByteBuffer
+    typealias InboundOut = ByteBuffer
+    private let recorder: TestUpstream.Recorder
+
+    init(recorder: TestUpstream.Recorder) {
+        self.recorder = recorder
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let bytes = unwrapInboundIn(data).readableBytesView
+        recorder.raw.withLock { $0 += bytes }
+        context.fireChannelRead(data)
     }
 }
 

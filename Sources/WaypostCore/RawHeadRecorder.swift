@@ -1,0 +1,214 @@
+/// Follows the framing of the HTTP/1.1 requests on one connection as their bytes arrive, and
+/// keeps the raw bytes of every request head that holds a byte above 0x7F, so that header values
+/// with obs-text are stored and forwarded byte for byte (SPEC §2). The HTTP decoder that parses
+/// the requests hands header values on as UTF-8 text, with U+FFFD for bytes that are not UTF-8;
+/// ``restoredFields(decoded:raw:)`` puts the bytes back.
+///
+/// It only observes: the decoder alone decides what a request is, and a raw head is used only
+/// when it matches what the decoder made of it field by field. On anything it does not follow
+/// (a framing it does not implement, a head or a line past its limit), it gives up for the rest
+/// of the connection, and header values are then taken as the decoder gives them.
+public struct RawHeadRecorder: Sendable {
+    /// What is known of the next request head.
+    public enum Head: Sendable, Equatable {
+        /// Its bytes are all below 0x80: the decoder's text is the bytes.
+        case plain
+        /// Its raw bytes, from the request line to the empty line that ends it.
+        case raw([UInt8])
+        /// The recorder lost track of the framing.
+        case unknown
+    }
+
+    private enum State: Sendable, Equatable {
+        case head
+        case body(remaining: Int)
+        case chunkSize
+        case chunkData(remaining: Int)
+        case chunkEnd
+        case trailers
+        case lost
+    }
+
+    private var state = State.head
+    /// The head so far, or (chunk size, chunk end, trailers) the line so far.
+    private var buffer: [UInt8] = []
+    /// Where the current line of the head starts in `buffer`.
+    private var lineStart = 0
+    private var highBytes = false
+    private var trailerBytes = 0
+    private var heads: [Head] = []
+    private let limit: Int
+
+    /// - Parameter limit: the most bytes a head (or a chunk's trailers) may have before the
+    ///   recorder gives up; the decoder refuses such a request anyway.
+    public init(limit: Int) {
+        self.limit = limit
+    }
+
+    /// The next head, in the order the requests arrived; each head the decoder produces takes one.
+    public mutating func nextHead() -> Head {
+        guard !heads.isEmpty else { return .unknown }
+        return heads.removeFirst()
+    }
+
+    /// Stops following the connection, and drops the heads not taken yet: what the decoder made
+    /// of it is not what was recorded.
+    public mutating func giveUp() {
+        lose()
+        heads.removeAll()
+    }
+
+    /// Stops following the connection from here on; the heads recorded so far stand.
+    private mutating func lose() {
+        state = .lost
+        buffer = []
+    }
+
+    /// Takes the next bytes of the connection.
+    public mutating func feed(_ bytes: UnsafeRawBufferPointer) {
+        var index = 0
+        while index < bytes.count {
+            switch state {
+            case .lost:
+                return
+            case .body(let remaining):
+                let taken = min(remaining, bytes.count - index)
+                index += taken
+                state = taken == remaining ? .head : .body(remaining: remaining - taken)
+            case .chunkData(let remaining):
+                let taken = min(remaining, bytes.count - index)
+                index += taken
+                state = taken == remaining ? .chunkEnd : .chunkData(remaining: remaining - taken)
+            case .head:
+                let byte = bytes[index]
+                index += 1
+                // Empty lines before a request line are skipped (RFC 9112 §2.2).
+                if buffer.isEmpty && (byte == 0x0D || byte == 0x0A) { continue }
+                buffer.append(byte)
+                highBytes = highBytes || byte >= 0x80
+                if byte == 0x0A {
+                    let line = buffer.count - lineStart
+                    if lineStart > 0 && (line == 1 || (line == 2 && buffer[buffer.count - 2] == 0x0D)) {
+                        headEnded()
+                    } else {
+                        lineStart = buffer.count
+                    }
+                } else if buffer.count > limit {
+                    lose()
+                }
+            case .chunkSize, .chunkEnd, .trailers:
+                let byte = bytes[index]
+                index += 1
+                guard byte == 0x0A else {
+                    buffer.append(byte)
+                    if buffer.count > 1024 { lose() }
+                    continue
+                }
+                if buffer.last == 0x0D { buffer.removeLast() }
+                lineEnded()
+            }
+        }
+    }
+
+    private mutating func lineEnded() {
+        let line = buffer
+        buffer.removeAll(keepingCapacity: true)
+        switch state {
+        case .chunkSize:
+            // hex digits, then optional extensions after ';'
+            let digits = line.prefix { $0 != UInt8(ascii: ";") && $0 != 0x20 && $0 != 0x09 }
+            guard !digits.isEmpty, digits.count <= 15, let size = Int(String(decoding: digits, as: UTF8.self), radix: 16) else {
+                return lose()
+            }
+            state = size == 0 ? .trailers : .chunkData(remaining: size)
+            trailerBytes = 0
+        case .chunkEnd:
+            if line.isEmpty { state = .chunkSize } else { lose() }
+        case .trailers:
+            trailerBytes += line.count + 2
+            if line.isEmpty { state = .head } else if trailerBytes > limit { lose() }
+        case .head, .body, .chunkData, .lost:
+            break
+        }
+    }
+
+    /// The head is complete: records it, and works out how its body is framed.
+    private mutating func headEnded() {
+        let head = buffer
+        buffer = []
+        lineStart = 0
+        heads.append(highBytes ? .raw(head) : .plain)
+        highBytes = false
+        var contentLength: Int?
+        var chunked = false
+        let lines = Self.lines(head)
+        guard let requestLine = lines.first, !Self.startsCaseInsensitive(requestLine, with: "CONNECT ") else { return lose() }
+        for line in lines.dropFirst() {
+            guard let (name, value) = Self.field(line) else { return lose() }
+            if Self.equalsCaseInsensitive(name, "content-length") {
+                guard !value.isEmpty, value.count <= 18, value.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }),
+                    let length = Int(String(decoding: value, as: UTF8.self)), contentLength == nil || contentLength == length
+                else { return lose() }
+                contentLength = length
+            } else if Self.equalsCaseInsensitive(name, "transfer-encoding") {
+                guard !chunked, Self.equalsCaseInsensitive(value, "chunked") else { return lose() }
+                chunked = true
+            } else if Self.equalsCaseInsensitive(name, "upgrade") {
+                return lose()
+            }
+        }
+        if chunked {
+            guard contentLength == nil else { return lose() }
+            state = .chunkSize
+        } else if let contentLength, contentLength > 0 {
+            state = .body(remaining: contentLength)
+        } else {
+            state = .head
+        }
+    }
+
+    /// The head's fields as the decoder gave them, with the raw bytes of `raw` for the values
+    /// that are not UTF-8 (``HeaderField/valueIsLatin1``); nil when `raw` does not match them
+    /// field by field (names, and values as UTF-8 text with U+FFFD for what is not).
+    public static func restoredFields(decoded: [(name: String, value: String)], raw: [UInt8]) -> [HeaderField]? {
+        let lines = Self.lines(raw).dropFirst()
+        guard lines.count == decoded.count else { return nil }
+        var fields: [HeaderField] = []
+        fields.reserveCapacity(decoded.count)
+        for (line, field) in zip(lines, decoded) {
+            guard let (name, value) = Self.field(line), String(decoding: name, as: UTF8.self) == field.name,
+                String(decoding: value, as: UTF8.self) == field.value
+            else { return nil }
+            fields.append(HeaderField(name: field.name, valueBytes: value))
+        }
+        return fields
+    }
+
+    /// The lines of a head, without their CR LF (or LF), the empty last one left out.
+    private static func lines(_ head: [UInt8]) -> [ArraySlice<UInt8>] {
+        head.split(separator: 0x0A, omittingEmptySubsequences: false).map { $0.last == 0x0D ? $0.dropLast() : $0 }
+            .filter { !$0.isEmpty }
+    }
+
+    /// A field line's name and value, without the whitespace around the value; nil for a line
+    /// without a colon or with whitespace before it (an obsolete line folding included).
+    private static func field(_ line: ArraySlice<UInt8>) -> (name: ArraySlice<UInt8>, value: ArraySlice<UInt8>)? {
+        guard let colon = line.firstIndex(of: UInt8(ascii: ":")) else { return nil }
+        let name = line[..<colon]
+        guard !name.isEmpty, !name.contains(where: { $0 == 0x20 || $0 == 0x09 }) else { return nil }
+        var value = line[(colon + 1)...]
+        while let first = value.first, first == 0x20 || first == 0x09 { value = value.dropFirst() }
+        while let last = value.last, last == 0x20 || last == 0x09 { value = value.dropLast() }
+        return (name, value)
+    }
+
+    private static func equalsCaseInsensitive(_ bytes: ArraySlice<UInt8>, _ text: String) -> Bool {
+        bytes.count == text.utf8.count && zip(bytes, text.utf8).allSatisfy { lower($0) == $1 }
+    }
+
+    private static func startsCaseInsensitive(_ bytes: ArraySlice<UInt8>, with text: String) -> Bool {
+        bytes.count >= text.utf8.count && zip(bytes, text.utf8).allSatisfy { lower($0) == lower($1) }
+    }
+
+    private static func lower(_ byte: UInt8) -> UInt8 { byte >= 0x41 && byte <= 0x5A ? byte + 0x20 : byte }
+}
