@@ -80,21 +80,24 @@ public struct RawHeadRecorder: Sendable {
                 index += taken
                 state = taken == remaining ? .chunkEnd : .chunkData(remaining: remaining - taken)
             case .head:
-                let byte = bytes[index]
-                index += 1
                 // Empty lines before a request line are skipped (RFC 9112 §2.2).
-                if buffer.isEmpty && (byte == 0x0D || byte == 0x0A) { continue }
-                buffer.append(byte)
-                highBytes = highBytes || byte >= 0x80
-                if byte == 0x0A {
-                    let line = buffer.count - lineStart
-                    if lineStart > 0 && (line == 1 || (line == 2 && buffer[buffer.count - 2] == 0x0D)) {
-                        headEnded()
-                    } else {
-                        lineStart = buffer.count
-                    }
-                } else if buffer.count > limit {
-                    lose()
+                if buffer.isEmpty, bytes[index] == 0x0D || bytes[index] == 0x0A {
+                    index += 1
+                    continue
+                }
+                // A line (or what has come of it) at a time.
+                let newline = bytes[index...].firstIndex(of: 0x0A)
+                let piece = UnsafeRawBufferPointer(rebasing: bytes[index..<(newline.map { $0 + 1 } ?? bytes.count)])
+                index += piece.count
+                buffer.append(contentsOf: piece)
+                highBytes = highBytes || piece.contains { $0 >= 0x80 }
+                if buffer.count > limit { return lose() }
+                guard newline != nil else { continue }
+                let line = buffer.count - lineStart
+                if lineStart > 0 && (line == 1 || (line == 2 && buffer[buffer.count - 2] == 0x0D)) {
+                    headEnded()
+                } else {
+                    lineStart = buffer.count
                 }
             case .chunkSize, .chunkEnd, .trailers:
                 let byte = bytes[index]
