@@ -239,7 +239,8 @@ final class IntakeHandler: ChannelInboundHandler, RemovableChannelHandler {
             correlationIDWasSupplied: request.correlationIDWasSupplied,
             route: route.name,
             orderingKey: route.ordering == .key ? route.orderingKey?.value(headers: fields, body: body) : nil,
-            idempotencyKey: request.head.headers.first(name: route.idempotencyHeader),
+            // An empty key is no key: requests without one are never repeats of each other.
+            idempotencyKey: request.head.headers.first(name: route.idempotencyHeader).flatMap { $0.isEmpty ? nil : $0 },
             dedupWindowMilliseconds: route.dedupWindow.milliseconds,
             method: request.head.method.rawValue,
             path: request.head.uri,

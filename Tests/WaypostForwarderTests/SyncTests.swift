@@ -326,6 +326,21 @@ struct SyncTests {
             #expect(gateway.delivery.writer.statistics.messages == 1)
         }
     }
+
+    @Test("an empty idempotency key is no key: such requests are not repeats, and each goes out with its correlation id")
+    func emptyIdempotencyKey() async throws {
+        let upstream = try await TestUpstream.start()
+        defer { Task { await upstream.stop() } }
+        try await withGateway(routes: [RouteConfig(name: "r", path: "/", upstream: upstream.url)]) { gateway in
+            let empty = HeaderField(name: "Idempotency-Key", value: "")
+            let first = try await gateway.send("POST", "/x", headers: [empty], body: "1")
+            let second = try await gateway.send("POST", "/x", headers: [empty], body: "2")
+            let ids = [first, second].compactMap { $0.header("X-Correlation-ID") }
+            #expect(ids.count == 2 && ids[0] != ids[1], "two messages: \(ids)")
+            try await gateway.delivery.waitForStates(ids, in: ["delivered"])
+            #expect(Set(upstream.requests.compactMap { $0.header("Idempotency-Key") }) == Set(ids))
+        }
+    }
 }
 
 @Suite("Header values byte for byte, obs-text included (SPEC §2)")
