@@ -375,6 +375,10 @@ private struct ConfigReader {
                 throw fail(fields.path("max_delay"), fields["max_delay"], "must not be shorter than initial")
             }
             retry.maxDelay = maxDelay
+        } else if retry.initial > retry.maxDelay {
+            throw fail(
+                fields.path("initial"), fields["initial"],
+                "is longer than max_delay (10m unless set), which caps every delay; set max_delay too")
         }
         if let attempts = try integer(fields, "max_attempts", in: 1...1_000_000) { retry.maxAttempts = attempts }
         if let maxAge = try duration(fields, "max_age", allowZero: false) { retry.maxAge = maxAge }

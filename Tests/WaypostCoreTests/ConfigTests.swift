@@ -383,6 +383,8 @@ private let oneRoute = ["routes:", "  - name: a", "    path: /a", "    upstream:
                mentions: "expected a number, got \"abc\""),
         Broken("factor below 1", route("retry: { factor: 0.5 }"), key: "routes[0].retry.factor", line: 5),
         Broken("max_delay below initial", route("retry: { initial: 1h, max_delay: 1m }"), key: "routes[0].retry.max_delay", line: 5),
+        Broken("initial above the default max_delay", route("retry: { initial: 1h }"), key: "routes[0].retry.initial", line: 5,
+               mentions: "set max_delay too"),
         Broken("bad retry_on entry", route("retry:", "  retry_on: [409, 7xx]"), key: "routes[0].retry.retry_on[1]", line: 6),
         Broken("concurrency 0", route("concurrency: 0"), key: "routes[0].concurrency", line: 5, mentions: "at least 1"),
         Broken("null value", route("concurrency:"), key: "routes[0].concurrency", line: 5, mentions: "got nothing"),
