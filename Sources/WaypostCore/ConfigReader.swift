@@ -64,7 +64,8 @@ struct ConfigReader {
 
     func readConfig(_ root: Node) throws(ConfigError) -> WaypostConfig {
         guard case .mapping = root else {
-            throw fail("", root, "expected a mapping of settings (\(Keys.top.joined(separator: ", "))) at the top level, got \(describe(root))")
+            throw fail(
+                "", root, "expected a mapping of settings (\(Keys.top.joined(separator: ", "))) at the top level, got \(describe(root))")
         }
         let top = try mapping(root, path: "", allowed: Keys.top)
         var config = WaypostConfig(routes: [])
@@ -101,7 +102,9 @@ struct ConfigReader {
             config.trustedProxies = try list(node, path: "trusted_proxies", expected: usage).map { (item, itemPath) throws(ConfigError) in
                 let spelling = try text(item, itemPath, expected: "a network such as 10.0.0.0/8")
                 guard let network = CIDR(spelling) else {
-                    throw fail(itemPath, item, "expected an IPv4 or IPv6 address or network such as 10.0.0.0/8 or 2001:db8::/32, got \"\(spelling)\"")
+                    throw fail(
+                        itemPath, item,
+                        "expected an IPv4 or IPv6 address or network such as 10.0.0.0/8 or 2001:db8::/32, got \"\(spelling)\"")
                 }
                 return network
             }
@@ -176,7 +179,8 @@ struct ConfigReader {
                 throw fail(keyPath, keyNode, "ordering_key is used only with \"ordering: key\", but this route's ordering is \(ordering)")
             }
         } else if route.ordering == .key {
-            throw fail(fields.path("ordering_key"), fields["ordering"], "\"ordering: key\" needs ordering_key: header:NAME or json:/pointer")
+            throw fail(
+                fields.path("ordering_key"), fields["ordering"], "\"ordering: key\" needs ordering_key: header:NAME or json:/pointer")
         }
         if let concurrency = try integer(fields, "concurrency", in: 1...4096) { route.concurrency = concurrency }
         if let header = try headerName(fields, "idempotency_header") { route.idempotencyHeader = header }
@@ -318,7 +322,8 @@ struct ConfigReader {
         case let (name?, nil): return SecretSource(.env(name))
         case let (nil, path?): return SecretSource(.file(path))
         case (nil, nil):
-            throw fail(fields.path("secret_env"), fields.node, "missing the secret: give secret_env (a variable name) or secret_file (a path)")
+            throw fail(
+                fields.path("secret_env"), fields.node, "missing the secret: give secret_env (a variable name) or secret_file (a path)")
         case (_?, _?):
             throw fail(fields.path("secret_file"), fields["secret_file"], "give secret_env or secret_file, not both")
         }
@@ -326,7 +331,8 @@ struct ConfigReader {
 
     func readAddHeaders(_ node: Node, path: String) throws(ConfigError) -> [HeaderField] {
         guard case .mapping = node else {
-            throw fail(path, node, "expected a mapping of header names to values, e.g. { X-Api-Key: \"${API_KEY}\" }, got \(describe(node))")
+            throw fail(
+                path, node, "expected a mapping of header names to values, e.g. { X-Api-Key: \"${API_KEY}\" }, got \(describe(node))")
         }
         var headers: [HeaderField] = []
         for (keyNode, valueNode) in try pairs(of: node, path: path) {

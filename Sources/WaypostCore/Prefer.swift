@@ -20,7 +20,9 @@ public struct Preferences: Sendable, Equatable {
                 if token == "respond-async" && parts.count == 1 {
                     respondAsync = true
                 } else if token == "wait", parts.count == 2 {
-                    let number = parts[1].hasPrefix("\"") && parts[1].hasSuffix("\"") && parts[1].count >= 2 ? parts[1].dropFirst().dropLast() : parts[1]
+                    let number =
+                        parts[1].hasPrefix("\"") && parts[1].hasSuffix("\"") && parts[1].count >= 2
+                        ? parts[1].dropFirst().dropLast() : parts[1]
                     if let seconds = Int(number), seconds >= 0 { wait = seconds }
                 }
             }

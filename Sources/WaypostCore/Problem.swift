@@ -93,7 +93,9 @@ public enum JSON {
                     case UInt8(ascii: "b"): out.append(0x08)
                     case UInt8(ascii: "f"): out.append(0x0C)
                     case UInt8(ascii: "u"):
-                        guard bytes.count >= 4, let code = UInt32(String(decoding: bytes.prefix(4), as: UTF8.self), radix: 16) else { return nil }
+                        guard bytes.count >= 4, let code = UInt32(String(decoding: bytes.prefix(4), as: UTF8.self), radix: 16) else {
+                            return nil
+                        }
                         bytes.removeFirst(4)
                         // Waypost writes \u escapes only for control characters; others are kept whole.
                         guard let scalar = Unicode.Scalar(code) else { return nil }

@@ -4,11 +4,11 @@
 import Synchronization
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Musl)
-import Musl
+    import Musl
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 
 /// A secret that cannot be loaded or used. The executable prints ``message`` and exits 78
@@ -141,14 +141,16 @@ public final class RouteSecrets: Sendable {
         for (index, route) in configuration.routes.enumerated() {
             do {
                 if let verify = route.verify {
-                    keys.verifiers[route.name] = try InboundVerifier(config: verify, secrets: Secrets.load(verify.secret, environment: environment))
+                    keys.verifiers[route.name] = try InboundVerifier(
+                        config: verify, secrets: Secrets.load(verify.secret, environment: environment))
                 }
             } catch {
                 throw SecretError(message: "routes[\(index)].verify: \(error.message)")
             }
             do {
                 if let sign = route.sign {
-                    keys.signers[route.name] = try OutboundSigner(config: sign, secrets: Secrets.load(sign.secret, environment: environment))
+                    keys.signers[route.name] = try OutboundSigner(
+                        config: sign, secrets: Secrets.load(sign.secret, environment: environment))
                 }
             } catch {
                 throw SecretError(message: "routes[\(index)].sign: \(error.message)")

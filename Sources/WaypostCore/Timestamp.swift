@@ -78,7 +78,9 @@ public enum Timestamp {
     /// Milliseconds since the Unix epoch of a UTC civil time, or nil when a field is out of its
     /// range (year 0…9999, month 1…12, day 1…the month's last, hour 0…23, minute and second
     /// 0…59, millisecond 0…999).
-    public static func civil(year: Int64, month: Int64, day: Int64, hour: Int64, minute: Int64, second: Int64, millisecond: Int64 = 0)
+    public static func civil(
+        year: Int64, month: Int64, day: Int64, hour: Int64, minute: Int64, second: Int64, millisecond: Int64 = 0
+    )
         -> Int64?
     {
         guard (0...9999).contains(year), (1...12).contains(month), (1...daysIn(month: month, year: year)).contains(day),

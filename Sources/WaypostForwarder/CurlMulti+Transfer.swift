@@ -31,8 +31,10 @@ final class CurlTransfer {
     /// `CURLOPT_HTTPHEADER`.
     private var headerList: UnsafeMutablePointer<curl_slist>?
 
-    init(id: CurlMulti.RequestID, easy: EasyHandle, request: CurlRequest,
-         completion: @escaping CurlMulti.Completion) {
+    init(
+        id: CurlMulti.RequestID, easy: EasyHandle, request: CurlRequest,
+        completion: @escaping CurlMulti.Completion
+    ) {
         self.id = id
         self.easy = easy
         self.completion = completion

@@ -99,7 +99,9 @@ public final class Forwarder: Service, @unchecked Sendable {
     ///
     /// - Throws: ``ForwarderError`` naming the key (and the variable), when a value names an
     ///   unset environment variable or holds a control character once expanded.
-    public static func addHeaders(of configuration: WaypostConfig, environment: [String: String]) throws(ForwarderError) -> [String: [HeaderField]] {
+    public static func addHeaders(
+        of configuration: WaypostConfig, environment: [String: String]
+    ) throws(ForwarderError) -> [String: [HeaderField]] {
         var expanded: [String: [HeaderField]] = [:]
         for (index, route) in configuration.routes.enumerated() {
             var headers: [HeaderField] = []
@@ -108,12 +110,15 @@ public final class Forwarder: Service, @unchecked Sendable {
                 do {
                     value = try OutboundRequest.expandEnvironment(field.value, environment: environment)
                 } catch {
-                    throw ForwarderError(message: "routes[\(index)].add_headers.\(field.name): the environment variable \(error.name) is not set")
+                    throw ForwarderError(
+                        message: "routes[\(index)].add_headers.\(field.name): the environment variable \(error.name) is not set")
                 }
                 // A CR or LF would end the header line: every attempt would then fail.
                 if value.utf8.contains(where: { ($0 < 0x20 && $0 != UInt8(ascii: "\t")) || $0 == 0x7F }) {
                     throw ForwarderError(
-                        message: "routes[\(index)].add_headers.\(field.name): the value (after ${…} expansion) holds a control character such as CR or LF; a header value cannot")
+                        message:
+                            "routes[\(index)].add_headers.\(field.name): the value (after ${…} expansion) holds a control character such as CR or LF; a header value cannot"
+                    )
                 }
                 headers.append(HeaderField(name: field.name, value: value))
             }
@@ -139,7 +144,8 @@ public final class Forwarder: Service, @unchecked Sendable {
             let dimensions = [("route", route.name)]
             routes.append(
                 Route(
-                    config: route, addHeaders: addHeaders[route.name] ?? [], delivered: Counter(label: "waypost_delivered_total", dimensions: dimensions),
+                    config: route, addHeaders: addHeaders[route.name] ?? [],
+                    delivered: Counter(label: "waypost_delivered_total", dimensions: dimensions),
                     failed: Counter(label: "waypost_failed_total", dimensions: dimensions),
                     retried: Counter(label: "waypost_retried_total", dimensions: dimensions)))
         }
@@ -288,7 +294,8 @@ public final class Forwarder: Service, @unchecked Sendable {
                 let rewrite = Date() >= shared.nextRewrite ? shared.unwritten : []
                 if !rewrite.isEmpty { shared.unwritten.removeAll() }
                 return (
-                    stored: shared.stored, droppedFrom: shared.droppedFrom, reload: shared.reloadRequested, rewrite: rewrite, stop: shared.stopping,
+                    stored: shared.stored, droppedFrom: shared.droppedFrom, reload: shared.reloadRequested, rewrite: rewrite,
+                    stop: shared.stopping,
                     graceOver: Date() >= shared.graceDeadline
                 )
             }
@@ -382,7 +389,8 @@ public final class Forwarder: Service, @unchecked Sendable {
                     let page = try reader.waiting(route: name, afterID: afterID, limit: limit, includeFailed: includeFailed)
                     // Messages whose end is not committed yet can still read as `queued`.
                     let unrecorded = shared.withLock { $0.unrecorded }
-                    scheduler.pageLoaded(route: route, messages: page.messages.filter { !unrecorded.contains($0.id) }, complete: page.complete)
+                    scheduler.pageLoaded(
+                        route: route, messages: page.messages.filter { !unrecorded.contains($0.id) }, complete: page.complete)
                 } catch {
                     logger.error("cannot read waiting messages", metadata: ["route": "\(name)", "error": "\(error)"])
                 }
@@ -456,7 +464,9 @@ public final class Forwarder: Service, @unchecked Sendable {
             result = .transportError(error.description)
             transportError = error.description
         }
-        guard let end = scheduler.attemptEnded(completion.messageID, result: result, now: now, random: Double.random(in: 0..<1, using: &random))
+        guard
+            let end = scheduler.attemptEnded(
+                completion.messageID, result: result, now: now, random: Double.random(in: 0..<1, using: &random))
         else { return }
         let route = routes[end.route].config
         upstreamTimer(route: end.route, status: response?.status).recordMilliseconds(now - end.startedAt)

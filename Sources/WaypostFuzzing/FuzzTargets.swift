@@ -128,10 +128,13 @@ public enum FuzzTargets {
         return [
             try InboundVerifier(config: VerifyConfig(scheme: .github, secret: env), secrets: ["s3cret"]),
             try InboundVerifier(config: VerifyConfig(scheme: .stripe, secret: env), secrets: ["s3cret", "other"]),
-            try InboundVerifier(config: VerifyConfig(scheme: .standardWebhooks, secret: env), secrets: ["whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"]),
             try InboundVerifier(
-                config: VerifyConfig(scheme: .hmacSHA256, secret: env, header: "X-Sig", encoding: .hex, prefix: "sha256="), secrets: ["s3cret"]),
-            try InboundVerifier(config: VerifyConfig(scheme: .hmacSHA256, secret: env, header: "X-Sig", encoding: .base64), secrets: ["s3cret"]),
+                config: VerifyConfig(scheme: .standardWebhooks, secret: env), secrets: ["whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"]),
+            try InboundVerifier(
+                config: VerifyConfig(scheme: .hmacSHA256, secret: env, header: "X-Sig", encoding: .hex, prefix: "sha256="),
+                secrets: ["s3cret"]),
+            try InboundVerifier(
+                config: VerifyConfig(scheme: .hmacSHA256, secret: env, header: "X-Sig", encoding: .base64), secrets: ["s3cret"]),
         ]
     }
 

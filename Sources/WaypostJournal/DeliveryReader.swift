@@ -63,7 +63,7 @@ public final class DeliveryReader {
             SELECT correlation_id, idempotency_key, method, path, headers, body, attempts, cycle_attempts,
                    coalesce(replayed_at, received_at), client_address
             FROM messages WHERE id = ?1 AND state IN ('queued', 'in_flight')
-            
+
             """)
         generation = try db.prepare("SELECT value FROM control WHERE name = 'replay_generation'")
         paused = try db.prepare("SELECT substr(name, 8) FROM control WHERE name LIKE 'paused:%' AND value = 1")
@@ -73,7 +73,9 @@ public final class DeliveryReader {
     /// Up to `limit` messages of `route` after row `afterID`, in order: those `queued`, and
     /// with `includeFailed` (routes that block on failure) those `failed`, which then block
     /// their queue. `complete` is false when more may follow.
-    public func waiting(route: String, afterID: Int64, limit: Int, includeFailed: Bool) throws(JournalError) -> (messages: [QueuedMessage], complete: Bool) {
+    public func waiting(
+        route: String, afterID: Int64, limit: Int, includeFailed: Bool
+    ) throws(JournalError) -> (messages: [QueuedMessage], complete: Bool) {
         let queued = try rows(state: .queued, route: route, afterID: afterID, limit: limit)
         guard includeFailed else { return (queued, queued.count < limit) }
         let failed = try rows(state: .failed, route: route, afterID: afterID, limit: limit)

@@ -93,7 +93,8 @@ public final class JournalOperations {
         var changed = false
         try db.transaction { () throws(JournalError) in
             let update = try db.prepare(
-                "UPDATE messages SET state = 'skipped', next_attempt_at = NULL, updated_at = ?1 WHERE correlation_id = ?2 AND state IN ('queued', 'failed')")
+                "UPDATE messages SET state = 'skipped', next_attempt_at = NULL, updated_at = ?1 WHERE correlation_id = ?2 AND state IN ('queued', 'failed')"
+            )
             try update.bind(1, Self.now)
             try update.bind(2, id)
             try update.run()

@@ -52,7 +52,8 @@ public struct MessageFilter: Sendable {
     public var afterID: Int64?
 
     public init(
-        state: MessageState? = nil, route: String? = nil, since: String? = nil, until: String? = nil, limit: Int = 100, afterID: Int64? = nil
+        state: MessageState? = nil, route: String? = nil, since: String? = nil, until: String? = nil, limit: Int = 100,
+        afterID: Int64? = nil
     ) {
         self.state = state
         self.route = route

@@ -130,7 +130,8 @@ public final class JournalWriter: Service, @unchecked Sendable {
                 ORDER BY id DESC LIMIT 1
                 """)
             startAttempt = try db.prepare(
-                "UPDATE messages SET state = 'in_flight', attempts = ?2, cycle_attempts = ?3, updated_at = ?4 WHERE id = ?1 AND state = 'queued'")
+                "UPDATE messages SET state = 'in_flight', attempts = ?2, cycle_attempts = ?3, updated_at = ?4 WHERE id = ?1 AND state = 'queued'"
+            )
             openAttempt = try db.prepare("INSERT OR REPLACE INTO attempts (message_id, attempt, started_at) VALUES (?1, ?2, ?3)")
             closeAttempt = try db.prepare(
                 """
@@ -357,7 +358,8 @@ public final class JournalWriter: Service, @unchecked Sendable {
             condition.lock()
             _statistics.lastCommitFailed = true
             condition.unlock()
-            logger.error("journal commit failed; the batch is answered 503", metadata: ["error": "\(error)", "batch.size": "\(batch.count)"])
+            logger.error(
+                "journal commit failed; the batch is answered 503", metadata: ["error": "\(error)", "batch.size": "\(batch.count)"])
             for work in batch {
                 switch work {
                 case .store(_, let completion): completion(.failure(.storage(error)))

@@ -22,7 +22,9 @@ extension MessageFilter {
     /// - Throws: ``FilterError`` naming the key when it is unknown or its value is out of range
     ///   or not written as above (an invalid calendar date such as `2026-13-45T99:99:99Z`
     ///   included).
-    public mutating func set(_ key: String, _ value: String, states: [MessageState] = MessageState.allCases, now: Int64 = Timestamp.now())
+    public mutating func set(
+        _ key: String, _ value: String, states: [MessageState] = MessageState.allCases, now: Int64 = Timestamp.now()
+    )
         throws(FilterError)
     {
         guard !value.isEmpty else { return }
@@ -43,8 +45,11 @@ extension MessageFilter {
             }
             if key == "since" { since = bound } else { until = bound }
         case "limit":
-            guard let number = parseDigits(Substring(value), clampedTo: Int64(Self.limits.upperBound) + 1), Self.limits.contains(Int(number))
-            else { throw fail("must be a whole number from \(Self.limits.lowerBound) to \(Self.limits.upperBound); got '\(value.prefix(30))'") }
+            guard let number = parseDigits(Substring(value), clampedTo: Int64(Self.limits.upperBound) + 1),
+                Self.limits.contains(Int(number))
+            else {
+                throw fail("must be a whole number from \(Self.limits.lowerBound) to \(Self.limits.upperBound); got '\(value.prefix(30))'")
+            }
             limit = Int(number)
         case "cursor":
             guard let number = parseDigits(Substring(value), clampedTo: .max), number < .max else {

@@ -86,7 +86,8 @@ final class SQLiteConnection {
     }
 
     func error(_ rc: Int32, sql: String?) -> JournalError {
-        JournalError(SQLiteError(extendedCode: sqlite3_extended_errcode(handle), message: String(cString: sqlite3_errmsg(handle)), sql: sql))
+        JournalError(
+            SQLiteError(extendedCode: sqlite3_extended_errcode(handle), message: String(cString: sqlite3_errmsg(handle)), sql: sql))
     }
 
     /// Runs `body` in one `BEGIN IMMEDIATE` … `COMMIT` transaction, rolled back when it throws
@@ -184,7 +185,8 @@ final class Statement {
     func bind(_ index: Int32, blob: [UInt8]) throws(JournalError) {
         let rc = blob.withUnsafeBytes { bytes in
             // A zero-length blob must still be a blob, not NULL: pass a non-nil pointer.
-            sqlite3_bind_blob64(handle, index, bytes.baseAddress ?? UnsafeRawPointer(bitPattern: 1), UInt64(bytes.count), waypost_sqlite_transient())
+            sqlite3_bind_blob64(
+                handle, index, bytes.baseAddress ?? UnsafeRawPointer(bitPattern: 1), UInt64(bytes.count), waypost_sqlite_transient())
         }
         guard rc == SQLITE_OK else { throw connection.error(rc, sql: sql) }
     }

@@ -84,7 +84,8 @@ enum Schema {
             let version = try db.scalarInt("PRAGMA user_version") ?? 0
             guard version <= currentVersion else {
                 throw JournalError(
-                    .incompatible, "the journal has schema version \(version), newer than this Waypost's \(currentVersion): upgrade Waypost")
+                    .incompatible, "the journal has schema version \(version), newer than this Waypost's \(currentVersion): upgrade Waypost"
+                )
             }
             for index in Int(version)..<migrations.count {
                 try db.execute(migrations[index])

@@ -2,7 +2,7 @@ import Logging
 import NIOCore
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// Stops accepting for a while when `accept` fails for want of resources, so that running out

@@ -55,7 +55,11 @@ final class AdminHandler: ChannelInboundHandler, RemovableChannelHandler {
             let bytes = body.map { Array($0.readableBytesView) } ?? []
             body = nil
             if tooLarge {
-                return send(.problem(Problem(status: 413, slug: "body-too-large", title: "Body too large", detail: "Admin requests carry at most \(Self.maxBodyBytes) bytes.")), head: head, context: context)
+                return send(
+                    .problem(
+                        Problem(
+                            status: 413, slug: "body-too-large", title: "Body too large",
+                            detail: "Admin requests carry at most \(Self.maxBodyBytes) bytes.")), head: head, context: context)
             }
             let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
             route(head, body: bytes, eventLoop: context.eventLoop).whenComplete { result in
@@ -133,7 +137,9 @@ final class AdminHandler: ChannelInboundHandler, RemovableChannelHandler {
         let method = head.method
         guard let endpoint = Endpoint(path: path) else {
             return eventLoop.makeFailedFuture(
-                Problem(status: 404, slug: "not-found", title: "Not found", detail: "\(method.rawValue) \(path.prefix(200)) is not an admin endpoint (SPEC §5)."))
+                Problem(
+                    status: 404, slug: "not-found", title: "Not found",
+                    detail: "\(method.rawValue) \(path.prefix(200)) is not an admin endpoint (SPEC §5)."))
         }
         guard endpoint.methods.contains(method) else {
             let allowed = endpoint.methods.map(\.rawValue).joined(separator: ", ")
@@ -196,7 +202,9 @@ final class AdminHandler: ChannelInboundHandler, RemovableChannelHandler {
             let pause = endpoint == .pauseRoute(name)
             guard shared.routeNames.contains(name) else {
                 return eventLoop.makeFailedFuture(
-                    Problem(status: 404, slug: "unknown-route", title: "Unknown route", detail: "No route is named \(name.prefix(64)); the routes are \(shared.routeNames.joined(separator: ", ")).")
+                    Problem(
+                        status: 404, slug: "unknown-route", title: "Unknown route",
+                        detail: "No route is named \(name.prefix(64)); the routes are \(shared.routeNames.joined(separator: ", ")).")
                 )
             }
             return readers.perform(on: eventLoop) {
@@ -325,10 +333,14 @@ enum AdminAnswer {
         switch self {
         case .json(let status, let text):
             let body = allocator.buffer(string: text)
-            let headers = HTTPHeaders([("Content-Type", "application/json"), ("Content-Length", String(body.readableBytes)), ("Cache-Control", "no-store")])
+            let headers = HTTPHeaders([
+                ("Content-Type", "application/json"), ("Content-Length", String(body.readableBytes)), ("Cache-Control", "no-store"),
+            ])
             return (HTTPResponseHead(version: .http1_1, status: HTTPResponseStatus(statusCode: status), headers: headers), body)
         case .metrics(let bytes):
-            let headers = HTTPHeaders([("Content-Type", "text/plain; version=0.0.4; charset=utf-8"), ("Content-Length", String(bytes.count))])
+            let headers = HTTPHeaders([
+                ("Content-Type", "text/plain; version=0.0.4; charset=utf-8"), ("Content-Length", String(bytes.count)),
+            ])
             return (HTTPResponseHead(version: .http1_1, status: .ok, headers: headers), allocator.buffer(bytes: bytes))
         case .problem(let problem):
             return Responses.problem(problem, close: false, allocator: allocator)

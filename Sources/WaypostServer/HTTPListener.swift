@@ -62,7 +62,8 @@ final class HTTPListener: Sendable {
                 connections.withLock { $0[key] = channel }
                 channel.closeFuture.whenComplete { [self] _ in connections.withLock { $0[key] = nil } }
                 return channel.eventLoop.makeCompletedFuture {
-                    try Self.addHandlers(to: channel.pipeline.syncOperations, maxHeaderBytes: maxHeaderBytes, limits: limits, handler: makeHandler())
+                    try Self.addHandlers(
+                        to: channel.pipeline.syncOperations, maxHeaderBytes: maxHeaderBytes, limits: limits, handler: makeHandler())
                 }
             }
         let bound = try await bootstrap.bind(host: address.host, port: address.port).get()

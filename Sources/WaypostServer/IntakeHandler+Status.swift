@@ -47,7 +47,9 @@ struct StatusQuery {
                 guard let seconds = parseDigits(Substring(value), clampedTo: Int64(Self.maximumWait)) else {
                     problem = Problem(
                         status: 400, slug: "bad-wait", title: "Bad wait",
-                        detail: "wait must be a whole number of seconds (above \(Self.maximumWait) taken as \(Self.maximumWait)); got \(value.prefix(20)).")
+                        detail:
+                            "wait must be a whole number of seconds (above \(Self.maximumWait) taken as \(Self.maximumWait)); got \(value.prefix(20))."
+                    )
                     break
                 }
                 wait = Int(seconds)
@@ -84,7 +86,9 @@ extension IntakeHandler {
     func answerStatus(_ query: StatusQuery, context: ChannelHandlerContext) {
         if let problem = query.problem {
             state = .idle
-            return write(Responses.problem(problem, close: false, allocator: context.channel.allocator), keepAlive: query.keepAlive, context: context)
+            return write(
+                Responses.problem(problem, close: false, allocator: context.channel.allocator), keepAlive: query.keepAlive, context: context
+            )
         }
         let id = query.correlationID
         var watch: Watch?
@@ -100,7 +104,8 @@ extension IntakeHandler {
         }
     }
 
-    private func statusRead(_ result: Result<MessageRecord?, any Error>, query: StatusQuery, watch: Watch?, context: ChannelHandlerContext) {
+    private func statusRead(_ result: Result<MessageRecord?, any Error>, query: StatusQuery, watch: Watch?, context: ChannelHandlerContext)
+    {
         let allocator = context.channel.allocator
         let id = query.correlationID
         if case .success(let record?) = result, let watch, FinalOutcome(record: record) == nil {
@@ -129,12 +134,16 @@ extension IntakeHandler {
                 response = Responses.problem(
                     Problem(
                         status: 409, slug: "no-response-yet", title: "No response yet",
-                        detail: "Message \(id) is \(record.state) and the upstream has not answered it yet; try again later or use ?wait=N on the status."),
+                        detail:
+                            "Message \(id) is \(record.state) and the upstream has not answered it yet; try again later or use ?wait=N on the status."
+                    ),
                     close: false, allocator: allocator)
             }
         case .success(.some(let record)):
             let body = allocator.buffer(string: record.statusJSON)
-            let headers = HTTPHeaders([("Content-Type", "application/json"), ("Content-Length", String(body.readableBytes)), ("Cache-Control", "no-store")])
+            let headers = HTTPHeaders([
+                ("Content-Type", "application/json"), ("Content-Length", String(body.readableBytes)), ("Cache-Control", "no-store"),
+            ])
             response = (HTTPResponseHead(version: .http1_1, status: .ok, headers: headers), body)
         }
         write(response, keepAlive: query.keepAlive, context: context)

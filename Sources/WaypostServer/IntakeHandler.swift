@@ -171,7 +171,9 @@ final class IntakeHandler: ChannelInboundHandler, RemovableChannelHandler {
         }
         if let allowed = route.contentTypes {
             let contentType = head.headers.first(name: "content-type")
-            let mediaType = contentType.map { $0.split(separator: ";", maxSplits: 1).first.map { $0.trimmingHTTPWhitespace().lowercased() } ?? "" }
+            let mediaType = contentType.map {
+                $0.split(separator: ";", maxSplits: 1).first.map { $0.trimmingHTTPWhitespace().lowercased() } ?? ""
+            }
             if !allowed.contains(mediaType ?? "") {
                 return reject(.unsupportedMediaType(contentType, allowed: allowed, route: route.name), head: head, context: context)
             }
@@ -303,21 +305,27 @@ final class IntakeHandler: ChannelInboundHandler, RemovableChannelHandler {
             guard let watch else {
                 shared.ackLatency.recordMilliseconds(shared.now() - request.receivedAt)
                 state = .idle
-                let response = Responses.accepted(correlationID: id, state: .queued, preferenceApplied: preferenceApplied, allocator: allocator)
+                let response = Responses.accepted(
+                    correlationID: id, state: .queued, preferenceApplied: preferenceApplied, allocator: allocator)
                 return write(response, keepAlive: keepAlive, context: context)
             }
-            wait(for: watch, onTimeout: .accepted(correlationID: id, state: .queued, preferenceApplied: preferenceApplied), keepAlive: keepAlive, context: context)
+            wait(
+                for: watch, onTimeout: .accepted(correlationID: id, state: .queued, preferenceApplied: preferenceApplied),
+                keepAlive: keepAlive, context: context)
         case .duplicate(let id, let existingState):
             guard let watch else {
                 state = .idle
-                let response = Responses.accepted(correlationID: id, state: existingState, preferenceApplied: preferenceApplied, allocator: allocator)
+                let response = Responses.accepted(
+                    correlationID: id, state: existingState, preferenceApplied: preferenceApplied, allocator: allocator)
                 return write(response, keepAlive: keepAlive, context: context)
             }
             // A synchronous repeat waits for the existing message's outcome: watch it, then
             // look at the journal, which may already hold the outcome.
             shared.board.cancel(watch.correlationID, watch.token)
             let repeatWatch = self.watch(id, budget: watch.budget, context: context)
-            wait(for: repeatWatch, onTimeout: .accepted(correlationID: id, state: existingState, preferenceApplied: preferenceApplied), keepAlive: keepAlive, context: context)
+            wait(
+                for: repeatWatch, onTimeout: .accepted(correlationID: id, state: existingState, preferenceApplied: preferenceApplied),
+                keepAlive: keepAlive, context: context)
             checkFinished(id, context: context)
         case .conflict(let id, _):
             if let watch { shared.board.cancel(watch.correlationID, watch.token) }
@@ -333,7 +341,8 @@ final class IntakeHandler: ChannelInboundHandler, RemovableChannelHandler {
             let (handler, context) = loopBound.value
             handler.waitEnded(with: nil, correlationID: watch.correlationID, context: context)
         }
-        state = .waiting(Waiting(correlationID: watch.correlationID, token: watch.token, deadline: deadline, onTimeout: onTimeout, keepAlive: keepAlive))
+        state = .waiting(
+            Waiting(correlationID: watch.correlationID, token: watch.token, deadline: deadline, onTimeout: onTimeout, keepAlive: keepAlive))
     }
 
     private func outcomeArrived(_ outcome: FinalOutcome, correlationID: String, context: ChannelHandlerContext) {
@@ -384,13 +393,16 @@ final class IntakeHandler: ChannelInboundHandler, RemovableChannelHandler {
         let close: Bool
         if let head {
             state = .discarding
-            close = head.headers.contains(name: "transfer-encoding")
+            close =
+                head.headers.contains(name: "transfer-encoding")
                 || (head.headers.first(name: "content-length").map { $0 != "0" } ?? false)
         } else {
             state = .idle
             close = false
         }
-        write(Responses.problem(problem, close: close, allocator: context.channel.allocator), keepAlive: !close && (head?.isKeepAlive ?? true), context: context)
+        write(
+            Responses.problem(problem, close: close, allocator: context.channel.allocator),
+            keepAlive: !close && (head?.isKeepAlive ?? true), context: context)
     }
 
     func write(_ response: (HTTPResponseHead, ByteBuffer), keepAlive: Bool, context: ChannelHandlerContext) {

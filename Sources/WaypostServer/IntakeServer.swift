@@ -28,7 +28,9 @@ public final class IntakeServer: Service, Sendable {
             readers: JournalReaders(path: configuration.journal.path), board: board, logger: logger,
             now: { Int64(Date().timeIntervalSince1970 * 1000) },
             accepted: Dictionary(
-                uniqueKeysWithValues: configuration.routes.map { ($0.name, Counter(label: "waypost_accepted_total", dimensions: [("route", $0.name)])) }),
+                uniqueKeysWithValues: configuration.routes.map {
+                    ($0.name, Counter(label: "waypost_accepted_total", dimensions: [("route", $0.name)]))
+                }),
             secrets: secrets)
         self.shutdownGrace = configuration.shutdownGrace
         // The decoder's own limit is the largest any route allows; each route's is checked
@@ -36,7 +38,8 @@ public final class IntakeServer: Service, Sendable {
         self.listener = HTTPListener(
             name: "intake", address: configuration.listen, group: group,
             maxHeaderBytes: configuration.routes.map(\.maxHeaderBytes).max() ?? configuration.defaults.maxHeaderBytes,
-            limits: ConnectionLimits(headerTimeout: .milliseconds(configuration.headerTimeout.milliseconds), minBodyRate: configuration.minBodyRate),
+            limits: ConnectionLimits(
+                headerTimeout: .milliseconds(configuration.headerTimeout.milliseconds), minBodyRate: configuration.minBodyRate),
             logger: logger)
     }
 

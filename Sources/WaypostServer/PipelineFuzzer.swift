@@ -56,7 +56,9 @@ public final class PipelineFuzzer: Sendable {
 
     /// One input through the intake's pipeline.
     public func intake(_ bytes: [UInt8]) {
-        run(bytes, maxHeaderBytes: 2048, limits: ConnectionLimits(headerTimeout: .seconds(2), minBodyRate: 64)) { IntakeHandler(context: intake) }
+        run(bytes, maxHeaderBytes: 2048, limits: ConnectionLimits(headerTimeout: .seconds(2), minBodyRate: 64)) {
+            IntakeHandler(context: intake)
+        }
     }
 
     /// One input through the admin API's pipeline.
@@ -68,7 +70,8 @@ public final class PipelineFuzzer: Sendable {
         let channel = EmbeddedChannel()
         defer { _ = try? channel.finish(acceptAlreadyClosed: true) }
         do {
-            try HTTPListener.addHandlers(to: channel.pipeline.syncOperations, maxHeaderBytes: maxHeaderBytes, limits: limits, handler: handler())
+            try HTTPListener.addHandlers(
+                to: channel.pipeline.syncOperations, maxHeaderBytes: maxHeaderBytes, limits: limits, handler: handler())
             try channel.connect(to: SocketAddress(ipAddress: "192.0.2.1", port: 40_000)).wait()
         } catch {
             fatalError("the fuzz pipeline cannot be built: \(error)")

@@ -22,7 +22,9 @@ enum RequestHeadRules {
                 status: 400, slug: "bad-host", title: "No Host header field",
                 detail: "An HTTP/1.1 request must carry a Host header field (RFC 9112 §3.2). Nothing was stored.")
         }
-        let codings = head.headers["transfer-encoding"].flatMap { $0.split(separator: ",") }.map { $0.trimmingHTTPWhitespace().lowercased() }
+        let codings = head.headers["transfer-encoding"].flatMap { $0.split(separator: ",") }.map {
+            $0.trimmingHTTPWhitespace().lowercased()
+        }
         if !codings.isEmpty && codings != ["chunked"] {
             let list = codings.joined(separator: ", ").prefix(100)
             guard codings.last == "chunked" else {
@@ -32,7 +34,9 @@ enum RequestHeadRules {
             }
             return Problem(
                 status: 501, slug: "transfer-coding-not-implemented", title: "Transfer coding not implemented",
-                detail: "Waypost implements only the chunked transfer coding; got \(list). Send the body without other codings. Nothing was stored.")
+                detail:
+                    "Waypost implements only the chunked transfer coding; got \(list). Send the body without other codings. Nothing was stored."
+            )
         }
         return nil
     }

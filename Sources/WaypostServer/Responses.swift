@@ -107,7 +107,9 @@ extension Problem {
     static func headersTooLarge(limit: Int, route: String?) -> Problem {
         Problem(
             status: 431, slug: "headers-too-large", title: "Request header fields too large",
-            detail: route.map { "The header fields exceed the limit of \(limit) bytes for route \($0) (max_header_bytes); nothing was stored." }
+            detail: route.map {
+                "The header fields exceed the limit of \(limit) bytes for route \($0) (max_header_bytes); nothing was stored."
+            }
                 ?? "The header fields exceed the limit of \(limit) bytes; nothing was stored.")
     }
 

@@ -26,43 +26,43 @@ func makeTarget(_ name: String) -> @Sendable ([UInt8]) -> Void {
 }
 
 #if FUZZING
-nonisolated(unsafe) private var target: (@Sendable ([UInt8]) -> Void)?
+    nonisolated(unsafe) private var target: (@Sendable ([UInt8]) -> Void)?
 
-/// libFuzzer's driver (`-sanitize=fuzzer` links it); its own `main` is not used, because the
-/// package manager makes this module's entry point `waypost_fuzz_main`.
-@_silgen_name("LLVMFuzzerRunDriver")
-func LLVMFuzzerRunDriver(
-    _ argc: UnsafeMutablePointer<CInt>, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?>,
-    _ callback: @convention(c) (UnsafePointer<UInt8>?, Int) -> CInt
-) -> CInt
+    /// libFuzzer's driver (`-sanitize=fuzzer` links it); its own `main` is not used, because the
+    /// package manager makes this module's entry point `waypost_fuzz_main`.
+    @_silgen_name("LLVMFuzzerRunDriver")
+    func LLVMFuzzerRunDriver(
+        _ argc: UnsafeMutablePointer<CInt>, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?>,
+        _ callback: @convention(c) (UnsafePointer<UInt8>?, Int) -> CInt
+    ) -> CInt
 
-@_cdecl("waypost_fuzz_main")
-public func fuzzMain(_ argc: CInt, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> CInt {
-    guard let name = ProcessInfo.processInfo.environment["WAYPOST_FUZZ_TARGET"] else {
-        fatalError("set WAYPOST_FUZZ_TARGET to one of \(FuzzTargets.names.joined(separator: ", "))")
+    @_cdecl("waypost_fuzz_main")
+    public func fuzzMain(_ argc: CInt, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> CInt {
+        guard let name = ProcessInfo.processInfo.environment["WAYPOST_FUZZ_TARGET"] else {
+            fatalError("set WAYPOST_FUZZ_TARGET to one of \(FuzzTargets.names.joined(separator: ", "))")
+        }
+        target = makeTarget(name)
+        var count = argc
+        var arguments = argv
+        return LLVMFuzzerRunDriver(&count, &arguments) { data, size in
+            target?(size == 0 ? [] : Array(UnsafeBufferPointer(start: data, count: size)))
+            return 0
+        }
     }
-    target = makeTarget(name)
-    var count = argc
-    var arguments = argv
-    return LLVMFuzzerRunDriver(&count, &arguments) { data, size in
-        target?(size == 0 ? [] : Array(UnsafeBufferPointer(start: data, count: size)))
-        return 0
-    }
-}
 #else
-@main
-struct Replay {
-    static func main() throws {
-        let arguments = CommandLine.arguments.dropFirst()
-        guard let name = arguments.first, arguments.count >= 2 else {
-            print("usage: waypost-fuzz TARGET FILE...   (targets: \(FuzzTargets.names.joined(separator: ", ")))")
-            exit(64)
-        }
-        let target = makeTarget(name)
-        for path in arguments.dropFirst() {
-            target(Array(try Data(contentsOf: URL(fileURLWithPath: path))))
-            print("\(path): ok")
+    @main
+    struct Replay {
+        static func main() throws {
+            let arguments = CommandLine.arguments.dropFirst()
+            guard let name = arguments.first, arguments.count >= 2 else {
+                print("usage: waypost-fuzz TARGET FILE...   (targets: \(FuzzTargets.names.joined(separator: ", ")))")
+                exit(64)
+            }
+            let target = makeTarget(name)
+            for path in arguments.dropFirst() {
+                target(Array(try Data(contentsOf: URL(fileURLWithPath: path))))
+                print("\(path): ok")
+            }
         }
     }
-}
 #endif

@@ -31,7 +31,8 @@ struct Status: ParsableCommand {
             if json {
                 let entries = routes.map { route in
                     let fields = states.map { "\(JSON.quote($0.rawValue)):\(count(route, $0))" }.joined(separator: ",")
-                    let oldestFields = oldest[route].map { "\"oldest_queued_at\":\(JSON.quote($0)),\"oldest_queued_age_seconds\":\(age(route) ?? 0)" }
+                    let oldestFields =
+                        oldest[route].map { "\"oldest_queued_at\":\(JSON.quote($0)),\"oldest_queued_age_seconds\":\(age(route) ?? 0)" }
                         ?? "\"oldest_queued_at\":null,\"oldest_queued_age_seconds\":null"
                     return "{\"route\":\(JSON.quote(route)),\(fields),\(oldestFields)}"
                 }

@@ -14,8 +14,12 @@ struct JournalOptions: ParsableArguments {
     var config: String?
 
     func validate() throws {
-        if journal?.isEmpty == true { throw ValidationError("--journal needs the path of the journal file; it was given as an empty string") }
-        if config?.isEmpty == true { throw ValidationError("--config needs the path of a configuration file; it was given as an empty string") }
+        if journal?.isEmpty == true {
+            throw ValidationError("--journal needs the path of the journal file; it was given as an empty string")
+        }
+        if config?.isEmpty == true {
+            throw ValidationError("--config needs the path of a configuration file; it was given as an empty string")
+        }
     }
 
     func resolvedPath() throws -> String {

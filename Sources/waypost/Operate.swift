@@ -78,7 +78,8 @@ struct Purge: ParsableCommand {
 
     func validate() throws {
         guard parseDuration(deliveredOlderThan) != nil else {
-            throw ValidationError("--delivered-older-than must be a duration such as 7d or 12h (at most 36500d, no sign); got '\(deliveredOlderThan)'")
+            throw ValidationError(
+                "--delivered-older-than must be a duration such as 7d or 12h (at most 36500d, no sign); got '\(deliveredOlderThan)'")
         }
     }
 

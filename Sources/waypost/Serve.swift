@@ -1,9 +1,9 @@
 import ArgumentParser
 import Foundation
 import Logging
+import Metrics
 import NIOCore
 import NIOPosix
-import Metrics
 import Prometheus
 import ServiceLifecycle
 import UnixSignals
@@ -106,7 +106,8 @@ struct Serve: AsyncParsableCommand {
         do {
             let admin = AdminContext(
                 token: startup.adminToken, journalPath: settings.journal.path, routeNames: settings.routes.map(\.name), writer: writer,
-                forwarderRunning: { forwarder.isRunning }, journalChanged: { forwarder.reloadNow() }, metrics: { registry.emitToBuffer() }, logger: logger)
+                forwarderRunning: { forwarder.isRunning }, journalChanged: { forwarder.reloadNow() }, metrics: { registry.emitToBuffer() },
+                logger: logger)
             try await Self.serve(
                 settings, writer: writer, forwarder: forwarder, board: board, secrets: secrets, admin: admin, group: group, logger: logger)
         } catch {
@@ -125,10 +126,13 @@ struct Serve: AsyncParsableCommand {
         let server = IntakeServer(configuration: settings, writer: writer, board: board, secrets: secrets, group: group, logger: logger)
         let adminServer = AdminServer(listen: settings.admin.listen, context: admin, group: group)
         var bound: [String] = []
-        for (address, start) in [(settings.listen, { try await server.start() }), (settings.admin.listen, { try await adminServer.start() })] as [(HostPort, () async throws -> SocketAddress)] {
+        for (address, start) in [
+            (settings.listen, { try await server.start() }), (settings.admin.listen, { try await adminServer.start() }),
+        ] as [(HostPort, () async throws -> SocketAddress)] {
             do {
                 let local = try await start()
-                bound.append(local.ipAddress.map { HostPort(host: $0, port: local.port ?? address.port).description } ?? address.description)
+                bound.append(
+                    local.ipAddress.map { HostPort(host: $0, port: local.port ?? address.port).description } ?? address.description)
             } catch {
                 let reason = (error as? IOError).map { String(cString: strerror($0.errnoCode)).lowercased() } ?? "\(error)"
                 printError("waypost: cannot listen on \(address): \(reason)")
@@ -147,7 +151,9 @@ struct Serve: AsyncParsableCommand {
         // SecondSignal is last, so it is told first and arms itself as the shutdown begins.
         let secondSignal = SecondSignal()
         var groupConfiguration = ServiceGroupConfiguration(
-            services: [writer, forwarder, server, adminServer, SecretReloader(settings: settings, secrets: secrets, logger: logger), secondSignal], gracefulShutdownSignals: [.sigterm, .sigint],
+            services: [
+                writer, forwarder, server, adminServer, SecretReloader(settings: settings, secrets: secrets, logger: logger), secondSignal,
+            ], gracefulShutdownSignals: [.sigterm, .sigint],
             logger: logger)
         groupConfiguration.maximumGracefulShutdownDuration = settings.shutdownGrace + .seconds(5)
         try await ServiceGroup(configuration: groupConfiguration).run()

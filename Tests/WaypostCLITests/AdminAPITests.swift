@@ -6,9 +6,9 @@ import Foundation
 import Testing
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 
 /// Expects an RFC 9457 problem answer with `status`: `application/problem+json` carrying `type`,
@@ -169,7 +169,9 @@ struct AdminAPITests {
             #expect(upstream.requests.map(\.correlationID) == [failed, later], "\(upstream.requests)")
 
             // With the token (the scheme's case does not matter, RFC 9110 §11.1) they work.
-            for header in ["Authorization: Bearer secret-token", "Authorization: bearer secret-token", "Authorization: BEARER  secret-token"] {
+            for header in [
+                "Authorization: Bearer secret-token", "Authorization: bearer secret-token", "Authorization: BEARER  secret-token",
+            ] {
                 let answer = try await server.admin("GET", "/messages/\(failed)", token: nil, headers: [header])
                 #expect(answer.status == 200, "\(header): \(answer.status) \(answer.body)")
             }
@@ -241,7 +243,9 @@ struct AdminAPITests {
             #expect(paused.value("waypost_accepted_total", route) == 7, "\(paused)")
             let resume = try await server.admin("POST", "/routes/orders/resume")
             try #require(resume.status == 200, "\(resume.status) \(resume.body)")
-            try await server.waitForStates("the two waiting messages delivered") { states in waiting.allSatisfy { states[$0] == "delivered" } }
+            try await server.waitForStates("the two waiting messages delivered") { states in
+                waiting.allSatisfy { states[$0] == "delivered" }
+            }
             let after = try await server.metrics()
             #expect(after.value("waypost_delivered_total", route) == 6, "\(after)")
             #expect(after.value("waypost_queue_depth", route) == 0, "\(after)")
@@ -420,7 +424,8 @@ struct AdminAPITests {
             }
 
             for body in [
-                "not json", "{\"state\":\"failed\"", "[\"failed\"]", "\"failed\"", "{\"state\":\"failed\",\"bogus\":1}", "{\"State\":\"failed\"}",
+                "not json", "{\"state\":\"failed\"", "[\"failed\"]", "\"failed\"", "{\"state\":\"failed\",\"bogus\":1}",
+                "{\"State\":\"failed\"}",
                 "{\"state\":\"queued\"}", "{\"state\":\"in_flight\"}", "{\"state\":\"banana\"}", "{\"state\":1}", "{\"route\":5}",
                 "{\"since\":\"banana\"}", "{\"until\":\"yesterday\"}",
             ] {
@@ -431,7 +436,9 @@ struct AdminAPITests {
             #expect(unknownKey.body.contains("bogus"), "the problem names the unknown key: \(unknownKey.body)")
 
             let otherRoute = try await server.admin("POST", "/replay", body: "{\"state\":\"failed\",\"route\":\"elsewhere\"}")
-            #expect(otherRoute.status == 200 && (try? otherRoute.jsonObject())?["replayed"] as? Int == 0, "\(otherRoute.status) \(otherRoute.body)")
+            #expect(
+                otherRoute.status == 200 && (try? otherRoute.jsonObject())?["replayed"] as? Int == 0,
+                "\(otherRoute.status) \(otherRoute.body)")
             let tooOld = try await server.admin("POST", "/replay", body: "{\"state\":\"failed\",\"until\":\"2000-01-01T00:00:00Z\"}")
             #expect(tooOld.status == 200 && (try? tooOld.jsonObject())?["replayed"] as? Int == 0, "\(tooOld.status) \(tooOld.body)")
             try await Task.sleep(for: .seconds(1))  // a replay would be picked up within a second
@@ -570,7 +577,8 @@ struct AdminAPITests {
         let (child, _, port) = try await startServe(
             environment: ["WAYPOST_ADMIN_TOKEN": adminTestToken], directory: dir.path,
             arguments: [
-                "serve", "--upstream", "http://127.0.0.1:9/", "--listen", "127.0.0.1:0", "--admin-listen", "0.0.0.0:0", "--journal", dir.file("j.db"),
+                "serve", "--upstream", "http://127.0.0.1:9/", "--listen", "127.0.0.1:0", "--admin-listen", "0.0.0.0:0", "--journal",
+                dir.file("j.db"),
             ])
         do {
             #expect(child.stdout.text.contains("admin=0.0.0.0:\(port)"), "\(child.stdout.text)")
@@ -578,7 +586,8 @@ struct AdminAPITests {
             #expect(health.status == 200, "\(health.status) \(health.body)")
             let refused = try await httpRequest("GET", "http://127.0.0.1:\(port)/messages")
             expectProblem(refused, 401, "GET /messages without the token")
-            let allowed = try await httpRequest("GET", "http://127.0.0.1:\(port)/messages", headers: ["Authorization: Bearer \(adminTestToken)"])
+            let allowed = try await httpRequest(
+                "GET", "http://127.0.0.1:\(port)/messages", headers: ["Authorization: Bearer \(adminTestToken)"])
             #expect(allowed.status == 200, "\(allowed.status) \(allowed.body)")
         } catch {
             await child.kill()

@@ -6,9 +6,9 @@ import Foundation
 import Testing
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 
 /// The admin token every ``AdminTestServer`` runs with (unless a test says otherwise).
@@ -178,7 +178,9 @@ final class AdminTestServer {
     }
 
     /// One request to the admin listener, with `Authorization: Bearer TOKEN` unless `token` is nil.
-    func admin(_ method: String, _ path: String, body: String? = nil, token: String? = adminTestToken, headers: [String] = []) async throws
+    func admin(
+        _ method: String, _ path: String, body: String? = nil, token: String? = adminTestToken, headers: [String] = []
+    ) async throws
         -> HTTPAnswer
     {
         let authorization = token.map { ["Authorization: Bearer \($0)"] } ?? []

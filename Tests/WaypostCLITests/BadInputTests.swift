@@ -8,9 +8,9 @@ import Synchronization
 import Testing
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 
 /// A malformed or refused request, and the statuses an answer to it may have.
@@ -45,33 +45,42 @@ private let badRequests: [BadRequestCase] = [
     BadRequestCase("obsolete line folding", "POST /hooks HTTP/1.1\r\nHost: a\r\nX-A: a\r\n b\r\nContent-Length: 2\r\n\r\nhi"),
     BadRequestCase("a Content-Length that is not a number", "POST /hooks HTTP/1.1\r\nHost: a\r\nContent-Length: abc\r\n\r\n"),
     BadRequestCase("a negative Content-Length", "POST /hooks HTTP/1.1\r\nHost: a\r\nContent-Length: -5\r\n\r\nhello"),
-    BadRequestCase("two different Content-Lengths", "POST /hooks HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello!"),
+    BadRequestCase(
+        "two different Content-Lengths", "POST /hooks HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello!"),
     BadRequestCase(
         "Content-Length and Transfer-Encoding: chunked together",
         "POST /hooks HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n"),
-    BadRequestCase("a chunk size that is not hex", "POST /hooks HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\nZZ\r\nhello\r\n0\r\n\r\n"),
+    BadRequestCase(
+        "a chunk size that is not hex", "POST /hooks HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\nZZ\r\nhello\r\n0\r\n\r\n"),
     BadRequestCase(
         "a chunk size that overflows 64 bits",
         "POST /hooks HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\nFFFFFFFFFFFFFFFFFFFFFF\r\nhello\r\n0\r\n\r\n", [400, 413]),
     BadRequestCase(
         "a chunk without its CRLF", "POST /hooks HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhelloXX0\r\n\r\n"),
-    BadRequestCase("an unknown transfer coding", "POST /hooks HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked, banana\r\n\r\n0\r\n\r\n", [400, 501]),
-    BadRequestCase("an absolute-form target", "POST http://169.254.169.254/latest HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\n\r\nhi", [400, 404]),
+    BadRequestCase(
+        "an unknown transfer coding", "POST /hooks HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked, banana\r\n\r\n0\r\n\r\n",
+        [400, 501]),
+    BadRequestCase(
+        "an absolute-form target", "POST http://169.254.169.254/latest HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\n\r\nhi", [400, 404]),
     BadRequestCase("a dot segment", "POST /hooks/../admin HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\n\r\nhi"),
-    BadRequestCase("a 70 KiB header", "POST /hooks HTTP/1.1\r\nHost: a\r\nX-Big: \(String(repeating: "a", count: 70_000))\r\nContent-Length: 2\r\n\r\nhi", [431]),
+    BadRequestCase(
+        "a 70 KiB header",
+        "POST /hooks HTTP/1.1\r\nHost: a\r\nX-Big: \(String(repeating: "a", count: 70_000))\r\nContent-Length: 2\r\n\r\nhi", [431]),
     BadRequestCase(
         "2,000 small headers (80 KiB in all)",
         "POST /hooks HTTP/1.1\r\nHost: a\r\n" + (0..<2000).map { "X-H\($0): \(String(repeating: "b", count: 30))\r\n" }.joined()
             + "Content-Length: 2\r\n\r\nhi", [431]),
     BadRequestCase("a Content-Length over max_body_bytes", "POST /hooks HTTP/1.1\r\nHost: a\r\nContent-Length: 2000000\r\n\r\n", [413]),
-    BadRequestCase("an X-Correlation-ID with a slash", "POST /hooks HTTP/1.1\r\nHost: a\r\nX-Correlation-ID: a/b\r\nContent-Length: 2\r\n\r\nhi"),
+    BadRequestCase(
+        "an X-Correlation-ID with a slash", "POST /hooks HTTP/1.1\r\nHost: a\r\nX-Correlation-ID: a/b\r\nContent-Length: 2\r\n\r\nhi"),
 ]
 
 /// Random garbage of several kinds: raw bytes, a valid request with bytes flipped, a valid
 /// request cut short, header soup. Each ends with a blank line so that a parser waiting for the
 /// end of a head finds one.
 private func garbage(_ generator: inout some RandomNumberGenerator) -> [UInt8] {
-    let valid = Array(rawRequest("POST", "/hooks/x?q=1", headers: [("X-Key", "a"), ("Content-Type", "application/json")], body: Array("{\"a\":1}".utf8)))
+    let valid = Array(
+        rawRequest("POST", "/hooks/x?q=1", headers: [("X-Key", "a"), ("Content-Type", "application/json")], body: Array("{\"a\":1}".utf8)))
     var bytes: [UInt8]
     switch Int.random(in: 0..<4, using: &generator) {
     case 0:
@@ -84,8 +93,10 @@ private func garbage(_ generator: inout some RandomNumberGenerator) -> [UInt8] {
     case 2:
         bytes = Array(valid.prefix(Int.random(in: 1..<valid.count, using: &generator)))
     default:
-        let pieces = ["GET", "POST", " ", "/", "HTTP/1.1", "\r\n", ":", "Content-Length", "Transfer-Encoding", "chunked", "0", "\n", "\u{0}",
-                      "ffffffff", "Host", "\t", "%00", "..", "Expect: 100-continue"]
+        let pieces = [
+            "GET", "POST", " ", "/", "HTTP/1.1", "\r\n", ":", "Content-Length", "Transfer-Encoding", "chunked", "0", "\n", "\u{0}",
+            "ffffffff", "Host", "\t", "%00", "..", "Expect: 100-continue",
+        ]
         bytes = Array((0..<Int.random(in: 1...60, using: &generator)).map { _ in pieces.randomElement(using: &generator)! }.joined().utf8)
     }
     return bytes + Array("\r\n\r\n".utf8)
@@ -108,10 +119,13 @@ private let brokenConfigs: [BrokenConfig] = [
     BrokenConfig(name: "a size that is not a size", yaml: "defaults: { max_body_bytes: lots }\n" + route, key: "defaults.max_body_bytes"),
     BrokenConfig(name: "an unknown ordering", yaml: route + "    ordering: alphabetical\n", key: "routes[0].ordering"),
     BrokenConfig(name: "ordering: key without ordering_key", yaml: route + "    ordering: key\n", key: "ordering_key"),
-    BrokenConfig(name: "an upstream that is not http(s)", yaml: "routes:\n  - { name: a, path: /hooks, upstream: \"ftp://x/\" }\n", key: "routes[0].upstream"),
+    BrokenConfig(
+        name: "an upstream that is not http(s)", yaml: "routes:\n  - { name: a, path: /hooks, upstream: \"ftp://x/\" }\n",
+        key: "routes[0].upstream"),
     BrokenConfig(name: "an unknown durability", yaml: "journal: { durability: sometimes }\n" + route, key: "journal.durability"),
     BrokenConfig(name: "routes is not a list", yaml: "routes: { name: a }\n", key: "routes"),
-    BrokenConfig(name: "a route without a path", yaml: "routes:\n  - { name: a, upstream: \"http://127.0.0.1:9/\" }\n", key: "routes[0].path"),
+    BrokenConfig(
+        name: "a route without a path", yaml: "routes:\n  - { name: a, upstream: \"http://127.0.0.1:9/\" }\n", key: "routes[0].path"),
     BrokenConfig(name: "YAML that does not parse", yaml: "routes:\n  - name: a\n   path: [unclosed\n", key: "yaml"),
     BrokenConfig(name: "max_attempts of zero", yaml: route + "    retry: { max_attempts: 0 }\n", key: "routes[0].retry.max_attempts"),
     BrokenConfig(name: "a listen address without a port", yaml: "listen: localhost\n" + route, key: "listen"),
@@ -142,7 +156,8 @@ extension Reliability {
             Int(try await sqlite(server.journal, "SELECT count(*) FROM messages")) ?? -1
         }
 
-        @Test("malformed, oversized and refused requests: a problem+json 4xx or a closed connection, nothing stored", arguments: badRequests)
+        @Test(
+            "malformed, oversized and refused requests: a problem+json 4xx or a closed connection, nothing stored", arguments: badRequests)
         func malformedRequest(_ bad: BadRequestCase) async throws {
             let dir = try ScratchDirectory()
             defer { dir.remove() }
@@ -203,7 +218,8 @@ extension Reliability {
                 let accepted = await onThread { exchange(port: port, chunked) }
                 #expect(accepted?.status == 202, "\(accepted.map(String.init(describing:)) ?? "no answer")")
                 let stored = try await sqlite(server.journal, "SELECT lower(hex(body)) FROM messages")
-                #expect(stored == pieces.joined().map { String(format: "%02x", $0) }.joined(), "the stored body differs from the chunks sent")
+                #expect(
+                    stored == pieces.joined().map { String(format: "%02x", $0) }.joined(), "the stored body differs from the chunks sent")
                 await expectCleanStop(server)
             } catch {
                 await server.kill()
@@ -271,7 +287,8 @@ extension Reliability {
                 let started = ContinuousClock.now
                 var statuses: [Int] = []
                 for seq in 0..<20 {
-                    let answer = await post(port: port, path: "/hooks", headers: [("X-Seq", String(seq))], body: Array("{}".utf8), timeout: 5)
+                    let answer = await post(
+                        port: port, path: "/hooks", headers: [("X-Seq", String(seq))], body: Array("{}".utf8), timeout: 5)
                     statuses.append(answer?.status ?? 0)
                 }
                 let elapsed = ContinuousClock.now - started

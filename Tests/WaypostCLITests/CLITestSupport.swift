@@ -10,9 +10,9 @@ import Synchronization
 import Testing
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 
 // MARK: - Locations
@@ -31,10 +31,10 @@ let waypostExecutable: URL? = {
         packageRoot.appendingPathComponent(".build/debug"),
     ].compactMap { $0 }
     #if os(macOS)
-    // Inside `waypostPackageTests.xctest/Contents/MacOS`: the products directory is three levels up.
-    directories += directories.map {
-        $0.deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-    }
+        // Inside `waypostPackageTests.xctest/Contents/MacOS`: the products directory is three levels up.
+        directories += directories.map {
+            $0.deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        }
     #endif
     for directory in directories {
         let candidate = directory.appendingPathComponent("waypost")
@@ -260,9 +260,9 @@ func signalProcess(_ pid: pid_t, _ signal: Int32) {
 // MARK: - Sockets
 
 #if canImport(Glibc)
-private let streamSocket = Int32(SOCK_STREAM.rawValue)
+    private let streamSocket = Int32(SOCK_STREAM.rawValue)
 #else
-private let streamSocket = SOCK_STREAM
+    private let streamSocket = SOCK_STREAM
 #endif
 
 private func loopbackAddress(port: Int) -> sockaddr_in {
@@ -308,9 +308,9 @@ struct LoopbackListener {
 
 private func closeSocket(_ fd: Int32) {
     #if canImport(Glibc)
-    _ = Glibc.close(fd)
+        _ = Glibc.close(fd)
     #else
-    _ = Darwin.close(fd)
+        _ = Darwin.close(fd)
     #endif
 }
 
@@ -411,7 +411,9 @@ func listeningPorts(_ stdout: String) -> (intake: Int, admin: Int)? {
     var ports: [String: Int] = [:]
     for field in line.split(separator: " ").dropFirst() {
         let parts = field.split(separator: "=", maxSplits: 1)
-        guard parts.count == 2, let colon = parts[1].lastIndex(of: ":"), let port = Int(parts[1][parts[1].index(after: colon)...]) else { return nil }
+        guard parts.count == 2, let colon = parts[1].lastIndex(of: ":"), let port = Int(parts[1][parts[1].index(after: colon)...]) else {
+            return nil
+        }
         ports[String(parts[0])] = port
     }
     guard let intake = ports["intake"], let admin = ports["admin"] else { return nil }

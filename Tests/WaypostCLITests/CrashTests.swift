@@ -11,9 +11,9 @@ import Synchronization
 import Testing
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 
 /// Rounds of the crash test: `$WAYPOST_SOAK_ROUNDS`, else 3.
@@ -100,8 +100,9 @@ private final class SequenceSource: Sendable {
 }
 
 extension Reliability {
-    @Suite("CrashTests: kill -9 and graceful stops lose no acknowledged message", .serialized,
-           .timeLimit(.minutes(soakRounds.map { $0 / 4 + 3 } ?? 3)))
+    @Suite(
+        "CrashTests: kill -9 and graceful stops lose no acknowledged message", .serialized,
+        .timeLimit(.minutes(soakRounds.map { $0 / 4 + 3 } ?? 3)))
     struct CrashTests {
         @Test("kill -9 during intake and delivery, restart on the same journal: every acknowledged message delivered, in order")
         func killNineRounds() async throws {
@@ -132,8 +133,12 @@ extension Reliability {
                         """))
             let runID = String(UUID().uuidString.prefix(8))
             let sources =
-                (0..<4).map { SequenceSource(label: "k\($0)", path: "/hooks/keyed", supplyIDs: $0 % 2 == 0, runID: runID, pause: .milliseconds(3)) }
-                + (0..<2).map { SequenceSource(label: "f\($0)", path: "/hooks/fifo", supplyIDs: $0 == 0, runID: runID, pause: .milliseconds(15)) }
+                (0..<4).map {
+                    SequenceSource(label: "k\($0)", path: "/hooks/keyed", supplyIDs: $0 % 2 == 0, runID: runID, pause: .milliseconds(3))
+                }
+                + (0..<2).map {
+                    SequenceSource(label: "f\($0)", path: "/hooks/fifo", supplyIDs: $0 == 0, runID: runID, pause: .milliseconds(15))
+                }
             let control = LoadControl()
             var integrity: [String] = []
             var killNotes: [String] = []
@@ -159,7 +164,9 @@ extension Reliability {
                             let acknowledgedSoFar = sources.reduce(0) { $0 + $1.tally.withLock { $0.acknowledged.count } }
                             let receivedSoFar = upstream.records.count
                             await server.kill9()
-                            killNotes.append("round \(round): kill -9 after \(wait) ms (acknowledged \(acknowledgedSoFar), upstream received \(receivedSoFar))")
+                            killNotes.append(
+                                "round \(round): kill -9 after \(wait) ms (acknowledged \(acknowledgedSoFar), upstream received \(receivedSoFar))"
+                            )
                             let check = try await integrityCheck(journal)
                             if check != "ok" { integrity.append("after round \(round): \(check)") }
                         }
@@ -196,7 +203,8 @@ extension Reliability {
                 throw error
             }
             let status = await server.stop()
-            #expect(status == 0, "waypost serve after SIGTERM: \(status.map(String.init) ?? "none"); stderr:\n\(server.allLogs.suffix(3000))")
+            #expect(
+                status == 0, "waypost serve after SIGTERM: \(status.map(String.init) ?? "none"); stderr:\n\(server.allLogs.suffix(3000))")
             let finalCheck = try await integrityCheck(journal)
             if finalCheck != "ok" { integrity.append("at the end: \(finalCheck)") }
             let records = upstream.records
@@ -210,7 +218,9 @@ extension Reliability {
             let refused = tallies.reduce(0) { $0 + $1.refused503 }
             // A crash between sending an attempt and committing its start sends the same
             // X-Waypost-Attempt number again after the restart (harmless; counted for the record).
-            let repeatedAttemptNumbers = Dictionary(grouping: records.filter { $0.action != "short" }, by: { "\($0.correlationID) \($0.attempt)" }).values.count { $0.count > 1 }
+            let repeatedAttemptNumbers = Dictionary(
+                grouping: records.filter { $0.action != "short" }, by: { "\($0.correlationID) \($0.attempt)" }
+            ).values.count { $0.count > 1 }
             // Before the backlog drained, "lost" would count messages still waiting in the journal.
             let lost = drained ? String(report.lost.count) : "unknown (not drained; \(report.lost.count) not delivered yet)"
             let summary =
@@ -220,7 +230,8 @@ extension Reliability {
                 + "orderViolations=\(report.orderViolations.count) integrity=\(integrity.isEmpty ? "ok" : "FAILED") drain=\(drainTime)s time=\(seconds(since: started))s"
             print(summary)
             for note in killNotes { print("  " + note) }
-            let clean = report.lost.isEmpty && report.corrupted.isEmpty && report.orderViolations.isEmpty && integrity.isEmpty
+            let clean =
+                report.lost.isEmpty && report.corrupted.isEmpty && report.orderViolations.isEmpty && integrity.isEmpty
                 && report.neverReceived.isEmpty && report.notDelivered.isEmpty && report.missingFromJournal.isEmpty
             if !clean {
                 // Keep the journal, the upstream's log and the server's logs for whoever investigates.
@@ -264,16 +275,23 @@ extension Reliability {
                 Acknowledged(label: "k", seq: 4, correlationID: "D", sha256: "d"),
             ]
             let rows = ["A", "B", "C", "D"].enumerated().map {
-                JournalRow(id: $0.offset + 1, correlationID: $0.element, route: "r", orderingKey: "k", state: $0.offset == 3 ? "queued" : "delivered", attempts: 1)
+                JournalRow(
+                    id: $0.offset + 1, correlationID: $0.element, route: "r", orderingKey: "k",
+                    state: $0.offset == 3 ? "queued" : "delivered", attempts: 1)
             }
             func record(_ id: String, _ sha: String) -> UpstreamRecord {
                 UpstreamRecord(correlationID: id, attempt: 1, sha256: sha, key: "k", seq: 0, action: "ok", length: 1)
             }
-            let clean = checkDeliveries(acknowledged: acknowledged, rows: rows.map { var r = $0; r.state = "delivered"; return r },
-                                        records: [record("A", "a"), record("B", "b"), record("B", "b"), record("C", "c"), record("D", "d")])
+            let clean = checkDeliveries(
+                acknowledged: acknowledged,
+                rows: rows.map {
+                    var r = $0; r.state = "delivered"; return r
+                },
+                records: [record("A", "a"), record("B", "b"), record("B", "b"), record("C", "c"), record("D", "d")])
             #expect(clean.lost.isEmpty && clean.orderViolations.isEmpty && clean.corrupted.isEmpty && clean.notDelivered.isEmpty)
             #expect(clean.duplicates == 1 && clean.redelivered == 1)
-            let faulty = checkDeliveries(acknowledged: acknowledged, rows: rows, records: [record("C", "c"), record("B", "x"), record("A", "a")])
+            let faulty = checkDeliveries(
+                acknowledged: acknowledged, rows: rows, records: [record("C", "c"), record("B", "x"), record("A", "a")])
             #expect(faulty.lost.count == 1 && faulty.lost[0].contains("D"))
             #expect(faulty.corrupted.count == 1 && faulty.corrupted[0].contains("B"))
             #expect(faulty.orderViolations.count == 2, "\(faulty.orderViolations)")
@@ -316,9 +334,11 @@ extension Reliability {
             let journal = server.journal
             var acknowledged: [Acknowledged] = []
             let firstBody = randomBytes(500)
-            let first = try #require(await post(port: server.port, path: "/hooks/fifo", headers: [("X-Key", "g"), ("X-Seq", "1")], body: firstBody))
+            let first = try #require(
+                await post(port: server.port, path: "/hooks/fifo", headers: [("X-Key", "g"), ("X-Seq", "1")], body: firstBody))
             try #require(first.status == 202, "\(first)")
-            acknowledged.append(Acknowledged(label: "g", seq: 1, correlationID: first.header("X-Correlation-ID") ?? "", sha256: sha256Hex(firstBody)))
+            acknowledged.append(
+                Acknowledged(label: "g", seq: 1, correlationID: first.header("X-Correlation-ID") ?? "", sha256: sha256Hex(firstBody)))
             let inFlight = await eventually(timeout: .seconds(5)) { upstream.records.count == 1 }
             try #require(inFlight, "the upstream did not receive the first message")
 
@@ -357,16 +377,20 @@ extension Reliability {
             let elapsed = ContinuousClock.now - signalled
             let stderr = server.stderr
             _ = await server.stop()
-            #expect(status == 0, "exit status after SIGTERM: \(status.map(String.init) ?? "still running"); stderr:\n\(stderr.suffix(2000))")
+            #expect(
+                status == 0, "exit status after SIGTERM: \(status.map(String.init) ?? "still running"); stderr:\n\(stderr.suffix(2000))")
             #expect(elapsed < .seconds(grace + 4), "exit took \(elapsed) with shutdown_grace \(grace)s")
             #expect(try await integrityCheck(journal) == "ok")
-            let firstState = try await sqlite(journal, "SELECT state FROM messages WHERE correlation_id = '\(acknowledged[0].correlationID)'")
+            let firstState = try await sqlite(
+                journal, "SELECT state FROM messages WHERE correlation_id = '\(acknowledged[0].correlationID)'")
             if delay < Double(grace) {
                 #expect(firstState == "delivered", "the delivery in flight had time to finish within shutdown_grace")
             } else {
                 #expect(firstState == "in_flight", "a delivery cut short by the end of the grace stays in flight, to be sent again")
             }
-            print("CrashTests graceful stop (upstream delay \(delay)s, shutdown_grace \(grace)s): exit \(status.map(String.init) ?? "-") after \(elapsed), first message \(firstState)")
+            print(
+                "CrashTests graceful stop (upstream delay \(delay)s, shutdown_grace \(grace)s): exit \(status.map(String.init) ?? "-") after \(elapsed), first message \(firstState)"
+            )
 
             // Restarted with a fast upstream, everything acknowledged is delivered.
             try upstream.set(["mode": "ok"])
@@ -437,9 +461,11 @@ extension Reliability {
                 var acknowledged: [Acknowledged] = []
                 for seq in 1...3 {
                     let body = randomBytes(300)
-                    let answer = try #require(await post(port: server.port, path: "/hooks/fifo", headers: [("X-Key", "s"), ("X-Seq", String(seq))], body: body))
+                    let answer = try #require(
+                        await post(port: server.port, path: "/hooks/fifo", headers: [("X-Key", "s"), ("X-Seq", String(seq))], body: body))
                     try #require(answer.status == 202, "\(answer)")
-                    acknowledged.append(Acknowledged(label: "s", seq: seq, correlationID: answer.header("X-Correlation-ID") ?? "", sha256: sha256Hex(body)))
+                    acknowledged.append(
+                        Acknowledged(label: "s", seq: seq, correlationID: answer.header("X-Correlation-ID") ?? "", sha256: sha256Hex(body)))
                 }
                 try #require(await eventually(timeout: .seconds(5)) { upstream.records.count == 1 }, "no delivery in flight")
                 server.child?.send(SIGTERM)
@@ -448,7 +474,9 @@ extension Reliability {
                 let second = ContinuousClock.now
                 let status = await server.stop(signal: SIGTERM, timeout: .seconds(5))
                 let elapsed = ContinuousClock.now - second
-                #expect(status != nil && status != 0, "exit status after a second SIGTERM: \(status.map(String.init) ?? "still running after 5 s")")
+                #expect(
+                    status != nil && status != 0,
+                    "exit status after a second SIGTERM: \(status.map(String.init) ?? "still running after 5 s")")
                 #expect(elapsed < .seconds(2), "the second signal took \(elapsed) to stop the server")
                 #expect(server.allLogs.contains("second signal"), "\(server.allLogs.suffix(1000))")
                 print("CrashTests second signal: exit \(status.map(String.init) ?? "-") after \(elapsed)")

@@ -7,9 +7,9 @@ import Foundation
 import Testing
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 
 /// A route to the recording upstream with quick retries.
@@ -113,7 +113,8 @@ extension Reliability {
 
         @Test("upstream down, then up: every message delivered, attempts counted, no retry left overdue")
         func upstreamDownThenUp() async throws {
-            try await withUpstreamAndServer(beforeStart: { await $0.stop() }) { _, journal, upstream, server in  // down: connections to its port are refused
+            // The upstream is down: connections to its port are refused.
+            try await withUpstreamAndServer(beforeStart: { await $0.stop() }) { _, journal, upstream, server in
                 let upstreamPort = upstream.port
                 let acknowledged = try await postSequence(port: server.port, count: 20, keys: 4)
                 // While it is down, the heads of the four queues are retried; none is forgotten.
@@ -131,8 +132,9 @@ extension Reliability {
                 #expect(try await waitUntilAllFinal(journal), "not delivered within 20 s after the upstream came back")
                 let rows = try await journalRows(journal)
                 let report = checkDeliveries(acknowledged: acknowledged, rows: rows, records: upstream.records)
-                #expect(report.lost.isEmpty && report.notDelivered.isEmpty && report.orderViolations.isEmpty && report.corrupted.isEmpty,
-                        "\(report): \(report.details)")
+                #expect(
+                    report.lost.isEmpty && report.notDelivered.isEmpty && report.orderViolations.isEmpty && report.corrupted.isEmpty,
+                    "\(report): \(report.details)")
                 // attempts: the column, the attempts table and the upstream's X-Waypost-Attempt agree.
                 let mismatched = try await sqlite(
                     journal,
@@ -144,7 +146,9 @@ extension Reliability {
                 }
                 let total = rows.reduce(0) { $0 + $1.attempts }
                 #expect(total > rows.count, "attempts \(total) for \(rows.count) messages")
-                print("FaultTests upstream down then up: \(rows.count) messages, \(attemptsWhileDown) attempts while down, \(total) in all, overdue samples \(overdue)")
+                print(
+                    "FaultTests upstream down then up: \(rows.count) messages, \(attemptsWhileDown) attempts while down, \(total) in all, overdue samples \(overdue)"
+                )
                 await expectCleanStop(server)
                 #expect(try await integrityCheck(journal) == "ok")
             }
@@ -158,8 +162,9 @@ extension Reliability {
                 let rows = try await journalRows(journal)
                 let records = upstream.records
                 let report = checkDeliveries(acknowledged: acknowledged, rows: rows, records: records)
-                #expect(report.lost.isEmpty && report.notDelivered.isEmpty && report.orderViolations.isEmpty && report.corrupted.isEmpty,
-                        "\(report): \(report.details)")
+                #expect(
+                    report.lost.isEmpty && report.notDelivered.isEmpty && report.orderViolations.isEmpty && report.corrupted.isEmpty,
+                    "\(report): \(report.details)")
                 let attempts = rows.reduce(0) { $0 + $1.attempts }
                 let actions = Dictionary(grouping: records, by: \.action).mapValues(\.count)
                 #expect(attempts > rows.count, "attempts \(attempts) for \(rows.count) messages; upstream actions \(actions)")
@@ -174,7 +179,8 @@ extension Reliability {
 
         @Test("an upstream slower than timeouts.total: the attempt times out, is retried, and is delivered once it speeds up")
         func slowerThanTotalTimeout() async throws {
-            try await withUpstreamAndServer(mode: ["mode": "slow", "delay": 2.5], ordering: "fifo", total: "1s") { _, journal, upstream, server in
+            try await withUpstreamAndServer(mode: ["mode": "slow", "delay": 2.5], ordering: "fifo", total: "1s") {
+                _, journal, upstream, server in
                 let acknowledged = try await postSequence(port: server.port, count: 3, keys: 1)
                 let retried = try await eventually(timeout: .seconds(8)) {
                     (Int(try await sqlite(journal, "SELECT count(*) FROM attempts WHERE error IS NOT NULL")) ?? 0) >= 2
@@ -188,9 +194,12 @@ extension Reliability {
                 #expect(try await waitUntilAllFinal(journal), "not delivered within 20 s after the upstream sped up")
                 let rows = try await journalRows(journal)
                 let report = checkDeliveries(acknowledged: acknowledged, rows: rows, records: upstream.records)
-                #expect(report.lost.isEmpty && report.notDelivered.isEmpty && report.orderViolations.isEmpty, "\(report): \(report.details)")
+                #expect(
+                    report.lost.isEmpty && report.notDelivered.isEmpty && report.orderViolations.isEmpty, "\(report): \(report.details)")
                 #expect(rows[0].attempts >= 3, "the first message: \(rows[0].attempts) attempts")
-                print("FaultTests slow upstream: attempts per message \(rows.map(\.attempts)); errors: \(errors.split(separator: "\n").first ?? "")")
+                print(
+                    "FaultTests slow upstream: attempts per message \(rows.map(\.attempts)); errors: \(errors.split(separator: "\n").first ?? "")"
+                )
                 await expectCleanStop(server)
             }
         }
@@ -204,11 +213,14 @@ extension Reliability {
                 }
                 #expect(retried, "the first message was not retried 3 times within 8 s")
                 let errors = try await sqlite(journal, "SELECT DISTINCT coalesce(error, 'status ' || status) FROM attempts")
-                #expect(try await sqlite(journal, "SELECT count(*) FROM messages WHERE state = 'failed'") == "0", "a garbage answer failed a message: \(errors)")
+                #expect(
+                    try await sqlite(journal, "SELECT count(*) FROM messages WHERE state = 'failed'") == "0",
+                    "a garbage answer failed a message: \(errors)")
                 try upstream.set(["mode": "ok"])
                 #expect(try await waitUntilAllFinal(journal), "not delivered within 20 s")
                 let report = checkDeliveries(acknowledged: acknowledged, rows: try await journalRows(journal), records: upstream.records)
-                #expect(report.lost.isEmpty && report.notDelivered.isEmpty && report.orderViolations.isEmpty, "\(report): \(report.details)")
+                #expect(
+                    report.lost.isEmpty && report.notDelivered.isEmpty && report.orderViolations.isEmpty, "\(report): \(report.details)")
                 print("FaultTests garbage answers: errors recorded: \(errors.split(separator: "\n"))")
                 await expectCleanStop(server)
             }
@@ -234,7 +246,10 @@ extension Reliability {
                 for _ in 0..<80 where refused == nil {
                     seq += 1
                     let body = randomBytes(65_536)
-                    guard let answer = await post(port: server.port, path: "/hooks/p", headers: [("X-Key", "k0"), ("X-Seq", String(seq))], body: body) else {
+                    guard
+                        let answer = await post(
+                            port: server.port, path: "/hooks/p", headers: [("X-Key", "k0"), ("X-Seq", String(seq))], body: body)
+                    else {
                         Issue.record("no answer while the disk is full")
                         break
                     }
@@ -251,7 +266,9 @@ extension Reliability {
                 #expect(refusal.header("Retry-After").flatMap(Int.init) != nil, "\(refusal)")
                 #expect(refusal.header("Content-Type") == "application/problem+json", "\(refusal)")
                 #expect(refusal.text.contains("\"status\":503"), "\(refusal)")
-                #expect(readyWhileFull?.status == 503, "/readyz while commits fail: \(readyWhileFull.map(String.init(describing:)) ?? "no answer")")
+                #expect(
+                    readyWhileFull?.status == 503,
+                    "/readyz while commits fail: \(readyWhileFull.map(String.init(describing:)) ?? "no answer")")
                 #expect(server.isRunning)
 
                 // Space returns: the next POSTs are accepted without a restart.
@@ -259,7 +276,8 @@ extension Reliability {
                 var recovered = false
                 for attempt in 0..<20 where !recovered {
                     let body = randomBytes(1000)
-                    let answer = await post(port: server.port, path: "/hooks/p", headers: [("X-Key", "k1"), ("X-Seq", String(200 + attempt))], body: body)
+                    let answer = await post(
+                        port: server.port, path: "/hooks/p", headers: [("X-Key", "k1"), ("X-Seq", String(200 + attempt))], body: body)
                     if answer?.status == 202, let id = answer?.header("X-Correlation-ID") {
                         acknowledged.append(Acknowledged(label: "k1", seq: 200 + attempt, correlationID: id, sha256: sha256Hex(body)))
                         recovered = true
@@ -268,14 +286,19 @@ extension Reliability {
                     }
                 }
                 #expect(recovered, "POSTs still refused after the filler was removed")
-                let readyAgain = await eventually(timeout: .seconds(5)) { await get(port: server.adminPort, path: "/readyz")?.status == 200 }
+                let readyAgain = await eventually(timeout: .seconds(5)) {
+                    await get(port: server.adminPort, path: "/readyz")?.status == 200
+                }
                 #expect(readyAgain, "/readyz did not return to 200")
 
                 // Everything acknowledged reached the upstream while the server kept running.
                 let received = await eventually(timeout: .seconds(20)) {
                     checkDeliveries(acknowledged: acknowledged, rows: [], records: upstream.records, requireDelivered: false).lost.isEmpty
                 }
-                #expect(received, "acknowledged messages not delivered: \(checkDeliveries(acknowledged: acknowledged, rows: [], records: upstream.records).lost)")
+                #expect(
+                    received,
+                    "acknowledged messages not delivered: \(checkDeliveries(acknowledged: acknowledged, rows: [], records: upstream.records).lost)"
+                )
                 let beforeRestart = try await sqlite(journal, "SELECT state, count(*) FROM messages GROUP BY 1")
                 // A restart finds every acknowledged message in the journal, and leaves none undelivered.
                 await expectCleanStop(server)
@@ -284,11 +307,13 @@ extension Reliability {
                 #expect(try await waitUntilAllFinal(journal), "not all final after the restart")
                 await expectCleanStop(server)
                 let report = checkDeliveries(acknowledged: acknowledged, rows: try await journalRows(journal), records: upstream.records)
-                #expect(report.lost.isEmpty && report.missingFromJournal.isEmpty && report.notDelivered.isEmpty && report.corrupted.isEmpty,
-                        "\(report): \(report.details)")
+                #expect(
+                    report.lost.isEmpty && report.missingFromJournal.isEmpty && report.notDelivered.isEmpty && report.corrupted.isEmpty,
+                    "\(report): \(report.details)")
                 print(
                     "FaultTests disk full: \(acknowledged.count) acknowledged, first refusal \(refusal.status) Retry-After \(refusal.header("Retry-After") ?? "-"), "
-                        + "/readyz while full \(readyWhileFull?.status ?? 0), journal before restart: \(beforeRestart.replacingOccurrences(of: "\n", with: ", ")); \(report)")
+                        + "/readyz while full \(readyWhileFull?.status ?? 0), journal before restart: \(beforeRestart.replacingOccurrences(of: "\n", with: ", ")); \(report)"
+                )
                 #expect(try await integrityCheck(journal) == "ok")
             }
         }
@@ -297,7 +322,8 @@ extension Reliability {
             "a delivery that ends while the disk is full is recorded once space returns, without a restart",
             .enabled(if: canMountTmpfs, "needs root and a tmpfs mount to fill a file system for real (run as root, as CI does)"))
         func outcomeCommittedAfterDiskFull() async throws {
-            try await withUpstreamAndServer(onTmpfs: true, mode: ["mode": "slow", "delay": 1.5], ordering: "fifo") { dir, journal, upstream, server in
+            try await withUpstreamAndServer(onTmpfs: true, mode: ["mode": "slow", "delay": 1.5], ordering: "fifo") {
+                dir, journal, upstream, server in
                 let filler = dir.file("fs") + "/filler"
                 let first = try await postSequence(port: server.port, count: 1, keys: 1)
                 try #require(await eventually(timeout: .seconds(5)) { upstream.records.count == 1 }, "no delivery in flight")
@@ -309,9 +335,16 @@ extension Reliability {
                 let second = try await postSequence(port: server.port, count: 1, keys: 1)
                 let final = try await waitUntilAllFinal(journal, timeout: .seconds(10))
                 let states = try await sqlite(journal, "SELECT correlation_id, state, attempts FROM messages ORDER BY id")
-                #expect(final, "journal 10 s after space returned: \(states); upstream: \(upstream.records.map { "\($0.correlationID) \($0.attempt) \($0.action)" })")
-                #expect(try await sqlite(journal, "SELECT state FROM messages WHERE correlation_id = '\(first[0].correlationID)'") == "delivered")
-                #expect(try await sqlite(journal, "SELECT state FROM messages WHERE correlation_id = '\(second[0].correlationID)'") == "delivered")
+                #expect(
+                    final,
+                    "journal 10 s after space returned: \(states); upstream: \(upstream.records.map { "\($0.correlationID) \($0.attempt) \($0.action)" })"
+                )
+                #expect(
+                    try await sqlite(journal, "SELECT state FROM messages WHERE correlation_id = '\(first[0].correlationID)'")
+                        == "delivered")
+                #expect(
+                    try await sqlite(journal, "SELECT state FROM messages WHERE correlation_id = '\(second[0].correlationID)'")
+                        == "delivered")
                 await expectCleanStop(server)
             }
         }
@@ -320,7 +353,8 @@ extension Reliability {
             "a delivery that ends while another process holds the journal's write lock is recorded once the lock ends")
         func outcomeCommittedAfterBusyJournal() async throws {
             var holder: SQLiteLockHolder?
-            try await withUpstreamAndServer(mode: ["mode": "slow", "delay": 1.0], ordering: "fifo", onError: { holder?.kill() }) { _, journal, upstream, server in
+            try await withUpstreamAndServer(mode: ["mode": "slow", "delay": 1.0], ordering: "fifo", onError: { holder?.kill() }) {
+                _, journal, upstream, server in
                 let first = try await postSequence(port: server.port, count: 1, keys: 1)
                 try #require(await eventually(timeout: .seconds(5)) { upstream.records.count == 1 }, "no delivery in flight")
                 // The upstream answers 200 after 1 s; the outcome's commit waits 5 s for the lock, then fails.
@@ -331,8 +365,13 @@ extension Reliability {
                 let final = try await waitUntilAllFinal(journal, timeout: .seconds(10))
                 let states = try await sqlite(journal, "SELECT correlation_id, state, attempts FROM messages ORDER BY id")
                 let failures = server.stderr.split(separator: "\n").filter { $0.contains("commit failed") }
-                #expect(final, "journal 10 s after the lock ended: \(states); upstream: \(upstream.records.map { "\($0.correlationID) \($0.attempt) \($0.action)" }); log: \(failures)")
-                #expect(try await sqlite(journal, "SELECT state FROM messages WHERE correlation_id = '\(first[0].correlationID)'") == "delivered")
+                #expect(
+                    final,
+                    "journal 10 s after the lock ended: \(states); upstream: \(upstream.records.map { "\($0.correlationID) \($0.attempt) \($0.action)" }); log: \(failures)"
+                )
+                #expect(
+                    try await sqlite(journal, "SELECT state FROM messages WHERE correlation_id = '\(first[0].correlationID)'")
+                        == "delivered")
                 await expectCleanStop(server)
             }
         }
@@ -340,7 +379,8 @@ extension Reliability {
         @Test("max_backlog reached: 503 with Retry-After and nothing stored; accepted again once the backlog drains")
         func backlogFull() async throws {
             try await withUpstreamAndServer(
-                mode: ["mode": "503"], config: { $0.replacingOccurrences(of: "durability: full }", with: "durability: full, max_backlog: 5 }") }
+                mode: ["mode": "503"],
+                config: { $0.replacingOccurrences(of: "durability: full }", with: "durability: full, max_backlog: 5 }") }
             ) { _, journal, upstream, server in
                 let acknowledged = try await postSequence(port: server.port, count: 5, keys: 5)
                 let refused = await post(port: server.port, path: "/hooks/p", headers: [("X-Key", "k9")], body: Array("sixth".utf8))
@@ -387,7 +427,8 @@ extension Reliability {
                 var acknowledgedAfter: [Acknowledged] = []
                 for seq in 10..<15 {
                     let body = randomBytes(200)
-                    let answer = await post(port: server.port, path: "/hooks/p", headers: [("X-Key", "k0"), ("X-Seq", String(seq))], body: body)
+                    let answer = await post(
+                        port: server.port, path: "/hooks/p", headers: [("X-Key", "k0"), ("X-Seq", String(seq))], body: body)
                     statuses.append(answer?.status ?? 0)
                     if answer?.status == 202, let id = answer?.header("X-Correlation-ID") {
                         acknowledgedAfter.append(Acknowledged(label: "k0", seq: seq, correlationID: id, sha256: sha256Hex(body)))
@@ -402,12 +443,14 @@ extension Reliability {
                 #expect(statuses.allSatisfy { $0 == 202 || $0 == 503 }, "answers after the removal: \(statuses)")
                 // Whatever the server acknowledged, it still delivers while it runs.
                 let delivered = await eventually(timeout: .seconds(10)) {
-                    checkDeliveries(acknowledged: before + acknowledgedAfter, rows: [], records: upstream.records, requireDelivered: false).lost.isEmpty
+                    checkDeliveries(acknowledged: before + acknowledgedAfter, rows: [], records: upstream.records, requireDelivered: false)
+                        .lost.isEmpty
                 }
                 #expect(delivered, "acknowledged messages not delivered after the journal was removed")
                 let exit = await server.stop()
                 #expect(exit == 0, "exit after SIGTERM: \(exit.map(String.init) ?? "-")")
-                let files = (try? FileManager.default.contentsOfDirectory(atPath: dir.path).filter { $0.hasPrefix("journal") }.sorted()) ?? []
+                let files =
+                    (try? FileManager.default.contentsOfDirectory(atPath: dir.path).filter { $0.hasPrefix("journal") }.sorted()) ?? []
                 print(
                     "FaultTests journal removed: POST answers \(statuses), /readyz \(ready?.status ?? 0), status API of an earlier message "
                         + "\(status?.status ?? 0), delivered \(delivered), exit \(exit.map(String.init) ?? "-"), files left \(files)")
@@ -429,7 +472,8 @@ extension Reliability {
                 let answer = await post(port: server.port, path: "/hooks/p", headers: [("X-Key", "k0")], body: Array("after".utf8))
                 #expect(answer?.status == 503, "POST after the journal was removed: \(answer.map(String.init(describing:)) ?? "no answer")")
                 let ready = await get(port: server.adminPort, path: "/readyz")
-                #expect(ready?.status == 503, "/readyz after the journal was removed: \(ready.map(String.init(describing:)) ?? "no answer")")
+                #expect(
+                    ready?.status == 503, "/readyz after the journal was removed: \(ready.map(String.init(describing:)) ?? "no answer")")
                 _ = await server.stop()
             }
         }
@@ -467,10 +511,13 @@ extension Reliability {
                 holder = try await SQLiteLockHolder(journal: journal)
 
                 let started = ContinuousClock.now
-                let answer = await post(port: server.port, path: "/hooks/p", headers: [("X-Key", "k0")], body: Array("while locked".utf8), timeout: 30)
+                let answer = await post(
+                    port: server.port, path: "/hooks/p", headers: [("X-Key", "k0")], body: Array("while locked".utf8), timeout: 30)
                 let waited = ContinuousClock.now - started
                 let ready = await get(port: server.adminPort, path: "/readyz")
-                #expect(answer?.status == 503, "POST while the journal is locked: \(answer.map(String.init(describing:)) ?? "no answer within 30 s")")
+                #expect(
+                    answer?.status == 503,
+                    "POST while the journal is locked: \(answer.map(String.init(describing:)) ?? "no answer within 30 s")")
                 #expect(answer?.header("Retry-After") != nil)
                 #expect(answer?.header("Content-Type") == "application/problem+json")
                 #expect(waited < .seconds(10), "the answer took \(waited)")
@@ -481,7 +528,8 @@ extension Reliability {
                 let after = await post(port: server.port, path: "/hooks/p", headers: [("X-Key", "k0")], body: Array("after".utf8))
                 #expect(after?.status == 202, "POST after the lock ended: \(after.map(String.init(describing:)) ?? "no answer")")
                 #expect(try await sqlite(journal, "SELECT count(*) FROM messages") == "3", "the refused message was stored anyway")
-                let ids = try await sqlite(journal, "SELECT correlation_id FROM messages ORDER BY id").split(separator: "\n").map(String.init)
+                let ids = try await sqlite(journal, "SELECT correlation_id FROM messages ORDER BY id").split(separator: "\n").map(
+                    String.init)
                 #expect(Array(ids.prefix(2)) == before.map(\.correlationID))
                 print("FaultTests journal busy: 503 after \(waited), /readyz \(ready?.status ?? 0) meanwhile, 202 after the lock ended")
                 await expectCleanStop(server)

@@ -6,7 +6,7 @@ import Foundation
 import Testing
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// HMAC-SHA256 in hex, built on the support's SHA-256 (the CLI tests link no crypto library).
@@ -49,7 +49,8 @@ private func exchangeAll(port: Int, _ bytes: [UInt8], timeout: Double) async -> 
 extension Reliability {
     @Suite("HostileInputTests: HTTP/1.1 rules, the admin API's bounds, slow clients, SIGHUP", .serialized, .timeLimit(.minutes(3)))
     struct HostileInputTests {
-        private static func startServer(in dir: ScratchDirectory, extra: String = "", routes: String? = nil) async throws -> ServerUnderTest {
+        private static func startServer(in dir: ScratchDirectory, extra: String = "", routes: String? = nil) async throws -> ServerUnderTest
+        {
             let journal = dir.file("journal.db")
             let server = try ServerUnderTest(
                 dir: dir, journal: journal,
@@ -80,7 +81,10 @@ extension Reliability {
                     ("no Host", "POST /hooks HTTP/1.1\r\nContent-Length: 2\r\n\r\nhi", 400),
                     ("two Hosts", "POST /hooks HTTP/1.1\r\nHost: a\r\nHost: b\r\nContent-Length: 2\r\n\r\nhi", 400),
                     ("two Hosts, same value", "GET /_waypost/messages/x HTTP/1.1\r\nHost: a\r\nHost: a\r\n\r\n", 400),
-                    ("gzip, chunked", "POST /hooks HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n2\r\nhi\r\n0\r\n\r\n", 501),
+                    (
+                        "gzip, chunked", "POST /hooks HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n2\r\nhi\r\n0\r\n\r\n",
+                        501
+                    ),
                 ]
                 let port = server.port
                 let adminPort = server.adminPort
@@ -90,7 +94,9 @@ extension Reliability {
                     #expect(answer?.header("Content-Type") == "application/problem+json", "\(name)")
                 }
                 #expect(try await Self.storedCount(server) == 0)
-                let old = await onThread { exchange(port: port, Array("POST /hooks HTTP/1.0\r\nContent-Length: 2\r\n\r\nhi".utf8), timeout: 5) }
+                let old = await onThread {
+                    exchange(port: port, Array("POST /hooks HTTP/1.0\r\nContent-Length: 2\r\n\r\nhi".utf8), timeout: 5)
+                }
                 #expect(old?.status == 202, "\(old.map(String.init(describing:)) ?? "no answer")")
                 // The admin listener follows the same rules.
                 let admin = await onThread { exchange(port: adminPort, Array("GET /healthz HTTP/1.1\r\n\r\n".utf8), timeout: 5) }
@@ -111,6 +117,14 @@ extension Reliability {
             do {
                 let accepted = try #require(await post(port: server.port, path: "/hooks", body: Array("{}".utf8)))
                 let id = try #require(accepted.header("X-Correlation-ID"))
+                // Until its first attempt is recorded, the status document can change between the
+                // HEAD and the GET; the next attempt is 5-10 s away.
+                let settled = ContinuousClock.now + .seconds(10)
+                while ContinuousClock.now < settled {
+                    let status = await get(port: server.port, path: "/_waypost/messages/\(id)")
+                    if status.map({ String(decoding: $0.body, as: UTF8.self).contains("\"attempts\":1") }) == true { break }
+                    try await Task.sleep(for: .milliseconds(20))
+                }
                 for (port, path) in [(server.port, "/_waypost/messages/\(id)"), (server.adminPort, "/healthz")] {
                     let pipelined = rawRequest("HEAD", path) + rawRequest("GET", path)
                     let answers = await onThread { () -> (RawResponse?, RawResponse?, [UInt8]) in
@@ -152,7 +166,10 @@ extension Reliability {
                 }
                 for body in ["{\"since\":\"99999999999999999d\"}", "{\"until\":\"2026-02-30T00:00:00Z\"}"] {
                     let answer = await onThread {
-                        exchange(port: adminPort, rawRequest("POST", "/replay", headers: [("Content-Type", "application/json")], body: Array(body.utf8)), timeout: 5)
+                        exchange(
+                            port: adminPort,
+                            rawRequest("POST", "/replay", headers: [("Content-Type", "application/json")], body: Array(body.utf8)),
+                            timeout: 5)
                     }
                     #expect(answer?.status == 400, "POST /replay \(body): \(answer.map(String.init(describing:)) ?? "no answer")")
                 }
@@ -227,7 +244,9 @@ extension Reliability {
                 #expect(body.1, "the connection is closed")
                 #expect(body.2 >= 10, "the body's first 10 s are free: 408 after \(body.2) s")
                 let idle = await idleThenRequest
-                #expect(idle?.status == 202, "an idle kept-alive connection is not a slow client: \(idle.map(String.init(describing:)) ?? "closed")")
+                #expect(
+                    idle?.status == 202,
+                    "an idle kept-alive connection is not a slow client: \(idle.map(String.init(describing:)) ?? "closed")")
                 #expect(try await Self.storedCount(server) == 1, "only the good request is stored")
                 await expectCleanStop(server)
             } catch {
@@ -245,7 +264,9 @@ extension Reliability {
                 let pid = server.pid
                 // The lines reach the test through a pipe: wait until the second one is here.
                 let logged = ContinuousClock.now + .seconds(10)
-                while !server.stderr.contains("admin listening"), ContinuousClock.now < logged { try await Task.sleep(for: .milliseconds(20)) }
+                while !server.stderr.contains("admin listening"), ContinuousClock.now < logged {
+                    try await Task.sleep(for: .milliseconds(20))
+                }
                 #expect(server.stderr.components(separatedBy: "intake listening").count == 2, "logged once: \(server.stderr)")
                 #expect(server.stderr.components(separatedBy: "admin listening").count == 2, "logged once: \(server.stderr)")
                 let open = try FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/fd").count
@@ -290,13 +311,15 @@ extension Reliability {
             do {
                 func status(signedWith secret: String) async -> Int? {
                     let body = Array("{\"n\":1}".utf8)
-                    return await post(port: server.port, path: "/hooks", headers: [("X-Sig", hmacHex(key: secret, body))], body: body)?.status
+                    return await post(port: server.port, path: "/hooks", headers: [("X-Sig", hmacHex(key: secret, body))], body: body)?
+                        .status
                 }
                 #expect(await status(signedWith: "old-secret") == 202)
                 #expect(await status(signedWith: "new-secret") == 401)
                 try "new-secret\n".write(toFile: secretFile, atomically: true, encoding: .utf8)
                 server.child?.send(SIGHUP)
-                #expect(await eventually(timeout: .seconds(10)) { await status(signedWith: "new-secret") == 202 }, "the new secret is in use")
+                #expect(
+                    await eventually(timeout: .seconds(10)) { await status(signedWith: "new-secret") == 202 }, "the new secret is in use")
                 #expect(await status(signedWith: "old-secret") == 401)
                 // A reload that fails (the file is gone) keeps the secret in use.
                 try FileManager.default.removeItem(atPath: secretFile)
@@ -324,11 +347,26 @@ struct StrictCheckConfigTests {
         defer { dir.remove() }
         try FileManager.default.createDirectory(atPath: dir.file("secret-dir"), withIntermediateDirectories: true)
         let cases: [(String, String, [String: String], String)] = [
-            ("a secret variable that is not set", Self.route + "    verify: { scheme: github, secret_env: HOSTILE_UNSET_SECRET }\n", [:], "HOSTILE_UNSET_SECRET"),
-            ("a secret file that is a directory", Self.route + "    verify: { scheme: github, secret_file: \(dir.file("secret-dir")) }\n", [:], "secret-dir"),
-            ("a public admin listener without a token", "admin: { listen: 0.0.0.0:9901, token_env: HOSTILE_NO_TOKEN }\n" + Self.route, [:], "HOSTILE_NO_TOKEN"),
-            ("an add_headers value holding CR LF", Self.route + "    add_headers: { X-Key: \"a\\r\\nX-Injected: 1\" }\n", [:], "add_headers.X-Key"),
-            ("an add_headers variable holding CR LF", Self.route + "    add_headers: { X-Key: \"${HOSTILE_VALUE}\" }\n", ["HOSTILE_VALUE": "a\r\nb"], "add_headers.X-Key"),
+            (
+                "a secret variable that is not set", Self.route + "    verify: { scheme: github, secret_env: HOSTILE_UNSET_SECRET }\n", [:],
+                "HOSTILE_UNSET_SECRET"
+            ),
+            (
+                "a secret file that is a directory",
+                Self.route + "    verify: { scheme: github, secret_file: \(dir.file("secret-dir")) }\n", [:], "secret-dir"
+            ),
+            (
+                "a public admin listener without a token", "admin: { listen: 0.0.0.0:9901, token_env: HOSTILE_NO_TOKEN }\n" + Self.route,
+                [:], "HOSTILE_NO_TOKEN"
+            ),
+            (
+                "an add_headers value holding CR LF", Self.route + "    add_headers: { X-Key: \"a\\r\\nX-Injected: 1\" }\n", [:],
+                "add_headers.X-Key"
+            ),
+            (
+                "an add_headers variable holding CR LF", Self.route + "    add_headers: { X-Key: \"${HOSTILE_VALUE}\" }\n",
+                ["HOSTILE_VALUE": "a\r\nb"], "add_headers.X-Key"
+            ),
             ("a duration past 36500d", "shutdown_grace: 99999999999d\n" + Self.route, [:], "shutdown_grace"),
         ]
         for (name, yaml, environment, mentions) in cases {

@@ -47,7 +47,9 @@ func withServerAndThreeMessages(
         throw error
     }
     let status = await server.terminate(timeout: .seconds(10))
-    #expect(status == 0, "waypost serve after SIGTERM: exit \(status.map(String.init) ?? "none within 10 s"); stderr:\n\(server.child.stderr.text)")
+    #expect(
+        status == 0,
+        "waypost serve after SIGTERM: exit \(status.map(String.init) ?? "none within 10 s"); stderr:\n\(server.child.stderr.text)")
     #expect(server.child.stderr.text.contains("journal writer stopped"), "stderr:\n\(server.child.stderr.text)")
 }
 
@@ -58,7 +60,10 @@ struct JournalCommandsCLITests {
         try await withServerAndThreeMessages { server, dir, _ in
             let result = try await waypost("status", "--journal", server.journal, directory: dir.path)
             #expect(result.status == 0, "\(result)")
-            #expect(result.lines.first?.split(separator: " ") == ["ROUTE", "QUEUED", "IN_FLIGHT", "DELIVERED", "FAILED", "SKIPPED", "OLDEST", "QUEUED"], "\(result)")
+            #expect(
+                result.lines.first?.split(separator: " ") == [
+                    "ROUTE", "QUEUED", "IN_FLIGHT", "DELIVERED", "FAILED", "SKIPPED", "OLDEST", "QUEUED",
+                ], "\(result)")
             let row = try #require(result.lines.first { $0.hasPrefix("default ") }, "no row for route default: \(result)")
             let cells = row.split(separator: " ").map(String.init)
             try #require(cells.count >= 7, "\(result)")
@@ -97,7 +102,9 @@ struct JournalCommandsCLITests {
             let messages = try #require(try result.json()["messages"] as? [[String: Any]], "\(result)")
             #expect(messages.compactMap { $0["id"] as? String } == sent.map(\.id), "\(result)")
             #expect(messages.compactMap { $0["path"] as? String } == sent.map(\.path), "\(result)")
-            #expect(messages.allSatisfy { $0["method"] as? String == "POST" && waitingStates.contains($0["state"] as? String ?? "") }, "\(result)")
+            #expect(
+                messages.allSatisfy { $0["method"] as? String == "POST" && waitingStates.contains($0["state"] as? String ?? "") },
+                "\(result)")
             #expect(messages.compactMap { $0["body_bytes"] as? Int } == sent.map(\.body.utf8.count), "\(result)")
         }
     }
@@ -239,7 +246,8 @@ struct MissingJournalCLITests {
         let dir = try ScratchDirectory()
         defer { dir.remove() }
         let good = try dir.write(
-            "good.yaml", "journal: { path: \(dir.file("absent.db")) }\nroutes:\n  - { name: a, path: /, upstream: \"http://127.0.0.1:9/\" }\n")
+            "good.yaml",
+            "journal: { path: \(dir.file("absent.db")) }\nroutes:\n  - { name: a, path: /, upstream: \"http://127.0.0.1:9/\" }\n")
         let missing = try await waypost("status", "--config", good, directory: dir.path)
         #expect(missing.status == 1, "\(missing)")
         #expect(missing.stderr.contains("no journal at \(dir.file("absent.db"))"), "\(missing)")

@@ -10,9 +10,9 @@ import Synchronization
 import Testing
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 
 /// Every reliability suite is nested in this one, so that they run one after the other: they
@@ -303,7 +303,8 @@ final class RecordingUpstream {
 
     /// Starts the process on `port` (0: ephemeral) and waits (at most 10 s) until it listens.
     func start(port requested: Int) async throws {
-        let child = try await PythonChild.start(dir.file("upstream.py"), [String(requested), logPath, modePath], notReady: "did not listen")
+        let child = try await PythonChild.start(
+            dir.file("upstream.py"), [String(requested), logPath, modePath], notReady: "did not listen")
         port = child.port
         self.child = child
     }
@@ -426,18 +427,18 @@ func reliabilityConfig(journal: String, shutdownGrace: String = "2s", routes: St
 // MARK: - A raw HTTP/1.1 client
 
 #if canImport(Glibc)
-private let tcpStream = Int32(SOCK_STREAM.rawValue)
-private let noSignal = Int32(MSG_NOSIGNAL)
+    private let tcpStream = Int32(SOCK_STREAM.rawValue)
+    private let noSignal = Int32(MSG_NOSIGNAL)
 #else
-private let tcpStream = SOCK_STREAM
-private let noSignal: Int32 = 0
+    private let tcpStream = SOCK_STREAM
+    private let noSignal: Int32 = 0
 #endif
 
 private func socketSend(_ fd: Int32, _ pointer: UnsafeRawPointer, _ count: Int, _ flags: Int32) -> Int {
     #if canImport(Glibc)
-    Glibc.send(fd, pointer, count, flags)
+        Glibc.send(fd, pointer, count, flags)
     #else
-    Darwin.send(fd, pointer, count, flags)
+        Darwin.send(fd, pointer, count, flags)
     #endif
 }
 
@@ -692,7 +693,9 @@ struct DeliveryReport: CustomStringConvertible {
 /// Compares the acknowledgements, the journal and the upstream's log:
 /// every acknowledged message reached the upstream with its exact body, and within each
 /// queue (route + ordering key) first deliveries follow the order of acceptance.
-func checkDeliveries(acknowledged: [Acknowledged], rows: [JournalRow], records: [UpstreamRecord], requireDelivered: Bool = true)
+func checkDeliveries(
+    acknowledged: [Acknowledged], rows: [JournalRow], records: [UpstreamRecord], requireDelivered: Bool = true
+)
     -> DeliveryReport
 {
     var report = DeliveryReport()

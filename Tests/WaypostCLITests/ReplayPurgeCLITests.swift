@@ -6,9 +6,9 @@ import Foundation
 import Testing
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 
 /// The upstream's program: 422 to every POST until `FLAG` exists, then 200; one line per request
@@ -160,7 +160,8 @@ struct ReplayPurgeCLITests {
         let journal = server.journal
         var ids: [String] = []
         for index in 1...3 {
-            let answer = try await curl("POST", server.baseURL + "/hooks/\(index)", body: "{\"n\":\(index)}", headers: ["Content-Type: application/json"])
+            let answer = try await curl(
+                "POST", server.baseURL + "/hooks/\(index)", body: "{\"n\":\(index)}", headers: ["Content-Type: application/json"])
             try #require(answer.status == 202, "POST: \(answer.status) \(answer.body)")
             ids.append(try #require(answer.header("X-Correlation-ID"), "\(answer.headers)"))
         }

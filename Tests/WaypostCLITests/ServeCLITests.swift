@@ -5,9 +5,9 @@ import Foundation
 import Testing
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 
 @Suite("waypost serve start-up and shutdown", .timeLimit(.minutes(1)))
@@ -35,10 +35,12 @@ struct ServeCLITests {
         #expect(!FileManager.default.fileExists(atPath: dir.file("waypost.db")), "a refused start created ./waypost.db")
     }
 
-    @Test("an unusable --upstream or --listen exits 64 naming the flag", arguments: [
-        (["--upstream", "ftp://example.com/"], "--upstream"),
-        (["--upstream", "http://127.0.0.1:9/", "--listen", "localhost"], "--listen"),
-    ])
+    @Test(
+        "an unusable --upstream or --listen exits 64 naming the flag",
+        arguments: [
+            (["--upstream", "ftp://example.com/"], "--upstream"),
+            (["--upstream", "http://127.0.0.1:9/", "--listen", "localhost"], "--listen"),
+        ])
     func badFlagValues(flags: [String], named flag: String) async throws {
         let dir = try ScratchDirectory()
         defer { dir.remove() }

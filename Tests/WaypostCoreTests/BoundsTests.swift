@@ -83,7 +83,8 @@ struct BoundsTests {
         let policy = RetryPolicy(maxAge: maximumDuration)
         for value in ["99999999999999999999999999", "9223372036854775807", "Fri, 31 Dec 9999 23:59:59 GMT"] {
             let delay = RetryPolicy.parseRetryAfter(value, now: 0)
-            #expect(delay.map { $0 > maximumDuration && $0 <= maximumDuration + .seconds(1) } == true, "\(value): \(String(describing: delay))")
+            #expect(
+                delay.map { $0 > maximumDuration && $0 <= maximumDuration + .seconds(1) } == true, "\(value): \(String(describing: delay))")
             let verdict = policy.verdict(.response(status: 503, retryAfter: value), attempt: 1, cycleStart: 0, now: 0, random: 0)
             guard case .failed(let reason) = verdict else {
                 Issue.record("\(value): \(verdict)")
@@ -97,7 +98,8 @@ struct BoundsTests {
     func extremeVerdicts() {
         let policy = RetryPolicy(factor: 1, maxAttempts: .max)
         for (attempt, cycleStart, now) in [(Int.max, Int64.max, Int64.max), (Int.min, Int64.min, Int64.min), (Int.max, 0, Int64.max)] {
-            _ = policy.verdict(.response(status: 503, retryAfter: "99999999999"), attempt: attempt, cycleStart: cycleStart, now: now, random: 0.999)
+            _ = policy.verdict(
+                .response(status: 503, retryAfter: "99999999999"), attempt: attempt, cycleStart: cycleStart, now: now, random: 0.999)
             _ = policy.verdict(.transportError("x"), attempt: attempt, cycleStart: cycleStart, now: now, random: 0.999)
         }
         // Factor 1 and a huge attempt count: no loop as long as the count (that would spin).

@@ -160,7 +160,9 @@ private let oneRoute = ["routes:", "  - name: a", "    path: /a", "    upstream:
         #expect(route.concurrency == 16)
         #expect(route.idempotencyHeader == "X-GitHub-Delivery")
         #expect(route.dedupWindow == .seconds(24 * 3600))
-        #expect(route.retry == RetryPolicy(initial: .seconds(1), factor: 2, maxDelay: .seconds(600), maxAttempts: 20, maxAge: .seconds(72 * 3600)))
+        #expect(
+            route.retry
+                == RetryPolicy(initial: .seconds(1), factor: 2, maxDelay: .seconds(600), maxAttempts: 20, maxAge: .seconds(72 * 3600)))
         #expect(route.retry.retryOn == nil)
         #expect(route.onExhausted == .deadLetter)
         #expect(route.timeouts == Timeouts(connect: .seconds(5), total: .seconds(30)))
@@ -182,10 +184,14 @@ private let oneRoute = ["routes:", "  - name: a", "    path: /a", "    upstream:
         #expect(config.listen.description == "127.0.0.1:8080")
         #expect(config.admin.listen.description == "127.0.0.1:9901")
         #expect(config.admin.tokenEnv == "WAYPOST_ADMIN_TOKEN")
-        #expect(config.journal == JournalConfig(path: "./waypost.db", durability: .full, maxBacklog: 1_000_000, retainDelivered: .seconds(604_800)))
+        #expect(
+            config.journal
+                == JournalConfig(path: "./waypost.db", durability: .full, maxBacklog: 1_000_000, retainDelivered: .seconds(604_800)))
         #expect(config.shutdownGrace == .seconds(10))
         let route = config.routes[0]
-        #expect(route.retry == RetryPolicy(initial: .seconds(1), factor: 2, maxDelay: .seconds(600), maxAttempts: 20, maxAge: .seconds(259_200)))
+        #expect(
+            route.retry == RetryPolicy(initial: .seconds(1), factor: 2, maxDelay: .seconds(600), maxAttempts: 20, maxAge: .seconds(259_200))
+        )
         #expect(route.maxBodyBytes == 1_048_576 && route.maxHeaderBytes == 65_536)
         #expect(route.ordering == .fifo && route.orderingKey == nil && route.concurrency == 16)
         #expect(route.idempotencyHeader == "Idempotency-Key" && route.dedupWindow == .seconds(86_400))
@@ -258,7 +264,8 @@ private let oneRoute = ["routes:", "  - name: a", "    path: /a", "    upstream:
         #expect(route.onExhausted == .block)
         #expect(route.contentTypes == ["application/json", "text/plain"])
         let secret = SecretSource(.file("/run/secrets/orders"))
-        #expect(route.verify == VerifyConfig(scheme: .hmacSHA256, secret: secret, header: "X-Signature", encoding: .base64, prefix: "sha256="))
+        #expect(
+            route.verify == VerifyConfig(scheme: .hmacSHA256, secret: secret, header: "X-Signature", encoding: .base64, prefix: "sha256="))
         #expect(route.addHeaders.map(\.name) == ["X-Zeta", "X-Alpha", "Authorization"])
         #expect(route.addHeaders.map(\.value) == ["last-letter", "1", "Bearer ${ORDERS_TOKEN}"])
         #expect(route.removeHeaders == ["Cookie", "X-Internal"])
@@ -340,51 +347,63 @@ private let oneRoute = ["routes:", "  - name: a", "    path: /a", "    upstream:
     }
 
     static let brokenFiles: [Broken] = [
-        Broken("unknown top-level key", ["listen: 127.0.0.1:8080", "listn: x"] + oneRoute, key: "listn", line: 2,
-               mentions:
-                   "valid keys here: listen, admin, journal, shutdown_grace, log_level, header_timeout, min_body_rate, trusted_proxies, defaults, routes"),
-        Broken("unknown nested key",
-               oneRoute + ["  - name: b", "    path: /b", "    upstream: http://h", "    retry:", "      initial: 1s", "      intial: 2s"],
-               key: "routes[1].retry.intial", line: 10, mentions: "did you mean \"initial\"?"),
+        Broken(
+            "unknown top-level key", ["listen: 127.0.0.1:8080", "listn: x"] + oneRoute, key: "listn", line: 2,
+            mentions:
+                "valid keys here: listen, admin, journal, shutdown_grace, log_level, header_timeout, min_body_rate, trusted_proxies, defaults, routes"
+        ),
+        Broken(
+            "unknown nested key",
+            oneRoute + ["  - name: b", "    path: /b", "    upstream: http://h", "    retry:", "      initial: 1s", "      intial: 2s"],
+            key: "routes[1].retry.intial", line: 10, mentions: "did you mean \"initial\"?"),
         Broken("unknown route key", route("upstreem: http://x"), key: "routes[0].upstreem", line: 5),
         Broken("unknown admin key", ["admin: { listen: 127.0.0.1:1, token: x }"] + oneRoute, key: "admin.token", line: 1),
-        Broken("bad duration", ["shutdown_grace: 10"] + oneRoute, key: "shutdown_grace", line: 1,
-               mentions: "expected a duration such as 250ms, 5s, 10m, 72h or 7d, got \"10\""),
+        Broken(
+            "bad duration", ["shutdown_grace: 10"] + oneRoute, key: "shutdown_grace", line: 1,
+            mentions: "expected a duration such as 250ms, 5s, 10m, 72h or 7d, got \"10\""),
         Broken("bad route duration", route("sync_timeout: 5 sec"), key: "routes[0].sync_timeout", line: 5),
         Broken("zero timeout", route("timeouts: { connect: 0s }"), key: "routes[0].timeouts.connect", line: 5),
         Broken("bad size", ["defaults:", "  max_body_bytes: 1MB"] + oneRoute, key: "defaults.max_body_bytes", line: 2, mentions: "binary"),
         Broken("body larger than a BLOB", route("max_body_bytes: 2GiB"), key: "routes[0].max_body_bytes", line: 5),
-        Broken("bad enum", route("mode: fire-and-forget"), key: "routes[0].mode", line: 5,
-               mentions: "expected one of async, sync, got \"fire-and-forget\""),
-        Broken("bad journal durability", ["journal: { durability: fast }"] + oneRoute, key: "journal.durability", line: 1,
-               mentions: "full, relaxed"),
+        Broken(
+            "bad enum", route("mode: fire-and-forget"), key: "routes[0].mode", line: 5,
+            mentions: "expected one of async, sync, got \"fire-and-forget\""),
+        Broken(
+            "bad journal durability", ["journal: { durability: fast }"] + oneRoute, key: "journal.durability", line: 1,
+            mentions: "full, relaxed"),
         Broken("ordering key missing", route("ordering: key"), key: "routes[0].ordering_key", line: 5),
         Broken("ordering key without ordering: key", route("ordering_key: header:X-Id"), key: "routes[0].ordering_key", line: 5),
         Broken("bad ordering key", route("ordering: key", "ordering_key: json:order.id"), key: "routes[0].ordering_key", line: 6),
-        Broken("duplicate names", oneRoute + ["  - name: a", "    path: /b", "    upstream: http://h"], key: "routes[1].name", line: 5,
-               mentions: "routes[0], line 2"),
+        Broken(
+            "duplicate names", oneRoute + ["  - name: a", "    path: /b", "    upstream: http://h"], key: "routes[1].name", line: 5,
+            mentions: "routes[0], line 2"),
         Broken("duplicate paths", oneRoute + ["  - name: b", "    path: /a/", "    upstream: http://h"], key: "routes[1].path", line: 6),
         Broken("upstream ftp://", route(path: "/a", upstream: "ftp://files.example/x"), key: "routes[0].upstream", line: 4),
         Broken("upstream with credentials", route(path: "/a", upstream: "https://u:p@h/x"), key: "routes[0].upstream", line: 4),
         Broken("upstream with fragment", route(path: "/a", upstream: "https://h/x#y"), key: "routes[0].upstream", line: 4),
         Broken("upstream without host", route(path: "/a", upstream: "http:///x"), key: "routes[0].upstream", line: 4),
         Broken("path without slash", route(path: "hooks", upstream: "http://h"), key: "routes[0].path", line: 3),
-        Broken("path under /_waypost", route(path: "/_waypost/x", upstream: "http://h"), key: "routes[0].path", line: 3,
-               mentions: "reserved"),
+        Broken(
+            "path under /_waypost", route(path: "/_waypost/x", upstream: "http://h"), key: "routes[0].path", line: 3,
+            mentions: "reserved"),
         Broken("path /_waypost itself", route(path: "/_waypost/", upstream: "http://h"), key: "routes[0].path", line: 3),
-        Broken("missing upstream", ["routes:", "  - name: a", "    path: /a"], key: "routes[0].upstream", line: 2,
-               mentions: "missing required key \"upstream\""),
+        Broken(
+            "missing upstream", ["routes:", "  - name: a", "    path: /a"], key: "routes[0].upstream", line: 2,
+            mentions: "missing required key \"upstream\""),
         Broken("missing name", ["routes:", "  - path: /a", "    upstream: http://h"], key: "routes[0].name", line: 2),
-        Broken("bad route name", ["routes:", "  - name: my route", "    path: /a", "    upstream: http://h"], key: "routes[0].name", line: 2),
+        Broken(
+            "bad route name", ["routes:", "  - name: my route", "    path: /a", "    upstream: http://h"], key: "routes[0].name", line: 2),
         Broken("empty routes", ["listen: 127.0.0.1:8080", "routes: []"], key: "routes", line: 2),
         Broken("no routes", ["listen: 127.0.0.1:8080"], key: "routes", line: 1),
         Broken("routes is a mapping", ["routes: { a: b }"], key: "routes", line: 1, mentions: "expected a list of routes"),
-        Broken("wrong type", route("retry: { factor: abc }"), key: "routes[0].retry.factor", line: 5,
-               mentions: "expected a number, got \"abc\""),
+        Broken(
+            "wrong type", route("retry: { factor: abc }"), key: "routes[0].retry.factor", line: 5,
+            mentions: "expected a number, got \"abc\""),
         Broken("factor below 1", route("retry: { factor: 0.5 }"), key: "routes[0].retry.factor", line: 5),
         Broken("max_delay below initial", route("retry: { initial: 1h, max_delay: 1m }"), key: "routes[0].retry.max_delay", line: 5),
-        Broken("initial above the default max_delay", route("retry: { initial: 1h }"), key: "routes[0].retry.initial", line: 5,
-               mentions: "set max_delay too"),
+        Broken(
+            "initial above the default max_delay", route("retry: { initial: 1h }"), key: "routes[0].retry.initial", line: 5,
+            mentions: "set max_delay too"),
         Broken("bad retry_on entry", route("retry:", "  retry_on: [409, 7xx]"), key: "routes[0].retry.retry_on[1]", line: 6),
         Broken("concurrency 0", route("concurrency: 0"), key: "routes[0].concurrency", line: 5, mentions: "at least 1"),
         Broken("null value", route("concurrency:"), key: "routes[0].concurrency", line: 5, mentions: "got nothing"),
@@ -392,32 +411,43 @@ private let oneRoute = ["routes:", "  - name: a", "    path: /a", "    upstream:
         Broken("bad listen", ["listen: 8080"] + oneRoute, key: "listen", line: 1, mentions: "HOST:PORT"),
         Broken("bad token_env", ["admin:", "  token_env: 1TOKEN"] + oneRoute, key: "admin.token_env", line: 2),
         Broken("empty content_types", route("content_types: []"), key: "routes[0].content_types", line: 5),
-        Broken("content type with parameters", route("content_types: [application/json; charset=utf-8]"),
-               key: "routes[0].content_types[0]", line: 5),
-        Broken("hmac-sha256 without header", route("verify: { scheme: hmac-sha256, secret_env: S }"),
-               key: "routes[0].verify.header", line: 5),
-        Broken("header with github", route("verify: { scheme: github, secret_env: S, header: X-Sig }"),
-               key: "routes[0].verify.header", line: 5),
-        Broken("tolerance with github", route("verify: { scheme: github, secret_env: S, tolerance: 1m }"),
-               key: "routes[0].verify.tolerance", line: 5),
-        Broken("both secrets", route("verify: { scheme: github, secret_env: S, secret_file: /s }"),
-               key: "routes[0].verify.secret_file", line: 5),
+        Broken(
+            "content type with parameters", route("content_types: [application/json; charset=utf-8]"),
+            key: "routes[0].content_types[0]", line: 5),
+        Broken(
+            "hmac-sha256 without header", route("verify: { scheme: hmac-sha256, secret_env: S }"),
+            key: "routes[0].verify.header", line: 5),
+        Broken(
+            "header with github", route("verify: { scheme: github, secret_env: S, header: X-Sig }"),
+            key: "routes[0].verify.header", line: 5),
+        Broken(
+            "tolerance with github", route("verify: { scheme: github, secret_env: S, tolerance: 1m }"),
+            key: "routes[0].verify.tolerance", line: 5),
+        Broken(
+            "both secrets", route("verify: { scheme: github, secret_env: S, secret_file: /s }"),
+            key: "routes[0].verify.secret_file", line: 5),
         Broken("no secret", route("sign: { scheme: standard-webhooks }"), key: "routes[0].sign.secret_env", line: 5),
-        Broken("bad sign scheme", route("sign: { scheme: github, secret_env: S }"), key: "routes[0].sign.scheme", line: 5,
-               mentions: "standard-webhooks"),
-        Broken("unknown verify scheme", route("verify: { scheme: sha1, secret_env: S }"), key: "routes[0].verify.scheme", line: 5,
-               mentions: "standard-webhooks, github, stripe, hmac-sha256"),
-        Broken("add_headers with Content-Length", route("add_headers: { Content-Length: 5 }"),
-               key: "routes[0].add_headers.Content-Length", line: 5),
-        Broken("add_headers value with a line break", route("add_headers: { X-A: \"a\\r\\nX-B: b\" }"),
-               key: "routes[0].add_headers.X-A", line: 5),
+        Broken(
+            "bad sign scheme", route("sign: { scheme: github, secret_env: S }"), key: "routes[0].sign.scheme", line: 5,
+            mentions: "standard-webhooks"),
+        Broken(
+            "unknown verify scheme", route("verify: { scheme: sha1, secret_env: S }"), key: "routes[0].verify.scheme", line: 5,
+            mentions: "standard-webhooks, github, stripe, hmac-sha256"),
+        Broken(
+            "add_headers with Content-Length", route("add_headers: { Content-Length: 5 }"),
+            key: "routes[0].add_headers.Content-Length", line: 5),
+        Broken(
+            "add_headers value with a line break", route("add_headers: { X-A: \"a\\r\\nX-B: b\" }"),
+            key: "routes[0].add_headers.X-A", line: 5),
         Broken("add_headers listed twice", route("add_headers: { X-A: a, x-a: b }"), key: "routes[0].add_headers.x-a", line: 5),
         Broken("top level is a list", ["- a", "- b"], key: nil, line: 1, mentions: "top level"),
-        Broken("YAML syntax error", ["listen: 127.0.0.1:8080", "routes:", "  - name: a", "   path: [unclosed"], key: nil, line: 4,
-               mentions: "invalid YAML"),
+        Broken(
+            "YAML syntax error", ["listen: 127.0.0.1:8080", "routes:", "  - name: a", "   path: [unclosed"], key: nil, line: 4,
+            mentions: "invalid YAML"),
         Broken("YAML tab indentation", ["routes:", "\t- name: a"], key: nil, line: 2, mentions: "invalid YAML"),
-        Broken("duplicate YAML key", ["listen: 127.0.0.1:1", "listen: 127.0.0.1:2"] + oneRoute, key: nil, line: 1,
-               mentions: "duplicate key \"listen\""),
+        Broken(
+            "duplicate YAML key", ["listen: 127.0.0.1:1", "listen: 127.0.0.1:2"] + oneRoute, key: nil, line: 1,
+            mentions: "duplicate key \"listen\""),
         Broken("two YAML documents", oneRoute + ["---"] + oneRoute, key: nil, line: 5, mentions: "invalid YAML"),
         Broken("empty file", [], key: nil, line: nil, mentions: "the file is empty"),
         Broken("only comments", ["# nothing here", "   "], key: nil, line: nil, mentions: "the file is empty"),

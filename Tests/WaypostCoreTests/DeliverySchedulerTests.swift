@@ -134,7 +134,8 @@ private let scripts: [Script] = [
             .tick(at: 0, []), .held(2, inFlight: 0),
         ]),
     Script(
-        label: "a generation change drops what waits, keeps what is in flight, and pauses what the journal says", routes: [route(), route("s")],
+        label: "a generation change drops what waits, keeps what is in flight, and pauses what the journal says",
+        routes: [route(), route("s")],
         steps: [
             .tick(at: 0, [load(after: 0), load(route: 1, after: 0)]),
             .page(route: 0, [1, 2, 3], complete: true), .page(route: 1, [4], complete: true),
@@ -170,7 +171,8 @@ private let scripts: [Script] = [
             .tick(at: 0, [load(after: 0)]), .page(route: 0, [1, 2], complete: true),
             .tick(at: 0, [send(1), send(2)]), .started(2, at: 0, gives: (1, 1)), .started(1, at: 10, gives: (1, 1)),
             .wake(50), .tick(at: 49, []),
-            .tick(at: 60, [.recordStart(id: 1, attempt: 1, cycleAttempt: 1, at: 10), .recordStart(id: 2, attempt: 1, cycleAttempt: 1, at: 0)]),
+            .tick(
+                at: 60, [.recordStart(id: 1, attempt: 1, cycleAttempt: 1, at: 10), .recordStart(id: 2, attempt: 1, cycleAttempt: 1, at: 0)]),
             .tick(at: 100, []), .wake(nil),
         ]),
     Script(
@@ -211,7 +213,9 @@ struct DeliverySchedulerTests {
             case .tick(let now, let expected):
                 #expect(scheduler.tick(now: now) == expected, "\(at): actions at \(now)")
             case .page(let route, let ids, let failed, let complete):
-                let messages = (ids.map { QueuedMessage(id: $0) } + failed.map { QueuedMessage(id: $0, blocking: true) }).sorted { $0.id < $1.id }
+                let messages = (ids.map { QueuedMessage(id: $0) } + failed.map { QueuedMessage(id: $0, blocking: true) }).sorted {
+                    $0.id < $1.id
+                }
                 scheduler.pageLoaded(route: route, messages: messages, complete: complete)
             case .started(let id, let stored, let now, let gives):
                 let numbers = scheduler.attemptStarted(

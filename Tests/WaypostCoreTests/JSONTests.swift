@@ -154,13 +154,18 @@ struct HeaderJSONRoundTripTests {
         #expect(JSON.decodeHeaders(JSON.encode(headers: fields)) == fields)
     }
 
-    @Test(arguments: ["", "{}", "[", "[[\"a\"]]", "[[\"a\",\"b\",\"c\"]]", "[[\"a\",\"b\"],]", "[[\"a\",\"b\"]] x", "[[\"a\",1]]", "[[\"\\x\",\"b\"]]"])
+    @Test(arguments: [
+        "", "{}", "[", "[[\"a\"]]", "[[\"a\",\"b\",\"c\"]]", "[[\"a\",\"b\"],]", "[[\"a\",\"b\"]] x", "[[\"a\",1]]", "[[\"\\x\",\"b\"]]",
+    ])
     func refusesOtherShapes(_ text: String) {
         #expect(JSON.decodeHeaders(text) == nil, "\(text)")
     }
 
     @Test func readsWhatFoundationWrites() throws {
         let data = try JSONSerialization.data(withJSONObject: [["X-A", "1/2"], ["X-B", "\u{7}"]])
-        #expect(JSON.decodeHeaders(String(decoding: data, as: UTF8.self)) == [HeaderField(name: "X-A", value: "1/2"), HeaderField(name: "X-B", value: "\u{7}")])
+        #expect(
+            JSON.decodeHeaders(String(decoding: data, as: UTF8.self)) == [
+                HeaderField(name: "X-A", value: "1/2"), HeaderField(name: "X-B", value: "\u{7}"),
+            ])
     }
 }

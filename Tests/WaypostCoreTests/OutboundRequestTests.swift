@@ -238,7 +238,8 @@ struct OutboundRequestTests {
     @Test("headers: no header Waypost sets itself appears twice, whatever the source sent")
     func noDuplicatesOfOwnHeaders() {
         let own = ["x-correlation-id", "idempotency-key", "x-waypost-attempt", "x-forwarded-for", "x-forwarded-proto", "x-forwarded-host"]
-        let stored = own.flatMap { [HeaderField(name: $0, value: "a"), HeaderField(name: $0.uppercased(), value: "b")] }
+        let stored =
+            own.flatMap { [HeaderField(name: $0, value: "a"), HeaderField(name: $0.uppercased(), value: "b")] }
             + [HeaderField(name: "Host", value: "h")]
         let result = OutboundRequest.headers(
             stored: stored, correlationID: "c", idempotencyKey: nil, attempt: 2, clientAddress: "192.0.2.1",

@@ -20,41 +20,53 @@ private struct Stream: Sendable, CustomTestStringConvertible {
 }
 
 private let streams: [Stream] = [
-    Stream(label: "a plain head, then one with obs-text after a Content-Length body",
+    Stream(
+        label: "a plain head, then one with obs-text after a Content-Length body",
         input: bytes("POST /a HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\n\r\n\r\n\r") + obsHead + bytes("xyz"),
         heads: [.plain, .raw(obsHead)]),
-    Stream(label: "a body holding what looks like a head is skipped by its length",
+    Stream(
+        label: "a body holding what looks like a head is skipped by its length",
         input: bytes("POST /a HTTP/1.1\r\nContent-Length: 22\r\n\r\nGET / HTTP/1.1\r\n\r\n\u{FF}xx") + obsHead + bytes("abc"),
         heads: [.plain, .raw(obsHead)]),
-    Stream(label: "chunked, with extensions and trailers, then obs-text",
+    Stream(
+        label: "chunked, with extensions and trailers, then obs-text",
         input: bytes("POST /a HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n4;x=y\r\nwiki\r\nA\r\n0123456789\r\n0\r\nX-T: 1\r\n\r\n")
             + obsHead + bytes("abc"),
         heads: [.plain, .raw(obsHead)]),
-    Stream(label: "empty lines before a request are skipped; bare LF ends lines",
+    Stream(
+        label: "empty lines before a request are skipped; bare LF ends lines",
         input: bytes("\r\n\nGET / HTTP/1.1\nHost: a\n\n") + obsHead,
         heads: [.plain, .raw(obsHead)]),
-    Stream(label: "a head with UTF-8 in it is raw too (restoring it changes nothing)",
+    Stream(
+        label: "a head with UTF-8 in it is raw too (restoring it changes nothing)",
         input: bytes("GET / HTTP/1.1\r\nX: café\r\n\r\n"),
         heads: [.raw(bytes("GET / HTTP/1.1\r\nX: café\r\n\r\n"))]),
-    Stream(label: "Content-Length and chunked together: lost after that head",
+    Stream(
+        label: "Content-Length and chunked together: lost after that head",
         input: bytes("POST / HTTP/1.1\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n") + obsHead,
         heads: [.plain, .unknown]),
-    Stream(label: "a coding other than chunked: lost",
+    Stream(
+        label: "a coding other than chunked: lost",
         input: bytes("POST / HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n") + obsHead,
         heads: [.plain, .unknown]),
-    Stream(label: "two different Content-Lengths: lost",
+    Stream(
+        label: "two different Content-Lengths: lost",
         input: bytes("POST / HTTP/1.1\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\n") + obsHead,
         heads: [.plain, .unknown]),
-    Stream(label: "a chunk size that is not hex, or too long: lost",
+    Stream(
+        label: "a chunk size that is not hex, or too long: lost",
         input: bytes("POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n") + obsHead,
         heads: [.plain, .unknown]),
-    Stream(label: "a chunk size past 15 hex digits: lost",
+    Stream(
+        label: "a chunk size past 15 hex digits: lost",
         input: bytes("POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n1000000000000000\r\n") + obsHead,
         heads: [.plain, .unknown]),
-    Stream(label: "CONNECT and Upgrade change the protocol: lost",
+    Stream(
+        label: "CONNECT and Upgrade change the protocol: lost",
         input: bytes("CONNECT a:443 HTTP/1.1\r\nHost: a\r\n\r\n") + obsHead,
         heads: [.plain, .unknown]),
-    Stream(label: "a head past the limit: lost",
+    Stream(
+        label: "a head past the limit: lost",
         input: bytes("GET / HTTP/1.1\r\nX: " + String(repeating: "a", count: 300) + "\r\n\r\n") + obsHead,
         heads: [.unknown]),
 ]
@@ -97,7 +109,9 @@ struct RawHeadRecorderTests {
         #expect(fields?[0] == HeaderField(name: "Host", value: "a"))
         // Another head's bytes: a different count, name or value.
         #expect(RawHeadRecorder.restoredFields(decoded: Array(decoded.prefix(2)), raw: obsHead) == nil)
-        #expect(RawHeadRecorder.restoredFields(decoded: [decoded[0], (name: "X-Other", value: "\u{FFFD}\u{FFFD}"), decoded[2]], raw: obsHead) == nil)
+        #expect(
+            RawHeadRecorder.restoredFields(decoded: [decoded[0], (name: "X-Other", value: "\u{FFFD}\u{FFFD}"), decoded[2]], raw: obsHead)
+                == nil)
         #expect(RawHeadRecorder.restoredFields(decoded: [decoded[0], (name: "X-Obs", value: "ab"), decoded[2]], raw: obsHead) == nil)
     }
 

@@ -118,7 +118,8 @@ struct RetryPolicyTests {
                     Double(policy.maxDelay.milliseconds),
                     Double(policy.initial.milliseconds) * pow(policy.factor, Double(attempt - 1)))
                 let delay = policy.backoff(afterAttempt: attempt, random: random).milliseconds
-                #expect(Double(delay) >= (full / 2).rounded(.down) && Double(delay) <= full,
+                #expect(
+                    Double(delay) >= (full / 2).rounded(.down) && Double(delay) <= full,
                     "attempt \(attempt), factor \(policy.factor): \(delay) ms not in [\(full / 2), \(full)]")
                 #expect(delay >= previous, "attempt \(attempt), factor \(policy.factor): \(delay) < \(previous)")
                 previous = delay

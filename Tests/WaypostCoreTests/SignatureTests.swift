@@ -363,7 +363,9 @@ struct SignatureTests {
             try InboundVerifier(config: VerifyConfig(scheme: .stripe, secret: anySource, tolerance: tolerance), secrets: secrets)
         }
 
-        static func verify(_ value: String, body: [UInt8] = body, now: Int64 = now, secrets: [String] = [secret]) throws
+        static func verify(
+            _ value: String, body: [UInt8] = body, now: Int64 = now, secrets: [String] = [secret]
+        ) throws
             -> VerificationFailure?
         {
             try verifier(secrets: secrets).verify(headers: fields([("Stripe-Signature", value)]), body: body, nowMilliseconds: now)

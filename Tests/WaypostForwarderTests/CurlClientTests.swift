@@ -162,7 +162,8 @@ struct CurlClientTests {
 
     @Test("interim 1xx responses are dropped: only the final response's headers are kept")
     func interimResponsesDropped() async throws {
-        let raw = "HTTP/1.1 103 Early Hints\r\nLink: </style.css>\r\n\r\n"
+        let raw =
+            "HTTP/1.1 103 Early Hints\r\nLink: </style.css>\r\n\r\n"
             + "HTTP/1.1 200 OK\r\nX-Final: yes\r\nContent-Length: 2\r\n\r\nok"
         try await withClient(upstream: { _ in .raw(Array(raw.utf8), close: false) }) { client, upstream in
             let response = try await client.execute(CurlRequest(url: upstream.url + "/"))

@@ -165,7 +165,9 @@ struct ForwarderTests {
                 counts[body, default: 0] += 1
                 return true
             }
-            return failed ? .respond(status: 503, body: Array("busy".utf8)) : .respond(status: 201, headers: [HeaderField(name: "X-Reply", value: body)], body: Array("ok \(body)".utf8))
+            return failed
+                ? .respond(status: 503, body: Array("busy".utf8))
+                : .respond(status: 201, headers: [HeaderField(name: "X-Reply", value: body)], body: Array("ok \(body)".utf8))
         }
         let harness = try DeliveryHarness(routes: [RouteConfig(name: "r", path: "/", upstream: upstream.url, retry: fastRetry)])
         var ids: [String] = []
@@ -253,7 +255,9 @@ struct ForwarderTests {
             log.note(request)
             return .respond(status: 200, delay: .milliseconds(200))
         }
-        let harness = try DeliveryHarness(routes: [RouteConfig(name: "r", path: "/", upstream: upstream.url, ordering: .none, concurrency: 4)])
+        let harness = try DeliveryHarness(routes: [
+            RouteConfig(name: "r", path: "/", upstream: upstream.url, ordering: .none, concurrency: 4)
+        ])
         var ids: [String] = []
         for index in 0..<12 { ids.append(try await harness.submit(body: "\(index)")) }
         try await harness.waitForStates(ids, in: ["delivered"])
@@ -357,7 +361,9 @@ struct ForwarderTests {
                 : .respond(status: 500)
         }
         let harness = try DeliveryHarness(routes: [
-            RouteConfig(name: "r", path: "/", upstream: upstream.url, ordering: .none, retry: RetryPolicy(initial: .milliseconds(10), maxDelay: .milliseconds(20), maxAttempts: 3))
+            RouteConfig(
+                name: "r", path: "/", upstream: upstream.url, ordering: .none,
+                retry: RetryPolicy(initial: .milliseconds(10), maxDelay: .milliseconds(20), maxAttempts: 3))
         ])
         let later = try await harness.submit(body: "later")
         let doomed = try await harness.submit(body: "doomed")
@@ -382,7 +388,9 @@ struct ForwarderTests {
             String(decoding: request.body, as: UTF8.self) == "hostile"
                 ? .respond(status: 503, headers: [HeaderField(name: "Retry-After", value: value)]) : .ok
         }
-        let harness = try DeliveryHarness(routes: [RouteConfig(name: "r", path: "/", upstream: upstream.url, ordering: .none, retry: fastRetry)])
+        let harness = try DeliveryHarness(routes: [
+            RouteConfig(name: "r", path: "/", upstream: upstream.url, ordering: .none, retry: fastRetry)
+        ])
         let hostile = try await harness.submit(body: "hostile")
         try await harness.waitForStates([hostile], in: ["failed"])
         let after = try await harness.submit(body: "after")
@@ -418,7 +426,9 @@ struct ForwarderTests {
     func transportErrors() async throws {
         let calls = Mutex(0)
         let upstream = try await TestUpstream.start { _ in
-            let n = calls.withLock { count -> Int in count += 1; return count }
+            let n = calls.withLock { count -> Int in
+                count += 1; return count
+            }
             switch n {
             case 1: return .closeConnection
             case 2: return .garbage

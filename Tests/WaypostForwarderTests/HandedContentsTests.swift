@@ -1,4 +1,5 @@
 import Testing
+
 @testable import WaypostForwarder
 @testable import WaypostJournal
 

@@ -31,7 +31,10 @@ struct SignatureGatewayTests {
 
             let cases: [(String, [HeaderField], String)] = [
                 ("signature-mismatch", [HeaderField(name: "X-Hub-Signature-256", value: Self.githubSignature(body))], body + " "),
-                ("signature-mismatch", [HeaderField(name: "X-Hub-Signature-256", value: Self.githubSignature(body, secret: "wrong"))], body),
+                (
+                    "signature-mismatch", [HeaderField(name: "X-Hub-Signature-256", value: Self.githubSignature(body, secret: "wrong"))],
+                    body
+                ),
                 ("signature-missing", [], body),
                 ("signature-malformed", [HeaderField(name: "X-Hub-Signature-256", value: "sha256=not-hex")], body),
             ]
@@ -58,13 +61,18 @@ struct SignatureGatewayTests {
         let upstream = try await TestUpstream.start { request in
             // Retry-After: 2 puts the second attempt in a later second than the first (backoff
             // alone has jitter and could retry within the same second).
-            request.header("X-Waypost-Attempt") == "1" ? .respond(status: 503, headers: [HeaderField(name: "Retry-After", value: "2")]) : .ok
+            request.header("X-Waypost-Attempt") == "1"
+                ? .respond(status: 503, headers: [HeaderField(name: "Retry-After", value: "2")]) : .ok
         }
         defer { Task { await upstream.stop() } }
         let sign = SignConfig(secret: SecretSource(.env("SIGNING_SECRET")))
         let signer = try OutboundSigner(config: sign, secrets: [secret])
         try await withGateway(
-            routes: [RouteConfig(name: "r", path: "/", upstream: upstream.url, retry: RetryPolicy(initial: .milliseconds(100), factor: 1, maxDelay: .milliseconds(100)), sign: sign)],
+            routes: [
+                RouteConfig(
+                    name: "r", path: "/", upstream: upstream.url,
+                    retry: RetryPolicy(initial: .milliseconds(100), factor: 1, maxDelay: .milliseconds(100)), sign: sign)
+            ],
             signers: ["r": signer]
         ) { gateway in
             let accepted = try await gateway.send(
@@ -76,7 +84,8 @@ struct SignatureGatewayTests {
         }
         let requests = upstream.requests
         #expect(requests.count == 2)
-        let verifier = try InboundVerifier(config: VerifyConfig(scheme: .standardWebhooks, secret: SecretSource(.env("X"))), secrets: [secret])
+        let verifier = try InboundVerifier(
+            config: VerifyConfig(scheme: .standardWebhooks, secret: SecretSource(.env("X"))), secrets: [secret])
         var timestamps: [String] = []
         for request in requests {
             let webhookHeaders = request.headers.filter { $0.name.lowercased().hasPrefix("webhook-") }

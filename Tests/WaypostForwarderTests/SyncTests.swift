@@ -131,7 +131,8 @@ struct SyncTests {
     func budgetFallback() async throws {
         let upstream = try await TestUpstream.start { _ in .respond(status: 200, delay: .milliseconds(4000)) }
         defer { Task { await upstream.stop() } }
-        try await withGateway(routes: [RouteConfig(name: "r", path: "/", upstream: upstream.url, mode: .sync, syncTimeout: .seconds(1))]) { gateway in
+        try await withGateway(routes: [RouteConfig(name: "r", path: "/", upstream: upstream.url, mode: .sync, syncTimeout: .seconds(1))]) {
+            gateway in
             let start = ContinuousClock.now
             let response = try await gateway.send("POST", "/slow", body: "x")
             let elapsed = ContinuousClock.now - start
@@ -150,11 +151,15 @@ struct SyncTests {
     func retriesInsideBudget() async throws {
         let calls = Mutex(0)
         let upstream = try await TestUpstream.start { _ in
-            calls.withLock { count in count += 1; return count } <= 2 ? .respond(status: 503) : .respond(status: 200, body: Array("third time".utf8))
+            calls.withLock { count in
+                count += 1; return count
+            } <= 2 ? .respond(status: 503) : .respond(status: 200, body: Array("third time".utf8))
         }
         defer { Task { await upstream.stop() } }
         try await withGateway(routes: [
-            RouteConfig(name: "r", path: "/", upstream: upstream.url, mode: .sync, retry: RetryPolicy(initial: .milliseconds(50), maxDelay: .milliseconds(100)))
+            RouteConfig(
+                name: "r", path: "/", upstream: upstream.url, mode: .sync,
+                retry: RetryPolicy(initial: .milliseconds(50), maxDelay: .milliseconds(100)))
         ]) { gateway in
             let response = try await gateway.send("POST", "/x", body: "x")
             #expect(response.status == 200)
@@ -165,7 +170,9 @@ struct SyncTests {
     @Test("a failure without any answer from the upstream is a 502 problem naming the error")
     func syncWithoutAnswer() async throws {
         try await withGateway(routes: [
-            RouteConfig(name: "r", path: "/", upstream: "http://127.0.0.1:9", mode: .sync, retry: RetryPolicy(initial: .milliseconds(10), maxAttempts: 2))
+            RouteConfig(
+                name: "r", path: "/", upstream: "http://127.0.0.1:9", mode: .sync,
+                retry: RetryPolicy(initial: .milliseconds(10), maxAttempts: 2))
         ]) { gateway in
             let response = try await gateway.send("POST", "/x", body: "x")
             #expect(response.status == 502)
@@ -181,7 +188,9 @@ struct SyncTests {
         try await withGateway(routes: [RouteConfig(name: "r", path: "/", upstream: upstream.url, mode: .sync)]) { gateway in
             // The source gives up after 200 ms and closes its connection.
             await #expect(throws: CurlError.self) {
-                _ = try await gateway.send("POST", "/x", headers: [HeaderField(name: "X-Correlation-ID", value: "leaver-1")], body: "x", timeout: .milliseconds(200))
+                _ = try await gateway.send(
+                    "POST", "/x", headers: [HeaderField(name: "X-Correlation-ID", value: "leaver-1")], body: "x",
+                    timeout: .milliseconds(200))
             }
             let status = try await gateway.status("leaver-1", query: "?wait=10")
             #expect(status["state"] as? String == "delivered")
@@ -194,8 +203,11 @@ struct SyncTests {
     func statusAPI() async throws {
         let upstream = try await TestUpstream.start { request in
             request.body == Array("binary".utf8)
-                ? .respond(status: 200, headers: [HeaderField(name: "Content-Type", value: "application/octet-stream")], body: [0xFF, 0x00, 0xFE])
-                : .respond(status: 202, headers: [HeaderField(name: "X-B", value: "1"), HeaderField(name: "X-A", value: "2")], body: Array("ok".utf8))
+                ? .respond(
+                    status: 200, headers: [HeaderField(name: "Content-Type", value: "application/octet-stream")], body: [0xFF, 0x00, 0xFE])
+                : .respond(
+                    status: 202, headers: [HeaderField(name: "X-B", value: "1"), HeaderField(name: "X-A", value: "2")],
+                    body: Array("ok".utf8))
         }
         defer { Task { await upstream.stop() } }
         try await withGateway(routes: [
@@ -251,7 +263,9 @@ struct SyncTests {
         let upstream = try await TestUpstream.start { _ in release.withLock { $0 } ? .respond(status: 200) : .respond(status: 503) }
         defer { Task { await upstream.stop() } }
         try await withGateway(routes: [
-            RouteConfig(name: "r", path: "/", upstream: upstream.url, retry: RetryPolicy(initial: .milliseconds(300), factor: 1, maxDelay: .milliseconds(300)))
+            RouteConfig(
+                name: "r", path: "/", upstream: upstream.url,
+                retry: RetryPolicy(initial: .milliseconds(300), factor: 1, maxDelay: .milliseconds(300)))
         ]) { gateway in
             let accepted = try await gateway.send("POST", "/x", body: "x")
             let id = try #require(accepted.header("X-Correlation-ID"))
@@ -278,10 +292,13 @@ struct SyncTests {
         let upstream = try await TestUpstream.start { _ in .respond(status: 503, body: Array("busy".utf8)) }
         defer { Task { await upstream.stop() } }
         try await withGateway(routes: [
-            RouteConfig(name: "r", path: "/", upstream: upstream.url, mode: .sync, syncTimeout: .seconds(50), retry: RetryPolicy(initial: .seconds(60)))
+            RouteConfig(
+                name: "r", path: "/", upstream: upstream.url, mode: .sync, syncTimeout: .seconds(50),
+                retry: RetryPolicy(initial: .seconds(60)))
         ]) { gateway in
             let id = "skipped-1"
-            async let answer = gateway.send("POST", "/x", headers: [HeaderField(name: "X-Correlation-ID", value: id)], body: "x", timeout: .seconds(60))
+            async let answer = gateway.send(
+                "POST", "/x", headers: [HeaderField(name: "X-Correlation-ID", value: id)], body: "x", timeout: .seconds(60))
             // The first attempt got 503; the message waits 60 s for its retry, the source with it.
             let deadline = ContinuousClock.now + .seconds(10)
             while upstream.requests.isEmpty && ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(10)) }
@@ -307,7 +324,8 @@ struct SyncTests {
 
     @Test("idempotency: concurrent and later repeats store one message and get its outcome")
     func idempotentRepeats() async throws {
-        let upstream = try await TestUpstream.start { _ in .respond(status: 200, body: Array("the answer".utf8), delay: .milliseconds(200)) }
+        let upstream = try await TestUpstream.start { _ in .respond(status: 200, body: Array("the answer".utf8), delay: .milliseconds(200))
+        }
         defer { Task { await upstream.stop() } }
         try await withGateway(routes: [RouteConfig(name: "r", path: "/", upstream: upstream.url, mode: .sync)]) { gateway in
             let key = HeaderField(name: "Idempotency-Key", value: "evt-1")

@@ -23,10 +23,12 @@ struct SplitMix: RandomNumberGenerator {
 }
 
 /// Bytes that matter to the parsers, for insertion.
-private let interesting: [[UInt8]] = [
-    "\r\n", "\r\n\r\n", ":", "=", "&", "%", "%zz", "?", "/", "..", "%2e", "\u{0}", "9999999999999999999999", "-1", "\"", "{", "}", "[", "]",
-    "chunked", "Content-Length: ", "Transfer-Encoding: ", "Host: ", " GMT", "36501d", "ms", "~", "\\u", "\u{FF}",
-].map { Array($0.utf8) } + [[0xFF, 0xFE], [0xC3], [0xED, 0xA0, 0x80]]
+private let interesting: [[UInt8]] =
+    [
+        "\r\n", "\r\n\r\n", ":", "=", "&", "%", "%zz", "?", "/", "..", "%2e", "\u{0}", "9999999999999999999999", "-1", "\"", "{", "}", "[",
+        "]",
+        "chunked", "Content-Length: ", "Transfer-Encoding: ", "Host: ", " GMT", "36501d", "ms", "~", "\\u", "\u{FF}",
+    ].map { Array($0.utf8) } + [[0xFF, 0xFE], [0xC3], [0xED, 0xA0, 0x80]]
 
 /// One mutation of `seed`: byte flips, insertions of interesting bytes, cuts, duplications.
 func mutate(_ seed: [UInt8], _ generator: inout SplitMix) -> [UInt8] {

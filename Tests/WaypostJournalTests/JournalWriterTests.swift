@@ -1,9 +1,10 @@
 import Foundation
+import Logging
 import Synchronization
 import Testing
 import WaypostCore
+
 @testable import WaypostJournal
-import Logging
 
 @Suite("Journal writer")
 struct JournalWriterTests {
@@ -15,7 +16,8 @@ struct JournalWriterTests {
         await writer.shutdown()
         #expect(try sqlite3CLI(dir.file("j.db"), "PRAGMA user_version") == "2")
         #expect(try sqlite3CLI(dir.file("j.db"), "PRAGMA journal_mode") == "wal")
-        let objects = try sqlite3CLI(dir.file("j.db"), "SELECT type || ':' || name FROM sqlite_master WHERE name NOT LIKE 'sqlite_%' ORDER BY name")
+        let objects = try sqlite3CLI(
+            dir.file("j.db"), "SELECT type || ':' || name FROM sqlite_master WHERE name NOT LIKE 'sqlite_%' ORDER BY name")
         for expected in ["table:attempts", "table:messages", "view:failed", "view:queued", "view:recent"] {
             #expect(objects.contains(expected), "missing \(expected) in \(objects)")
         }
@@ -59,14 +61,17 @@ struct JournalWriterTests {
         let writer = try JournalWriter.open(dir.file("j.db"))
         let handed = Mutex<[StoredMessage]>([])
         writer.onStored { messages in handed.withLock { $0 += messages } }
-        var first = makeMessage(body: [0, 0xFF, 0x0A] + Array("x".utf8), idempotencyKey: "key-1", headers: [HeaderField(name: "X-A", value: "1 é")])
+        var first = makeMessage(
+            body: [0, 0xFF, 0x0A] + Array("x".utf8), idempotencyKey: "key-1", headers: [HeaderField(name: "X-A", value: "1 é")])
         first.orderingKey = "customer-7"
         first.clientAddress = "192.0.2.1"
         #expect(try await writer.store(first).get() == .stored(correlationID: first.correlationID))
         let second = makeMessage(route: "billing", headers: [])
         #expect(try await writer.store(second).get() == .stored(correlationID: second.correlationID))
         // A repeat stores nothing, so nothing is handed over.
-        #expect(try await writer.store(makeMessage(idempotencyKey: "key-1")).get() == .duplicate(correlationID: first.correlationID, state: .queued))
+        #expect(
+            try await writer.store(makeMessage(idempotencyKey: "key-1")).get()
+                == .duplicate(correlationID: first.correlationID, state: .queued))
         await writer.shutdown()
 
         let messages = handed.withLock { $0 }
@@ -111,7 +116,9 @@ struct JournalWriterTests {
         let first = makeMessage(idempotencyKey: "delivery-7")
         #expect(try await writer.store(first).get() == .stored(correlationID: first.correlationID))
         // Same key, same route: the existing id comes back.
-        #expect(try await writer.store(makeMessage(idempotencyKey: "delivery-7")).get() == .duplicate(correlationID: first.correlationID, state: .queued))
+        #expect(
+            try await writer.store(makeMessage(idempotencyKey: "delivery-7")).get()
+                == .duplicate(correlationID: first.correlationID, state: .queued))
         // Same key on another route is a new message.
         let other = makeMessage(route: "billing", idempotencyKey: "delivery-7")
         #expect(try await writer.store(other).get() == .stored(correlationID: other.correlationID))
@@ -121,7 +128,9 @@ struct JournalWriterTests {
         // Supplied correlation ids: same route repeats, another route conflicts.
         #expect(try await writer.store(makeMessage(correlationID: "order-1")).get() == .stored(correlationID: "order-1"))
         #expect(try await writer.store(makeMessage(correlationID: "order-1")).get() == .duplicate(correlationID: "order-1", state: .queued))
-        #expect(try await writer.store(makeMessage(route: "billing", correlationID: "order-1")).get() == .conflict(correlationID: "order-1", otherRoute: "orders"))
+        #expect(
+            try await writer.store(makeMessage(route: "billing", correlationID: "order-1")).get()
+                == .conflict(correlationID: "order-1", otherRoute: "orders"))
         // Two repeats inside one batch are stored once.
         async let a = writer.store(makeMessage(idempotencyKey: "burst"))
         async let b = writer.store(makeMessage(idempotencyKey: "burst"))
@@ -287,7 +296,11 @@ struct DeliveryRecordTests {
         #expect(record.responseHeadersJSON == "[[\"X-A\",\"1\"]]")
         #expect(record.deliveredAt == Timestamp.format(millisecondsSince1970: now))
         let attempts = try reader.attempts(messageID: 1)
-        #expect(attempts == [AttemptRecord(attempt: 1, startedAt: Timestamp.format(millisecondsSince1970: now), durationMilliseconds: 12, status: 204, error: nil)])
+        #expect(
+            attempts == [
+                AttemptRecord(
+                    attempt: 1, startedAt: Timestamp.format(millisecondsSince1970: now), durationMilliseconds: 12, status: 204, error: nil)
+            ])
 
         // Maintenance deletes the old delivery (and its attempts); it keeps the recent delivery
         // and the failure, however old.
@@ -336,8 +349,10 @@ struct DeliveryRecordTests {
         await finish(2, .failed, status: 400, nextAttemptAt: nil)
         await finish(3, .delivered, status: 200, nextAttemptAt: nil)
         let states = try sqlite3CLI(
-            dir.file("j.db"), "SELECT group_concat(state || ':' || ifnull(next_attempt_at, '-') || ':' || response_status) FROM messages ORDER BY id")
-        let attempts = try sqlite3CLI(dir.file("j.db"), "SELECT group_concat(message_id || ':' || status) FROM attempts ORDER BY message_id")
+            dir.file("j.db"),
+            "SELECT group_concat(state || ':' || ifnull(next_attempt_at, '-') || ':' || response_status) FROM messages ORDER BY id")
+        let attempts = try sqlite3CLI(
+            dir.file("j.db"), "SELECT group_concat(message_id || ':' || status) FROM attempts ORDER BY message_id")
         let after = try #require(Int(try sqlite3CLI(dir.file("j.db"), generationSQL)))
         await writer.shutdown()
         #expect(states == "skipped:-:503,skipped:-:400,delivered:-:200")
@@ -354,7 +369,9 @@ struct DeliveryRecordTests {
         let message = makeMessage()
         #expect(await writer.store(message).isStored)
         await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-            writer.record(.started(messageID: 1, attempt: 1, cycleAttempt: 1, atMilliseconds: 1_790_000_000_000)) { _ in continuation.resume() }
+            writer.record(.started(messageID: 1, attempt: 1, cycleAttempt: 1, atMilliseconds: 1_790_000_000_000)) { _ in
+                continuation.resume()
+            }
         }
         #expect(try sqlite3CLI(dir.file("j.db"), "SELECT state FROM messages") == "in_flight")
         await writer.shutdown()
@@ -382,11 +399,12 @@ struct DeliveryRecordTests {
         defer { dir.cleanUp() }
         let path = dir.file("j.db")
         // The schema as the first version wrote it, with one message.
-        let v1 = Schema.migrations[0] + """
-            INSERT INTO messages (correlation_id, route, method, path, headers, body, received_at, updated_at)
-            VALUES ('old-1', 'r', 'POST', '/', '[]', x'00FF', '2026-01-01T00:00:00.000Z', '2026-01-01T00:00:00.000Z');
-            PRAGMA user_version = 1;
-            """
+        let v1 =
+            Schema.migrations[0] + """
+                INSERT INTO messages (correlation_id, route, method, path, headers, body, received_at, updated_at)
+                VALUES ('old-1', 'r', 'POST', '/', '[]', x'00FF', '2026-01-01T00:00:00.000Z', '2026-01-01T00:00:00.000Z');
+                PRAGMA user_version = 1;
+                """
         _ = try sqlite3CLI(path, v1)
         let writer = try JournalWriter.open(path)
         await writer.shutdown()

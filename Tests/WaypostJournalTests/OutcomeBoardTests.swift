@@ -5,7 +5,8 @@ import WaypostJournal
 
 @Suite("OutcomeBoard: an outcome is published before its commit, and journal reads wait for the commit")
 struct OutcomeBoardTests {
-    let delivered = FinalOutcome(state: .delivered, response: StoredResponse(status: 200, headers: [], body: Array("ok".utf8)), lastError: nil)
+    let delivered = FinalOutcome(
+        state: .delivered, response: StoredResponse(status: 200, headers: [], body: Array("ok".utf8)), lastError: nil)
 
     @Test("watchers are called once when the outcome is published, not for other messages, not after cancel")
     func watchersCalledOnPublish() {

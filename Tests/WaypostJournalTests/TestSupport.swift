@@ -41,7 +41,8 @@ extension JournalWriter {
     /// Opens the journal and starts the writer thread.
     static func open(_ path: String, maxBacklog: Int = 1_000_000) throws -> JournalWriter {
         let writer = try JournalWriter(
-            path: path, durability: .full, maxBacklog: maxBacklog, logger: Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() }))
+            path: path, durability: .full, maxBacklog: maxBacklog, logger: Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() })
+        )
         writer.start()
         return writer
     }

@@ -33,7 +33,8 @@ struct IntakeTests {
 
             let hex = try intake.sqlite("SELECT hex(body) FROM messages WHERE correlation_id = '\(id)'")
             #expect(hex == body.map { String(format: "%02X", $0) }.joined())
-            let row = try intake.sqlite("SELECT route || '|' || method || '|' || path || '|' || state FROM messages WHERE correlation_id = '\(id)'")
+            let row = try intake.sqlite(
+                "SELECT route || '|' || method || '|' || path || '|' || state FROM messages WHERE correlation_id = '\(id)'")
             #expect(row == "github|POST|/hooks/github/push?delivery=1|queued")
             let headers = try intake.sqlite("SELECT headers FROM messages WHERE correlation_id = '\(id)'")
             let pairs = try JSONSerialization.jsonObject(with: Data(headers.utf8)) as? [[String]]
@@ -51,7 +52,9 @@ struct IntakeTests {
             RouteConfig(name: "hooks", path: "/hooks", upstream: upstream),
             RouteConfig(name: "github", path: "/hooks/github", upstream: upstream),
         ]) { intake in
-            for (path, route) in [("/hooks/github", "github"), ("/hooks/github/x/y", "github"), ("/hooks/githubx", "hooks"), ("/hooks", "hooks")] {
+            for (path, route) in [
+                ("/hooks/github", "github"), ("/hooks/github/x/y", "github"), ("/hooks/githubx", "hooks"), ("/hooks", "hooks"),
+            ] {
                 let response = try intake.request("POST", path, body: Array("{}".utf8))
                 #expect(response.status == 202, "\(path)")
                 let id = try #require(response.header("X-Correlation-ID"))
@@ -97,16 +100,23 @@ struct IntakeTests {
             // Exactly at the limit is fine, chunked or not.
             #expect(try intake.request("POST", "/small", body: [UInt8](repeating: 65, count: 100)).status == 202)
             // Headers over the route's limit.
-            expectProblem(try intake.request("POST", "/small", headers: [("X-Big", String(repeating: "h", count: 400))]), 431, "max_header_bytes")
+            expectProblem(
+                try intake.request("POST", "/small", headers: [("X-Big", String(repeating: "h", count: 400))]), 431, "max_header_bytes")
             // Headers over every limit: the decoder refuses them.
             expectProblem(try intake.request("POST", "/json", headers: [("X-Huge", String(repeating: "h", count: 70_000))]), 431, "bytes")
             // Content type not allowed, or missing.
-            expectProblem(try intake.request("POST", "/json", headers: [("Content-Type", "text/plain")], body: Array("{}".utf8)), 415, "application/json")
+            expectProblem(
+                try intake.request("POST", "/json", headers: [("Content-Type", "text/plain")], body: Array("{}".utf8)), 415,
+                "application/json")
             expectProblem(try intake.request("POST", "/json", body: Array("{}".utf8)), 415, "none")
             // Parameters on an allowed media type are fine.
-            #expect(try intake.request("POST", "/json", headers: [("Content-Type", "application/json; charset=utf-8")], body: Array("[1]".utf8)).status == 202)
+            #expect(
+                try intake.request("POST", "/json", headers: [("Content-Type", "application/json; charset=utf-8")], body: Array("[1]".utf8))
+                    .status == 202)
             // Malformed JSON.
-            expectProblem(try intake.request("POST", "/json", headers: [("Content-Type", "application/json")], body: Array("{\"a\":".utf8)), 400, "JSON")
+            expectProblem(
+                try intake.request("POST", "/json", headers: [("Content-Type", "application/json")], body: Array("{\"a\":".utf8)), 400,
+                "JSON")
             #expect(intake.rowCount == 2)
         }
     }
@@ -169,7 +179,8 @@ struct IntakeTests {
             let connection = try RawConnection(port: intake.port)
             var bytes: [UInt8] = []
             for index in 0..<5 {
-                bytes += RawConnection.encode("POST", "/n/\(index)", headers: [("X-Correlation-ID", "pipe-\(index)")], body: Array("\(index)".utf8))
+                bytes += RawConnection.encode(
+                    "POST", "/n/\(index)", headers: [("X-Correlation-ID", "pipe-\(index)")], body: Array("\(index)".utf8))
             }
             try connection.write(bytes)
             for index in 0..<5 {
