@@ -353,10 +353,3 @@ extension Problem {
         Problem(status: 404, slug: "unknown-message", title: "Unknown message", detail: "No message has the id \(id.prefix(128)).")
     }
 }
-
-extension AttemptRecord {
-    var json: String {
-        "{\"attempt\":\(attempt),\"started_at\":\(JSON.quote(startedAt)),\"duration_ms\":\(durationMilliseconds.map(String.init) ?? "null"),"
-            + "\"status\":\(status.map(String.init) ?? "null"),\"error\":\(error.map(JSON.quote) ?? "null")}"
-    }
-}

@@ -2,7 +2,6 @@ import ArgumentParser
 import Foundation
 import WaypostCore
 import WaypostJournal
-import WaypostServer
 
 private let states = MessageState.allCases
 
