@@ -111,6 +111,11 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        .target(
+            name: "WaypostTestSupport",
+            path: "Tests/WaypostTestSupport",
+            swiftSettings: swiftSettings
+        ),
         .testTarget(
             name: "WaypostCoreTests",
             dependencies: ["WaypostCore", .product(name: "Crypto", package: "swift-crypto")],
@@ -118,7 +123,7 @@ let package = Package(
         ),
         .testTarget(
             name: "WaypostJournalTests",
-            dependencies: ["WaypostJournal", "WaypostCore"],
+            dependencies: ["WaypostJournal", "WaypostCore", "WaypostTestSupport"],
             swiftSettings: swiftSettings
         ),
         .testTarget(
@@ -135,7 +140,7 @@ let package = Package(
         ),
         .testTarget(
             name: "WaypostCLITests",
-            dependencies: ["waypost"],
+            dependencies: ["waypost", "WaypostTestSupport"],
             swiftSettings: swiftSettings
         ),
         .testTarget(

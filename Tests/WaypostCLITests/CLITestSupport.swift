@@ -8,6 +8,7 @@
 import Foundation
 import Synchronization
 import Testing
+@_exported import WaypostTestSupport
 
 #if canImport(Glibc)
     import Glibc
@@ -66,28 +67,6 @@ func childEnvironment(_ extra: [String: String] = [:]) -> [String: String] {
     var environment = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("WAYPOST_") }
     environment.merge(extra) { $1 }
     return environment
-}
-
-/// A fresh directory under the system's temporary directory; `remove()` deletes it.
-struct ScratchDirectory {
-    let path: String
-
-    init() throws {
-        let url = FileManager.default.temporaryDirectory.appendingPathComponent("waypost-cli-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
-        path = url.path
-    }
-
-    func file(_ name: String) -> String { path + "/" + name }
-
-    /// Writes `text` to `name` in this directory and returns the file's path.
-    @discardableResult
-    func write(_ name: String, _ text: String) throws -> String {
-        try text.write(toFile: file(name), atomically: true, encoding: .utf8)
-        return file(name)
-    }
-
-    func remove() { try? FileManager.default.removeItem(atPath: path) }
 }
 
 struct CLITestError: Error, CustomStringConvertible {

@@ -167,7 +167,7 @@ extension Reliability {
                             killNotes.append(
                                 "round \(round): kill -9 after \(wait) ms (acknowledged \(acknowledgedSoFar), upstream received \(receivedSoFar))"
                             )
-                            let check = try await integrityCheck(journal)
+                            let check = try integrityCheck(journal)
                             if check != "ok" { integrity.append("after round \(round): \(check)") }
                         }
                         // The last start: the sources stop, the backlog drains.
@@ -187,13 +187,13 @@ extension Reliability {
                 var remaining = Int.max
                 var lastProgress = ContinuousClock.now
                 while remaining > 0, ContinuousClock.now - lastProgress < .seconds(30) {
-                    let count = Int(try await sqlite(journal, "SELECT count(*) FROM messages WHERE state <> 'delivered'")) ?? -1
+                    let count = Int(try sqlite3(journal, "SELECT count(*) FROM messages WHERE state <> 'delivered'")) ?? -1
                     if count < remaining { lastProgress = ContinuousClock.now }
                     remaining = count
                     if remaining > 0 { try await Task.sleep(for: .milliseconds(250)) }
                 }
                 drainTime = seconds(since: drainStarted)
-                let states = try await sqlite(journal, "SELECT state, count(*) FROM messages GROUP BY 1")
+                let states = try sqlite3(journal, "SELECT state, count(*) FROM messages GROUP BY 1")
                 #expect(remaining == 0, "the backlog stopped draining (30 s without progress): \(states)")
                 drained = remaining == 0
             } catch {
@@ -205,7 +205,7 @@ extension Reliability {
             let status = await server.stop()
             #expect(
                 status == 0, "waypost serve after SIGTERM: \(status.map(String.init) ?? "none"); stderr:\n\(server.allLogs.suffix(3000))")
-            let finalCheck = try await integrityCheck(journal)
+            let finalCheck = try integrityCheck(journal)
             if finalCheck != "ok" { integrity.append("at the end: \(finalCheck)") }
             let records = upstream.records
             await upstream.stop()
@@ -380,8 +380,8 @@ extension Reliability {
             #expect(
                 status == 0, "exit status after SIGTERM: \(status.map(String.init) ?? "still running"); stderr:\n\(stderr.suffix(2000))")
             #expect(elapsed < .seconds(grace + 4), "exit took \(elapsed) with shutdown_grace \(grace)s")
-            #expect(try await integrityCheck(journal) == "ok")
-            let firstState = try await sqlite(
+            #expect(try integrityCheck(journal) == "ok")
+            let firstState = try sqlite3(
                 journal, "SELECT state FROM messages WHERE correlation_id = '\(acknowledged[0].correlationID)'")
             if delay < Double(grace) {
                 #expect(firstState == "delivered", "the delivery in flight had time to finish within shutdown_grace")
@@ -396,15 +396,15 @@ extension Reliability {
             try upstream.set(["mode": "ok"])
             try await server.start()
             let delivered = try await eventually(timeout: .seconds(15)) {
-                try await sqlite(journal, "SELECT count(*) FROM messages WHERE state <> 'delivered'") == "0"
+                try sqlite3(journal, "SELECT count(*) FROM messages WHERE state <> 'delivered'") == "0"
             }
-            let states = try await sqlite(journal, "SELECT correlation_id, state FROM messages")
+            let states = try sqlite3(journal, "SELECT correlation_id, state FROM messages")
             #expect(delivered, "after restart: \(states)")
             await expectCleanStop(server)
             let report = checkDeliveries(acknowledged: acknowledged, rows: try await journalRows(journal), records: upstream.records)
             #expect(report.acknowledged == 4)
             #expect(report.lost.isEmpty && report.orderViolations.isEmpty && report.corrupted.isEmpty, "\(report): \(report.details)")
-            #expect(try await integrityCheck(journal) == "ok")
+            #expect(try integrityCheck(journal) == "ok")
         }
 
         @Test(
@@ -433,7 +433,7 @@ extension Reliability {
                 #expect(status == 0, "exit status \(status.map(String.init) ?? "none: still running after 12 s (killed)") after \(elapsed)")
                 #expect(elapsed < .seconds(9), "exit took \(elapsed)")
                 withExtendedLifetime(stalled) {}
-                #expect(try await integrityCheck(journal) == "ok")
+                #expect(try integrityCheck(journal) == "ok")
             } catch {
                 await server.kill()
                 throw error
@@ -480,19 +480,19 @@ extension Reliability {
                 #expect(elapsed < .seconds(2), "the second signal took \(elapsed) to stop the server")
                 #expect(server.allLogs.contains("second signal"), "\(server.allLogs.suffix(1000))")
                 print("CrashTests second signal: exit \(status.map(String.init) ?? "-") after \(elapsed)")
-                #expect(try await integrityCheck(journal) == "ok")
+                #expect(try integrityCheck(journal) == "ok")
 
                 try upstream.set(["mode": "ok"])
                 try await server.start()
                 let delivered = try await eventually(timeout: .seconds(15)) {
-                    try await sqlite(journal, "SELECT count(*) FROM messages WHERE state <> 'delivered'") == "0"
+                    try sqlite3(journal, "SELECT count(*) FROM messages WHERE state <> 'delivered'") == "0"
                 }
                 #expect(delivered)
                 await expectCleanStop(server)
                 let report = checkDeliveries(acknowledged: acknowledged, rows: try await journalRows(journal), records: upstream.records)
                 #expect(report.lost.isEmpty && report.orderViolations.isEmpty && report.corrupted.isEmpty, "\(report): \(report.details)")
                 #expect(report.duplicates >= 1, "the first message was in flight at the second signal: sent again after restart")
-                #expect(try await integrityCheck(journal) == "ok")
+                #expect(try integrityCheck(journal) == "ok")
             } catch {
                 await server.kill()
                 await upstream.stop()

@@ -68,7 +68,7 @@ extension Reliability {
         }
 
         private static func storedCount(_ server: ServerUnderTest) async throws -> Int {
-            Int(try await sqlite(server.journal, "SELECT count(*) FROM messages")) ?? -1
+            Int(try sqlite3(server.journal, "SELECT count(*) FROM messages")) ?? -1
         }
 
         @Test("Host missing or doubled is 400, a coding other than chunked 501, HTTP/1.0 without Host is served; nothing refused is stored")

@@ -117,17 +117,9 @@ func runTool(_ arguments: [String], timeout: Duration = .seconds(30)) async thro
     try await runCommand(executable: URL(fileURLWithPath: "/usr/bin/env"), arguments, timeout: timeout)
 }
 
-/// Runs `sql` with the stock `sqlite3` CLI on `journal` (waiting up to 5 s for a lock) and
-/// returns its standard output without the trailing newline; a failure throws.
-func sqlite(_ journal: String, _ sql: String) async throws -> String {
-    let result = try await runTool(["sqlite3", "-bail", "-cmd", ".timeout 5000", journal, sql])
-    guard result.status == 0 else { throw CLITestError("sqlite3 \(journal) \"\(sql)\": \(result)") }
-    return result.stdout.trimmingCharacters(in: .newlines)
-}
-
 /// `PRAGMA integrity_check` of `journal`: "ok" when the file is sound.
-func integrityCheck(_ journal: String) async throws -> String {
-    try await sqlite(journal, "PRAGMA integrity_check")
+func integrityCheck(_ journal: String) throws -> String {
+    try sqlite3(journal, "PRAGMA integrity_check")
 }
 
 /// Whether this process may mount a tmpfs (root, and a kernel and container that allow it).
@@ -140,21 +132,6 @@ let canMountTmpfs: Bool = {
     _ = runSync(["umount", dir])
     return true
 }()
-
-/// Runs `/usr/bin/env ARGUMENTS` synchronously (for short commands outside async code) and
-/// returns the exit status, or -1 when it cannot start.
-@discardableResult
-func runSync(_ arguments: [String]) -> Int32 {
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-    process.arguments = arguments
-    process.standardInput = FileHandle.nullDevice
-    process.standardOutput = FileHandle.nullDevice
-    process.standardError = FileHandle.nullDevice
-    do { try process.run() } catch { return -1 }
-    process.waitUntilExit()
-    return process.terminationStatus
-}
 
 /// The resident set size of process `pid` in KiB, from `/proc/PID/status` (nil elsewhere).
 func residentKiB(_ pid: pid_t) -> Int? {
@@ -643,7 +620,7 @@ struct JournalRow {
 
 /// Every row of `messages`, in order of acceptance.
 func journalRows(_ journal: String) async throws -> [JournalRow] {
-    let text = try await sqlite(
+    let text = try sqlite3(
         journal, "SELECT id, correlation_id, route, coalesce(ordering_key, ''), state, attempts FROM messages ORDER BY id")
     return text.split(separator: "\n").compactMap { line in
         let p = line.split(separator: "|", omittingEmptySubsequences: false).map(String.init)

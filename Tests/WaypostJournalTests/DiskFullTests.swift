@@ -9,10 +9,10 @@ import WaypostJournal
 struct DiskFullTests {
     static let canMount: Bool = {
         guard getuid() == 0 else { return false }
-        guard let dir = try? TemporaryDirectory() else { return false }
-        defer { dir.cleanUp() }
-        guard (try? run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", dir.path])) == 0 else { return false }
-        _ = try? run(["umount", dir.path])
+        guard let dir = try? ScratchDirectory() else { return false }
+        defer { dir.remove() }
+        guard (runSync(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", dir.path])) == 0 else { return false }
+        _ = runSync(["umount", dir.path])
         return true
     }()
 
@@ -20,17 +20,17 @@ struct DiskFullTests {
         "when the disk is full every request of the batch fails, nothing is stored, and storing resumes when space returns",
         .enabled(if: canMount, "needs root and tmpfs to fill a file system (run as root, as CI does)"))
     func diskFull() async throws {
-        let dir = try TemporaryDirectory()
-        defer { dir.cleanUp() }
-        #expect(try run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", dir.path]) == 0)
-        defer { _ = try? run(["umount", "-l", dir.path]) }
+        let dir = try ScratchDirectory()
+        defer { dir.remove() }
+        #expect(runSync(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", dir.path]) == 0)
+        defer { _ = runSync(["umount", "-l", dir.path]) }
         let journal = dir.file("j.db")
         let writer = try JournalWriter.open(journal)
         let before = makeMessage()
         #expect(await writer.store(before).isStored)
 
         // Fill the file system to the last byte.
-        _ = try? run(["dd", "if=/dev/zero", "of=\(dir.file("filler"))", "bs=4096"])
+        _ = runSync(["dd", "if=/dev/zero", "of=\(dir.file("filler"))", "bs=4096"])
         var acknowledged: [String] = []
         var refused = 0
         for _ in 0..<20 {
@@ -52,8 +52,8 @@ struct DiskFullTests {
         await writer.shutdown()
 
         // Exactly the acknowledged messages are in the journal.
-        let ids = try sqlite3CLI(journal, "SELECT correlation_id FROM messages ORDER BY id").split(separator: "\n").map(String.init)
+        let ids = try sqlite3(journal, "SELECT correlation_id FROM messages ORDER BY id").split(separator: "\n").map(String.init)
         #expect(ids == [before.correlationID] + acknowledged + [after.correlationID])
-        #expect(try sqlite3CLI(journal, "PRAGMA integrity_check") == "ok")
+        #expect(try sqlite3(journal, "PRAGMA integrity_check") == "ok")
     }
 }

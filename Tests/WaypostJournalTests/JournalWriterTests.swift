@@ -10,13 +10,13 @@ import WaypostCore
 struct JournalWriterTests {
     @Test("a new journal has the schema of SPEC §7, in WAL mode, at the current version")
     func schema() async throws {
-        let dir = try TemporaryDirectory()
-        defer { dir.cleanUp() }
+        let dir = try ScratchDirectory()
+        defer { dir.remove() }
         let writer = try JournalWriter.open(dir.file("j.db"))
         await writer.shutdown()
-        #expect(try sqlite3CLI(dir.file("j.db"), "PRAGMA user_version") == "2")
-        #expect(try sqlite3CLI(dir.file("j.db"), "PRAGMA journal_mode") == "wal")
-        let objects = try sqlite3CLI(
+        #expect(try sqlite3(dir.file("j.db"), "PRAGMA user_version") == "2")
+        #expect(try sqlite3(dir.file("j.db"), "PRAGMA journal_mode") == "wal")
+        let objects = try sqlite3(
             dir.file("j.db"), "SELECT type || ':' || name FROM sqlite_master WHERE name NOT LIKE 'sqlite_%' ORDER BY name")
         for expected in ["table:attempts", "table:messages", "view:failed", "view:queued", "view:recent"] {
             #expect(objects.contains(expected), "missing \(expected) in \(objects)")
@@ -25,8 +25,8 @@ struct JournalWriterTests {
 
     @Test("stores every field, the body byte for byte, and the headers in order")
     func storesMessage() async throws {
-        let dir = try TemporaryDirectory()
-        defer { dir.cleanUp() }
+        let dir = try ScratchDirectory()
+        defer { dir.remove() }
         let writer = try JournalWriter.open(dir.file("j.db"))
         let body: [UInt8] = [0, 1, 2, 0xFF, 0xFE, 0x0A, 0x0D, 0] + Array(repeating: 0x7F, count: 3000)
         let headers = [
@@ -50,14 +50,14 @@ struct JournalWriterTests {
         let pairs = try JSONSerialization.jsonObject(with: Data(record.headersJSON.utf8)) as? [[String]]
         #expect(pairs == [["X-B", "2"], ["X-A", "1 \"quoted\" \\ é"], ["X-B", "3"]])
         // The stock CLI sees the same bytes.
-        let hex = try sqlite3CLI(dir.file("j.db"), "SELECT hex(body) FROM messages WHERE correlation_id = '\(message.correlationID)'")
+        let hex = try sqlite3(dir.file("j.db"), "SELECT hex(body) FROM messages WHERE correlation_id = '\(message.correlationID)'")
         #expect(hex == body.map { String(format: "%02X", $0) }.joined())
     }
 
     @Test("the messages handed to the forwarder after a commit are what it would read back from the journal")
     func storedMessagesMatchTheJournal() async throws {
-        let dir = try TemporaryDirectory()
-        defer { dir.cleanUp() }
+        let dir = try ScratchDirectory()
+        defer { dir.remove() }
         let writer = try JournalWriter.open(dir.file("j.db"))
         let handed = Mutex<[StoredMessage]>([])
         writer.onStored { messages in handed.withLock { $0 += messages } }
@@ -89,8 +89,8 @@ struct JournalWriterTests {
 
     @Test("concurrent requests share commits (group commit) and each is answered once")
     func groupCommit() async throws {
-        let dir = try TemporaryDirectory()
-        defer { dir.cleanUp() }
+        let dir = try ScratchDirectory()
+        defer { dir.remove() }
         let writer = try JournalWriter.open(dir.file("j.db"))
         let count = 400
         let results = await withTaskGroup(of: Result<IntakeResult, JournalUnavailable>.self) { group in
@@ -105,13 +105,13 @@ struct JournalWriterTests {
         #expect(results.allSatisfy { if case .success(.stored) = $0 { true } else { false } })
         #expect(statistics.messages == count)
         #expect(statistics.commits < count, "every message had its own commit: \(statistics)")
-        #expect(try sqlite3CLI(dir.file("j.db"), "SELECT count(*) FROM messages") == "\(count)")
+        #expect(try sqlite3(dir.file("j.db"), "SELECT count(*) FROM messages") == "\(count)")
     }
 
     @Test("a repeated idempotency key or supplied correlation id stores nothing new")
     func duplicates() async throws {
-        let dir = try TemporaryDirectory()
-        defer { dir.cleanUp() }
+        let dir = try ScratchDirectory()
+        defer { dir.remove() }
         let writer = try JournalWriter.open(dir.file("j.db"))
         let first = makeMessage(idempotencyKey: "delivery-7")
         #expect(try await writer.store(first).get() == .stored(correlationID: first.correlationID))
@@ -138,13 +138,13 @@ struct JournalWriterTests {
         await writer.shutdown()
         let stored = pair.filter { if case .success(.stored) = $0 { true } else { false } }
         #expect(stored.count == 1)
-        #expect(try sqlite3CLI(dir.file("j.db"), "SELECT count(*) FROM messages") == "5")
+        #expect(try sqlite3(dir.file("j.db"), "SELECT count(*) FROM messages") == "5")
     }
 
     @Test("max_backlog refuses the message beyond the limit")
     func backlog() async throws {
-        let dir = try TemporaryDirectory()
-        defer { dir.cleanUp() }
+        let dir = try ScratchDirectory()
+        defer { dir.remove() }
         var writer = try JournalWriter.open(dir.file("j.db"), maxBacklog: 2)
         #expect(await writer.store(makeMessage()).isStored)
         #expect(await writer.store(makeMessage()).isStored)
@@ -157,16 +157,16 @@ struct JournalWriterTests {
         writer = try JournalWriter.open(dir.file("j.db"), maxBacklog: 2)
         #expect(!(await writer.store(makeMessage()).isStored))
         await writer.shutdown()
-        #expect(try sqlite3CLI(dir.file("j.db"), "SELECT count(*) FROM messages") == "2")
+        #expect(try sqlite3(dir.file("j.db"), "SELECT count(*) FROM messages") == "2")
     }
 
     @Test("a journal with a newer schema is refused, not misread")
     func newerSchema() async throws {
-        let dir = try TemporaryDirectory()
-        defer { dir.cleanUp() }
+        let dir = try ScratchDirectory()
+        defer { dir.remove() }
         let writer = try JournalWriter.open(dir.file("j.db"))
         await writer.shutdown()
-        _ = try sqlite3CLI(dir.file("j.db"), "PRAGMA user_version = 99")
+        _ = try sqlite3(dir.file("j.db"), "PRAGMA user_version = 99")
         let writerError = #expect(throws: JournalError.self) { try JournalWriter.open(dir.file("j.db")) }
         #expect(writerError?.code == .incompatible)
         let readerError = #expect(throws: JournalError.self) { try JournalReader(path: dir.file("j.db")) }
@@ -175,8 +175,8 @@ struct JournalWriterTests {
 
     @Test("messages submitted after shutdown are refused")
     func afterShutdown() async throws {
-        let dir = try TemporaryDirectory()
-        defer { dir.cleanUp() }
+        let dir = try ScratchDirectory()
+        defer { dir.remove() }
         let writer = try JournalWriter.open(dir.file("j.db"))
         await writer.shutdown()
         guard case .failure(.shuttingDown) = await writer.store(makeMessage()) else {
@@ -189,8 +189,8 @@ struct JournalWriterTests {
 extension JournalWriterTests {
     @Test("while messages keep coming, the WAL starts over after each checkpoint rather than growing with every commit")
     func walStartsOverUnderLoad() async throws {
-        let dir = try TemporaryDirectory()
-        defer { dir.cleanUp() }
+        let dir = try ScratchDirectory()
+        defer { dir.remove() }
         let writer = try JournalWriter.open(dir.file("j.db"))
         let body = [UInt8](repeating: 0x61, count: 1024)
         // Eight sources that never pause, so the writer always has the next batch waiting,
@@ -228,8 +228,8 @@ extension Result where Success == IntakeResult {
 struct DeliveryRecordTests {
     @Test("under durability full, a commit that holds a message fsyncs; one that holds only outcomes does not")
     func outcomeOnlyCommitsSkipTheFsync() async throws {
-        let dir = try TemporaryDirectory()
-        defer { dir.cleanUp() }
+        let dir = try ScratchDirectory()
+        defer { dir.remove() }
         let quiet = Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() })
         for durability in [Durability.full, .relaxed] {
             let writer = try JournalWriter(path: dir.file("\(durability).db"), durability: durability, maxBacklog: 100, logger: quiet)
@@ -248,14 +248,14 @@ struct DeliveryRecordTests {
             #expect(statistics.commits == 4)
             #expect(statistics.intakeCommits == 2)
             #expect(statistics.commitsWithoutFsync == (durability == .full ? 2 : 4), "\(durability): \(statistics)")
-            #expect(try sqlite3CLI(dir.file("\(durability).db"), "SELECT group_concat(state) FROM messages") == "in_flight,in_flight")
+            #expect(try sqlite3(dir.file("\(durability).db"), "SELECT group_concat(state) FROM messages") == "in_flight,in_flight")
         }
     }
 
     @Test("attempts and outcomes are recorded; retain_delivered prunes old deliveries, not the rest")
     func outcomesAndRetention() async throws {
-        let dir = try TemporaryDirectory()
-        defer { dir.cleanUp() }
+        let dir = try ScratchDirectory()
+        defer { dir.remove() }
         let quiet = Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() })
         let writer = try JournalWriter(
             path: dir.file("j.db"), durability: .full, maxBacklog: 100, retainDelivered: .seconds(30),
@@ -305,20 +305,20 @@ struct DeliveryRecordTests {
         // Maintenance deletes the old delivery (and its attempts); it keeps the recent delivery
         // and the failure, however old.
         let deadline = ContinuousClock.now + .seconds(15)
-        while try sqlite3CLI(dir.file("j.db"), "SELECT count(*) FROM messages") != "2", ContinuousClock.now < deadline {
+        while try sqlite3(dir.file("j.db"), "SELECT count(*) FROM messages") != "2", ContinuousClock.now < deadline {
             try await Task.sleep(for: .milliseconds(100))
         }
         await writer.shutdown()
-        #expect(try sqlite3CLI(dir.file("j.db"), "SELECT group_concat(state) FROM messages ORDER BY id") == "delivered,failed")
-        #expect(try sqlite3CLI(dir.file("j.db"), "SELECT id FROM messages WHERE state = 'delivered'") == "1")
-        #expect(try sqlite3CLI(dir.file("j.db"), "SELECT count(*) FROM attempts WHERE message_id = 3") == "0")
-        #expect(try sqlite3CLI(dir.file("j.db"), "SELECT count(*) FROM attempts WHERE message_id IN (1, 2)") == "2")
+        #expect(try sqlite3(dir.file("j.db"), "SELECT group_concat(state) FROM messages ORDER BY id") == "delivered,failed")
+        #expect(try sqlite3(dir.file("j.db"), "SELECT id FROM messages WHERE state = 'delivered'") == "1")
+        #expect(try sqlite3(dir.file("j.db"), "SELECT count(*) FROM attempts WHERE message_id = 3") == "0")
+        #expect(try sqlite3(dir.file("j.db"), "SELECT count(*) FROM attempts WHERE message_id IN (1, 2)") == "2")
     }
 
     @Test("a skip during an attempt whose start was not yet recorded stands, unless the attempt delivered the message")
     func skipDuringQuickAttempt() async throws {
-        let dir = try TemporaryDirectory()
-        defer { dir.cleanUp() }
+        let dir = try ScratchDirectory()
+        defer { dir.remove() }
         let writer = try JournalWriter.open(dir.file("j.db"))
         let retried = makeMessage()
         let failed = makeMessage()
@@ -329,7 +329,7 @@ struct DeliveryRecordTests {
         let operations = try JournalOperations(path: dir.file("j.db"))
         for message in [retried, failed, delivered] { #expect(try operations.skip(id: message.correlationID)) }
         let generationSQL = "SELECT value FROM control WHERE name = 'replay_generation'"
-        let generation = try #require(Int(try sqlite3CLI(dir.file("j.db"), generationSQL)))
+        let generation = try #require(Int(try sqlite3(dir.file("j.db"), generationSQL)))
         let now = Int64(Date().timeIntervalSince1970 * 1000)
         func finish(_ row: Int64, _ state: MessageState, status: Int, nextAttemptAt: Int64?) async {
             await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
@@ -348,12 +348,12 @@ struct DeliveryRecordTests {
         await finish(1, .queued, status: 503, nextAttemptAt: now + 1_000)
         await finish(2, .failed, status: 400, nextAttemptAt: nil)
         await finish(3, .delivered, status: 200, nextAttemptAt: nil)
-        let states = try sqlite3CLI(
+        let states = try sqlite3(
             dir.file("j.db"),
             "SELECT group_concat(state || ':' || ifnull(next_attempt_at, '-') || ':' || response_status) FROM messages ORDER BY id")
-        let attempts = try sqlite3CLI(
+        let attempts = try sqlite3(
             dir.file("j.db"), "SELECT group_concat(message_id || ':' || status) FROM attempts ORDER BY message_id")
-        let after = try #require(Int(try sqlite3CLI(dir.file("j.db"), generationSQL)))
+        let after = try #require(Int(try sqlite3(dir.file("j.db"), generationSQL)))
         await writer.shutdown()
         #expect(states == "skipped:-:503,skipped:-:400,delivered:-:200")
         #expect(attempts == "1:503,2:400,3:200", "every attempt is recorded")
@@ -363,8 +363,8 @@ struct DeliveryRecordTests {
 
     @Test("messages left in flight by a crash are queued again on start-up, their open attempt marked interrupted")
     func restartRequeues() async throws {
-        let dir = try TemporaryDirectory()
-        defer { dir.cleanUp() }
+        let dir = try ScratchDirectory()
+        defer { dir.remove() }
         var writer = try JournalWriter.open(dir.file("j.db"))
         let message = makeMessage()
         #expect(await writer.store(message).isStored)
@@ -373,18 +373,18 @@ struct DeliveryRecordTests {
                 continuation.resume()
             }
         }
-        #expect(try sqlite3CLI(dir.file("j.db"), "SELECT state FROM messages") == "in_flight")
+        #expect(try sqlite3(dir.file("j.db"), "SELECT state FROM messages") == "in_flight")
         await writer.shutdown()
         writer = try JournalWriter.open(dir.file("j.db"))
         await writer.shutdown()
-        #expect(try sqlite3CLI(dir.file("j.db"), "SELECT state FROM messages") == "queued")
-        #expect(try sqlite3CLI(dir.file("j.db"), "SELECT error FROM attempts") == "interrupted: Waypost stopped during the attempt")
+        #expect(try sqlite3(dir.file("j.db"), "SELECT state FROM messages") == "queued")
+        #expect(try sqlite3(dir.file("j.db"), "SELECT error FROM attempts") == "interrupted: Waypost stopped during the attempt")
     }
 
     @Test("a second writer on the same journal is refused while the first runs")
     func oneWriterPerJournal() async throws {
-        let dir = try TemporaryDirectory()
-        defer { dir.cleanUp() }
+        let dir = try ScratchDirectory()
+        defer { dir.remove() }
         let first = try JournalWriter.open(dir.file("j.db"))
         let error = #expect(throws: JournalError.self) { try JournalWriter.open(dir.file("j.db")) }
         #expect(error?.code == .inUse)
@@ -395,8 +395,8 @@ struct DeliveryRecordTests {
 
     @Test("a version 1 journal is migrated in place, its messages kept")
     func migrationFromVersion1() async throws {
-        let dir = try TemporaryDirectory()
-        defer { dir.cleanUp() }
+        let dir = try ScratchDirectory()
+        defer { dir.remove() }
         let path = dir.file("j.db")
         // The schema as the first version wrote it, with one message.
         let v1 =
@@ -405,13 +405,13 @@ struct DeliveryRecordTests {
                 VALUES ('old-1', 'r', 'POST', '/', '[]', x'00FF', '2026-01-01T00:00:00.000Z', '2026-01-01T00:00:00.000Z');
                 PRAGMA user_version = 1;
                 """
-        _ = try sqlite3CLI(path, v1)
+        _ = try sqlite3(path, v1)
         let writer = try JournalWriter.open(path)
         await writer.shutdown()
-        #expect(try sqlite3CLI(path, "PRAGMA user_version") == "2")
+        #expect(try sqlite3(path, "PRAGMA user_version") == "2")
         let record = try #require(try JournalReader(path: path).message(correlationID: "old-1"))
         #expect(record.body == [0x00, 0xFF])
         #expect(record.state == .queued)
-        #expect(try sqlite3CLI(path, "SELECT value FROM control WHERE name = 'replay_generation'") == "0")
+        #expect(try sqlite3(path, "SELECT value FROM control WHERE name = 'replay_generation'") == "0")
     }
 }

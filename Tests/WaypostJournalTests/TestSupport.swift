@@ -2,21 +2,7 @@ import Foundation
 import Logging
 import WaypostCore
 import WaypostJournal
-
-/// A fresh directory under the system's temporary directory, removed by `cleanUp()`.
-struct TemporaryDirectory {
-    let path: String
-
-    init() throws {
-        let base = FileManager.default.temporaryDirectory.appendingPathComponent("waypost-tests-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: base, withIntermediateDirectories: true)
-        path = base.path
-    }
-
-    func file(_ name: String) -> String { path + "/" + name }
-
-    func cleanUp() { try? FileManager.default.removeItem(atPath: path) }
-}
+@_exported import WaypostTestSupport
 
 func makeMessage(
     route: String = "orders", body: [UInt8] = Array("{\"n\":1}".utf8), correlationID: String? = nil,
@@ -46,30 +32,4 @@ extension JournalWriter {
         writer.start()
         return writer
     }
-}
-
-/// Runs the stock `sqlite3` CLI on `database` and returns its standard output, trimmed.
-func sqlite3CLI(_ database: String, _ sql: String) throws -> String {
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-    process.arguments = ["sqlite3", database, sql]
-    let output = Pipe()
-    process.standardOutput = output
-    try process.run()
-    let data = output.fileHandleForReading.readDataToEndOfFile()
-    process.waitUntilExit()
-    return String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
-}
-
-/// Runs a command and returns its exit status.
-@discardableResult
-func run(_ arguments: [String]) throws -> Int32 {
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-    process.arguments = arguments
-    process.standardOutput = FileHandle.nullDevice
-    process.standardError = FileHandle.nullDevice
-    try process.run()
-    process.waitUntilExit()
-    return process.terminationStatus
 }

@@ -1,0 +1,74 @@
+// What every test target shares: scratch directories, the stock `sqlite3` CLI, and running a
+// command to its end.
+
+import Foundation
+
+/// A fresh directory under the system's temporary directory; `remove()` deletes it.
+public struct ScratchDirectory: Sendable {
+    public let path: String
+
+    public init() throws {
+        let url = FileManager.default.temporaryDirectory.appendingPathComponent("waypost-tests-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
+        path = url.path
+    }
+
+    public func file(_ name: String) -> String { path + "/" + name }
+
+    /// Writes `text` to `name` in this directory and returns the file's path.
+    @discardableResult
+    public func write(_ name: String, _ text: String) throws -> String {
+        try text.write(toFile: file(name), atomically: true, encoding: .utf8)
+        return file(name)
+    }
+
+    public func remove() { try? FileManager.default.removeItem(atPath: path) }
+}
+
+/// A command that could not run, or failed.
+public struct CommandFailed: Error, CustomStringConvertible {
+    public var description: String
+}
+
+/// Runs `/usr/bin/env ARGUMENTS` to its end, with its standard output and error discarded.
+///
+/// - Returns: The exit status, or -1 when it cannot start.
+@discardableResult
+public func runSync(_ arguments: [String]) -> Int32 {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+    process.arguments = arguments
+    process.standardInput = FileHandle.nullDevice
+    process.standardOutput = FileHandle.nullDevice
+    process.standardError = FileHandle.nullDevice
+    do { try process.run() } catch { return -1 }
+    process.waitUntilExit()
+    return process.terminationStatus
+}
+
+/// Runs `sql` with the stock `sqlite3` CLI on `database` (waiting up to 5 s for a lock) and
+/// returns its standard output without the whitespace around it.
+///
+/// - Throws: ``CommandFailed`` when sqlite3 cannot run or exits non-zero.
+public func sqlite3(_ database: String, _ sql: String) throws -> String {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+    process.arguments = ["sqlite3", "-bail", "-cmd", ".timeout 5000", database, sql]
+    process.standardInput = FileHandle.nullDevice
+    let output = Pipe()
+    let errors = Pipe()
+    process.standardOutput = output
+    process.standardError = errors
+    try process.run()
+    // Read to their ends before waiting, so a large output cannot block sqlite3 (with -bail its
+    // errors are one line).
+    let data = output.fileHandleForReading.readDataToEndOfFile()
+    let errorData = errors.fileHandleForReading.readDataToEndOfFile()
+    process.waitUntilExit()
+    guard process.terminationStatus == 0 else {
+        throw CommandFailed(
+            description: "sqlite3 \(database) \"\(sql)\" exited \(process.terminationStatus): \(String(decoding: errorData, as: UTF8.self))"
+        )
+    }
+    return String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+}
