@@ -4,8 +4,9 @@ import WaypostCore
 /// The rules of RFC 9112 on a request head that NIO's parser leaves to the application, for
 /// both listeners.
 enum RequestHeadRules {
-    /// Nil when the head may be served, else the problem to answer with. After any of these
-    /// problems the connection closes: its framing cannot be trusted.
+    /// Nil when the head may be served, else the problem to answer with. When a body may follow
+    /// such a head (a `Transfer-Encoding` or a non-zero `Content-Length`), the connection closes
+    /// after the answer: that body's framing cannot be trusted. (The admin listener always closes.)
     ///
     /// - An HTTP/1.1 request without `Host`, or any request with two, is `400` (RFC 9112 §3.2).
     /// - A transfer coding other than `chunked` is `501`; one whose final coding is not
