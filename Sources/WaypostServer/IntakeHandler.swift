@@ -147,55 +147,30 @@ final class IntakeHandler: ChannelInboundHandler, RemovableChannelHandler {
         if let problem = RequestHeadRules.problem(head) {
             return reject(problem, head: head, context: context)
         }
-        let target = head.uri
-        guard target.hasPrefix("/") else {
-            return reject(.badTarget(target), head: head, context: context)
-        }
-        let path = target[..<(target.firstIndex(of: "?") ?? target.endIndex)]
-        if Self.hasDotSegment(path) {
-            return reject(.dotSegments(path: String(path)), head: head, context: context)
-        }
-        if path == "/_waypost" || path.hasPrefix("/_waypost/") {
-            guard let query = StatusQuery(head: head, path: path) else {
-                return reject(.reserved(path: String(path)), head: head, context: context)
+        let route: RouteConfig
+        let supplied: String?
+        let pattern: ResponsePattern
+        switch IntakeAdmission.head(target: head.uri, headers: head.headers, routes: shared.routes) {
+        case .reject(let problem):
+            return reject(problem, head: head, context: context)
+        case .status(let path):
+            guard let query = StatusQuery(head: head, path: Substring(path)) else {
+                return reject(.reserved(path: path), head: head, context: context)
             }
             state = .status(query)
             return
-        }
-        guard let route = shared.routes.match(path: path)?.route else {
-            return reject(.notFound(path: String(path)), head: head, context: context)
-        }
-        let headerBytes = head.headers.reduce(0) { $0 + $1.name.utf8.count + $1.value.utf8.count + 4 }
-        if headerBytes > route.maxHeaderBytes {
-            return reject(.headersTooLarge(limit: route.maxHeaderBytes, route: route.name), head: head, context: context)
-        }
-        if let allowed = route.contentTypes {
-            let contentType = head.headers.first(name: "content-type")
-            let mediaType = contentType.map {
-                $0.split(separator: ";", maxSplits: 1).first.map { $0.trimmingHTTPWhitespace().lowercased() } ?? ""
-            }
-            if !allowed.contains(mediaType ?? "") {
-                return reject(.unsupportedMediaType(contentType, allowed: allowed, route: route.name), head: head, context: context)
-            }
-        }
-        if let length = head.headers.first(name: "content-length").flatMap(Int.init), length > route.maxBodyBytes {
-            return reject(.bodyTooLarge(limit: route.maxBodyBytes, route: route.name), head: head, context: context)
-        }
-        let supplied = head.headers["x-correlation-id"]
-        guard supplied.count <= 1, supplied.allSatisfy(CorrelationID.isValidSupplied) else {
-            return reject(.badCorrelationID(), head: head, context: context)
+        case .route(let matched, let suppliedID, let chosen):
+            (route, supplied, pattern) = (matched, suppliedID, chosen)
         }
         let receivedAt = shared.now()
         if head.headers.first(name: "expect")?.lowercased() == "100-continue" {
             context.writeAndFlush(wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: .continue))), promise: nil)
         }
-        let pattern = ResponsePattern.choose(
-            mode: route.mode, syncTimeout: route.syncTimeout, preferences: Preferences(headerValues: head.headers["prefer"]))
         state = .receiving(
             Request(
                 head: head, route: route, body: context.channel.allocator.buffer(capacity: 0),
-                correlationID: supplied.first ?? CorrelationID.generate(millisecondsSince1970: UInt64(receivedAt)),
-                correlationIDWasSupplied: !supplied.isEmpty, rawHead: rawHead, pattern: pattern, receivedAt: receivedAt))
+                correlationID: supplied ?? CorrelationID.generate(millisecondsSince1970: UInt64(receivedAt)),
+                correlationIDWasSupplied: supplied != nil, rawHead: rawHead, pattern: pattern, receivedAt: receivedAt))
     }
 
     /// The request's header fields as received: the decoder's, with the raw bytes of values that
@@ -212,44 +187,19 @@ final class IntakeHandler: ChannelInboundHandler, RemovableChannelHandler {
         return request.head.headers.map { HeaderField(name: $0.name, value: $0.value) }
     }
 
-    /// Whether `path` has a `.` or `..` segment, literally or percent-encoded. Such a path
-    /// could climb out of the upstream's base path once an upstream normalises it.
-    static func hasDotSegment(_ path: Substring) -> Bool {
-        guard path.utf8.contains(where: { $0 == UInt8(ascii: ".") || $0 == UInt8(ascii: "%") }) else { return false }
-        return path.split(separator: "/", omittingEmptySubsequences: false).contains { segment in
-            let decoded = segment.lowercased().replacingOccurrences(of: "%2e", with: ".")
-            return decoded == "." || decoded == ".."
-        }
-    }
-
     private func store(_ request: Request, context: ChannelHandlerContext) {
         state = .storing
         let route = request.route
         let body = Array(request.body.readableBytesView)
-        let received = receivedFields(request)
-        if let verifier = shared.secrets.verifier(route.name) {
-            if let failure = verifier.verify(headers: received, body: body, nowMilliseconds: shared.now()) {
-                return reject(.signature(failure, route: route.name), head: nil, context: context)
-            }
+        let admitted = IntakeAdmission.message(
+            route: route, method: request.head.method.rawValue, target: request.head.uri, fields: receivedFields(request), body: body,
+            correlationID: request.correlationID, correlationIDWasSupplied: request.correlationIDWasSupplied,
+            verifier: shared.secrets.verifier(route.name), now: shared.now(), clientAddress: context.channel.remoteAddress?.ipAddress)
+        let message: IncomingMessage
+        switch admitted {
+        case .success(let admittedMessage): message = admittedMessage
+        case .failure(let problem): return reject(problem, head: nil, context: context)
         }
-        if route.validate == .json, !JSONValidator.isValid(body) {
-            return reject(.malformedJSON(route: route.name), head: nil, context: context)
-        }
-        let fields = HTTPHeaderRules.removingHopByHop(received.filter { !$0.name.caseInsensitiveEquals("expect") })
-        let message = IncomingMessage(
-            correlationID: request.correlationID,
-            correlationIDWasSupplied: request.correlationIDWasSupplied,
-            route: route.name,
-            orderingKey: route.ordering == .key ? route.orderingKey?.value(headers: fields, body: body) : nil,
-            // An empty key is no key: requests without one are never repeats of each other.
-            idempotencyKey: request.head.headers.first(name: route.idempotencyHeader).flatMap { $0.isEmpty ? nil : $0 },
-            dedupWindowMilliseconds: route.dedupWindow.milliseconds,
-            method: request.head.method.rawValue,
-            path: request.head.uri,
-            headers: fields,
-            body: body,
-            receivedAt: shared.now(),
-            clientAddress: context.channel.remoteAddress?.ipAddress)
         let keepAlive = request.head.isKeepAlive
         let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
         let eventLoop = context.eventLoop

@@ -1,0 +1,46 @@
+/// A request accepted by the intake, on its way into the journal.
+public struct IncomingMessage: Sendable {
+    /// The id Waypost generated, or the source's own `X-Correlation-ID`.
+    public var correlationID: String
+    /// Whether the source supplied ``correlationID`` (a repeat of it is an idempotent repeat).
+    public var correlationIDWasSupplied: Bool
+    public var route: String
+    public var orderingKey: String?
+    /// The value of the route's idempotency header, when the source sent one.
+    public var idempotencyKey: String?
+    /// How far back a repeat of ``idempotencyKey`` is recognised.
+    public var dedupWindowMilliseconds: Int64
+    public var method: String
+    /// Path and query as received.
+    public var path: String
+    /// Header fields in order, hop-by-hop fields already removed.
+    public var headers: [HeaderField] { didSet { headersJSON = JSON.encode(headers: headers) } }
+    /// ``headers`` as the journal stores them, encoded by whoever builds the message (the
+    /// intake's event loops), not by the single writer thread.
+    public private(set) var headersJSON: String
+    public var body: [UInt8]
+    /// Milliseconds since the Unix epoch.
+    public var receivedAt: Int64
+    /// The source's IP address, for `X-Forwarded-For`.
+    public var clientAddress: String?
+
+    public init(
+        correlationID: String, correlationIDWasSupplied: Bool, route: String, orderingKey: String?,
+        idempotencyKey: String?, dedupWindowMilliseconds: Int64, method: String, path: String,
+        headers: [HeaderField], body: [UInt8], receivedAt: Int64, clientAddress: String? = nil
+    ) {
+        self.clientAddress = clientAddress
+        self.correlationID = correlationID
+        self.correlationIDWasSupplied = correlationIDWasSupplied
+        self.route = route
+        self.orderingKey = orderingKey
+        self.idempotencyKey = idempotencyKey
+        self.dedupWindowMilliseconds = dedupWindowMilliseconds
+        self.method = method
+        self.path = path
+        self.headers = headers
+        self.headersJSON = JSON.encode(headers: headers)
+        self.body = body
+        self.receivedAt = receivedAt
+    }
+}
