@@ -77,16 +77,9 @@ final class AdminHandler: ChannelInboundHandler, RemovableChannelHandler {
     }
 
     private func send(_ answer: AdminAnswer, head: HTTPRequestHead, context: ChannelHandlerContext) {
-        let (responseHead, body) = answer.response(allocator: context.channel.allocator)
-        var finalHead = responseHead
-        if !head.isKeepAlive { finalHead.headers.replaceOrAdd(name: "Connection", value: "close") }
-        context.write(wrapOutboundOut(.head(finalHead)), promise: nil)
-        if head.method != .HEAD { context.write(wrapOutboundOut(.body(.byteBuffer(body))), promise: nil) }
-        let done = context.writeAndFlush(wrapOutboundOut(.end(nil)))
-        if !head.isKeepAlive {
-            let channel = context.channel
-            done.whenComplete { _ in channel.close(promise: nil) }
-        }
+        Responses.send(
+            answer.response(allocator: context.channel.allocator), keepAlive: head.isKeepAlive, withoutBody: head.method == .HEAD,
+            context: context)
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {

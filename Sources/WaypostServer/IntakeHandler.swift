@@ -356,17 +356,7 @@ final class IntakeHandler: ChannelInboundHandler, RemovableChannelHandler {
     }
 
     func write(_ response: (HTTPResponseHead, ByteBuffer), keepAlive: Bool, context: ChannelHandlerContext) {
-        var (head, body) = response
-        if !keepAlive && !head.headers.contains(name: "connection") {
-            head.headers.add(name: "Connection", value: "close")
-        }
-        context.write(wrapOutboundOut(.head(head)), promise: nil)
-        if !answeringHead { context.write(wrapOutboundOut(.body(.byteBuffer(body))), promise: nil) }
-        let done = context.writeAndFlush(wrapOutboundOut(.end(nil)))
-        if !keepAlive {
-            let channel = context.channel
-            done.whenComplete { _ in channel.close(promise: nil) }
-        }
+        Responses.send(response, keepAlive: keepAlive, withoutBody: answeringHead, context: context)
     }
 
     func channelInactive(context: ChannelHandlerContext) {

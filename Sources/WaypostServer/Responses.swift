@@ -3,8 +3,23 @@ import NIOHTTP1
 import WaypostCore
 import WaypostJournal
 
-/// Builds the answers the intake sends.
+/// Builds the answers the intake sends, and writes the answers of both listeners.
 enum Responses {
+    /// Writes one answer: its head (with `Connection: close` when the connection ends after
+    /// it), its body unless `withoutBody` (the answer to a `HEAD`), and its end; then, unless
+    /// `keepAlive`, closes the connection once all of it is written.
+    static func send(_ response: (HTTPResponseHead, ByteBuffer), keepAlive: Bool, withoutBody: Bool, context: ChannelHandlerContext) {
+        var (head, body) = response
+        if !keepAlive { head.headers.replaceOrAdd(name: "Connection", value: "close") }
+        context.write(NIOAny(HTTPServerResponsePart.head(head)), promise: nil)
+        if !withoutBody { context.write(NIOAny(HTTPServerResponsePart.body(.byteBuffer(body))), promise: nil) }
+        let done = context.writeAndFlush(NIOAny(HTTPServerResponsePart.end(nil)))
+        if !keepAlive {
+            let channel = context.channel
+            done.whenComplete { _ in channel.close(promise: nil) }
+        }
+    }
+
     /// The asynchronous answer of SPEC §1 for a message in `state`.
     static func accepted(
         correlationID: String, state: MessageState, preferenceApplied: String? = nil, allocator: ByteBufferAllocator
