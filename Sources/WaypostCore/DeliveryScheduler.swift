@@ -98,7 +98,6 @@ public struct DeliveryScheduler: Sendable {
     }
 
     private var routes: [Route]
-    private let routeIndex: [String: Int]
     private var attempts: [Int64: Attempt] = [:]
     /// The last attempt numbers (in all, and in the cycle) of messages waiting for a retry: the
     /// journal may not have them yet, as an attempt's end is written after the fact.
@@ -111,9 +110,6 @@ public struct DeliveryScheduler: Sendable {
             queues.paused = paused.contains(policy.name)
             return Route(policy: policy, queues: queues)
         }
-        var index: [String: Int] = [:]
-        for (position, policy) in routes.enumerated() { index[policy.name] = position }
-        routeIndex = index
     }
 
     /// Attempts between their `send` action and their end.

@@ -18,7 +18,6 @@ public struct MessageRecord: Sendable, Equatable {
     public var receivedAt: String
     public var nextAttemptAt: String?
     public var deliveredAt: String?
-    public var updatedAt: String
     public var lastError: String?
     public var responseStatus: Int?
     public var responseHeadersJSON: String?
@@ -156,7 +155,7 @@ public final class JournalReader {
     /// The columns ``record(_:)`` reads, in its order.
     static let columns = """
         id, correlation_id, route, ordering_key, idempotency_key, method, path, headers, body, state, attempts,
-        received_at, next_attempt_at, delivered_at, updated_at, last_error, response_status, response_headers, response_body
+        received_at, next_attempt_at, delivered_at, last_error, response_status, response_headers, response_body
         """
 
     /// A `state` column; the schema's CHECK admits nothing but ``MessageState``'s words.
@@ -169,7 +168,7 @@ public final class JournalReader {
             id: s.int64(0), correlationID: s.string(1) ?? "", route: s.string(2) ?? "", orderingKey: s.string(3),
             idempotencyKey: s.string(4), method: s.string(5) ?? "", path: s.string(6) ?? "", headersJSON: s.string(7) ?? "[]",
             body: s.blob(8) ?? [], state: state(s, 9), attempts: Int(s.int64(10)), receivedAt: s.string(11) ?? "",
-            nextAttemptAt: s.string(12), deliveredAt: s.string(13), updatedAt: s.string(14) ?? "", lastError: s.string(15),
-            responseStatus: s.optionalInt64(16).map(Int.init), responseHeadersJSON: s.string(17), responseBody: s.blob(18))
+            nextAttemptAt: s.string(12), deliveredAt: s.string(13), lastError: s.string(14),
+            responseStatus: s.optionalInt64(15).map(Int.init), responseHeadersJSON: s.string(16), responseBody: s.blob(17))
     }
 }
