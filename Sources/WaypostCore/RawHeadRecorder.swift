@@ -137,37 +137,64 @@ public struct RawHeadRecorder: Sendable {
 
     /// The head is complete: records it, and works out how its body is framed.
     private mutating func headEnded() {
-        let head = buffer
-        buffer = []
+        let framing = Self.framing(of: buffer)
+        if highBytes {
+            heads.append(.raw(buffer))
+            buffer = []
+        } else {
+            heads.append(.plain)
+            buffer.removeAll(keepingCapacity: true)
+        }
         lineStart = 0
-        heads.append(highBytes ? .raw(head) : .plain)
         highBytes = false
+        switch framing {
+        case .unsupported: lose()
+        case .chunked: state = .chunkSize
+        case .length(let length): state = length > 0 ? .body(remaining: length) : .head
+        }
+    }
+
+    private enum Framing {
+        case length(Int)
+        case chunked
+        /// Framing the recorder does not follow (the decoder refuses it, or changes protocol).
+        case unsupported
+    }
+
+    /// How the body after `head` is framed, read from its fields without allocating (this runs
+    /// for every request).
+    private static func framing(of head: [UInt8]) -> Framing {
         var contentLength: Int?
         var chunked = false
-        let lines = Self.lines(head)
-        guard let requestLine = lines.first, !Self.startsCaseInsensitive(requestLine, with: "CONNECT ") else { return lose() }
-        for line in lines.dropFirst() {
-            guard let (name, value) = Self.field(line) else { return lose() }
-            if Self.equalsCaseInsensitive(name, "content-length") {
-                guard !value.isEmpty, value.count <= 18, value.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }),
-                    let length = Int(String(decoding: value, as: UTF8.self)), contentLength == nil || contentLength == length
-                else { return lose() }
+        var requestLine = true
+        var start = head.startIndex
+        while start < head.endIndex {
+            let end = head[start...].firstIndex(of: 0x0A) ?? head.endIndex
+            var line = head[start..<end]
+            start = end + 1
+            if line.last == 0x0D { line = line.dropLast() }
+            if line.isEmpty { continue }
+            if requestLine {
+                requestLine = false
+                if startsCaseInsensitive(line, with: "CONNECT ") { return .unsupported }
+                continue
+            }
+            guard let (name, value) = field(line) else { return .unsupported }
+            if equalsCaseInsensitive(name, "content-length") {
+                // At most 18 digits: no overflow.
+                guard !value.isEmpty, value.count <= 18, value.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }) else { return .unsupported }
+                let length = value.reduce(0) { $0 * 10 + Int($1 - 0x30) }
+                guard contentLength == nil || contentLength == length else { return .unsupported }
                 contentLength = length
-            } else if Self.equalsCaseInsensitive(name, "transfer-encoding") {
-                guard !chunked, Self.equalsCaseInsensitive(value, "chunked") else { return lose() }
+            } else if equalsCaseInsensitive(name, "transfer-encoding") {
+                guard !chunked, equalsCaseInsensitive(value, "chunked") else { return .unsupported }
                 chunked = true
-            } else if Self.equalsCaseInsensitive(name, "upgrade") {
-                return lose()
+            } else if equalsCaseInsensitive(name, "upgrade") {
+                return .unsupported
             }
         }
-        if chunked {
-            guard contentLength == nil else { return lose() }
-            state = .chunkSize
-        } else if let contentLength, contentLength > 0 {
-            state = .body(remaining: contentLength)
-        } else {
-            state = .head
-        }
+        if chunked { return contentLength == nil ? .chunked : .unsupported }
+        return .length(contentLength ?? 0)
     }
 
     /// The head's fields as the decoder gave them, with the raw bytes of `raw` for the values
