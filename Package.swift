@@ -113,6 +113,12 @@ let package = Package(
         ),
         .target(
             name: "WaypostTestSupport",
+            dependencies: [
+                "WaypostCore",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ],
             path: "Tests/WaypostTestSupport",
             swiftSettings: swiftSettings
         ),
@@ -129,7 +135,7 @@ let package = Package(
         .testTarget(
             name: "WaypostForwarderTests",
             dependencies: [
-                "WaypostForwarder", "WaypostJournal", "WaypostCore", "WaypostServer",
+                "WaypostForwarder", "WaypostJournal", "WaypostCore", "WaypostServer", "WaypostTestSupport",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),

@@ -1,8 +1,9 @@
 // `waypost replay` and `waypost purge` (SPEC §6) on the journal of a running `waypost serve`,
-// whose upstream is a tiny python3 http.server in the test: it answers 422 (not retryable, so a
-// message is `failed` after one attempt) until a flag file exists, then 200.
+// whose upstream (a TestUpstream) answers 422 (not retryable, so a message is `failed` after one
+// attempt) until the test flips it to 200.
 
 import Foundation
+import Synchronization
 import Testing
 
 #if canImport(Glibc)
@@ -14,77 +15,46 @@ import Testing
 /// The upstream's program: 422 to every POST until `FLAG` exists, then 200; one line per request
 /// (`CORRELATION-ID ATTEMPT STATUS`) appended to `LOG`. It exits when its standard input closes,
 /// so that it cannot outlive the test process.
-private let flagUpstreamScript = """
-    import http.server, os, sys, threading
-
-    flag, log = sys.argv[1], sys.argv[2]
-
-    def watch_stdin():
-        sys.stdin.read()
-        os._exit(0)
-
-    threading.Thread(target=watch_stdin, daemon=True).start()
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_POST(self):
-            length = int(self.headers.get("Content-Length") or 0)
-            self.rfile.read(length)
-            status = 200 if os.path.exists(flag) else 422
-            with open(log, "a") as f:
-                f.write("%s %s %d\\n" % (self.headers.get("X-Correlation-ID"), self.headers.get("X-Waypost-Attempt"), status))
-            body = b"ok" if status == 200 else b"unprocessable"
-            self.send_response(status)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args):
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    print(server.server_address[1], flush=True)
-    server.serve_forever()
-    """
-
-/// The python3 upstream described by ``flagUpstreamScript``, on an ephemeral loopback port.
-private final class FlagUpstream {
-    let child: PythonChild
-    let flagPath: String
-    let logPath: String
-
-    private init(child: PythonChild, dir: ScratchDirectory) {
-        self.child = child
-        flagPath = dir.file("answer-200")
-        logPath = dir.file("upstream.log")
+/// An upstream that answers `422` until ``answerOK()``, then `200`, and notes the status it gave
+/// each request.
+private final class FlagUpstream: Sendable {
+    private final class Answers: Sendable {
+        let state = Mutex<(ok: Bool, log: [(id: String, attempt: String, status: String)])>((false, []))
     }
 
-    var port: Int { child.port }
+    private let answers: Answers
+    private let upstream: TestUpstream
 
-    /// Starts the upstream and waits (at most 10 s) until it prints its port.
-    static func start(in dir: ScratchDirectory) async throws -> FlagUpstream {
-        let script = try dir.write("upstream.py", flagUpstreamScript)
-        return FlagUpstream(child: try await PythonChild.start(script, [dir.file("answer-200"), dir.file("upstream.log")]), dir: dir)
+    private init(answers: Answers, upstream: TestUpstream) {
+        self.answers = answers
+        self.upstream = upstream
     }
 
-    var url: String { "http://127.0.0.1:\(port)/" }
+    static func start() async throws -> FlagUpstream {
+        let answers = Answers()
+        let upstream = try await TestUpstream.start { request in
+            let status = answers.state.withLock { state in
+                let status = state.ok ? 200 : 422
+                state.log.append((request.header("X-Correlation-ID") ?? "", request.header("X-Waypost-Attempt") ?? "", String(status)))
+                return status
+            }
+            return .respond(status: status, body: Array((status == 200 ? "ok" : "unprocessable").utf8))
+        }
+        return FlagUpstream(answers: answers, upstream: upstream)
+    }
+
+    var url: String { upstream.url + "/" }
 
     /// From now on the upstream answers 200.
-    func answerOK() throws {
-        try "yes".write(toFile: flagPath, atomically: true, encoding: .utf8)
+    func answerOK() {
+        answers.state.withLock { $0.ok = true }
     }
 
     /// The requests received so far: correlation id, X-Waypost-Attempt, status answered.
-    var requests: [(id: String, attempt: String, status: String)] {
-        let text = (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? ""
-        return text.split(separator: "\n").compactMap { line in
-            let parts = line.split(separator: " ").map(String.init)
-            return parts.count == 3 ? (parts[0], parts[1], parts[2]) : nil
-        }
-    }
+    var requests: [(id: String, attempt: String, status: String)] { answers.state.withLock { $0.log } }
 
-    /// Closes its standard input (it exits on that), then kills it if it still runs, and reaps it.
     func stop() async {
-        await child.stop()
+        await upstream.stop()
     }
 }
 
@@ -134,7 +104,7 @@ struct ReplayPurgeCLITests {
     func replayAndPurge() async throws {
         let dir = try ScratchDirectory()
         defer { dir.remove() }
-        let upstream = try await FlagUpstream.start(in: dir)
+        let upstream = try await FlagUpstream.start()
         let journal = dir.file("j.db")
         let server: RunningServer
         do {
@@ -206,7 +176,7 @@ struct ReplayPurgeCLITests {
         }
 
         // Now the upstream accepts: the running server delivers a replayed message.
-        try upstream.answerOK()
+        upstream.answerOK()
         let replay = try await waypost("replay", "--journal", journal, ids[0], directory: dir.path)
         #expect(replay.status == 0, "\(replay)")
         #expect(replay.lines == ["replayed 1 message(s)"], "\(replay)")

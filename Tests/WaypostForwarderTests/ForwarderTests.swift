@@ -5,6 +5,7 @@ import Testing
 import WaypostCore
 import WaypostForwarder
 import WaypostJournal
+@_exported import WaypostTestSupport
 
 /// A journal writer and a forwarder on a journal in a temporary directory.
 final class DeliveryHarness: Sendable {

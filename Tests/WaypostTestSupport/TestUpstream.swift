@@ -5,23 +5,23 @@ import Synchronization
 import WaypostCore
 
 /// One request as the test upstream received it.
-struct RecordedRequest: Sendable, Equatable {
-    var method: String
+public struct RecordedRequest: Sendable, Equatable {
+    public var method: String
     /// The request target as sent: path and query.
-    var uri: String
+    public var uri: String
     /// The header fields in the order received, `Host` and `Content-Length` included.
-    var headers: [HeaderField]
-    var body: [UInt8]
+    public var headers: [HeaderField]
+    public var body: [UInt8]
     /// Which accepted TCP connection it came on: 1 for the first, 2 for the second, ...
-    var connection: Int
+    public var connection: Int
 
     /// The value of the first field named `name` (case-insensitive).
-    func header(_ name: String) -> String? {
+    public func header(_ name: String) -> String? {
         headers.first { $0.name.lowercased() == name.lowercased() }?.value
     }
 
     /// The header fields without the ones curl must add (`Host`, `Content-Length`).
-    var headersWithoutFraming: [HeaderField] {
+    public var headersWithoutFraming: [HeaderField] {
         headers.filter { !["host", "content-length"].contains($0.name.lowercased()) }
     }
 }
@@ -37,10 +37,12 @@ struct RecordedRequest: Sendable, Equatable {
 /// defer { Task { await upstream.stop() } }
 /// ```
 /// Holds the answers given to it until the test opens it.
-final class Gate: Sendable {
+public final class Gate: Sendable {
     private let state = Mutex<(open: Bool, waiting: [@Sendable () -> Void])>((false, []))
 
-    func open() {
+    public init() {}
+
+    public func open() {
         let waiting = state.withLock { state in
             state.open = true
             defer { state.waiting = [] }
@@ -49,7 +51,7 @@ final class Gate: Sendable {
         for body in waiting { body() }
     }
 
-    func whenOpen(_ body: @escaping @Sendable () -> Void) {
+    public func whenOpen(_ body: @escaping @Sendable () -> Void) {
         let now = state.withLock { state in
             if !state.open { state.waiting.append(body) }
             return state.open
@@ -58,9 +60,9 @@ final class Gate: Sendable {
     }
 }
 
-final class TestUpstream: Sendable {
+public final class TestUpstream: Sendable {
     /// How the upstream answers one request.
-    enum Reply: Sendable {
+    public enum Reply: Sendable {
         /// A response; `Content-Length` is added unless `headers` has one. After `delay`, if any,
         /// and once `gate` is open, if given.
         case respond(status: Int = 200, headers: [HeaderField] = [], body: [UInt8] = [], delay: Duration = .zero, gate: Gate? = nil)
@@ -72,17 +74,17 @@ final class TestUpstream: Sendable {
         case raw([UInt8], close: Bool)
 
         /// `200` with no body.
-        static let ok = Reply.respond()
+        public static let ok = Reply.respond()
     }
 
     /// What the event loops record, read by the test.
-    final class Recorder: Sendable {
+    public final class Recorder: Sendable {
         let state = Mutex<(requests: [RecordedRequest], connections: Int)>(([], 0))
         /// Every byte received, on all connections, as it came off the wire.
         let raw = Mutex<[UInt8]>([])
     }
 
-    let port: Int
+    public let port: Int
     private let group: MultiThreadedEventLoopGroup
     private let channel: any Channel
     private let recorder: Recorder
@@ -97,7 +99,7 @@ final class TestUpstream: Sendable {
     /// Starts an upstream that answers every request with `handler`'s reply. A request whose
     /// body grows past `maxBodyBytes` is not recorded: its connection is closed at once,
     /// while the client may still be sending.
-    static func start(
+    public static func start(
         maxBodyBytes: Int = .max, _ handler: @escaping @Sendable (RecordedRequest) -> Reply = { _ in .ok }
     ) async throws -> TestUpstream {
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
@@ -129,20 +131,20 @@ final class TestUpstream: Sendable {
     }
 
     /// `http://127.0.0.1:PORT`, without a trailing slash.
-    var url: String { "http://127.0.0.1:\(port)" }
+    public var url: String { "http://127.0.0.1:\(port)" }
 
     /// Every request received so far, in order of arrival.
-    var requests: [RecordedRequest] { recorder.state.withLock { $0.requests } }
+    public var requests: [RecordedRequest] { recorder.state.withLock { $0.requests } }
 
     /// Every byte received so far, as it came off the wire (the decoded requests have header
     /// values as UTF-8 text).
-    var rawBytes: [UInt8] { recorder.raw.withLock { $0 } }
+    public var rawBytes: [UInt8] { recorder.raw.withLock { $0 } }
 
     /// TCP connections accepted so far.
-    var connectionCount: Int { recorder.state.withLock { $0.connections } }
+    public var connectionCount: Int { recorder.state.withLock { $0.connections } }
 
     /// Stops listening and closes every connection.
-    func stop() async {
+    public func stop() async {
         try? await channel.close()
         try? await group.shutdownGracefully()
     }
