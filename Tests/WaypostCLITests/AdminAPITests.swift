@@ -344,7 +344,7 @@ struct AdminAPITests {
             #expect(try await server.message(second).message["state"] as? String == "skipped")
 
             // Replay a failed message once the upstream accepts it: delivered within a few seconds.
-            try upstream.answerFailuresOK()
+            upstream.answerFailuresOK()
             let replay = try await server.admin("POST", "/messages/\(first)/replay")
             #expect(replay.status == 200, "\(replay.status) \(replay.body)")
             #expect((try? replay.jsonObject())?["replayed"] as? Int == 1, "\(replay.body)")
@@ -370,7 +370,7 @@ struct AdminAPITests {
             #expect(skipQueued.status == 200, "skip of a queued message: \(skipQueued.status) \(skipQueued.body)")
             #expect(try await server.message(queued).message["state"] as? String == "skipped")
             try await Task.sleep(for: .seconds(1))  // the forwarder notices a skip within half a second
-            try upstream.releaseHeld()
+            upstream.releaseHeld()
             try await server.waitForStates("the held message delivered") { $0[held] == "delivered" }
             let after = try await server.accept("/hooks/ok/after")
             try await server.waitForStates("a later message delivered") { $0[after] == "delivered" }
@@ -398,10 +398,10 @@ struct AdminAPITests {
                 let skip = try await server.admin("POST", "/messages/\(queued)/skip")
                 try #require(skip.status == 200, "\(skip.status) \(skip.body)")
                 skipped.append(queued)
-                try upstream.releaseHeld()  // the message ahead ends at once
+                upstream.releaseHeld()  // the message ahead ends at once
                 try await server.waitForStates("the held message delivered") { $0[held] == "delivered" }
                 try await Task.sleep(for: .seconds(1))
-                try FileManager.default.removeItem(atPath: upstream.releasePath)
+                upstream.holdAgain()
             }
             let states = try await server.states()
             for id in skipped {
@@ -446,7 +446,7 @@ struct AdminAPITests {
             let unchanged = try await server.states()
             #expect(failed.allSatisfy { unchanged[$0] == "failed" }, "\(unchanged)")
 
-            try upstream.answerFailuresOK()
+            upstream.answerFailuresOK()
             let replay = try await server.admin("POST", "/replay", body: "{\"state\":\"failed\",\"route\":\"orders\",\"since\":\"1h\"}")
             #expect(replay.status == 200, "\(replay.status) \(replay.body)")
             #expect(replay.header("Content-Type")?.hasPrefix("application/json") == true, "\(replay.headers)")
@@ -517,7 +517,7 @@ struct AdminAPITests {
                 let resume = try await server.admin("POST", "/routes/orders/resume")
                 try #require(resume.status == 200, "\(resume.status) \(resume.body)")
                 try await server.waitForStates("delivered after resume") { $0[ids[n - 1]] == "delivered" }
-                try FileManager.default.removeItem(atPath: upstream.logPath)
+                upstream.forgetRequests()
             }
         }
     }

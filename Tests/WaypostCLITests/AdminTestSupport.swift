@@ -1,8 +1,9 @@
-// What the admin API tests (SPEC §5) share: a `waypost serve` child with both listeners on known
-// loopback ports and the admin token set, a python3 upstream whose answer depends on the path,
+// What the admin API tests (SPEC §5) share: a `waypost serve` child with both listeners on free
+// loopback ports and the admin token set, an upstream whose answer depends on the path,
 // a curl wrapper that sends paths as they are, and a parser for the Prometheus text format.
 
 import Foundation
+import Synchronization
 import Testing
 
 #if canImport(Glibc)
@@ -16,68 +17,8 @@ let adminTestToken = "secret-token"
 
 // MARK: - The upstream
 
-/// The upstream's program. The answer depends on the request path:
-///
-/// - containing `fail`: 422 (not retryable: the message fails at once) until `FLAG` exists, then 200;
-/// - containing `flaky`: 503 (retryable) to the first request of each correlation id, then 200;
-/// - containing `hold`: 200, but only once `RELEASE` exists (the message stays in flight until then);
-/// - anything else: 200.
-///
-/// One line per answered request (`CORRELATION-ID ATTEMPT STATUS PATH`) is appended to `LOG`. It
-/// exits when its standard input closes, so that it cannot outlive the test process.
-private let scriptedUpstreamScript = """
-    import http.server, os, sys, threading, time
-
-    flag, release, log = sys.argv[1], sys.argv[2], sys.argv[3]
-    seen = set()
-    lock = threading.Lock()
-
-    def watch_stdin():
-        sys.stdin.read()
-        os._exit(0)
-
-    threading.Thread(target=watch_stdin, daemon=True).start()
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def answer(self):
-            length = int(self.headers.get("Content-Length") or 0)
-            self.rfile.read(length)
-            cid = self.headers.get("X-Correlation-ID")
-            if "fail" in self.path:
-                status = 200 if os.path.exists(flag) else 422
-            elif "flaky" in self.path:
-                with lock:
-                    status = 200 if cid in seen else 503
-                    seen.add(cid)
-            else:
-                if "hold" in self.path:
-                    deadline = time.time() + 20
-                    while not os.path.exists(release) and time.time() < deadline:
-                        time.sleep(0.01)
-                status = 200
-            with lock:
-                with open(log, "a") as f:
-                    f.write("%s %s %d %s\\n" % (cid, self.headers.get("X-Waypost-Attempt"), status, self.path))
-            body = b"ok" if status == 200 else b"no"
-            self.send_response(status)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        do_POST = answer
-        do_PUT = answer
-        do_GET = answer
-
-        def log_message(self, *args):
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    print(server.server_address[1], flush=True)
-    server.serve_forever()
-    """
-
 /// One request the ``ScriptedUpstream`` answered.
-struct UpstreamRequest: CustomStringConvertible {
+struct UpstreamRequest: Sendable, CustomStringConvertible {
     var correlationID: String
     var attempt: String
     var status: Int
@@ -86,55 +27,83 @@ struct UpstreamRequest: CustomStringConvertible {
     var description: String { "\(correlationID) #\(attempt) \(status) \(path)" }
 }
 
-/// The python3 upstream described by ``scriptedUpstreamScript``, on an ephemeral loopback port.
-final class ScriptedUpstream {
-    let child: PythonChild
-    let flagPath: String
-    let releasePath: String
-    let logPath: String
-
-    private init(child: PythonChild, dir: ScratchDirectory) {
-        self.child = child
-        flagPath = dir.file("fail-answers-200")
-        releasePath = dir.file("release-held")
-        logPath = dir.file("upstream.log")
+/// An upstream whose answer depends on the request path (a ``TestUpstream``):
+///
+/// - containing `fail`: 422 (not retryable: the message fails at once) until ``answerFailuresOK()``, then 200;
+/// - containing `flaky`: 503 (retryable) to the first request of each correlation id, then 200;
+/// - containing `hold`: 200, but only once ``releaseHeld()`` (the message stays in flight until then);
+/// - anything else: 200.
+///
+/// Each answered request is noted in ``requests``.
+final class ScriptedUpstream: Sendable {
+    private final class Script: Sendable {
+        let state = Mutex<(failuresOK: Bool, seen: Set<String>, log: [UpstreamRequest])>((false, [], []))
+        /// Replaced by a closed one when the test holds requests again.
+        let held = Mutex(Gate())
     }
 
-    var port: Int { child.port }
+    private let script: Script
+    private let upstream: TestUpstream
 
-    /// Starts the upstream and waits (at most 10 s) until it prints its port.
-    static func start(in dir: ScratchDirectory) async throws -> ScriptedUpstream {
-        let script = try dir.write("scripted-upstream.py", scriptedUpstreamScript)
-        let child = try await PythonChild.start(script, [dir.file("fail-answers-200"), dir.file("release-held"), dir.file("upstream.log")])
-        return ScriptedUpstream(child: child, dir: dir)
+    private init(script: Script, upstream: TestUpstream) {
+        self.script = script
+        self.upstream = upstream
     }
 
-    var url: String { "http://127.0.0.1:\(port)/" }
+    var port: Int { upstream.port }
+
+    static func start() async throws -> ScriptedUpstream {
+        let script = Script()
+        let upstream = try await TestUpstream.start { request in
+            let id = request.header("X-Correlation-ID") ?? ""
+            let path = request.uri
+            let status = script.state.withLock { state in
+                if path.contains("fail") { return state.failuresOK ? 200 : 422 }
+                if path.contains("flaky") { return state.seen.insert(id).inserted ? 503 : 200 }
+                return 200
+            }
+            let answered = UpstreamRequest(
+                correlationID: id, attempt: request.header("X-Waypost-Attempt") ?? "", status: status, path: path)
+            let body = Array((status == 200 ? "ok" : "no").utf8)
+            guard path.contains("hold"), !path.contains("fail"), !path.contains("flaky") else {
+                script.state.withLock { $0.log.append(answered) }
+                return .respond(status: status, body: body)
+            }
+            let gate = script.held.withLock { $0 }
+            gate.whenOpen { script.state.withLock { $0.log.append(answered) } }
+            return .respond(status: status, body: body, gate: gate)
+        }
+        return ScriptedUpstream(script: script, upstream: upstream)
+    }
+
+    var url: String { upstream.url + "/" }
 
     /// From now on paths containing `fail` are answered 200.
-    func answerFailuresOK() throws {
-        try "yes".write(toFile: flagPath, atomically: true, encoding: .utf8)
+    func answerFailuresOK() {
+        script.state.withLock { $0.failuresOK = true }
     }
 
     /// Lets every held request (and every later one) be answered.
-    func releaseHeld() throws {
-        try "yes".write(toFile: releasePath, atomically: true, encoding: .utf8)
+    func releaseHeld() {
+        script.held.withLock { $0 }.open()
+    }
+
+    /// Holds requests to `hold` paths again, until the next ``releaseHeld()``.
+    func holdAgain() {
+        script.held.withLock { $0 = Gate() }
+    }
+
+    /// Forgets the requests answered so far.
+    func forgetRequests() {
+        script.state.withLock { $0.log = [] }
     }
 
     /// The requests answered so far, in order.
-    var requests: [UpstreamRequest] {
-        let text = (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? ""
-        return text.split(separator: "\n").compactMap { line in
-            let parts = line.split(separator: " ", maxSplits: 3).map(String.init)
-            guard parts.count == 4, let status = Int(parts[2]) else { return nil }
-            return UpstreamRequest(correlationID: parts[0], attempt: parts[1], status: status, path: parts[3])
-        }
-    }
+    var requests: [UpstreamRequest] { script.state.withLock { $0.log } }
 
-    /// Closes its standard input (it exits on that), then kills it if it still runs, and reaps it.
     func stop() async {
-        try? releaseHeld()
-        await child.stop()
+        releaseHeld()
+        await upstream.stop()
     }
 }
 
@@ -262,7 +231,7 @@ func withAdminServer(
 ) async throws {
     let dir = try ScratchDirectory()
     defer { dir.remove() }
-    let upstream = try await ScriptedUpstream.start(in: dir)
+    let upstream = try await ScriptedUpstream.start()
     let server: AdminTestServer
     do {
         let config = try dir.write("waypost.yaml", adminTestConfig(upstream: upstream.url))
