@@ -20,16 +20,22 @@ struct ConnectionLimits: Sendable {
 /// the client's time), then idle again once the answer and the request have both ended. A
 /// client past its deadline gets `408` and the connection closes; an idle one just closes.
 ///
+/// Requests cost no timer work: the phases only record times. One timer per connection checks
+/// them: it fires at the current deadline, or after ``period`` (the shortest of the limits)
+/// when that comes first, and arms itself again. Every new deadline lies at least ``period``
+/// after the moment it is set, so the timer, never further away than that, is never late. A
+/// busy connection costs one timer task per period, not three per request.
+///
 /// Two handlers of one pipeline share it: ``RawBytesGuard`` (before the decoder: it sees the
 /// bytes and the answers going out) and ``RequestProgressTap`` (after the pipelining
 /// handler: it sees each request's head and end as the application does). Used on the
 /// channel's event loop only.
 final class ConnectionDeadline {
     enum Phase {
-        /// Between requests.
-        case idle
-        /// A request's first bytes arrived; its head has not been decoded yet.
-        case head
+        /// Between requests, since this time.
+        case idle(since: NIODeadline)
+        /// A request's first bytes arrived at this time; its head has not been decoded yet.
+        case head(since: NIODeadline)
         /// Reading the body that started at `since`; `bytes` of it so far.
         case body(since: NIODeadline, bytes: Int)
         /// The request ended; the answer is Waypost's to give.
@@ -37,28 +43,35 @@ final class ConnectionDeadline {
     }
 
     let limits: ConnectionLimits
-    private(set) var phase = Phase.idle
+    /// The longest the timer waits between two looks: the shortest of the limits.
+    let period: TimeAmount
+    private(set) var phase = Phase.answering
     /// Whether the current request's answer was written to its end (possibly before the
     /// request ended: an early rejection).
     private var answered = false
     private var timer: Scheduled<Void>?
+    private var expiredOnce = false
     /// Called when the deadline passes: `true` to answer `408` first, `false` to just close.
     var expired: (_ answer408: Bool) -> Void = { _ in }
 
     init(limits: ConnectionLimits) {
         self.limits = limits
+        // Not below 100 ms, so that tiny timeouts cannot make the timer spin; such timeouts
+        // are then kept to within 100 ms.
+        period = max(.milliseconds(100), min(limits.idleTimeout, limits.headerTimeout, limits.bodyGrace))
     }
 
     func start(on eventLoop: any EventLoop) {
-        schedule(in: limits.idleTimeout, on: eventLoop)
+        cancel()
+        phase = .idle(since: eventLoop.now)
+        arm(on: eventLoop)
     }
 
     func bytesArrived(_ count: Int, on eventLoop: any EventLoop) {
         switch phase {
         case .idle:
-            phase = .head
+            phase = .head(since: eventLoop.now)
             answered = false
-            schedule(in: limits.headerTimeout, on: eventLoop)
         case .body(let since, let bytes):
             phase = .body(since: since, bytes: bytes + count)
         case .head, .answering:
@@ -69,17 +82,15 @@ final class ConnectionDeadline {
     func headArrived(on eventLoop: any EventLoop) {
         answered = false
         phase = .body(since: eventLoop.now, bytes: 0)
-        scheduleBodyDeadline(on: eventLoop)
     }
 
     func requestEnded(on eventLoop: any EventLoop) {
-        phase = .answering
-        if answered { becomeIdle(on: eventLoop) } else { cancel() }
+        phase = answered ? .idle(since: eventLoop.now) : .answering
     }
 
     func answerEnded(on eventLoop: any EventLoop) {
         answered = true
-        if case .answering = phase { becomeIdle(on: eventLoop) }
+        if case .answering = phase { phase = .idle(since: eventLoop.now) }
     }
 
     func cancel() {
@@ -87,9 +98,15 @@ final class ConnectionDeadline {
         timer = nil
     }
 
-    private func becomeIdle(on eventLoop: any EventLoop) {
-        phase = .idle
-        schedule(in: limits.idleTimeout, on: eventLoop)
+    /// When the current phase ends the connection, and whether with a `408`; nil while
+    /// Waypost works on the answer.
+    private var deadline: (at: NIODeadline, answer408: Bool)? {
+        switch phase {
+        case .idle(let since): (since + limits.idleTimeout, false)
+        case .head(let since): (since + limits.headerTimeout, true)
+        case .body(let since, let bytes): (bodyDeadline(since: since, bytes: bytes), !answered)
+        case .answering: nil
+        }
     }
 
     /// The body is late once it is below `min_body_rate` after the grace period: at
@@ -100,29 +117,21 @@ final class ConnectionDeadline {
         return since + limits.bodyGrace + earned
     }
 
-    private func scheduleBodyDeadline(on eventLoop: any EventLoop) {
-        guard case .body(let since, let bytes) = phase else { return }
-        timer?.cancel()
+    private func arm(on eventLoop: any EventLoop) {
+        let now = eventLoop.now
+        let at = min(deadline?.at ?? now + period, now + period)
         let bound = NIOLoopBound(self, eventLoop: eventLoop)
-        timer = eventLoop.scheduleTask(deadline: bodyDeadline(since: since, bytes: bytes)) {
-            let deadline = bound.value
-            guard case .body(let since, let bytes) = deadline.phase else { return }
-            // Bytes that arrived meanwhile move the deadline on.
-            if deadline.bodyDeadline(since: since, bytes: bytes) > eventLoop.now { return deadline.scheduleBodyDeadline(on: eventLoop) }
-            deadline.expired(!deadline.answered)
-        }
+        timer = eventLoop.scheduleTask(deadline: at) { bound.value.look(on: eventLoop) }
     }
 
-    private func schedule(in amount: TimeAmount, on eventLoop: any EventLoop) {
-        timer?.cancel()
-        let bound = NIOLoopBound(self, eventLoop: eventLoop)
-        timer = eventLoop.scheduleTask(in: amount) {
-            switch bound.value.phase {
-            case .idle: bound.value.expired(false)
-            case .head: bound.value.expired(true)
-            case .body, .answering: break
-            }
+    private func look(on eventLoop: any EventLoop) {
+        timer = nil
+        if let deadline, deadline.at <= eventLoop.now {
+            guard !expiredOnce else { return }
+            expiredOnce = true
+            return expired(deadline.answer408)
         }
+        arm(on: eventLoop)
     }
 }
 
