@@ -20,6 +20,7 @@ public enum IntakeAdmission {
     /// body limits, the source's correlation id, and the response pattern (`mode`, `Prefer`).
     ///
     /// - Parameter headers: the head's fields, names in any case.
+    @inlinable  // specialized for the intake's header type: this runs for every request
     public static func head(
         target: String, headers: some Sequence<(name: String, value: String)>, routes: RouteTable
     ) -> Head {
