@@ -12,7 +12,16 @@ enum RequestHeadRules {
     /// - A transfer coding other than `chunked` is `501`; one whose final coding is not
     ///   `chunked` is `400` (RFC 9112 §6.1, §7).
     static func problem(_ head: HTTPRequestHead) -> Problem? {
-        let hosts = head.headers["host"].count
+        // One pass, no allocation for the usual head (this runs for every request).
+        var hosts = 0
+        var transferEncoding = false
+        for (name, _) in head.headers {
+            if name.caseInsensitiveEquals("host") {
+                hosts += 1
+            } else if name.caseInsensitiveEquals("transfer-encoding") {
+                transferEncoding = true
+            }
+        }
         if hosts > 1 {
             return Problem(
                 status: 400, slug: "bad-host", title: "Two Host header fields",
@@ -23,6 +32,7 @@ enum RequestHeadRules {
                 status: 400, slug: "bad-host", title: "No Host header field",
                 detail: "An HTTP/1.1 request must carry a Host header field (RFC 9112 §3.2). Nothing was stored.")
         }
+        guard transferEncoding else { return nil }
         let codings = head.headers["transfer-encoding"].flatMap { $0.split(separator: ",") }.map {
             $0.trimmingHTTPWhitespace().lowercased()
         }
