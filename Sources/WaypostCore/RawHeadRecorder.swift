@@ -167,13 +167,7 @@ public struct RawHeadRecorder: Sendable {
         var contentLength: Int?
         var chunked = false
         var requestLine = true
-        var start = head.startIndex
-        while start < head.endIndex {
-            let end = head[start...].firstIndex(of: 0x0A) ?? head.endIndex
-            var line = head[start..<end]
-            start = end + 1
-            if line.last == 0x0D { line = line.dropLast() }
-            if line.isEmpty { continue }
+        for line in Lines(head[...]) {
             if requestLine {
                 requestLine = false
                 if startsCaseInsensitive(line, with: "CONNECT ") { return .unsupported }
@@ -201,7 +195,7 @@ public struct RawHeadRecorder: Sendable {
     /// that are not UTF-8 (``HeaderField/valueIsLatin1``); nil when `raw` does not match them
     /// field by field (names, and values as UTF-8 text with U+FFFD for what is not).
     public static func restoredFields(decoded: [(name: String, value: String)], raw: [UInt8]) -> [HeaderField]? {
-        let lines = Self.lines(raw).dropFirst()
+        let lines = Array(Lines(raw[...])).dropFirst()
         guard lines.count == decoded.count else { return nil }
         var fields: [HeaderField] = []
         fields.reserveCapacity(decoded.count)
@@ -214,10 +208,25 @@ public struct RawHeadRecorder: Sendable {
         return fields
     }
 
-    /// The lines of a head, without their CR LF (or LF), the empty last one left out.
-    private static func lines(_ head: [UInt8]) -> [ArraySlice<UInt8>] {
-        head.split(separator: 0x0A, omittingEmptySubsequences: false).map { $0.last == 0x0D ? $0.dropLast() : $0 }
-            .filter { !$0.isEmpty }
+    /// The non-empty lines of a head, without their CR LF (or LF), as slices of it: nothing
+    /// is allocated, since the framing of every request is read through it.
+    private struct Lines: Sequence, IteratorProtocol {
+        var rest: ArraySlice<UInt8>
+
+        init(_ head: ArraySlice<UInt8>) {
+            rest = head
+        }
+
+        mutating func next() -> ArraySlice<UInt8>? {
+            while !rest.isEmpty {
+                let end = rest.firstIndex(of: 0x0A) ?? rest.endIndex
+                var line = rest[..<end]
+                rest = end < rest.endIndex ? rest[(end + 1)...] : []
+                if line.last == 0x0D { line = line.dropLast() }
+                if !line.isEmpty { return line }
+            }
+            return nil
+        }
     }
 
     /// A field line's name and value, without the whitespace around the value; nil for a line

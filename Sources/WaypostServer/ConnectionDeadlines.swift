@@ -50,7 +50,6 @@ final class ConnectionDeadline {
     /// request ended: an early rejection).
     private var answered = false
     private var timer: Scheduled<Void>?
-    private var expiredOnce = false
     /// Called when the deadline passes: `true` to answer `408` first, `false` to just close.
     var expired: (_ answer408: Bool) -> Void = { _ in }
 
@@ -126,11 +125,8 @@ final class ConnectionDeadline {
 
     private func look(on eventLoop: any EventLoop) {
         timer = nil
-        if let deadline, deadline.at <= eventLoop.now {
-            guard !expiredOnce else { return }
-            expiredOnce = true
-            return expired(deadline.answer408)
-        }
+        // Past the deadline the timer is not armed again: the connection ends.
+        if let deadline, deadline.at <= eventLoop.now { return expired(deadline.answer408) }
         arm(on: eventLoop)
     }
 }
