@@ -476,8 +476,18 @@ public struct RouteConfig: Sendable, Equatable {
     public var addHeaders: [HeaderField]
     /// Header names removed from every delivery (compare case-insensitively).
     public var removeHeaders: [String]
+    /// Which messages the destinations take (a default for them), if not all.
+    public var filter: DeliveryFilter?
+    /// Where each message goes (SPEC §11), never empty. A route written without
+    /// `destinations` has one, named like the route, made of the route's own delivery keys
+    /// (``upstream``, ``ordering``, …), which are otherwise the destinations' defaults.
+    public var destinations: [DestinationConfig]
+    /// The index in ``destinations`` of the one whose answer a waiting source gets
+    /// (`reply_from`; default the first).
+    public var replyFrom: Int
 
     /// Creates a route; everything but `name`, `path` and `upstream` has the documented default.
+    /// Without `destinations`, the route has one destination made of its own delivery keys.
     /// Nothing is validated here: ``WaypostConfig/parse(yaml:file:)`` does that.
     public init(
         name: String,
@@ -500,7 +510,10 @@ public struct RouteConfig: Sendable, Equatable {
         verify: VerifyConfig? = nil,
         sign: SignConfig? = nil,
         addHeaders: [HeaderField] = [],
-        removeHeaders: [String] = []
+        removeHeaders: [String] = [],
+        filter: DeliveryFilter? = nil,
+        destinations: [DestinationConfig]? = nil,
+        replyFrom: Int = 0
     ) {
         self.name = name
         self.path = path
@@ -523,5 +536,62 @@ public struct RouteConfig: Sendable, Equatable {
         self.sign = sign
         self.addHeaders = addHeaders
         self.removeHeaders = removeHeaders
+        self.filter = filter
+        self.destinations = []
+        self.replyFrom = replyFrom
+        self.destinations = destinations ?? [DestinationConfig(name: name, defaults: self)]
+    }
+
+    /// Sets the route's delivery keys, the defaults of its destinations.
+    mutating func setDeliveryDefaults(_ keys: DestinationConfig) {
+        upstream = keys.upstream
+        ordering = keys.ordering
+        orderingKey = keys.orderingKey
+        concurrency = keys.concurrency
+        retry = keys.retry
+        onExhausted = keys.onExhausted
+        timeouts = keys.timeouts
+        sign = keys.sign
+        addHeaders = keys.addHeaders
+        removeHeaders = keys.removeHeaders
+        filter = keys.filter
+    }
+
+    /// The destination whose answer a waiting source gets.
+    public var replyDestination: DestinationConfig { destinations[replyFrom] }
+}
+
+/// One upstream of a route, with its own queues, retries and outcome (SPEC §11).
+public struct DestinationConfig: Sendable, Equatable {
+    /// Unique within its route: 1–64 characters of `[A-Za-z0-9._-]`.
+    public var name: String
+    public var upstream: String
+    public var ordering: Ordering
+    /// Set exactly when ``ordering`` is ``Ordering/key``.
+    public var orderingKey: OrderingKey?
+    public var concurrency: Int
+    public var retry: RetryPolicy
+    public var onExhausted: OnExhausted
+    public var timeouts: Timeouts
+    public var sign: SignConfig?
+    public var addHeaders: [HeaderField]
+    public var removeHeaders: [String]
+    /// Messages it does not match get this destination's delivery as `filtered`.
+    public var filter: DeliveryFilter?
+
+    /// A destination named `name` with `route`'s delivery keys (its defaults).
+    public init(name: String, defaults route: RouteConfig) {
+        self.name = name
+        upstream = route.upstream
+        ordering = route.ordering
+        orderingKey = route.orderingKey
+        concurrency = route.concurrency
+        retry = route.retry
+        onExhausted = route.onExhausted
+        timeouts = route.timeouts
+        sign = route.sign
+        addHeaders = route.addHeaders
+        removeHeaders = route.removeHeaders
+        filter = route.filter
     }
 }

@@ -18,7 +18,13 @@ enum Keys {
     static let route = [
         "name", "path", "upstream", "mode", "sync_timeout", "ordering", "ordering_key", "concurrency",
         "idempotency_header", "dedup_window", "retry", "on_exhausted", "timeouts", "max_body_bytes",
-        "max_header_bytes", "content_types", "validate", "verify", "sign", "add_headers", "remove_headers",
+        "max_header_bytes", "content_types", "validate", "verify", "sign", "add_headers", "remove_headers", "filter",
+        "destinations", "reply_from",
+    ]
+    /// The keys a destination has of its own (SPEC §11); the route's are its defaults.
+    static let destination = [
+        "name", "upstream", "ordering", "ordering_key", "concurrency", "retry", "on_exhausted", "timeouts", "add_headers",
+        "remove_headers", "sign", "filter",
     ]
     static let retry = ["initial", "factor", "max_delay", "max_attempts", "max_age", "retry_on"]
     static let timeouts = ["connect", "total"]
@@ -157,43 +163,18 @@ struct ConfigReader {
         let routePath = try at(fields.path("path"), pathNode) { () throws(ConfigError) in
             try normalizedRoutePath(try text(pathNode, fields.path("path")))
         }
-        let upstreamNode = try required(fields, "upstream", hint: "the URL to deliver to")
-        let upstream = try text(upstreamNode, fields.path("upstream"))
-        if let problem = checkUpstream(upstream) {
-            throw fail(fields.path("upstream"), upstreamNode, problem)
+        let destinationsNode = fields["destinations"]
+        if destinationsNode == nil {
+            _ = try required(fields, "upstream", hint: "the URL to deliver to (or destinations, a list of them)")
         }
 
         var route = RouteConfig(
-            name: name, path: routePath, upstream: upstream,
-            maxBodyBytes: defaults.maxBodyBytes, maxHeaderBytes: defaults.maxHeaderBytes)
+            name: name, path: routePath, upstream: "", maxBodyBytes: defaults.maxBodyBytes, maxHeaderBytes: defaults.maxHeaderBytes)
 
         if let mode: DeliveryMode = try choice(fields, "mode") { route.mode = mode }
         if let timeout = try duration(fields, "sync_timeout", allowZero: false) { route.syncTimeout = timeout }
-        if let ordering: Ordering = try choice(fields, "ordering") { route.ordering = ordering }
-        if let keyNode = fields["ordering_key"] {
-            let keyPath = fields.path("ordering_key")
-            let spelling = try text(keyNode, keyPath)
-            route.orderingKey = try at(keyPath, keyNode) { () throws(ConfigError) in try OrderingKey(parsing: spelling) }
-            if route.ordering != .key {
-                let ordering = route.ordering.rawValue
-                throw fail(keyPath, keyNode, "ordering_key is used only with \"ordering: key\", but this route's ordering is \(ordering)")
-            }
-        } else if route.ordering == .key {
-            throw fail(
-                fields.path("ordering_key"), fields["ordering"], "\"ordering: key\" needs ordering_key: header:NAME or json:/pointer")
-        }
-        if let concurrency = try integer(fields, "concurrency", in: 1...4096) { route.concurrency = concurrency }
         if let header = try headerName(fields, "idempotency_header") { route.idempotencyHeader = header }
         if let window = try duration(fields, "dedup_window", allowZero: true) { route.dedupWindow = window }
-        if let node = fields["retry"] {
-            route.retry = try readRetry(node, path: fields.path("retry"))
-        }
-        if let exhausted: OnExhausted = try choice(fields, "on_exhausted") { route.onExhausted = exhausted }
-        if let node = fields["timeouts"] {
-            let timeouts = try mapping(node, path: fields.path("timeouts"), allowed: Keys.timeouts)
-            if let connect = try duration(timeouts, "connect", allowZero: false) { route.timeouts.connect = connect }
-            if let total = try duration(timeouts, "total", allowZero: false) { route.timeouts.total = total }
-        }
         if let size = try bodySize(fields) { route.maxBodyBytes = size }
         if let size = try headerSize(fields) { route.maxHeaderBytes = size }
         if let node = fields["content_types"] {
@@ -203,21 +184,166 @@ struct ConfigReader {
         if let node = fields["verify"] {
             route.verify = try readVerify(node, path: fields.path("verify"))
         }
+
+        // The route's delivery keys: its one destination's, or its destinations' defaults.
+        var own = DestinationConfig(name: name, defaults: route)
+        try readDeliveryKeys(fields, into: &own, checkOrderingKey: destinationsNode == nil, owner: "route")
+        route.setDeliveryDefaults(own)
+
+        guard let destinationsNode else {
+            route.destinations = [own]
+            return (route, fields)
+        }
+        let listPath = fields.path("destinations")
+        let items = try list(destinationsNode, path: listPath, expected: "a list of destinations, each with a name and an upstream")
+        guard !items.isEmpty else {
+            throw fail(listPath, destinationsNode, "must list at least one destination; or leave destinations out and give upstream")
+        }
+        route.destinations = []
+        for (item, itemPath) in items {
+            let destination = try readDestination(item, path: itemPath, route: route)
+            if route.destinations.contains(where: { $0.name == destination.name }) {
+                throw fail(itemPath + ".name", item, "duplicate destination name \"\(destination.name)\" in route \(name)")
+            }
+            route.destinations.append(destination)
+        }
+        if let node = fields["reply_from"] {
+            let reply = try text(node, fields.path("reply_from"))
+            guard let index = route.destinations.firstIndex(where: { $0.name == reply }) else {
+                let names = route.destinations.map(\.name).joined(separator: ", ")
+                throw fail(fields.path("reply_from"), node, "names no destination of this route (\(names)), got \"\(reply)\"")
+            }
+            route.replyFrom = index
+        }
+        return (route, fields)
+    }
+
+    /// One entry of a route's `destinations`: the route's delivery keys, overridden by its own.
+    func readDestination(_ node: Node, path: String, route: RouteConfig) throws(ConfigError) -> DestinationConfig {
+        guard case .mapping = node else {
+            throw fail(path, node, "expected a destination (a mapping with name and upstream), got \(describe(node))")
+        }
+        let fields = try mapping(node, path: path, allowed: Keys.destination)
+        let nameNode = try required(fields, "name", hint: "the destination's name, unique in its route")
+        let name = try text(nameNode, fields.path("name"))
+        guard isValidRouteName(name) else {
+            throw fail(fields.path("name"), nameNode, "a destination name is 1 to 64 characters of A-Z a-z 0-9 . _ -, got \"\(name)\"")
+        }
+        var destination = DestinationConfig(name: name, defaults: route)
+        try readDeliveryKeys(fields, into: &destination, checkOrderingKey: true, owner: "destination")
+        if destination.upstream.isEmpty {
+            throw fail(fields.path("upstream"), node, "missing required key \"upstream\" (the URL to deliver to, here or on the route)")
+        }
+        return destination
+    }
+
+    /// Reads the delivery keys a route and each of its destinations may have (SPEC §11) over
+    /// `destination`'s defaults. `checkOrderingKey`: whether `ordering` and `ordering_key`
+    /// must agree here (a route with destinations may give them as separate defaults).
+    func readDeliveryKeys(
+        _ fields: Fields, into destination: inout DestinationConfig, checkOrderingKey: Bool, owner: String
+    ) throws(ConfigError) {
+        if let node = fields["upstream"] {
+            let upstream = try text(node, fields.path("upstream"))
+            if let problem = checkUpstream(upstream) { throw fail(fields.path("upstream"), node, problem) }
+            destination.upstream = upstream
+        }
+        if let ordering: Ordering = try choice(fields, "ordering") { destination.ordering = ordering }
+        if let keyNode = fields["ordering_key"] {
+            let keyPath = fields.path("ordering_key")
+            let spelling = try text(keyNode, keyPath)
+            destination.orderingKey = try at(keyPath, keyNode) { () throws(ConfigError) in try OrderingKey(parsing: spelling) }
+            if checkOrderingKey && destination.ordering != .key {
+                let ordering = destination.ordering.rawValue
+                throw fail(keyPath, keyNode, "ordering_key is used only with \"ordering: key\", but this \(owner)'s ordering is \(ordering)")
+            }
+        }
+        if checkOrderingKey {
+            if destination.ordering == .key && destination.orderingKey == nil {
+                throw fail(
+                    fields.path("ordering_key"), fields["ordering"] ?? fields.node,
+                    "\"ordering: key\" needs ordering_key: header:NAME or json:/pointer")
+            }
+            if destination.ordering != .key { destination.orderingKey = nil }
+        }
+        if let concurrency = try integer(fields, "concurrency", in: 1...4096) { destination.concurrency = concurrency }
+        if let node = fields["retry"] {
+            destination.retry = try readRetry(node, path: fields.path("retry"))
+        }
+        if let exhausted: OnExhausted = try choice(fields, "on_exhausted") { destination.onExhausted = exhausted }
+        if let node = fields["timeouts"] {
+            let timeouts = try mapping(node, path: fields.path("timeouts"), allowed: Keys.timeouts)
+            if let connect = try duration(timeouts, "connect", allowZero: false) { destination.timeouts.connect = connect }
+            if let total = try duration(timeouts, "total", allowZero: false) { destination.timeouts.total = total }
+        }
         if let node = fields["sign"] {
-            route.sign = try readSign(node, path: fields.path("sign"))
+            destination.sign = try readSign(node, path: fields.path("sign"))
         }
         if let node = fields["add_headers"] {
-            route.addHeaders = try readAddHeaders(node, path: fields.path("add_headers"))
+            destination.addHeaders = try readAddHeaders(node, path: fields.path("add_headers"))
         }
         if let node = fields["remove_headers"] {
             let listPath = fields.path("remove_headers")
+            destination.removeHeaders = []
             for (item, itemPath) in try list(node, path: listPath, expected: "a list of header names") {
                 let name = try text(item, itemPath)
                 guard isToken(name) else { throw fail(itemPath, item, "expected a header name, got \"\(name)\"") }
-                route.removeHeaders.append(name)
+                destination.removeHeaders.append(name)
             }
         }
-        return (route, fields)
+        if let node = fields["filter"] {
+            destination.filter = try readFilter(node, path: fields.path("filter"))
+        }
+    }
+
+    /// A filter (SPEC §11), written as YAML or as a string of JSON.
+    func readFilter(_ node: Node, path: String) throws(ConfigError) -> DeliveryFilter {
+        let document: JSONValue
+        if case .scalar = node {
+            let spelling = try text(node, path, expected: "a filter: a mapping such as { body: { type: order.paid } }")
+            guard let parsed = JSONValue.parse(spelling.utf8) else {
+                throw fail(path, node, "expected a filter: a mapping, or a string of JSON, got \"\(spelling)\"")
+            }
+            document = parsed
+        } else {
+            document = try jsonValue(node, path: path, depth: 0)
+        }
+        do {
+            return try DeliveryFilter(document)
+        } catch {
+            throw fail(error.path.isEmpty ? path : "\(path).\(error.path)", node, error.reason)
+        }
+    }
+
+    /// A YAML node as JSON: scalars by their resolved YAML type (a quoted scalar is a string).
+    func jsonValue(_ node: Node, path: String, depth: Int) throws(ConfigError) -> JSONValue {
+        guard depth < 64 else { throw fail(path, node, "is nested more than 64 levels deep") }
+        switch node {
+        case .scalar(let scalar):
+            switch Tag.Name(rawValue: node.tag.rawValue) {
+            case .null: return .null
+            case .bool: if let value = node.bool { return .bool(value) }
+            case .int: if let value = node.int { return .number(Double(value)) }
+            case .float: if let value = node.float, value.isFinite { return .number(value) }
+            default: break
+            }
+            return .string(scalar.string)
+        case .sequence(let items):
+            var values: [JSONValue] = []
+            for (index, item) in items.enumerated() {
+                values.append(try jsonValue(item, path: "\(path)[\(index)]", depth: depth + 1))
+            }
+            return .array(values)
+        case .mapping(let pairs):
+            var members: [(key: String, value: JSONValue)] = []
+            for (key, value) in pairs {
+                guard case .scalar(let keyScalar) = key else { throw fail(path, key, "a key must be a string") }
+                members.append((keyScalar.string, try jsonValue(value, path: "\(path).\(keyScalar.string)", depth: depth + 1)))
+            }
+            return .object(members)
+        case .alias:
+            throw fail(path, node, "YAML aliases are not supported here")
+        }
     }
 
     func readRetry(_ node: Node, path: String) throws(ConfigError) -> RetryPolicy {

@@ -58,7 +58,7 @@
 ///
 /// Matching allocates nothing for `body` and `path`; the `headers` and `query` objects are
 /// built once per ``matches(_:)`` call, and only when the filter reaches them.
-public struct DeliveryFilter: Sendable {
+public struct DeliveryFilter: Sendable, Equatable {
     /// The document the filter was built from.
     public let document: JSONValue
     private let rule: Rule
@@ -81,6 +81,9 @@ public struct DeliveryFilter: Sendable {
         }
         try self.init(document)
     }
+
+    /// Two filters are equal when they were built from equal documents.
+    public static func == (lhs: DeliveryFilter, rhs: DeliveryFilter) -> Bool { lhs.document == rhs.document }
 
     /// Whether the request `input` passes the filter.
     public func matches(_ input: Input) -> Bool {
