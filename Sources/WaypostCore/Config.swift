@@ -557,6 +557,16 @@ public struct RouteConfig: Sendable, Equatable {
         filter = keys.filter
     }
 
+    /// `route/destination`: unique among every route's destinations (names have no `/`); the
+    /// name of a paused destination in the journal, of its metrics and its keys.
+    public func key(of destination: DestinationConfig) -> String { "\(name)/\(destination.name)" }
+
+    /// Where a destination's keys are in the file, for messages: the route's own
+    /// (`routes[0]`) for a route written without `destinations`.
+    public func keyPath(index: Int, destination: Int) -> String {
+        destinations.count == 1 && destinations[0].name == name ? "routes[\(index)]" : "routes[\(index)].destinations[\(destination)]"
+    }
+
     /// The destination whose answer a waiting source gets.
     public var replyDestination: DestinationConfig { destinations[replyFrom] }
 }

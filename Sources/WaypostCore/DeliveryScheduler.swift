@@ -4,7 +4,9 @@
 /// message, read one ahead, record an attempt's start); an attempt's end comes out as the
 /// ``AttemptEnd`` to record and, when final, to publish to waiting sources.
 ///
-/// Per route it keeps the ``RouteQueues`` (what may be sent, in order) and where the journal
+/// It schedules each destination of each route on its own (SPEC §11); "route" below means
+/// one such destination, whose ``DestinationPolicy/name`` is unique among them, and a
+/// message means one delivery (its row id). Per destination it keeps the ``RouteQueues`` (what may be sent, in order) and where the journal
 /// was paged up to (`cursor`, and whether more may follow). The journal is paged, never loaded
 /// whole: a route holds at most ``pageSize`` messages and is topped up when it falls below
 /// half of that. Messages that the writer has just committed join a route's queues directly
@@ -17,8 +19,9 @@ public struct DeliveryScheduler: Sendable {
     /// then leaves the message `queued`, so it is sent again: the same at-least-once.
     public static let recordStartAfterMilliseconds: Int64 = 50
 
-    /// What the scheduler needs of a route's configuration.
-    public struct RoutePolicy: Sendable {
+    /// What the scheduler needs of a destination's configuration.
+    public struct DestinationPolicy: Sendable {
+        /// Unique among the scheduler's destinations (the forwarder uses `route/destination`).
         public var name: String
         public var ordering: Ordering
         public var concurrency: Int
@@ -77,7 +80,7 @@ public struct DeliveryScheduler: Sendable {
     }
 
     private struct Route: Sendable {
-        let policy: RoutePolicy
+        let policy: DestinationPolicy
         var queues: RouteQueues
         /// The highest row id loaded so far.
         var cursor: Int64 = 0
@@ -104,7 +107,7 @@ public struct DeliveryScheduler: Sendable {
     private var lastAttempts: [Int64: (attempt: Int, cycleAttempt: Int)] = [:]
 
     /// - Parameter paused: the names of the routes an operator paused.
-    public init(routes: [RoutePolicy], paused: Set<String> = []) {
+    public init(routes: [DestinationPolicy], paused: Set<String> = []) {
         self.routes = routes.map { policy in
             var queues = RouteQueues(ordering: policy.ordering, concurrency: policy.concurrency)
             queues.paused = paused.contains(policy.name)

@@ -5,7 +5,8 @@ public struct IncomingMessage: Sendable {
     /// Whether the source supplied ``correlationID`` (a repeat of it is an idempotent repeat).
     public var correlationIDWasSupplied: Bool
     public var route: String
-    public var orderingKey: String?
+    /// One per destination of the route, the `reply_from` destination's first.
+    public var deliveries: [PlannedDelivery]
     /// The value of the route's idempotency header, when the source sent one.
     public var idempotencyKey: String?
     /// How far back a repeat of ``idempotencyKey`` is recognised.
@@ -25,7 +26,8 @@ public struct IncomingMessage: Sendable {
     public var clientAddress: String?
 
     public init(
-        correlationID: String, correlationIDWasSupplied: Bool, route: String, orderingKey: String?,
+        correlationID: String, correlationIDWasSupplied: Bool, route: String, orderingKey: String? = nil,
+        deliveries: [PlannedDelivery]? = nil,
         idempotencyKey: String?, dedupWindowMilliseconds: Int64, method: String, path: String,
         headers: [HeaderField], body: [UInt8], receivedAt: Int64, clientAddress: String? = nil
     ) {
@@ -33,7 +35,7 @@ public struct IncomingMessage: Sendable {
         self.correlationID = correlationID
         self.correlationIDWasSupplied = correlationIDWasSupplied
         self.route = route
-        self.orderingKey = orderingKey
+        self.deliveries = deliveries ?? [PlannedDelivery(destination: route, orderingKey: orderingKey)]
         self.idempotencyKey = idempotencyKey
         self.dedupWindowMilliseconds = dedupWindowMilliseconds
         self.method = method
@@ -42,5 +44,20 @@ public struct IncomingMessage: Sendable {
         self.headersJSON = JSON.encode(headers: headers)
         self.body = body
         self.receivedAt = receivedAt
+    }
+}
+
+/// One delivery of an incoming message, as the intake decides it (SPEC §11).
+public struct PlannedDelivery: Sendable, Equatable {
+    public var destination: String
+    /// The destination's ordering key of the message (`ordering: key`).
+    public var orderingKey: String?
+    /// The destination's filter does not match: the delivery is final (`filtered`) at once.
+    public var filtered: Bool
+
+    public init(destination: String, orderingKey: String? = nil, filtered: Bool = false) {
+        self.destination = destination
+        self.orderingKey = orderingKey
+        self.filtered = filtered
     }
 }

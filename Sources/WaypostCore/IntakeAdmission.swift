@@ -92,9 +92,33 @@ public enum IntakeAdmission {
         return .success(
             IncomingMessage(
                 correlationID: correlationID, correlationIDWasSupplied: correlationIDWasSupplied, route: route.name,
-                orderingKey: route.ordering == .key ? route.orderingKey?.value(headers: stored, body: body) : nil,
+                deliveries: deliveries(route: route, target: target, headers: stored, body: body),
                 idempotencyKey: idempotencyKey, dedupWindowMilliseconds: route.dedupWindow.milliseconds, method: method,
                 path: target, headers: stored, body: body, receivedAt: now, clientAddress: clientAddress))
+    }
+
+    /// The message's deliveries, the `reply_from` destination's first: each destination's
+    /// ordering key, and whether its filter passes the request (the body is parsed once, and
+    /// only when a filter needs it).
+    static func deliveries(route: RouteConfig, target: String, headers: [HeaderField], body: [UInt8]) -> [PlannedDelivery] {
+        var parsedBody: JSONValue?? = nil
+        var planned: [PlannedDelivery] = []
+        planned.reserveCapacity(route.destinations.count)
+        for index in [route.replyFrom] + route.destinations.indices.filter({ $0 != route.replyFrom }) {
+            let destination = route.destinations[index]
+            var filtered = false
+            if let filter = destination.filter {
+                if parsedBody == nil { parsedBody = .some(JSONValue.parse(body)) }
+                let queryStart = target.firstIndex(of: "?")
+                let input = DeliveryFilter.Input(
+                    body: parsedBody ?? nil, headers: headers, query: queryStart.map { String(target[target.index(after: $0)...]) } ?? "",
+                    path: String(target[..<(queryStart ?? target.endIndex)]))
+                filtered = !filter.matches(input)
+            }
+            let key = destination.ordering == .key && !filtered ? destination.orderingKey?.value(headers: headers, body: body) : nil
+            planned.append(PlannedDelivery(destination: destination.name, orderingKey: key, filtered: filtered))
+        }
+        return planned
     }
 
     /// Whether `path` has a `.` or `..` segment, literally or percent-encoded. Such a path

@@ -7,12 +7,14 @@ public enum MessageState: String, Sendable, CaseIterable, Codable, CustomStringC
     case delivered
     case failed
     case skipped
+    /// A destination's filter did not match the message (SPEC §11): that delivery ends at once.
+    case filtered
 
     /// Whether the message has an outcome: only an operator's replay moves it on from here.
     public var isFinal: Bool {
         switch self {
         case .queued, .inFlight: false
-        case .delivered, .failed, .skipped: true
+        case .delivered, .failed, .skipped, .filtered: true
         }
     }
 

@@ -115,7 +115,7 @@ public enum Secrets {
 /// The loaded keys of every route's `verify` and `sign`, shared by the intake and the
 /// forwarder, and replaced whole when `SIGHUP` re-reads the `secret_file` secrets (SPEC §10).
 public final class RouteSecrets: Sendable {
-    /// The routes' keys, by route name.
+    /// The routes' keys: verifiers by route name, signers by ``RouteConfig/key(of:)``.
     public struct Keys: Sendable {
         public var verifiers: [String: InboundVerifier]
         public var signers: [String: OutboundSigner]
@@ -147,13 +147,15 @@ public final class RouteSecrets: Sendable {
             } catch {
                 throw SecretError(message: "routes[\(index)].verify: \(error.message)")
             }
-            do {
-                if let sign = route.sign {
-                    keys.signers[route.name] = try OutboundSigner(
-                        config: sign, secrets: Secrets.load(sign.secret, environment: environment))
+            for (number, destination) in route.destinations.enumerated() {
+                do {
+                    if let sign = destination.sign {
+                        keys.signers[route.key(of: destination)] = try OutboundSigner(
+                            config: sign, secrets: Secrets.load(sign.secret, environment: environment))
+                    }
+                } catch {
+                    throw SecretError(message: "\(route.keyPath(index: index, destination: number)).sign: \(error.message)")
                 }
-            } catch {
-                throw SecretError(message: "routes[\(index)].sign: \(error.message)")
             }
         }
         return keys
@@ -162,7 +164,7 @@ public final class RouteSecrets: Sendable {
     /// The secret files `configuration` reads, for the reload's log line.
     public static func files(of configuration: WaypostConfig) -> [String] {
         configuration.routes.flatMap { route in
-            [route.verify?.secret, route.sign?.secret].compactMap { source in
+            ([route.verify?.secret] + route.destinations.map { $0.sign?.secret }).compactMap { source in
                 if case .file(let path)? = source?.kind { return path }
                 return nil
             }
@@ -172,7 +174,7 @@ public final class RouteSecrets: Sendable {
     /// The inbound check of route `name`, if it has `verify`.
     public func verifier(_ name: String) -> InboundVerifier? { keys.withLock { $0.verifiers[name] } }
 
-    /// The outbound signer of route `name`, if it has `sign`.
+    /// The outbound signer of a destination (by ``RouteConfig/key(of:)``), if it has `sign`.
     public func signer(_ name: String) -> OutboundSigner? { keys.withLock { $0.signers[name] } }
 
     /// Puts `keys` in place of the current ones, for every request and attempt from now on.

@@ -26,9 +26,14 @@ public final class Forwarder: Service, @unchecked Sendable {
     /// (``HandedContents``). Beyond it, the journal has them.
     public static let handedBytesLimit = 8 << 20
 
-    /// A route's delivery settings and metrics; its queues are the scheduler's.
+    /// A destination's delivery settings and metrics; its queues are the scheduler's.
     private struct Route {
         let config: RouteConfig
+        let destination: DestinationConfig
+        /// ``RouteConfig/key(of:)``: `route/destination`.
+        let key: String
+        /// Whether its answers are what the route's waiting sources get (`reply_from`).
+        let replies: Bool
         let addHeaders: [HeaderField]
         let delivered: Counter
         let failed: Counter
@@ -38,7 +43,7 @@ public final class Forwarder: Service, @unchecked Sendable {
     }
 
     private struct Completion {
-        let messageID: Int64
+        let deliveryID: Int64
         let result: Result<CurlResponse, CurlError>
     }
 
@@ -73,6 +78,7 @@ public final class Forwarder: Service, @unchecked Sendable {
     /// Attempts that ended during the last `perform`, in the order curl reported them.
     private var ended: [Completion] = []
 
+    /// Every destination of every route, in the order of the file: the scheduler's routes.
     private var routes: [Route]
     private var scheduler: DeliveryScheduler
     /// The content of messages handed over by the writer, and of the next fifo message read
@@ -94,8 +100,8 @@ public final class Forwarder: Service, @unchecked Sendable {
     /// Peers whose own `X-Forwarded-*` values are kept (`trusted_proxies`).
     private let trustedProxies: [CIDR]
 
-    /// The `add_headers` of every route, with `${NAME}` expanded from `environment`, by route
-    /// name. Start-up calls this before it opens anything.
+    /// The `add_headers` of every destination, with `${NAME}` expanded from `environment`, by
+    /// ``RouteConfig/key(of:)``. Start-up calls this before it opens anything.
     ///
     /// - Throws: ``ForwarderError`` naming the key (and the variable), when a value names an
     ///   unset environment variable or holds a control character once expanded.
@@ -104,25 +110,28 @@ public final class Forwarder: Service, @unchecked Sendable {
     ) throws(ForwarderError) -> [String: [HeaderField]] {
         var expanded: [String: [HeaderField]] = [:]
         for (index, route) in configuration.routes.enumerated() {
-            var headers: [HeaderField] = []
-            for field in route.addHeaders {
-                let value: String
-                do {
-                    value = try OutboundRequest.expandEnvironment(field.value, environment: environment)
-                } catch {
-                    throw ForwarderError(
-                        message: "routes[\(index)].add_headers.\(field.name): the environment variable \(error.name) is not set")
+            for (number, destination) in route.destinations.enumerated() {
+                let path = route.keyPath(index: index, destination: number)
+                var headers: [HeaderField] = []
+                for field in destination.addHeaders {
+                    let value: String
+                    do {
+                        value = try OutboundRequest.expandEnvironment(field.value, environment: environment)
+                    } catch {
+                        throw ForwarderError(
+                            message: "\(path).add_headers.\(field.name): the environment variable \(error.name) is not set")
+                    }
+                    // A CR or LF would end the header line: every attempt would then fail.
+                    if value.utf8.contains(where: { ($0 < 0x20 && $0 != UInt8(ascii: "\t")) || $0 == 0x7F }) {
+                        throw ForwarderError(
+                            message:
+                                "\(path).add_headers.\(field.name): the value (after ${…} expansion) holds a control character such as CR or LF; a header value cannot"
+                        )
+                    }
+                    headers.append(HeaderField(name: field.name, value: value))
                 }
-                // A CR or LF would end the header line: every attempt would then fail.
-                if value.utf8.contains(where: { ($0 < 0x20 && $0 != UInt8(ascii: "\t")) || $0 == 0x7F }) {
-                    throw ForwarderError(
-                        message:
-                            "routes[\(index)].add_headers.\(field.name): the value (after ${…} expansion) holds a control character such as CR or LF; a header value cannot"
-                    )
-                }
-                headers.append(HeaderField(name: field.name, value: value))
+                expanded[route.key(of: destination)] = headers
             }
-            expanded[route.name] = headers
         }
         return expanded
     }
@@ -141,13 +150,17 @@ public final class Forwarder: Service, @unchecked Sendable {
     ) throws(ForwarderError) {
         var routes: [Route] = []
         for route in configuration.routes {
-            let dimensions = [("route", route.name)]
-            routes.append(
-                Route(
-                    config: route, addHeaders: addHeaders[route.name] ?? [],
-                    delivered: Counter(label: "waypost_delivered_total", dimensions: dimensions),
-                    failed: Counter(label: "waypost_failed_total", dimensions: dimensions),
-                    retried: Counter(label: "waypost_retried_total", dimensions: dimensions)))
+            for (index, destination) in route.destinations.enumerated() {
+                let key = route.key(of: destination)
+                let dimensions = [("route", route.name), ("destination", destination.name)]
+                routes.append(
+                    Route(
+                        config: route, destination: destination, key: key, replies: index == route.replyFrom,
+                        addHeaders: addHeaders[key] ?? [],
+                        delivered: Counter(label: "waypost_delivered_total", dimensions: dimensions),
+                        failed: Counter(label: "waypost_failed_total", dimensions: dimensions),
+                        retried: Counter(label: "waypost_retried_total", dimensions: dimensions)))
+            }
         }
         self.routes = routes
         self.trustedProxies = configuration.trustedProxies
@@ -156,11 +169,12 @@ public final class Forwarder: Service, @unchecked Sendable {
             reader = try DeliveryReader(path: configuration.journal.path)
             generation = try reader.replayGeneration()
             scheduler = DeliveryScheduler(
-                routes: configuration.routes.map {
-                    DeliveryScheduler.RoutePolicy(
-                        name: $0.name, ordering: $0.ordering, concurrency: $0.concurrency, retry: $0.retry, onExhausted: $0.onExhausted)
+                routes: routes.map {
+                    DeliveryScheduler.DestinationPolicy(
+                        name: $0.key, ordering: $0.destination.ordering, concurrency: $0.destination.concurrency,
+                        retry: $0.destination.retry, onExhausted: $0.destination.onExhausted)
                 },
-                paused: try reader.pausedRoutes())
+                paused: Self.pausedKeys(try reader.pausedRoutes(), of: routes))
         } catch {
             throw ForwarderError(message: "cannot read the journal: \(error.message)", cause: error)
         }
@@ -225,12 +239,14 @@ public final class Forwarder: Service, @unchecked Sendable {
     }
 
     private func messagesStored(_ messages: [StoredMessage]) {
-        guard let first = messages.first?.id else { return }
+        // Row ids of deliveries grow with those of their messages: the first is the smallest.
+        guard let first = messages.lazy.flatMap(\.deliveries).first?.id else { return }
         let bytes = messages.reduce(0) { $0 + $1.content.body.count }
+        let count = messages.reduce(0) { $0 + $1.deliveries.count }
         tell { shared in
-            if shared.storedCount + messages.count <= DeliveryScheduler.pageSize && shared.storedBytes + bytes <= Self.handedBytesLimit {
+            if shared.storedCount + count <= DeliveryScheduler.pageSize && shared.storedBytes + bytes <= Self.handedBytesLimit {
                 shared.stored.append(messages)
-                shared.storedCount += messages.count
+                shared.storedCount += count
                 shared.storedBytes += bytes
             } else {
                 shared.droppedFrom = min(shared.droppedFrom ?? first, first)
@@ -259,7 +275,7 @@ public final class Forwarder: Service, @unchecked Sendable {
         shared.withLock { shared in
             switch result {
             case .success:
-                shared.unrecorded.remove(finished.messageID)
+                shared.unrecorded.remove(finished.deliveryID)
             case .failure:
                 shared.unwritten.append(
                     (
@@ -352,7 +368,7 @@ public final class Forwarder: Service, @unchecked Sendable {
         guard let current = try? reader.replayGeneration(), current != generation else { return }
         generation = current
         logger.info("messages were replayed or skipped, or a route paused or resumed; reloading the queues")
-        scheduler.generationChanged(paused: (try? reader.pausedRoutes()) ?? [])
+        scheduler.generationChanged(paused: Self.pausedKeys((try? reader.pausedRoutes()) ?? [], of: routes))
         handed.removeAll()
         // An operator's skip is a final outcome the forwarder never published: wake whoever
         // waits for one of those messages (a synchronous source, a long-polling reader).
@@ -361,13 +377,31 @@ public final class Forwarder: Service, @unchecked Sendable {
         }
     }
 
-    /// Hands the messages the writer has just committed to the scheduler, and keeps the
+    /// The keys of the destinations paused, from what the journal says is: a route's name
+    /// pauses all of its destinations.
+    private static func pausedKeys(_ paused: Set<String>, of routes: [Route]) -> Set<String> {
+        Set(routes.filter { paused.contains($0.key) || paused.contains($0.config.name) }.map(\.key))
+    }
+
+    /// Hands the deliveries the writer has just committed to the scheduler, and keeps the
     /// contents of those it queued for their first attempt.
     private func take(_ messages: [StoredMessage]) {
-        let queued = scheduler.messagesStored(messages.map { .init(id: $0.id, route: $0.route, orderingKey: $0.orderingKey) })
+        var stored: [DeliveryScheduler.Stored] = []
+        for message in messages {
+            for delivery in message.deliveries {
+                stored.append(.init(id: delivery.id, route: "\(message.route)/\(delivery.destination)", orderingKey: delivery.orderingKey))
+            }
+        }
+        let queued = scheduler.messagesStored(stored)
         guard !queued.isEmpty else { return }
         let ids = Set(queued)
-        for message in messages where ids.contains(message.id) { handed.keep(message.content) }
+        for message in messages {
+            for delivery in message.deliveries where ids.contains(delivery.id) {
+                var content = message.content
+                content.id = delivery.id
+                handed.keep(content)
+            }
+        }
     }
 
     /// Carries out the scheduler's actions: sends first (and on the wire at once, before any
@@ -386,20 +420,24 @@ public final class Forwarder: Service, @unchecked Sendable {
             case .loadPage(let route, let afterID, let limit, let includeFailed):
                 let name = routes[route].config.name
                 do {
-                    let page = try reader.waiting(route: name, afterID: afterID, limit: limit, includeFailed: includeFailed)
+                    let page = try reader.waiting(
+                        route: name, destination: routes[route].destination.name, afterID: afterID, limit: limit,
+                        includeFailed: includeFailed)
                     // Messages whose end is not committed yet can still read as `queued`.
                     let unrecorded = shared.withLock { $0.unrecorded }
                     scheduler.pageLoaded(
                         route: route, messages: page.messages.filter { !unrecorded.contains($0.id) }, complete: page.complete)
                 } catch {
-                    logger.error("cannot read waiting messages", metadata: ["route": "\(name)", "error": "\(error)"])
+                    logger.error(
+                        "cannot read waiting messages",
+                        metadata: ["route": "\(name)", "destination": "\(routes[route].destination.name)", "error": "\(error)"])
                 }
             case .readAhead(let id):
                 // The next fifo message, read while the one before it is with the upstream.
                 if !handed.contains(id), let content = try? reader.message(id: id) { handed.keep(content) }
             case .recordStart(let id, let attempt, let cycleAttempt, let at):
                 // A slow attempt shows `in_flight` in the journal.
-                updates.append((.started(messageID: id, attempt: attempt, cycleAttempt: cycleAttempt, atMilliseconds: at), nil))
+                updates.append((.started(deliveryID: id, attempt: attempt, cycleAttempt: cycleAttempt, atMilliseconds: at), nil))
             }
         }
     }
@@ -407,6 +445,7 @@ public final class Forwarder: Service, @unchecked Sendable {
     private func send(_ queued: QueuedMessage, route index: Int) {
         let now = Self.nowMilliseconds()
         let route = routes[index].config
+        let destination = routes[index].destination
         let message: MessageForDelivery
         do {
             guard let found = try handed.take(queued.id) ?? reader.message(id: queued.id) else {
@@ -426,23 +465,23 @@ public final class Forwarder: Service, @unchecked Sendable {
             stored: message.headers, correlationID: message.correlationID, idempotencyKey: message.idempotencyKey,
             attempt: attempt.attempt, clientAddress: message.clientAddress,
             trustedPeer: message.clientAddress.map { address in trustedProxies.contains { $0.contains(address) } } ?? false,
-            removeHeaders: route.removeHeaders,
+            removeHeaders: destination.removeHeaders,
             addHeaders: routes[index].addHeaders)
-        if let signer = secrets.signer(route.name) {
+        if let signer = secrets.signer(routes[index].key) {
             // The source's own webhook-* headers are replaced, not duplicated.
             headers.removeAll { field in OutboundSigner.headerNames.contains { $0.caseInsensitiveEquals(field.name) } }
             headers += signer.headers(messageID: message.correlationID, timestampSeconds: now / 1000, body: message.body)
         }
         let request = CurlRequest(
-            url: OutboundRequest.targetURL(upstream: route.upstream, routePath: route.path, requestTarget: message.path),
+            url: OutboundRequest.targetURL(upstream: destination.upstream, routePath: route.path, requestTarget: message.path),
             method: message.method,
             headers: headers,
             body: message.body,
-            connectTimeout: route.timeouts.connect,
-            totalTimeout: route.timeouts.total)
+            connectTimeout: destination.timeouts.connect,
+            totalTimeout: destination.timeouts.total)
         let id = message.id
         multi.submit(request) { [unowned self] result in
-            ended.append(Completion(messageID: id, result: result))
+            ended.append(Completion(deliveryID: id, result: result))
         }
     }
 
@@ -450,7 +489,7 @@ public final class Forwarder: Service, @unchecked Sendable {
     private func finish(_ completion: Completion) {
         if case .failure(let error) = completion.result, error.isCancelled {
             // Shutting down: the message stays in flight in the journal and is sent again on restart.
-            return scheduler.attemptCancelled(completion.messageID)
+            return scheduler.attemptCancelled(completion.deliveryID)
         }
         let now = Self.nowMilliseconds()
         var response: StoredResponse?
@@ -466,19 +505,21 @@ public final class Forwarder: Service, @unchecked Sendable {
         }
         guard
             let end = scheduler.attemptEnded(
-                completion.messageID, result: result, now: now, random: Double.random(in: 0..<1, using: &random))
+                completion.deliveryID, result: result, now: now, random: Double.random(in: 0..<1, using: &random))
         else { return }
-        let route = routes[end.route].config
+        let route = routes[end.route]
         upstreamTimer(route: end.route, status: response?.status).recordMilliseconds(now - end.startedAt)
         switch end.state {
         case .delivered: routes[end.route].delivered.increment()
         case .queued: routes[end.route].retried.increment()
         default: routes[end.route].failed.increment()
         }
-        let final = end.state.isFinal ? FinalOutcome(state: end.state, response: response, lastError: end.lastError) : nil
+        // Waiting sources learn the outcome of the route's `reply_from` destination alone.
+        let final =
+            end.state.isFinal && route.replies ? FinalOutcome(state: end.state, response: response, lastError: end.lastError) : nil
         shared.withLock { _ = $0.unrecorded.insert(end.id) }
         let finished = FinishedAttempt(
-            messageID: end.id, attempt: end.attempt, cycleAttempt: end.cycleAttempt, durationMilliseconds: now - end.startedAt,
+            deliveryID: end.id, attempt: end.attempt, cycleAttempt: end.cycleAttempt, durationMilliseconds: now - end.startedAt,
             response: response, error: transportError, state: end.state, nextAttemptAt: end.nextAttemptAt, lastError: end.lastError,
             atMilliseconds: now)
         let correlationID = end.correlationID
@@ -497,7 +538,8 @@ public final class Forwarder: Service, @unchecked Sendable {
             }
         guard logger.logLevel <= level else { return }  // the metadata costs more than the delivery's bookkeeping
         var metadata: Logger.Metadata = [
-            "message.id": "\(correlationID)", "route": "\(route.name)", "attempt": "\(end.attempt)",
+            "message.id": "\(correlationID)", "route": "\(route.config.name)", "destination": "\(route.destination.name)",
+            "attempt": "\(end.attempt)",
             "upstream.status": "\(response.map { String($0.status) } ?? "-")", "state": "\(end.state)",
         ]
         if let lastError = end.lastError { metadata["last_error"] = "\(lastError)" }
@@ -511,7 +553,10 @@ public final class Forwarder: Service, @unchecked Sendable {
         if let timer = routes[index].upstreamTimers[statusClass] { return timer }
         let timer = Timer(
             label: "waypost_upstream_duration_seconds",
-            dimensions: [("route", routes[index].config.name), ("status_class", statusClass == 0 ? "error" : "\(statusClass)xx")])
+            dimensions: [
+                ("route", routes[index].config.name), ("destination", routes[index].destination.name),
+                ("status_class", statusClass == 0 ? "error" : "\(statusClass)xx"),
+            ])
         routes[index].upstreamTimers[statusClass] = timer
         return timer
     }

@@ -1,8 +1,10 @@
 import Foundation
 import WaypostCore
 
-/// What the forwarder needs to send one attempt of a message.
+/// What the forwarder needs to send one attempt of a delivery: its message's request and
+/// the delivery's counts.
 public struct MessageForDelivery: Sendable, Equatable {
+    /// The delivery's row id.
     public var id: Int64
     public var correlationID: String
     public var idempotencyKey: String?
@@ -21,18 +23,27 @@ public struct MessageForDelivery: Sendable, Equatable {
 
 /// A message the writer has just committed, handed to the forwarder in memory.
 public struct StoredMessage: Sendable {
+    /// One of its deliveries that waits (not `filtered`).
+    public struct Delivery: Sendable {
+        public var id: Int64
+        public var destination: String
+        public var orderingKey: String?
+    }
+
     public var route: String
-    public var orderingKey: String?
-    /// Its first attempt's content: no attempts yet, the cycle starting at receipt.
+    /// Those of its deliveries that wait, in row id order.
+    public var deliveries: [Delivery]
+    /// Its first attempt's content, the first delivery's (any other's but for
+    /// ``MessageForDelivery/id``): no attempts yet, the cycle starting at receipt.
     public var content: MessageForDelivery
 
-    public var id: Int64 { content.id }
-
-    init(id: Int64, message: IncomingMessage) {
+    init(deliveryIDs: [Int64], message: IncomingMessage) {
         route = message.route
-        orderingKey = message.orderingKey
+        deliveries = zip(deliveryIDs, message.deliveries).compactMap { id, planned in
+            planned.filtered ? nil : Delivery(id: id, destination: planned.destination, orderingKey: planned.orderingKey)
+        }
         content = MessageForDelivery(
-            id: id, correlationID: message.correlationID, idempotencyKey: message.idempotencyKey, method: message.method,
+            id: deliveryIDs.first ?? 0, correlationID: message.correlationID, idempotencyKey: message.idempotencyKey, method: message.method,
             path: message.path, headers: message.headers, body: message.body, attempts: 0, cycleAttempts: 0,
             cycleStart: message.receivedAt, clientAddress: message.clientAddress)
     }
@@ -55,30 +66,29 @@ public final class DeliveryReader {
         try db.execute("PRAGMA query_only = 1")
         page = try db.prepare(
             """
-            SELECT id, ordering_key, next_attempt_at FROM messages
-            WHERE state = ?1 AND route = ?2 AND id > ?3 ORDER BY id LIMIT ?4
+            SELECT id, ordering_key, next_attempt_at FROM deliveries
+            WHERE state = ?1 AND route = ?2 AND destination = ?3 AND id > ?4 ORDER BY id LIMIT ?5
             """)
         content = try db.prepare(
             """
-            SELECT correlation_id, idempotency_key, method, path, headers, body, attempts, cycle_attempts,
-                   coalesce(replayed_at, received_at), client_address
-            FROM messages WHERE id = ?1 AND state IN ('queued', 'in_flight')
-
+            SELECT m.correlation_id, m.idempotency_key, m.method, m.path, m.headers, m.body, d.attempts, d.cycle_attempts,
+                   coalesce(d.replayed_at, m.received_at), m.client_address
+            FROM deliveries d JOIN messages m ON m.id = d.message_id WHERE d.id = ?1 AND d.state IN ('queued', 'in_flight')
             """)
         generation = try db.prepare("SELECT value FROM control WHERE name = 'replay_generation'")
         paused = try db.prepare("SELECT substr(name, 8) FROM control WHERE name LIKE 'paused:%' AND value = 1")
-        outcome = try db.prepare("SELECT \(JournalReader.columns) FROM messages WHERE correlation_id = ?1")
+        outcome = try db.prepare("SELECT \(JournalReader.columns) \(JournalReader.tables) WHERE m.correlation_id = ?1")
     }
 
-    /// Up to `limit` messages of `route` after row `afterID`, in order: those `queued`, and
-    /// with `includeFailed` (routes that block on failure) those `failed`, which then block
-    /// their queue. `complete` is false when more may follow.
+    /// Up to `limit` deliveries to `destination` of `route` after row `afterID`, in order:
+    /// those `queued`, and with `includeFailed` (destinations that block on failure) those
+    /// `failed`, which then block their queue. `complete` is false when more may follow.
     public func waiting(
-        route: String, afterID: Int64, limit: Int, includeFailed: Bool
+        route: String, destination: String, afterID: Int64, limit: Int, includeFailed: Bool
     ) throws(JournalError) -> (messages: [QueuedMessage], complete: Bool) {
-        let queued = try rows(state: .queued, route: route, afterID: afterID, limit: limit)
+        let queued = try rows(state: .queued, route: route, destination: destination, afterID: afterID, limit: limit)
         guard includeFailed else { return (queued, queued.count < limit) }
-        let failed = try rows(state: .failed, route: route, afterID: afterID, limit: limit)
+        let failed = try rows(state: .failed, route: route, destination: destination, afterID: afterID, limit: limit)
         // Each list is complete up to its last id only when it came back full.
         var bound = Int64.max
         if queued.count == limit { bound = min(bound, queued.last!.id) }
@@ -87,12 +97,15 @@ public final class DeliveryReader {
         return (Array(merged.prefix(limit)), bound == .max && merged.count <= limit)
     }
 
-    private func rows(state: MessageState, route: String, afterID: Int64, limit: Int) throws(JournalError) -> [QueuedMessage] {
+    private func rows(
+        state: MessageState, route: String, destination: String, afterID: Int64, limit: Int
+    ) throws(JournalError) -> [QueuedMessage] {
         defer { page.reset() }
         try page.bind(1, state.rawValue)
         try page.bind(2, route)
-        try page.bind(3, afterID)
-        try page.bind(4, Int64(limit))
+        try page.bind(3, destination)
+        try page.bind(4, afterID)
+        try page.bind(5, Int64(limit))
         var messages: [QueuedMessage] = []
         while try page.step() {
             messages.append(
@@ -103,7 +116,7 @@ public final class DeliveryReader {
         return messages
     }
 
-    /// The content of message `id` if it still waits (`queued`, or `in_flight` while the end
+    /// The content of delivery `id` if it still waits (`queued`, or `in_flight` while the end
     /// of its previous attempt is being committed); nil when an operator skipped it (or it
     /// was purged) since it was paged in.
     public func message(id: Int64) throws(JournalError) -> MessageForDelivery? {
@@ -125,7 +138,7 @@ public final class DeliveryReader {
         return try outcome.step() ? FinalOutcome(record: JournalReader.record(outcome)) : nil
     }
 
-    /// The routes an operator paused.
+    /// What an operator paused: route names (the whole route) and `route/destination` names.
     public func pausedRoutes() throws(JournalError) -> Set<String> {
         defer { paused.reset() }
         var routes = Set<String>()

@@ -1,18 +1,18 @@
 import WaypostCore
 
-/// A change of a message's delivery state, recorded by the journal writer in the same
+/// A change of a delivery's state, recorded by the journal writer in the same
 /// batched transactions as the intake, so delivery does not cost one fsync per message.
 public enum DeliveryUpdate: Sendable, Equatable {
-    /// Attempt `attempt` (the message's `cycleAttempt`-th since its receipt or last replay)
-    /// starts: the message is `in_flight`, and an `attempts` row is opened.
-    case started(messageID: Int64, attempt: Int, cycleAttempt: Int, atMilliseconds: Int64)
+    /// Attempt `attempt` (the delivery's `cycleAttempt`-th since its receipt or last replay)
+    /// starts: the delivery is `in_flight`, and an `attempts` row is opened.
+    case started(deliveryID: Int64, attempt: Int, cycleAttempt: Int, atMilliseconds: Int64)
     /// An attempt ended; see ``AttemptRecord``.
     case finished(FinishedAttempt)
 }
 
-/// The end of one attempt and the message's state after it.
+/// The end of one attempt and the delivery's state after it.
 public struct FinishedAttempt: Sendable, Equatable {
-    public var messageID: Int64
+    public var deliveryID: Int64
     public var attempt: Int
     /// The attempt's number since receipt or the last replay, when its start was not recorded
     /// (a quick attempt is recorded once, at its end).
@@ -29,10 +29,10 @@ public struct FinishedAttempt: Sendable, Equatable {
     public var atMilliseconds: Int64
 
     public init(
-        messageID: Int64, attempt: Int, cycleAttempt: Int? = nil, durationMilliseconds: Int64, response: StoredResponse?, error: String?,
+        deliveryID: Int64, attempt: Int, cycleAttempt: Int? = nil, durationMilliseconds: Int64, response: StoredResponse?, error: String?,
         state: MessageState, nextAttemptAt: Int64?, lastError: String?, atMilliseconds: Int64
     ) {
-        self.messageID = messageID
+        self.deliveryID = deliveryID
         self.attempt = attempt
         self.cycleAttempt = cycleAttempt
         self.durationMilliseconds = durationMilliseconds
@@ -45,7 +45,7 @@ public struct FinishedAttempt: Sendable, Equatable {
     }
 }
 
-/// An upstream's answer as stored on the message.
+/// An upstream's answer as stored on the delivery.
 public struct StoredResponse: Sendable, Equatable {
     public var status: Int
     public var headers: [HeaderField]

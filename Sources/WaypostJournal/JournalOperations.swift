@@ -18,34 +18,41 @@ public final class JournalOperations {
         try Schema.migrate(db)
     }
 
-    /// Replays the messages with these correlation ids (→ `queued`, with a fresh retry budget).
+    /// Replays the messages with these correlation ids (SPEC §11): with `destination`, that
+    /// delivery; without, the message's `failed` and `skipped` deliveries, or all of them (but
+    /// the `filtered`) when none is. They are `queued` again with a fresh retry budget.
     ///
-    /// - Returns: The ids replayed; an id that names no message, or a message that is not in a
-    ///   final state, is not among them.
-    public func replay(ids: [String], dryRun: Bool = false) throws(JournalError) -> [String] {
+    /// - Returns: The ids replayed; an id that names no message, or a message (with
+    ///   `destination`, a delivery) that is not in a final state, is not among them.
+    public func replay(ids: [String], destination: String? = nil, dryRun: Bool = false) throws(JournalError) -> [String] {
         var replayed: [String] = []
         try db.transaction { () throws(JournalError) in
             let select = try db.prepare(
-                "SELECT correlation_id FROM messages WHERE correlation_id = ?1 AND state IN ('failed', 'delivered', 'skipped')")
+                """
+                SELECT m.id FROM messages m WHERE m.correlation_id = ?1 AND CASE
+                    WHEN ?2 IS NULL THEN (\(Schema.messageStateSQL)) IN ('failed', 'delivered', 'skipped')
+                    ELSE EXISTS (SELECT 1 FROM deliveries x WHERE x.message_id = m.id AND x.destination = ?2
+                                 AND x.state IN ('failed', 'delivered', 'skipped'))
+                    END
+                """)
+            var rows: [Int64] = []
             for id in ids {
                 try select.bind(1, id)
-                if try select.step() { replayed.append(id) }
+                try select.bind(2, destination)
+                if try select.step() {
+                    replayed.append(id)
+                    rows.append(select.int64(0))
+                }
                 select.reset()
             }
-            if !dryRun {
-                let update = try db.prepare(Self.replaySQL + " WHERE correlation_id = ?2")
-                for id in replayed {
-                    try update.bind(1, Self.now)
-                    try update.bind(2, id)
-                    try update.run()
-                }
-                if !replayed.isEmpty { try bumpGeneration() }
-            }
+            if !dryRun && !rows.isEmpty { try requeue(messages: rows, destination: destination) }
         }
         return replayed
     }
 
-    /// Replays every message in `state` (a final state) matching the filter.
+    /// Replays every message matching the filter: in `filter.state` (a final state, `failed`
+    /// unless given), or with `filter.destination` whose delivery to it is; as
+    /// ``replay(ids:destination:dryRun:)`` does each.
     ///
     /// - Returns: The correlation ids replayed (or that would be, with `dryRun`), in order.
     public func replay(_ filter: MessageFilter, dryRun: Bool = false) throws(JournalError) -> [String] {
@@ -53,89 +60,106 @@ public final class JournalOperations {
         try db.transaction { () throws(JournalError) in
             let select = try db.prepare(
                 """
-                SELECT correlation_id FROM messages
-                WHERE state = ?1 AND (?2 IS NULL OR route = ?2) AND (?3 IS NULL OR received_at >= ?3)
-                  AND (?4 IS NULL OR received_at < ?4)
-                ORDER BY id
+                SELECT m.id, m.correlation_id FROM messages m
+                WHERE (?2 IS NULL OR m.route = ?2) AND (?3 IS NULL OR m.received_at >= ?3) AND (?4 IS NULL OR m.received_at < ?4)
+                  AND CASE WHEN ?5 IS NOT NULL THEN EXISTS (
+                          SELECT 1 FROM deliveries x WHERE x.message_id = m.id AND x.destination = ?5 AND x.state = ?1)
+                      ELSE m.id IN (SELECT message_id FROM deliveries WHERE state = ?1) AND (\(Schema.messageStateSQL)) = ?1
+                      END
+                ORDER BY m.id
                 """)
             try select.bind(1, (filter.state ?? .failed).rawValue)
             try select.bind(2, filter.route)
             try select.bind(3, filter.since)
             try select.bind(4, filter.until)
-            while try select.step() { ids.append(select.string(0) ?? "") }
-            if !dryRun && !ids.isEmpty {
-                let update = try db.prepare(
-                    Self.replaySQL
-                        + """
-                         WHERE state = ?2 AND (?3 IS NULL OR route = ?3) AND (?4 IS NULL OR received_at >= ?4)
-                          AND (?5 IS NULL OR received_at < ?5)
-                        """)
-                try update.bind(1, Self.now)
-                try update.bind(2, (filter.state ?? .failed).rawValue)
-                try update.bind(3, filter.route)
-                try update.bind(4, filter.since)
-                try update.bind(5, filter.until)
-                try update.run()
-                try bumpGeneration()
+            try select.bind(5, filter.destination)
+            var rows: [Int64] = []
+            while try select.step() {
+                rows.append(select.int64(0))
+                ids.append(select.string(1) ?? "")
             }
+            if !dryRun && !rows.isEmpty { try requeue(messages: rows, destination: filter.destination) }
         }
         return ids
     }
 
-    /// Marks a waiting or failed message `skipped`: it will not be sent, and a queue it
-    /// blocked moves on. Messages in flight or already delivered are not changed. An attempt
-    /// shorter than the scheduler's `recordStartAfterMilliseconds` is not recorded as in flight:
-    /// skipped during such an attempt, the message stays skipped however the attempt ends,
-    /// unless it ends delivered (the upstream has it then).
+    /// Queues again, inside the open transaction, the deliveries a replay of these messages
+    /// re-sends, and tells a running server.
+    private func requeue(messages: [Int64], destination: String?) throws(JournalError) {
+        let update = try db.prepare(
+            """
+            UPDATE deliveries SET state = 'queued', next_attempt_at = NULL, replayed_at = ?1, cycle_attempts = 0, updated_at = ?1
+            WHERE message_id = ?2 AND CASE
+                WHEN ?3 IS NOT NULL THEN destination = ?3 AND state IN ('failed', 'delivered', 'skipped')
+                ELSE state IN ('failed', 'skipped') OR (state = 'delivered' AND NOT EXISTS (
+                    SELECT 1 FROM deliveries o WHERE o.message_id = ?2 AND o.state IN ('failed', 'skipped')))
+                END
+            """)
+        let now = Self.now
+        for message in messages {
+            try update.bind(1, now)
+            try update.bind(2, message)
+            try update.bind(3, destination)
+            try update.run()
+        }
+        try bumpGeneration()
+    }
+
+    /// Marks the waiting or failed deliveries of a message (with `destination`, that one)
+    /// `skipped`: they will not be sent, and a queue they blocked moves on. Deliveries in
+    /// flight or already final otherwise are not changed. An attempt shorter than the
+    /// scheduler's `recordStartAfterMilliseconds` is not recorded as in flight: skipped during
+    /// such an attempt, the delivery stays skipped however the attempt ends, unless it ends
+    /// delivered (the upstream has it then).
     ///
-    /// - Returns: Whether the message was skipped.
-    public func skip(id: String) throws(JournalError) -> Bool {
+    /// - Returns: Whether a delivery was skipped.
+    public func skip(id: String, destination: String? = nil) throws(JournalError) -> Bool {
         var changed = false
         try db.transaction { () throws(JournalError) in
             let update = try db.prepare(
-                "UPDATE messages SET state = 'skipped', next_attempt_at = NULL, updated_at = ?1 WHERE correlation_id = ?2 AND state IN ('queued', 'failed')"
-            )
+                """
+                UPDATE deliveries SET state = 'skipped', next_attempt_at = NULL, updated_at = ?1
+                WHERE message_id = (SELECT id FROM messages WHERE correlation_id = ?2) AND (?3 IS NULL OR destination = ?3)
+                  AND state IN ('queued', 'failed')
+                """)
             try update.bind(1, Self.now)
             try update.bind(2, id)
+            try update.bind(3, destination)
             try update.run()
-            changed = db.changes == 1
+            changed = db.changes > 0
             if changed { try bumpGeneration() }
         }
         return changed
     }
 
-    /// Pauses or resumes delivery on `route`: a paused route keeps accepting and journaling,
-    /// and delivers nothing until resumed. The setting is kept in the journal, so it survives
-    /// a restart.
-    public func setPaused(route: String, _ paused: Bool) throws(JournalError) {
+    /// Pauses or resumes delivery on `route` (with `destination`, to that destination only): a
+    /// paused destination keeps accepting and journaling, and is sent nothing until resumed.
+    /// The setting is kept in the journal, so it survives a restart.
+    public func setPaused(route: String, destination: String? = nil, _ paused: Bool) throws(JournalError) {
         try db.transaction { () throws(JournalError) in
             let upsert = try db.prepare("INSERT OR REPLACE INTO control (name, value) VALUES ('paused:' || ?1, ?2)")
-            try upsert.bind(1, route)
+            try upsert.bind(1, destination.map { "\(route)/\($0)" } ?? route)
             try upsert.bind(2, paused ? 1 : 0)
             try upsert.run()
             try bumpGeneration()
         }
     }
 
-    /// Deletes delivered messages (and their attempts) delivered before `before` (RFC 3339).
+    /// Deletes messages (with their deliveries and attempts) whose every delivery ended
+    /// `delivered` or `filtered` before `before` (RFC 3339).
     ///
     /// - Returns: How many messages were deleted.
     public func purgeDelivered(before: String) throws(JournalError) -> Int {
-        let delete = try db.prepare(
-            "DELETE FROM messages WHERE id IN (SELECT id FROM messages WHERE state = 'delivered' AND delivered_at < ?1 LIMIT 1000)")
+        let delete = try db.prepare(Schema.pruneSQL)
         var total = 0
         while true {
             try delete.bind(1, before)
             try delete.run()
             let deleted = db.changes
             total += deleted
-            if deleted < 1000 { return total }
+            if deleted == 0 { return total }
         }
     }
-
-    private static let replaySQL = """
-        UPDATE messages SET state = 'queued', next_attempt_at = NULL, replayed_at = ?1, cycle_attempts = 0, updated_at = ?1
-        """
 
     private static var now: String { Timestamp.format(millisecondsSince1970: Int64(Date().timeIntervalSince1970 * 1000)) }
 

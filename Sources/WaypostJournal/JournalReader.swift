@@ -1,7 +1,9 @@
 import Foundation
 import WaypostCore
 
-/// One message as the journal holds it.
+/// One message as the journal holds it: the request as received, its state (derived from its
+/// deliveries', SPEC §11), and the details of its first delivery, the `reply_from`
+/// destination's (the status API's top-level fields).
 public struct MessageRecord: Sendable, Equatable {
     public var id: Int64
     public var correlationID: String
@@ -22,6 +24,24 @@ public struct MessageRecord: Sendable, Equatable {
     public var responseStatus: Int?
     public var responseHeadersJSON: String?
     public var responseBody: [UInt8]?
+    /// The row id and state of the first delivery, the `reply_from` destination's.
+    public var replyDeliveryID: Int64
+    public var replyState: MessageState
+}
+
+/// One delivery of a message: to one destination, with its own state and outcome.
+public struct DeliveryRecord: Sendable, Equatable {
+    public var id: Int64
+    public var destination: String
+    public var orderingKey: String?
+    public var state: MessageState
+    public var attempts: Int
+    public var nextAttemptAt: String?
+    public var deliveredAt: String?
+    public var lastError: String?
+    public var responseStatus: Int?
+    public var responseHeadersJSON: String?
+    public var responseBody: [UInt8]?
 }
 
 /// One delivery attempt of a message.
@@ -33,7 +53,7 @@ public struct AttemptRecord: Sendable, Equatable {
     public var error: String?
 }
 
-/// How many messages of a route are in a state.
+/// How many messages of a route are in a state (their derived state).
 public struct StateCount: Sendable, Equatable {
     public var route: String
     public var state: MessageState
@@ -42,8 +62,11 @@ public struct StateCount: Sendable, Equatable {
 
 /// Which messages to list. Timestamps are RFC 3339 text as stored (see ``Timestamp``).
 public struct MessageFilter: Sendable {
+    /// The message's state; with ``destination``, that destination's delivery's.
     public var state: MessageState?
     public var route: String?
+    /// Only messages with a delivery to a destination of this name.
+    public var destination: String?
     public var since: String?
     public var until: String?
     public var limit: Int
@@ -51,11 +74,12 @@ public struct MessageFilter: Sendable {
     public var afterID: Int64?
 
     public init(
-        state: MessageState? = nil, route: String? = nil, since: String? = nil, until: String? = nil, limit: Int = 100,
-        afterID: Int64? = nil
+        state: MessageState? = nil, route: String? = nil, destination: String? = nil, since: String? = nil, until: String? = nil,
+        limit: Int = 100, afterID: Int64? = nil
     ) {
         self.state = state
         self.route = route
+        self.destination = destination
         self.since = since
         self.until = until
         self.limit = limit
@@ -90,7 +114,8 @@ public final class JournalReader {
 
     /// Message counts per route and state.
     public func counts() throws(JournalError) -> [StateCount] {
-        let statement = try db.prepare("SELECT route, state, count(*) FROM messages GROUP BY route, state ORDER BY route, state")
+        let statement = try db.prepare(
+            "SELECT route, (\(Schema.messageStateSQL)) AS state, count(*) FROM messages m GROUP BY route, state ORDER BY route, state")
         var counts: [StateCount] = []
         while try statement.step() {
             counts.append(StateCount(route: statement.string(0) ?? "", state: Self.state(statement, 1), count: Int(statement.int64(2))))
@@ -101,7 +126,10 @@ public final class JournalReader {
     /// The `received_at` of the oldest message waiting for delivery, per route.
     public func oldestQueued() throws(JournalError) -> [String: String] {
         let statement = try db.prepare(
-            "SELECT route, min(received_at) FROM messages WHERE state IN ('queued', 'in_flight') GROUP BY route")
+            """
+            SELECT d.route, min(m.received_at) FROM deliveries d JOIN messages m ON m.id = d.message_id
+            WHERE d.state IN ('queued', 'in_flight') GROUP BY d.route
+            """)
         var oldest: [String: String] = [:]
         while try statement.step() {
             if let route = statement.string(0), let at = statement.string(1) { oldest[route] = at }
@@ -113,10 +141,14 @@ public final class JournalReader {
     public func list(_ filter: MessageFilter) throws(JournalError) -> [MessageRecord] {
         let statement = try db.prepare(
             """
-            SELECT \(Self.columns) FROM messages
-            WHERE (?1 IS NULL OR state = ?1) AND (?2 IS NULL OR route = ?2)
-              AND (?3 IS NULL OR received_at >= ?3) AND (?4 IS NULL OR received_at < ?4) AND (?6 IS NULL OR id > ?6)
-            ORDER BY id LIMIT ?5
+            SELECT \(Self.columns) \(Self.tables)
+            WHERE (?2 IS NULL OR m.route = ?2)
+              AND (?3 IS NULL OR m.received_at >= ?3) AND (?4 IS NULL OR m.received_at < ?4) AND (?6 IS NULL OR m.id > ?6)
+              AND CASE WHEN ?7 IS NOT NULL THEN EXISTS (
+                      SELECT 1 FROM deliveries x WHERE x.message_id = m.id AND x.destination = ?7 AND (?1 IS NULL OR x.state = ?1))
+                  ELSE ?1 IS NULL OR (m.id IN (SELECT message_id FROM deliveries WHERE state = ?1) AND (\(Schema.messageStateSQL)) = ?1)
+                  END
+            ORDER BY m.id LIMIT ?5
             """)
         try statement.bind(1, filter.state?.rawValue)
         try statement.bind(2, filter.route)
@@ -124,6 +156,7 @@ public final class JournalReader {
         try statement.bind(4, filter.until)
         try statement.bind(5, Int64(filter.limit))
         try statement.bind(6, filter.afterID)
+        try statement.bind(7, filter.destination)
         var records: [MessageRecord] = []
         while try statement.step() { records.append(Self.record(statement)) }
         return records
@@ -131,16 +164,37 @@ public final class JournalReader {
 
     /// The message with `correlationID`, or nil.
     public func message(correlationID: String) throws(JournalError) -> MessageRecord? {
-        let statement = try db.prepare("SELECT \(Self.columns) FROM messages WHERE correlation_id = ?1")
+        let statement = try db.prepare("SELECT \(Self.columns) \(Self.tables) WHERE m.correlation_id = ?1")
         try statement.bind(1, correlationID)
         return try statement.step() ? Self.record(statement) : nil
     }
 
-    /// The delivery attempts of the message with row id `messageID`, in order.
-    public func attempts(messageID: Int64) throws(JournalError) -> [AttemptRecord] {
+    /// The deliveries of the message with row id `messageID`, the `reply_from` destination's first.
+    public func deliveries(messageID: Int64) throws(JournalError) -> [DeliveryRecord] {
         let statement = try db.prepare(
-            "SELECT attempt, started_at, duration_ms, status, error FROM attempts WHERE message_id = ?1 ORDER BY attempt")
+            """
+            SELECT id, destination, ordering_key, state, attempts, next_attempt_at, delivered_at, last_error, response_status,
+                   response_headers, response_body
+            FROM deliveries WHERE message_id = ?1 ORDER BY id
+            """)
         try statement.bind(1, messageID)
+        var deliveries: [DeliveryRecord] = []
+        while try statement.step() {
+            let s = statement
+            deliveries.append(
+                DeliveryRecord(
+                    id: s.int64(0), destination: s.string(1) ?? "", orderingKey: s.string(2), state: Self.state(s, 3),
+                    attempts: Int(s.int64(4)), nextAttemptAt: s.string(5), deliveredAt: s.string(6), lastError: s.string(7),
+                    responseStatus: s.optionalInt64(8).map(Int.init), responseHeadersJSON: s.string(9), responseBody: s.blob(10)))
+        }
+        return deliveries
+    }
+
+    /// The attempts of the delivery with row id `deliveryID`, in order.
+    public func attempts(deliveryID: Int64) throws(JournalError) -> [AttemptRecord] {
+        let statement = try db.prepare(
+            "SELECT attempt, started_at, duration_ms, status, error FROM attempts WHERE delivery_id = ?1 ORDER BY attempt")
+        try statement.bind(1, deliveryID)
         var attempts: [AttemptRecord] = []
         while try statement.step() {
             attempts.append(
@@ -154,9 +208,13 @@ public final class JournalReader {
 
     /// The columns ``record(_:)`` reads, in its order.
     static let columns = """
-        id, correlation_id, route, ordering_key, idempotency_key, method, path, headers, body, state, attempts,
-        received_at, next_attempt_at, delivered_at, last_error, response_status, response_headers, response_body
+        m.id, m.correlation_id, m.route, p.ordering_key, m.idempotency_key, m.method, m.path, m.headers, m.body,
+        (\(Schema.messageStateSQL)), p.attempts, m.received_at, p.next_attempt_at, p.delivered_at, p.last_error,
+        p.response_status, p.response_headers, p.response_body, p.id, p.state
         """
+
+    /// The message `m` with its first delivery `p`, for ``columns``.
+    static let tables = "FROM messages m JOIN deliveries p ON p.id = (SELECT min(id) FROM deliveries WHERE message_id = m.id)"
 
     /// A `state` column; the schema's CHECK admits nothing but ``MessageState``'s words.
     static func state(_ s: Statement, _ column: Int32) -> MessageState {
@@ -169,6 +227,7 @@ public final class JournalReader {
             idempotencyKey: s.string(4), method: s.string(5) ?? "", path: s.string(6) ?? "", headersJSON: s.string(7) ?? "[]",
             body: s.blob(8) ?? [], state: state(s, 9), attempts: Int(s.int64(10)), receivedAt: s.string(11) ?? "",
             nextAttemptAt: s.string(12), deliveredAt: s.string(13), lastError: s.string(14),
-            responseStatus: s.optionalInt64(15).map(Int.init), responseHeadersJSON: s.string(16), responseBody: s.blob(17))
+            responseStatus: s.optionalInt64(15).map(Int.init), responseHeadersJSON: s.string(16), responseBody: s.blob(17),
+            replyDeliveryID: s.int64(18), replyState: state(s, 19))
     }
 }

@@ -56,13 +56,15 @@ public final class JournalWriter: Service, @unchecked Sendable {
     /// journal would deliver every message twice and out of order.
     private let lockDescriptor: Int32
     private let insert: Statement
+    private let insertDelivery: Statement
+    private let othersWaiting: Statement
     private let findByCorrelationID: Statement
     private let findByIdempotencyKey: Statement
     private let startAttempt: Statement
     private let openAttempt: Statement
     private let closeAttempt: Statement
-    private let finishMessage: Statement
-    private let finishMessageWithResponse: Statement
+    private let finishDelivery: Statement
+    private let finishDeliveryWithResponse: Statement
     private let bumpReplayGeneration: Statement
     private let pruneDelivered: Statement
     private let countBacklog: Statement
@@ -113,49 +115,57 @@ public final class JournalWriter: Service, @unchecked Sendable {
                 BEGIN IMMEDIATE;
                 UPDATE attempts SET error = 'interrupted: Waypost stopped during the attempt'
                     WHERE duration_ms IS NULL AND status IS NULL AND error IS NULL;
-                UPDATE messages SET state = 'queued' WHERE state = 'in_flight';
+                UPDATE deliveries SET state = 'queued' WHERE state = 'in_flight';
                 COMMIT;
                 """)
             insert = try db.prepare(
                 """
-                INSERT INTO messages (correlation_id, route, ordering_key, idempotency_key, method, path, headers, body,
-                                      received_at, updated_at, client_address)
-                VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9, ?10)
+                INSERT INTO messages (correlation_id, route, idempotency_key, method, path, headers, body, received_at, client_address)
+                VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
                 """)
-            findByCorrelationID = try db.prepare("SELECT route, state FROM messages WHERE correlation_id = ?1")
+            insertDelivery = try db.prepare(
+                """
+                INSERT INTO deliveries (message_id, route, destination, ordering_key, state, updated_at)
+                VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                """)
+            othersWaiting = try db.prepare(
+                """
+                SELECT count(*) FROM deliveries
+                WHERE message_id = (SELECT message_id FROM deliveries WHERE id = ?1) AND id <> ?1 AND state IN ('queued', 'in_flight')
+                """)
+            findByCorrelationID = try db.prepare("SELECT route, (\(Schema.messageStateSQL)) FROM messages m WHERE correlation_id = ?1")
             findByIdempotencyKey = try db.prepare(
                 """
-                SELECT correlation_id, state FROM messages
+                SELECT correlation_id, (\(Schema.messageStateSQL)) FROM messages m
                 WHERE route = ?1 AND idempotency_key = ?2 AND received_at >= ?3
                 ORDER BY id DESC LIMIT 1
                 """)
             startAttempt = try db.prepare(
-                "UPDATE messages SET state = 'in_flight', attempts = ?2, cycle_attempts = ?3, updated_at = ?4 WHERE id = ?1 AND state = 'queued'"
+                "UPDATE deliveries SET state = 'in_flight', attempts = ?2, cycle_attempts = ?3, updated_at = ?4 WHERE id = ?1 AND state = 'queued'"
             )
-            openAttempt = try db.prepare("INSERT OR REPLACE INTO attempts (message_id, attempt, started_at) VALUES (?1, ?2, ?3)")
+            openAttempt = try db.prepare("INSERT OR REPLACE INTO attempts (delivery_id, attempt, started_at) VALUES (?1, ?2, ?3)")
             closeAttempt = try db.prepare(
                 """
-                INSERT INTO attempts (message_id, attempt, started_at, duration_ms, status, error) VALUES (?1, ?2, ?6, ?3, ?4, ?5)
-                ON CONFLICT (message_id, attempt) DO UPDATE SET duration_ms = ?3, status = ?4, error = ?5
+                INSERT INTO attempts (delivery_id, attempt, started_at, duration_ms, status, error) VALUES (?1, ?2, ?6, ?3, ?4, ?5)
+                ON CONFLICT (delivery_id, attempt) DO UPDATE SET duration_ms = ?3, status = ?4, error = ?5
                 """)
-            finishMessage = try db.prepare(
+            finishDelivery = try db.prepare(
                 """
-                UPDATE messages SET state = ?2, next_attempt_at = ?3, last_error = ?4, updated_at = ?5,
+                UPDATE deliveries SET state = ?2, next_attempt_at = ?3, last_error = ?4, updated_at = ?5,
                     delivered_at = CASE WHEN ?2 = 'delivered' THEN ?5 ELSE delivered_at END,
                     attempts = max(attempts, ?9), cycle_attempts = coalesce(?10, cycle_attempts)
                 WHERE id = ?1 AND (state <> 'skipped' OR ?2 IN ('delivered', 'skipped'))
                 """)
-            finishMessageWithResponse = try db.prepare(
+            finishDeliveryWithResponse = try db.prepare(
                 """
-                UPDATE messages SET state = ?2, next_attempt_at = ?3, last_error = ?4, updated_at = ?5,
+                UPDATE deliveries SET state = ?2, next_attempt_at = ?3, last_error = ?4, updated_at = ?5,
                     delivered_at = CASE WHEN ?2 = 'delivered' THEN ?5 ELSE delivered_at END,
                     response_status = ?6, response_headers = ?7, response_body = ?8,
                     attempts = max(attempts, ?9), cycle_attempts = coalesce(?10, cycle_attempts)
                 WHERE id = ?1 AND (state <> 'skipped' OR ?2 IN ('delivered', 'skipped'))
                 """)
             bumpReplayGeneration = try db.prepare(Schema.bumpReplayGeneration)
-            pruneDelivered = try db.prepare(
-                "DELETE FROM messages WHERE id IN (SELECT id FROM messages WHERE state = 'delivered' AND delivered_at < ?1 LIMIT 1000)")
+            pruneDelivered = try db.prepare(Schema.pruneSQL)
             countBacklog = try db.prepare(Self.backlogSQL)
             retainDeliveredMilliseconds = retainDelivered.milliseconds
             self.maintenanceInterval = Double(maintenanceInterval.milliseconds) / 1000
@@ -181,7 +191,7 @@ public final class JournalWriter: Service, @unchecked Sendable {
     }
 
     /// Messages waiting for delivery: what `max_backlog` limits.
-    private static let backlogSQL = "SELECT count(*) FROM messages WHERE state IN ('queued', 'in_flight')"
+    private static let backlogSQL = "SELECT count(DISTINCT message_id) FROM deliveries WHERE state IN ('queued', 'in_flight')"
 
     /// Counters since the writer started.
     public struct Statistics: Sendable, Equatable {
@@ -342,9 +352,10 @@ public final class JournalWriter: Service, @unchecked Sendable {
                 for work in batch {
                     switch work {
                     case .store(let message, _):
-                        let result = try store(message)
+                        var deliveries: [Int64] = []
+                        let result = try store(message, deliveryIDs: &deliveries)
                         if case .success(.stored) = result {
-                            stored.append(StoredMessage(id: sqlite3_last_insert_rowid(db.handle), message: message))
+                            stored.append(StoredMessage(deliveryIDs: deliveries, message: message))
                         }
                         results.append(result)
                     case .update(let update, _):
@@ -414,7 +425,7 @@ public final class JournalWriter: Service, @unchecked Sendable {
             try openAttempt.bind(3, timestamp)
             try openAttempt.run()
         case .finished(let f):
-            try closeAttempt.bind(1, f.messageID)
+            try closeAttempt.bind(1, f.deliveryID)
             try closeAttempt.bind(2, Int64(f.attempt))
             try closeAttempt.bind(3, f.durationMilliseconds)
             try closeAttempt.bind(4, f.response.map { Int64($0.status) })
@@ -424,7 +435,7 @@ public final class JournalWriter: Service, @unchecked Sendable {
             try finish(f, state: f.state, nextAttemptAt: f.nextAttemptAt)
             var state = f.state
             if db.changes == 0 {
-                // An operator skipped the message during this attempt, before its start was
+                // An operator skipped the delivery during this attempt, before its start was
                 // recorded: the skip stands (no retry, no failure), unless the upstream has
                 // the message now. The forwarder, which may have queued a retry, is told to
                 // reload its queues.
@@ -434,13 +445,13 @@ public final class JournalWriter: Service, @unchecked Sendable {
                     try bumpReplayGeneration.run()
                 }
             }
-            if state != .queued { backlog -= 1 }
+            if state != .queued, try othersWaiting(f.deliveryID) == 0 { backlog -= 1 }
         }
     }
 
     private func finish(_ f: FinishedAttempt, state: MessageState, nextAttemptAt: Int64?) throws(JournalError) {
-        let statement = f.response == nil ? finishMessage : finishMessageWithResponse
-        try statement.bind(1, f.messageID)
+        let statement = f.response == nil ? finishDelivery : finishDeliveryWithResponse
+        try statement.bind(1, f.deliveryID)
         try statement.bind(2, state.rawValue)
         try statement.bind(3, nextAttemptAt.map { Timestamp.format(millisecondsSince1970: $0) })
         try statement.bind(4, f.lastError)
@@ -472,14 +483,25 @@ public final class JournalWriter: Service, @unchecked Sendable {
         }
     }
 
+    /// The deliveries of the message of delivery `id` that wait, but that one.
+    private func othersWaiting(_ id: Int64) throws(JournalError) -> Int64 {
+        defer { othersWaiting.reset() }
+        try othersWaiting.bind(1, id)
+        _ = try othersWaiting.step()
+        return othersWaiting.int64(0)
+    }
+
     private func recountBacklog() throws(JournalError) -> Int {
         defer { countBacklog.reset() }
         _ = try countBacklog.step()
         return Int(countBacklog.int64(0))
     }
 
-    /// Stores one message inside the open transaction, or finds the message it repeats.
-    private func store(_ message: IncomingMessage) throws(JournalError) -> Result<IntakeResult, JournalUnavailable> {
+    /// Stores one message and its deliveries inside the open transaction (their row ids in
+    /// `deliveryIDs`, in the message's order), or finds the message it repeats.
+    private func store(
+        _ message: IncomingMessage, deliveryIDs: inout [Int64]
+    ) throws(JournalError) -> Result<IntakeResult, JournalUnavailable> {
         if message.correlationIDWasSupplied {
             defer { findByCorrelationID.reset() }
             try findByCorrelationID.bind(1, message.correlationID)
@@ -499,19 +521,31 @@ public final class JournalWriter: Service, @unchecked Sendable {
                 return .success(.duplicate(correlationID: existing, state: JournalReader.state(findByIdempotencyKey, 1)))
             }
         }
-        guard backlog < maxBacklog else { return .failure(.backlogFull(limit: maxBacklog)) }
+        let waits = message.deliveries.contains { !$0.filtered }
+        guard !waits || backlog < maxBacklog else { return .failure(.backlogFull(limit: maxBacklog)) }
+        let receivedAt = Timestamp.format(millisecondsSince1970: message.receivedAt)
         try insert.bind(1, message.correlationID)
         try insert.bind(2, message.route)
-        try insert.bind(3, message.orderingKey)
-        try insert.bind(4, message.idempotencyKey)
-        try insert.bind(5, message.method)
-        try insert.bind(6, message.path)
-        try insert.bind(7, message.headersJSON)
-        try insert.bind(8, blob: message.body)
-        try insert.bind(9, Timestamp.format(millisecondsSince1970: message.receivedAt))
-        try insert.bind(10, message.clientAddress)
+        try insert.bind(3, message.idempotencyKey)
+        try insert.bind(4, message.method)
+        try insert.bind(5, message.path)
+        try insert.bind(6, message.headersJSON)
+        try insert.bind(7, blob: message.body)
+        try insert.bind(8, receivedAt)
+        try insert.bind(9, message.clientAddress)
         try insert.run()
-        backlog += 1
+        let messageID = sqlite3_last_insert_rowid(db.handle)
+        for delivery in message.deliveries {
+            try insertDelivery.bind(1, messageID)
+            try insertDelivery.bind(2, message.route)
+            try insertDelivery.bind(3, delivery.destination)
+            try insertDelivery.bind(4, delivery.orderingKey)
+            try insertDelivery.bind(5, delivery.filtered ? MessageState.filtered.rawValue : MessageState.queued.rawValue)
+            try insertDelivery.bind(6, receivedAt)
+            try insertDelivery.run()
+            deliveryIDs.append(sqlite3_last_insert_rowid(db.handle))
+        }
+        if waits { backlog += 1 }
         return .success(.stored(correlationID: message.correlationID))
     }
 }

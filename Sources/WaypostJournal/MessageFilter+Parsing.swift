@@ -15,7 +15,7 @@ extension MessageFilter {
     public static let limits = 1...1000
 
     /// Sets filter `key` from an operator's text, as the admin API's query and replay filter
-    /// and the CLI's flags give it: `state` (one of `states`, every state by default), `route`, `since` and `until`
+    /// and the CLI's flags give it: `state` (one of `states`, every state by default), `route`, `destination`, `since` and `until`
     /// (a duration ago such as `2h`, or an RFC 3339 UTC time), `limit` (``limits``) and `cursor`
     /// (a `next_cursor` value). An empty value leaves the key unset.
     ///
@@ -37,6 +37,8 @@ extension MessageFilter {
             state = parsed
         case "route":
             route = value
+        case "destination":
+            destination = value
         case "since", "until":
             guard let bound = Timestamp.filterBound(value, now: now) else {
                 throw fail(
@@ -57,7 +59,7 @@ extension MessageFilter {
             }
             afterID = number
         default:
-            throw fail("is not a filter; the filters are state, route, since, until, limit and cursor")
+            throw fail("is not a filter; the filters are state, route, destination, since, until, limit and cursor")
         }
     }
 }

@@ -17,10 +17,11 @@ public struct FinalOutcome: Sendable, Equatable {
 }
 
 extension FinalOutcome {
-    /// The outcome of a message in a final state; nil while it is still on its way.
+    /// The outcome of a message whose `reply_from` delivery is final; nil while it is still on
+    /// its way.
     public init?(record: MessageRecord) {
-        guard record.state.isFinal else { return nil }
-        self.init(state: record.state, response: record.storedResponse, lastError: record.lastError)
+        guard record.replyState.isFinal else { return nil }
+        self.init(state: record.replyState, response: record.storedResponse, lastError: record.lastError)
     }
 }
 

@@ -63,7 +63,119 @@ enum Schema {
         CREATE TABLE control (name TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
         INSERT INTO control (name, value) VALUES ('replay_generation', 0);
         """,
+        // Destinations (SPEC §11): the message row keeps the request as received; each of its
+        // deliveries (one per destination) has a row of its own, and attempts belong to them.
+        // A message of an earlier journal becomes one delivery with the message's own row id,
+        // named like its route (which is how a route without `destinations` is configured).
+        """
+        DROP VIEW queued;
+        DROP VIEW failed;
+        DROP VIEW recent;
+        DROP INDEX messages_by_state;
+        DROP INDEX messages_by_delivered_at;
+        CREATE TABLE deliveries (
+            id               INTEGER PRIMARY KEY,          -- a destination's queue is in this order
+            message_id       INTEGER NOT NULL REFERENCES messages (id) ON DELETE CASCADE,
+            route            TEXT NOT NULL,
+            destination      TEXT NOT NULL,
+            ordering_key     TEXT,
+            state            TEXT NOT NULL DEFAULT 'queued'
+                             CHECK (state IN ('queued', 'in_flight', 'delivered', 'failed', 'skipped', 'filtered')),
+            attempts         INTEGER NOT NULL DEFAULT 0,
+            cycle_attempts   INTEGER NOT NULL DEFAULT 0,   -- attempts since receipt or replay
+            replayed_at      TEXT,                         -- the last operator replay
+            next_attempt_at  TEXT,
+            delivered_at     TEXT,
+            updated_at       TEXT NOT NULL,
+            last_error       TEXT,
+            response_status  INTEGER,                      -- the upstream's last answer
+            response_headers TEXT,                         -- JSON array of [name, value]
+            response_body    BLOB,
+            UNIQUE (message_id, destination)
+        );
+        INSERT INTO deliveries (id, message_id, route, destination, ordering_key, state, attempts, cycle_attempts, replayed_at,
+                                next_attempt_at, delivered_at, updated_at, last_error, response_status, response_headers,
+                                response_body)
+            SELECT id, id, route, route, ordering_key, state, attempts, cycle_attempts, replayed_at, next_attempt_at,
+                   delivered_at, updated_at, last_error, response_status, response_headers, response_body
+            FROM messages;
+        CREATE INDEX deliveries_by_state ON deliveries (state, route, destination, id);
+        CREATE INDEX deliveries_by_end ON deliveries (updated_at) WHERE state IN ('delivered', 'filtered');
+        CREATE TABLE delivery_attempts (
+            delivery_id INTEGER NOT NULL REFERENCES deliveries (id) ON DELETE CASCADE,
+            attempt     INTEGER NOT NULL,
+            started_at  TEXT NOT NULL,
+            duration_ms INTEGER,
+            status      INTEGER,
+            error       TEXT,
+            PRIMARY KEY (delivery_id, attempt)
+        ) WITHOUT ROWID;
+        INSERT INTO delivery_attempts SELECT message_id, attempt, started_at, duration_ms, status, error FROM attempts;
+        DROP TABLE attempts;
+        ALTER TABLE delivery_attempts RENAME TO attempts;
+        ALTER TABLE messages DROP COLUMN ordering_key;
+        ALTER TABLE messages DROP COLUMN state;
+        ALTER TABLE messages DROP COLUMN attempts;
+        ALTER TABLE messages DROP COLUMN next_attempt_at;
+        ALTER TABLE messages DROP COLUMN delivered_at;
+        ALTER TABLE messages DROP COLUMN updated_at;
+        ALTER TABLE messages DROP COLUMN last_error;
+        ALTER TABLE messages DROP COLUMN response_status;
+        ALTER TABLE messages DROP COLUMN response_headers;
+        ALTER TABLE messages DROP COLUMN response_body;
+        ALTER TABLE messages DROP COLUMN replayed_at;
+        ALTER TABLE messages DROP COLUMN cycle_attempts;
+        -- A message's state, derived from its deliveries' (SPEC §11), with its first delivery's
+        -- details: the one whose answer a waiting source gets.
+        CREATE VIEW message_states AS
+            SELECT m.id, m.correlation_id, m.route,
+                   (\(messageStateSQL)) AS state,
+                   (SELECT sum(attempts) FROM deliveries d WHERE d.message_id = m.id) AS attempts,
+                   p.destination AS reply_from, p.ordering_key, m.received_at, p.next_attempt_at, p.delivered_at,
+                   p.last_error, p.response_status
+            FROM messages m JOIN deliveries p ON p.id = (SELECT min(id) FROM deliveries WHERE message_id = m.id);
+        CREATE VIEW queued AS
+            SELECT d.message_id AS id, m.correlation_id, d.route, d.destination, d.state, d.attempts, m.received_at,
+                   d.next_attempt_at, d.last_error
+            FROM deliveries d JOIN messages m ON m.id = d.message_id
+            WHERE d.state IN ('queued', 'in_flight') ORDER BY d.id;
+        CREATE VIEW failed AS
+            SELECT d.message_id AS id, m.correlation_id, d.route, d.destination, d.attempts, m.received_at, d.updated_at,
+                   d.response_status, d.last_error
+            FROM deliveries d JOIN messages m ON m.id = d.message_id
+            WHERE d.state = 'failed' ORDER BY d.id;
+        CREATE VIEW recent AS
+            SELECT s.id, s.correlation_id, s.route, s.state, s.attempts, m.method, m.path, length(m.body) AS body_bytes,
+                   s.received_at, s.delivered_at, s.response_status, s.last_error
+            FROM message_states s JOIN messages m ON m.id = s.id ORDER BY s.id DESC LIMIT 100;
+        """,
     ]
+
+    /// Deletes up to a thousand messages (their deliveries and attempts with them) whose every
+    /// delivery was `delivered` or `filtered` before `?1` (RFC 3339).
+    static let pruneSQL = """
+        DELETE FROM messages WHERE id IN (
+            SELECT d.message_id FROM deliveries d
+            WHERE d.state IN ('delivered', 'filtered') AND d.updated_at < ?1
+              AND NOT EXISTS (SELECT 1 FROM deliveries o WHERE o.message_id = d.message_id
+                              AND (o.state NOT IN ('delivered', 'filtered') OR o.updated_at >= ?1))
+            LIMIT 1000)
+        """
+
+    /// A message's state from those of its deliveries `d` (SPEC §11), as an SQL expression over
+    /// the message `m`: waiting while any delivery waits, else `delivered` when every one is
+    /// delivered or filtered and one is delivered, else `filtered` when all are, else `failed`
+    /// when one failed, else `skipped`.
+    static let messageStateSQL = """
+        SELECT CASE
+            WHEN sum(d.state = 'in_flight') > 0 THEN 'in_flight'
+            WHEN sum(d.state = 'queued') > 0 THEN 'queued'
+            WHEN sum(d.state = 'delivered') > 0 AND sum(d.state IN ('delivered', 'filtered')) = count(*) THEN 'delivered'
+            WHEN sum(d.state = 'filtered') = count(*) THEN 'filtered'
+            WHEN sum(d.state = 'failed') > 0 THEN 'failed'
+            ELSE 'skipped' END
+        FROM deliveries d WHERE d.message_id = m.id
+        """
 
     static var currentVersion: Int64 { Int64(migrations.count) }
 

@@ -145,6 +145,8 @@ final class AdminHandler: ChannelInboundHandler, RemovableChannelHandler {
         if !endpoint.isOpen, let problem = authorize(head) { return eventLoop.makeFailedFuture(problem) }
         let journalPath = shared.journalPath
         let changed = shared.journalChanged
+        // `?destination=` narrows replay, skip, pause and resume to one destination (SPEC §11).
+        let destination = (try? QueryString.items(QueryString.query(ofTarget: target)))?.first { $0.name == "destination" }?.value
         switch endpoint {
         case .healthz:
             return eventLoop.makeSucceededFuture(.json(200, "{\"status\":\"ok\"}"))
@@ -163,12 +165,12 @@ final class AdminHandler: ChannelInboundHandler, RemovableChannelHandler {
         case .message(let id):
             return readers.read(on: eventLoop) { reader in
                 guard let record = try reader.message(correlationID: id) else { throw Problem.unknownMessage(id) }
-                let attempts = try reader.attempts(messageID: record.id).map(\.json).joined(separator: ",")
+                let attempts = try reader.attempts(deliveryID: record.replyDeliveryID).map(\.json).joined(separator: ",")
                 return .json(200, "{\"message\":\(record.statusJSON),\"attempts\":[\(attempts)]}")
             }
         case .replayMessage(let id):
             return readers.perform(on: eventLoop) {
-                let replayed = try JournalOperations(path: journalPath).replay(ids: [id])
+                let replayed = try JournalOperations(path: journalPath).replay(ids: [id], destination: destination)
                 guard !replayed.isEmpty else { throw try Self.notChanged(id, journalPath: journalPath, action: "replayed") }
                 changed()
                 Counter(label: "waypost_replayed_total").increment()
@@ -176,7 +178,7 @@ final class AdminHandler: ChannelInboundHandler, RemovableChannelHandler {
             }
         case .skipMessage(let id):
             return readers.perform(on: eventLoop) {
-                guard try JournalOperations(path: journalPath).skip(id: id) else {
+                guard try JournalOperations(path: journalPath).skip(id: id, destination: destination) else {
                     throw try Self.notChanged(id, journalPath: journalPath, action: "skipped")
                 }
                 changed()
@@ -200,10 +202,18 @@ final class AdminHandler: ChannelInboundHandler, RemovableChannelHandler {
                         detail: "No route is named \(name.prefix(64)); the routes are \(shared.routeNames.joined(separator: ", ")).")
                 )
             }
+            if let destination, shared.destinationNames[name]?.contains(destination) != true {
+                let names = shared.destinationNames[name]?.joined(separator: ", ") ?? ""
+                return eventLoop.makeFailedFuture(
+                    Problem(
+                        status: 404, slug: "unknown-destination", title: "Unknown destination",
+                        detail: "Route \(name) has no destination \(destination.prefix(64)); its destinations are \(names)."))
+            }
             return readers.perform(on: eventLoop) {
-                try JournalOperations(path: journalPath).setPaused(route: name, pause)
+                try JournalOperations(path: journalPath).setPaused(route: name, destination: destination, pause)
                 changed()
-                return .json(200, "{\"route\":\(JSON.quote(name)),\"paused\":\(pause)}")
+                let named = destination.map { ",\"destination\":\(JSON.quote($0))" } ?? ""
+                return .json(200, "{\"route\":\(JSON.quote(name))\(named),\"paused\":\(pause)}")
             }
         }
     }

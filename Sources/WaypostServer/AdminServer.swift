@@ -11,6 +11,8 @@ public struct AdminContext: Sendable {
     public var token: String?
     public var journalPath: String
     public var routeNames: [String]
+    /// Each route's destinations, by route name (SPEC §11).
+    public var destinationNames: [String: [String]]
     public var writer: JournalWriter
     /// Whether the forwarder's delivery thread runs (for `/readyz`).
     public var forwarderRunning: @Sendable () -> Bool
@@ -22,8 +24,10 @@ public struct AdminContext: Sendable {
 
     public init(
         token: String?, journalPath: String, routeNames: [String], writer: JournalWriter, forwarderRunning: @escaping @Sendable () -> Bool,
-        journalChanged: @escaping @Sendable () -> Void, metrics: @escaping @Sendable () -> [UInt8], logger: Logger
+        journalChanged: @escaping @Sendable () -> Void, metrics: @escaping @Sendable () -> [UInt8], logger: Logger,
+        destinationNames: [String: [String]] = [:]
     ) {
+        self.destinationNames = destinationNames
         self.journalChanged = journalChanged
         self.token = token
         self.journalPath = journalPath

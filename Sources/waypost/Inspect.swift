@@ -106,7 +106,8 @@ struct Show: ParsableCommand {
         try reportingFailure {
             let reader = try journal.openReader()
             guard let m = try reader.message(correlationID: id) else { throw Failure("no message with id \(id)") }
-            let attempts = try reader.attempts(messageID: m.id)
+            let attempts = try reader.attempts(deliveryID: m.replyDeliveryID)
+            let deliveries = try reader.deliveries(messageID: m.id)
             var lines = [
                 "id:              \(m.correlationID)",
                 "journal row:     \(m.id)",
@@ -124,6 +125,13 @@ struct Show: ParsableCommand {
             ]
             lines += headerLines(m.headersJSON)
             lines += ["", describeBody(m.body)]
+            if deliveries.count > 1 {
+                lines += ["", "deliveries (the first answers waiting sources; its attempts and response follow):"]
+                for d in deliveries {
+                    let answer = d.responseStatus.map { "HTTP \($0)" } ?? "-"
+                    lines.append("  \(d.destination): \(d.state), \(d.attempts) attempts, last answer \(answer), last error \(d.lastError ?? "-")")
+                }
+            }
             if !attempts.isEmpty {
                 lines += ["", "attempts:"]
                 for a in attempts {

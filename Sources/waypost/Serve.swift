@@ -107,7 +107,8 @@ struct Serve: AsyncParsableCommand {
             let admin = AdminContext(
                 token: startup.adminToken, journalPath: settings.journal.path, routeNames: settings.routes.map(\.name), writer: writer,
                 forwarderRunning: { forwarder.isRunning }, journalChanged: { forwarder.reloadNow() }, metrics: { registry.emitToBuffer() },
-                logger: logger)
+                logger: logger,
+                destinationNames: Dictionary(uniqueKeysWithValues: settings.routes.map { ($0.name, $0.destinations.map(\.name)) }))
             try await Self.serve(
                 settings, writer: writer, forwarder: forwarder, board: board, secrets: secrets, admin: admin, group: group, logger: logger)
         } catch {

@@ -105,7 +105,7 @@ struct AdminAPITests {
                 #expect(text.malformed.isEmpty, "lines that are not Prometheus samples: \(text.malformed)")
                 #expect(text.types["waypost_accepted_total"] == "counter", "\(text)")
                 #expect(text.value("waypost_accepted_total", ["route": "orders"]) == 0, "\(text)")
-                #expect(text.value("waypost_delivered_total", ["route": "orders"]) == 0, "\(text)")
+                #expect(text.value("waypost_delivered_total", ["route": "orders", "destination": "orders"]) == 0, "\(text)")
                 #expect(text.value("waypost_queue_depth", ["route": "orders"]) == 0, "\(text)")
                 for sample in text.samples {
                     var family = sample.name
@@ -195,12 +195,14 @@ struct AdminAPITests {
             #expect(upstream.requests.count == 6, "3 + 1 + 2 requests: \(upstream.requests)")
             let metrics = try await server.metrics()
             let route = ["route": "orders"]
+            // Delivery metrics are per destination (SPEC §11); this route's one is named like it.
+            let destination = ["route": "orders", "destination": "orders"]
             #expect(metrics.malformed.isEmpty, "\(metrics.malformed)")
             #expect(metrics.value("waypost_accepted_total", route) == 5, "\(metrics)")
             #expect(metrics.value("waypost_rejected_total", ["reason": "dot-segments"]) == 1, "\(metrics)")
-            #expect(metrics.value("waypost_delivered_total", route) == 4, "\(metrics)")
-            #expect(metrics.value("waypost_failed_total", route) == 1, "\(metrics)")
-            #expect(metrics.value("waypost_retried_total", route) == 1, "\(metrics)")
+            #expect(metrics.value("waypost_delivered_total", destination) == 4, "\(metrics)")
+            #expect(metrics.value("waypost_failed_total", destination) == 1, "\(metrics)")
+            #expect(metrics.value("waypost_retried_total", destination) == 1, "\(metrics)")
             for (name, kind) in [
                 ("waypost_accepted_total", "counter"), ("waypost_rejected_total", "counter"), ("waypost_delivered_total", "counter"),
                 ("waypost_failed_total", "counter"), ("waypost_retried_total", "counter"), ("waypost_queue_depth", "gauge"),
@@ -221,13 +223,13 @@ struct AdminAPITests {
             #expect((metrics.value("waypost_commit_duration_seconds_count") ?? 0) >= 1, "\(metrics)")
             // Upstream latency per status class: 4 answers 200, one 422, one 503.
             let upstreamCount = { (statusClass: String) in
-                metrics.value("waypost_upstream_duration_seconds_count", ["route": "orders", "status_class": statusClass])
+                metrics.value("waypost_upstream_duration_seconds_count", ["route": "orders", "destination": "orders", "status_class": statusClass])
             }
             #expect(upstreamCount("2xx") == 4, "\(metrics)")
             #expect(upstreamCount("4xx") == 1, "\(metrics)")
             #expect(upstreamCount("5xx") == 1, "\(metrics)")
             #expect(
-                metrics.value("waypost_upstream_duration_seconds_bucket", ["route": "orders", "status_class": "2xx", "le": "+Inf"]) == 4,
+                metrics.value("waypost_upstream_duration_seconds_bucket", ["route": "orders", "destination": "orders", "status_class": "2xx", "le": "+Inf"]) == 4,
                 "\(metrics)")
 
             // The queue gauges follow the journal: a paused route's waiting messages show up.
@@ -247,7 +249,7 @@ struct AdminAPITests {
                 waiting.allSatisfy { states[$0] == "delivered" }
             }
             let after = try await server.metrics()
-            #expect(after.value("waypost_delivered_total", route) == 6, "\(after)")
+            #expect(after.value("waypost_delivered_total", destination) == 6, "\(after)")
             #expect(after.value("waypost_queue_depth", route) == 0, "\(after)")
         }
     }

@@ -187,13 +187,13 @@ extension Reliability {
                 var remaining = Int.max
                 var lastProgress = ContinuousClock.now
                 while remaining > 0, ContinuousClock.now - lastProgress < .seconds(30) {
-                    let count = Int(try sqlite3(journal, "SELECT count(*) FROM messages WHERE state <> 'delivered'")) ?? -1
+                    let count = Int(try sqlite3(journal, "SELECT count(*) FROM message_states WHERE state <> 'delivered'")) ?? -1
                     if count < remaining { lastProgress = ContinuousClock.now }
                     remaining = count
                     if remaining > 0 { try await Task.sleep(for: .milliseconds(250)) }
                 }
                 drainTime = seconds(since: drainStarted)
-                let states = try sqlite3(journal, "SELECT state, count(*) FROM messages GROUP BY 1")
+                let states = try sqlite3(journal, "SELECT state, count(*) FROM message_states GROUP BY 1")
                 #expect(remaining == 0, "the backlog stopped draining (30 s without progress): \(states)")
                 drained = remaining == 0
             } catch {
@@ -382,7 +382,7 @@ extension Reliability {
             #expect(elapsed < .seconds(grace + 4), "exit took \(elapsed) with shutdown_grace \(grace)s")
             #expect(try integrityCheck(journal) == "ok")
             let firstState = try sqlite3(
-                journal, "SELECT state FROM messages WHERE correlation_id = '\(acknowledged[0].correlationID)'")
+                journal, "SELECT state FROM message_states WHERE correlation_id = '\(acknowledged[0].correlationID)'")
             if delay < Double(grace) {
                 #expect(firstState == "delivered", "the delivery in flight had time to finish within shutdown_grace")
             } else {
@@ -396,9 +396,9 @@ extension Reliability {
             try upstream.set(["mode": "ok"])
             try await server.start()
             let delivered = try await eventually(timeout: .seconds(15)) {
-                try sqlite3(journal, "SELECT count(*) FROM messages WHERE state <> 'delivered'") == "0"
+                try sqlite3(journal, "SELECT count(*) FROM message_states WHERE state <> 'delivered'") == "0"
             }
-            let states = try sqlite3(journal, "SELECT correlation_id, state FROM messages")
+            let states = try sqlite3(journal, "SELECT correlation_id, state FROM message_states")
             #expect(delivered, "after restart: \(states)")
             await expectCleanStop(server)
             let report = checkDeliveries(acknowledged: acknowledged, rows: try await journalRows(journal), records: upstream.records)
@@ -485,7 +485,7 @@ extension Reliability {
                 try upstream.set(["mode": "ok"])
                 try await server.start()
                 let delivered = try await eventually(timeout: .seconds(15)) {
-                    try sqlite3(journal, "SELECT count(*) FROM messages WHERE state <> 'delivered'") == "0"
+                    try sqlite3(journal, "SELECT count(*) FROM message_states WHERE state <> 'delivered'") == "0"
                 }
                 #expect(delivered)
                 await expectCleanStop(server)

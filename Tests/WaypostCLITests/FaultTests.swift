@@ -47,7 +47,7 @@ private func postSequence(port: Int, count: Int, keys: Int, bodySize: Int = 600)
 /// Waits until no message of the journal is waiting or in flight (at most `timeout`).
 private func waitUntilAllFinal(_ journal: String, timeout: Duration = .seconds(20)) async throws -> Bool {
     try await eventually(timeout: timeout, interval: .milliseconds(200)) {
-        try sqlite3(journal, "SELECT count(*) FROM messages WHERE state IN ('queued', 'in_flight')") == "0"
+        try sqlite3(journal, "SELECT count(*) FROM message_states WHERE state IN ('queued', 'in_flight')") == "0"
     }
 }
 
@@ -56,7 +56,7 @@ private func overdueRetries(_ journal: String) async throws -> Int {
     Int(
         try sqlite3(
             journal,
-            "SELECT count(*) FROM messages WHERE state = 'queued' AND next_attempt_at IS NOT NULL "
+            "SELECT count(*) FROM message_states WHERE state = 'queued' AND next_attempt_at IS NOT NULL "
                 + "AND next_attempt_at < strftime('%Y-%m-%dT%H:%M:%fZ', 'now', '-2 seconds')")) ?? -1
 }
 
@@ -124,9 +124,9 @@ extension Reliability {
                     overdue.append(try await overdueRetries(journal))
                 }
                 #expect(overdue.allSatisfy { $0 == 0 }, "queued messages with next_attempt_at more than 2 s ago, every 250 ms: \(overdue)")
-                let attemptsWhileDown = Int(try sqlite3(journal, "SELECT sum(attempts) FROM messages")) ?? 0
+                let attemptsWhileDown = Int(try sqlite3(journal, "SELECT sum(attempts) FROM message_states")) ?? 0
                 #expect(attemptsWhileDown >= 8, "the heads of 4 queues were retried for 3 s: \(attemptsWhileDown) attempts")
-                #expect(try sqlite3(journal, "SELECT count(*) FROM messages WHERE state = 'failed'") == "0")
+                #expect(try sqlite3(journal, "SELECT count(*) FROM message_states WHERE state = 'failed'") == "0")
 
                 try await upstream.start(port: upstreamPort)
                 #expect(try await waitUntilAllFinal(journal), "not delivered within 20 s after the upstream came back")
@@ -138,7 +138,7 @@ extension Reliability {
                 // attempts: the column, the attempts table and the upstream's X-Waypost-Attempt agree.
                 let mismatched = try sqlite3(
                     journal,
-                    "SELECT count(*) FROM messages m WHERE attempts <> (SELECT count(*) FROM attempts a WHERE a.message_id = m.id)")
+                    "SELECT count(*) FROM message_states m WHERE attempts <> (SELECT count(*) FROM attempts a WHERE a.delivery_id = m.id)")
                 #expect(mismatched == "0", "messages whose attempts column differs from their attempts rows")
                 let byID = Dictionary(rows.map { ($0.correlationID, $0.attempts) }, uniquingKeysWith: { a, _ in a })
                 for record in upstream.records {
@@ -209,12 +209,12 @@ extension Reliability {
             try await withUpstreamAndServer(mode: ["mode": "garbage"], ordering: "fifo") { _, journal, upstream, server in
                 let acknowledged = try await postSequence(port: server.port, count: 2, keys: 1)
                 let retried = try await eventually(timeout: .seconds(8)) {
-                    (Int(try sqlite3(journal, "SELECT attempts FROM messages ORDER BY id LIMIT 1")) ?? 0) >= 3
+                    (Int(try sqlite3(journal, "SELECT attempts FROM message_states ORDER BY id LIMIT 1")) ?? 0) >= 3
                 }
                 #expect(retried, "the first message was not retried 3 times within 8 s")
                 let errors = try sqlite3(journal, "SELECT DISTINCT coalesce(error, 'status ' || status) FROM attempts")
                 #expect(
-                    try sqlite3(journal, "SELECT count(*) FROM messages WHERE state = 'failed'") == "0",
+                    try sqlite3(journal, "SELECT count(*) FROM message_states WHERE state = 'failed'") == "0",
                     "a garbage answer failed a message: \(errors)")
                 try upstream.set(["mode": "ok"])
                 #expect(try await waitUntilAllFinal(journal), "not delivered within 20 s")
@@ -299,7 +299,7 @@ extension Reliability {
                     received,
                     "acknowledged messages not delivered: \(checkDeliveries(acknowledged: acknowledged, rows: [], records: upstream.records).lost)"
                 )
-                let beforeRestart = try sqlite3(journal, "SELECT state, count(*) FROM messages GROUP BY 1")
+                let beforeRestart = try sqlite3(journal, "SELECT state, count(*) FROM message_states GROUP BY 1")
                 // A restart finds every acknowledged message in the journal, and leaves none undelivered.
                 await expectCleanStop(server)
                 #expect(try integrityCheck(journal) == "ok")
@@ -334,16 +334,16 @@ extension Reliability {
                 try upstream.set(["mode": "ok"])
                 let second = try await postSequence(port: server.port, count: 1, keys: 1)
                 let final = try await waitUntilAllFinal(journal, timeout: .seconds(10))
-                let states = try sqlite3(journal, "SELECT correlation_id, state, attempts FROM messages ORDER BY id")
+                let states = try sqlite3(journal, "SELECT correlation_id, state, attempts FROM message_states ORDER BY id")
                 #expect(
                     final,
                     "journal 10 s after space returned: \(states); upstream: \(upstream.records.map { "\($0.correlationID) \($0.attempt) \($0.action)" })"
                 )
                 #expect(
-                    try sqlite3(journal, "SELECT state FROM messages WHERE correlation_id = '\(first[0].correlationID)'")
+                    try sqlite3(journal, "SELECT state FROM message_states WHERE correlation_id = '\(first[0].correlationID)'")
                         == "delivered")
                 #expect(
-                    try sqlite3(journal, "SELECT state FROM messages WHERE correlation_id = '\(second[0].correlationID)'")
+                    try sqlite3(journal, "SELECT state FROM message_states WHERE correlation_id = '\(second[0].correlationID)'")
                         == "delivered")
                 await expectCleanStop(server)
             }
@@ -363,14 +363,14 @@ extension Reliability {
                 await holder?.release()
                 try upstream.set(["mode": "ok"])
                 let final = try await waitUntilAllFinal(journal, timeout: .seconds(10))
-                let states = try sqlite3(journal, "SELECT correlation_id, state, attempts FROM messages ORDER BY id")
+                let states = try sqlite3(journal, "SELECT correlation_id, state, attempts FROM message_states ORDER BY id")
                 let failures = server.stderr.split(separator: "\n").filter { $0.contains("commit failed") }
                 #expect(
                     final,
                     "journal 10 s after the lock ended: \(states); upstream: \(upstream.records.map { "\($0.correlationID) \($0.attempt) \($0.action)" }); log: \(failures)"
                 )
                 #expect(
-                    try sqlite3(journal, "SELECT state FROM messages WHERE correlation_id = '\(first[0].correlationID)'")
+                    try sqlite3(journal, "SELECT state FROM message_states WHERE correlation_id = '\(first[0].correlationID)'")
                         == "delivered")
                 await expectCleanStop(server)
             }
@@ -408,7 +408,7 @@ extension Reliability {
                 try #require(purged.status == 0 && purged.stdout.contains("purged 3"), "\(purged)")
                 let after = try await postSequence(port: server.port, count: 1, keys: 1)
                 let delivered = try await waitUntilAllFinal(journal, timeout: .seconds(10))
-                let rows = try sqlite3(journal, "SELECT id, correlation_id, state, attempts FROM messages")
+                let rows = try sqlite3(journal, "SELECT id, correlation_id, state, attempts FROM message_states")
                 #expect(delivered, "10 s after it was acknowledged: \(rows) (row ids before the purge: 1, 2, 3)")
                 let report = checkDeliveries(acknowledged: after, rows: [], records: upstream.records, requireDelivered: false)
                 #expect(report.lost.isEmpty, "the upstream never received \(after[0].correlationID)")

@@ -62,7 +62,7 @@ struct JournalCommandsCLITests {
             #expect(result.status == 0, "\(result)")
             #expect(
                 result.lines.first?.split(separator: " ") == [
-                    "ROUTE", "QUEUED", "IN_FLIGHT", "DELIVERED", "FAILED", "SKIPPED", "OLDEST", "QUEUED",
+                    "ROUTE", "QUEUED", "IN_FLIGHT", "DELIVERED", "FAILED", "SKIPPED", "FILTERED", "OLDEST", "QUEUED",
                 ], "\(result)")
             let row = try #require(result.lines.first { $0.hasPrefix("default ") }, "no row for route default: \(result)")
             let cells = row.split(separator: " ").map(String.init)

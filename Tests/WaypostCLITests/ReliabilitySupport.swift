@@ -621,7 +621,7 @@ struct JournalRow {
 /// Every row of `messages`, in order of acceptance.
 func journalRows(_ journal: String) async throws -> [JournalRow] {
     let text = try sqlite3(
-        journal, "SELECT id, correlation_id, route, coalesce(ordering_key, ''), state, attempts FROM messages ORDER BY id")
+        journal, "SELECT id, correlation_id, route, coalesce(ordering_key, ''), state, attempts FROM message_states ORDER BY id")
     return text.split(separator: "\n").compactMap { line in
         let p = line.split(separator: "|", omittingEmptySubsequences: false).map(String.init)
         guard p.count == 6, let id = Int(p[0]), let attempts = Int(p[5]) else { return nil }

@@ -34,7 +34,7 @@ private enum Step: Sendable {
 
 private struct Script: Sendable, CustomTestStringConvertible {
     var label: String
-    var routes: [DeliveryScheduler.RoutePolicy]
+    var routes: [DeliveryScheduler.DestinationPolicy]
     var steps: [Step]
     var testDescription: String { label }
 }
@@ -44,8 +44,8 @@ private let retry = RetryPolicy(initial: .seconds(1), factor: 2, maxDelay: .seco
 
 private func route(
     _ name: String = "r", _ ordering: Ordering = .fifo, concurrency: Int = 16, onExhausted: OnExhausted = .deadLetter
-) -> DeliveryScheduler.RoutePolicy {
-    DeliveryScheduler.RoutePolicy(name: name, ordering: ordering, concurrency: concurrency, retry: retry, onExhausted: onExhausted)
+) -> DeliveryScheduler.DestinationPolicy {
+    DeliveryScheduler.DestinationPolicy(name: name, ordering: ordering, concurrency: concurrency, retry: retry, onExhausted: onExhausted)
 }
 
 private func send(_ id: Int64, route: Int = 0, key: String? = nil, notBefore: Int64? = nil, blocking: Bool = false) -> Action {

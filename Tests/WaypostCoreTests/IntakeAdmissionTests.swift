@@ -96,7 +96,7 @@ struct IntakeAdmissionTests {
         let message = try message("orders", fields: fields, body: #"{"order":{"id":"o-7"}}"#).get()
         #expect(message.headers.map(\.name) == ["Host", "Idempotency-Key", "Content-Type"])
         #expect(message.idempotencyKey == nil)
-        #expect(message.orderingKey == "o-7")
+        #expect(message.deliveries == [PlannedDelivery(destination: "orders", orderingKey: "o-7")])
         #expect(message.path == "/hooks/orders?x=1")
         #expect(message.receivedAt == 1_790_000_000_000)
         #expect(message.clientAddress == "192.0.2.1")

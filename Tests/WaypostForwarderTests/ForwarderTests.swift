@@ -68,7 +68,7 @@ final class DeliveryHarness: Sendable {
     func attempts(_ id: String) throws -> [AttemptRecord] {
         let reader = try JournalReader(path: journalPath)
         guard let record = try reader.message(correlationID: id) else { return [] }
-        return try reader.attempts(messageID: record.id)
+        return try reader.attempts(deliveryID: record.replyDeliveryID)
     }
 
     /// Waits (up to `timeout`) until every message in `ids` is in one of `states`.

@@ -73,7 +73,7 @@ struct SignatureGatewayTests {
                     name: "r", path: "/", upstream: upstream.url,
                     retry: RetryPolicy(initial: .milliseconds(100), factor: 1, maxDelay: .milliseconds(100)), sign: sign)
             ],
-            signers: ["r": signer]
+            signers: ["r/r": signer]
         ) { gateway in
             let accepted = try await gateway.send(
                 "POST", "/x",

@@ -14,11 +14,13 @@ struct JournalWriterTests {
         defer { dir.remove() }
         let writer = try JournalWriter.open(dir.file("j.db"))
         await writer.shutdown()
-        #expect(try sqlite3(dir.file("j.db"), "PRAGMA user_version") == "2")
+        #expect(try sqlite3(dir.file("j.db"), "PRAGMA user_version") == "3")
         #expect(try sqlite3(dir.file("j.db"), "PRAGMA journal_mode") == "wal")
         let objects = try sqlite3(
             dir.file("j.db"), "SELECT type || ':' || name FROM sqlite_master WHERE name NOT LIKE 'sqlite_%' ORDER BY name")
-        for expected in ["table:attempts", "table:messages", "view:failed", "view:queued", "view:recent"] {
+        for expected in [
+            "table:attempts", "table:deliveries", "table:messages", "view:failed", "view:message_states", "view:queued", "view:recent",
+        ] {
             #expect(objects.contains(expected), "missing \(expected) in \(objects)")
         }
     }
@@ -63,7 +65,7 @@ struct JournalWriterTests {
         writer.onStored { messages in handed.withLock { $0 += messages } }
         var first = makeMessage(
             body: [0, 0xFF, 0x0A] + Array("x".utf8), idempotencyKey: "key-1", headers: [HeaderField(name: "X-A", value: "1 é")])
-        first.orderingKey = "customer-7"
+        first.deliveries[0].orderingKey = "customer-7"
         first.clientAddress = "192.0.2.1"
         #expect(try await writer.store(first).get() == .stored(correlationID: first.correlationID))
         let second = makeMessage(route: "billing", headers: [])
@@ -77,11 +79,11 @@ struct JournalWriterTests {
         let messages = handed.withLock { $0 }
         try #require(messages.count == 2)
         #expect(messages.map(\.route) == ["orders", "billing"])
-        #expect(messages.map(\.orderingKey) == ["customer-7", nil])
-        #expect(messages[0].id < messages[1].id)
+        #expect(messages.map { $0.deliveries.first?.orderingKey } == ["customer-7", nil])
+        #expect(messages[0].content.id < messages[1].content.id)
         let reader = try DeliveryReader(path: dir.file("j.db"))
         for message in messages {
-            #expect(try reader.message(id: message.id) == message.content)
+            #expect(try reader.message(id: message.content.id) == message.content)
         }
         #expect(messages[0].content.clientAddress == "192.0.2.1")
         #expect(messages[0].content.headers == [HeaderField(name: "X-A", value: "1 é")])
@@ -240,15 +242,15 @@ struct DeliveryRecordTests {
                 }
             }
             #expect(await writer.store(makeMessage()).isStored)
-            await recorded(.started(messageID: 1, attempt: 1, cycleAttempt: 1, atMilliseconds: 1_000))
+            await recorded(.started(deliveryID: 1, attempt: 1, cycleAttempt: 1, atMilliseconds: 1_000))
             #expect(await writer.store(makeMessage()).isStored)
-            await recorded(.started(messageID: 2, attempt: 1, cycleAttempt: 1, atMilliseconds: 1_000))
+            await recorded(.started(deliveryID: 2, attempt: 1, cycleAttempt: 1, atMilliseconds: 1_000))
             let statistics = writer.statistics
             await writer.shutdown()
             #expect(statistics.commits == 4)
             #expect(statistics.intakeCommits == 2)
             #expect(statistics.commitsWithoutFsync == (durability == .full ? 2 : 4), "\(durability): \(statistics)")
-            #expect(try sqlite3(dir.file("\(durability).db"), "SELECT group_concat(state) FROM messages") == "in_flight,in_flight")
+            #expect(try sqlite3(dir.file("\(durability).db"), "SELECT group_concat(state) FROM message_states") == "in_flight,in_flight")
         }
     }
 
@@ -273,11 +275,11 @@ struct DeliveryRecordTests {
         let hourAgo = now - 3_600_000
         func finish(_ row: Int64, _ state: MessageState, _ status: Int, at: Int64) async {
             await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-                writer.record(.started(messageID: row, attempt: 1, cycleAttempt: 1, atMilliseconds: at))
+                writer.record(.started(deliveryID: row, attempt: 1, cycleAttempt: 1, atMilliseconds: at))
                 writer.record(
                     .finished(
                         FinishedAttempt(
-                            messageID: row, attempt: 1, durationMilliseconds: 12,
+                            deliveryID: row, attempt: 1, durationMilliseconds: 12,
                             response: StoredResponse(status: status, headers: [HeaderField(name: "X-A", value: "1")], body: [0, 1]),
                             error: nil, state: state, nextAttemptAt: nil, lastError: state == .failed ? "HTTP \(status)" : nil,
                             atMilliseconds: at))
@@ -295,7 +297,7 @@ struct DeliveryRecordTests {
         #expect(record.responseBody == [0, 1])
         #expect(record.responseHeadersJSON == "[[\"X-A\",\"1\"]]")
         #expect(record.deliveredAt == Timestamp.format(millisecondsSince1970: now))
-        let attempts = try reader.attempts(messageID: 1)
+        let attempts = try reader.attempts(deliveryID: 1)
         #expect(
             attempts == [
                 AttemptRecord(
@@ -309,10 +311,10 @@ struct DeliveryRecordTests {
             try await Task.sleep(for: .milliseconds(100))
         }
         await writer.shutdown()
-        #expect(try sqlite3(dir.file("j.db"), "SELECT group_concat(state) FROM messages ORDER BY id") == "delivered,failed")
-        #expect(try sqlite3(dir.file("j.db"), "SELECT id FROM messages WHERE state = 'delivered'") == "1")
-        #expect(try sqlite3(dir.file("j.db"), "SELECT count(*) FROM attempts WHERE message_id = 3") == "0")
-        #expect(try sqlite3(dir.file("j.db"), "SELECT count(*) FROM attempts WHERE message_id IN (1, 2)") == "2")
+        #expect(try sqlite3(dir.file("j.db"), "SELECT group_concat(state) FROM message_states ORDER BY id") == "delivered,failed")
+        #expect(try sqlite3(dir.file("j.db"), "SELECT id FROM message_states WHERE state = 'delivered'") == "1")
+        #expect(try sqlite3(dir.file("j.db"), "SELECT count(*) FROM attempts WHERE delivery_id = 3") == "0")
+        #expect(try sqlite3(dir.file("j.db"), "SELECT count(*) FROM attempts WHERE delivery_id IN (1, 2)") == "2")
     }
 
     @Test("a skip during an attempt whose start was not yet recorded stands, unless the attempt delivered the message")
@@ -336,7 +338,7 @@ struct DeliveryRecordTests {
                 writer.record(
                     .finished(
                         FinishedAttempt(
-                            messageID: row, attempt: 1, cycleAttempt: 1, durationMilliseconds: 3,
+                            deliveryID: row, attempt: 1, cycleAttempt: 1, durationMilliseconds: 3,
                             response: StoredResponse(status: status, headers: [], body: []), error: nil, state: state,
                             nextAttemptAt: nextAttemptAt, lastError: state == .delivered ? nil : "HTTP \(status)", atMilliseconds: now))
                 ) { result in
@@ -350,9 +352,9 @@ struct DeliveryRecordTests {
         await finish(3, .delivered, status: 200, nextAttemptAt: nil)
         let states = try sqlite3(
             dir.file("j.db"),
-            "SELECT group_concat(state || ':' || ifnull(next_attempt_at, '-') || ':' || response_status) FROM messages ORDER BY id")
+            "SELECT group_concat(state || ':' || ifnull(next_attempt_at, '-') || ':' || response_status) FROM message_states ORDER BY id")
         let attempts = try sqlite3(
-            dir.file("j.db"), "SELECT group_concat(message_id || ':' || status) FROM attempts ORDER BY message_id")
+            dir.file("j.db"), "SELECT group_concat(delivery_id || ':' || status) FROM attempts ORDER BY delivery_id")
         let after = try #require(Int(try sqlite3(dir.file("j.db"), generationSQL)))
         await writer.shutdown()
         #expect(states == "skipped:-:503,skipped:-:400,delivered:-:200")
@@ -369,15 +371,15 @@ struct DeliveryRecordTests {
         let message = makeMessage()
         #expect(await writer.store(message).isStored)
         await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-            writer.record(.started(messageID: 1, attempt: 1, cycleAttempt: 1, atMilliseconds: 1_790_000_000_000)) { _ in
+            writer.record(.started(deliveryID: 1, attempt: 1, cycleAttempt: 1, atMilliseconds: 1_790_000_000_000)) { _ in
                 continuation.resume()
             }
         }
-        #expect(try sqlite3(dir.file("j.db"), "SELECT state FROM messages") == "in_flight")
+        #expect(try sqlite3(dir.file("j.db"), "SELECT state FROM message_states") == "in_flight")
         await writer.shutdown()
         writer = try JournalWriter.open(dir.file("j.db"))
         await writer.shutdown()
-        #expect(try sqlite3(dir.file("j.db"), "SELECT state FROM messages") == "queued")
+        #expect(try sqlite3(dir.file("j.db"), "SELECT state FROM message_states") == "queued")
         #expect(try sqlite3(dir.file("j.db"), "SELECT error FROM attempts") == "interrupted: Waypost stopped during the attempt")
     }
 
@@ -408,7 +410,7 @@ struct DeliveryRecordTests {
         _ = try sqlite3(path, v1)
         let writer = try JournalWriter.open(path)
         await writer.shutdown()
-        #expect(try sqlite3(path, "PRAGMA user_version") == "2")
+        #expect(try sqlite3(path, "PRAGMA user_version") == "3")
         let record = try #require(try JournalReader(path: path).message(correlationID: "old-1"))
         #expect(record.body == [0x00, 0xFF])
         #expect(record.state == .queued)

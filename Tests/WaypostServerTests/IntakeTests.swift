@@ -34,7 +34,8 @@ struct IntakeTests {
             let hex = try intake.sqlite("SELECT hex(body) FROM messages WHERE correlation_id = '\(id)'")
             #expect(hex == body.map { String(format: "%02X", $0) }.joined())
             let row = try intake.sqlite(
-                "SELECT route || '|' || method || '|' || path || '|' || state FROM messages WHERE correlation_id = '\(id)'")
+                "SELECT m.route || '|' || m.method || '|' || m.path || '|' || s.state FROM messages m JOIN message_states s ON s.id = m.id "
+                    + "WHERE m.correlation_id = '\(id)'")
             #expect(row == "github|POST|/hooks/github/push?delivery=1|queued")
             let headers = try intake.sqlite("SELECT headers FROM messages WHERE correlation_id = '\(id)'")
             let pairs = try JSONSerialization.jsonObject(with: Data(headers.utf8)) as? [[String]]
