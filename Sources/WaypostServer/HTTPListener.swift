@@ -17,6 +17,9 @@ final class HTTPListener: Sendable {
     private let group: any EventLoopGroup
     private let maxHeaderBytes: Int
     private let limits: ConnectionLimits
+    /// Whether connections keep the raw bytes of request heads (the intake stores header
+    /// values byte for byte).
+    private let recordsRawHeads: Bool
     private let logger: Logger
     /// Dropped at shutdown, while the event loops still run: its deinit completes a promise
     /// on one of them.
@@ -26,7 +29,11 @@ final class HTTPListener: Sendable {
     private let connections = Mutex<[ObjectIdentifier: any Channel]>([:])
 
     /// - Parameter name: `intake` or `admin`, for the log line that reports the bound address.
-    init(name: String, address: HostPort, group: any EventLoopGroup, maxHeaderBytes: Int, limits: ConnectionLimits, logger: Logger) {
+    init(
+        name: String, address: HostPort, group: any EventLoopGroup, maxHeaderBytes: Int, limits: ConnectionLimits,
+        recordsRawHeads: Bool = false, logger: Logger
+    ) {
+        self.recordsRawHeads = recordsRawHeads
         self.name = name
         self.address = address
         self.group = group
@@ -44,6 +51,7 @@ final class HTTPListener: Sendable {
         if let bound = channel.withLock({ $0 }), let address = bound.localAddress { return address }
         let maxHeaderBytes = self.maxHeaderBytes
         let limits = self.limits
+        let recordsRawHeads = self.recordsRawHeads
         let logger = self.logger
         guard let quiesce = self.quiesce.withLock({ $0 }) else { throw ChannelError.ioOnClosedChannel }
         let bootstrap = ServerBootstrap(group: group)
@@ -63,7 +71,8 @@ final class HTTPListener: Sendable {
                 channel.closeFuture.whenComplete { [self] _ in connections.withLock { $0[key] = nil } }
                 return channel.eventLoop.makeCompletedFuture {
                     try Self.addHandlers(
-                        to: channel.pipeline.syncOperations, maxHeaderBytes: maxHeaderBytes, limits: limits, handler: makeHandler())
+                        to: channel.pipeline.syncOperations, maxHeaderBytes: maxHeaderBytes, limits: limits,
+                        recordsRawHeads: recordsRawHeads, handler: makeHandler())
                 }
             }
         let bound = try await bootstrap.bind(host: address.host, port: address.port).get()
@@ -75,16 +84,17 @@ final class HTTPListener: Sendable {
 
     /// Builds one connection's pipeline: deadlines, the response encoder, the request decoder
     /// (with the header limits), pipelining, problem+json answers to malformed requests, then
-    /// `handler`. The fuzz targets build the same pipeline around an `EmbeddedChannel`.
+    /// `handler`; with `recordsRawHeads`, the raw bytes of request heads for the handler (see
+    /// ``RawHeads``). The fuzz targets build the same pipeline around an `EmbeddedChannel`.
     static func addHandlers(
-        to pipeline: ChannelPipeline.SynchronousOperations, maxHeaderBytes: Int, limits: ConnectionLimits, handler: any ChannelHandler
+        to pipeline: ChannelPipeline.SynchronousOperations, maxHeaderBytes: Int, limits: ConnectionLimits, recordsRawHeads: Bool,
+        handler: any ChannelHandler
     ) throws {
         var decoderLimits = NIOHTTPDecoderLimitConfiguration()
         decoderLimits.maxHeaderListSize = maxHeaderBytes
         decoderLimits.maxHeaderFieldSize = maxHeaderBytes
         let deadline = ConnectionDeadline(limits: limits)
-        // The intake stores header values byte for byte: its connections record the raw heads.
-        let rawHeads = handler is IntakeHandler ? RawHeads(limit: maxHeaderBytes + 16 * 1024) : nil
+        let rawHeads = recordsRawHeads ? RawHeads(limit: maxHeaderBytes + 16 * 1024) : nil
         try pipeline.addHandlers([
             HTTPResponseEncoder(),
             RawBytesGuard(deadline: deadline, rawHeads: rawHeads),

@@ -40,7 +40,7 @@ public final class IntakeServer: Service, Sendable {
             maxHeaderBytes: configuration.routes.map(\.maxHeaderBytes).max() ?? configuration.defaults.maxHeaderBytes,
             limits: ConnectionLimits(
                 headerTimeout: .milliseconds(configuration.headerTimeout.milliseconds), minBodyRate: configuration.minBodyRate),
-            logger: logger)
+            recordsRawHeads: true, logger: logger)
     }
 
     /// Binds the listener and starts accepting connections.

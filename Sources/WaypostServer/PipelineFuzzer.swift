@@ -56,22 +56,27 @@ public final class PipelineFuzzer: Sendable {
 
     /// One input through the intake's pipeline.
     public func intake(_ bytes: [UInt8]) {
-        run(bytes, maxHeaderBytes: 2048, limits: ConnectionLimits(headerTimeout: .seconds(2), minBodyRate: 64)) {
+        run(bytes, maxHeaderBytes: 2048, limits: ConnectionLimits(headerTimeout: .seconds(2), minBodyRate: 64), recordsRawHeads: true) {
             IntakeHandler(context: intake)
         }
     }
 
     /// One input through the admin API's pipeline.
     public func admin(_ bytes: [UInt8]) {
-        run(bytes, maxHeaderBytes: 16 * 1024, limits: ConnectionLimits()) { AdminHandler(context: admin, readers: readers) }
+        run(bytes, maxHeaderBytes: 16 * 1024, limits: ConnectionLimits(), recordsRawHeads: false) {
+            AdminHandler(context: admin, readers: readers)
+        }
     }
 
-    private func run(_ bytes: [UInt8], maxHeaderBytes: Int, limits: ConnectionLimits, handler: () -> any ChannelHandler) {
+    private func run(
+        _ bytes: [UInt8], maxHeaderBytes: Int, limits: ConnectionLimits, recordsRawHeads: Bool, handler: () -> any ChannelHandler
+    ) {
         let channel = EmbeddedChannel()
         defer { _ = try? channel.finish(acceptAlreadyClosed: true) }
         do {
             try HTTPListener.addHandlers(
-                to: channel.pipeline.syncOperations, maxHeaderBytes: maxHeaderBytes, limits: limits, handler: handler())
+                to: channel.pipeline.syncOperations, maxHeaderBytes: maxHeaderBytes, limits: limits, recordsRawHeads: recordsRawHeads,
+                handler: handler())
             try channel.connect(to: SocketAddress(ipAddress: "192.0.2.1", port: 40_000)).wait()
         } catch {
             fatalError("the fuzz pipeline cannot be built: \(error)")
