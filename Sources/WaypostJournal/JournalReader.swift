@@ -27,6 +27,9 @@ public struct MessageRecord: Sendable, Equatable {
     /// The row id and state of the first delivery, the `reply_from` destination's.
     public var replyDeliveryID: Int64
     public var replyState: MessageState
+    /// Its deliveries, the `reply_from` destination's first, where the reader read them
+    /// (one message, and lists).
+    public var deliveries: [DeliveryRecord] = []
 }
 
 /// One delivery of a message: to one destination, with its own state and outcome.
@@ -159,6 +162,7 @@ public final class JournalReader {
         try statement.bind(7, filter.destination)
         var records: [MessageRecord] = []
         while try statement.step() { records.append(Self.record(statement)) }
+        for index in records.indices { records[index].deliveries = try deliveries(messageID: records[index].id) }
         return records
     }
 
@@ -166,7 +170,10 @@ public final class JournalReader {
     public func message(correlationID: String) throws(JournalError) -> MessageRecord? {
         let statement = try db.prepare("SELECT \(Self.columns) \(Self.tables) WHERE m.correlation_id = ?1")
         try statement.bind(1, correlationID)
-        return try statement.step() ? Self.record(statement) : nil
+        guard try statement.step() else { return nil }
+        var record = Self.record(statement)
+        record.deliveries = try deliveries(messageID: record.id)
+        return record
     }
 
     /// The deliveries of the message with row id `messageID`, the `reply_from` destination's first.

@@ -165,8 +165,9 @@ final class AdminHandler: ChannelInboundHandler, RemovableChannelHandler {
         case .message(let id):
             return readers.read(on: eventLoop) { reader in
                 guard let record = try reader.message(correlationID: id) else { throw Problem.unknownMessage(id) }
-                let attempts = try reader.attempts(deliveryID: record.replyDeliveryID).map(\.json).joined(separator: ",")
-                return .json(200, "{\"message\":\(record.statusJSON),\"attempts\":[\(attempts)]}")
+                var logs: [Int64: [AttemptRecord]] = [:]
+                for delivery in record.deliveries { logs[delivery.id] = try reader.attempts(deliveryID: delivery.id) }
+                return .json(200, record.summaryJSON(attemptLogs: logs))
             }
         case .replayMessage(let id):
             return readers.perform(on: eventLoop) {
@@ -276,7 +277,7 @@ final class AdminHandler: ChannelInboundHandler, RemovableChannelHandler {
     static func filter(_ query: Substring) throws(Problem) -> MessageFilter {
         var filter = MessageFilter(limit: 100)
         do {
-            for (key, value) in try QueryString.dictionary(query, allowed: ["state", "route", "since", "until", "limit", "cursor"]) {
+            for (key, value) in try QueryString.dictionary(query, allowed: ["state", "route", "destination", "since", "until", "limit", "cursor"]) {
                 try filter.set(key, value)
             }
         } catch let error as QueryString.Malformed {
@@ -296,9 +297,9 @@ final class AdminHandler: ChannelInboundHandler, RemovableChannelHandler {
         guard JSONValidator.isValid(body), let object = (try? JSONSerialization.jsonObject(with: Data(body))) as? [String: Any] else {
             throw badFilter("the body must be a JSON object such as {\"state\":\"failed\",\"route\":\"github\",\"since\":\"2h\"}")
         }
-        let known = ["state", "route", "since", "until"]
+        let known = ["state", "route", "destination", "since", "until"]
         if let unknown = object.keys.first(where: { !known.contains($0) }) {
-            throw badFilter("unknown filter key \(unknown.prefix(40)); the keys are state, route, since, until")
+            throw badFilter("unknown filter key \(unknown.prefix(40)); the keys are state, route, destination, since, until")
         }
         var filter = MessageFilter(state: .failed)
         for (key, value) in object {

@@ -203,15 +203,24 @@ final class IntakeHandler: ChannelInboundHandler, RemovableChannelHandler {
         let keepAlive = request.head.isKeepAlive
         let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
         let eventLoop = context.eventLoop
+        // The 202's state: the message's as stored (SPEC §11), or, for a synchronous source
+        // whose `reply_from` destination filtered the message out, `filtered` (nothing will answer).
+        let replyFiltered = message.deliveries.first?.filtered == true
+        var initialState: MessageState = message.deliveries.allSatisfy(\.filtered) ? .filtered : .queued
         // A synchronous request watches for the outcome before the message can be sent.
         var watch: Watch?
         if case .sync(let budget, _) = request.pattern {
-            watch = self.watch(request.correlationID, budget: budget, context: context)
+            if replyFiltered {
+                initialState = .filtered
+            } else {
+                watch = self.watch(request.correlationID, budget: budget, context: context)
+            }
         }
-        shared.writer.submit(message) { [watch] result in
+        shared.writer.submit(message) { [watch, initialState] result in
             eventLoop.execute {
                 let (handler, context) = loopBound.value
-                handler.stored(result, request: request, watch: watch, keepAlive: keepAlive, context: context)
+                handler.stored(
+                    result, request: request, initialState: initialState, watch: watch, keepAlive: keepAlive, context: context)
             }
         }
     }
@@ -230,8 +239,8 @@ final class IntakeHandler: ChannelInboundHandler, RemovableChannelHandler {
     }
 
     private func stored(
-        _ result: Result<IntakeResult, JournalUnavailable>, request: Request, watch: Watch?, keepAlive: Bool,
-        context: ChannelHandlerContext
+        _ result: Result<IntakeResult, JournalUnavailable>, request: Request, initialState: MessageState, watch: Watch?,
+        keepAlive: Bool, context: ChannelHandlerContext
     ) {
         let allocator = context.channel.allocator
         let outcome: IntakeResult
@@ -256,11 +265,11 @@ final class IntakeHandler: ChannelInboundHandler, RemovableChannelHandler {
                 shared.ackLatency.recordMilliseconds(shared.now() - request.receivedAt)
                 state = .idle
                 let response = Responses.accepted(
-                    correlationID: id, state: .queued, preferenceApplied: preferenceApplied, allocator: allocator)
+                    correlationID: id, state: initialState, preferenceApplied: preferenceApplied, allocator: allocator)
                 return write(response, keepAlive: keepAlive, context: context)
             }
             wait(
-                for: watch, onTimeout: .accepted(correlationID: id, state: .queued, preferenceApplied: preferenceApplied),
+                for: watch, onTimeout: .accepted(correlationID: id, state: initialState, preferenceApplied: preferenceApplied),
                 keepAlive: keepAlive, context: context)
         case .duplicate(let id, let existingState):
             guard let watch else {

@@ -58,6 +58,9 @@ struct List: ParsableCommand {
     @Option(help: "Only messages of this route.")
     var route: String?
 
+    @Option(help: "Only messages with a delivery to this destination; --state is then that delivery's.")
+    var destination: String?
+
     @Option(parsing: .unconditional, help: "Only messages received since: a duration ago (2h, 30m, 7d) or an RFC 3339 time.")
     var since: String?
 
@@ -68,7 +71,7 @@ struct List: ParsableCommand {
     var json = false
 
     func filter() throws -> MessageFilter {
-        try messageFilter([("state", state), ("route", route), ("since", since), ("limit", String(limit))])
+        try messageFilter([("state", state), ("route", route), ("destination", destination), ("since", since), ("limit", String(limit))])
     }
 
     func validate() throws { _ = try filter() }
@@ -82,11 +85,13 @@ struct List: ParsableCommand {
                 print("{\"messages\":[\(messages.map(\.summaryJSON).joined(separator: ","))]}")
                 return
             }
-            var rows = [["ID", "ROUTE", "STATE", "ATTEMPTS", "RECEIVED", "REQUEST", "BYTES", "LAST ERROR"]]
+            var rows = [["ID", "ROUTE", "STATE", "ATTEMPTS", "RECEIVED", "REQUEST", "BYTES", "LAST ERROR", "DESTINATIONS"]]
             for m in messages {
+                // Each destination's delivery state, when the route has more than one.
+                let destinations = m.deliveries.count > 1 ? m.deliveries.map { "\($0.destination):\($0.state)" }.joined(separator: ",") : ""
                 rows.append([
                     m.correlationID, m.route, m.state.rawValue, String(m.attempts), m.receivedAt, "\(m.method) \(m.path.prefix(60))",
-                    String(m.body.count), m.lastError.map { String($0.prefix(60)) } ?? "",
+                    String(m.body.count), m.lastError.map { String($0.prefix(60)) } ?? "", destinations,
                 ])
             }
             if messages.isEmpty { print("No messages match.") } else { printTable(rows) }

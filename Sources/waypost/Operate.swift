@@ -23,6 +23,9 @@ struct Replay: ParsableCommand {
     @Option(help: "Only messages of this route.")
     var route: String?
 
+    @Option(help: "Replay the delivery to this destination only (with --state, messages whose delivery to it is in that state).")
+    var destination: String?
+
     @Option(parsing: .unconditional, help: "Only messages received since: a duration ago (2h, 7d) or an RFC 3339 time.")
     var since: String?
 
@@ -43,7 +46,9 @@ struct Replay: ParsableCommand {
     }
 
     func filter() throws -> MessageFilter {
-        try messageFilter([("state", state), ("route", route), ("since", since), ("until", until)], states: MessageState.replayable)
+        try messageFilter(
+            [("state", state), ("route", route), ("destination", destination), ("since", since), ("until", until)],
+            states: MessageState.replayable)
     }
 
     func run() throws {
@@ -56,7 +61,7 @@ struct Replay: ParsableCommand {
                 print(dryRun ? "would replay \(replayed.count) message(s)" : "replayed \(replayed.count) message(s)")
                 return
             }
-            let replayed = try operations.replay(ids: ids, dryRun: dryRun)
+            let replayed = try operations.replay(ids: ids, destination: destination, dryRun: dryRun)
             print(dryRun ? "would replay \(replayed.count) message(s)" : "replayed \(replayed.count) message(s)")
             let missed = ids.filter { !replayed.contains($0) }
             if !missed.isEmpty {

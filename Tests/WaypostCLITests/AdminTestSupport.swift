@@ -156,13 +156,13 @@ final class AdminTestServer {
         return try await httpRequest(method, "http://127.0.0.1:\(adminPort)\(path)", body: body, headers: authorization + headers)
     }
 
-    /// `GET /messages/{id}` with the token: the `message` document and the `attempts` array.
+    /// `GET /messages/{id}` with the token: the message object (a list's item, with the
+    /// `reply_from` destination's `response`) and its `attempt_log`.
     func message(_ id: String) async throws -> (message: [String: Any], attempts: [[String: Any]]) {
         let answer = try await admin("GET", "/messages/\(id)")
         try #require(answer.status == 200, "GET /messages/\(id): \(answer.status) \(answer.body)")
-        let object = try answer.jsonObject()
-        let message = try #require(object["message"] as? [String: Any], "GET /messages/\(id): \(answer.body)")
-        let attempts = try #require(object["attempts"] as? [[String: Any]], "GET /messages/\(id): \(answer.body)")
+        let message = try answer.jsonObject()
+        let attempts = try #require(message["attempt_log"] as? [[String: Any]], "GET /messages/\(id): \(answer.body)")
         return (message, attempts)
     }
 
