@@ -63,6 +63,14 @@ public struct StateCount: Sendable, Equatable {
     public var count: Int
 }
 
+/// How many deliveries to a destination of a route are in a state.
+public struct DeliveryCount: Sendable, Equatable {
+    public var route: String
+    public var destination: String
+    public var state: MessageState
+    public var count: Int
+}
+
 /// Which messages to list. Timestamps are RFC 3339 text as stored (see ``Timestamp``).
 public struct MessageFilter: Sendable {
     /// The message's state; with ``destination``, that destination's delivery's.
@@ -122,6 +130,20 @@ public final class JournalReader {
         var counts: [StateCount] = []
         while try statement.step() {
             counts.append(StateCount(route: statement.string(0) ?? "", state: Self.state(statement, 1), count: Int(statement.int64(2))))
+        }
+        return counts
+    }
+
+    /// Delivery counts per route, destination and state.
+    public func deliveryCounts() throws(JournalError) -> [DeliveryCount] {
+        let statement = try db.prepare(
+            "SELECT route, destination, state, count(*) FROM deliveries GROUP BY route, destination, state ORDER BY route, destination, state")
+        var counts: [DeliveryCount] = []
+        while try statement.step() {
+            counts.append(
+                DeliveryCount(
+                    route: statement.string(0) ?? "", destination: statement.string(1) ?? "", state: Self.state(statement, 2),
+                    count: Int(statement.int64(3))))
         }
         return counts
     }

@@ -19,10 +19,17 @@ struct Status: ParsableCommand {
             let reader = try journal.openReader()
             let counts = try reader.counts()
             let oldest = try reader.oldestQueued()
+            let deliveries = try reader.deliveryCounts()
             let now = Date()
             let routes = Array(Set(counts.map(\.route))).sorted()
             func count(_ route: String, _ state: MessageState) -> Int {
                 counts.first { $0.route == route && $0.state == state }?.count ?? 0
+            }
+            func destinationNames(_ route: String) -> [String] {
+                Array(Set(deliveries.filter { $0.route == route }.map(\.destination))).sorted()
+            }
+            func deliveryCount(_ route: String, _ destination: String, _ state: MessageState) -> Int {
+                deliveries.first { $0.route == route && $0.destination == destination && $0.state == state }?.count ?? 0
             }
             func age(_ route: String) -> Int? {
                 oldest[route].flatMap(Timestamp.parse).map { Int((Int64(now.timeIntervalSince1970 * 1000) - $0) / 1000) }
@@ -33,7 +40,11 @@ struct Status: ParsableCommand {
                     let oldestFields =
                         oldest[route].map { "\"oldest_queued_at\":\(JSON.quote($0)),\"oldest_queued_age_seconds\":\(age(route) ?? 0)" }
                         ?? "\"oldest_queued_at\":null,\"oldest_queued_age_seconds\":null"
-                    return "{\"route\":\(JSON.quote(route)),\(fields),\(oldestFields)}"
+                    let destinations = destinationNames(route).map { destination in
+                        let fields = states.map { "\(JSON.quote($0.rawValue)):\(deliveryCount(route, destination, $0))" }
+                        return "{\"destination\":\(JSON.quote(destination)),\(fields.joined(separator: ","))}"
+                    }
+                    return "{\"route\":\(JSON.quote(route)),\(fields),\(oldestFields),\"destinations\":[\(destinations.joined(separator: ","))]}"
                 }
                 print("{\"routes\":[\(entries.joined(separator: ","))]}")
                 return
@@ -43,6 +54,17 @@ struct Status: ParsableCommand {
                 rows.append([route] + states.map { String(count(route, $0)) } + [age(route).map(formatAge) ?? "-"])
             }
             if routes.isEmpty { print("The journal holds no messages.") } else { printTable(rows) }
+            // Routes with destinations of their own (SPEC §11): each one's deliveries.
+            let split = routes.filter { destinationNames($0) != [$0] }
+            guard !split.isEmpty else { return }
+            var destinationRows = [["ROUTE", "DESTINATION"] + states.map { $0.rawValue.uppercased() }]
+            for route in split {
+                for destination in destinationNames(route) {
+                    destinationRows.append([route, destination] + states.map { String(deliveryCount(route, destination, $0)) })
+                }
+            }
+            print("")
+            printTable(destinationRows)
         }
     }
 }

@@ -178,7 +178,7 @@ struct DestinationTests {
                     filter: { body: { type: { $in: [order.paid, order.refunded] } }, headers: { x-shop: main } }
                   - { name: everything, upstream: "\(everything.url)" }
             """
-        try await withServer(config: config, upstreams: [billing, everything]) { server, _ in
+        try await withServer(config: config, upstreams: [billing, everything]) { server, dir in
             func post(_ type: String, shop: String = "main") async throws -> String {
                 let answer = try await server.intake(
                     "POST", "/shop", body: "{\"type\":\"\(type)\"}", headers: ["Content-Type: application/json", "X-Shop: \(shop)"])
@@ -200,6 +200,19 @@ struct DestinationTests {
             let filtered = try await server.admin("GET", "/messages?destination=billing&state=filtered")
             let items = try #require(try filtered.jsonObject()["messages"] as? [[String: Any]], "\(filtered.body)")
             #expect(items.compactMap { $0["id"] as? String } == [created, otherShop], "\(filtered.body)")
+
+            // `waypost status` counts each destination's deliveries.
+            let status = try await waypost("status", "--journal", server.journal, "--json", directory: dir.path)
+            #expect(status.status == 0, "\(status)")
+            let document = try #require(try? JSONSerialization.jsonObject(with: Data(status.stdout.utf8)) as? [String: Any], "\(status)")
+            let route = try #require((document["routes"] as? [[String: Any]])?.first, "\(status)")
+            #expect(route["delivered"] as? Int == 3, "\(status)")
+            let destinations = try #require(route["destinations"] as? [[String: Any]], "\(status)")
+            #expect(destinations.map { $0["destination"] as? String } == ["billing", "everything"], "\(status)")
+            #expect(destinations.map { $0["filtered"] as? Int } == [2, 0], "\(status)")
+            #expect(destinations.map { $0["delivered"] as? Int } == [1, 3], "\(status)")
+            let table = try await waypost("status", "--journal", server.journal, directory: dir.path)
+            #expect(table.lines.contains { $0.split(separator: " ").prefix(2) == ["shop", "billing"] }, "\(table)")
         }
     }
 
