@@ -130,6 +130,13 @@ extension Reliability {
                             ordering: fifo
                             retry: { initial: 100ms, factor: 2, max_delay: 1s }
                             timeouts: { connect: 1s, total: 5s }
+                          - name: fanout
+                            path: /hooks/fanout
+                            retry: { initial: 100ms, factor: 2, max_delay: 1s }
+                            timeouts: { connect: 1s, total: 5s }
+                            destinations:
+                              - { name: a, upstream: "\(upstream.url)/fan-a", ordering: key, ordering_key: "header:X-Key" }
+                              - { name: b, upstream: "\(upstream.url)/fan-b", ordering: fifo }
                         """))
             let runID = String(UUID().uuidString.prefix(8))
             let sources =
@@ -138,6 +145,9 @@ extension Reliability {
                 }
                 + (0..<2).map {
                     SequenceSource(label: "f\($0)", path: "/hooks/fifo", supplyIDs: $0 == 0, runID: runID, pause: .milliseconds(15))
+                }
+                + (0..<2).map {
+                    SequenceSource(label: "o\($0)", path: "/hooks/fanout", supplyIDs: $0 == 0, runID: runID, pause: .milliseconds(10))
                 }
             let control = LoadControl()
             var integrity: [String] = []
@@ -213,13 +223,35 @@ extension Reliability {
             let tallies = sources.map { $0.tally.withLock { $0 } }
             let acknowledged = tallies.flatMap(\.acknowledged)
             let rows = try await journalRows(journal)
-            let report = checkDeliveries(acknowledged: acknowledged, rows: rows, records: records)
+            // The routes with one destination, then each destination of `fanout` (by the path it
+            // was sent to): every acknowledged message must reach each, in its queue's order
+            // (b is fifo: one queue for the route).
+            let fannedOut = acknowledged.filter { $0.label.hasPrefix("o") }
+            let fanRows = rows.filter { $0.route == "fanout" }
+            let reports = [
+                (
+                    "single", checkDeliveries(
+                        acknowledged: acknowledged.filter { !$0.label.hasPrefix("o") }, rows: rows.filter { $0.route != "fanout" },
+                        records: records.filter { !$0.path.hasPrefix("/recv/fan-") })
+                ),
+                ("fanout/a", checkDeliveries(acknowledged: fannedOut, rows: fanRows, records: records.filter { $0.path.hasPrefix("/recv/fan-a") })),
+                (
+                    "fanout/b", checkDeliveries(
+                        acknowledged: fannedOut, rows: fanRows.map { row in
+                            var whole = row
+                            whole.orderingKey = ""
+                            return whole
+                        },
+                        records: records.filter { $0.path.hasPrefix("/recv/fan-b") })
+                ),
+            ]
+            let report = reports.map(\.1).reduce(DeliveryReport(), +)
             let noAnswer = tallies.reduce(0) { $0 + $1.noAnswer }
             let refused = tallies.reduce(0) { $0 + $1.refused503 }
             // A crash between sending an attempt and committing its start sends the same
             // X-Waypost-Attempt number again after the restart (harmless; counted for the record).
             let repeatedAttemptNumbers = Dictionary(
-                grouping: records.filter { $0.action != "short" }, by: { "\($0.correlationID) \($0.attempt)" }
+                grouping: records.filter { $0.action != "short" }, by: { "\($0.correlationID) \($0.attempt) \($0.path)" }
             ).values.count { $0.count > 1 }
             // Before the backlog drained, "lost" would count messages still waiting in the journal.
             let lost = drained ? String(report.lost.count) : "unknown (not drained; \(report.lost.count) not delivered yet)"
@@ -244,6 +276,7 @@ extension Reliability {
             }
 
             #expect(acknowledged.count > 0, "nothing was acknowledged: \(tallies.map(\.unexpected))")
+            for (name, part) in reports { print("  \(name): \(part)") }
             #expect(report.lost.isEmpty, "acknowledged but never delivered: \(report.details)\n\(summary)")
             #expect(report.corrupted.isEmpty, "bodies differ: \(report.corrupted.prefix(5))")
             #expect(report.orderViolations.isEmpty, "order per queue: \(report.orderViolations.prefix(5))")
@@ -280,7 +313,7 @@ extension Reliability {
                     state: $0.offset == 3 ? "queued" : "delivered", attempts: 1)
             }
             func record(_ id: String, _ sha: String) -> UpstreamRecord {
-                UpstreamRecord(correlationID: id, attempt: 1, sha256: sha, key: "k", seq: 0, action: "ok", length: 1)
+                UpstreamRecord(correlationID: id, attempt: 1, sha256: sha, key: "k", seq: 0, action: "ok", length: 1, path: "/")
             }
             let clean = checkDeliveries(
                 acknowledged: acknowledged,

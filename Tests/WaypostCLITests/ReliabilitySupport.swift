@@ -193,7 +193,7 @@ let recordingUpstreamScript = #"""
                 delay = s.get("delay", 2.0)
             fields = [self.headers.get("X-Correlation-ID", "-"), self.headers.get("X-Waypost-Attempt", "-"),
                       hashlib.sha256(body).hexdigest(), self.headers.get("X-Key", "-"), self.headers.get("X-Seq", "-"),
-                      action, str(len(body))]
+                      action, str(len(body)), self.path]
             with lock:
                 log.write(" ".join(fields) + "\n")
             if action == "short":
@@ -252,6 +252,8 @@ struct UpstreamRecord: Equatable {
     var seq: Int
     var action: String
     var length: Int
+    /// The request target (the destination, for a route that fans out).
+    var path: String
 }
 
 /// The python3 upstream of ``recordingUpstreamScript``. ``stop()`` and ``start(port:)`` take
@@ -299,10 +301,10 @@ final class RecordingUpstream {
         let text = (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? ""
         return text.split(separator: "\n").compactMap { line in
             let p = line.split(separator: " ").map(String.init)
-            guard p.count == 7 else { return nil }
+            guard p.count == 8 else { return nil }
             return UpstreamRecord(
                 correlationID: p[0], attempt: Int(p[1]) ?? 0, sha256: p[2], key: p[3], seq: Int(p[4]) ?? -1, action: p[5],
-                length: Int(p[6]) ?? -1)
+                length: Int(p[6]) ?? -1, path: p[7])
         }
     }
 
@@ -608,7 +610,7 @@ struct Acknowledged: Sendable {
     var sha256: String
 }
 
-/// A row of the journal's `messages` table.
+/// A message of the journal (its `message_states` row: the first delivery's ordering key).
 struct JournalRow {
     var id: Int
     var correlationID: String
@@ -658,6 +660,25 @@ struct DeliveryReport: CustomStringConvertible {
         "acknowledged=\(acknowledged) stored=\(stored) lost=\(lost.count) corrupted=\(corrupted.count) duplicates=\(duplicates) "
             + "redelivered=\(redelivered) storedTwice=\(storedTwice) partial=\(partial) orderViolations=\(orderViolations.count) "
             + "missingFromJournal=\(missingFromJournal.count) notDelivered=\(notDelivered.count) neverReceived=\(neverReceived.count)"
+    }
+
+    /// Two reports' findings together (of disjoint messages, or of one message set's deliveries
+    /// to two destinations); `stored` and `acknowledged` add up as counts of checks.
+    static func + (a: DeliveryReport, b: DeliveryReport) -> DeliveryReport {
+        var sum = a
+        sum.acknowledged += b.acknowledged
+        sum.stored += b.stored
+        sum.lost += b.lost
+        sum.corrupted += b.corrupted
+        sum.duplicates += b.duplicates
+        sum.redelivered += b.redelivered
+        sum.orderViolations += b.orderViolations
+        sum.missingFromJournal += b.missingFromJournal
+        sum.notDelivered += b.notDelivered
+        sum.neverReceived += b.neverReceived
+        sum.storedTwice += b.storedTwice
+        sum.partial += b.partial
+        return sum
     }
 
     var details: String {

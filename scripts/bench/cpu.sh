@@ -59,7 +59,7 @@ check_settings() {
 # name of the Waypost process (user + system clock ticks; threads of one name summed).
 probe() {
     echo "rows $(sql "$PROBE_JOURNAL" "SELECT count(*) FROM messages")" \
-        "delivered $(sql "$PROBE_JOURNAL" "SELECT count(*) FROM messages WHERE state = 'delivered'")"
+        "delivered $(sql "$PROBE_JOURNAL" "SELECT count(*) FROM deliveries WHERE state = 'delivered'")"
     local task
     for task in /proc/"$PROBE_PID"/task/*; do
         # Fields after "(comm) ": state is the 1st, utime the 12th, stime the 13th.

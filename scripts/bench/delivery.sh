@@ -98,14 +98,14 @@ check_settings() {
 # Journal and process probes
 
 # latency_ms JOURNAL FROM TO: "count p50 p99 max" of delivered_at - received_at in ms, for the
-# messages delivered in [FROM, TO) (RFC 3339 text, which sorts in time order). Nearest rank.
+# deliveries ended delivered in [FROM, TO) (RFC 3339 text, which sorts in time order). Nearest rank.
 latency_ms() {
     local out
     out=$(sql "$1" "
         WITH l AS (
-            SELECT (julianday(delivered_at) - julianday(received_at)) * 86400000.0 AS ms
-            FROM messages
-            WHERE state = 'delivered' AND delivered_at >= '$2' AND delivered_at < '$3'),
+            SELECT (julianday(d.delivered_at) - julianday(m.received_at)) * 86400000.0 AS ms
+            FROM deliveries d JOIN messages m ON m.id = d.message_id
+            WHERE d.state = 'delivered' AND d.delivered_at >= '$2' AND d.delivered_at < '$3'),
         r AS (SELECT ms, row_number() OVER (ORDER BY ms) AS rank, count(*) OVER () AS n FROM l)
         SELECT count(*),
                printf('%.1f', min(CASE WHEN rank >= 0.50 * n THEN ms END)),
@@ -118,14 +118,14 @@ latency_ms() {
 
 # failed_summary JOURNAL: the most common last_error of failed messages, for the details line.
 failed_summary() {
-    sql "$1" "SELECT count(*) || ' x ' || coalesce(last_error, '?') FROM messages
+    sql "$1" "SELECT count(*) || ' x ' || coalesce(last_error, '?') FROM deliveries
               WHERE state IN ('failed', 'skipped') GROUP BY last_error ORDER BY count(*) DESC LIMIT 3" \
         | paste -sd ';' -
 }
 
 # retrying JOURNAL: messages waiting for a retry (queued after a failed attempt).
 retrying() {
-    sql "$1" "SELECT count(*) FROM messages WHERE state = 'queued' AND attempts > 0"
+    sql "$1" "SELECT count(*) FROM deliveries WHERE state = 'queued' AND attempts > 0"
 }
 
 # peak_rss_kib PID: VmHWM (the resident set's high-water mark) of a running process.
@@ -272,17 +272,19 @@ exit status $exit_status, $journal_text")
 # insert_backlog JOURNAL ORDERING N: N queued rows, as an intake would have stored them.
 insert_backlog() {
     local journal=$1 ordering=$2 n=$3 key_expr="NULL"
-    [[ $ordering == key ]] && key_expr="'k' || (i % $KEY_COUNT)"
+    [[ $ordering == key ]] && key_expr="'k' || (id % $KEY_COUNT)"
     sqlite3 -batch -bail "$journal" <<EOF
 .timeout 5000
 BEGIN IMMEDIATE;
 WITH RECURSIVE seq(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM seq WHERE i < $n)
-INSERT INTO messages (correlation_id, route, ordering_key, method, path, headers, body,
-                      state, attempts, received_at, updated_at)
-SELECT 'bench-' || i, 'bench', $key_expr, 'POST', '/', '[["Content-Type","application/json"]]',
+INSERT INTO messages (correlation_id, route, method, path, headers, body, received_at)
+SELECT 'bench-' || i, 'bench', 'POST', '/', '[["Content-Type","application/json"]]',
        CAST('{"data":"' || replace(hex(zeroblob(1013)), '00', 'x') || '"}' AS BLOB),
-       'queued', 0, strftime('%Y-%m-%dT%H:%M:%fZ', 'now'), strftime('%Y-%m-%dT%H:%M:%fZ', 'now')
+       strftime('%Y-%m-%dT%H:%M:%fZ', 'now')
 FROM seq;
+-- One delivery per message, to the route's one destination (named like the route).
+INSERT INTO deliveries (message_id, route, destination, ordering_key, state, updated_at)
+SELECT id, 'bench', 'bench', $key_expr, 'queued', received_at FROM messages ORDER BY id;
 COMMIT;
 EOF
 }
@@ -312,7 +314,7 @@ drain_scenario() {
     ti1=$EPOCHREALTIME
     body_bytes=$(sql "$journal" "SELECT length(body) FROM messages LIMIT 1")
     local queued_before
-    queued_before=$(sql "$journal" "SELECT count(*) FROM messages WHERE state = 'queued'")
+    queued_before=$(sql "$journal" "SELECT count(*) FROM deliveries WHERE state = 'queued'")
     echo "--- backlog of $queued_before inserted, starting again ---" >>"$logfile"
 
     # 3. Start with the upstream up, poll twice a second until every message is final.
@@ -371,7 +373,7 @@ drain_scenario() {
     fi
     # The journal's own view: first to last delivered_at (no 0.5 s polling granularity).
     span=$(sql "$journal" "SELECT printf('%.3f', (julianday(max(delivered_at)) - julianday(min(delivered_at))) * 86400)
-                           FROM messages WHERE state = 'delivered'")
+                           FROM deliveries WHERE state = 'delivered'")
     local failed_text=""
     if [[ $f =~ ^[0-9]+$ && $f -gt 0 ]]; then
         failed_text="failed: $(failed_summary "$journal"); "

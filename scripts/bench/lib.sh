@@ -556,14 +556,14 @@ sql() {
     sqlite3 -batch -cmd '.timeout 5000' "$1" "$2" 2>/dev/null || echo "n/a"
 }
 
-# state_counts JOURNAL: prints "delivered failed+skipped queued in_flight" (covered by
-# the messages_by_state index: no table scan, cheap enough to poll twice a second).
+# state_counts JOURNAL: prints "delivered failed+skipped queued in_flight" deliveries (covered
+# by the deliveries_by_state index: no table scan, cheap enough to poll twice a second).
 state_counts() {
     local out
-    out=$(sql "$1" "SELECT (SELECT count(*) FROM messages WHERE state = 'delivered'),
-                           (SELECT count(*) FROM messages WHERE state IN ('failed', 'skipped')),
-                           (SELECT count(*) FROM messages WHERE state = 'queued'),
-                           (SELECT count(*) FROM messages WHERE state = 'in_flight')")
+    out=$(sql "$1" "SELECT (SELECT count(*) FROM deliveries WHERE state = 'delivered'),
+                           (SELECT count(*) FROM deliveries WHERE state IN ('failed', 'skipped')),
+                           (SELECT count(*) FROM deliveries WHERE state = 'queued'),
+                           (SELECT count(*) FROM deliveries WHERE state = 'in_flight')")
     [[ $out == n/a ]] && out="n/a|n/a|n/a|n/a"
     tr '|' ' ' <<<"$out"
 }
