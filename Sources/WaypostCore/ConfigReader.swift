@@ -192,6 +192,11 @@ struct ConfigReader {
 
         guard let destinationsNode else {
             route.destinations = [own]
+            if let node = fields["reply_from"], try text(node, fields.path("reply_from")) != name {
+                throw fail(
+                    fields.path("reply_from"), node,
+                    "names no destination of this route: without destinations, its one destination is named like the route (\(name))")
+            }
             return (route, fields)
         }
         let listPath = fields.path("destinations")

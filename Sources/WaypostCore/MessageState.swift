@@ -21,8 +21,9 @@ public enum MessageState: String, Sendable, CaseIterable, Codable, CustomStringC
     /// The word the journal and every answer use: `in_flight`, not the case's name.
     public var description: String { rawValue }
 
-    /// The states an operator may replay a message from: the final ones.
-    public static let replayable = allCases.filter(\.isFinal)
+    /// The states an operator may replay a message from: the final ones but `filtered` (a
+    /// filtered delivery is not sent again: its destination does not take the message).
+    public static let replayable = allCases.filter { $0.isFinal && $0 != .filtered }
 
     /// The states, in the order of the words above: `queued, in_flight, delivered, …`.
     public static let names = allCases.map(\.rawValue).joined(separator: ", ")

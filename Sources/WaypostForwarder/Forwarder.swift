@@ -175,6 +175,13 @@ public final class Forwarder: Service, @unchecked Sendable {
                         retry: $0.destination.retry, onExhausted: $0.destination.onExhausted)
                 },
                 paused: Self.pausedKeys(try reader.pausedRoutes(), of: routes))
+            // Deliveries to destinations the configuration no longer has are never sent: say so.
+            let configured = Set(routes.map(\.key))
+            for (route, destination) in try reader.waitingDestinations() where !configured.contains("\(route)/\(destination)") {
+                logger.warning(
+                    "the journal has deliveries waiting for a destination the configuration does not have; they are not sent",
+                    metadata: ["route": "\(route)", "destination": "\(destination)"])
+            }
         } catch {
             throw ForwarderError(message: "cannot read the journal: \(error.message)", cause: error)
         }

@@ -13,7 +13,7 @@ import WaypostServer
 /// The fuzz targets by name.
 public enum FuzzTargets {
     /// Every target, in the order `scripts/fuzz.sh all` runs them.
-    public static let names = ["intake", "admin", "query", "units", "config", "json", "signatures"]
+    public static let names = ["intake", "admin", "query", "units", "config", "json", "filter", "signatures"]
 
     /// The function that runs target `name` on one input; nil for an unknown name.
     ///
@@ -30,6 +30,7 @@ public enum FuzzTargets {
         case "units": return units
         case "config": return config
         case "json": return json
+        case "filter": return filter
         case "signatures":
             let verifiers = try signatureVerifiers()
             return { signatures($0, verifiers: verifiers) }
@@ -118,6 +119,26 @@ public enum FuzzTargets {
             _ = OrderingKey.jsonPointer(pointer).value(headers: [], body: bytes)
         }
         _ = JSON.decodeHeaders(String(decoding: bytes, as: UTF8.self))
+        // The parser takes what the validator takes, and its values print back as themselves.
+        let value = JSONValue.parse(bytes)
+        check((value != nil) == JSONValidator.isValid(bytes), "JSONValue.parse and JSONValidator disagree")
+        if let value { check(JSONValue.parse(Array(value.description.utf8)) == value, "\(value) does not read back as itself") }
+    }
+
+    // MARK: - Destination filters
+
+    /// The first line is a filter document (SPEC §11), the rest a request body: a filter that
+    /// compiles is matched against it, with headers, a query and a path.
+    static func filter(_ bytes: [UInt8]) {
+        let newline = bytes.firstIndex(of: 10) ?? bytes.endIndex
+        let document = String(decoding: bytes[..<newline], as: UTF8.self)
+        let body = Array(bytes[min(newline + 1, bytes.endIndex)...])
+        guard let filter = try? DeliveryFilter(json: document) else { return }
+        let input = DeliveryFilter.Input(
+            body: JSONValue.parse(body),
+            headers: [HeaderField(name: "X-Kind", value: "order.paid"), HeaderField(name: "x-kind", value: "b")],
+            query: "page=2&tag=a&tag=b&bad=%zz", path: "/hooks/shop/orders")
+        _ = filter.matches(input)
     }
 
     // MARK: - Signature headers

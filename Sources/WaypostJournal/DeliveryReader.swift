@@ -138,6 +138,18 @@ public final class DeliveryReader {
         return try outcome.step() ? FinalOutcome(record: JournalReader.record(outcome)) : nil
     }
 
+    /// The route and destination names that have deliveries waiting or blocking (`queued`,
+    /// `in_flight` or `failed`), in name order.
+    public func waitingDestinations() throws(JournalError) -> [(route: String, destination: String)] {
+        let statement = try db.prepare(
+            """
+            SELECT DISTINCT route, destination FROM deliveries WHERE state IN ('queued', 'in_flight', 'failed') ORDER BY 1, 2
+            """)
+        var names: [(route: String, destination: String)] = []
+        while try statement.step() { names.append((statement.string(0) ?? "", statement.string(1) ?? "")) }
+        return names
+    }
+
     /// What an operator paused: route names (the whole route) and `route/destination` names.
     public func pausedRoutes() throws(JournalError) -> Set<String> {
         defer { paused.reset() }

@@ -126,12 +126,11 @@ enum Schema {
         ALTER TABLE messages DROP COLUMN replayed_at;
         ALTER TABLE messages DROP COLUMN cycle_attempts;
         -- A message's state, derived from its deliveries' (SPEC §11), with its first delivery's
-        -- details: the one whose answer a waiting source gets.
+        -- details (attempts included): the one whose answer a waiting source gets.
         CREATE VIEW message_states AS
             SELECT m.id, m.correlation_id, m.route,
                    (\(messageStateSQL)) AS state,
-                   (SELECT sum(attempts) FROM deliveries d WHERE d.message_id = m.id) AS attempts,
-                   p.destination AS reply_from, p.ordering_key, m.received_at, p.next_attempt_at, p.delivered_at,
+                   p.attempts, p.destination AS reply_from, p.ordering_key, m.received_at, p.next_attempt_at, p.delivered_at,
                    p.last_error, p.response_status
             FROM messages m JOIN deliveries p ON p.id = (SELECT min(id) FROM deliveries WHERE message_id = m.id);
         CREATE VIEW queued AS

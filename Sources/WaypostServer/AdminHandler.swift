@@ -120,6 +120,14 @@ final class AdminHandler: ChannelInboundHandler, RemovableChannelHandler {
             }
         }
 
+        /// Replay, skip, pause and resume take `?destination=`.
+        var takesDestination: Bool {
+            switch self {
+            case .replayMessage, .skipMessage, .pauseRoute, .resumeRoute: true
+            default: false
+            }
+        }
+
         /// Probes and the scrape need no token.
         var isOpen: Bool { self == .healthz || self == .readyz || self == .metrics }
     }
@@ -146,7 +154,25 @@ final class AdminHandler: ChannelInboundHandler, RemovableChannelHandler {
         let journalPath = shared.journalPath
         let changed = shared.journalChanged
         // `?destination=` narrows replay, skip, pause and resume to one destination (SPEC §11).
-        let destination = (try? QueryString.items(QueryString.query(ofTarget: target)))?.first { $0.name == "destination" }?.value
+        let destination: String?
+        if endpoint.takesDestination {
+            do {
+                destination = try QueryString.dictionary(QueryString.query(ofTarget: target), allowed: ["destination"])["destination"]
+            } catch {
+                return eventLoop.makeFailedFuture(
+                    Problem(
+                        status: 400, slug: "bad-query", title: "Bad query",
+                        detail: "\(error.message); this endpoint takes only ?destination=NAME."))
+            }
+            if let destination, !shared.destinationNames.values.contains(where: { $0.contains(destination) }) {
+                return eventLoop.makeFailedFuture(
+                    Problem(
+                        status: 404, slug: "unknown-destination", title: "Unknown destination",
+                        detail: "No route has a destination named \(destination.prefix(64))."))
+            }
+        } else {
+            destination = nil
+        }
         switch endpoint {
         case .healthz:
             return eventLoop.makeSucceededFuture(.json(200, "{\"status\":\"ok\"}"))

@@ -199,7 +199,11 @@ struct CheckConfig: ParsableCommand {
         _ = try Startup.check(settings, environment: ProcessInfo.processInfo.environment)
         print("\(config): valid, \(settings.routes.count) route\(settings.routes.count == 1 ? "" : "s")")
         for route in settings.routes {
-            print("  \(route.name): \(route.path) -> \(route.upstream) (\(route.mode.rawValue), ordering \(route.ordering.rawValue))")
+            for destination in route.destinations {
+                // A route without destinations has one, named like it: one line, as before.
+                let name = destination.name == route.name ? route.name : "\(route.name)/\(destination.name)"
+                print("  \(name): \(route.path) -> \(destination.upstream) (\(route.mode.rawValue), ordering \(destination.ordering.rawValue))")
+            }
         }
     }
 }

@@ -255,6 +255,15 @@ struct DestinationTests {
 
             let unknown = try await server.admin("POST", "/routes/shop/pause?destination=nope")
             #expect(unknown.status == 404, "\(unknown.status) \(unknown.body)")
+            for (path, status) in [
+                ("/messages/\(second)/replay?destination=nope", 404), ("/messages/\(second)/skip?destination=nope", 404),
+                ("/messages/\(second)/skip?destination=strict%ZZ", 400), ("/messages/\(second)/skip?Destination=strict", 400),
+            ] {
+                let answer = try await server.admin("POST", path)
+                #expect(answer.status == status, "POST \(path): \(answer.status) \(answer.body)")
+            }
+            let replayFiltered = try await server.admin("POST", "/replay", body: "{\"state\":\"filtered\"}")
+            #expect(replayFiltered.status == 400, "a filtered delivery is not replayed: \(replayFiltered.status) \(replayFiltered.body)")
             let pause = try await server.admin("POST", "/routes/shop/pause?destination=lenient")
             #expect(pause.status == 200, "\(pause.status) \(pause.body)")
             let third = try await server.accept("/shop")

@@ -89,6 +89,9 @@ private func shop(_ lines: String...) -> [String] {
             lines: shop("reply_from: b", "destinations:", "  - name: a", "    upstream: http://h/"), key: "routes[0].reply_from",
             mentions: "names no destination of this route (a)"),
         Broken(
+            label: "reply_from without destinations names another", lines: shop("upstream: http://h/", "reply_from: erp"),
+            key: "routes[0].reply_from", mentions: "named like the route (shop)"),
+        Broken(
             label: "ordering key missing in a destination",
             lines: shop("destinations:", "  - name: a", "    upstream: http://h/", "    ordering: key"),
             key: "routes[0].destinations[0].ordering_key", mentions: "needs ordering_key"),
