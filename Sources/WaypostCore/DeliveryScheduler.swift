@@ -27,13 +27,21 @@ public struct DeliveryScheduler: Sendable {
         public var concurrency: Int
         public var retry: RetryPolicy
         public var onExhausted: OnExhausted
+        public var rateLimit: RateLimit?
+        /// Nil: `breaker: off`.
+        public var breaker: BreakerPolicy?
 
-        public init(name: String, ordering: Ordering, concurrency: Int, retry: RetryPolicy, onExhausted: OnExhausted) {
+        public init(
+            name: String, ordering: Ordering, concurrency: Int, retry: RetryPolicy, onExhausted: OnExhausted, rateLimit: RateLimit? = nil,
+            breaker: BreakerPolicy? = nil
+        ) {
             self.name = name
             self.ordering = ordering
             self.concurrency = concurrency
             self.retry = retry
             self.onExhausted = onExhausted
+            self.rateLimit = rateLimit
+            self.breaker = breaker
         }
     }
 
@@ -77,11 +85,14 @@ public struct DeliveryScheduler: Sendable {
         public var state: MessageState
         public var nextAttemptAt: Int64?
         public var lastError: String?
+        /// The destination's breaker tripped or recovered with this attempt.
+        public var breaker: Breaker.Change?
     }
 
     private struct Route: Sendable {
         let policy: DestinationPolicy
         var queues: RouteQueues
+        var flow: FlowControl
         /// The highest row id loaded so far.
         var cursor: Int64 = 0
         /// Whether the journal may hold waiting messages after `cursor`.
@@ -107,11 +118,14 @@ public struct DeliveryScheduler: Sendable {
     private var lastAttempts: [Int64: (attempt: Int, cycleAttempt: Int)] = [:]
 
     /// - Parameter paused: the names of the routes an operator paused.
-    public init(routes: [DestinationPolicy], paused: Set<String> = []) {
+    /// - Parameters:
+    ///   - paused: the names of the routes an operator paused.
+    ///   - now: the rate limits' buckets start full at this time.
+    public init(routes: [DestinationPolicy], paused: Set<String> = [], now: Int64 = 0) {
         self.routes = routes.map { policy in
             var queues = RouteQueues(ordering: policy.ordering, concurrency: policy.concurrency)
             queues.paused = paused.contains(policy.name)
-            return Route(policy: policy, queues: queues)
+            return Route(policy: policy, queues: queues, flow: FlowControl(rateLimit: policy.rateLimit, breaker: policy.breaker, now: now))
         }
     }
 
@@ -123,6 +137,12 @@ public struct DeliveryScheduler: Sendable {
 
     /// Whether route `route` is paused.
     public func isPaused(route: Int) -> Bool { routes[route].queues.paused }
+
+    /// Route `route`'s breaker state (closed when it has none).
+    public func breakerState(route: Int) -> Breaker.State { routes[route].flow.breaker?.state ?? .closed }
+
+    /// Attempts of route `route` between their `send` action and their end.
+    public func inFlightCount(route: Int) -> Int { routes[route].queues.inFlightCount }
 
     // MARK: - Events
 
@@ -193,7 +213,12 @@ public struct DeliveryScheduler: Sendable {
                     includeFailed: route.policy.onExhausted == .block))
         }
         for index in routes.indices {
-            for message in routes[index].queues.nextReady(now: now) {
+            // Rate limit and breaker first: waiting for a token or a probe is not an attempt.
+            let allowance = routes[index].flow.allowance(now: now)
+            guard allowance > 0 else { continue }
+            let ready = routes[index].queues.nextReady(now: now, limit: allowance)
+            routes[index].flow.started(ready.count, now: now)
+            for message in ready {
                 attempts[message.id] = Attempt(route: index)
                 actions.append(.send(route: index, message))
             }
@@ -241,12 +266,14 @@ public struct DeliveryScheduler: Sendable {
         guard let attempt = attempts.removeValue(forKey: id) else { return }
         lastAttempts[id] = nil
         routes[attempt.route].queues.finish(id, outcome: .final)
+        _ = routes[attempt.route].flow.ended(reachedUpstream: false, status: nil, now: 0)
     }
 
     /// The message of a `send` could not be read: it is tried again a second later.
     public mutating func readFailed(_ id: Int64, now: Int64) {
         guard let attempt = attempts.removeValue(forKey: id) else { return }
         routes[attempt.route].queues.finish(id, outcome: .retry(atMilliseconds: now.clampedAdding(1000)))
+        _ = routes[attempt.route].flow.ended(reachedUpstream: false, status: nil, now: now)
     }
 
     /// The attempt was cut off at shutdown: the message stays in flight in the journal and is
@@ -266,13 +293,15 @@ public struct DeliveryScheduler: Sendable {
         let policy = routes[attempt.route].policy
         let verdict = policy.retry.verdict(result, attempt: attempt.cycleNumber, cycleStart: attempt.cycleStart, now: now, random: random)
         let answer: String
+        var status: Int?
         switch result {
-        case .response(let status, _): answer = "HTTP \(status)"
+        case .response(let code, _): (answer, status) = ("HTTP \(code)", code)
         case .transportError(let error): answer = error
         }
         var end = AttemptEnd(
             id: id, route: attempt.route, correlationID: attempt.correlationID, attempt: attempt.number, cycleAttempt: attempt.cycleNumber,
             startedAt: attempt.startedAt, state: .delivered)
+        end.breaker = routes[attempt.route].flow.ended(reachedUpstream: true, status: status, now: now)
         let outcome: RouteQueues.Outcome
         switch verdict {
         case .delivered:
@@ -292,7 +321,7 @@ public struct DeliveryScheduler: Sendable {
     /// When something is next due (milliseconds): a queue's head, or an attempt's start to
     /// record; nil when nothing is.
     public var nextWake: Int64? {
-        var wake = routes.compactMap(\.queues.nextWake).min()
+        var wake = routes.compactMap { route in route.queues.nextWake.flatMap(route.flow.delayed) }.min()
         for attempt in attempts.values where attempt.started && !attempt.startRecorded {
             let due = attempt.startedAt + Self.recordStartAfterMilliseconds
             wake = min(wake ?? due, due)
@@ -307,6 +336,6 @@ extension DeliveryScheduler.AttemptEnd {
     ) {
         self.init(
             id: id, route: route, correlationID: correlationID, attempt: attempt, cycleAttempt: cycleAttempt, startedAt: startedAt,
-            state: state, nextAttemptAt: nil, lastError: nil)
+            state: state, nextAttemptAt: nil, lastError: nil, breaker: nil)
     }
 }
