@@ -478,6 +478,10 @@ public struct RouteConfig: Sendable, Equatable {
     public var removeHeaders: [String]
     /// Which messages the destinations take (a default for them), if not all.
     public var filter: DeliveryFilter?
+    /// The destinations' default `rate_limit`, if any.
+    public var rateLimit: RateLimit?
+    /// The destinations' default `breaker`; nil for `breaker: off`.
+    public var breaker: BreakerPolicy?
     /// Where each message goes (SPEC §11), never empty. A route written without
     /// `destinations` has one, named like the route, made of the route's own delivery keys
     /// (``upstream``, ``ordering``, …), which are otherwise the destinations' defaults.
@@ -512,6 +516,8 @@ public struct RouteConfig: Sendable, Equatable {
         addHeaders: [HeaderField] = [],
         removeHeaders: [String] = [],
         filter: DeliveryFilter? = nil,
+        rateLimit: RateLimit? = nil,
+        breaker: BreakerPolicy? = BreakerPolicy(),
         destinations: [DestinationConfig]? = nil,
         replyFrom: Int = 0
     ) {
@@ -537,6 +543,8 @@ public struct RouteConfig: Sendable, Equatable {
         self.addHeaders = addHeaders
         self.removeHeaders = removeHeaders
         self.filter = filter
+        self.rateLimit = rateLimit
+        self.breaker = breaker
         self.destinations = []
         self.replyFrom = replyFrom
         self.destinations = destinations ?? [DestinationConfig(name: name, defaults: self)]
@@ -555,6 +563,8 @@ public struct RouteConfig: Sendable, Equatable {
         addHeaders = keys.addHeaders
         removeHeaders = keys.removeHeaders
         filter = keys.filter
+        rateLimit = keys.rateLimit
+        breaker = keys.breaker
     }
 
     /// `route/destination`: unique among every route's destinations (names have no `/`); the
@@ -588,6 +598,10 @@ public struct DestinationConfig: Sendable, Equatable {
     public var removeHeaders: [String]
     /// Messages it does not match get this destination's delivery as `filtered`.
     public var filter: DeliveryFilter?
+    /// `rate_limit` (and `rate_limit_burst`), if any.
+    public var rateLimit: RateLimit?
+    /// `breaker`; nil for `breaker: off`. Default: 20 failures, probes every 30s.
+    public var breaker: BreakerPolicy?
 
     /// A destination named `name` with `route`'s delivery keys (its defaults).
     public init(name: String, defaults route: RouteConfig) {
@@ -603,5 +617,7 @@ public struct DestinationConfig: Sendable, Equatable {
         addHeaders = route.addHeaders
         removeHeaders = route.removeHeaders
         filter = route.filter
+        rateLimit = route.rateLimit
+        breaker = route.breaker
     }
 }

@@ -19,13 +19,14 @@ enum Keys {
         "name", "path", "upstream", "mode", "sync_timeout", "ordering", "ordering_key", "concurrency",
         "idempotency_header", "dedup_window", "retry", "on_exhausted", "timeouts", "max_body_bytes",
         "max_header_bytes", "content_types", "validate", "verify", "sign", "add_headers", "remove_headers", "filter",
-        "destinations", "reply_from",
+        "rate_limit", "rate_limit_burst", "breaker", "destinations", "reply_from",
     ]
     /// The keys a destination has of its own (SPEC §11); the route's are its defaults.
     static let destination = [
         "name", "upstream", "ordering", "ordering_key", "concurrency", "retry", "on_exhausted", "timeouts", "add_headers",
-        "remove_headers", "sign", "filter",
+        "remove_headers", "sign", "filter", "rate_limit", "rate_limit_burst", "breaker",
     ]
+    static let breaker = ["failures", "probe_interval"]
     static let retry = ["initial", "factor", "max_delay", "max_attempts", "max_age", "retry_on"]
     static let timeouts = ["connect", "total"]
     static let verify = ["scheme", "secret_env", "secret_file", "tolerance", "header", "encoding", "prefix"]
@@ -299,6 +300,47 @@ struct ConfigReader {
         if let node = fields["filter"] {
             destination.filter = try readFilter(node, path: fields.path("filter"))
         }
+        if let node = fields["rate_limit"] {
+            destination.rateLimit = try readRateLimit(node, path: fields.path("rate_limit"))
+        }
+        if let burst = try integer(fields, "rate_limit_burst", in: 1...1_000_000) {
+            guard let limit = destination.rateLimit else {
+                throw fail(fields.path("rate_limit_burst"), fields["rate_limit_burst"], "is used only with rate_limit")
+            }
+            destination.rateLimit = RateLimit(count: limit.count, perMilliseconds: limit.perMilliseconds, burst: burst)
+        }
+        if let node = fields["breaker"] {
+            destination.breaker = try readBreaker(node, path: fields.path("breaker"))
+        }
+    }
+
+    /// `rate_limit: N/s` or `N/m`, N from 1 to 1,000,000.
+    func readRateLimit(_ node: Node, path: String) throws(ConfigError) -> RateLimit {
+        let spelling = try text(node, path, expected: "a rate such as 50/s or 600/m")
+        let parts = spelling.split(separator: "/", omittingEmptySubsequences: false)
+        guard parts.count == 2, let count = parseDigits(parts[0], clampedTo: 1_000_001), (1...1_000_000).contains(count),
+            let unit = ["s": Int64(1000), "m": 60_000][String(parts[1])]
+        else {
+            throw fail(path, node, "expected a rate such as 50/s or 600/m (a whole number from 1 to 1000000, per s or m), got \"\(spelling)\"")
+        }
+        return RateLimit(count: Int(count), perMilliseconds: unit)
+    }
+
+    /// `breaker: off`, or `{ failures: N, probe_interval: DURATION }`.
+    func readBreaker(_ node: Node, path: String) throws(ConfigError) -> BreakerPolicy? {
+        if case .scalar = node {
+            guard try text(node, path) == "off" else {
+                throw fail(path, node, "expected off, or a mapping such as { failures: 20, probe_interval: 30s }")
+            }
+            return nil
+        }
+        let fields = try mapping(node, path: path, allowed: Keys.breaker)
+        var policy = BreakerPolicy()
+        if let failures = try integer(fields, "failures", in: 1...1_000_000) { policy.failures = failures }
+        if let interval = try duration(fields, "probe_interval", allowZero: false) {
+            policy.probeIntervalMilliseconds = interval.milliseconds
+        }
+        return policy
     }
 
     /// A filter (SPEC §11), written as YAML or as a string of JSON.

@@ -38,6 +38,8 @@ public final class Forwarder: Service, @unchecked Sendable {
         let delivered: Counter
         let failed: Counter
         let retried: Counter
+        /// `waypost_destination_tripped`: 1 while its breaker is tripped.
+        let tripped: Gauge
         /// `waypost_upstream_duration_seconds` by status class: 1…5 for `1xx`…`5xx`, 0 for `error`.
         var upstreamTimers: [Int: Timer] = [:]
     }
@@ -159,7 +161,8 @@ public final class Forwarder: Service, @unchecked Sendable {
                         addHeaders: addHeaders[key] ?? [],
                         delivered: Counter(label: "waypost_delivered_total", dimensions: dimensions),
                         failed: Counter(label: "waypost_failed_total", dimensions: dimensions),
-                        retried: Counter(label: "waypost_retried_total", dimensions: dimensions)))
+                        retried: Counter(label: "waypost_retried_total", dimensions: dimensions),
+                        tripped: Gauge(label: "waypost_destination_tripped", dimensions: dimensions)))
             }
         }
         self.routes = routes
@@ -172,9 +175,10 @@ public final class Forwarder: Service, @unchecked Sendable {
                 routes: routes.map {
                     DeliveryScheduler.DestinationPolicy(
                         name: $0.key, ordering: $0.destination.ordering, concurrency: $0.destination.concurrency,
-                        retry: $0.destination.retry, onExhausted: $0.destination.onExhausted)
+                        retry: $0.destination.retry, onExhausted: $0.destination.onExhausted, rateLimit: $0.destination.rateLimit,
+                        breaker: $0.destination.breaker)
                 },
-                paused: Self.pausedKeys(try reader.pausedRoutes(), of: routes))
+                paused: Self.pausedKeys(try reader.pausedRoutes(), of: routes), now: Self.nowMilliseconds())
             // Deliveries to destinations the configuration no longer has are never sent: say so.
             let configured = Set(routes.map(\.key))
             for (route, destination) in try reader.waitingDestinations() where !configured.contains("\(route)/\(destination)") {
@@ -536,6 +540,7 @@ public final class Forwarder: Service, @unchecked Sendable {
                 { [weak self] result in self?.outcomeWritten(result, finished: finished, correlationID: correlationID, final: final) }
             ))
         if let final { board.publish(correlationID, final) }
+        if let change = end.breaker { breakerChanged(change, route: end.route, now: now, lastError: end.lastError) }
         // One line per final outcome (a failure is a warning); retries only at debug level.
         let (level, text): (Logger.Level, Logger.Message) =
             switch end.state {
@@ -551,6 +556,27 @@ public final class Forwarder: Service, @unchecked Sendable {
         ]
         if let lastError = end.lastError { metadata["last_error"] = "\(lastError)" }
         logger.log(level: level, text, metadata: metadata)
+    }
+
+    /// Logs a trip or a recovery of a destination's breaker, sets its gauge, and records it in
+    /// the journal.
+    private func breakerChanged(_ change: Breaker.Change, route index: Int, now: Int64, lastError: String?) {
+        let route = routes[index]
+        var metadata: Logger.Metadata = ["route": "\(route.config.name)", "destination": "\(route.destination.name)"]
+        switch change {
+        case .tripped:
+            let policy = route.destination.breaker ?? BreakerPolicy()
+            metadata["failures"] = "\(policy.failures)"
+            metadata["probe_interval_ms"] = "\(policy.probeIntervalMilliseconds)"
+            if let lastError { metadata["last_error"] = "\(lastError)" }
+            logger.warning("destination tripped: only probe attempts until one succeeds", metadata: metadata)
+            route.tripped.record(1)
+            updates.append((.breaker(key: route.key, trippedSince: now), nil))
+        case .recovered:
+            logger.notice("destination recovered: delivering again", metadata: metadata)
+            route.tripped.record(0)
+            updates.append((.breaker(key: route.key, trippedSince: nil), nil))
+        }
     }
 
     /// `waypost_upstream_duration_seconds` of a route and status class (`2xx`…, or `error`

@@ -8,6 +8,9 @@ public enum DeliveryUpdate: Sendable, Equatable {
     case started(deliveryID: Int64, attempt: Int, cycleAttempt: Int, atMilliseconds: Int64)
     /// An attempt ended; see ``AttemptRecord``.
     case finished(FinishedAttempt)
+    /// The breaker of destination `key` (`route/destination`) tripped at `since`, or, with
+    /// nil, closed again: kept in the journal's `control` table for status readers.
+    case breaker(key: String, trippedSince: Int64?)
 }
 
 /// The end of one attempt and the delivery's state after it.

@@ -66,6 +66,8 @@ public final class JournalWriter: Service, @unchecked Sendable {
     private let finishDelivery: Statement
     private let finishDeliveryWithResponse: Statement
     private let bumpReplayGeneration: Statement
+    private let setTripped: Statement
+    private let clearTripped: Statement
     private let pruneDelivered: Statement
     private let countBacklog: Statement
     private let retainDeliveredMilliseconds: Int64
@@ -116,6 +118,7 @@ public final class JournalWriter: Service, @unchecked Sendable {
                 UPDATE attempts SET error = 'interrupted: Waypost stopped during the attempt'
                     WHERE duration_ms IS NULL AND status IS NULL AND error IS NULL;
                 UPDATE deliveries SET state = 'queued' WHERE state = 'in_flight';
+                DELETE FROM control WHERE name LIKE 'tripped:%';
                 COMMIT;
                 """)
             insert = try db.prepare(
@@ -165,6 +168,8 @@ public final class JournalWriter: Service, @unchecked Sendable {
                 WHERE id = ?1 AND (state <> 'skipped' OR ?2 IN ('delivered', 'skipped'))
                 """)
             bumpReplayGeneration = try db.prepare(Schema.bumpReplayGeneration)
+            setTripped = try db.prepare("INSERT OR REPLACE INTO control (name, value) VALUES ('tripped:' || ?1, ?2)")
+            clearTripped = try db.prepare("DELETE FROM control WHERE name = 'tripped:' || ?1")
             pruneDelivered = try db.prepare(Schema.pruneSQL)
             countBacklog = try db.prepare(Self.backlogSQL)
             retainDeliveredMilliseconds = retainDelivered.milliseconds
@@ -446,6 +451,13 @@ public final class JournalWriter: Service, @unchecked Sendable {
                 }
             }
             if state != .queued, try othersWaiting(f.deliveryID) == 0 { backlog -= 1 }
+        case .breaker(let key, let since?):
+            try setTripped.bind(1, key)
+            try setTripped.bind(2, since)
+            try setTripped.run()
+        case .breaker(let key, nil):
+            try clearTripped.bind(1, key)
+            try clearTripped.run()
         }
     }
 

@@ -118,7 +118,11 @@ struct DestinationTests {
                 destinations:
                   - { name: erp, upstream: "\(erp.url)", ordering: fifo }
                   - { name: analytics, upstream: "\(analytics.url)", ordering: none }
-                  - { name: audit, upstream: "\(audit.url)", ordering: key, ordering_key: "header:X-Key" }
+                  - name: audit
+                    upstream: "\(audit.url)"
+                    ordering: key
+                    ordering_key: "header:X-Key"
+                    breaker: { failures: 5, probe_interval: 200ms }
             """
         try await withServer(config: config, upstreams: [erp, analytics, audit]) { server, _ in
             var ids: [String] = []

@@ -12,7 +12,8 @@ import Testing
     import Darwin
 #endif
 
-/// A route to the recording upstream with quick retries.
+/// A route to the recording upstream with quick retries, and no breaker: these tests are
+/// about retries, which a tripped breaker would hold back (FlowTests test the breaker).
 private func keyedRoute(_ upstream: String, ordering: String = "key", total: String = "5s", extra: String = "") -> String {
     """
       - name: hooks
@@ -20,6 +21,7 @@ private func keyedRoute(_ upstream: String, ordering: String = "key", total: Str
         upstream: \(upstream)
         ordering: \(ordering)
     \(ordering == "key" ? "    ordering_key: header:X-Key\n" : "")    retry: { initial: 100ms, factor: 2, max_delay: 500ms }
+        breaker: off
         timeouts: { connect: 1s, total: \(total) }
     \(extra)
     """
