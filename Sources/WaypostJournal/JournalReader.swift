@@ -71,6 +71,26 @@ public struct DeliveryCount: Sendable, Equatable {
     public var count: Int
 }
 
+/// What the journal says of one destination (`GET /destinations`, `waypost status`).
+public struct DestinationState: Sendable, Equatable {
+    public var route: String
+    public var destination: String
+    public var queued = 0
+    public var inFlight = 0
+    public var failed = 0
+    /// The `received_at` of its oldest waiting delivery's message.
+    public var oldestQueuedAt: String?
+    /// Paused, by the route or by itself.
+    public var paused = false
+    /// When its breaker tripped (milliseconds), while it is tripped.
+    public var trippedSince: Int64?
+
+    public init(route: String, destination: String) {
+        self.route = route
+        self.destination = destination
+    }
+}
+
 /// Which messages to list. Timestamps are RFC 3339 text as stored (see ``Timestamp``).
 public struct MessageFilter: Sendable {
     /// The message's state; with ``destination``, that destination's delivery's.
@@ -146,6 +166,46 @@ public final class JournalReader {
                     count: Int(statement.int64(3))))
         }
         return counts
+    }
+
+    /// Every destination in `names` (route and destination names, in that order) and every other
+    /// one with deliveries waiting: counts, oldest waiting message, paused, tripped.
+    public func destinationStates(_ names: [(route: String, destination: String)]) throws(JournalError) -> [DestinationState] {
+        var states = names.map { DestinationState(route: $0.route, destination: $0.destination) }
+        func index(_ route: String, _ destination: String) -> Int {
+            if let found = states.firstIndex(where: { $0.route == route && $0.destination == destination }) { return found }
+            states.append(DestinationState(route: route, destination: destination))
+            return states.count - 1
+        }
+        let waiting = try db.prepare(
+            """
+            SELECT d.route, d.destination, sum(d.state = 'queued'), sum(d.state = 'in_flight'), sum(d.state = 'failed'),
+                   min(CASE WHEN d.state IN ('queued', 'in_flight') THEN m.received_at END)
+            FROM deliveries d JOIN messages m ON m.id = d.message_id
+            WHERE d.state IN ('queued', 'in_flight', 'failed') GROUP BY d.route, d.destination
+            """)
+        while try waiting.step() {
+            let at = index(waiting.string(0) ?? "", waiting.string(1) ?? "")
+            states[at].queued = Int(waiting.int64(2))
+            states[at].inFlight = Int(waiting.int64(3))
+            states[at].failed = Int(waiting.int64(4))
+            states[at].oldestQueuedAt = waiting.string(5)
+        }
+        let control = try db.prepare("SELECT name, value FROM control WHERE name LIKE 'paused:%' OR name LIKE 'tripped:%'")
+        while try control.step() {
+            guard let name = control.string(0) else { continue }
+            let value = control.int64(1)
+            if name.hasPrefix("paused:"), value == 1 {
+                let target = name.dropFirst("paused:".count)
+                for at in states.indices where target == states[at].route || target == "\(states[at].route)/\(states[at].destination)" {
+                    states[at].paused = true
+                }
+            } else if name.hasPrefix("tripped:") {
+                let parts = name.dropFirst("tripped:".count).split(separator: "/", maxSplits: 1).map(String.init)
+                if parts.count == 2 { states[index(parts[0], parts[1])].trippedSince = value }
+            }
+        }
+        return states
     }
 
     /// The `received_at` of the oldest message waiting for delivery, per route.

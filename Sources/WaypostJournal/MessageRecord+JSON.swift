@@ -79,3 +79,14 @@ extension AttemptRecord {
             + "\"status\":\(status.map(String.init) ?? "null"),\"error\":\(error.map(JSON.quote) ?? "null")}"
     }
 }
+
+extension DestinationState {
+    /// One destination in the admin API's `GET /destinations`, its ages from `now` (milliseconds).
+    public func json(now: Int64) -> String {
+        let age = oldestQueuedAt.flatMap(Timestamp.parse).map { String(max(0, now - $0) / 1000) } ?? "null"
+        let since = trippedSince.map { JSON.quote(Timestamp.format(millisecondsSince1970: $0)) } ?? "null"
+        return "{\"route\":\(JSON.quote(route)),\"destination\":\(JSON.quote(destination)),\"queued\":\(queued),"
+            + "\"in_flight\":\(inFlight),\"failed\":\(failed),\"oldest_queued_at\":\(text(oldestQueuedAt)),"
+            + "\"oldest_queued_age_seconds\":\(age),\"paused\":\(paused),\"tripped\":\(trippedSince != nil),\"tripped_since\":\(since)}"
+    }
+}

@@ -92,7 +92,7 @@ final class AdminHandler: ChannelInboundHandler, RemovableChannelHandler {
     enum Endpoint: Equatable {
         case healthz, readyz, metrics
         case messages, message(String), replayMessage(String), skipMessage(String), replay
-        case pauseRoute(String), resumeRoute(String)
+        case pauseRoute(String), resumeRoute(String), destinations
 
         /// Nil when `path` is not an admin endpoint.
         init?(path: Substring) {
@@ -103,6 +103,7 @@ final class AdminHandler: ChannelInboundHandler, RemovableChannelHandler {
             case 1 where s[0] == "metrics": self = .metrics
             case 1 where s[0] == "messages": self = .messages
             case 1 where s[0] == "replay": self = .replay
+            case 1 where s[0] == "destinations": self = .destinations
             case 2 where s[0] == "messages" && !s[1].isEmpty: self = .message(s[1])
             case 3 where s[0] == "messages" && !s[1].isEmpty && s[2] == "replay": self = .replayMessage(s[1])
             case 3 where s[0] == "messages" && !s[1].isEmpty && s[2] == "skip": self = .skipMessage(s[1])
@@ -115,7 +116,7 @@ final class AdminHandler: ChannelInboundHandler, RemovableChannelHandler {
         /// Reads answer `GET` and `HEAD`; actions `POST`.
         var methods: [HTTPMethod] {
             switch self {
-            case .healthz, .readyz, .metrics, .messages, .message: return [.GET, .HEAD]
+            case .healthz, .readyz, .metrics, .messages, .message, .destinations: return [.GET, .HEAD]
             case .replayMessage, .skipMessage, .replay, .pauseRoute, .resumeRoute: return [.POST]
             }
         }
@@ -187,6 +188,13 @@ final class AdminHandler: ChannelInboundHandler, RemovableChannelHandler {
                 let messages = try reader.list(filter)
                 let next = messages.count == filter.limit ? messages.last.map { JSON.quote(String($0.id)) } ?? "null" : "null"
                 return .json(200, "{\"messages\":[\(messages.map(\.summaryJSON).joined(separator: ","))],\"next_cursor\":\(next)}")
+            }
+        case .destinations:
+            let names = shared.routeNames.flatMap { route in (shared.destinationNames[route] ?? [route]).map { (route, $0) } }
+            return readers.read(on: eventLoop) { reader in
+                let now = Timestamp.now()
+                let items = try reader.destinationStates(names).map { $0.json(now: now) }
+                return .json(200, "{\"destinations\":[\(items.joined(separator: ","))]}")
             }
         case .message(let id):
             return readers.read(on: eventLoop) { reader in

@@ -61,6 +61,23 @@ private func shop(_ lines: String...) -> [String] {
         #expect(!filter.matches(.init(body: nil, headers: [], query: "", path: "/")))
     }
 
+    @Test func flowControlKeys() throws {
+        let config = try parse(
+            shop(
+                "upstream: http://h/", "rate_limit: 600/m", "breaker: { failures: 3, probe_interval: 2s }",
+                "destinations:",
+                "  - { name: a }",
+                "  - { name: b, rate_limit: 50/s, rate_limit_burst: 5, breaker: off }"))
+        let (a, b) = (config.routes[0].destinations[0], config.routes[0].destinations[1])
+        #expect(a.rateLimit == RateLimit(count: 600, perMilliseconds: 60_000) && a.rateLimit?.burst == 10)
+        #expect(a.breaker == BreakerPolicy(failures: 3, probeIntervalMilliseconds: 2000))
+        #expect(b.rateLimit == RateLimit(count: 50, perMilliseconds: 1000, burst: 5))
+        #expect(b.breaker == nil)
+        let plain = try parse(shop("upstream: http://h/"))
+        #expect(plain.routes[0].destinations[0].rateLimit == nil)
+        #expect(plain.routes[0].destinations[0].breaker == BreakerPolicy(failures: 20, probeIntervalMilliseconds: 30_000))
+    }
+
     struct Broken: Sendable, CustomTestStringConvertible {
         var label: String
         var lines: [String]
@@ -106,6 +123,17 @@ private func shop(_ lines: String...) -> [String] {
         Broken(
             label: "a filter that is not JSON", lines: shop("upstream: http://h/", "filter: '{body'"), key: "routes[0].filter",
             mentions: "a string of JSON"),
+        Broken(label: "a rate per hour", lines: shop("upstream: http://h/", "rate_limit: 50/h"), key: "routes[0].rate_limit",
+            mentions: "50/s or 600/m"),
+        Broken(label: "a rate of zero", lines: shop("upstream: http://h/", "rate_limit: 0/s"), key: "routes[0].rate_limit",
+            mentions: "from 1 to 1000000"),
+        Broken(label: "a burst without a rate", lines: shop("upstream: http://h/", "rate_limit_burst: 5"),
+            key: "routes[0].rate_limit_burst", mentions: "only with rate_limit"),
+        Broken(label: "breaker: on", lines: shop("upstream: http://h/", "breaker: on"), key: "routes[0].breaker", mentions: "expected off"),
+        Broken(label: "breaker failures 0", lines: shop("upstream: http://h/", "breaker: { failures: 0 }"),
+            key: "routes[0].breaker.failures", mentions: ""),
+        Broken(label: "breaker with an unknown key", lines: shop("upstream: http://h/", "breaker: { failure: 3 }"),
+            key: "routes[0].breaker.failure", mentions: "unknown key"),
         Broken(label: "a bad upstream", lines: shop("destinations:", "  - name: a", "    upstream: ftp://h/"),
             key: "routes[0].destinations[0].upstream", mentions: "http://"),
     ]

@@ -1,0 +1,170 @@
+// Flow control (SPEC §11) end to end: a destination's rate limit against a recording upstream,
+// and a breaker that trips on a failing destination, lets only probes through, and recovers,
+// while another destination of the same route goes on.
+
+import Foundation
+import Synchronization
+import Testing
+import WaypostTestSupport
+
+/// An upstream whose status the test sets, noting each request's correlation id and arrival.
+private final class TimedUpstream: Sendable {
+    let upstream: TestUpstream
+    private let state: State
+
+    final class State: Sendable {
+        let status: Mutex<Int>
+        let arrivals = Mutex<[(id: String, at: ContinuousClock.Instant)]>([])
+        init(_ status: Int) { self.status = Mutex(status) }
+    }
+
+    private init(upstream: TestUpstream, state: State) {
+        self.upstream = upstream
+        self.state = state
+    }
+
+    static func start(status: Int = 200) async throws -> TimedUpstream {
+        let state = State(status)
+        let upstream = try await TestUpstream.start { request in
+            state.arrivals.withLock { $0.append((request.header("X-Correlation-ID") ?? "", ContinuousClock.now)) }
+            return .respond(status: state.status.withLock { $0 })
+        }
+        return TimedUpstream(upstream: upstream, state: state)
+    }
+
+    func answer(_ status: Int) { state.status.withLock { $0 = status } }
+    var url: String { upstream.url + "/" }
+    var ids: [String] { state.arrivals.withLock { $0.map(\.id) } }
+    var times: [ContinuousClock.Instant] { state.arrivals.withLock { $0.map(\.at) } }
+    func stop() async { await upstream.stop() }
+}
+
+private func withFlowServer(
+    config: String, upstreams: [TimedUpstream], _ body: (AdminTestServer) async throws -> Void
+) async throws {
+    let dir = try ScratchDirectory()
+    defer { dir.remove() }
+    let server: AdminTestServer
+    do {
+        server = try await AdminTestServer.start(config: try dir.write("waypost.yaml", config), journal: dir.file("j.db"), directory: dir.path)
+    } catch {
+        for upstream in upstreams { await upstream.stop() }
+        throw error
+    }
+    do {
+        try await body(server)
+    } catch {
+        await server.child.kill()
+        for upstream in upstreams { await upstream.stop() }
+        throw error
+    }
+    let status = await server.terminate()
+    for upstream in upstreams { await upstream.stop() }
+    #expect(status == 0, "waypost serve after SIGTERM: \(status.map(String.init) ?? "none"); stderr:\n\(server.child.stderr.text)")
+}
+
+extension AdminTestServer {
+    /// `GET /destinations`, by `route/destination`.
+    fileprivate func destinations() async throws -> [String: [String: Any]] {
+        let answer = try await admin("GET", "/destinations")
+        try #require(answer.status == 200, "GET /destinations: \(answer.status) \(answer.body)")
+        let items = try #require(try answer.jsonObject()["destinations"] as? [[String: Any]], "\(answer.body)")
+        var byName: [String: [String: Any]] = [:]
+        for item in items { byName["\(item["route"] ?? "")/\(item["destination"] ?? "")"] = item }
+        return byName
+    }
+}
+
+@Suite("flow control: rate limits and breakers (SPEC §11)", .serialized)
+struct FlowTests {
+    @Test("a rate limit holds within 10% over 10 s, after a burst of one second's worth")
+    func rateLimit() async throws {
+        let upstream = try await TimedUpstream.start()
+        let config = """
+            routes:
+              - name: metered
+                path: /metered
+                upstream: "\(upstream.url)"
+                ordering: none
+                concurrency: 64
+                rate_limit: 20/s
+            """
+        try await withFlowServer(config: config, upstreams: [upstream]) { server in
+            for n in 0..<220 { _ = try await server.accept("/metered", body: "{\"n\":\(n)}") }
+            let deadline = ContinuousClock.now + .seconds(30)
+            while upstream.ids.count < 220, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(100)) }
+            let times = upstream.times
+            try #require(times.count == 220, "\(times.count) of 220 delivered within 30 s")
+            // After the burst (20), 200 more at 20/s: the 21st to the 220th arrive over 10 s.
+            let span = times[219] - times[20]
+            #expect(span >= .milliseconds(9000) && span <= .milliseconds(11_000), "200 deliveries after the burst took \(span)")
+            // Never faster than the bucket allows: in any span of t seconds, at most the burst (20)
+            // plus 20 × t deliveries (with 50 ms for the way from Waypost to the upstream).
+            var worst = (excess: -Double.infinity, from: 0, to: 0)
+            for i in times.indices {
+                for j in times.indices where j > i {
+                    let seconds = Double((times[j] - times[i]).components.attoseconds) / 1e18 + Double((times[j] - times[i]).components.seconds)
+                    let excess = Double(j - i + 1) - (20 + 20 * (seconds + 0.05))
+                    if excess > worst.excess { worst = (excess, i, j) }
+                }
+            }
+            #expect(worst.excess <= 0, "deliveries #\(worst.from)…#\(worst.to) came faster than 20/s with a burst of 20")
+        }
+    }
+
+    @Test("a failing destination trips after N failures, gets only probes, recovers in order; the other destination is not slowed")
+    func breaker() async throws {
+        let down = try await TimedUpstream.start(status: 503)
+        let up = try await TimedUpstream.start()
+        let config = """
+            routes:
+              - name: shop
+                path: /shop
+                retry: { initial: 50ms, factor: 1, max_delay: 50ms, max_attempts: 100000 }
+                destinations:
+                  - name: down
+                    upstream: "\(down.url)"
+                    ordering: fifo
+                    breaker: { failures: 4, probe_interval: 400ms }
+                  - { name: up, upstream: "\(up.url)", ordering: fifo }
+            """
+        try await withFlowServer(config: config, upstreams: [down, up]) { server in
+            var ids: [String] = []
+            for n in 0..<6 { ids.append(try await server.accept("/shop", body: "{\"n\":\(n)}")) }
+            // The healthy destination delivers everything at once.
+            let deadline = ContinuousClock.now + .seconds(10)
+            while up.ids.count < ids.count, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(20)) }
+            #expect(up.ids == ids, "up delivers in order, unaffected: \(up.ids)")
+            // down trips after 4 failed attempts (all of the first message: fifo).
+            var tripped = false
+            while !tripped, ContinuousClock.now < deadline {
+                tripped = try await server.destinations()["shop/down"]?["tripped"] as? Bool == true
+                if !tripped { try await Task.sleep(for: .milliseconds(50)) }
+            }
+            try #require(tripped, "shop/down never showed tripped")
+            let states = try await server.destinations()
+            #expect(states["shop/up"]?["tripped"] as? Bool == false && states["shop/up"]?["queued"] as? Int == 0, "\(states)")
+            #expect(states["shop/down"]?["queued"] as? Int == 6, "\(states)")
+            let metrics = try await server.metrics()
+            #expect(metrics.value("waypost_destination_tripped", ["route": "shop", "destination": "down"]) == 1, "\(metrics)")
+            // Tripped: one probe after 400 ms, the next 800 ms after that: at most 2 in 1.1 s.
+            let before = down.ids.count
+            try await Task.sleep(for: .milliseconds(1100))
+            let probes = down.ids.count - before
+            #expect(probes >= 1 && probes <= 2, "\(probes) attempts in 1.1 s while tripped")
+            #expect(Set(down.ids) == [ids[0]], "only the head of the queue is tried: order kept")
+
+            down.answer(200)
+            try await server.waitForStates("down recovers and catches up", timeout: .seconds(10)) { states in
+                ids.allSatisfy { states[$0] == "delivered" }
+            }
+            var order: [String] = []
+            for id in down.ids where order.last != id { order.append(id) }
+            #expect(order == ids, "down got the messages in order: \(down.ids)")
+            #expect(try await server.destinations()["shop/down"]?["tripped"] as? Bool == false)
+            #expect(try await server.metrics().value("waypost_destination_tripped", ["route": "shop", "destination": "down"]) == 0)
+            let log = server.child.stderr.text
+            #expect(log.contains("destination tripped") && log.contains("destination recovered"), "\(log.suffix(2000))")
+        }
+    }
+}
