@@ -165,9 +165,9 @@ extension JSONValue {
     ///
     /// Accepts what ``JSONValidator/isValid(_:)`` accepts (RFC 8259: any value at the top,
     /// surrounded by optional whitespace, a leading byte order mark ignored, nesting up to
-    /// ``JSONValidator/maximumDepth``), with two differences:
-    /// - a number too large for a `Double` (`1e400`) is refused instead of becoming infinity;
-    /// - a `\u` escape of a lone UTF-16 surrogate (`"\ud800"`) becomes U+FFFD, the replacement
+    /// ``JSONValidator/maximumDepth``); a number too large for a `Double` (`1e400`) becomes the
+    /// largest finite one of its sign, so the document stays JSON (and prints back as JSON),
+    /// and a `\u` escape of a lone UTF-16 surrogate (`"\ud800"`) becomes U+FFFD, the replacement
     ///   character, as Go's `encoding/json` and JavaScript's `TextDecoder` do, since a Swift
     ///   `String` cannot hold it. Raw bytes that are not UTF-8 are refused.
     ///
@@ -399,8 +399,8 @@ extension JSONValue {
                 return .number(negative ? -value : value)
             }
             let text = String(decoding: UnsafeBufferPointer(rebasing: bytes[start..<index]), as: UTF8.self)
-            guard let value = Double(text), value.isFinite else { return nil }
-            return .number(value)
+            guard let value = Double(text) else { return nil }
+            return .number(value.isFinite ? value : (value < 0 ? -Double.greatestFiniteMagnitude : .greatestFiniteMagnitude))
         }
 
         mutating func skipDigits() {
