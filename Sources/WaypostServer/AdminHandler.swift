@@ -275,10 +275,16 @@ final class AdminHandler: ChannelInboundHandler, RemovableChannelHandler {
         return difference == 0
     }
 
-    private func readiness() -> AdminAnswer {
+    /// Why the server is not ready, if it is not (`/readyz`, `waypost_ready`).
+    private func unreadiness() -> [String] {
         var problems: [String] = []
         if shared.writer.statistics.lastCommitFailed { problems.append("the journal's last commit failed (disk full or I/O error?)") }
         if !shared.forwarderRunning() { problems.append("the forwarder is not running") }
+        return problems
+    }
+
+    private func readiness() -> AdminAnswer {
+        let problems = unreadiness()
         guard problems.isEmpty else {
             return .problem(Problem(status: 503, slug: "not-ready", title: "Not ready", detail: problems.joined(separator: "; ") + "."))
         }
@@ -289,6 +295,8 @@ final class AdminHandler: ChannelInboundHandler, RemovableChannelHandler {
     private func metrics(eventLoop: any EventLoop) -> EventLoopFuture<AdminAnswer> {
         let routes = shared.routeNames
         let render = shared.metrics
+        // `waypost_ready`: what /readyz says, for alerting (deploy/prometheus).
+        Gauge(label: "waypost_ready").record(unreadiness().isEmpty ? 1 : 0)
         return readers.read(on: eventLoop) { reader in
             let counts = try reader.counts()
             let oldest = try reader.oldestQueued()

@@ -251,7 +251,9 @@ final class IntakeHandler: ChannelInboundHandler, RemovableChannelHandler {
             if let watch { shared.board.cancel(watch.correlationID, watch.token) }
             state = .idle
             shared.logger.warning("request refused: journal unavailable", metadata: ["error": "\(error)"])
-            return write(Responses.problem(.unavailable(error), close: false, allocator: allocator), keepAlive: keepAlive, context: context)
+            let problem = Problem.unavailable(error)
+            Counter(label: "waypost_rejected_total", dimensions: [("reason", problem.slug)]).increment()
+            return write(Responses.problem(problem, close: false, allocator: allocator), keepAlive: keepAlive, context: context)
         }
         let preferenceApplied: String?
         switch request.pattern {

@@ -82,6 +82,19 @@ struct DeployExamplesTests {
         }
     }
 
+    @Test(
+        "the Prometheus alerting rules pass promtool check rules and their unit tests",
+        .enabled(if: executableOnPath("promtool") != nil, "promtool is not installed (apt-get install prometheus)"))
+    func alertRules() async throws {
+        let promtool = try #require(executableOnPath("promtool"))
+        let directory = packageRoot.appendingPathComponent("deploy/prometheus").path
+        let check = try await runTool(promtool, ["check", "rules", directory + "/waypost-alerts.yaml"])
+        #expect(check.status == 0, "\(check)")
+        let test = try await runTool(promtool, ["test", "rules", directory + "/waypost-alerts.test.yaml"])
+        #expect(test.status == 0, "\(test)")
+        #expect(test.stdout.contains("SUCCESS"), "\(test)")
+    }
+
     /// `nginx -t` of the snippet inside a minimal nginx.conf, with a throwaway certificate in place
     /// of the placeholders.
     @Test(
