@@ -20,6 +20,11 @@ struct Status: ParsableCommand {
             let counts = try reader.counts()
             let oldest = try reader.oldestQueued()
             let deliveries = try reader.deliveryCounts()
+            // Paused and tripped destinations (the journal's control rows).
+            let flows = try reader.destinationStates([]).filter { $0.paused || $0.trippedSince != nil }
+            func flow(_ route: String, _ destination: String) -> DestinationState? {
+                flows.first { $0.route == route && $0.destination == destination }
+            }
             let now = Date()
             let routes = Array(Set(counts.map(\.route))).sorted()
             func count(_ route: String, _ state: MessageState) -> Int {
@@ -42,7 +47,9 @@ struct Status: ParsableCommand {
                         ?? "\"oldest_queued_at\":null,\"oldest_queued_age_seconds\":null"
                     let destinations = destinationNames(route).map { destination in
                         let fields = states.map { "\(JSON.quote($0.rawValue)):\(deliveryCount(route, destination, $0))" }
-                        return "{\"destination\":\(JSON.quote(destination)),\(fields.joined(separator: ","))}"
+                        let state = flow(route, destination)
+                        return "{\"destination\":\(JSON.quote(destination)),\(fields.joined(separator: ",")),"
+                            + "\"paused\":\(state?.paused ?? false),\"tripped\":\(state?.trippedSince != nil)}"
                     }
                     return "{\"route\":\(JSON.quote(route)),\(fields),\(oldestFields),\"destinations\":[\(destinations.joined(separator: ","))]}"
                 }
@@ -54,13 +61,17 @@ struct Status: ParsableCommand {
                 rows.append([route] + states.map { String(count(route, $0)) } + [age(route).map(formatAge) ?? "-"])
             }
             if routes.isEmpty { print("The journal holds no messages.") } else { printTable(rows) }
-            // Routes with destinations of their own (SPEC §11): each one's deliveries.
-            let split = routes.filter { destinationNames($0) != [$0] }
+            // Routes with destinations of their own (SPEC §11), or a destination paused or
+            // tripped: each destination's deliveries.
+            let split = routes.filter { route in destinationNames(route) != [route] || flows.contains { $0.route == route } }
             guard !split.isEmpty else { return }
-            var destinationRows = [["ROUTE", "DESTINATION"] + states.map { $0.rawValue.uppercased() }]
+            var destinationRows = [["ROUTE", "DESTINATION"] + states.map { $0.rawValue.uppercased() } + ["PAUSED", "TRIPPED SINCE"]]
             for route in split {
                 for destination in destinationNames(route) {
-                    destinationRows.append([route, destination] + states.map { String(deliveryCount(route, destination, $0)) })
+                    let state = flow(route, destination)
+                    destinationRows.append(
+                        [route, destination] + states.map { String(deliveryCount(route, destination, $0)) }
+                            + [state?.paused == true ? "yes" : "-", state?.trippedSince.map { Timestamp.format(millisecondsSince1970: $0) } ?? "-"])
                 }
             }
             print("")

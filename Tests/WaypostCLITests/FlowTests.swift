@@ -147,6 +147,11 @@ struct FlowTests {
             #expect(states["shop/down"]?["queued"] as? Int == 6, "\(states)")
             let metrics = try await server.metrics()
             #expect(metrics.value("waypost_destination_tripped", ["route": "shop", "destination": "down"]) == 1, "\(metrics)")
+            let status = try await waypost("status", "--journal", server.journal, "--json")
+            let document = try #require(try? JSONSerialization.jsonObject(with: Data(status.stdout.utf8)) as? [String: Any], "\(status)")
+            let route = try #require((document["routes"] as? [[String: Any]])?.first, "\(status)")
+            let trippedNames = (route["destinations"] as? [[String: Any]])?.filter { $0["tripped"] as? Bool == true }.map { $0["destination"] as? String }
+            #expect(trippedNames == ["down"], "waypost status shows the breaker: \(status)")
             // Tripped: one probe after 400 ms, the next 800 ms after that: at most 2 in 1.1 s.
             let before = down.ids.count
             try await Task.sleep(for: .milliseconds(1100))
