@@ -251,6 +251,24 @@ struct AdminAPITests {
             let after = try await server.metrics()
             #expect(after.value("waypost_delivered_total", destination) == 6, "\(after)")
             #expect(after.value("waypost_queue_depth", route) == 0, "\(after)")
+            #expect(after.value("waypost_ready") == 1, "\(after)")
+            #expect(after.value("waypost_destination_tripped", destination) == 0, "\(after)")
+
+            // The shipped dashboard and alerting rules use only metrics Waypost exports (a replay
+            // makes the last counter appear).
+            _ = try await server.admin("POST", "/replay", body: "{\"state\":\"failed\"}")
+            let exported = Set(try await server.metrics().types.keys)
+            for file in ["deploy/grafana/waypost.json", "deploy/prometheus/waypost-alerts.yaml"] {
+                let text = try String(contentsOf: packageRoot.appendingPathComponent(file), encoding: .utf8)
+                let used = Set(text.matches(of: /waypost_[a-z_]+/).map { String($0.output) })
+                #expect(!used.isEmpty, "\(file) names no metric")
+                for name in used {
+                    let family = ["_bucket", "_sum", "_count"].reduce(name) { name, suffix in
+                        name.hasSuffix(suffix) && exported.contains(String(name.dropLast(suffix.count))) ? String(name.dropLast(suffix.count)) : name
+                    }
+                    #expect(exported.contains(family), "\(file) uses \(name), which Waypost does not export: \(exported.sorted())")
+                }
+            }
         }
     }
 
