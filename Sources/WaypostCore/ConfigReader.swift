@@ -155,11 +155,7 @@ struct ConfigReader {
         }
         let fields = try mapping(node, path: path, allowed: Keys.route)
 
-        let nameNode = try required(fields, "name", hint: "the route's unique name")
-        let name = try text(nameNode, fields.path("name"))
-        guard isValidRouteName(name) else {
-            throw fail(fields.path("name"), nameNode, "a route name is 1 to 64 characters of A-Z a-z 0-9 . _ -, got \"\(name)\"")
-        }
+        let name = try readName(fields, of: "route", hint: "the route's unique name")
         let pathNode = try required(fields, "path", hint: "the path prefix it takes, e.g. /hooks/github")
         let routePath = try at(fields.path("path"), pathNode) { () throws(ConfigError) in
             try normalizedRoutePath(try text(pathNode, fields.path("path")))
@@ -224,17 +220,23 @@ struct ConfigReader {
         return (route, fields)
     }
 
+    /// The required `name` of a route or destination: 1 to 64 characters of `[A-Za-z0-9._-]`.
+    func readName(_ fields: Fields, of what: String, hint: String) throws(ConfigError) -> String {
+        let node = try required(fields, "name", hint: hint)
+        let name = try text(node, fields.path("name"))
+        guard isValidRouteName(name) else {
+            throw fail(fields.path("name"), node, "a \(what) name is 1 to 64 characters of A-Z a-z 0-9 . _ -, got \"\(name)\"")
+        }
+        return name
+    }
+
     /// One entry of a route's `destinations`: the route's delivery keys, overridden by its own.
     func readDestination(_ node: Node, path: String, route: RouteConfig) throws(ConfigError) -> DestinationConfig {
         guard case .mapping = node else {
             throw fail(path, node, "expected a destination (a mapping with name and upstream), got \(describe(node))")
         }
         let fields = try mapping(node, path: path, allowed: Keys.destination)
-        let nameNode = try required(fields, "name", hint: "the destination's name, unique in its route")
-        let name = try text(nameNode, fields.path("name"))
-        guard isValidRouteName(name) else {
-            throw fail(fields.path("name"), nameNode, "a destination name is 1 to 64 characters of A-Z a-z 0-9 . _ -, got \"\(name)\"")
-        }
+        let name = try readName(fields, of: "destination", hint: "the destination's name, unique in its route")
         var destination = DestinationConfig(name: name, defaults: route)
         try readDeliveryKeys(fields, into: &destination, checkOrderingKey: true, owner: "destination")
         if destination.upstream.isEmpty {
