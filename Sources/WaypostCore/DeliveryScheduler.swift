@@ -138,6 +138,13 @@ public struct DeliveryScheduler: Sendable {
     /// Whether route `route` is paused.
     public func isPaused(route: Int) -> Bool { routes[route].queues.paused }
 
+    /// Takes from route `route`'s rate-limit bucket the `count` attempts it made before this
+    /// scheduler started (as the journal records them), so that a restart releases no burst
+    /// above the limit.
+    public mutating func spend(route: Int, attempts count: Int, now: Int64) {
+        routes[route].flow.bucket?.take(count, now: now)
+    }
+
     /// Route `route`'s breaker state (closed when it has none).
     public func breakerState(route: Int) -> Breaker.State { routes[route].flow.breaker?.state ?? .closed }
 

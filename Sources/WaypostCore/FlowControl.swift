@@ -90,7 +90,7 @@ public struct TokenBucket: Sendable, Equatable {
         return Int(tokens.rounded(.down))
     }
 
-    mutating func take(_ count: Int, now: Int64) {
+    public mutating func take(_ count: Int, now: Int64) {
         refill(now: now)
         tokens = max(0, tokens - Double(count))
     }

@@ -179,6 +179,16 @@ public final class Forwarder: Service, @unchecked Sendable {
                         breaker: $0.destination.breaker)
                 },
                 paused: Self.pausedKeys(try reader.pausedRoutes(), of: routes), now: Self.nowMilliseconds())
+            // A rate limit counts the attempts made before a restart, within the time its
+            // bucket takes to fill: a restart releases no burst above the limit.
+            let now = Self.nowMilliseconds()
+            for (index, route) in routes.enumerated() {
+                guard let limit = route.destination.rateLimit else { continue }
+                let window = Int64(limit.burst) * limit.perMilliseconds / Int64(limit.count)
+                let since = Timestamp.format(millisecondsSince1970: now - window)
+                let made = try reader.attempts(route: route.config.name, destination: route.destination.name, since: since)
+                scheduler.spend(route: index, attempts: made, now: now)
+            }
             // Deliveries to destinations the configuration no longer has are never sent: say so.
             let configured = Set(routes.map(\.key))
             for (route, destination) in try reader.waitingDestinations() where !configured.contains("\(route)/\(destination)") {

@@ -150,6 +150,19 @@ public final class DeliveryReader {
         return names
     }
 
+    /// How many attempts to `destination` of `route` started at or after `since` (RFC 3339).
+    public func attempts(route: String, destination: String, since: String) throws(JournalError) -> Int {
+        let statement = try db.prepare(
+            """
+            SELECT count(*) FROM attempts a JOIN deliveries d ON d.id = a.delivery_id
+            WHERE d.route = ?1 AND d.destination = ?2 AND a.started_at >= ?3
+            """)
+        try statement.bind(1, route)
+        try statement.bind(2, destination)
+        try statement.bind(3, since)
+        return try statement.step() ? Int(statement.int64(0)) : 0
+    }
+
     /// What an operator paused: route names (the whole route) and `route/destination` names.
     public func pausedRoutes() throws(JournalError) -> Set<String> {
         defer { paused.reset() }

@@ -124,6 +124,22 @@ import WaypostCore
         #expect(Self.sends(scheduler.tick(now: 1000)) == [4])
     }
 
+    @Test("attempts made before a restart take their tokens: no second burst")
+    func schedulerSpendsEarlierAttempts() {
+        var scheduler = DeliveryScheduler(
+            routes: [
+                .init(
+                    name: "r/d", ordering: .none, concurrency: 16, retry: Self.retry, onExhausted: .deadLetter,
+                    rateLimit: RateLimit(count: 2, perMilliseconds: 1000))
+            ], now: 0)
+        scheduler.spend(route: 0, attempts: 2, now: 0)
+        _ = scheduler.tick(now: 0)
+        scheduler.pageLoaded(route: 0, messages: (1...3).map { QueuedMessage(id: $0) }, complete: true)
+        #expect(Self.sends(scheduler.tick(now: 0)).isEmpty)
+        #expect(scheduler.nextWake == 500)
+        #expect(Self.sends(scheduler.tick(now: 500)) == [1])
+    }
+
     @Test("the scheduler trips the breaker, keeps order behind it, sends one probe at a time, and resumes on success")
     func schedulerBreaker() throws {
         var scheduler = DeliveryScheduler(
