@@ -140,9 +140,11 @@ public struct Breaker: Sendable, Equatable {
     public let policy: BreakerPolicy
     public private(set) var state = State.closed
     private var consecutiveFailures = 0
-    /// Attempts started and not ended: while tripped, the probe (and attempts that were in
-    /// flight when it tripped, whose ends count like probes).
+    /// Attempts started and not ended: while tripped, the probe, or attempts that were in flight
+    /// when it tripped (a probe starts only when none is).
     private var inFlight = 0
+    /// A probe is in flight (started while tripped).
+    private var probing = false
 
     public init(_ policy: BreakerPolicy) {
         self.policy = policy
@@ -163,6 +165,7 @@ public struct Breaker: Sendable, Equatable {
 
     mutating func started(_ count: Int) {
         inFlight += count
+        if isTripped { probing = true }
     }
 
     /// While tripped with no attempt in flight: when the next probe may start.
@@ -174,6 +177,7 @@ public struct Breaker: Sendable, Equatable {
     /// An attempt that started never reached the upstream: it tells nothing.
     mutating func abandoned() {
         inFlight = max(0, inFlight - 1)
+        if inFlight == 0 { probing = false }
     }
 
     /// An attempt started through this breaker ended at `now`.
@@ -190,15 +194,17 @@ public struct Breaker: Sendable, Equatable {
             let interval = policy.probeIntervalMilliseconds
             state = .tripped(since: now, nextProbeAt: now.clampedAdding(interval), interval: interval)
             return .tripped
-        case .tripped(let since, let nextProbeAt, let interval):
+        case .tripped(let since, _, let interval):
+            let wasProbe = probing
+            probing = false
             guard failed else {
                 state = .closed
                 consecutiveFailures = 0
                 return .recovered
             }
-            // A failed probe: wait twice as long for the next (an attempt that was in flight
-            // when it tripped leaves the schedule as it is).
-            guard now >= nextProbeAt else { return nil }
+            // A failed probe: wait twice as long for the next. An attempt that was in flight
+            // when it tripped leaves the schedule as it is.
+            guard wasProbe else { return nil }
             let next = max(interval, min(interval * 2, BreakerPolicy.maxProbeInterval))
             state = .tripped(since: since, nextProbeAt: now.clampedAdding(next), interval: next)
             return nil

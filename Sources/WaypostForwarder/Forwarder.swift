@@ -40,6 +40,8 @@ public final class Forwarder: Service, @unchecked Sendable {
         let retried: Counter
         /// `waypost_destination_tripped`: 1 while its breaker is tripped.
         let tripped: Gauge
+        /// `waypost_destination_trips_total`: how often its breaker tripped.
+        let trips: Counter
         /// `waypost_upstream_duration_seconds` by status class: 1…5 for `1xx`…`5xx`, 0 for `error`.
         var upstreamTimers: [Int: Timer] = [:]
     }
@@ -162,7 +164,8 @@ public final class Forwarder: Service, @unchecked Sendable {
                         delivered: Counter(label: "waypost_delivered_total", dimensions: dimensions),
                         failed: Counter(label: "waypost_failed_total", dimensions: dimensions),
                         retried: Counter(label: "waypost_retried_total", dimensions: dimensions),
-                        tripped: Gauge(label: "waypost_destination_tripped", dimensions: dimensions)))
+                        tripped: Gauge(label: "waypost_destination_tripped", dimensions: dimensions),
+                        trips: Counter(label: "waypost_destination_trips_total", dimensions: dimensions)))
             }
         }
         self.routes = routes
@@ -581,6 +584,7 @@ public final class Forwarder: Service, @unchecked Sendable {
             if let lastError { metadata["last_error"] = "\(lastError)" }
             logger.warning("destination tripped: only probe attempts until one succeeds", metadata: metadata)
             route.tripped.record(1)
+            route.trips.increment()
             updates.append((.breaker(key: route.key, trippedSince: now), nil))
         case .recovered:
             logger.notice("destination recovered: delivering again", metadata: metadata)

@@ -197,6 +197,9 @@ public final class JournalReader {
             let value = control.int64(1)
             if name.hasPrefix("paused:"), value == 1 {
                 let target = name.dropFirst("paused:".count)
+                // A destination paused on its own is listed even when nothing of it waits.
+                let parts = target.split(separator: "/", maxSplits: 1).map(String.init)
+                if parts.count == 2 { _ = index(parts[0], parts[1]) }
                 for at in states.indices where target == states[at].route || target == "\(states[at].route)/\(states[at].destination)" {
                     states[at].paused = true
                 }

@@ -147,6 +147,8 @@ struct FlowTests {
             #expect(states["shop/down"]?["queued"] as? Int == 6, "\(states)")
             let metrics = try await server.metrics()
             #expect(metrics.value("waypost_destination_tripped", ["route": "shop", "destination": "down"]) == 1, "\(metrics)")
+            #expect(metrics.value("waypost_destination_trips_total", ["route": "shop", "destination": "down"]) == 1, "\(metrics)")
+            #expect(metrics.value("waypost_destination_trips_total", ["route": "shop", "destination": "up"]) == 0, "\(metrics)")
             let status = try await waypost("status", "--journal", server.journal, "--json")
             let document = try #require(try? JSONSerialization.jsonObject(with: Data(status.stdout.utf8)) as? [String: Any], "\(status)")
             let route = try #require((document["routes"] as? [[String: Any]])?.first, "\(status)")

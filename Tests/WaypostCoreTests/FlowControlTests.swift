@@ -69,6 +69,16 @@ import WaypostCore
         #expect(flow.allowance(now: 3120) == .max)
     }
 
+    @Test("an attempt in flight when the breaker tripped does not move the probe schedule when it fails, and closes it when it succeeds")
+    func attemptsInFlightAtTheTrip() {
+        var flow = FlowControl(breaker: BreakerPolicy(failures: 1, probeIntervalMilliseconds: 1000))
+        flow.started(3, now: 0)
+        #expect(flow.ended(reachedUpstream: true, status: 500, now: 10) == .tripped)
+        #expect(flow.ended(reachedUpstream: true, status: 500, now: 2000) == nil, "a late failure of an old attempt")
+        #expect(flow.delayed(2000) == nil, "one old attempt is still in flight: no probe beside it")
+        #expect(flow.ended(reachedUpstream: true, status: 200, now: 2100) == .recovered, "an old attempt's success closes it")
+    }
+
     @Test("the probe interval doubles up to 10 minutes, and a longer configured one stays as it is")
     func probeIntervalCap() {
         var flow = FlowControl(breaker: BreakerPolicy(failures: 1, probeIntervalMilliseconds: 200_000))
