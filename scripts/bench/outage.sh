@@ -117,7 +117,9 @@ scenario() {
     [[ $rows =~ ^[0-9]+$ && $delivered =~ ^[0-9]+$ ]] && lost=$((rows - delivered))
     read -r rps _ _ _ _ _ < <(parse_wrk "$WORK/$name.wrk")
     TABLE_ROWS+=("$name|$rps|$rows|$during_down|$failed_503|$attempts|${drained}|$lost")
-    DETAILS+=("$name: breaker: $breaker; $(journal_and_log "$journal" "$logfile")$([[ $waiting == 1 ]] && echo "; NOT drained within ${DRAIN_TIMEOUT}s")")
+    local note=""
+    [[ $waiting == 1 ]] && note="; NOT drained within ${DRAIN_TIMEOUT}s"
+    DETAILS+=("$name: breaker: $breaker; $(journal_and_log "$journal" "$logfile")$note")
 }
 
 main() {
