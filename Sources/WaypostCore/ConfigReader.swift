@@ -263,7 +263,8 @@ struct ConfigReader {
             destination.orderingKey = try at(keyPath, keyNode) { () throws(ConfigError) in try OrderingKey(parsing: spelling) }
             if checkOrderingKey && destination.ordering != .key {
                 let ordering = destination.ordering.rawValue
-                throw fail(keyPath, keyNode, "ordering_key is used only with \"ordering: key\", but this \(owner)'s ordering is \(ordering)")
+                throw fail(
+                    keyPath, keyNode, "ordering_key is used only with \"ordering: key\", but this \(owner)'s ordering is \(ordering)")
             }
         }
         if checkOrderingKey {
@@ -323,7 +324,8 @@ struct ConfigReader {
         guard parts.count == 2, let count = parseDigits(parts[0], clampedTo: 1_000_001), (1...1_000_000).contains(count),
             let unit = ["s": Int64(1000), "m": 60_000][String(parts[1])]
         else {
-            throw fail(path, node, "expected a rate such as 50/s or 600/m (a whole number from 1 to 1000000, per s or m), got \"\(spelling)\"")
+            throw fail(
+                path, node, "expected a rate such as 50/s or 600/m (a whole number from 1 to 1000000, per s or m), got \"\(spelling)\"")
         }
         return RateLimit(count: Int(count), perMilliseconds: unit)
     }

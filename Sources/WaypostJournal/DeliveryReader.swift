@@ -43,7 +43,8 @@ public struct StoredMessage: Sendable {
             planned.filtered ? nil : Delivery(id: id, destination: planned.destination, orderingKey: planned.orderingKey)
         }
         content = MessageForDelivery(
-            id: deliveryIDs.first ?? 0, correlationID: message.correlationID, idempotencyKey: message.idempotencyKey, method: message.method,
+            id: deliveryIDs.first ?? 0, correlationID: message.correlationID, idempotencyKey: message.idempotencyKey,
+            method: message.method,
             path: message.path, headers: message.headers, body: message.body, attempts: 0, cycleAttempts: 0,
             cycleStart: message.receivedAt, clientAddress: message.clientAddress)
     }

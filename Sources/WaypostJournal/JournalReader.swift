@@ -157,7 +157,8 @@ public final class JournalReader {
     /// Delivery counts per route, destination and state.
     public func deliveryCounts() throws(JournalError) -> [DeliveryCount] {
         let statement = try db.prepare(
-            "SELECT route, destination, state, count(*) FROM deliveries GROUP BY route, destination, state ORDER BY route, destination, state")
+            "SELECT route, destination, state, count(*) FROM deliveries GROUP BY route, destination, state ORDER BY route, destination, state"
+        )
         var counts: [DeliveryCount] = []
         while try statement.step() {
             counts.append(

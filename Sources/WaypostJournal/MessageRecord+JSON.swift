@@ -63,7 +63,8 @@ extension MessageRecord {
         json += "\"attempts\":\(attempts),\"received_at\":\(JSON.quote(receivedAt)),\"next_attempt_at\":\(text(nextAttemptAt)),"
         json += "\"delivered_at\":\(text(deliveredAt)),\"last_error\":\(text(lastError)),\"method\":\(JSON.quote(method)),"
         json += "\"path\":\(JSON.quote(path)),\"body_bytes\":\(body.count),\"response_status\":\(responseStatus.map(String.init) ?? "null")"
-        json += ",\"deliveries\":[" + deliveries.map { $0.json(response: false, attemptLog: attemptLogs?[$0.id]) }.joined(separator: ",") + "]"
+        json +=
+            ",\"deliveries\":[" + deliveries.map { $0.json(response: false, attemptLog: attemptLogs?[$0.id]) }.joined(separator: ",") + "]"
         if let attemptLogs {
             json += responseMember(storedResponse)
             json += ",\"attempt_log\":[" + (attemptLogs[replyDeliveryID] ?? []).map(\.json).joined(separator: ",") + "]"

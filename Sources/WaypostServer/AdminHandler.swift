@@ -319,7 +319,9 @@ final class AdminHandler: ChannelInboundHandler, RemovableChannelHandler {
     static func filter(_ query: Substring) throws(Problem) -> MessageFilter {
         var filter = MessageFilter(limit: 100)
         do {
-            for (key, value) in try QueryString.dictionary(query, allowed: ["state", "route", "destination", "since", "until", "limit", "cursor"]) {
+            for (key, value) in try QueryString.dictionary(
+                query, allowed: ["state", "route", "destination", "since", "until", "limit", "cursor"])
+            {
                 try filter.set(key, value)
             }
         } catch let error as QueryString.Malformed {

@@ -51,7 +51,8 @@ struct Status: ParsableCommand {
                         return "{\"destination\":\(JSON.quote(destination)),\(fields.joined(separator: ",")),"
                             + "\"paused\":\(state?.paused ?? false),\"tripped\":\(state?.trippedSince != nil)}"
                     }
-                    return "{\"route\":\(JSON.quote(route)),\(fields),\(oldestFields),\"destinations\":[\(destinations.joined(separator: ","))]}"
+                    return
+                        "{\"route\":\(JSON.quote(route)),\(fields),\(oldestFields),\"destinations\":[\(destinations.joined(separator: ","))]}"
                 }
                 print("{\"routes\":[\(entries.joined(separator: ","))]}")
                 return
@@ -71,7 +72,10 @@ struct Status: ParsableCommand {
                     let state = flow(route, destination)
                     destinationRows.append(
                         [route, destination] + states.map { String(deliveryCount(route, destination, $0)) }
-                            + [state?.paused == true ? "yes" : "-", state?.trippedSince.map { Timestamp.format(millisecondsSince1970: $0) } ?? "-"])
+                            + [
+                                state?.paused == true ? "yes" : "-",
+                                state?.trippedSince.map { Timestamp.format(millisecondsSince1970: $0) } ?? "-",
+                            ])
                 }
             }
             print("")
@@ -167,7 +171,8 @@ struct Show: ParsableCommand {
                 lines += ["", "deliveries (the first answers waiting sources; its attempts and response follow):"]
                 for d in deliveries {
                     let answer = d.responseStatus.map { "HTTP \($0)" } ?? "-"
-                    lines.append("  \(d.destination): \(d.state), \(d.attempts) attempts, last answer \(answer), last error \(d.lastError ?? "-")")
+                    lines.append(
+                        "  \(d.destination): \(d.state), \(d.attempts) attempts, last answer \(answer), last error \(d.lastError ?? "-")")
                 }
             }
             if !attempts.isEmpty {
@@ -213,7 +218,9 @@ struct CheckConfig: ParsableCommand {
             for destination in route.destinations {
                 // A route without destinations has one, named like it: one line, as before.
                 let name = destination.name == route.name ? route.name : "\(route.name)/\(destination.name)"
-                print("  \(name): \(route.path) -> \(destination.upstream) (\(route.mode.rawValue), ordering \(destination.ordering.rawValue))")
+                print(
+                    "  \(name): \(route.path) -> \(destination.upstream) (\(route.mode.rawValue), ordering \(destination.ordering.rawValue))"
+                )
             }
         }
     }

@@ -223,13 +223,16 @@ struct AdminAPITests {
             #expect((metrics.value("waypost_commit_duration_seconds_count") ?? 0) >= 1, "\(metrics)")
             // Upstream latency per status class: 4 answers 200, one 422, one 503.
             let upstreamCount = { (statusClass: String) in
-                metrics.value("waypost_upstream_duration_seconds_count", ["route": "orders", "destination": "orders", "status_class": statusClass])
+                metrics.value(
+                    "waypost_upstream_duration_seconds_count", ["route": "orders", "destination": "orders", "status_class": statusClass])
             }
             #expect(upstreamCount("2xx") == 4, "\(metrics)")
             #expect(upstreamCount("4xx") == 1, "\(metrics)")
             #expect(upstreamCount("5xx") == 1, "\(metrics)")
             #expect(
-                metrics.value("waypost_upstream_duration_seconds_bucket", ["route": "orders", "destination": "orders", "status_class": "2xx", "le": "+Inf"]) == 4,
+                metrics.value(
+                    "waypost_upstream_duration_seconds_bucket",
+                    ["route": "orders", "destination": "orders", "status_class": "2xx", "le": "+Inf"]) == 4,
                 "\(metrics)")
 
             // The queue gauges follow the journal: a paused route's waiting messages show up.
@@ -264,7 +267,8 @@ struct AdminAPITests {
                 #expect(!used.isEmpty, "\(file) names no metric")
                 for name in used {
                     let family = ["_bucket", "_sum", "_count"].reduce(name) { name, suffix in
-                        name.hasSuffix(suffix) && exported.contains(String(name.dropLast(suffix.count))) ? String(name.dropLast(suffix.count)) : name
+                        name.hasSuffix(suffix) && exported.contains(String(name.dropLast(suffix.count)))
+                            ? String(name.dropLast(suffix.count)) : name
                     }
                     #expect(exported.contains(family), "\(file) uses \(name), which Waypost does not export: \(exported.sorted())")
                 }

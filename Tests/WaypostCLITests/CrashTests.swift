@@ -230,14 +230,20 @@ extension Reliability {
             let fanRows = rows.filter { $0.route == "fanout" }
             let reports = [
                 (
-                    "single", checkDeliveries(
+                    "single",
+                    checkDeliveries(
                         acknowledged: acknowledged.filter { !$0.label.hasPrefix("o") }, rows: rows.filter { $0.route != "fanout" },
                         records: records.filter { !$0.path.hasPrefix("/recv/fan-") })
                 ),
-                ("fanout/a", checkDeliveries(acknowledged: fannedOut, rows: fanRows, records: records.filter { $0.path.hasPrefix("/recv/fan-a") })),
                 (
-                    "fanout/b", checkDeliveries(
-                        acknowledged: fannedOut, rows: fanRows.map { row in
+                    "fanout/a",
+                    checkDeliveries(acknowledged: fannedOut, rows: fanRows, records: records.filter { $0.path.hasPrefix("/recv/fan-a") })
+                ),
+                (
+                    "fanout/b",
+                    checkDeliveries(
+                        acknowledged: fannedOut,
+                        rows: fanRows.map { row in
                             var whole = row
                             whole.orderingKey = ""
                             return whole

@@ -347,7 +347,10 @@ struct DestinationTests {
             let queued = (1...5).map { "v2-queued-\($0)" }
             try await server.waitForStates("the backlog delivered") { states in queued.allSatisfy { states[$0] == "delivered" } }
             #expect(upstream.ids.sorted() == queued, "\(upstream.ids)")
-            #expect(upstream.ids.filter { ["v2-queued-1", "v2-queued-3", "v2-queued-5"].contains($0) } == ["v2-queued-1", "v2-queued-3", "v2-queued-5"])
+            #expect(
+                upstream.ids.filter { ["v2-queued-1", "v2-queued-3", "v2-queued-5"].contains($0) } == [
+                    "v2-queued-1", "v2-queued-3", "v2-queued-5",
+                ])
             #expect(upstream.ids.filter { ["v2-queued-2", "v2-queued-4"].contains($0) } == ["v2-queued-2", "v2-queued-4"])
             // A replay after the upgrade works on the migrated message.
             let replay = try await server.admin("POST", "/messages/v2-failed-1/replay")

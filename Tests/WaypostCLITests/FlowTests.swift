@@ -46,7 +46,8 @@ private func withFlowServer(
     defer { dir.remove() }
     let server: AdminTestServer
     do {
-        server = try await AdminTestServer.start(config: try dir.write("waypost.yaml", config), journal: dir.file("j.db"), directory: dir.path)
+        server = try await AdminTestServer.start(
+            config: try dir.write("waypost.yaml", config), journal: dir.file("j.db"), directory: dir.path)
     } catch {
         for upstream in upstreams { await upstream.stop() }
         throw error
@@ -103,7 +104,8 @@ struct FlowTests {
             var worst = (excess: -Double.infinity, from: 0, to: 0)
             for i in times.indices {
                 for j in times.indices where j > i {
-                    let seconds = Double((times[j] - times[i]).components.attoseconds) / 1e18 + Double((times[j] - times[i]).components.seconds)
+                    let seconds =
+                        Double((times[j] - times[i]).components.attoseconds) / 1e18 + Double((times[j] - times[i]).components.seconds)
                     let excess = Double(j - i + 1) - (20 + 20 * (seconds + 0.05))
                     if excess > worst.excess { worst = (excess, i, j) }
                 }
@@ -152,7 +154,9 @@ struct FlowTests {
             let status = try await waypost("status", "--journal", server.journal, "--json")
             let document = try #require(try? JSONSerialization.jsonObject(with: Data(status.stdout.utf8)) as? [String: Any], "\(status)")
             let route = try #require((document["routes"] as? [[String: Any]])?.first, "\(status)")
-            let trippedNames = (route["destinations"] as? [[String: Any]])?.filter { $0["tripped"] as? Bool == true }.map { $0["destination"] as? String }
+            let trippedNames = (route["destinations"] as? [[String: Any]])?.filter { $0["tripped"] as? Bool == true }.map {
+                $0["destination"] as? String
+            }
             #expect(trippedNames == ["down"], "waypost status shows the breaker: \(status)")
             // Tripped: one probe after 400 ms, the next 800 ms after that: at most 2 in 1.1 s.
             let before = down.ids.count

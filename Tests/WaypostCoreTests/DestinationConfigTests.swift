@@ -87,15 +87,18 @@ private func shop(_ lines: String...) -> [String] {
     }
 
     static let broken: [Broken] = [
-        Broken(label: "no upstream anywhere", lines: shop("destinations:", "  - name: a"), key: "routes[0].destinations[0].upstream",
+        Broken(
+            label: "no upstream anywhere", lines: shop("destinations:", "  - name: a"), key: "routes[0].destinations[0].upstream",
             mentions: "missing required key \"upstream\""),
-        Broken(label: "no name", lines: shop("destinations:", "  - upstream: http://h/"), key: "routes[0].destinations[0].name",
+        Broken(
+            label: "no name", lines: shop("destinations:", "  - upstream: http://h/"), key: "routes[0].destinations[0].name",
             mentions: "missing required key \"name\""),
         Broken(
             label: "duplicate names",
             lines: shop("upstream: http://h/", "destinations:", "  - name: a", "  - name: a"), key: "routes[0].destinations[1].name",
             mentions: "duplicate destination name \"a\""),
-        Broken(label: "empty list", lines: shop("upstream: http://h/", "destinations: []"), key: "routes[0].destinations",
+        Broken(
+            label: "empty list", lines: shop("upstream: http://h/", "destinations: []"), key: "routes[0].destinations",
             mentions: "at least one destination"),
         Broken(
             label: "a route-only key in a destination",
@@ -123,18 +126,24 @@ private func shop(_ lines: String...) -> [String] {
         Broken(
             label: "a filter that is not JSON", lines: shop("upstream: http://h/", "filter: '{body'"), key: "routes[0].filter",
             mentions: "a string of JSON"),
-        Broken(label: "a rate per hour", lines: shop("upstream: http://h/", "rate_limit: 50/h"), key: "routes[0].rate_limit",
+        Broken(
+            label: "a rate per hour", lines: shop("upstream: http://h/", "rate_limit: 50/h"), key: "routes[0].rate_limit",
             mentions: "50/s or 600/m"),
-        Broken(label: "a rate of zero", lines: shop("upstream: http://h/", "rate_limit: 0/s"), key: "routes[0].rate_limit",
+        Broken(
+            label: "a rate of zero", lines: shop("upstream: http://h/", "rate_limit: 0/s"), key: "routes[0].rate_limit",
             mentions: "from 1 to 1000000"),
-        Broken(label: "a burst without a rate", lines: shop("upstream: http://h/", "rate_limit_burst: 5"),
+        Broken(
+            label: "a burst without a rate", lines: shop("upstream: http://h/", "rate_limit_burst: 5"),
             key: "routes[0].rate_limit_burst", mentions: "only with rate_limit"),
         Broken(label: "breaker: on", lines: shop("upstream: http://h/", "breaker: on"), key: "routes[0].breaker", mentions: "expected off"),
-        Broken(label: "breaker failures 0", lines: shop("upstream: http://h/", "breaker: { failures: 0 }"),
+        Broken(
+            label: "breaker failures 0", lines: shop("upstream: http://h/", "breaker: { failures: 0 }"),
             key: "routes[0].breaker.failures", mentions: ""),
-        Broken(label: "breaker with an unknown key", lines: shop("upstream: http://h/", "breaker: { failure: 3 }"),
+        Broken(
+            label: "breaker with an unknown key", lines: shop("upstream: http://h/", "breaker: { failure: 3 }"),
             key: "routes[0].breaker.failure", mentions: "unknown key"),
-        Broken(label: "a bad upstream", lines: shop("destinations:", "  - name: a", "    upstream: ftp://h/"),
+        Broken(
+            label: "a bad upstream", lines: shop("destinations:", "  - name: a", "    upstream: ftp://h/"),
             key: "routes[0].destinations[0].upstream", mentions: "http://"),
     ]
 

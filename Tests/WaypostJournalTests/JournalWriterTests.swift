@@ -311,7 +311,9 @@ struct DeliveryRecordTests {
             try await Task.sleep(for: .milliseconds(100))
         }
         await writer.shutdown()
-        #expect(try sqlite3(dir.file("j.db"), "SELECT group_concat(state) FROM (SELECT state FROM message_states ORDER BY id)") == "delivered,failed")
+        #expect(
+            try sqlite3(dir.file("j.db"), "SELECT group_concat(state) FROM (SELECT state FROM message_states ORDER BY id)")
+                == "delivered,failed")
         #expect(try sqlite3(dir.file("j.db"), "SELECT id FROM message_states WHERE state = 'delivered'") == "1")
         #expect(try sqlite3(dir.file("j.db"), "SELECT count(*) FROM attempts WHERE delivery_id = 3") == "0")
         #expect(try sqlite3(dir.file("j.db"), "SELECT count(*) FROM attempts WHERE delivery_id IN (1, 2)") == "2")
