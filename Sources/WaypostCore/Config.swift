@@ -431,35 +431,21 @@ public struct HeaderField: Sendable, Equatable {
     }
 }
 
-/// One route: which requests it takes and how it delivers them (SPEC §1–§3, §8, §9).
+/// One route: which requests it takes and how it delivers them (SPEC §1–§3, §8, §9, §11).
 public struct RouteConfig: Sendable, Equatable {
     /// Unique name, used by the admin API, logs and metrics: 1–64 characters of `[A-Za-z0-9._-]`.
     public var name: String
     /// Path prefix, matched by whole segments. Starts with `/`, has no trailing slash (except `/`
     /// itself), and is never under `/_waypost`.
     public var path: String
-    /// Absolute `http://` or `https://` URL the messages are delivered to, as written.
-    public var upstream: String
     /// Default ``DeliveryMode/async``.
     public var mode: DeliveryMode
     /// The longest a synchronous request waits for the upstream's answer. Default 30s.
     public var syncTimeout: Duration
-    /// Default ``Ordering/fifo``.
-    public var ordering: Ordering
-    /// Set exactly when ``ordering`` is ``Ordering/key``.
-    public var orderingKey: OrderingKey?
-    /// Parallel deliveries for `ordering: key` and `none`; at least 1. Default 16.
-    public var concurrency: Int
     /// The request header that carries an idempotency key. Default `Idempotency-Key`.
     public var idempotencyHeader: String
     /// How long an idempotency key is remembered. Default 24h.
     public var dedupWindow: Duration
-    /// The retry schedule.
-    public var retry: RetryPolicy
-    /// Default ``OnExhausted/deadLetter``.
-    public var onExhausted: OnExhausted
-    /// Timeouts of one attempt.
-    public var timeouts: Timeouts
     /// Effective body limit: the route's own value or else the global default.
     public var maxBodyBytes: Int
     /// Effective header limit: the route's own value or else the global default.
@@ -470,21 +456,11 @@ public struct RouteConfig: Sendable, Equatable {
     public var validate: BodyValidation
     /// Inbound signature verification, if any.
     public var verify: VerifyConfig?
-    /// Outbound signing, if any.
-    public var sign: SignConfig?
-    /// Headers added to every delivery, in the order of the file.
-    public var addHeaders: [HeaderField]
-    /// Header names removed from every delivery (compare case-insensitively).
-    public var removeHeaders: [String]
-    /// Which messages the destinations take (a default for them), if not all.
-    public var filter: DeliveryFilter?
-    /// The destinations' default `rate_limit`, if any.
-    public var rateLimit: RateLimit?
-    /// The destinations' default `breaker`; nil for `breaker: off`.
-    public var breaker: BreakerPolicy?
+    /// The route's own delivery keys (``upstream``, ``ordering``, …): its one destination's
+    /// when it is written without `destinations`, else their defaults. Named like the route.
+    public var defaults: DestinationConfig
     /// Where each message goes (SPEC §11), never empty. A route written without
-    /// `destinations` has one, named like the route, made of the route's own delivery keys
-    /// (``upstream``, ``ordering``, …), which are otherwise the destinations' defaults.
+    /// `destinations` has one: ``defaults``.
     public var destinations: [DestinationConfig]
     /// The index in ``destinations`` of the one whose answer a waiting source gets
     /// (`reply_from`; default the first).
@@ -523,48 +499,21 @@ public struct RouteConfig: Sendable, Equatable {
     ) {
         self.name = name
         self.path = path
-        self.upstream = upstream
         self.mode = mode
         self.syncTimeout = syncTimeout
-        self.ordering = ordering
-        self.orderingKey = orderingKey
-        self.concurrency = concurrency
         self.idempotencyHeader = idempotencyHeader
         self.dedupWindow = dedupWindow
-        self.retry = retry
-        self.onExhausted = onExhausted
-        self.timeouts = timeouts
         self.maxBodyBytes = maxBodyBytes
         self.maxHeaderBytes = maxHeaderBytes
         self.contentTypes = contentTypes
         self.validate = validate
         self.verify = verify
-        self.sign = sign
-        self.addHeaders = addHeaders
-        self.removeHeaders = removeHeaders
-        self.filter = filter
-        self.rateLimit = rateLimit
-        self.breaker = breaker
-        self.destinations = []
+        self.defaults = DestinationConfig(
+            name: name, upstream: upstream, ordering: ordering, orderingKey: orderingKey, concurrency: concurrency, retry: retry,
+            onExhausted: onExhausted, timeouts: timeouts, sign: sign, addHeaders: addHeaders, removeHeaders: removeHeaders,
+            filter: filter, rateLimit: rateLimit, breaker: breaker)
+        self.destinations = destinations ?? [defaults]
         self.replyFrom = replyFrom
-        self.destinations = destinations ?? [DestinationConfig(name: name, defaults: self)]
-    }
-
-    /// Sets the route's delivery keys, the defaults of its destinations.
-    mutating func setDeliveryDefaults(_ keys: DestinationConfig) {
-        upstream = keys.upstream
-        ordering = keys.ordering
-        orderingKey = keys.orderingKey
-        concurrency = keys.concurrency
-        retry = keys.retry
-        onExhausted = keys.onExhausted
-        timeouts = keys.timeouts
-        sign = keys.sign
-        addHeaders = keys.addHeaders
-        removeHeaders = keys.removeHeaders
-        filter = keys.filter
-        rateLimit = keys.rateLimit
-        breaker = keys.breaker
     }
 
     /// `route/destination`: unique among every route's destinations (names have no `/`); the
@@ -579,6 +528,31 @@ public struct RouteConfig: Sendable, Equatable {
 
     /// The destination whose answer a waiting source gets.
     public var replyDestination: DestinationConfig { destinations[replyFrom] }
+}
+
+extension RouteConfig {
+    // The route's delivery keys, kept in ``defaults``.
+
+    /// Absolute `http://` or `https://` URL the messages are delivered to, as written.
+    public var upstream: String { defaults.upstream }
+    /// Default ``Ordering/fifo``.
+    public var ordering: Ordering { defaults.ordering }
+    /// Set exactly when ``ordering`` is ``Ordering/key``.
+    public var orderingKey: OrderingKey? { defaults.orderingKey }
+    /// Parallel deliveries for `ordering: key` and `none`; at least 1. Default 16.
+    public var concurrency: Int { defaults.concurrency }
+    /// The retry schedule.
+    public var retry: RetryPolicy { defaults.retry }
+    /// Default ``OnExhausted/deadLetter``.
+    public var onExhausted: OnExhausted { defaults.onExhausted }
+    /// Timeouts of one attempt.
+    public var timeouts: Timeouts { defaults.timeouts }
+    /// Outbound signing, if any.
+    public var sign: SignConfig? { defaults.sign }
+    /// Headers added to every delivery, in the order of the file.
+    public var addHeaders: [HeaderField] { defaults.addHeaders }
+    /// Header names removed from every delivery (compare case-insensitively).
+    public var removeHeaders: [String] { defaults.removeHeaders }
 }
 
 /// One upstream of a route, with its own queues, retries and outcome (SPEC §11).
@@ -603,21 +577,32 @@ public struct DestinationConfig: Sendable, Equatable {
     /// `breaker`; nil for `breaker: off`. Default: 20 failures, probes every 30s.
     public var breaker: BreakerPolicy?
 
+    /// A destination; everything but `name` and `upstream` has the documented default.
+    public init(
+        name: String, upstream: String, ordering: Ordering = .fifo, orderingKey: OrderingKey? = nil, concurrency: Int = 16,
+        retry: RetryPolicy = RetryPolicy(), onExhausted: OnExhausted = .deadLetter, timeouts: Timeouts = Timeouts(),
+        sign: SignConfig? = nil, addHeaders: [HeaderField] = [], removeHeaders: [String] = [], filter: DeliveryFilter? = nil,
+        rateLimit: RateLimit? = nil, breaker: BreakerPolicy? = BreakerPolicy()
+    ) {
+        self.name = name
+        self.upstream = upstream
+        self.ordering = ordering
+        self.orderingKey = orderingKey
+        self.concurrency = concurrency
+        self.retry = retry
+        self.onExhausted = onExhausted
+        self.timeouts = timeouts
+        self.sign = sign
+        self.addHeaders = addHeaders
+        self.removeHeaders = removeHeaders
+        self.filter = filter
+        self.rateLimit = rateLimit
+        self.breaker = breaker
+    }
+
     /// A destination named `name` with `route`'s delivery keys (its defaults).
     public init(name: String, defaults route: RouteConfig) {
+        self = route.defaults
         self.name = name
-        upstream = route.upstream
-        ordering = route.ordering
-        orderingKey = route.orderingKey
-        concurrency = route.concurrency
-        retry = route.retry
-        onExhausted = route.onExhausted
-        timeouts = route.timeouts
-        sign = route.sign
-        addHeaders = route.addHeaders
-        removeHeaders = route.removeHeaders
-        filter = route.filter
-        rateLimit = route.rateLimit
-        breaker = route.breaker
     }
 }

@@ -185,7 +185,7 @@ struct ConfigReader {
         // The route's delivery keys: its one destination's, or its destinations' defaults.
         var own = DestinationConfig(name: name, defaults: route)
         try readDeliveryKeys(fields, into: &own, checkOrderingKey: destinationsNode == nil, owner: "route")
-        route.setDeliveryDefaults(own)
+        route.defaults = own
 
         guard let destinationsNode else {
             route.destinations = [own]
