@@ -37,14 +37,30 @@ public final class PipelineFuzzer: Sendable {
             RouteConfig(
                 name: "signed", path: "/signed", upstream: "http://127.0.0.1:9/",
                 verify: VerifyConfig(scheme: .hmacSHA256, secret: secret, header: "X-Sig", encoding: .hex, prefix: "sha256=")),
+            // Destinations with filters on every part of the request, evaluated at intake.
+            RouteConfig(
+                name: "shop", path: "/shop", upstream: "http://127.0.0.1:9/", mode: .sync,
+                destinations: [
+                    DestinationConfig(
+                        name: "erp", upstream: "http://127.0.0.1:9/erp", ordering: .key, orderingKey: .jsonPointer("/order/id"),
+                        filter: try DeliveryFilter(
+                            json: #"{"body":{"type":{"$in":["order.paid","order.created"]},"total":{"$gte":10}},"headers":{"x-shop":{"$exist":true}}}"#
+                        )),
+                    DestinationConfig(
+                        name: "audit", upstream: "http://127.0.0.1:9/audit", ordering: .key, orderingKey: .header("X-Key"),
+                        filter: try DeliveryFilter(
+                            json: #"{"$or":[{"query":{"page":{"$startsWith":"1"}}},{"path":{"$endsWith":"/x"}},{"$not":{"body":{"items":{"sku":"A"}}}}]}"#
+                        )),
+                ], replyFrom: 1),
         ]
         let verifier = try InboundVerifier(config: routes[1].verify!, secrets: ["s3cret"])
         let intake = IntakeContext(
             routes: RouteTable(routes: routes), writer: writer, readers: readers, board: OutcomeBoard(), logger: logger,
             now: { 1_764_000_000_000 }, accepted: [:], secrets: RouteSecrets(RouteSecrets.Keys(verifiers: ["signed": verifier])))
         let admin = AdminContext(
-            token: "fuzz-token", journalPath: path, routeNames: ["hooks", "signed"], writer: writer, forwarderRunning: { true },
-            journalChanged: {}, metrics: { [] }, logger: logger)
+            token: "fuzz-token", journalPath: path, routeNames: ["hooks", "signed", "shop"], writer: writer, forwarderRunning: { true },
+            journalChanged: {}, metrics: { [] }, logger: logger,
+            destinationNames: ["hooks": ["hooks"], "signed": ["signed"], "shop": ["erp", "audit"]])
         return PipelineFuzzer(intake: intake, admin: admin, readers: readers)
     }
 
