@@ -196,15 +196,19 @@ public struct DeliveryScheduler: Sendable {
     }
 
     /// An operator replayed or skipped messages, or paused or resumed a route: every route drops
-    /// what it holds (but what is in flight) and pages the journal again from the start.
+    /// what it holds (but what is in flight) and pages the journal again from the start, and a
+    /// tripped destination may probe at once (an operator who acted may know it is back).
     ///
-    /// - Parameter paused: the routes paused now.
-    public mutating func generationChanged(paused: Set<String>) {
+    /// - Parameters:
+    ///   - paused: the routes paused now.
+    ///   - now: the time, for the probes; nil leaves the breakers as they are.
+    public mutating func generationChanged(paused: Set<String>, now: Int64? = nil) {
         for index in routes.indices {
             routes[index].queues.paused = paused.contains(routes[index].policy.name)
             routes[index].queues.removeWaiting()
             routes[index].cursor = 0
             routes[index].mayHaveMore = true
+            if let now { routes[index].flow.breaker?.probeNow(now) }
         }
     }
 

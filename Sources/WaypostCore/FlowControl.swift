@@ -174,6 +174,12 @@ public struct Breaker: Sendable, Equatable {
         return nextProbeAt
     }
 
+    /// While tripped: the next probe may start at `now`, the interval as it is.
+    mutating func probeNow(_ now: Int64) {
+        guard case .tripped(let since, let nextProbeAt, let interval) = state, nextProbeAt > now else { return }
+        state = .tripped(since: since, nextProbeAt: now, interval: interval)
+    }
+
     /// An attempt that started never reached the upstream: it tells nothing.
     mutating func abandoned() {
         inFlight = max(0, inFlight - 1)

@@ -392,7 +392,7 @@ public final class Forwarder: Service, @unchecked Sendable {
         guard let current = try? reader.replayGeneration(), current != generation else { return }
         generation = current
         logger.info("messages were replayed or skipped, or a route paused or resumed; reloading the queues")
-        scheduler.generationChanged(paused: Self.pausedKeys((try? reader.pausedRoutes()) ?? [], of: routes))
+        scheduler.generationChanged(paused: Self.pausedKeys((try? reader.pausedRoutes()) ?? [], of: routes), now: Self.nowMilliseconds())
         handed.removeAll()
         // An operator's skip is a final outcome the forwarder never published: wake whoever
         // waits for one of those messages (a synchronous source, a long-polling reader).

@@ -165,6 +165,19 @@ struct FlowTests {
             #expect(probes >= 1 && probes <= 2, "\(probes) attempts in 1.1 s while tripped")
             #expect(Set(down.ids) == [ids[0]], "only the head of the queue is tried: order kept")
 
+            // Right after a failed probe the next is ≥ 800 ms away; an operator's resume makes
+            // it go at once.
+            let seen = down.ids.count
+            while down.ids.count == seen, ContinuousClock.now < deadline + .seconds(10) { try await Task.sleep(for: .milliseconds(5)) }
+            let afterProbe = down.ids.count
+            let resume = try await server.admin("POST", "/routes/shop/resume?destination=down")
+            #expect(resume.status == 200, "\(resume.status) \(resume.body)")
+            let resumed = ContinuousClock.now
+            while down.ids.count == afterProbe, ContinuousClock.now - resumed < .milliseconds(400) {
+                try await Task.sleep(for: .milliseconds(5))
+            }
+            #expect(down.ids.count > afterProbe, "no probe within 400 ms of the resume")
+
             down.answer(200)
             try await server.waitForStates("down recovers and catches up", timeout: .seconds(10)) { states in
                 ids.allSatisfy { states[$0] == "delivered" }

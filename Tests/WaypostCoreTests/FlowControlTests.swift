@@ -184,7 +184,11 @@ import WaypostCore
         let probe = try attempt(1, status: 503, at: 1150)
         #expect(probe.breaker == nil && probe.attempt == 3)
         #expect(scheduler.nextWake == 3150)
-        #expect(Self.sends(scheduler.tick(now: 3150)) == [1])
+        // An operator's action (a replay, skip, pause or resume) makes it probe at once.
+        scheduler.generationChanged(paused: [], now: 1300)
+        scheduler.pageLoaded(route: 0, messages: (1...3).map { QueuedMessage(id: $0) }, complete: true)
+        #expect(scheduler.nextWake == 1300)
+        #expect(Self.sends(scheduler.tick(now: 1300)) == [1])
         let recovered = try attempt(1, status: 200, at: 3160)
         #expect(recovered.breaker == .recovered && recovered.state == .delivered)
         #expect(Self.sends(scheduler.tick(now: 3160)) == [2])
