@@ -44,12 +44,14 @@ public final class PipelineFuzzer: Sendable {
                     DestinationConfig(
                         name: "erp", upstream: "http://127.0.0.1:9/erp", ordering: .key, orderingKey: .jsonPointer("/order/id"),
                         filter: try DeliveryFilter(
-                            json: #"{"body":{"type":{"$in":["order.paid","order.created"]},"total":{"$gte":10}},"headers":{"x-shop":{"$exist":true}}}"#
+                            json:
+                                #"{"body":{"type":{"$in":["order.paid","order.created"]},"total":{"$gte":10}},"headers":{"x-shop":{"$exist":true}}}"#
                         )),
                     DestinationConfig(
                         name: "audit", upstream: "http://127.0.0.1:9/audit", ordering: .key, orderingKey: .header("X-Key"),
                         filter: try DeliveryFilter(
-                            json: #"{"$or":[{"query":{"page":{"$startsWith":"1"}}},{"path":{"$endsWith":"/x"}},{"$not":{"body":{"items":{"sku":"A"}}}}]}"#
+                            json:
+                                #"{"$or":[{"query":{"page":{"$startsWith":"1"}}},{"path":{"$endsWith":"/x"}},{"$not":{"body":{"items":{"sku":"A"}}}}]}"#
                         )),
                 ], replyFrom: 1),
         ]
