@@ -118,9 +118,12 @@ public struct RawHeadRecorder: Sendable {
         buffer.removeAll(keepingCapacity: true)
         switch state {
         case .chunkSize:
-            // hex digits, then optional extensions after ';'
+            // hex digits, then optional extensions after ';'. Only digits: `Int(_:radix:)` would
+            // also take a sign, and a negative size would walk the input backwards for ever.
             let digits = line.prefix { $0 != UInt8(ascii: ";") && $0 != 0x20 && $0 != 0x09 }
-            guard !digits.isEmpty, digits.count <= 15, let size = Int(String(decoding: digits, as: UTF8.self), radix: 16) else {
+            guard !digits.isEmpty, digits.count <= 15, digits.allSatisfy(Self.isHexDigit),
+                let size = Int(String(decoding: digits, as: UTF8.self), radix: 16)
+            else {
                 return lose()
             }
             state = size == 0 ? .trailers : .chunkData(remaining: size)
@@ -206,6 +209,10 @@ public struct RawHeadRecorder: Sendable {
             fields.append(HeaderField(name: field.name, valueBytes: value))
         }
         return fields
+    }
+
+    private static func isHexDigit(_ byte: UInt8) -> Bool {
+        (0x30...0x39).contains(byte) || (0x41...0x46).contains(byte) || (0x61...0x66).contains(byte)
     }
 
     /// The non-empty lines of a head, without their CR LF (or LF), as slices of it: nothing

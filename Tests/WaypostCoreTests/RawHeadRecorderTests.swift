@@ -58,6 +58,16 @@ private let streams: [Stream] = [
         input: bytes("POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n") + obsHead,
         heads: [.plain, .unknown]),
     Stream(
+        // Found by the intake fuzz target: `Int("-5", radix: 16)` is -5, and a negative size
+        // walked the input backwards for ever (the event loop spun).
+        label: "a signed chunk size (-5, +5): lost, not a loop",
+        input: bytes("POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n-5\r\n{") + obsHead,
+        heads: [.plain, .unknown]),
+    Stream(
+        label: "a plus-signed chunk size: lost",
+        input: bytes("POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n+5\r\nabcde\r\n0\r\n\r\n") + obsHead,
+        heads: [.plain, .unknown]),
+    Stream(
         label: "a chunk size past 15 hex digits: lost",
         input: bytes("POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n1000000000000000\r\n") + obsHead,
         heads: [.plain, .unknown]),
