@@ -516,9 +516,19 @@ public struct RouteConfig: Sendable, Equatable {
         self.replyFrom = replyFrom
     }
 
-    /// `route/destination`: unique among every route's destinations (names have no `/`); the
-    /// name of a paused destination in the journal, of its metrics and its keys.
-    public func key(of destination: DestinationConfig) -> String { "\(name)/\(destination.name)" }
+    /// ``destinationKey(route:destination:)`` of one of its destinations.
+    public func key(of destination: DestinationConfig) -> String { Self.destinationKey(route: name, destination: destination.name) }
+
+    /// `route/destination`: unique among every route's destinations (names have no `/`); how
+    /// the scheduler, the journal's control rows (paused, tripped) and the keys name it.
+    public static func destinationKey(route: String, destination: String) -> String { "\(route)/\(destination)" }
+
+    /// The route and destination names of a ``destinationKey(route:destination:)``; nil for a
+    /// text without `/` (a route's own name).
+    public static func splitDestinationKey(_ key: Substring) -> (route: String, destination: String)? {
+        guard let slash = key.firstIndex(of: "/") else { return nil }
+        return (String(key[..<slash]), String(key[key.index(after: slash)...]))
+    }
 
     /// Where a destination's keys are in the file, for messages: the route's own
     /// (`routes[0]`) for a route written without `destinations`.

@@ -101,23 +101,26 @@ public enum IntakeAdmission {
     /// ordering key, and whether its filter passes the request (the body is parsed once, and
     /// only when a filter needs it).
     static func deliveries(route: RouteConfig, target: String, headers: [HeaderField], body: [UInt8]) -> [PlannedDelivery] {
-        var parsedBody: JSONValue?? = nil
+        // What the filters see, made for the first filter and shared by the others.
+        var input: DeliveryFilter.Input?
         var planned: [PlannedDelivery] = []
         planned.reserveCapacity(route.destinations.count)
-        for index in [route.replyFrom] + route.destinations.indices.filter({ $0 != route.replyFrom }) {
-            let destination = route.destinations[index]
+        for destination in route.destinations {
             var filtered = false
             if let filter = destination.filter {
-                if parsedBody == nil { parsedBody = .some(JSONValue.parse(body)) }
-                let queryStart = target.firstIndex(of: "?")
-                let input = DeliveryFilter.Input(
-                    body: parsedBody ?? nil, headers: headers, query: queryStart.map { String(target[target.index(after: $0)...]) } ?? "",
-                    path: String(target[..<(queryStart ?? target.endIndex)]))
-                filtered = !filter.matches(input)
+                if input == nil {
+                    let queryStart = target.firstIndex(of: "?")
+                    input = DeliveryFilter.Input(
+                        body: JSONValue.parse(body), headers: headers,
+                        query: queryStart.map { String(target[target.index(after: $0)...]) } ?? "",
+                        path: String(target[..<(queryStart ?? target.endIndex)]))
+                }
+                filtered = !filter.matches(input!)
             }
             let key = destination.ordering == .key && !filtered ? destination.orderingKey?.value(headers: headers, body: body) : nil
             planned.append(PlannedDelivery(destination: destination.name, orderingKey: key, filtered: filtered))
         }
+        if route.replyFrom != 0 { planned.insert(planned.remove(at: route.replyFrom), at: 0) }
         return planned
     }
 

@@ -194,7 +194,8 @@ public final class Forwarder: Service, @unchecked Sendable {
             }
             // Deliveries to destinations the configuration no longer has are never sent: say so.
             let configured = Set(routes.map(\.key))
-            for (route, destination) in try reader.waitingDestinations() where !configured.contains("\(route)/\(destination)") {
+            for (route, destination) in try reader.waitingDestinations()
+            where !configured.contains(RouteConfig.destinationKey(route: route, destination: destination)) {
                 logger.warning(
                     "the journal has deliveries waiting for a destination the configuration does not have; they are not sent",
                     metadata: ["route": "\(route)", "destination": "\(destination)"])
@@ -413,7 +414,8 @@ public final class Forwarder: Service, @unchecked Sendable {
         var stored: [DeliveryScheduler.Stored] = []
         for message in messages {
             for delivery in message.deliveries {
-                stored.append(.init(id: delivery.id, route: "\(message.route)/\(delivery.destination)", orderingKey: delivery.orderingKey))
+                let key = RouteConfig.destinationKey(route: message.route, destination: delivery.destination)
+                stored.append(.init(id: delivery.id, route: key, orderingKey: delivery.orderingKey))
             }
         }
         let queued = scheduler.messagesStored(stored)

@@ -138,7 +138,7 @@ public final class JournalOperations {
     public func setPaused(route: String, destination: String? = nil, _ paused: Bool) throws(JournalError) {
         try db.transaction { () throws(JournalError) in
             let upsert = try db.prepare("INSERT OR REPLACE INTO control (name, value) VALUES ('paused:' || ?1, ?2)")
-            try upsert.bind(1, destination.map { "\(route)/\($0)" } ?? route)
+            try upsert.bind(1, destination.map { RouteConfig.destinationKey(route: route, destination: $0) } ?? route)
             try upsert.bind(2, paused ? 1 : 0)
             try upsert.run()
             try bumpGeneration()

@@ -198,15 +198,16 @@ public final class JournalReader {
             let value = control.int64(1)
             if name.hasPrefix("paused:"), value == 1 {
                 let target = name.dropFirst("paused:".count)
-                // A destination paused on its own is listed even when nothing of it waits.
-                let parts = target.split(separator: "/", maxSplits: 1).map(String.init)
-                if parts.count == 2 { _ = index(parts[0], parts[1]) }
-                for at in states.indices where target == states[at].route || target == "\(states[at].route)/\(states[at].destination)" {
-                    states[at].paused = true
+                if let (route, destination) = RouteConfig.splitDestinationKey(target) {
+                    // A destination paused on its own is listed even when nothing of it waits.
+                    states[index(route, destination)].paused = true
+                } else {
+                    for at in states.indices where target == states[at].route { states[at].paused = true }
                 }
-            } else if name.hasPrefix("tripped:") {
-                let parts = name.dropFirst("tripped:".count).split(separator: "/", maxSplits: 1).map(String.init)
-                if parts.count == 2 { states[index(parts[0], parts[1])].trippedSince = value }
+            } else if name.hasPrefix("tripped:"),
+                let (route, destination) = RouteConfig.splitDestinationKey(name.dropFirst("tripped:".count))
+            {
+                states[index(route, destination)].trippedSince = value
             }
         }
         return states

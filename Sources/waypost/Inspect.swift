@@ -217,7 +217,7 @@ struct CheckConfig: ParsableCommand {
         for route in settings.routes {
             for destination in route.destinations {
                 // A route without destinations has one, named like it: one line, as before.
-                let name = destination.name == route.name ? route.name : "\(route.name)/\(destination.name)"
+                let name = destination.name == route.name ? route.name : route.key(of: destination)
                 print(
                     "  \(name): \(route.path) -> \(destination.upstream) (\(route.mode.rawValue), ordering \(destination.ordering.rawValue))"
                 )
