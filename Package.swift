@@ -124,7 +124,7 @@ let package = Package(
         ),
         .testTarget(
             name: "WaypostCoreTests",
-            dependencies: ["WaypostCore", .product(name: "Crypto", package: "swift-crypto")],
+            dependencies: ["WaypostCore", "WaypostTestSupport", .product(name: "Crypto", package: "swift-crypto")],
             swiftSettings: swiftSettings
         ),
         .testTarget(
@@ -151,7 +151,7 @@ let package = Package(
         ),
         .testTarget(
             name: "WaypostFuzzingTests",
-            dependencies: ["WaypostFuzzing"],
+            dependencies: ["WaypostFuzzing", "WaypostTestSupport"],
             swiftSettings: swiftSettings
         ),
         .testTarget(

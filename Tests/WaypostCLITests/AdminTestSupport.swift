@@ -334,3 +334,82 @@ struct PrometheusText: CustomStringConvertible {
 
     var description: String { text }
 }
+
+// MARK: - Upstreams the test steers, and a server over them
+
+/// An upstream (a ``TestUpstream``) that answers with the status the test sets (and `body`, once
+/// `gate` is open when given), noting each request's correlation id and arrival time.
+final class SettableUpstream: Sendable {
+    let upstream: TestUpstream
+    private let state: State
+
+    final class State: Sendable {
+        let status: Mutex<Int>
+        let arrivals = Mutex<[(id: String, at: ContinuousClock.Instant)]>([])
+        init(_ status: Int) { self.status = Mutex(status) }
+    }
+
+    private init(upstream: TestUpstream, state: State) {
+        self.upstream = upstream
+        self.state = state
+    }
+
+    static func start(status: Int = 200, gate: Gate? = nil, body: String = "ok") async throws -> SettableUpstream {
+        let state = State(status)
+        let upstream = try await TestUpstream.start { request in
+            state.arrivals.withLock { $0.append((request.header("X-Correlation-ID") ?? "", ContinuousClock.now)) }
+            return .respond(status: state.status.withLock { $0 }, body: Array(body.utf8), gate: gate)
+        }
+        return SettableUpstream(upstream: upstream, state: state)
+    }
+
+    func answer(_ status: Int) { state.status.withLock { $0 = status } }
+
+    var url: String { upstream.url + "/" }
+
+    /// Correlation ids of the requests received, in order (retries included).
+    var ids: [String] { state.arrivals.withLock { $0.map(\.id) } }
+
+    /// When each request arrived, in order.
+    var times: [ContinuousClock.Instant] { state.arrivals.withLock { $0.map(\.at) } }
+
+    /// Each correlation id once, in the order of its last request (the one that was answered
+    /// `2xx` when retries came before it).
+    var lastOrder: [String] {
+        var seen: [String] = []
+        for id in ids.reversed() where !seen.contains(id) { seen.append(id) }
+        return seen.reversed()
+    }
+
+    func stop() async { await upstream.stop() }
+}
+
+/// Runs `body` with a server on `config` (written in a scratch directory) and the journal
+/// `DIR/j.db` (a copy of `journal`, when given), stopping everything afterwards.
+func withServer(
+    config: String, journal: String? = nil, upstreams: [SettableUpstream],
+    _ body: (AdminTestServer, ScratchDirectory) async throws -> Void
+) async throws {
+    let dir = try ScratchDirectory()
+    defer { dir.remove() }
+    let server: AdminTestServer
+    do {
+        let path = try dir.write("waypost.yaml", config)
+        let journalPath = dir.file("j.db")
+        if let journal { try FileManager.default.copyItem(atPath: journal, toPath: journalPath) }
+        server = try await AdminTestServer.start(config: path, journal: journalPath, directory: dir.path)
+    } catch {
+        for upstream in upstreams { await upstream.stop() }
+        throw error
+    }
+    do {
+        try await body(server, dir)
+    } catch {
+        await server.child.kill()
+        for upstream in upstreams { await upstream.stop() }
+        throw error
+    }
+    let status = await server.terminate()
+    for upstream in upstreams { await upstream.stop() }
+    #expect(status == 0, "waypost serve after SIGTERM: \(status.map(String.init) ?? "none"); stderr:\n\(server.child.stderr.text)")
+}

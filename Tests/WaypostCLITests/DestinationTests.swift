@@ -12,77 +12,6 @@ import WaypostTestSupport
 private let fixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
     .appendingPathComponent("Fixtures")
 
-/// An upstream whose answer the test changes while it runs.
-private final class SwitchableUpstream: Sendable {
-    let upstream: TestUpstream
-    private let status: Status
-
-    final class Status: Sendable {
-        let value: Mutex<Int>
-        init(_ value: Int) { self.value = Mutex(value) }
-    }
-
-    private init(upstream: TestUpstream, status: Status) {
-        self.upstream = upstream
-        self.status = status
-    }
-
-    static func start(status initial: Int = 200, gate: Gate? = nil, body: String = "ok") async throws -> SwitchableUpstream {
-        let status = Status(initial)
-        let upstream = try await TestUpstream.start { _ in
-            .respond(status: status.value.withLock { $0 }, body: Array(body.utf8), gate: gate)
-        }
-        return SwitchableUpstream(upstream: upstream, status: status)
-    }
-
-    func answer(_ code: Int) { status.value.withLock { $0 = code } }
-
-    var url: String { upstream.url + "/" }
-
-    /// Correlation ids of the requests received, in order (retries included).
-    var ids: [String] { upstream.requests.map { $0.header("X-Correlation-ID") ?? "" } }
-
-    /// Each correlation id once, in the order of its last request (the one that was answered
-    /// `2xx` when retries came before it).
-    var lastOrder: [String] {
-        var seen: [String] = []
-        for id in ids.reversed() where !seen.contains(id) { seen.append(id) }
-        return seen.reversed()
-    }
-
-    func stop() async { await upstream.stop() }
-}
-
-/// Runs `body` with a server on `config` (written in a scratch directory) and the journal
-/// `DIR/j.db` (a copy of `journal`, when given), stopping everything afterwards.
-private func withServer(
-    config: String, journal: String? = nil, upstreams: [SwitchableUpstream],
-    _ body: (AdminTestServer, ScratchDirectory) async throws -> Void
-) async throws {
-    let dir = try ScratchDirectory()
-    defer { dir.remove() }
-    let server: AdminTestServer
-    do {
-        let path = try dir.write("waypost.yaml", config)
-        let journalPath = dir.file("j.db")
-        if let journal { try FileManager.default.copyItem(atPath: journal, toPath: journalPath) }
-        server = try await AdminTestServer.start(config: path, journal: journalPath, directory: dir.path)
-    } catch {
-        for upstream in upstreams { await upstream.stop() }
-        throw error
-    }
-    do {
-        try await body(server, dir)
-    } catch {
-        await server.child.kill()
-        for upstream in upstreams { await upstream.stop() }
-        throw error
-    }
-    let status = await server.terminate()
-    for upstream in upstreams { await upstream.stop() }
-    #expect(status == 0, "waypost serve after SIGTERM: \(status.map(String.init) ?? "none"); stderr:\n\(server.child.stderr.text)")
-}
-
 extension AdminTestServer {
     /// `GET /messages/{id}`'s `deliveries`, by destination: each one's state.
     fileprivate func deliveryStates(_ id: String) async throws -> [String: String] {
@@ -107,9 +36,9 @@ extension AdminTestServer {
 struct DestinationTests {
     @Test("fan-out to three upstreams, one down for a while: the other two keep delivering, the third catches up in order")
     func fanOutWithOneDown() async throws {
-        let erp = try await SwitchableUpstream.start()
-        let analytics = try await SwitchableUpstream.start()
-        let audit = try await SwitchableUpstream.start(status: 503)
+        let erp = try await SettableUpstream.start()
+        let analytics = try await SettableUpstream.start()
+        let audit = try await SettableUpstream.start(status: 503)
         let config = """
             routes:
               - name: shop
@@ -170,8 +99,8 @@ struct DestinationTests {
 
     @Test("a filter sends a message to a subset; the others' deliveries are filtered, and the message is delivered")
     func filters() async throws {
-        let billing = try await SwitchableUpstream.start()
-        let everything = try await SwitchableUpstream.start()
+        let billing = try await SettableUpstream.start()
+        let everything = try await SettableUpstream.start()
         let config = """
             routes:
               - name: shop
@@ -222,8 +151,8 @@ struct DestinationTests {
 
     @Test("one delivery replayed, one skipped (?destination=), the other destination untouched")
     func replayAndSkipOneDelivery() async throws {
-        let strict = try await SwitchableUpstream.start(status: 422)
-        let lenient = try await SwitchableUpstream.start()
+        let strict = try await SettableUpstream.start(status: 422)
+        let lenient = try await SettableUpstream.start()
         let config = """
             routes:
               - name: shop
@@ -281,8 +210,8 @@ struct DestinationTests {
     @Test("sync: the source gets reply_from's answer while another destination is slow; a filtered reply_from answers 202 filtered")
     func syncReplyFrom() async throws {
         let slowGate = Gate()
-        let slow = try await SwitchableUpstream.start(gate: slowGate, body: "slow")
-        let fast = try await SwitchableUpstream.start(status: 201, body: "fast")
+        let slow = try await SettableUpstream.start(gate: slowGate, body: "slow")
+        let fast = try await SettableUpstream.start(status: 201, body: "fast")
         let config = """
             routes:
               - name: shop
@@ -320,7 +249,7 @@ struct DestinationTests {
 
     @Test("a version-2 journal is migrated under its waiting backlog: nothing lost, reordered or sent twice")
     func migratesVersion2() async throws {
-        let upstream = try await SwitchableUpstream.start()
+        let upstream = try await SettableUpstream.start()
         let config = """
             routes:
               - name: orders

@@ -7,63 +7,6 @@ import Synchronization
 import Testing
 import WaypostTestSupport
 
-/// An upstream whose status the test sets, noting each request's correlation id and arrival.
-private final class TimedUpstream: Sendable {
-    let upstream: TestUpstream
-    private let state: State
-
-    final class State: Sendable {
-        let status: Mutex<Int>
-        let arrivals = Mutex<[(id: String, at: ContinuousClock.Instant)]>([])
-        init(_ status: Int) { self.status = Mutex(status) }
-    }
-
-    private init(upstream: TestUpstream, state: State) {
-        self.upstream = upstream
-        self.state = state
-    }
-
-    static func start(status: Int = 200) async throws -> TimedUpstream {
-        let state = State(status)
-        let upstream = try await TestUpstream.start { request in
-            state.arrivals.withLock { $0.append((request.header("X-Correlation-ID") ?? "", ContinuousClock.now)) }
-            return .respond(status: state.status.withLock { $0 })
-        }
-        return TimedUpstream(upstream: upstream, state: state)
-    }
-
-    func answer(_ status: Int) { state.status.withLock { $0 = status } }
-    var url: String { upstream.url + "/" }
-    var ids: [String] { state.arrivals.withLock { $0.map(\.id) } }
-    var times: [ContinuousClock.Instant] { state.arrivals.withLock { $0.map(\.at) } }
-    func stop() async { await upstream.stop() }
-}
-
-private func withFlowServer(
-    config: String, upstreams: [TimedUpstream], _ body: (AdminTestServer) async throws -> Void
-) async throws {
-    let dir = try ScratchDirectory()
-    defer { dir.remove() }
-    let server: AdminTestServer
-    do {
-        server = try await AdminTestServer.start(
-            config: try dir.write("waypost.yaml", config), journal: dir.file("j.db"), directory: dir.path)
-    } catch {
-        for upstream in upstreams { await upstream.stop() }
-        throw error
-    }
-    do {
-        try await body(server)
-    } catch {
-        await server.child.kill()
-        for upstream in upstreams { await upstream.stop() }
-        throw error
-    }
-    let status = await server.terminate()
-    for upstream in upstreams { await upstream.stop() }
-    #expect(status == 0, "waypost serve after SIGTERM: \(status.map(String.init) ?? "none"); stderr:\n\(server.child.stderr.text)")
-}
-
 extension AdminTestServer {
     /// `GET /destinations`, by `route/destination`.
     fileprivate func destinations() async throws -> [String: [String: Any]] {
@@ -80,7 +23,7 @@ extension AdminTestServer {
 struct FlowTests {
     @Test("a rate limit holds within 10% over 10 s, after a burst of one second's worth")
     func rateLimit() async throws {
-        let upstream = try await TimedUpstream.start()
+        let upstream = try await SettableUpstream.start()
         let config = """
             routes:
               - name: metered
@@ -90,7 +33,7 @@ struct FlowTests {
                 concurrency: 64
                 rate_limit: 20/s
             """
-        try await withFlowServer(config: config, upstreams: [upstream]) { server in
+        try await withServer(config: config, upstreams: [upstream]) { server, _ in
             for n in 0..<220 { _ = try await server.accept("/metered", body: "{\"n\":\(n)}") }
             let deadline = ContinuousClock.now + .seconds(30)
             while upstream.ids.count < 220, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(100)) }
@@ -116,8 +59,8 @@ struct FlowTests {
 
     @Test("a failing destination trips after N failures, gets only probes, recovers in order; the other destination is not slowed")
     func breaker() async throws {
-        let down = try await TimedUpstream.start(status: 503)
-        let up = try await TimedUpstream.start()
+        let down = try await SettableUpstream.start(status: 503)
+        let up = try await SettableUpstream.start()
         let config = """
             routes:
               - name: shop
@@ -130,7 +73,7 @@ struct FlowTests {
                     breaker: { failures: 4, probe_interval: 400ms }
                   - { name: up, upstream: "\(up.url)", ordering: fifo }
             """
-        try await withFlowServer(config: config, upstreams: [down, up]) { server in
+        try await withServer(config: config, upstreams: [down, up]) { server, _ in
             var ids: [String] = []
             for n in 0..<6 { ids.append(try await server.accept("/shop", body: "{\"n\":\(n)}")) }
             // The healthy destination delivers everything at once.

@@ -1,5 +1,6 @@
 import Testing
 import WaypostCore
+import WaypostTestSupport
 
 // MARK: Helpers, written independently of the code under test
 
@@ -35,18 +36,6 @@ private func expectedULID(ms: UInt64, random80: UInt128) -> String {
 private struct ConstantGenerator: RandomNumberGenerator {
     var word: UInt64
     mutating func next() -> UInt64 { word }
-}
-
-/// SplitMix64: a tiny seeded generator, so a test can repeat the same randomness.
-private struct SplitMix64: RandomNumberGenerator {
-    var state: UInt64
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
 }
 
 private let maxULIDTime: UInt64 = 1 << 48 - 1
@@ -99,7 +88,7 @@ private let maxULIDTime: UInt64 = 1 << 48 - 1
 
     @Test("ids sort by time, as strings", arguments: [1, 2, 3] as [UInt64])
     func sortByTime(seed: UInt64) {
-        var rng = SplitMix64(state: seed)
+        var rng = SplitMix(seed: seed)
         // Instants across character boundaries (every 5 bits) and up to the largest time.
         var instants: [UInt64] = [0, 1, 2, 30, 31, 32, 33, 1023, 1024, 1025, 1 << 40 - 1, 1 << 40, maxULIDTime]
         for bits in stride(from: 5, to: 48, by: 5) {
@@ -136,7 +125,7 @@ private let maxULIDTime: UInt64 = 1 << 48 - 1
     /// All 80 random bits vary: every random character position takes many values.
     @Test(arguments: [nil, 42] as [UInt64?])
     func everyRandomCharacterVaries(seed: UInt64?) {
-        var seeded = SplitMix64(state: seed ?? 0)
+        var seeded = SplitMix(seed: seed ?? 0)
         var seen = Array(repeating: Set<Character>(), count: 26)
         for _ in 0..<4000 {
             let id =
@@ -155,9 +144,9 @@ private let maxULIDTime: UInt64 = 1 << 48 - 1
     }
 
     @Test func seededGeneratorIsDeterministic() {
-        var first = SplitMix64(state: 2024)
-        var second = SplitMix64(state: 2024)
-        var other = SplitMix64(state: 2025)
+        var first = SplitMix(seed: 2024)
+        var second = SplitMix(seed: 2024)
+        var other = SplitMix(seed: 2025)
         let a = (0..<50).map { CorrelationID.generate(millisecondsSince1970: UInt64($0), using: &first) }
         let b = (0..<50).map { CorrelationID.generate(millisecondsSince1970: UInt64($0), using: &second) }
         let c = (0..<50).map { CorrelationID.generate(millisecondsSince1970: UInt64($0), using: &other) }

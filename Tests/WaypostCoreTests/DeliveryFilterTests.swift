@@ -4,6 +4,7 @@
 
 import Testing
 import WaypostCore
+import WaypostTestSupport
 
 /// One row: a filter document, a request body (nil: not JSON) and whether it matches.
 struct FilterBodyCase: Sendable, CustomTestStringConvertible {
@@ -495,21 +496,6 @@ struct JSONValueTests {
             let valid = JSONValidator.isValid(bytes)
             #expect((parsed != nil) == valid, "parsed \(parsed != nil), valid \(valid): \(bytes)")
         }
-    }
-}
-
-/// A small deterministic generator for the random documents above.
-private struct SplitMix {
-    var state: UInt64
-
-    init(seed: UInt64) { state = seed }
-
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 }
 

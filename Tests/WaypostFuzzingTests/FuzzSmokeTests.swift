@@ -5,22 +5,11 @@
 import Foundation
 import Testing
 import WaypostFuzzing
+import WaypostTestSupport
 
 private let corpusRoot = URL(fileURLWithPath: #filePath)
     .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
     .appendingPathComponent("scripts/fuzz/corpus")
-
-/// A small deterministic generator (SplitMix64), so a failing mutation can be found again.
-struct SplitMix: RandomNumberGenerator {
-    var state: UInt64
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
 
 /// Bytes that matter to the parsers, for insertion.
 private let interesting: [[UInt8]] =
@@ -73,7 +62,7 @@ struct FuzzSmokeTests {
             Array(try Data(contentsOf: folder.appendingPathComponent($0)))
         }
         for seed in seeds { target(seed) }
-        var generator = SplitMix(state: UInt64(name.utf8.reduce(7) { $0 &* 31 &+ UInt64($1) }))
+        var generator = SplitMix(seed: UInt64(name.utf8.reduce(7) { $0 &* 31 &+ UInt64($1) }))
         var last: [UInt8] = []
         for round in 0..<1500 {
             // Each mutation starts from a seed or, every other round, from the previous mutation.
