@@ -35,6 +35,10 @@ let package = Package(
             pkgConfig: "libcurl",
             providers: [.apt(["libcurl4-openssl-dev"])]
         ),
+        .systemLibrary(
+            name: "CJQ",
+            providers: [.apt(["libjq-dev"])]
+        ),
         .target(
             name: "WaypostCore",
             dependencies: [
@@ -56,9 +60,20 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .target(
+            name: "WaypostTransform",
+            dependencies: [
+                "CJQ",
+                "WaypostCore",
+                "WaypostJournal",
+                .product(name: "DequeModule", package: "swift-collections"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .target(
             name: "WaypostForwarder",
             dependencies: [
                 "CCurl",
+                "WaypostTransform",
                 "WaypostCore",
                 "WaypostJournal",
                 .product(name: "Logging", package: "swift-log"),
@@ -71,6 +86,7 @@ let package = Package(
             name: "WaypostServer",
             dependencies: [
                 "WaypostCore",
+                "WaypostTransform",
                 "WaypostJournal",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -100,6 +116,7 @@ let package = Package(
                 "WaypostJournal",
                 "WaypostForwarder",
                 "WaypostServer",
+                "WaypostTransform",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
@@ -147,6 +164,11 @@ let package = Package(
         .testTarget(
             name: "WaypostCLITests",
             dependencies: ["waypost", "WaypostTestSupport"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "WaypostTransformTests",
+            dependencies: ["WaypostTransform", "WaypostCore", "CJQ"],
             swiftSettings: swiftSettings
         ),
         .testTarget(

@@ -1,0 +1,185 @@
+import Foundation
+import WaypostCore
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// One transform worker process (``TransformWorker``) seen from the server: started with an
+/// empty environment, fed one request at a time over a pipe, killed when a program runs past its
+/// time or its answer past ``maximumAnswerBytes``. Used by one thread at a time.
+final class TransformProcess {
+    /// The largest answer read from a worker: a program printing more fails its delivery.
+    static let maximumAnswerBytes = 64 << 20
+
+    private let pid: pid_t
+    /// Requests go out on this descriptor (the worker's standard input)...
+    private let requests: Int32
+    /// ...and answers come back on this one (its standard output), non-blocking.
+    private let answers: Int32
+    private(set) var isAlive = true
+
+    /// Starts a worker of `executable` (this binary: `transform-worker` is its hidden
+    /// subcommand) and compiles `programs` in it under a data-segment cap of `memoryLimit` bytes.
+    ///
+    /// - Returns: the process and, per program, jq's compile error or nil.
+    static func start(executable: String, programs: [String], memoryLimit: Int, timeout: Duration) throws(TransformFailure) -> (
+        TransformProcess, [String?]
+    ) {
+        var toWorker: [Int32] = [0, 0]
+        var fromWorker: [Int32] = [0, 0]
+        guard pipe(&toWorker) == 0 else { throw .start("cannot make a pipe: \(String(cString: strerror(errno)))") }
+        guard pipe(&fromWorker) == 0 else {
+            close(toWorker[0])
+            close(toWorker[1])
+            throw .start("cannot make a pipe: \(String(cString: strerror(errno)))")
+        }
+        // Not inherited by anything else this process starts (a worker closes what it inherits).
+        for descriptor in toWorker + fromWorker { _ = fcntl(descriptor, F_SETFD, FD_CLOEXEC) }
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_adddup2(&actions, toWorker[0], 0)
+        posix_spawn_file_actions_adddup2(&actions, fromWorker[1], 1)
+        posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0)
+        let arguments = [executable, "transform-worker"]
+        var argv = arguments.map { strdup($0) } + [nil]
+        defer { for argument in argv { free(argument) } }
+        var environment: [UnsafeMutablePointer<CChar>?] = [nil]
+        var pid: pid_t = 0
+        let spawned = posix_spawn(&pid, executable, &actions, nil, &argv, &environment)
+        close(toWorker[0])
+        close(fromWorker[1])
+        guard spawned == 0 else {
+            close(toWorker[1])
+            close(fromWorker[0])
+            throw .start("cannot start \(executable) transform-worker: \(String(cString: strerror(spawned)))")
+        }
+        _ = fcntl(fromWorker[0], F_SETFL, fcntl(fromWorker[0], F_GETFL) | O_NONBLOCK)
+        let process = TransformProcess(pid: pid, requests: toWorker[1], answers: fromWorker[0])
+        let programList = "[" + programs.map(JSON.quote).joined(separator: ",") + "]"
+        // Compiling takes milliseconds per program; a worker that cannot start its binary at all
+        // (a wrong path, a missing library) says nothing: the set-up has its own generous time.
+        let setUp = try process.exchange(
+            bigEndian(UInt64(memoryLimit)) + Array(programList.utf8), timeout: max(timeout, .seconds(10)) + .milliseconds(50 * programs.count))
+        guard case .array(let reports) = JSONValue.parse(setUp), reports.count == programs.count else {
+            process.kill()
+            throw .start("the transform worker answered its set-up with something else than its report")
+        }
+        let errors = reports.map { report -> String? in if case .string(let message) = report { message } else { nil } }
+        return (process, errors)
+    }
+
+    private init(pid: pid_t, requests: Int32, answers: Int32) {
+        self.pid = pid
+        self.requests = requests
+        self.answers = answers
+    }
+
+    deinit { kill() }
+
+    /// Runs `request` within `timeout`: the worker's answer, or why there is none (the worker
+    /// is then killed, and this process is done).
+    func run(_ request: TransformRequest, timeout: Duration) throws(TransformFailure) -> TransformAnswer {
+        let frame = try exchange(request.encoded, timeout: timeout)
+        guard let answer = TransformAnswer(frame) else {
+            kill()
+            throw .crashed("the transform worker answered with something it should not")
+        }
+        return answer
+    }
+
+    /// Sends one frame and reads the answer's, all within `timeout`.
+    private func exchange(_ bytes: [UInt8], timeout: Duration) throws(TransformFailure) -> [UInt8] {
+        guard isAlive else { throw .crashed("the transform worker is gone") }
+        let deadline = ContinuousClock.now + timeout
+        // The worker reads a whole request before it runs anything: a blocking write ends.
+        guard writeFrame(bytes, to: requests) else { throw died() }
+        var header: [UInt8] = []
+        var frame: [UInt8] = []
+        var expected: Int?
+        var buffer = [UInt8](repeating: 0, count: 64 << 10)
+        while expected.map({ frame.count < $0 }) ?? true {
+            let left = deadline - ContinuousClock.now
+            guard left > .zero else {
+                kill()
+                throw .timedOut(timeout)
+            }
+            var poller = pollfd(fd: answers, events: Int16(POLLIN), revents: 0)
+            let ready = poll(&poller, 1, Int32(clamping: max(1, left.milliseconds)))
+            if ready < 0 && errno != EINTR { throw died() }
+            guard ready > 0 else { continue }
+            let count = buffer.withUnsafeMutableBytes { read(answers, $0.baseAddress, $0.count) }
+            if count < 0 && (errno == EAGAIN || errno == EINTR) { continue }
+            guard count > 0 else { throw died() }
+            var chunk = buffer[..<count]
+            if expected == nil {
+                let needed = 4 - header.count
+                header += chunk.prefix(needed)
+                chunk = chunk.dropFirst(needed)
+                guard header.count == 4 else { continue }
+                let length = Int(header.reduce(UInt32(0)) { $0 << 8 | UInt32($1) })
+                guard length <= Self.maximumAnswerBytes else {
+                    kill()
+                    throw .tooLarge(Self.maximumAnswerBytes)
+                }
+                expected = length
+                frame.reserveCapacity(length)
+            }
+            frame += chunk
+        }
+        return frame
+    }
+
+    /// The worker ended: how (out of memory, a signal, an exit).
+    private func died() -> TransformFailure {
+        let status = reap()
+        if status.exited && status.code == TransformWorker.outOfMemoryStatus { return .outOfMemory }
+        return .crashed(status.exited ? "the transform worker exited with status \(status.code)" : "the transform worker was killed by signal \(status.code)")
+    }
+
+    /// Kills the worker (if it still runs) and collects it.
+    func kill() {
+        guard isAlive else { return }
+        _ = Glibc.kill(pid, SIGKILL)
+        _ = reap()
+    }
+
+    private func reap() -> (exited: Bool, code: Int32) {
+        var status: Int32 = 0
+        if isAlive {
+            isAlive = false
+            close(requests)
+            close(answers)
+            while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+        }
+        // WIFEXITED and friends are macros Swift does not import.
+        let signal = status & 0x7F
+        return signal == 0 ? (true, (status >> 8) & 0xFF) : (false, signal)
+    }
+}
+
+/// Why a transform or reply program produced nothing (SPEC §11): these fail the delivery, never
+/// the server.
+public enum TransformFailure: Error, Sendable, Equatable, CustomStringConvertible {
+    /// The worker could not start.
+    case start(String)
+    /// The program ran past `transform_timeout`.
+    case timedOut(Duration)
+    /// The program ran past the memory cap.
+    case outOfMemory
+    /// The program's output is larger than the worker may answer.
+    case tooLarge(Int)
+    /// The worker died for another reason.
+    case crashed(String)
+
+    public var description: String {
+        switch self {
+        case .start(let message): message
+        case .timedOut(let timeout): "the program ran past transform_timeout (\(timeout)) and was stopped"
+        case .outOfMemory: "the program ran past its memory cap (transform_memory) and was stopped"
+        case .tooLarge(let limit): "the program's output is larger than \(limit) bytes"
+        case .crashed(let message): message
+        }
+    }
+}
