@@ -76,6 +76,7 @@ let package = Package(
                 "WaypostTransform",
                 "WaypostCore",
                 "WaypostJournal",
+                .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

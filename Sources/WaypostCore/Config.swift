@@ -32,6 +32,10 @@ public struct WaypostConfig: Sendable, Equatable {
     public var minBodyRate: Int = 1024
     /// Peers whose own `X-Forwarded-*` values are kept and extended (SPEC §14). Default none.
     public var trustedProxies: [CIDR] = []
+    /// How long one run of a transform or reply program may take (SPEC §11). Default 1s.
+    public var transformTimeout: Duration = .seconds(1)
+    /// The data segment a transform worker may grow to (`transform_memory`). Default 256 MiB.
+    public var transformMemory: Int = 256 << 20
     /// Global limits that a route uses unless it sets its own.
     public var defaults: RouteLimits
     /// The routes, in the order of the file. Never empty in a parsed configuration.
@@ -465,6 +469,9 @@ public struct RouteConfig: Sendable, Equatable {
     /// The index in ``destinations`` of the one whose answer a waiting source gets
     /// (`reply_from`; default the first).
     public var replyFrom: Int
+    /// The jq program that makes a waiting source's answer from that destination's (`reply`,
+    /// sync mode only).
+    public var reply: String?
 
     /// Creates a route; everything but `name`, `path` and `upstream` has the documented default.
     /// Without `destinations`, the route has one destination made of its own delivery keys.
@@ -586,6 +593,8 @@ public struct DestinationConfig: Sendable, Equatable {
     public var rateLimit: RateLimit?
     /// `breaker`; nil for `breaker: off`. Default: 20 failures, probes every 30s.
     public var breaker: BreakerPolicy?
+    /// The jq program run over each attempt's request (`transform`), if any.
+    public var transform: String?
 
     /// A destination; everything but `name` and `upstream` has the documented default.
     public init(

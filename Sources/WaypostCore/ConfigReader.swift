@@ -9,8 +9,8 @@ import Yams
 /// Keys valid at each level of the file, in the order of SPEC §8.
 enum Keys {
     static let top = [
-        "listen", "admin", "journal", "shutdown_grace", "log_level", "header_timeout", "min_body_rate", "trusted_proxies", "defaults",
-        "routes",
+        "listen", "admin", "journal", "shutdown_grace", "log_level", "header_timeout", "min_body_rate", "trusted_proxies",
+        "transform_timeout", "transform_memory", "defaults", "routes",
     ]
     static let admin = ["listen", "token_env"]
     static let journal = ["path", "durability", "max_backlog", "retain_delivered"]
@@ -19,12 +19,12 @@ enum Keys {
         "name", "path", "upstream", "mode", "sync_timeout", "ordering", "ordering_key", "concurrency",
         "idempotency_header", "dedup_window", "retry", "on_exhausted", "timeouts", "max_body_bytes",
         "max_header_bytes", "content_types", "validate", "verify", "sign", "add_headers", "remove_headers", "filter",
-        "rate_limit", "rate_limit_burst", "breaker", "destinations", "reply_from",
+        "rate_limit", "rate_limit_burst", "breaker", "transform", "destinations", "reply_from", "reply",
     ]
     /// The keys a destination has of its own (SPEC §11); the route's are its defaults.
     static let destination = [
         "name", "upstream", "ordering", "ordering_key", "concurrency", "retry", "on_exhausted", "timeouts", "add_headers",
-        "remove_headers", "sign", "filter", "rate_limit", "rate_limit_burst", "breaker",
+        "remove_headers", "sign", "filter", "rate_limit", "rate_limit_burst", "breaker", "transform",
     ]
     static let breaker = ["failures", "probe_interval"]
     static let retry = ["initial", "factor", "max_delay", "max_attempts", "max_age", "retry_on"]
@@ -116,6 +116,8 @@ struct ConfigReader {
                 return network
             }
         }
+        if let timeout = try duration(top, "transform_timeout", allowZero: false) { config.transformTimeout = timeout }
+        if let memory = try size(top, "transform_memory", range: (16 << 20)...(64 << 30), why: "") { config.transformMemory = memory }
         if let node = top["defaults"] {
             let defaults = try mapping(node, path: "defaults", allowed: Keys.defaults)
             if let size = try bodySize(defaults) { config.defaults.maxBodyBytes = size }
@@ -180,6 +182,13 @@ struct ConfigReader {
         if let validate: BodyValidation = try choice(fields, "validate") { route.validate = validate }
         if let node = fields["verify"] {
             route.verify = try readVerify(node, path: fields.path("verify"))
+        }
+
+        if let node = fields["reply"] {
+            route.reply = try program(node, fields.path("reply"))
+            guard route.mode == .sync else {
+                throw fail(fields.path("reply"), node, "a reply program is for a waiting source: it needs mode: sync")
+            }
         }
 
         // The route's delivery keys: its one destination's, or its destinations' defaults.
@@ -315,6 +324,19 @@ struct ConfigReader {
         if let node = fields["breaker"] {
             destination.breaker = try readBreaker(node, path: fields.path("breaker"))
         }
+        if let node = fields["transform"] {
+            destination.transform = try program(node, fields.path("transform"))
+        }
+    }
+
+    /// A jq program (`transform`, `reply`): a string of 1 byte to 64 KiB. jq itself compiles
+    /// it at start-up (and `check-config`).
+    func program(_ node: Node, _ path: String) throws(ConfigError) -> String {
+        let text = try text(node, path, expected: "a jq program such as '.body |= {id: .order.id}'")
+        guard !text.allSatisfy(\.isWhitespace), text.utf8.count <= 64 << 10 else {
+            throw fail(path, node, "expected a jq program of 1 byte to 64 KiB, got \(text.utf8.count) bytes")
+        }
+        return text
     }
 
     /// `rate_limit: N/s` or `N/m`, N from 1 to 1,000,000.

@@ -302,28 +302,41 @@ public struct DeliveryScheduler: Sendable {
     public mutating func attemptEnded(_ id: Int64, result: AttemptResult, now: Int64, random: Double) -> AttemptEnd? {
         guard let attempt = attempts.removeValue(forKey: id), attempt.started else { return nil }
         let policy = routes[attempt.route].policy
-        let verdict = policy.retry.verdict(result, attempt: attempt.cycleNumber, cycleStart: attempt.cycleStart, now: now, random: random)
-        let answer: String
-        var status: Int?
-        switch result {
-        case .response(let code, _): (answer, status) = ("HTTP \(code)", code)
-        case .transportError(let error): answer = error
-        }
         var end = AttemptEnd(
             id: id, route: attempt.route, correlationID: attempt.correlationID, attempt: attempt.number, cycleAttempt: attempt.cycleNumber,
             startedAt: attempt.startedAt, state: .delivered)
-        end.breaker = routes[attempt.route].flow.ended(reachedUpstream: true, status: status, now: now)
         let outcome: RouteQueues.Outcome
-        switch verdict {
-        case .delivered:
+        switch result {
+        case .filtered:
+            end.breaker = routes[attempt.route].flow.ended(reachedUpstream: false, status: nil, now: now)
+            end.state = .filtered
             outcome = .final
-        case .retry(let at):
-            lastAttempts[id] = (attempt.number, attempt.cycleNumber)
-            (end.state, end.nextAttemptAt, end.lastError) = (.queued, at, answer)
-            outcome = .retry(atMilliseconds: at)
-        case .failed(let reason):
-            (end.state, end.lastError) = (.failed, answer + "; " + reason)
+        case .transformFailed(let error):
+            // At once, whatever the retry policy: the same program fails the same way again.
+            end.breaker = routes[attempt.route].flow.ended(reachedUpstream: false, status: nil, now: now)
+            (end.state, end.lastError) = (.failed, error)
             outcome = policy.onExhausted == .block ? .blocked : .final
+        case .response, .transportError:
+            let verdict = policy.retry.verdict(result, attempt: attempt.cycleNumber, cycleStart: attempt.cycleStart, now: now, random: random)
+            var answer = ""
+            var status: Int?
+            switch result {
+            case .response(let code, _): (answer, status) = ("HTTP \(code)", code)
+            case .transportError(let error): answer = error
+            case .filtered, .transformFailed: break
+            }
+            end.breaker = routes[attempt.route].flow.ended(reachedUpstream: true, status: status, now: now)
+            switch verdict {
+            case .delivered:
+                outcome = .final
+            case .retry(let at):
+                lastAttempts[id] = (attempt.number, attempt.cycleNumber)
+                (end.state, end.nextAttemptAt, end.lastError) = (.queued, at, answer)
+                outcome = .retry(atMilliseconds: at)
+            case .failed(let reason):
+                (end.state, end.lastError) = (.failed, answer + "; " + reason)
+                outcome = policy.onExhausted == .block ? .blocked : .final
+            }
         }
         routes[attempt.route].queues.finish(id, outcome: outcome)
         return end

@@ -15,15 +15,33 @@ public enum OutboundRequest {
     public static func targetURL(upstream: String, routePath: String, requestTarget: String) -> String {
         let queryStart = requestTarget.firstIndex(of: "?") ?? requestTarget.endIndex
         let path = requestTarget[..<queryStart]
-        let query = requestTarget[queryStart...]
-        let remainder = routePath == "/" ? path : path.dropFirst(routePath.count)
+        // The query byte for byte, a bare `?` included.
+        return targetURL(upstream: upstream, path: routePath == "/" ? path : path.dropFirst(routePath.count)) + requestTarget[queryStart...]
+    }
+
+    /// The `upstream`, then `path` (`""` or starting with `/`), then `?` and `query` if any.
+    public static func targetURL(upstream: String, path: some StringProtocol, query: some StringProtocol) -> String {
+        let url = targetURL(upstream: upstream, path: path)
+        return query.isEmpty ? url : url + "?" + query
+    }
+
+    private static func targetURL(upstream: String, path: some StringProtocol) -> String {
         var url = upstream
-        if !remainder.isEmpty {
-            if url.hasSuffix("/") && remainder.hasPrefix("/") { url.removeLast() }
+        if !path.isEmpty {
+            if url.hasSuffix("/") && path.hasPrefix("/") { url.removeLast() }
             // An upstream with no path gets the remainder as its path: "http://h" + "/x".
-            url += remainder
+            url += path
         }
-        return url + query
+        return url
+    }
+
+    /// The path after the route's prefix and the query without its `?` of a request target as
+    /// received.
+    public static func split(requestTarget: String, routePath: String) -> (path: Substring, query: Substring) {
+        let queryStart = requestTarget.firstIndex(of: "?") ?? requestTarget.endIndex
+        let path = requestTarget[..<queryStart]
+        let query = queryStart == requestTarget.endIndex ? requestTarget[queryStart...] : requestTarget[requestTarget.index(after: queryStart)...]
+        return (routePath == "/" ? path : path.dropFirst(routePath.count), query)
     }
 
     /// The header fields of attempt `attempt`: the stored ones in order, without those

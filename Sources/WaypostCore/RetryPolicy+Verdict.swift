@@ -4,6 +4,11 @@ public enum AttemptResult: Sendable, Equatable {
     case response(status: Int, retryAfter: String?)
     /// No answer: connection refused or reset, timeout, malformed response.
     case transportError(String)
+    /// Nothing was sent: the destination's transform produced no output or `null` (SPEC §11).
+    case filtered
+    /// Nothing was sent: the transform failed (an error, its timeout, its memory cap). The
+    /// program, not the upstream, is at fault: no retry, and the breaker does not count it.
+    case transformFailed(String)
 }
 
 /// The decision after an attempt (SPEC §3).
@@ -54,6 +59,9 @@ extension RetryPolicy {
             if let retryAfter, let wait = Self.parseRetryAfter(retryAfter, now: now) { delay = wait }
         case .transportError:
             delay = backoff(afterAttempt: attempt, random: random)
+        case .filtered, .transformFailed:
+            // Decided by the scheduler before any verdict: a transform's end is final.
+            return .failed(reason: "the transform decided")
         }
         guard attempt < maxAttempts else { return .failed(reason: "\(maxAttempts) attempts made (max_attempts)") }
         let at = now.clampedAdding(delay.milliseconds)

@@ -1,3 +1,4 @@
+import Crypto
 import Foundation
 import Logging
 import Metrics
@@ -5,6 +6,7 @@ import ServiceLifecycle
 import Synchronization
 import WaypostCore
 import WaypostJournal
+import WaypostTransform
 
 /// Delivers the journal to the upstreams (SPEC §3).
 ///
@@ -35,6 +37,8 @@ public final class Forwarder: Service, @unchecked Sendable {
         /// Whether its answers are what the route's waiting sources get (`reply_from`).
         let replies: Bool
         let addHeaders: [HeaderField]
+        /// The index of its `transform` in the transform workers' programs.
+        let transform: Int?
         let delivered: Counter
         let failed: Counter
         let retried: Counter
@@ -48,7 +52,29 @@ public final class Forwarder: Service, @unchecked Sendable {
 
     private struct Completion {
         let deliveryID: Int64
-        let result: Result<CurlResponse, CurlError>
+        let ending: Ending
+        /// What the attempt sent, when it sent anything.
+        let sent: SentBody?
+    }
+
+    private enum Ending {
+        /// libcurl's end of the attempt.
+        case curl(Result<CurlResponse, CurlError>)
+        /// The transform ended it before anything was sent: `filtered` or `transformFailed`.
+        case transform(AttemptResult)
+    }
+
+    /// What became of a transform, reported by a transform thread.
+    private enum Transformed: Sendable {
+        case send(TransformDocument)
+        case end(AttemptResult)
+    }
+
+    /// An attempt whose request is with a transform worker.
+    private struct Transforming {
+        let message: MessageForDelivery
+        let attempt: Int
+        let route: Int
     }
 
     private typealias Update = (DeliveryUpdate, (@Sendable (Result<Void, JournalError>) -> Void)?)
@@ -76,6 +102,8 @@ public final class Forwarder: Service, @unchecked Sendable {
         var exitWaiters: [CheckedContinuation<Void, Never>] = []
         /// A wake-up is on its way to the loop: later news needs none of its own.
         var wakePending = false
+        /// Transforms that ended, by delivery row id.
+        var transformed: [(Int64, Transformed)] = []
     }
 
     private let shared = Mutex(Shared())
@@ -103,6 +131,10 @@ public final class Forwarder: Service, @unchecked Sendable {
     private let secrets: RouteSecrets
     /// Peers whose own `X-Forwarded-*` values are kept (`trusted_proxies`).
     private let trustedProxies: [CIDR]
+    /// The workers that run the destinations' transforms; nil when none has one.
+    private let transforms: TransformPool?
+    /// Attempts waiting for their transform, by delivery row id.
+    private var transforming: [Int64: Transforming] = [:]
 
     /// The `add_headers` of every destination, with `${NAME}` expanded from `environment`, by
     /// ``RouteConfig/key(of:)``. Start-up calls this before it opens anything.
@@ -147,10 +179,11 @@ public final class Forwarder: Service, @unchecked Sendable {
     /// - Parameters:
     ///   - addHeaders: each route's `add_headers`, expanded (``addHeaders(of:environment:)``), by route name.
     ///   - secrets: the outbound signers of the routes with `sign` (replaced on SIGHUP).
+    ///   - transforms: the workers running `programs`, the destinations' `transform` programs.
     /// - Throws: ``ForwarderError`` when the journal cannot be read or libcurl cannot start.
     public init(
         configuration: WaypostConfig, writer: JournalWriter, board: OutcomeBoard, addHeaders: [String: [HeaderField]] = [:],
-        secrets: RouteSecrets = RouteSecrets(), logger: Logger
+        secrets: RouteSecrets = RouteSecrets(), transforms: TransformPool? = nil, programs: ProgramTable? = nil, logger: Logger
     ) throws(ForwarderError) {
         var routes: [Route] = []
         for route in configuration.routes {
@@ -160,7 +193,7 @@ public final class Forwarder: Service, @unchecked Sendable {
                 routes.append(
                     Route(
                         config: route, destination: destination, key: key, replies: index == route.replyFrom,
-                        addHeaders: addHeaders[key] ?? [],
+                        addHeaders: addHeaders[key] ?? [], transform: programs?.transforms[key],
                         delivered: Counter(label: "waypost_delivered_total", dimensions: dimensions),
                         failed: Counter(label: "waypost_failed_total", dimensions: dimensions),
                         retried: Counter(label: "waypost_retried_total", dimensions: dimensions),
@@ -171,6 +204,7 @@ public final class Forwarder: Service, @unchecked Sendable {
         self.routes = routes
         self.trustedProxies = configuration.trustedProxies
         self.secrets = secrets
+        self.transforms = transforms
         do {
             reader = try DeliveryReader(path: configuration.journal.path)
             generation = try reader.replayGeneration()
@@ -331,15 +365,18 @@ public final class Forwarder: Service, @unchecked Sendable {
                     shared.droppedFrom = nil
                     shared.reloadRequested = false
                     shared.wakePending = false
+                    shared.transformed = []
                 }
                 let rewrite = Date() >= shared.nextRewrite ? shared.unwritten : []
                 if !rewrite.isEmpty { shared.unwritten.removeAll() }
                 return (
                     stored: shared.stored, droppedFrom: shared.droppedFrom, reload: shared.reloadRequested, rewrite: rewrite,
                     stop: shared.stopping,
-                    graceOver: Date() >= shared.graceDeadline
+                    graceOver: Date() >= shared.graceDeadline,
+                    transformed: shared.transformed
                 )
             }
+            for (id, transformed) in turn.transformed { transformEnded(id, transformed) }
             let completions = ended
             ended.removeAll(keepingCapacity: true)
             for completion in completions { finish(completion) }
@@ -470,8 +507,6 @@ public final class Forwarder: Service, @unchecked Sendable {
 
     private func send(_ queued: QueuedMessage, route index: Int) {
         let now = Self.nowMilliseconds()
-        let route = routes[index].config
-        let destination = routes[index].destination
         let message: MessageForDelivery
         do {
             guard let found = try handed.take(queued.id) ?? reader.message(id: queued.id) else {
@@ -486,34 +521,92 @@ public final class Forwarder: Service, @unchecked Sendable {
         }
         let attempt = scheduler.attemptStarted(
             message.id, attempts: message.attempts, cycleAttempts: message.cycleAttempts, cycleStart: message.cycleStart,
-            correlationID: message.correlationID, now: now)
+            correlationID: message.correlationID, now: now
+        ).attempt
+        let route = routes[index]
+        let document = TransformDocument(
+            method: message.method, requestTarget: message.path, routePath: route.config.path, headers: message.headers, body: message.body)
+        guard let program = route.transform, let transforms else {
+            // The query byte for byte, as received.
+            let url = OutboundRequest.targetURL(upstream: route.destination.upstream, routePath: route.config.path, requestTarget: message.path)
+            return transmit(document, url: url, message: message, attempt: attempt, route: index)
+        }
+        // The program runs on a transform thread; the loop goes on, and sends when it ends.
+        transforming[message.id] = Transforming(message: message, attempt: attempt, route: index)
+        let input = document.input
+        let id = message.id
+        transforms.submit(TransformRequest(program: program, mode: .transform, bodyIsJSON: input.bodyIsJSON, input: input.json)) {
+            [weak self] result in
+            let transformed: Transformed
+            switch result {
+            case .success(.shaped(let output)):
+                var body: [UInt8]?
+                if case .replaced(let bytes) = output.body { body = bytes }
+                do throws(TransformOutputError) {
+                    transformed = .send(try document.applying(rest: output.rest, body: body))
+                } catch {
+                    transformed = .end(.transformFailed("transform output cannot be sent: \(error.message)"))
+                }
+            case .success(.none): transformed = .end(.filtered)
+            case .success(.error(let message)): transformed = .end(.transformFailed("transform error: \(message)"))
+            case .success(.document): transformed = .end(.transformFailed("transform: the worker answered a document"))
+            case .failure(let failure): transformed = .end(.transformFailed("transform: \(failure)"))
+            }
+            self?.tell { $0.transformed.append((id, transformed)) }
+        }
+    }
+
+    /// A transform ended: sends what it made, or ends the attempt.
+    private func transformEnded(_ id: Int64, _ transformed: Transformed) {
+        guard let pending = transforming.removeValue(forKey: id) else { return }
+        switch transformed {
+        case .send(let document):
+            let url = OutboundRequest.targetURL(upstream: routes[pending.route].destination.upstream, path: document.path, query: document.query)
+            transmit(document, url: url, message: pending.message, attempt: pending.attempt, route: pending.route)
+        case .end(let result):
+            ended.append(Completion(deliveryID: id, ending: .transform(result), sent: nil))
+        }
+    }
+
+    /// Sends attempt `attempt` of `message`, as `document` says, to `url`.
+    private func transmit(_ document: TransformDocument, url: String, message: MessageForDelivery, attempt: Int, route index: Int) {
+        let destination = routes[index].destination
         var headers = OutboundRequest.headers(
-            stored: message.headers, correlationID: message.correlationID, idempotencyKey: message.idempotencyKey,
-            attempt: attempt.attempt, clientAddress: message.clientAddress,
+            stored: document.headers, correlationID: message.correlationID, idempotencyKey: message.idempotencyKey,
+            attempt: attempt, clientAddress: message.clientAddress,
             trustedPeer: message.clientAddress.map { address in trustedProxies.contains { $0.contains(address) } } ?? false,
             removeHeaders: destination.removeHeaders,
             addHeaders: routes[index].addHeaders)
         if let signer = secrets.signer(routes[index].key) {
             // The source's own webhook-* headers are replaced, not duplicated.
             headers.removeAll { field in OutboundSigner.headerNames.contains { $0.caseInsensitiveEquals(field.name) } }
-            headers += signer.headers(messageID: message.correlationID, timestampSeconds: now / 1000, body: message.body)
+            headers += signer.headers(messageID: message.correlationID, timestampSeconds: Self.nowMilliseconds() / 1000, body: document.body)
         }
         let request = CurlRequest(
-            url: OutboundRequest.targetURL(upstream: destination.upstream, routePath: route.path, requestTarget: message.path),
-            method: message.method,
-            headers: headers,
-            body: message.body,
-            connectTimeout: destination.timeouts.connect,
+            url: url, method: document.method, headers: headers, body: document.body, connectTimeout: destination.timeouts.connect,
             totalTimeout: destination.timeouts.total)
+        let sent = SentBody(bytes: document.body.count, sha256: Self.hexSHA256(document.body))
         let id = message.id
         multi.submit(request) { [unowned self] result in
-            ended.append(Completion(deliveryID: id, result: result))
+            ended.append(Completion(deliveryID: id, ending: .curl(result), sent: sent))
         }
+    }
+
+    /// Lower-case hex of the SHA-256 of `bytes`.
+    static func hexSHA256(_ bytes: [UInt8]) -> String {
+        let digits = Array("0123456789abcdef".utf8)
+        var hex: [UInt8] = []
+        hex.reserveCapacity(64)
+        for byte in SHA256.hash(data: bytes) {
+            hex.append(digits[Int(byte >> 4)])
+            hex.append(digits[Int(byte & 0x0F)])
+        }
+        return String(decoding: hex, as: UTF8.self)
     }
 
     /// Reports the end of an attempt to the scheduler, and records and publishes its outcome.
     private func finish(_ completion: Completion) {
-        if case .failure(let error) = completion.result, error.isCancelled {
+        if case .curl(.failure(let error)) = completion.ending, error.isCancelled {
             // Shutting down: the message stays in flight in the journal and is sent again on restart.
             return scheduler.attemptCancelled(completion.deliveryID)
         }
@@ -521,13 +614,17 @@ public final class Forwarder: Service, @unchecked Sendable {
         var response: StoredResponse?
         var transportError: String?
         let result: AttemptResult
-        switch completion.result {
-        case .success(let answer):
+        switch completion.ending {
+        case .curl(.success(let answer)):
             result = .response(status: answer.status, retryAfter: answer.header("Retry-After"))
             response = StoredResponse(status: answer.status, headers: answer.headers, body: answer.body)
-        case .failure(let error):
+        case .curl(.failure(let error)):
             result = .transportError(error.description)
             transportError = error.description
+        case .transform(let ending):
+            result = ending
+            if case .transformFailed(let error) = ending { transportError = error }
+            if case .filtered = ending { transportError = "filtered: the transform's output is null or empty; nothing was sent" }
         }
         guard
             let end = scheduler.attemptEnded(
@@ -538,15 +635,17 @@ public final class Forwarder: Service, @unchecked Sendable {
         switch end.state {
         case .delivered: routes[end.route].delivered.increment()
         case .queued: routes[end.route].retried.increment()
+        case .filtered: break
         default: routes[end.route].failed.increment()
         }
         // Waiting sources learn the outcome of the route's `reply_from` destination alone.
         let final =
-            end.state.isFinal && route.replies ? FinalOutcome(state: end.state, response: response, lastError: end.lastError) : nil
+            end.state.isFinal && route.replies
+            ? FinalOutcome(state: end.state, response: response, lastError: end.lastError, attempts: end.attempt) : nil
         shared.withLock { _ = $0.unrecorded.insert(end.id) }
         let finished = FinishedAttempt(
             deliveryID: end.id, attempt: end.attempt, cycleAttempt: end.cycleAttempt, durationMilliseconds: now - end.startedAt,
-            response: response, error: transportError, state: end.state, nextAttemptAt: end.nextAttemptAt, lastError: end.lastError,
+            response: response, error: transportError, sentBody: completion.sent, state: end.state, nextAttemptAt: end.nextAttemptAt, lastError: end.lastError,
             atMilliseconds: now)
         let correlationID = end.correlationID
         updates.append(
@@ -560,6 +659,7 @@ public final class Forwarder: Service, @unchecked Sendable {
         let (level, text): (Logger.Level, Logger.Message) =
             switch end.state {
             case .delivered: (.info, "delivered")
+            case .filtered: (.info, "filtered by the transform")
             case .failed: (.warning, "delivery failed")
             default: (.debug, "attempt failed; retrying")
             }

@@ -25,7 +25,9 @@ public struct FinishedAttempt: Sendable, Equatable {
     public var response: StoredResponse?
     /// The transport error, when there was no answer.
     public var error: String?
-    /// `delivered`, `failed`, or `queued` for a retry.
+    /// The size and SHA-256 of the body sent; nil when nothing was sent (a transform failed).
+    public var sentBody: SentBody?
+    /// `delivered`, `failed`, `filtered` (by a transform), or `queued` for a retry.
     public var state: MessageState
     public var nextAttemptAt: Int64?
     public var lastError: String?
@@ -33,7 +35,7 @@ public struct FinishedAttempt: Sendable, Equatable {
 
     public init(
         deliveryID: Int64, attempt: Int, cycleAttempt: Int? = nil, durationMilliseconds: Int64, response: StoredResponse?, error: String?,
-        state: MessageState, nextAttemptAt: Int64?, lastError: String?, atMilliseconds: Int64
+        sentBody: SentBody? = nil, state: MessageState, nextAttemptAt: Int64?, lastError: String?, atMilliseconds: Int64
     ) {
         self.deliveryID = deliveryID
         self.attempt = attempt
@@ -41,6 +43,7 @@ public struct FinishedAttempt: Sendable, Equatable {
         self.durationMilliseconds = durationMilliseconds
         self.response = response
         self.error = error
+        self.sentBody = sentBody
         self.state = state
         self.nextAttemptAt = nextAttemptAt
         self.lastError = lastError
@@ -58,5 +61,16 @@ public struct StoredResponse: Sendable, Equatable {
         self.status = status
         self.headers = headers
         self.body = body
+    }
+}
+
+/// What an attempt sent (SPEC §11): the body's size and SHA-256 (lower-case hex).
+public struct SentBody: Sendable, Equatable {
+    public var bytes: Int
+    public var sha256: String
+
+    public init(bytes: Int, sha256: String) {
+        self.bytes = bytes
+        self.sha256 = sha256
     }
 }

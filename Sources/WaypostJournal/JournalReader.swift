@@ -54,6 +54,8 @@ public struct AttemptRecord: Sendable, Equatable {
     public var durationMilliseconds: Int?
     public var status: Int?
     public var error: String?
+    /// What the attempt sent; nil for attempts of earlier journals, and when nothing was sent.
+    public var sentBody: SentBody?
 }
 
 /// How many messages of a route are in a state (their derived state).
@@ -287,7 +289,10 @@ public final class JournalReader {
     /// The attempts of the delivery with row id `deliveryID`, in order.
     public func attempts(deliveryID: Int64) throws(JournalError) -> [AttemptRecord] {
         let statement = try db.prepare(
-            "SELECT attempt, started_at, duration_ms, status, error FROM attempts WHERE delivery_id = ?1 ORDER BY attempt")
+            """
+            SELECT attempt, started_at, duration_ms, status, error, body_bytes, body_sha256 FROM attempts
+            WHERE delivery_id = ?1 ORDER BY attempt
+            """)
         try statement.bind(1, deliveryID)
         var attempts: [AttemptRecord] = []
         while try statement.step() {
@@ -295,7 +300,8 @@ public final class JournalReader {
                 AttemptRecord(
                     attempt: Int(statement.int64(0)), startedAt: statement.string(1) ?? "",
                     durationMilliseconds: statement.optionalInt64(2).map(Int.init),
-                    status: statement.optionalInt64(3).map(Int.init), error: statement.string(4)))
+                    status: statement.optionalInt64(3).map(Int.init), error: statement.string(4),
+                    sentBody: statement.optionalInt64(5).map { SentBody(bytes: Int($0), sha256: statement.string(6) ?? "") }))
         }
         return attempts
     }

@@ -149,8 +149,9 @@ public final class JournalWriter: Service, @unchecked Sendable {
             openAttempt = try db.prepare("INSERT OR REPLACE INTO attempts (delivery_id, attempt, started_at) VALUES (?1, ?2, ?3)")
             closeAttempt = try db.prepare(
                 """
-                INSERT INTO attempts (delivery_id, attempt, started_at, duration_ms, status, error) VALUES (?1, ?2, ?6, ?3, ?4, ?5)
-                ON CONFLICT (delivery_id, attempt) DO UPDATE SET duration_ms = ?3, status = ?4, error = ?5
+                INSERT INTO attempts (delivery_id, attempt, started_at, duration_ms, status, error, body_bytes, body_sha256)
+                VALUES (?1, ?2, ?6, ?3, ?4, ?5, ?7, ?8)
+                ON CONFLICT (delivery_id, attempt) DO UPDATE SET duration_ms = ?3, status = ?4, error = ?5, body_bytes = ?7, body_sha256 = ?8
                 """)
             finishDelivery = try db.prepare(
                 """
@@ -436,6 +437,8 @@ public final class JournalWriter: Service, @unchecked Sendable {
             try closeAttempt.bind(4, f.response.map { Int64($0.status) })
             try closeAttempt.bind(5, f.error)
             try closeAttempt.bind(6, Timestamp.format(millisecondsSince1970: f.atMilliseconds - f.durationMilliseconds))
+            try closeAttempt.bind(7, f.sentBody.map { Int64($0.bytes) })
+            try closeAttempt.bind(8, f.sentBody?.sha256)
             try closeAttempt.run()
             try finish(f, state: f.state, nextAttemptAt: f.nextAttemptAt)
             var state = f.state

@@ -77,7 +77,8 @@ extension AttemptRecord {
     /// One attempt in the admin API's message document.
     public var json: String {
         "{\"attempt\":\(attempt),\"started_at\":\(JSON.quote(startedAt)),\"duration_ms\":\(durationMilliseconds.map(String.init) ?? "null"),"
-            + "\"status\":\(status.map(String.init) ?? "null"),\"error\":\(error.map(JSON.quote) ?? "null")}"
+            + "\"status\":\(status.map(String.init) ?? "null"),\"error\":\(error.map(JSON.quote) ?? "null"),"
+            + "\"body_bytes\":\(sentBody.map { String($0.bytes) } ?? "null"),\"body_sha256\":\(sentBody.map { JSON.quote($0.sha256) } ?? "null")}"
     }
 }
 

@@ -8,11 +8,14 @@ public struct FinalOutcome: Sendable, Equatable {
     /// The upstream's last answer, if it answered.
     public var response: StoredResponse?
     public var lastError: String?
+    /// The attempts made (what a `reply` program sees as `attempts`).
+    public var attempts: Int
 
-    public init(state: MessageState, response: StoredResponse?, lastError: String?) {
+    public init(state: MessageState, response: StoredResponse?, lastError: String?, attempts: Int = 0) {
         self.state = state
         self.response = response
         self.lastError = lastError
+        self.attempts = attempts
     }
 }
 
@@ -21,7 +24,7 @@ extension FinalOutcome {
     /// its way.
     public init?(record: MessageRecord) {
         guard record.replyState.isFinal else { return nil }
-        self.init(state: record.replyState, response: record.storedResponse, lastError: record.lastError)
+        self.init(state: record.replyState, response: record.storedResponse, lastError: record.lastError, attempts: record.attempts)
     }
 }
 

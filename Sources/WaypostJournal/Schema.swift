@@ -148,6 +148,12 @@ enum Schema {
                    s.received_at, s.delivered_at, s.response_status, s.last_error
             FROM message_states s JOIN messages m ON m.id = s.id ORDER BY s.id DESC LIMIT 100;
         """,
+        // Transforms (SPEC §11): what each attempt sent, so that an operator can tell which
+        // program version a replay ran and compare it with what the upstream logged.
+        """
+        ALTER TABLE attempts ADD COLUMN body_bytes INTEGER;   -- the size of the body sent
+        ALTER TABLE attempts ADD COLUMN body_sha256 TEXT;     -- its SHA-256, lower-case hex
+        """,
     ]
 
     /// Deletes up to a thousand messages (their deliveries and attempts with them) whose every

@@ -5,6 +5,7 @@ import NIOCore
 import NIOHTTP1
 import WaypostCore
 import WaypostJournal
+import WaypostTransform
 
 /// What every connection's ``IntakeHandler`` shares: the routes, the journal writer and
 /// readers, the outcome board, the clock.
@@ -22,6 +23,9 @@ struct IntakeContext: Sendable {
     let secrets: RouteSecrets
     /// From the request's head to the `202` (asynchronous answers).
     let ackLatency = Timer(label: "waypost_ack_duration_seconds")
+    /// The workers that run the routes' `reply` programs, and the index of each route's.
+    var transforms: TransformPool?
+    var replies: [String: Int] = [:]
 
     /// Reads message `correlationID` from the journal on the readers' pool, once a final
     /// outcome of it that was published is also recorded: a status answer never shows an
@@ -83,6 +87,8 @@ final class IntakeHandler: ChannelInboundHandler, RemovableChannelHandler {
         var deadline: Scheduled<Void>
         var onTimeout: Answer
         var keepAlive: Bool
+        /// The route's `reply` program, which makes the answer from the outcome.
+        var reply: Int?
     }
 
     /// What a wait answers with: the asynchronous `202`, or the status document.
@@ -272,7 +278,7 @@ final class IntakeHandler: ChannelInboundHandler, RemovableChannelHandler {
             }
             wait(
                 for: watch, onTimeout: .accepted(correlationID: id, state: initialState, preferenceApplied: preferenceApplied),
-                keepAlive: keepAlive, context: context)
+                keepAlive: keepAlive, reply: shared.replies[request.route.name], context: context)
         case .duplicate(let id, let existingState):
             guard let watch else {
                 state = .idle
@@ -286,7 +292,7 @@ final class IntakeHandler: ChannelInboundHandler, RemovableChannelHandler {
             let repeatWatch = self.watch(id, budget: watch.budget, context: context)
             wait(
                 for: repeatWatch, onTimeout: .accepted(correlationID: id, state: existingState, preferenceApplied: preferenceApplied),
-                keepAlive: keepAlive, context: context)
+                keepAlive: keepAlive, reply: shared.replies[request.route.name], context: context)
             checkFinished(id, context: context)
         case .conflict(let id, _):
             if let watch { shared.board.cancel(watch.correlationID, watch.token) }
@@ -296,14 +302,16 @@ final class IntakeHandler: ChannelInboundHandler, RemovableChannelHandler {
     }
 
     /// Starts waiting: the outcome or the deadline, whichever comes first, answers.
-    func wait(for watch: Watch, onTimeout: Answer, keepAlive: Bool, context: ChannelHandlerContext) {
+    func wait(for watch: Watch, onTimeout: Answer, keepAlive: Bool, reply: Int? = nil, context: ChannelHandlerContext) {
         let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
         let deadline = context.eventLoop.scheduleTask(in: .milliseconds(watch.budget.milliseconds)) {
             let (handler, context) = loopBound.value
             handler.waitEnded(with: nil, correlationID: watch.correlationID, context: context)
         }
         state = .waiting(
-            Waiting(correlationID: watch.correlationID, token: watch.token, deadline: deadline, onTimeout: onTimeout, keepAlive: keepAlive))
+            Waiting(
+                correlationID: watch.correlationID, token: watch.token, deadline: deadline, onTimeout: onTimeout, keepAlive: keepAlive,
+                reply: reply))
     }
 
     private func outcomeArrived(_ outcome: FinalOutcome, correlationID: String, context: ChannelHandlerContext) {
@@ -318,15 +326,71 @@ final class IntakeHandler: ChannelInboundHandler, RemovableChannelHandler {
         let allocator = context.channel.allocator
         switch waiting.onTimeout {
         case .accepted(let id, let messageState, let preferenceApplied):
-            state = .idle
-            let response =
-                outcome.map { Responses.relay($0, correlationID: id, preferenceApplied: preferenceApplied, allocator: allocator) }
-                // The honest fallback: the message is accepted and delivery goes on.
-                ?? Responses.accepted(correlationID: id, state: messageState, preferenceApplied: preferenceApplied, allocator: allocator)
-            write(response, keepAlive: waiting.keepAlive, context: context)
+            guard let outcome, outcome.state != .filtered else {
+                // The honest fallback: the message is accepted and delivery goes on (or, when a
+                // transform filtered the reply_from delivery, ended without an answer to give).
+                state = .idle
+                let response = Responses.accepted(
+                    correlationID: id, state: outcome?.state ?? messageState, preferenceApplied: preferenceApplied, allocator: allocator)
+                return write(response, keepAlive: waiting.keepAlive, context: context)
+            }
+            guard let program = waiting.reply, let transforms = shared.transforms else {
+                state = .idle
+                let response = Responses.relay(outcome, correlationID: id, preferenceApplied: preferenceApplied, allocator: allocator)
+                return write(response, keepAlive: waiting.keepAlive, context: context)
+            }
+            state = .storing
+            reply(
+                outcome, program: program, transforms: transforms, correlationID: id, preferenceApplied: preferenceApplied,
+                keepAlive: waiting.keepAlive, context: context)
         case .status(let id):
             state = .storing
             answerStatus(StatusQuery(correlationID: id, wantsResponse: false, wait: nil, keepAlive: waiting.keepAlive), context: context)
+        }
+    }
+
+    /// Answers a waiting source with what the route's `reply` program makes of the outcome
+    /// (SPEC §11), run by a transform worker; a `502` problem saying why when it fails.
+    private func reply(
+        _ outcome: FinalOutcome, program: Int, transforms: TransformPool, correlationID id: String, preferenceApplied: String?,
+        keepAlive: Bool, context: ChannelHandlerContext
+    ) {
+        let input = ReplyDocument.input(
+            status: outcome.response?.status, headers: outcome.response?.headers ?? [], body: outcome.response?.body ?? [], id: id,
+            attempts: outcome.attempts)
+        let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+        let eventLoop = context.eventLoop
+        transforms.submit(TransformRequest(program: program, mode: .document, input: input)) { result in
+            let answer: Result<(status: Int, headers: [HeaderField], body: [UInt8]), TransformOutputError>
+            switch result {
+            case .success(.document(let output)): answer = Result { () throws(TransformOutputError) in try ReplyDocument.answer(output) }
+            case .success(.none): answer = .failure(TransformOutputError(message: "it produced no output, or null"))
+            case .success(.error(let message)): answer = .failure(TransformOutputError(message: message))
+            case .success(.shaped): answer = .failure(TransformOutputError(message: "the worker answered a transform"))
+            case .failure(let failure): answer = .failure(TransformOutputError(message: failure.description))
+            }
+            eventLoop.execute {
+                let (handler, context) = loopBound.value
+                guard case .storing = handler.state else { return }  // the connection closed meanwhile
+                handler.state = .idle
+                let allocator = context.channel.allocator
+                let response: (HTTPResponseHead, ByteBuffer)
+                switch answer {
+                case .success(let reply):
+                    response = Responses.stored(
+                        StoredResponse(status: reply.status, headers: reply.headers, body: reply.body), correlationID: id,
+                        preferenceApplied: preferenceApplied, allocator: allocator)
+                case .failure(let error):
+                    handler.shared.logger.warning(
+                        "the reply program failed", metadata: ["message.id": "\(id)", "error": "\(error.message)"])
+                    let problem = Problem(
+                        status: 502, slug: "reply-failed", title: "The reply program failed",
+                        detail: "Message \(id) is \(outcome.state); the route's reply program failed: \(error.message)",
+                        headers: [HeaderField(name: "X-Correlation-ID", value: id)])
+                    response = Responses.problem(problem, close: false, allocator: allocator)
+                }
+                handler.write(response, keepAlive: keepAlive, context: context)
+            }
         }
     }
 

@@ -5,6 +5,7 @@ import NIOCore
 import ServiceLifecycle
 import WaypostCore
 import WaypostJournal
+import WaypostTransform
 
 /// The intake listener (SPEC §1, §2): HTTP/1.1 on SwiftNIO, answering each request once its
 /// message is committed to the journal.
@@ -21,7 +22,7 @@ public final class IntakeServer: Service, Sendable {
     ///   secrets were loaded at start-up).
     public init(
         configuration: WaypostConfig, writer: JournalWriter, board: OutcomeBoard, secrets: RouteSecrets = RouteSecrets(),
-        group: any EventLoopGroup, logger: Logger
+        transforms: TransformPool? = nil, programs: ProgramTable? = nil, group: any EventLoopGroup, logger: Logger
     ) {
         self.shared = IntakeContext(
             routes: RouteTable(routes: configuration.routes), writer: writer,
@@ -31,7 +32,7 @@ public final class IntakeServer: Service, Sendable {
                 uniqueKeysWithValues: configuration.routes.map {
                     ($0.name, Counter(label: "waypost_accepted_total", dimensions: [("route", $0.name)]))
                 }),
-            secrets: secrets)
+            secrets: secrets, transforms: transforms, replies: programs?.replies ?? [:])
         self.shutdownGrace = configuration.shutdownGrace
         // The decoder's own limit is the largest any route allows; each route's is checked
         // on the decoded head.

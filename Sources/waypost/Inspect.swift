@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import WaypostCore
 import WaypostJournal
+import WaypostTransform
 
 private let states = MessageState.allCases
 
@@ -212,7 +213,7 @@ struct CheckConfig: ParsableCommand {
 
     func run() throws {
         let settings = try loadConfig(config)
-        _ = try Startup.check(settings, environment: ProcessInfo.processInfo.environment)
+        try Startup.check(settings, environment: ProcessInfo.processInfo.environment).transforms?.shutdown()
         print("\(config): valid, \(settings.routes.count) route\(settings.routes.count == 1 ? "" : "s")")
         for route in settings.routes {
             for destination in route.destinations {

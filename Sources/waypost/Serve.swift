@@ -11,6 +11,7 @@ import WaypostCore
 import WaypostForwarder
 import WaypostJournal
 import WaypostServer
+import WaypostTransform
 
 struct Serve: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -96,7 +97,8 @@ struct Serve: AsyncParsableCommand {
         let forwarder: Forwarder
         do {
             forwarder = try Forwarder(
-                configuration: settings, writer: writer, board: board, addHeaders: startup.addHeaders, secrets: secrets, logger: logger)
+                configuration: settings, writer: writer, board: board, addHeaders: startup.addHeaders, secrets: secrets,
+                transforms: startup.transforms, programs: startup.programs, logger: logger)
         } catch {
             // Nothing has started yet: the writer's thread starts in run(), the lock goes with the process.
             printError("waypost: \(error)")
@@ -110,11 +112,14 @@ struct Serve: AsyncParsableCommand {
                 logger: logger,
                 destinationNames: Dictionary(uniqueKeysWithValues: settings.routes.map { ($0.name, $0.destinations.map(\.name)) }))
             try await Self.serve(
-                settings, writer: writer, forwarder: forwarder, board: board, secrets: secrets, admin: admin, group: group, logger: logger)
+                settings, writer: writer, forwarder: forwarder, board: board, secrets: secrets, startup: startup, admin: admin, group: group,
+                logger: logger)
         } catch {
+            startup.transforms?.shutdown()
             try? await group.shutdownGracefully()
             throw error
         }
+        startup.transforms?.shutdown()
         try await group.shutdownGracefully()
     }
 
@@ -122,9 +127,11 @@ struct Serve: AsyncParsableCommand {
     /// holds the event loop group is released on return, before the group shuts down.
     private static func serve(
         _ settings: WaypostConfig, writer: JournalWriter, forwarder: Forwarder, board: OutcomeBoard,
-        secrets: RouteSecrets, admin: AdminContext, group: any EventLoopGroup, logger: Logger
+        secrets: RouteSecrets, startup: Startup, admin: AdminContext, group: any EventLoopGroup, logger: Logger
     ) async throws {
-        let server = IntakeServer(configuration: settings, writer: writer, board: board, secrets: secrets, group: group, logger: logger)
+        let server = IntakeServer(
+            configuration: settings, writer: writer, board: board, secrets: secrets, transforms: startup.transforms, programs: startup.programs,
+            group: group, logger: logger)
         let adminServer = AdminServer(listen: settings.admin.listen, context: admin, group: group)
         var bound: [String] = []
         for (address, start) in [

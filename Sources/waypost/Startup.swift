@@ -5,14 +5,19 @@ import ServiceLifecycle
 import WaypostCore
 import WaypostForwarder
 import WaypostServer
+import WaypostTransform
 
 /// What `serve` reads and checks before it opens or binds anything: the secrets, the
-/// `add_headers` values, the admin token rule. `check-config` runs the same checks, so a
-/// configuration it accepts starts (SPEC §6).
+/// `add_headers` values, the admin token rule, the jq programs (compiled in the transform
+/// workers it starts). `check-config` runs the same checks, so a configuration it accepts
+/// starts (SPEC §6).
 struct Startup {
     var secrets: RouteSecrets.Keys
     var addHeaders: [String: [HeaderField]]
     var adminToken: String?
+    var programs: ProgramTable
+    /// The workers that run `programs`; nil when there are none.
+    var transforms: TransformPool?
 
     /// - Throws: `ExitCode.invalidConfiguration` (78) after printing what is wrong, naming the
     ///   key, the variable or the file.
@@ -22,7 +27,8 @@ struct Startup {
             startup = Startup(
                 secrets: try RouteSecrets.load(settings, environment: environment),
                 addHeaders: try Forwarder.addHeaders(of: settings, environment: environment),
-                adminToken: environment[settings.admin.tokenEnv].flatMap { $0.isEmpty ? nil : $0 })
+                adminToken: environment[settings.admin.tokenEnv].flatMap { $0.isEmpty ? nil : $0 },
+                programs: ProgramTable(settings))
         } catch {
             printError("waypost: invalid configuration: \(error)")
             throw ExitCode.invalidConfiguration
@@ -32,6 +38,29 @@ struct Startup {
                 "waypost: invalid configuration: admin.listen \(settings.admin.listen) is not a loopback address and "
                     + "$\(settings.admin.tokenEnv) is not set; set the token or listen on 127.0.0.1")
             throw ExitCode.invalidConfiguration
+        }
+        return try startup.startingTransforms(settings)
+    }
+
+    /// This start-up with its transform workers running, every program compiled.
+    ///
+    /// - Throws: `ExitCode.invalidConfiguration` naming the key of a program that does not
+    ///   compile, with jq's message; exit 1 when no worker starts.
+    private func startingTransforms(_ settings: WaypostConfig) throws -> Startup {
+        guard !programs.isEmpty else { return self }
+        var startup = self
+        do {
+            startup.transforms = try TransformPool(
+                executable: "/proc/self/exe", programs: programs.programs.map(\.text), memoryLimit: settings.transformMemory,
+                timeout: settings.transformTimeout, threads: min(4, max(2, ProcessInfo.processInfo.activeProcessorCount)))
+        } catch .compile(let failures) {
+            for (index, message) in failures {
+                printError("waypost: invalid configuration: \(programs.programs[index].path): the jq program does not compile: \(message)")
+            }
+            throw ExitCode.invalidConfiguration
+        } catch .start(let message) {
+            printError("waypost: cannot start the transform workers: \(message)")
+            throw ExitCode.failure
         }
         return startup
     }

@@ -9,7 +9,9 @@ struct Waypost: AsyncParsableCommand {
             Every accepted request is committed to a SQLite journal before it is answered.
             Exit codes: 0 success, 1 an operation failed, 64 bad flags, 78 invalid configuration.
             """,
-        subcommands: [Serve.self, Status.self, List.self, Show.self, Replay.self, Purge.self, CheckConfig.self]
+        subcommands: [
+            Serve.self, Status.self, List.self, Show.self, Replay.self, Purge.self, CheckConfig.self, Transform.self, TransformWorkerCommand.self,
+        ]
     )
 }
 
