@@ -164,7 +164,7 @@ let package = Package(
         ),
         .testTarget(
             name: "WaypostCLITests",
-            dependencies: ["waypost", "WaypostTestSupport"],
+            dependencies: ["waypost", "WaypostTestSupport", .product(name: "Crypto", package: "swift-crypto")],
             swiftSettings: swiftSettings
         ),
         .testTarget(

@@ -1,5 +1,9 @@
 import CJQ
 
+#if canImport(Glibc)
+    import Glibc
+#endif
+
 /// One compiled jq 1.6 program (SPEC §11), run over JSON documents.
 ///
 /// A program and every value it touches belong to the thread that made it: jq 1.6 counts
@@ -10,6 +14,9 @@ import CJQ
 ///     let program = try JQProgram("{id: .order.id}")
 ///     program.run(Array(#"{"order":{"id":7}}"#.utf8))  // .value("{\"id\":7}")
 public final class JQProgram {
+    /// The exit status of a process whose jq ran out of memory.
+    public static let outOfMemoryStatus: Int32 = 86
+
     private var state: OpaquePointer?
 
     /// What one run produced.
@@ -36,6 +43,8 @@ public final class JQProgram {
             Unmanaged<MessageSink>.fromOpaque(context).takeUnretainedValue().take(message)
         }, context)
         jq_set_attr(state, jv_string("JQ_LIBRARY_PATH"), jv_array())
+        // Out of memory, jq would print and abort(); a worker exits with a status that says so.
+        jq_set_nomem_handler(state, { _ in _exit(JQProgram.outOfMemoryStatus) }, nil)
         let compiled = withExtendedLifetime(messages) { jq_compile(state, text) != 0 }
         jq_set_error_cb(state, nil, nil)
         guard compiled else {

@@ -12,22 +12,26 @@ import WaypostCore
 ///
 /// The protocol is frames of a 4-byte big-endian length and that many bytes. The first request
 /// is the set-up: an 8-byte memory cap (bytes) and the programs as a JSON array of strings; the
-/// worker caps its data segment (`RLIMIT_DATA`), compiles every program, and answers with a
+/// worker caps its data segment (`RLIMIT_DATA`) at that much above its own, compiles every program, and answers with a
 /// JSON array holding, per program, `null` or jq's compile error. Then each request is
 /// ``TransformRequest`` and each answer ``TransformAnswer``, one at a time, until its input
 /// closes. Out of memory inside jq, it exits with ``outOfMemoryStatus``.
 public enum TransformWorker {
     /// The exit status of a worker that ran out of memory inside jq.
-    public static let outOfMemoryStatus: Int32 = 86
+    public static let outOfMemoryStatus = JQProgram.outOfMemoryStatus
 
     /// Serves the server on standard input and output until it closes them. Never returns.
     public static func main() -> Never {
         _ = waypost_die_with_parent()
         closeInheritedDescriptors()
         guard let setUp = readFrame(from: 0), setUp.count >= 8 else { exit(0) }
+        // The cap is on what the programs use, above what the worker itself has mapped by now.
         let cap = setUp.prefix(8).reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
-        var limit = rlimit(rlim_cur: rlim_t(cap), rlim_max: rlim_t(cap))
-        if cap > 0 { _ = setrlimit(__rlimit_resource_t(RLIMIT_DATA.rawValue), &limit) }
+        if cap > 0 {
+            let total = cap + ownDataBytes()
+            var limit = rlimit(rlim_cur: rlim_t(total), rlim_max: rlim_t(total))
+            _ = setrlimit(__rlimit_resource_t(RLIMIT_DATA.rawValue), &limit)
+        }
         let texts: [String]
         if case .array(let values) = JSONValue.parse(setUp.dropFirst(8)) {
             texts = values.map { if case .string(let text) = $0 { text } else { "" } }
@@ -89,6 +93,15 @@ public enum TransformWorker {
         case .none: return .none
         case .error(let message): return .error(message)
         }
+    }
+
+    /// The process's data segment now (`VmData` of `/proc/self/status`), bytes.
+    private static func ownDataBytes() -> UInt64 {
+        guard let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8),
+            let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmData:") }),
+            let kilobytes = UInt64(line.split(separator: " ").dropFirst().first ?? "")
+        else { return 0 }
+        return kilobytes * 1024
     }
 
     /// Closes every descriptor but the three standard ones: a worker holds no listening socket
