@@ -102,7 +102,7 @@ let package = Package(
         ),
         .target(
             name: "WaypostFuzzing",
-            dependencies: ["WaypostCore", "WaypostJournal", "WaypostServer"],
+            dependencies: ["WaypostCore", "WaypostJournal", "WaypostServer", "WaypostTransform"],
             swiftSettings: swiftSettings
         ),
         .executableTarget(

@@ -9,11 +9,12 @@ import Foundation
 import WaypostCore
 import WaypostJournal
 import WaypostServer
+import WaypostTransform
 
 /// The fuzz targets by name.
 public enum FuzzTargets {
     /// Every target, in the order `scripts/fuzz.sh all` runs them.
-    public static let names = ["intake", "admin", "query", "units", "config", "json", "filter", "signatures"]
+    public static let names = ["intake", "admin", "query", "units", "config", "json", "filter", "signatures", "transform"]
 
     /// The function that runs target `name` on one input; nil for an unknown name.
     ///
@@ -31,6 +32,7 @@ public enum FuzzTargets {
         case "config": return config
         case "json": return json
         case "filter": return filter
+        case "transform": return transform
         case "signatures":
             let verifiers = try signatureVerifiers()
             return { signatures($0, verifiers: verifiers) }
@@ -139,6 +141,26 @@ public enum FuzzTargets {
             headers: [HeaderField(name: "X-Kind", value: "order.paid"), HeaderField(name: "x-kind", value: "b")],
             query: "page=2&tag=a&tag=b&bad=%zz", path: "/hooks/shop/orders")
         _ = filter.matches(input)
+    }
+
+    // MARK: - What a transform worker answers
+
+    /// The bytes as a worker's answer frame, and as the output a transform or a reply program
+    /// printed: what the server reads back from a program it does not trust. Whatever the
+    /// output, the target URL keeps the upstream's host and the headers stay header-shaped.
+    static func transform(_ bytes: [UInt8]) {
+        _ = TransformAnswer(frame: bytes)
+        let text = String(decoding: bytes, as: UTF8.self)
+        _ = try? ReplyDocument.answer(text)
+        if let document = JSONValue.parse(bytes) { _ = try? TransformDocument(document: document) }
+        let stored = TransformDocument(
+            method: "POST", path: "/in", query: "a=1", headers: [HeaderField(name: "Host", value: "h"), HeaderField(name: "X-A", value: "1")],
+            body: Array(#"{"n":1}"#.utf8))
+        guard let sent = try? stored.applying(rest: text, body: nil) else { return }
+        let url = OutboundRequest.targetURL(upstream: "http://up.internal:8080/base", path: sent.path, query: sent.query)
+        check(url.hasPrefix("http://up.internal:8080/base") && (url.count == 28 || "/?".contains(url[url.index(url.startIndex, offsetBy: 28)])), url)
+        check(sent.headers.allSatisfy { !$0.value.utf8.contains(where: { $0 == 10 || $0 == 13 || $0 == 0 }) }, "\(sent.headers)")
+        check(sent.headers.filter { $0.name.caseInsensitiveEquals("host") }.map(\.value) == ["h"], "\(sent.headers)")
     }
 
     // MARK: - Signature headers

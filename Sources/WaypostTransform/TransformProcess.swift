@@ -82,7 +82,7 @@ final class TransformProcess {
     /// is then killed, and this process is done).
     func run(_ request: TransformRequest, timeout: Duration) throws(TransformFailure) -> TransformAnswer {
         let frame = try exchange(request.encoded, timeout: timeout)
-        guard let answer = TransformAnswer(frame) else {
+        guard let answer = TransformAnswer(frame: frame) else {
             kill()
             throw .crashed("the transform worker answered with something it should not")
         }

@@ -83,7 +83,8 @@ public enum TransformAnswer: Sendable, Equatable {
         }
     }
 
-    init?(_ frame: [UInt8]) {
+    /// The answer in a frame a worker sent; nil when the frame is not one.
+    public init?(frame: [UInt8]) {
         guard let kind = frame.first else { return nil }
         let payload = frame.dropFirst()
         switch kind {

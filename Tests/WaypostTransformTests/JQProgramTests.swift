@@ -93,10 +93,10 @@ struct JQProgramTests {
             .document("{}"), .none, .error("boom"), .shaped(ShapedOutput(rest: "{}", body: .unchanged)),
             .shaped(ShapedOutput(rest: #"{"path":"/a"}"#, body: .replaced([0, 1, 0xFF]))),
         ] {
-            #expect(TransformAnswer(answer.encoded) == answer)
+            #expect(TransformAnswer(frame: answer.encoded) == answer)
         }
-        #expect(TransformAnswer([]) == nil)
-        #expect(TransformAnswer([1, 0, 0, 0, 9, 1]) == nil)
+        #expect(TransformAnswer(frame: []) == nil)
+        #expect(TransformAnswer(frame: [1, 0, 0, 0, 9, 1]) == nil)
         #expect(TransformRequest([0, 0]) == nil)
     }
 }
