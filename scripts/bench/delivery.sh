@@ -8,6 +8,7 @@
 #   DURATION=5s BACKLOG=20000 scripts/bench/delivery.sh      # a short run
 #   SCENARIOS=key SKIP_DRAIN=1 scripts/bench/delivery.sh
 #   SIGN=1 SKIP_LIVE=1 BACKLOG=20000 scripts/bench/delivery.sh   # drains with and without sign
+#   TRANSFORM=1 SCENARIOS=none scripts/bench/delivery.sh           # with and without a jq transform
 #   WAYPOST_BIN=/path/to/waypost scripts/bench/delivery.sh
 #
 # It prints figures and never judges them: the exit code says only whether the
@@ -28,6 +29,9 @@
 #   SIGN=1          run every scenario twice: as is, then with the route signing its deliveries
 #                   (sign: { scheme: standard-webhooks, secret_env: BENCH_SIGN_SECRET }, a random
 #                   whsec_ secret made for the run); the report gives signed / unsigned rates
+#   TRANSFORM=1     run every scenario twice: as is, then with a small jq transform on the route
+#                   (SPEC §11: a new body from the old one and a header); the report gives
+#                   transformed / plain rates
 #   DRAIN_TIMEOUT   give up a drain after this many seconds (default 600)
 #   STALL_TIMEOUT   give up a drain when nothing was delivered for this many seconds (default 60)
 #   UPSTREAM_WORKERS worker_processes of the nginx upstream (default 1)
@@ -55,6 +59,9 @@ BACKLOG=${BACKLOG:-100000}
 SKIP_LIVE=${SKIP_LIVE:-0}
 SKIP_DRAIN=${SKIP_DRAIN:-0}
 SIGN=${SIGN:-0}
+TRANSFORM=${TRANSFORM:-0}
+# The transform of the +transform scenarios: the body is post-1k.lua's {"data":"xxx…"}.
+BENCH_TRANSFORM='.body |= {kind: "bench", size: (.data | length), head: .data[0:16]} | .headers["x-bench"] = "1"'
 DRAIN_TIMEOUT=${DRAIN_TIMEOUT:-600}
 STALL_TIMEOUT=${STALL_TIMEOUT:-60}
 
@@ -92,6 +99,7 @@ check_settings() {
     [[ $KEY_COUNT =~ ^[1-9][0-9]*$ ]] || die "KEY_COUNT must be a positive integer, not '$KEY_COUNT'"
     [[ $CONCURRENCY =~ ^[1-9][0-9]*$ ]] || die "CONCURRENCY must be a positive integer, not '$CONCURRENCY'"
     [[ $SIGN == 0 || $SIGN == 1 ]] || die "SIGN must be 0 or 1, not '$SIGN'"
+    [[ $TRANSFORM == 0 || $TRANSFORM == 1 ]] || die "TRANSFORM must be 0 or 1, not '$TRANSFORM'"
 }
 
 # ---------------------------------------------------------------------------
@@ -148,8 +156,9 @@ per_second() {
     awk -v n="$1" -v s="$2" 'BEGIN { if (s > 0) printf "%.0f", n / s; else print "n/a" }'
 }
 
-# write_config ORDERING DIR [sign]: the route "bench" on / to the private upstream; with
-# "sign", it signs every delivery (SPEC §9) with the secret in BENCH_SIGN_SECRET.
+# write_config ORDERING DIR [sign|transform]: the route "bench" on / to the private upstream;
+# with "sign", it signs every delivery (SPEC §9) with the secret in BENCH_SIGN_SECRET; with
+# "transform", it runs BENCH_TRANSFORM over each delivery (SPEC §11).
 write_config() {
     local ordering=$1 dir=$2 variant=${3:-} extra=""
     case $ordering in
@@ -159,6 +168,9 @@ write_config() {
     esac
     if [[ $variant == sign ]]; then
         extra+="${extra:+$'\n'}    sign: { scheme: standard-webhooks, secret_env: BENCH_SIGN_SECRET }"
+    fi
+    if [[ $variant == transform ]]; then
+        extra+="${extra:+$'\n'}    transform: '$BENCH_TRANSFORM'"
     fi
     cat >"$dir/waypost.yaml" <<EOF
 listen: 127.0.0.1:$WAYPOST_PORT
@@ -392,18 +404,19 @@ exit status $exit_status, $journal_text")
 # ---------------------------------------------------------------------------
 # Report
 
-# sign_ratios: one line per ordering, signed over unsigned delivered/s (live) and msgs/s (drain).
-sign_ratios() {
-    local ordering text
+# variant_ratios VARIANT: one line per ordering, the variant's delivered/s (live) and msgs/s
+# (drain) over the plain scenario's.
+variant_ratios() {
+    local variant=$1 ordering text
     for ordering in $SCENARIOS; do
-        text="sign cost, $ordering (signed / unsigned):"
+        text="$variant cost, $ordering ($variant / plain):"
         if [[ $SKIP_LIVE != 1 ]]; then
-            text+=" live delivered/s ${LIVE_RATE[$ordering+sign]:-n/a} / ${LIVE_RATE[$ordering]:-n/a}"
-            text+=" = $(ratio "${LIVE_RATE[$ordering+sign]:-}" "${LIVE_RATE[$ordering]:-}");"
+            text+=" live delivered/s ${LIVE_RATE[$ordering+$variant]:-n/a} / ${LIVE_RATE[$ordering]:-n/a}"
+            text+=" = $(ratio "${LIVE_RATE[$ordering+$variant]:-}" "${LIVE_RATE[$ordering]:-}");"
         fi
         if [[ $SKIP_DRAIN != 1 ]]; then
-            text+=" drain msgs/s ${DRAIN_RATE[$ordering+sign]:-n/a} / ${DRAIN_RATE[$ordering]:-n/a}"
-            text+=" = $(ratio "${DRAIN_RATE[$ordering+sign]:-}" "${DRAIN_RATE[$ordering]:-}")"
+            text+=" drain msgs/s ${DRAIN_RATE[$ordering+$variant]:-n/a} / ${DRAIN_RATE[$ordering]:-n/a}"
+            text+=" = $(ratio "${DRAIN_RATE[$ordering+$variant]:-}" "${DRAIN_RATE[$ordering]:-}")"
         fi
         echo "${text%;}"
     done
@@ -432,6 +445,7 @@ main() {
         BENCH_SIGN_SECRET="whsec_$(head -c 32 /dev/urandom | base64 -w0)"
         export BENCH_SIGN_SECRET
     fi
+    if [[ $TRANSFORM == 1 ]]; then variants+=(transform); fi
     if [[ $SKIP_LIVE != 1 ]]; then
         for ordering in $SCENARIOS; do
             for variant in "${variants[@]}"; do
@@ -454,6 +468,9 @@ main() {
         if [[ $SIGN == 1 ]]; then
             echo "  +sign: the same route with sign: { scheme: standard-webhooks, secret_env: BENCH_SIGN_SECRET } (a random whsec_ secret)"
         fi
+        if [[ $TRANSFORM == 1 ]]; then
+            echo "  +transform: the same route with transform: '$BENCH_TRANSFORM'"
+        fi
         echo "journal: durability $DURABILITY, file system $JOURNAL_FS ($WORK)"
         echo "$fsync_append"
         echo "upstream: nginx $(nginx -v 2>&1 | cut -d/ -f2) 'return 200', worker_processes $UPSTREAM_WORKERS, access_log off"
@@ -469,10 +486,9 @@ main() {
             print_table '%-9s %9s %9s %9s %9s %8s %13s %10s\n' DRAIN_ROWS \
                 scenario messages "ready s" "drain s" msgs/s failed "peak RSS MiB" "goal RSS"
         fi
-        if [[ $SIGN == 1 ]]; then
-            echo
-            sign_ratios
-        fi
+        if [[ $SIGN == 1 || $TRANSFORM == 1 ]]; then echo; fi
+        if [[ $SIGN == 1 ]]; then variant_ratios sign; fi
+        if [[ $TRANSFORM == 1 ]]; then variant_ratios transform; fi
         detail_lines
         echo "acks/s: wrk's Requests/sec (all answers); non-2xx: wrk's count of statuses >= 400 (a 503 from a full or busy journal)."
         echo "delivered/s: change in the journal's delivered count over the measured run, divided by its wall-clock length."
