@@ -631,7 +631,9 @@ public final class Forwarder: Service, @unchecked Sendable {
                 completion.deliveryID, result: result, now: now, random: Double.random(in: 0..<1, using: &random))
         else { return }
         let route = routes[end.route]
-        upstreamTimer(route: end.route, status: response?.status).recordMilliseconds(now - end.startedAt)
+        if case .curl = completion.ending {
+            upstreamTimer(route: end.route, status: response?.status).recordMilliseconds(now - end.startedAt)
+        }
         switch end.state {
         case .delivered: routes[end.route].delivered.increment()
         case .queued: routes[end.route].retried.increment()

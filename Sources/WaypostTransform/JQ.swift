@@ -43,6 +43,10 @@ public final class JQProgram {
             Unmanaged<MessageSink>.fromOpaque(context).takeUnretainedValue().take(message)
         }, context)
         jq_set_attr(state, jv_string("JQ_LIBRARY_PATH"), jv_array())
+        // `input`, `inputs` and `debug` call back into the host (jq 1.6 crashes without the
+        // callbacks): there is no more input, and debug messages go nowhere.
+        jq_set_input_cb(state, { _, _ in jv_invalid_with_msg(jv_string("No more inputs")) }, nil)
+        jq_set_debug_cb(state, { _, message in jv_free(message) }, nil)
         // Out of memory, jq would print and abort(); a worker exits with a status that says so.
         jq_set_nomem_handler(state, { _ in _exit(JQProgram.outOfMemoryStatus) }, nil)
         let compiled = withExtendedLifetime(messages) { jq_compile(state, text) != 0 }

@@ -10,12 +10,15 @@ import WaypostJournal
 
 /// The jq programs of a configuration (SPEC §11), run in worker processes beside the server's
 /// threads: a few threads, each with its worker (``TransformProcess``), take requests in the
-/// order they came and hand each answer to the request's callback on that thread.
+/// order they came, as many as are waiting (up to a pipe's worth, written to the worker
+/// together, so that a busy pool costs no round trip per request), and hand each answer to
+/// the request's callback on that thread.
 ///
 /// A program that loops, eats memory or crashes costs its own request, within
 /// `transform_timeout`: its worker is killed and the next request starts a new one. The
 /// forwarder and the intake never wait for a program; they hand it a request and go on.
-public final class TransformPool: Sendable {
+public final class TransformPool: @unchecked Sendable {
+    // @unchecked Sendable: `state` is guarded by `condition`; the rest is immutable.
     public typealias Completion = @Sendable (Result<TransformAnswer, TransformFailure>) -> Void
 
     private struct Job {
@@ -28,15 +31,16 @@ public final class TransformPool: Sendable {
         var stopping = false
     }
 
-    private let state = Mutex(State())
-    private let ready = DispatchSemaphore(value: 0)
+    private var state = State()
+    private let condition = NSCondition()
     private let executable: String
     private let programs: [String]
     private let memoryLimit: Int
     private let timeout: Duration
     private let threads: Int
 
-    /// Compiles `programs` in a first worker and keeps it for the first thread.
+    /// Compiles `programs` in a first worker, then starts the threads; each starts its own
+    /// worker on its first request (a worker dies with the thread that started it).
     ///
     /// - Parameters:
     ///   - executable: this binary (its hidden subcommand `transform-worker` runs the worker).
@@ -59,26 +63,25 @@ public final class TransformPool: Sendable {
         } catch {
             throw .start(error.description)
         }
+        started.process.kill()
         let failed = started.errors.enumerated().compactMap { index, error in error.map { (index, $0) } }
-        guard failed.isEmpty else {
-            started.process.kill()
-            throw .compile(failed)
-        }
+        guard failed.isEmpty else { throw .compile(failed) }
         for index in 0..<self.threads {
-            let process = UncheckedBox(index == 0 ? started.process : nil)
-            startDedicatedThread(named: "wp-transform-\(index)") { [self] in serve(process.value) }
+            startDedicatedThread(named: "wp-transform-\(index)") { [self] in serve() }
         }
     }
 
     /// Runs `request` on a worker when one is free; `done` is called on that worker's thread.
     /// After ``shutdown()``, `done` is called at once with a failure.
     public func submit(_ request: TransformRequest, done: @escaping Completion) {
-        let accepted = state.withLock { state in
-            guard !state.stopping else { return false }
+        condition.lock()
+        let accepted = !state.stopping
+        if accepted {
             state.jobs.append(Job(request: request, done: done))
-            return true
+            condition.signal()
         }
-        if accepted { ready.signal() } else { done(.failure(.start("the server is stopping"))) }
+        condition.unlock()
+        if !accepted { done(.failure(.start("the server is stopping"))) }
     }
 
     /// Runs `request` and waits for its answer (for `waypost transform` and tests).
@@ -95,42 +98,61 @@ public final class TransformPool: Sendable {
 
     /// Stops the threads once the requests taken have ended; requests waiting fail.
     public func shutdown() {
-        let dropped = state.withLock { state in
-            state.stopping = true
-            defer { state.jobs.removeAll() }
-            return Array(state.jobs)
-        }
+        condition.lock()
+        state.stopping = true
+        let dropped = Array(state.jobs)
+        state.jobs.removeAll()
+        condition.broadcast()
+        condition.unlock()
         for job in dropped { job.done(.failure(.start("the server is stopping"))) }
-        for _ in 0..<threads { ready.signal() }
     }
 
-    private func serve(_ first: TransformProcess?) {
-        var process = first
-        while true {
-            ready.wait()
-            // One signal per job, and one per thread to stop: no job means stopping.
-            guard let job = state.withLock({ $0.stopping ? nil : $0.jobs.popFirst() }) else { break }
-            let result: Result<TransformAnswer, TransformFailure>
-            do {
-                if process == nil || process?.isAlive == false {
-                    process = try TransformProcess.start(
-                        executable: executable, programs: programs, memoryLimit: memoryLimit, timeout: timeout
-                    ).0
+    /// The requests waiting, oldest first: this thread's share of them (the others take the
+    /// rest), as many as fit in one write to a worker, at least one; nil once stopping.
+    private func nextBatch() -> [Job]? {
+        condition.lock()
+        defer { condition.unlock() }
+        while state.jobs.isEmpty && !state.stopping { condition.wait() }
+        let share = (state.jobs.count + threads - 1) / threads
+        guard !state.stopping, let first = state.jobs.popFirst() else { return nil }
+        var batch = [first]
+        var bytes = first.request.input.count
+        while batch.count < share, let next = state.jobs.first, bytes + next.request.input.count <= TransformProcess.batchBytes {
+            batch.append(state.jobs.removeFirst())
+            bytes += next.request.input.count
+        }
+        return batch
+    }
+
+    /// Puts requests a failed worker did not run back at the head of the queue.
+    private func requeue(_ jobs: [Job]) {
+        condition.lock()
+        state.jobs.insert(contentsOf: jobs, at: 0)
+        condition.broadcast()
+        condition.unlock()
+    }
+
+    private func serve() {
+        var process: TransformProcess?
+        while let batch = nextBatch() {
+            if process?.isAlive != true {
+                do {
+                    process = try TransformProcess.start(executable: executable, programs: programs, memoryLimit: memoryLimit, timeout: timeout).0
+                } catch {
+                    process = nil
+                    for job in batch { job.done(.failure(error)) }
+                    continue
                 }
-                result = .success(try process!.run(job.request, timeout: timeout))
-            } catch {
-                result = .failure(error)
             }
-            job.done(result)
+            let results = process!.run(batch.map(\.request), timeout: timeout)
+            var notRun: [Job] = []
+            for (job, result) in zip(batch, results) {
+                if let result { job.done(result) } else { notRun.append(job) }
+            }
+            if !notRun.isEmpty { requeue(notRun) }
         }
         process?.kill()
     }
-}
-
-/// A value handed to a thread that alone uses it.
-private struct UncheckedBox<Value>: @unchecked Sendable {
-    let value: Value
-    init(_ value: Value) { self.value = value }
 }
 
 /// The programs cannot be compiled, or no worker starts.

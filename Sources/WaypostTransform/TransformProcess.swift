@@ -14,10 +14,12 @@ final class TransformProcess {
 
     private let pid: pid_t
     /// Requests go out on this descriptor (the worker's standard input)...
-    private let requests: Int32
+    private let requestPipe: Int32
     /// ...and answers come back on this one (its standard output), non-blocking.
-    private let answers: Int32
+    private let answerPipe: Int32
     private(set) var isAlive = true
+    /// Bytes read past the last whole answer.
+    private var received: [UInt8] = []
 
     /// Starts a worker of `executable` (this binary: `transform-worker` is its hidden
     /// subcommand) and compiles `programs` in it under a data-segment cap of `memoryLimit` bytes.
@@ -56,7 +58,7 @@ final class TransformProcess {
             throw .start("cannot start \(executable) transform-worker: \(String(cString: strerror(spawned)))")
         }
         _ = fcntl(fromWorker[0], F_SETFL, fcntl(fromWorker[0], F_GETFL) | O_NONBLOCK)
-        let process = TransformProcess(pid: pid, requests: toWorker[1], answers: fromWorker[0])
+        let process = TransformProcess(pid: pid, requestPipe: toWorker[1], answerPipe: fromWorker[0])
         let programList = "[" + programs.map(JSON.quote).joined(separator: ",") + "]"
         // Compiling takes milliseconds per program; a worker that cannot start its binary at all
         // (a wrong path, a missing library) says nothing: the set-up has its own generous time.
@@ -70,65 +72,95 @@ final class TransformProcess {
         return (process, errors)
     }
 
-    private init(pid: pid_t, requests: Int32, answers: Int32) {
+    private init(pid: pid_t, requestPipe: Int32, answerPipe: Int32) {
         self.pid = pid
-        self.requests = requests
-        self.answers = answers
+        self.requestPipe = requestPipe
+        self.answerPipe = answerPipe
     }
 
     deinit { kill() }
 
-    /// Runs `request` within `timeout`: the worker's answer, or why there is none (the worker
-    /// is then killed, and this process is done).
-    func run(_ request: TransformRequest, timeout: Duration) throws(TransformFailure) -> TransformAnswer {
-        let frame = try exchange(request.encoded, timeout: timeout)
-        guard let answer = TransformAnswer(frame: frame) else {
-            kill()
-            throw .crashed("the transform worker answered with something it should not")
+    /// Runs `requests` in order: they are written together (pipelined), and each answer must
+    /// come within `timeout` of the one before. Each result, up to the first failure (the
+    /// worker is then killed, and this process is done); nil for those not run after it.
+    ///
+    /// The requests together must fit in a pipe (``batchBytes``) unless there is one: a write
+    /// then never waits for a worker that is itself waiting for its answers to be read.
+    func run(_ requests: [TransformRequest], timeout: Duration) -> [Result<TransformAnswer, TransformFailure>?] {
+        var results = [Result<TransformAnswer, TransformFailure>?](repeating: nil, count: requests.count)
+        guard isAlive else {
+            results[0] = .failure(.crashed("the transform worker is gone"))
+            return results
         }
-        return answer
+        guard writeFrames(requests.map(\.encoded), to: requestPipe) else {
+            results[0] = .failure(died())
+            return results
+        }
+        for index in requests.indices {
+            do {
+                guard let answer = TransformAnswer(frame: try receiveFrame(timeout: timeout)) else {
+                    kill()
+                    results[index] = .failure(.crashed("the transform worker answered with something it should not"))
+                    return results
+                }
+                results[index] = .success(answer)
+            } catch {
+                results[index] = .failure(error)
+                return results
+            }
+        }
+        return results
     }
 
-    /// Sends one frame and reads the answer's, all within `timeout`.
+    /// How many bytes of requests one ``run(_:timeout:)`` writes at most (a pipe holds 64 KiB).
+    static let batchBytes = 48 << 10
+
+    /// Sends one frame and reads the answer's, within `timeout`.
     private func exchange(_ bytes: [UInt8], timeout: Duration) throws(TransformFailure) -> [UInt8] {
         guard isAlive else { throw .crashed("the transform worker is gone") }
+        guard writeFrames([bytes], to: requestPipe) else { throw died() }
+        return try receiveFrame(timeout: timeout)
+    }
+
+    /// Writes `frames` in one go to the blocking descriptor.
+    private func writeFrames(_ frames: [[UInt8]], to descriptor: Int32) -> Bool {
+        var bytes: [UInt8] = []
+        for frame in frames { bytes += bigEndian(UInt32(clamping: frame.count)) + frame }
+        return writeAll(bytes, to: descriptor)
+    }
+
+    /// Reads the next answer frame, at most `timeout` from now, keeping bytes past it for the
+    /// next. Past the time, or past ``maximumAnswerBytes``, the worker is killed.
+    private func receiveFrame(timeout: Duration) throws(TransformFailure) -> [UInt8] {
         let deadline = ContinuousClock.now + timeout
-        // The worker reads a whole request before it runs anything: a blocking write ends.
-        guard writeFrame(bytes, to: requests) else { throw died() }
-        var header: [UInt8] = []
-        var frame: [UInt8] = []
-        var expected: Int?
         var buffer = [UInt8](repeating: 0, count: 64 << 10)
-        while expected.map({ frame.count < $0 }) ?? true {
+        while true {
+            if received.count >= 4 {
+                let length = Int(received.prefix(4).reduce(UInt32(0)) { $0 << 8 | UInt32($1) })
+                guard length <= Self.maximumAnswerBytes else {
+                    kill()
+                    throw .tooLarge(Self.maximumAnswerBytes)
+                }
+                if received.count >= 4 + length {
+                    let frame = Array(received[4..<(4 + length)])
+                    received.removeFirst(4 + length)
+                    return frame
+                }
+            }
             let left = deadline - ContinuousClock.now
             guard left > .zero else {
                 kill()
                 throw .timedOut(timeout)
             }
-            var poller = pollfd(fd: answers, events: Int16(POLLIN), revents: 0)
+            var poller = pollfd(fd: answerPipe, events: Int16(POLLIN), revents: 0)
             let ready = poll(&poller, 1, Int32(clamping: max(1, left.milliseconds)))
             if ready < 0 && errno != EINTR { throw died() }
             guard ready > 0 else { continue }
-            let count = buffer.withUnsafeMutableBytes { read(answers, $0.baseAddress, $0.count) }
+            let count = buffer.withUnsafeMutableBytes { read(answerPipe, $0.baseAddress, $0.count) }
             if count < 0 && (errno == EAGAIN || errno == EINTR) { continue }
             guard count > 0 else { throw died() }
-            var chunk = buffer[..<count]
-            if expected == nil {
-                let needed = 4 - header.count
-                header += chunk.prefix(needed)
-                chunk = chunk.dropFirst(needed)
-                guard header.count == 4 else { continue }
-                let length = Int(header.reduce(UInt32(0)) { $0 << 8 | UInt32($1) })
-                guard length <= Self.maximumAnswerBytes else {
-                    kill()
-                    throw .tooLarge(Self.maximumAnswerBytes)
-                }
-                expected = length
-                frame.reserveCapacity(length)
-            }
-            frame += chunk
+            received += buffer[..<count]
         }
-        return frame
     }
 
     /// The worker ended: how (out of memory, a signal, an exit).
@@ -142,6 +174,7 @@ final class TransformProcess {
     func kill() {
         guard isAlive else { return }
         _ = Glibc.kill(pid, SIGKILL)
+        received = []
         _ = reap()
     }
 
@@ -149,8 +182,8 @@ final class TransformProcess {
         var status: Int32 = 0
         if isAlive {
             isAlive = false
-            close(requests)
-            close(answers)
+            close(requestPipe)
+            close(answerPipe)
             while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
         }
         // WIFEXITED and friends are macros Swift does not import.

@@ -135,10 +135,14 @@ private func readFully(_ descriptor: Int32, into buffer: inout [UInt8]) -> Bool 
 
 /// Writes one frame to a blocking descriptor; false when it cannot.
 func writeFrame(_ bytes: [UInt8], to descriptor: Int32) -> Bool {
-    let frame = bigEndian(UInt32(clamping: bytes.count)) + bytes
+    writeAll(bigEndian(UInt32(clamping: bytes.count)) + bytes, to: descriptor)
+}
+
+/// Writes all of `bytes` to a blocking descriptor; false when it cannot.
+func writeAll(_ bytes: [UInt8], to descriptor: Int32) -> Bool {
     var done = 0
-    while done < frame.count {
-        let count = frame.withUnsafeBytes { write(descriptor, $0.baseAddress! + done, $0.count - done) }
+    while done < bytes.count {
+        let count = bytes.withUnsafeBytes { write(descriptor, $0.baseAddress! + done, $0.count - done) }
         if count < 0 && errno == EINTR { continue }
         guard count > 0 else { return false }
         done += count

@@ -36,11 +36,12 @@ struct Transform: ParsableCommand {
         guard let route = settings.routes.first(where: { $0.name == self.route }) else {
             throw ValidationError("--route: \(config) has no route named \"\(self.route)\"")
         }
-        let program: String
+        let table = ProgramTable(settings)
+        let index: Int?
         if reply {
             guard destination == nil else { throw ValidationError("--destination: a reply program belongs to the route, not a destination") }
-            guard let text = route.reply else { try fail("route \(route.name) has no reply program") }
-            program = text
+            guard let found = table.replies[route.name] else { try fail("route \(route.name) has no reply program") }
+            index = found
         } else {
             let target = try destination.map { name in
                 guard let found = route.destinations.first(where: { $0.name == name }) else {
@@ -48,9 +49,10 @@ struct Transform: ParsableCommand {
                 }
                 return found
             } ?? route.replyDestination
-            guard let text = target.transform else { try fail("\(route.key(of: target)) has no transform") }
-            program = text
+            index = table.transforms[route.key(of: target)]
+            if index == nil { try fail("\(route.key(of: target)) has no transform") }
         }
+        let program = table.programs[index!]
         let input = FileHandle.standardInput.readData(ofLength: Self.maximumInputBytes + 1)
         guard input.count <= Self.maximumInputBytes else { try fail("the input is larger than 64 MiB") }
         guard let document = JSONValue.parse(input) else { try fail("the input is not JSON") }
@@ -58,10 +60,11 @@ struct Transform: ParsableCommand {
         let pool: TransformPool
         do {
             pool = try TransformPool(
-                executable: "/proc/self/exe", programs: [program], memoryLimit: settings.transformMemory, timeout: settings.transformTimeout,
+                executable: "/proc/self/exe", programs: [program.text], memoryLimit: settings.transformMemory, timeout: settings.transformTimeout,
                 threads: 1)
         } catch .compile(let failures) {
-            printError("waypost: invalid configuration: the jq program does not compile: \(failures.map(\.1).joined(separator: "; "))")
+            printError(
+                "waypost: invalid configuration: \(program.path): the jq program does not compile: \(failures.map(\.1).joined(separator: "; "))")
             throw ExitCode.invalidConfiguration
         } catch .start(let message) {
             try fail(message)

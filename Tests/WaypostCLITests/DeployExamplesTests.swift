@@ -45,6 +45,43 @@ struct DeployExamplesTests {
         #expect(result.stdout.contains("stripe: /hooks/stripe -> https://integration.internal/stripe (sync, ordering none)"), "\(result)")
     }
 
+    /// The sample inputs beside the transforms example, through `waypost transform`: what the
+    /// chat destination, the ERP and Stripe would get.
+    @Test("the transforms example turns its sample GitHub push, Stripe event and ERP answer into what its comments say")
+    func transformsExampleSamples() async throws {
+        let config = exampleConfig("transforms.yaml")
+
+        let push = try await transformSample(["--config", config, "--route", "github"], input: "github-push.json")
+        #expect(push.status == 0 && push.stderr.isEmpty, "\(push)")
+        let chat = try push.json()
+        #expect(chat["method"] as? String == "POST" && chat["path"] as? String == "", "\(push)")
+        #expect(chat["headers"] as? [String: String] == ["content-type": "application/json"], "GitHub's headers are not sent: \(push)")
+        let compare = "https://github.com/octo-org/waypost/compare/6113728f27ae...0d1a26e67d8f"
+        #expect(
+            (chat["body"] as? [String: Any])?["text"] as? String == "octocat pushed 2 commits to main of octo-org/waypost: \(compare)",
+            "\(push)")
+
+        let checkout = try await transformSample(["--config", config, "--route", "stripe"], input: "stripe-checkout.json")
+        #expect(checkout.status == 0 && checkout.stderr.isEmpty, "\(checkout)")
+        let request = try checkout.json()
+        #expect(request["method"] as? String == "POST" && request["path"] as? String == "/orders", "\(checkout)")
+        let headers = request["headers"] as? [String: String]
+        #expect(headers?["content-type"] == "application/json" && headers?["stripe-signature"] == nil, "\(checkout)")
+        let order = try #require(request["body"] as? [String: Any], "\(checkout)")
+        #expect(order["order_id"] as? String == "SO-10482", "\(checkout)")
+        #expect(order["customer"] as? String == "ada@example.com", "\(checkout)")
+        #expect(order["amount"] as? Double == 49.99, "\(checkout)")
+        #expect(order["currency"] as? String == "EUR", "\(checkout)")
+        #expect(order.count == 4, "\(checkout)")
+
+        let reply = try await transformSample(["--config", config, "--route", "stripe", "--reply"], input: "erp-answer.json")
+        #expect(reply.status == 0 && reply.stderr.isEmpty, "\(reply)")
+        let answer = try reply.json()
+        #expect(answer["status"] as? Int == 200, "\(reply)")
+        let body = try #require(answer["body"] as? [String: Any], "\(reply)")
+        #expect(body["received"] as? Bool == true && body["erp_order"] as? String == "ERP-2024-0117", "\(reply)")
+    }
+
     /// With `ExecStart` pointing at the built executable, `systemd-analyze verify` has nothing to say.
     @Test(
         "the systemd unit passes systemd-analyze verify",
@@ -155,6 +192,16 @@ private func executableOnPath(_ name: String) -> String? {
         if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
     }
     return nil
+}
+
+/// Runs `waypost transform ARGUMENTS` with standard input from `deploy/examples/transforms/INPUT`
+/// (the helpers give a child /dev/null as its standard input, so a shell redirects it).
+private func transformSample(_ arguments: [String], input: String) async throws -> CommandResult {
+    let executable = try #require(waypostExecutable, "run `swift build --build-tests` first")
+    let inputPath = packageRoot.appendingPathComponent("deploy/examples/transforms/\(input)").path
+    return try await runCommand(
+        executable: URL(fileURLWithPath: "/bin/sh"), ["-c", #"exec "$0" transform "$@" < "$SAMPLE_INPUT""#, executable.path] + arguments,
+        environment: ["SAMPLE_INPUT": inputPath], timeout: .seconds(20))
 }
 
 /// Runs a tool to completion (at most `timeout`, then kills it and fails) and collects its output.

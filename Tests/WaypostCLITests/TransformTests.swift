@@ -107,7 +107,7 @@ struct TransformTests {
         let good = try await SettableUpstream.start()
         let never = try await SettableUpstream.start()
         let config = """
-            transform_timeout: 500ms
+            transform_timeout: 2s
             transform_memory: 64MiB
             routes:
               - name: shop

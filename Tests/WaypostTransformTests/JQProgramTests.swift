@@ -29,6 +29,10 @@ struct JQProgramTests {
         #expect(try run("error({code: 1})", "{}") == .error(#"{"code":1} (not a string)"#))
         #expect(try run(".a + 1", #"{"a":"x"}"#) == .error(#"string ("x") and number (1) cannot be added"#))
         #expect(try run("halt_error", #""bye""#) == .error("the program halted (halt and halt_error end jq, not a transform)"))
+        // The builtins that call back into the host: no input to read, debug output dropped.
+        #expect(try run("input", "{}") == .error("No more inputs"))
+        #expect(try run("[inputs]", "{}") == .error("No more inputs"))
+        #expect(try run("debug | .a", #"{"a":1}"#) == .value("1"))
         // Runs again after an error: the state is reset by the next start.
         let program = try JQProgram(".a / .b")
         #expect(program.run(Array(#"{"a":1,"b":0}"#.utf8)) == .error("number (1) and number (0) cannot be divided because the divisor is zero"))

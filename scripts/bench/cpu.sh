@@ -21,6 +21,8 @@
 #   ORDERING        the route's ordering: fifo, key or none (default none); key posts with
 #                   post-keys.lua (16 values of X-Key), the others with post-1k.lua
 #   CONCURRENCY     the route's concurrency (default 16)
+#   TRANSFORM       a jq program for the route's `transform` (SPEC §11; default none); the
+#                   transform workers' CPU is counted as the thread "jq-workers"
 #   WAYPOST_BIN     Waypost binary; unset: .build-release/release/waypost if present, else
 #                   .build/release/waypost; built only when neither exists
 #   OUT_DIR         results and scratch files (default <repo>/bench-out; must not be tmpfs)
@@ -60,11 +62,17 @@ check_settings() {
 probe() {
     echo "rows $(sql "$PROBE_JOURNAL" "SELECT count(*) FROM messages")" \
         "delivered $(sql "$PROBE_JOURNAL" "SELECT count(*) FROM deliveries WHERE state = 'delivered'")"
-    local task
-    for task in /proc/"$PROBE_PID"/task/*; do
-        # Fields after "(comm) ": state is the 1st, utime the 12th, stime the 13th.
-        printf '%s %s\n' "$(tr ' ' '_' <"$task/comm")" "$(sed -E 's/^.*\) //' "$task/stat" | awk '{ print $12 + $13 }')"
-    done | awk '{ ticks[$1] += $2 } END { for (name in ticks) print name, ticks[name] }' | sort
+    local task child
+    {
+        for task in /proc/"$PROBE_PID"/task/*; do
+            # Fields after "(comm) ": state is the 1st, utime the 12th, stime the 13th.
+            printf '%s %s\n' "$(tr ' ' '_' <"$task/comm")" "$(sed -E 's/^.*\) //' "$task/stat" | awk '{ print $12 + $13 }')"
+        done
+        # Transform workers: child processes (a worker killed meanwhile takes its ticks along).
+        for child in $(pgrep -P "$PROBE_PID" || true); do
+            printf 'jq-workers %s\n' "$(sed -E 's/^.*\) //' "/proc/$child/stat" 2>/dev/null | awk '{ print $12 + $13 }')"
+        done
+    } | awk '{ ticks[$1] += $2 } END { for (name in ticks) print name, ticks[name] }' | sort
 }
 
 # cpu_per_message BEFORE AFTER MESSAGES: "TOTAL|THREAD=µs THREAD=µs ..." in µs per message,
@@ -88,7 +96,7 @@ scenario() {
     mkdir -p "$dir"
     local config=$dir/waypost.yaml journal=$dir/journal.db logfile=$dir/waypost.log
     write_waypost_config "$config" "$journal" "$DURABILITY" "    ordering: $ORDERING
-    concurrency: $CONCURRENCY$([[ $ORDERING == key ]] && printf '\n    ordering_key: header:X-Key')"
+    concurrency: $CONCURRENCY$([[ $ORDERING == key ]] && printf '\n    ordering_key: header:X-Key')$([[ -n ${TRANSFORM:-} ]] && printf "\n    transform: '%s'" "$TRANSFORM")"
     start_scenario_waypost "$name" "$config" "$logfile" "http://127.0.0.1:$WAYPOST_PORT/_waypost/ready"
     local pid=$WAYPOST_PID url="http://127.0.0.1:$WAYPOST_PORT/" paused=no
     if [[ $variant == intake ]]; then
@@ -138,6 +146,7 @@ main() {
     {
         report_head cpu "$busy_before"
         waypost_line
+        [[ -n ${TRANSFORM:-} ]] && echo "transform: '$TRANSFORM'"
         echo "route: one route on /, async (202), ordering $ORDERING, concurrency $CONCURRENCY, journal durability $DURABILITY,"
         echo "  file system $JOURNAL_FS; its upstream a private nginx 'return 200' (worker_processes $UPSTREAM_WORKERS)"
         echo "load: wrk -t$WRK_THREADS -c$CONNS -d$DURATION (after a $WARMUP warm-up), 1024-byte JSON POST ($(basename "$LUA_SCRIPT"))"

@@ -8,6 +8,7 @@
 #   scripts/bench/sync.sh
 #   DURATION=3s WARMUP=1s scripts/bench/sync.sh          # a short run, ~30 s
 #   CONNS="1 4 16 64 256" scripts/bench/sync.sh
+#   REPLY=1 CONNS="1 8" scripts/bench/sync.sh           # also with a jq reply program
 #
 # It prints figures and never judges them: the exit code says only whether the
 # benchmark itself could run. See scripts/bench/README.md ("Sync benchmark").
@@ -19,6 +20,8 @@
 #   WRK_THREADS     wrk threads (default 2)
 #   CONCURRENCY     the route's concurrency (default 64: the forwarder is not the limit at c=64)
 #   SYNC_TIMEOUT    the route's sync_timeout (default 10s)
+#   REPLY=1         after each Waypost run, the same with the route's `reply` program (SPEC §11),
+#                   BENCH_REPLY below; a second table gives the latency it adds
 #   DURABILITY      journal durability, full or relaxed (default full)
 #   SETTLE_TIMEOUT  seconds to wait after a run for queued/in-flight messages to finish (default 30)
 #   UPSTREAM_WORKERS worker_processes of the nginx upstream (default 1)
@@ -48,10 +51,15 @@ TABLE_ROWS=()     # "conns|d req/s|d p50|d p99|w req/s|w p50|w p99|added p50|goa
 DETAILS=()        # one free-text line per scenario, printed under the table
 GOAL_MS=n/a       # fdatasync median + 1 ms: the added p50 the goal allows
 declare -A DIRECT=()  # conns -> "req/s p50 p99" of the direct run
+declare -A THROUGH=() # conns -> "req/s p50 p99" of the Waypost run without a reply program
+REPLY=${REPLY:-0}
+REPLY_ROWS=()     # "conns|w r/s|w p50|w p99|+reply r/s|p50|p99|added p50|added p99|non-200"
+BENCH_REPLY='{status: (if .status < 300 then 200 else 502 end), body: {ok: (.status < 300), attempts, id}}'
 
 check_settings() {
     check_conns
     check_durability
+    [[ $REPLY == 0 || $REPLY == 1 ]] || die "REPLY must be 0 or 1, not '$REPLY'"
     [[ $CONCURRENCY =~ ^[1-9][0-9]*$ ]] || die "CONCURRENCY must be a positive integer, not '$CONCURRENCY'"
     [[ $SETTLE_TIMEOUT =~ ^[0-9]+$ ]] || die "SETTLE_TIMEOUT must be a whole number of seconds"
 }
@@ -91,15 +99,18 @@ settle() {
     log "still queued $q, in flight $i after ${SETTLE_TIMEOUT}s"
 }
 
+# waypost_scenario CONNS [reply]: the sync route, with BENCH_REPLY as its reply program for "reply".
 waypost_scenario() {
-    local conns=$1 name="waypost@$1"
+    local conns=$1 variant=${2:-} name="waypost${2:++$2}@$1"
     local dir=$WORK/$name
     mkdir -p "$dir"
     local config=$dir/waypost.yaml journal=$dir/journal.db logfile=$dir/waypost.log
-    write_waypost_config "$config" "$journal" "$DURABILITY" "    mode: sync
+    local route_keys="    mode: sync
     sync_timeout: $SYNC_TIMEOUT
     ordering: none
     concurrency: $CONCURRENCY"
+    [[ $variant == reply ]] && route_keys+=$'\n'"    reply: '$BENCH_REPLY'"
+    write_waypost_config "$config" "$journal" "$DURABILITY" "$route_keys"
 
     # A reserved path (SPEC §2): any HTTP answer, even a 404, means the listener is up.
     start_scenario_waypost "$name" "$config" "$logfile" "http://127.0.0.1:$WAYPOST_PORT/_waypost/ready"
@@ -133,7 +144,15 @@ waypost_scenario() {
     read -r drps dp50 dp99 <<<"${DIRECT[$conns]:-n/a n/a n/a}"
     local fallback
     fallback=$(status_count "$WORK/$name.wrk" 202)
-    TABLE_ROWS+=("$conns|$drps|$dp50|$dp99|$rps|$p50|$p99|$(difference "$p50" "$dp50" 3)|$GOAL_MS|\
+    if [[ $variant == reply ]]; then
+        local wrps wp50 wp99
+        read -r wrps wp50 wp99 <<<"${THROUGH[$conns]:-n/a n/a n/a}"
+        REPLY_ROWS+=("$conns|$wrps|$wp50|$wp99|$rps|$p50|$p99|$(difference "$p50" "$wp50" 3)|$(difference "$p99" "$wp99" 3)|\
+$(non200 "$WORK/$name.wrk" "$non2xx")")
+    else
+        THROUGH[$conns]="$rps $p50 $p99"
+    fi
+    [[ $variant == reply ]] || TABLE_ROWS+=("$conns|$drps|$dp50|$dp99|$rps|$p50|$p99|$(difference "$p50" "$dp50" 3)|$GOAL_MS|\
 $(non200 "$WORK/$name.wrk" "$non2xx")|$fallback|$undelivered")
     DETAILS+=("$name: single POST before the load got $probe; $reqs answers, socket errors $sockerr; \
 $(status_counts "$WORK/$name.wrk")journal after stop: $total rows (warm-up and probe included), delivered $d, \
@@ -167,6 +186,7 @@ main() {
     for conns in $CONNS; do
         direct_scenario "$conns"
         waypost_scenario "$conns"
+        if [[ $REPLY == 1 ]]; then waypost_scenario "$conns" reply; fi
     done
 
     {
@@ -181,6 +201,12 @@ main() {
         print_table '%5s %10s %8s %8s %11s %8s %8s %10s %11s %8s %6s %12s\n' TABLE_ROWS \
             conns "direct r/s" "p50 ms" "p99 ms" "waypost r/s" "p50 ms" "p99 ms" "added p50" "commit+1ms" \
             non-200 202 undelivered
+        if ((${#REPLY_ROWS[@]} > 0)); then
+            echo
+            echo "With a reply program: reply: '$BENCH_REPLY' (run by a transform worker), back to back with the run without"
+            print_table '%5s %11s %8s %8s %10s %8s %8s %10s %10s %8s\n' REPLY_ROWS \
+                conns "waypost r/s" "p50 ms" "p99 ms" "+reply r/s" "p50 ms" "p99 ms" "added p50" "added p99" non-200
+        fi
         detail_lines
         echo "direct: wrk straight to the nginx upstream; waypost: the same wrk to Waypost, which journals, forwards to that"
         echo "  upstream and answers with its reply. Each row's two runs are back to back; r/s, p50, p99 from wrk (ms)."
