@@ -533,9 +533,8 @@ public final class Forwarder: Service, @unchecked Sendable {
         }
         // The program runs on a transform thread; the loop goes on, and sends when it ends.
         transforming[message.id] = Transforming(message: message, attempt: attempt, route: index)
-        let input = document.input
         let id = message.id
-        transforms.submit(TransformRequest(program: program, mode: .transform, bodyIsJSON: input.bodyIsJSON, input: input.json)) {
+        transforms.submit(TransformRequest(transforming: document, program: program)) {
             [weak self] result in
             let transformed: Transformed
             switch result {

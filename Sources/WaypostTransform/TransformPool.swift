@@ -22,7 +22,8 @@ public final class TransformPool: @unchecked Sendable {
     public typealias Completion = @Sendable (Result<TransformAnswer, TransformFailure>) -> Void
 
     private struct Job {
-        let request: TransformRequest
+        /// Made on the pool's thread: building a program's input costs the caller nothing.
+        let request: @Sendable () -> TransformRequest
         let done: Completion
     }
 
@@ -71,9 +72,9 @@ public final class TransformPool: @unchecked Sendable {
         }
     }
 
-    /// Runs `request` on a worker when one is free; `done` is called on that worker's thread.
-    /// After ``shutdown()``, `done` is called at once with a failure.
-    public func submit(_ request: TransformRequest, done: @escaping Completion) {
+    /// Runs `request` (made on the pool's thread) on a worker when one is free; `done` is
+    /// called on that thread. After ``shutdown()``, `done` is called at once with a failure.
+    public func submit(_ request: @autoclosure @escaping @Sendable () -> TransformRequest, done: @escaping Completion) {
         condition.lock()
         let accepted = !state.stopping
         if accepted {
@@ -108,48 +109,61 @@ public final class TransformPool: @unchecked Sendable {
     }
 
     /// The requests waiting, oldest first: this thread's share of them (the others take the
-    /// rest), as many as fit in one write to a worker, at least one; nil once stopping.
+    /// rest), at most 64, at least one; nil once stopping.
     private func nextBatch() -> [Job]? {
         condition.lock()
         defer { condition.unlock() }
         while state.jobs.isEmpty && !state.stopping { condition.wait() }
-        let share = (state.jobs.count + threads - 1) / threads
-        guard !state.stopping, let first = state.jobs.popFirst() else { return nil }
-        var batch = [first]
-        var bytes = first.request.input.count
-        while batch.count < share, let next = state.jobs.first, bytes + next.request.input.count <= TransformProcess.batchBytes {
-            batch.append(state.jobs.removeFirst())
-            bytes += next.request.input.count
-        }
+        guard !state.stopping else { return nil }
+        let share = min(64, (state.jobs.count + threads - 1) / threads)
+        var batch: [Job] = []
+        while batch.count < share, let job = state.jobs.popFirst() { batch.append(job) }
         return batch
     }
 
     /// Puts requests a failed worker did not run back at the head of the queue.
-    private func requeue(_ jobs: [Job]) {
+    private func requeue(_ jobs: [(request: TransformRequest, done: Completion)]) {
         condition.lock()
-        state.jobs.insert(contentsOf: jobs, at: 0)
+        state.jobs.insert(contentsOf: jobs.map { job in Job(request: { [request = job.request] in request }, done: job.done) }, at: 0)
         condition.broadcast()
         condition.unlock()
     }
 
     private func serve() {
         var process: TransformProcess?
-        while let batch = nextBatch() {
-            if process?.isAlive != true {
-                do {
-                    process = try TransformProcess.start(executable: executable, programs: programs, memoryLimit: memoryLimit, timeout: timeout).0
-                } catch {
-                    process = nil
-                    for job in batch { job.done(.failure(error)) }
-                    continue
+        while let jobs = nextBatch() {
+            var pending = jobs.map { (request: $0.request(), done: $0.done) }
+            // Written to the worker together, as much as a pipe holds (at least one request).
+            while !pending.isEmpty {
+                var count = 1
+                var bytes = pending[0].request.input.count
+                while count < pending.count, bytes + pending[count].request.input.count <= TransformProcess.batchBytes {
+                    bytes += pending[count].request.input.count
+                    count += 1
+                }
+                let batch = pending.prefix(count)
+                pending.removeFirst(count)
+                if process?.isAlive != true {
+                    do {
+                        process = try TransformProcess.start(
+                            executable: executable, programs: programs, memoryLimit: memoryLimit, timeout: timeout
+                        ).0
+                    } catch {
+                        process = nil
+                        for job in batch { job.done(.failure(error)) }
+                        continue
+                    }
+                }
+                let results = process!.run(batch.map(\.request), timeout: timeout)
+                var notRun: [(request: TransformRequest, done: Completion)] = []
+                for (job, result) in zip(batch, results) {
+                    if let result { job.done(result) } else { notRun.append(job) }
+                }
+                if !notRun.isEmpty {
+                    requeue(notRun + pending)
+                    pending = []
                 }
             }
-            let results = process!.run(batch.map(\.request), timeout: timeout)
-            var notRun: [Job] = []
-            for (job, result) in zip(batch, results) {
-                if let result { job.done(result) } else { notRun.append(job) }
-            }
-            if !notRun.isEmpty { requeue(notRun) }
         }
         process?.kill()
     }

@@ -92,7 +92,10 @@ final class TransformProcess {
             results[0] = .failure(.crashed("the transform worker is gone"))
             return results
         }
-        guard writeFrames(requests.map(\.encoded), to: requestPipe) else {
+        var frames: [UInt8] = []
+        frames.reserveCapacity(requests.reduce(0) { $0 + 10 + $1.input.count })
+        for request in requests { request.appendFrame(to: &frames) }
+        guard writeAll(frames, to: requestPipe) else {
             results[0] = .failure(died())
             return results
         }
@@ -118,15 +121,8 @@ final class TransformProcess {
     /// Sends one frame and reads the answer's, within `timeout`.
     private func exchange(_ bytes: [UInt8], timeout: Duration) throws(TransformFailure) -> [UInt8] {
         guard isAlive else { throw .crashed("the transform worker is gone") }
-        guard writeFrames([bytes], to: requestPipe) else { throw died() }
+        guard writeFrame(bytes, to: requestPipe) else { throw died() }
         return try receiveFrame(timeout: timeout)
-    }
-
-    /// Writes `frames` in one go to the blocking descriptor.
-    private func writeFrames(_ frames: [[UInt8]], to descriptor: Int32) -> Bool {
-        var bytes: [UInt8] = []
-        for frame in frames { bytes += bigEndian(UInt32(clamping: frame.count)) + frame }
-        return writeAll(bytes, to: descriptor)
     }
 
     /// Reads the next answer frame, at most `timeout` from now, keeping bytes past it for the

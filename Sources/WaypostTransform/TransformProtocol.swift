@@ -1,3 +1,5 @@
+import WaypostCore
+
 #if canImport(Glibc)
     import Glibc
 #endif
@@ -24,10 +26,24 @@ public struct TransformRequest: Sendable, Equatable {
         self.input = input
     }
 
+    /// A transform of `document` by program `program`.
+    public init(transforming document: TransformDocument, program: Int) {
+        let (json, bodyIsJSON) = document.input
+        self.init(program: program, mode: .transform, bodyIsJSON: bodyIsJSON, input: json)
+    }
+
     var encoded: [UInt8] {
-        var bytes = bigEndian(UInt32(clamping: program))
+        var bytes: [UInt8] = []
+        appendFrame(to: &bytes)
+        return Array(bytes.dropFirst(4))
+    }
+
+    /// Appends this request as a frame (its length first) to `bytes`.
+    func appendFrame(to bytes: inout [UInt8]) {
+        bytes += bigEndian(UInt32(clamping: 6 + input.count))
+        bytes += bigEndian(UInt32(clamping: program))
         bytes += [mode.rawValue, bodyIsJSON ? 1 : 0]
-        return bytes + input
+        bytes += input
     }
 
     init?(_ frame: [UInt8]) {

@@ -92,8 +92,7 @@ struct Transform: ParsableCommand {
         } catch {
             try fail(error.message)
         }
-        let (json, bodyIsJSON) = request.input
-        switch pool.run(TransformRequest(program: 0, mode: .transform, bodyIsJSON: bodyIsJSON, input: json)) {
+        switch pool.run(TransformRequest(transforming: request, program: 0)) {
         case .success(.shaped(let output)):
             var body: [UInt8]?
             if case .replaced(let bytes) = output.body { body = bytes }
