@@ -10,9 +10,9 @@ import WaypostJournal
 
 /// The jq programs of a configuration (SPEC §11), run in worker processes beside the server's
 /// threads: a few threads, each with its worker (``TransformProcess``), take requests in the
-/// order they came, as many as are waiting (up to a pipe's worth, written to the worker
-/// together, so that a busy pool costs no round trip per request), and hand each answer to
-/// the request's callback on that thread.
+/// order they came and stream them to the worker (up to a pipe's worth outstanding, so that a
+/// busy pool waits for no round trip per request), and hand each answer to the request's
+/// callback on that thread as it arrives.
 ///
 /// A program that loops, eats memory or crashes costs its own request, within
 /// `transform_timeout`: its worker is killed and the next request starts a new one. The
@@ -34,6 +34,9 @@ public final class TransformPool: @unchecked Sendable {
 
     private var state = State()
     private let condition = NSCondition()
+    /// A byte is written here for each request submitted: a thread busy with its worker's
+    /// answers polls it beside them, and takes new requests at once.
+    private let notify: (read: Int32, write: Int32)
     private let executable: String
     private let programs: [String]
     private let memoryLimit: Int
@@ -58,6 +61,13 @@ public final class TransformPool: @unchecked Sendable {
         self.threads = max(1, threads)
         // A worker that died makes the next write to it fail, not the server.
         signal(SIGPIPE, SIG_IGN)
+        var ends: [Int32] = [0, 0]
+        guard pipe(&ends) == 0 else { throw .start("cannot make a pipe: \(String(cString: strerror(errno)))") }
+        for end in ends {
+            _ = fcntl(end, F_SETFD, FD_CLOEXEC)
+            _ = fcntl(end, F_SETFL, fcntl(end, F_GETFL) | O_NONBLOCK)
+        }
+        notify = (ends[0], ends[1])
         let started: (process: TransformProcess, errors: [String?])
         do {
             started = try TransformProcess.start(executable: executable, programs: programs, memoryLimit: memoryLimit, timeout: timeout)
@@ -82,7 +92,9 @@ public final class TransformPool: @unchecked Sendable {
             condition.signal()
         }
         condition.unlock()
-        if !accepted { done(.failure(.start("the server is stopping"))) }
+        guard accepted else { return done(.failure(.start("the server is stopping"))) }
+        var byte: UInt8 = 1
+        _ = write(notify.write, &byte, 1)  // a full pipe already says so
     }
 
     /// Runs `request` and waits for its answer (for `waypost transform` and tests).
@@ -105,68 +117,120 @@ public final class TransformPool: @unchecked Sendable {
         state.jobs.removeAll()
         condition.broadcast()
         condition.unlock()
+        var byte: UInt8 = 1
+        _ = write(notify.write, &byte, 1)
         for job in dropped { job.done(.failure(.start("the server is stopping"))) }
     }
 
-    /// The requests waiting, oldest first: this thread's share of them (the others take the
-    /// rest), at most 64, at least one; nil once stopping.
-    private func nextBatch() -> [Job]? {
+    /// This thread's share of the requests waiting, oldest first (the other threads take the
+    /// rest), at most `limit`; when `wait`, at least one, waiting for it. Nil once stopping.
+    private func take(limit: Int, wait: Bool) -> [Job]? {
         condition.lock()
         defer { condition.unlock() }
-        while state.jobs.isEmpty && !state.stopping { condition.wait() }
+        while wait && state.jobs.isEmpty && !state.stopping { condition.wait() }
         guard !state.stopping else { return nil }
-        let share = min(64, (state.jobs.count + threads - 1) / threads)
-        var batch: [Job] = []
-        while batch.count < share, let job = state.jobs.popFirst() { batch.append(job) }
-        return batch
+        let share = min(limit, (state.jobs.count + threads - 1) / threads)
+        var jobs: [Job] = []
+        while jobs.count < share, let job = state.jobs.popFirst() { jobs.append(job) }
+        return jobs
     }
 
-    /// Puts requests a failed worker did not run back at the head of the queue.
-    private func requeue(_ jobs: [(request: TransformRequest, done: Completion)]) {
+    /// Puts requests back at the head of the queue.
+    private func requeue(_ jobs: some Collection<Pending>) {
         condition.lock()
         state.jobs.insert(contentsOf: jobs.map { job in Job(request: { [request = job.request] in request }, done: job.done) }, at: 0)
         condition.broadcast()
         condition.unlock()
     }
 
+    private typealias Pending = (request: TransformRequest, done: Completion)
+
+    /// A thread's life: requests go to its worker as they come (at most ``maxOutstanding``, and
+    /// ``TransformProcess/batchBytes``, unanswered), answers go to their callbacks as they
+    /// arrive. Each request has `timeout` from the moment the worker can start it (written, or
+    /// the answer before it arrived). A worker that fails fails the request it was running; the
+    /// requests behind it go to a new worker.
     private func serve() {
         var process: TransformProcess?
-        while let jobs = nextBatch() {
-            var pending = jobs.map { (request: $0.request(), done: $0.done) }
-            // Written to the worker together, as much as a pipe holds (at least one request).
-            while !pending.isEmpty {
-                var count = 1
-                var bytes = pending[0].request.input.count
-                while count < pending.count, bytes + pending[count].request.input.count <= TransformProcess.batchBytes {
-                    bytes += pending[count].request.input.count
-                    count += 1
-                }
-                let batch = pending.prefix(count)
-                pending.removeFirst(count)
-                if process?.isAlive != true {
-                    do {
-                        process = try TransformProcess.start(
-                            executable: executable, programs: programs, memoryLimit: memoryLimit, timeout: timeout
-                        ).0
-                    } catch {
-                        process = nil
-                        for job in batch { job.done(.failure(error)) }
-                        continue
-                    }
-                }
-                let results = process!.run(batch.map(\.request), timeout: timeout)
-                var notRun: [(request: TransformRequest, done: Completion)] = []
-                for (job, result) in zip(batch, results) {
-                    if let result { job.done(result) } else { notRun.append(job) }
-                }
-                if !notRun.isEmpty {
-                    requeue(notRun + pending)
-                    pending = []
+        var outstanding: Deque<Pending> = []  // written, not answered, in order
+        var outstandingBytes = 0
+        var waiting: Deque<Pending> = []  // taken, not written
+        var headSince = ContinuousClock.now
+        func fail(_ failure: TransformFailure) {
+            // The request the worker was running fails; those behind it are tried again.
+            if let head = outstanding.popFirst() { head.done(.failure(failure)) }
+            waiting.insert(contentsOf: outstanding, at: 0)
+            outstanding.removeAll()
+            outstandingBytes = 0
+            process = nil
+        }
+        while true {
+            let idle = outstanding.isEmpty && waiting.isEmpty
+            guard let jobs = take(limit: Self.maxOutstanding - outstanding.count - waiting.count, wait: idle) else { break }
+            waiting += jobs.map { ($0.request(), $0.done) }
+            if process?.isAlive != true {
+                process = nil
+                do {
+                    process = try TransformProcess.start(executable: executable, programs: programs, memoryLimit: memoryLimit, timeout: timeout).0
+                } catch {
+                    for job in waiting { job.done(.failure(error)) }
+                    waiting.removeAll()
+                    continue
                 }
             }
+            guard let worker = process else { continue }
+            var batch: [Pending] = []
+            while let next = waiting.first,
+                outstanding.isEmpty && batch.isEmpty || outstandingBytes + next.request.input.count <= TransformProcess.batchBytes
+            {
+                batch.append(waiting.removeFirst())
+                outstandingBytes += next.request.input.count
+            }
+            if !batch.isEmpty {
+                if outstanding.isEmpty { headSince = .now }
+                outstanding += batch
+                do {
+                    try worker.send(batch.map(\.request))
+                } catch {
+                    fail(error)
+                    continue
+                }
+            }
+            guard !outstanding.isEmpty else { continue }
+            // Wait for answers, or new requests, until the running request's time is up.
+            let left = headSince + timeout - .now
+            if left <= .zero {
+                worker.kill()
+                fail(.timedOut(timeout))
+                continue
+            }
+            var pollers = [
+                pollfd(fd: worker.answerDescriptor, events: Int16(POLLIN), revents: 0),
+                pollfd(fd: notify.read, events: Int16(POLLIN), revents: 0),
+            ]
+            let ready = poll(&pollers, 2, Int32(clamping: max(1, left.milliseconds)))
+            guard ready > 0 else { continue }
+            if pollers[1].revents != 0 {
+                var drain = [UInt8](repeating: 0, count: 256)
+                while read(notify.read, &drain, drain.count) > 0 {}
+            }
+            guard pollers[0].revents != 0 else { continue }
+            let (answers, failure) = worker.readAnswers()
+            for answer in answers {
+                guard let job = outstanding.popFirst() else { break }
+                outstandingBytes -= job.request.input.count
+                job.done(.success(answer))
+                headSince = .now
+            }
+            if let failure { fail(failure) }
         }
+        // Stopping: what this thread holds fails like what was still queued.
+        for job in outstanding + waiting { job.done(.failure(.start("the server is stopping"))) }
         process?.kill()
     }
+
+    /// The most requests one thread holds at once (written or about to be).
+    private static let maxOutstanding = 32
 }
 
 /// The programs cannot be compiled, or no worker starts.

@@ -80,42 +80,66 @@ final class TransformProcess {
 
     deinit { kill() }
 
-    /// Runs `requests` in order: they are written together (pipelined), and each answer must
-    /// come within `timeout` of the one before. Each result, up to the first failure (the
-    /// worker is then killed, and this process is done); nil for those not run after it.
+    /// The descriptor answers arrive on (for `poll`).
+    var answerDescriptor: Int32 { answerPipe }
+
+    /// Writes `requests`, in order. Their answers come in the same order (``readAnswers()``).
     ///
-    /// The requests together must fit in a pipe (``batchBytes``) unless there is one: a write
-    /// then never waits for a worker that is itself waiting for its answers to be read.
-    func run(_ requests: [TransformRequest], timeout: Duration) -> [Result<TransformAnswer, TransformFailure>?] {
-        var results = [Result<TransformAnswer, TransformFailure>?](repeating: nil, count: requests.count)
-        guard isAlive else {
-            results[0] = .failure(.crashed("the transform worker is gone"))
-            return results
-        }
+    /// Unless the worker has nothing outstanding, the requests written and not answered must
+    /// fit in a pipe (``batchBytes``): a write then never waits for a worker that is itself
+    /// waiting for its answers to be read.
+    func send(_ requests: some Sequence<TransformRequest>) throws(TransformFailure) {
+        guard isAlive else { throw .crashed("the transform worker is gone") }
         var frames: [UInt8] = []
-        frames.reserveCapacity(requests.reduce(0) { $0 + 10 + $1.input.count })
         for request in requests { request.appendFrame(to: &frames) }
-        guard writeAll(frames, to: requestPipe) else {
-            results[0] = .failure(died())
-            return results
-        }
-        for index in requests.indices {
-            do {
-                guard let answer = TransformAnswer(frame: try receiveFrame(timeout: timeout)) else {
-                    kill()
-                    results[index] = .failure(.crashed("the transform worker answered with something it should not"))
-                    return results
-                }
-                results[index] = .success(answer)
-            } catch {
-                results[index] = .failure(error)
-                return results
-            }
-        }
-        return results
+        guard writeAll(frames, to: requestPipe) else { throw died() }
     }
 
-    /// How many bytes of requests one ``run(_:timeout:)`` writes at most (a pipe holds 64 KiB).
+    /// The answers that have arrived, without waiting, in order; then, when the worker ended
+    /// (how), answered more than ``maximumAnswerBytes`` or something that is not an answer
+    /// (it is then killed), the failure of the request after them.
+    func readAnswers() -> (answers: [TransformAnswer], failure: TransformFailure?) {
+        var buffer = [UInt8](repeating: 0, count: 64 << 10)
+        var ended = false
+        while true {
+            let count = buffer.withUnsafeMutableBytes { read(answerPipe, $0.baseAddress, $0.count) }
+            if count < 0 && errno == EINTR { continue }
+            if count < 0 && errno == EAGAIN { break }
+            guard count > 0 else {
+                ended = true
+                break
+            }
+            received += buffer[..<count]
+        }
+        var answers: [TransformAnswer] = []
+        do {
+            while let frame = try takeFrame() {
+                guard let answer = TransformAnswer(frame: frame) else {
+                    kill()
+                    return (answers, .crashed("the transform worker answered with something it should not"))
+                }
+                answers.append(answer)
+            }
+        } catch {
+            return (answers, error)
+        }
+        return (answers, ended ? died() : nil)
+    }
+
+    /// The next whole frame of ``received``, if there is one.
+    private func takeFrame() throws(TransformFailure) -> [UInt8]? {
+        guard received.count >= 4 else { return nil }
+        let length = Int(received.prefix(4).reduce(UInt32(0)) { $0 << 8 | UInt32($1) })
+        guard length <= Self.maximumAnswerBytes else {
+            kill()
+            throw .tooLarge(Self.maximumAnswerBytes)
+        }
+        guard received.count >= 4 + length else { return nil }
+        defer { received.removeFirst(4 + length) }
+        return Array(received[4..<(4 + length)])
+    }
+
+    /// How many bytes of requests may be outstanding on a worker (a pipe holds 64 KiB).
     static let batchBytes = 48 << 10
 
     /// Sends one frame and reads the answer's, within `timeout`.
@@ -125,24 +149,12 @@ final class TransformProcess {
         return try receiveFrame(timeout: timeout)
     }
 
-    /// Reads the next answer frame, at most `timeout` from now, keeping bytes past it for the
-    /// next. Past the time, or past ``maximumAnswerBytes``, the worker is killed.
+    /// Reads the next frame, at most `timeout` from now (then the worker is killed).
     private func receiveFrame(timeout: Duration) throws(TransformFailure) -> [UInt8] {
         let deadline = ContinuousClock.now + timeout
         var buffer = [UInt8](repeating: 0, count: 64 << 10)
         while true {
-            if received.count >= 4 {
-                let length = Int(received.prefix(4).reduce(UInt32(0)) { $0 << 8 | UInt32($1) })
-                guard length <= Self.maximumAnswerBytes else {
-                    kill()
-                    throw .tooLarge(Self.maximumAnswerBytes)
-                }
-                if received.count >= 4 + length {
-                    let frame = Array(received[4..<(4 + length)])
-                    received.removeFirst(4 + length)
-                    return frame
-                }
-            }
+            if let frame = try takeFrame() { return frame }
             let left = deadline - ContinuousClock.now
             guard left > .zero else {
                 kill()
