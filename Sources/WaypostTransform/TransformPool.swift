@@ -34,9 +34,6 @@ public final class TransformPool: @unchecked Sendable {
 
     private var state = State()
     private let condition = NSCondition()
-    /// A byte is written here for each request submitted: a thread busy with its worker's
-    /// answers polls it beside them, and takes new requests at once.
-    private let notify: (read: Int32, write: Int32)
     private let executable: String
     private let programs: [String]
     private let memoryLimit: Int
@@ -61,13 +58,7 @@ public final class TransformPool: @unchecked Sendable {
         self.threads = max(1, threads)
         // A worker that died makes the next write to it fail, not the server.
         signal(SIGPIPE, SIG_IGN)
-        var ends: [Int32] = [0, 0]
-        guard pipe(&ends) == 0 else { throw .start("cannot make a pipe: \(String(cString: strerror(errno)))") }
-        for end in ends {
-            _ = fcntl(end, F_SETFD, FD_CLOEXEC)
-            _ = fcntl(end, F_SETFL, fcntl(end, F_GETFL) | O_NONBLOCK)
-        }
-        notify = (ends[0], ends[1])
+
         let started: (process: TransformProcess, errors: [String?])
         do {
             started = try TransformProcess.start(executable: executable, programs: programs, memoryLimit: memoryLimit, timeout: timeout)
@@ -92,9 +83,7 @@ public final class TransformPool: @unchecked Sendable {
             condition.signal()
         }
         condition.unlock()
-        guard accepted else { return done(.failure(.start("the server is stopping"))) }
-        var byte: UInt8 = 1
-        _ = write(notify.write, &byte, 1)  // a full pipe already says so
+        if !accepted { done(.failure(.start("the server is stopping"))) }
     }
 
     /// Runs `request` and waits for its answer (for `waypost transform` and tests).
@@ -117,8 +106,6 @@ public final class TransformPool: @unchecked Sendable {
         state.jobs.removeAll()
         condition.broadcast()
         condition.unlock()
-        var byte: UInt8 = 1
-        _ = write(notify.write, &byte, 1)
         for job in dropped { job.done(.failure(.start("the server is stopping"))) }
     }
 
@@ -145,9 +132,10 @@ public final class TransformPool: @unchecked Sendable {
 
     private typealias Pending = (request: TransformRequest, done: Completion)
 
-    /// A thread's life: requests go to its worker as they come (at most ``maxOutstanding``, and
-    /// ``TransformProcess/batchBytes``, unanswered), answers go to their callbacks as they
-    /// arrive. Each request has `timeout` from the moment the worker can start it (written, or
+    /// A thread's life: answers go to their callbacks as they arrive, and after each arrival
+    /// (or, idle, at once) the requests waiting go to the worker, at most ``maxOutstanding``
+    /// and ``TransformProcess/batchBytes`` unanswered: a busy thread takes new requests when it
+    /// wakes for answers anyway, not once more for each. Each request has `timeout` from the moment the worker can start it (written, or
     /// the answer before it arrived). A worker that fails fails the request it was running; the
     /// requests behind it go to a new worker.
     private func serve() {
@@ -197,24 +185,15 @@ public final class TransformPool: @unchecked Sendable {
                 }
             }
             guard !outstanding.isEmpty else { continue }
-            // Wait for answers, or new requests, until the running request's time is up.
+            // Wait for answers until the running request's time is up.
             let left = headSince + timeout - .now
             if left <= .zero {
                 worker.kill()
                 fail(.timedOut(timeout))
                 continue
             }
-            var pollers = [
-                pollfd(fd: worker.answerDescriptor, events: Int16(POLLIN), revents: 0),
-                pollfd(fd: notify.read, events: Int16(POLLIN), revents: 0),
-            ]
-            let ready = poll(&pollers, 2, Int32(clamping: max(1, left.milliseconds)))
-            guard ready > 0 else { continue }
-            if pollers[1].revents != 0 {
-                var drain = [UInt8](repeating: 0, count: 256)
-                while read(notify.read, &drain, drain.count) > 0 {}
-            }
-            guard pollers[0].revents != 0 else { continue }
+            var poller = pollfd(fd: worker.answerDescriptor, events: Int16(POLLIN), revents: 0)
+            guard poll(&poller, 1, Int32(clamping: max(1, left.milliseconds))) > 0 else { continue }
             let (answers, failure) = worker.readAnswers()
             for answer in answers {
                 guard let job = outstanding.popFirst() else { break }
