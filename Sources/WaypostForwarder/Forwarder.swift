@@ -377,6 +377,7 @@ public final class Forwarder: Service, @unchecked Sendable {
                 )
             }
             for (id, transformed) in turn.transformed { transformEnded(id, transformed) }
+            if !turn.transformed.isEmpty { multi.perform() }  // what they made goes on the wire now
             let completions = ended
             ended.removeAll(keepingCapacity: true)
             for completion in completions { finish(completion) }
