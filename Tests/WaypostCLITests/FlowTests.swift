@@ -34,7 +34,13 @@ struct FlowTests {
                 rate_limit: 20/s
             """
         try await withServer(config: config, upstreams: [upstream]) { server, _ in
+            // Accepted while paused: however slowly the machine accepts, the bucket is full and
+            // every message waits when the destination resumes.
+            let paused = try await server.admin("POST", "/routes/metered/pause")
+            try #require(paused.status == 200, "\(paused.status) \(paused.body)")
             for n in 0..<220 { _ = try await server.accept("/metered", body: "{\"n\":\(n)}") }
+            let resumed = try await server.admin("POST", "/routes/metered/resume")
+            try #require(resumed.status == 200, "\(resumed.status) \(resumed.body)")
             let deadline = ContinuousClock.now + .seconds(30)
             while upstream.ids.count < 220, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(100)) }
             let times = upstream.times
