@@ -317,7 +317,8 @@ public struct DeliveryScheduler: Sendable {
             (end.state, end.lastError) = (.failed, error)
             outcome = policy.onExhausted == .block ? .blocked : .final
         case .response, .transportError:
-            let verdict = policy.retry.verdict(result, attempt: attempt.cycleNumber, cycleStart: attempt.cycleStart, now: now, random: random)
+            let verdict = policy.retry.verdict(
+                result, attempt: attempt.cycleNumber, cycleStart: attempt.cycleStart, now: now, random: random)
             var answer = ""
             var status: Int?
             switch result {

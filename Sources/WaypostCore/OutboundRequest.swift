@@ -40,7 +40,8 @@ public enum OutboundRequest {
     public static func split(requestTarget: String, routePath: String) -> (path: Substring, query: Substring) {
         let queryStart = requestTarget.firstIndex(of: "?") ?? requestTarget.endIndex
         let path = requestTarget[..<queryStart]
-        let query = queryStart == requestTarget.endIndex ? requestTarget[queryStart...] : requestTarget[requestTarget.index(after: queryStart)...]
+        let query =
+            queryStart == requestTarget.endIndex ? requestTarget[queryStart...] : requestTarget[requestTarget.index(after: queryStart)...]
         return (routePath == "/" ? path : path.dropFirst(routePath.count), query)
     }
 

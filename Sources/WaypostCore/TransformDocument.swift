@@ -105,7 +105,9 @@ public struct TransformDocument: Sendable, Equatable {
             case "path":
                 guard case .string(let path) = value, path.isEmpty || path.hasPrefix("/"), Self.isURLText(path, query: false) else {
                     throw TransformOutputError(
-                        message: "output .path must be \"\" or start with / and hold URL characters only (no space, ?, # or control), got \(value)")
+                        message:
+                            "output .path must be \"\" or start with / and hold URL characters only (no space, ?, # or control), got \(value)"
+                    )
                 }
                 result.path = path
             case "query":
@@ -191,7 +193,8 @@ public struct ProgramTable: Sendable, Equatable {
             if let reply = route.reply { replies[route.name] = add(reply, path: "routes[\(index)].reply") }
             for (number, destination) in route.destinations.enumerated() {
                 guard let transform = destination.transform else { continue }
-                transforms[route.key(of: destination)] = add(transform, path: route.keyPath(index: index, destination: number) + ".transform")
+                transforms[route.key(of: destination)] = add(
+                    transform, path: route.keyPath(index: index, destination: number) + ".transform")
             }
         }
     }

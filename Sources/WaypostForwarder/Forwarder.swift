@@ -529,7 +529,8 @@ public final class Forwarder: Service, @unchecked Sendable {
             method: message.method, requestTarget: message.path, routePath: route.config.path, headers: message.headers, body: message.body)
         guard let program = route.transform, let transforms else {
             // The query byte for byte, as received.
-            let url = OutboundRequest.targetURL(upstream: route.destination.upstream, routePath: route.config.path, requestTarget: message.path)
+            let url = OutboundRequest.targetURL(
+                upstream: route.destination.upstream, routePath: route.config.path, requestTarget: message.path)
             return transmit(document, url: url, message: message, attempt: attempt, route: index)
         }
         // The program runs on a transform thread; the loop goes on, and sends when it ends.
@@ -561,7 +562,8 @@ public final class Forwarder: Service, @unchecked Sendable {
         guard let pending = transforming.removeValue(forKey: id) else { return }
         switch transformed {
         case .send(let document):
-            let url = OutboundRequest.targetURL(upstream: routes[pending.route].destination.upstream, path: document.path, query: document.query)
+            let url = OutboundRequest.targetURL(
+                upstream: routes[pending.route].destination.upstream, path: document.path, query: document.query)
             transmit(document, url: url, message: pending.message, attempt: pending.attempt, route: pending.route)
         case .end(let result):
             ended.append(Completion(deliveryID: id, ending: .transform(result), sent: nil))
@@ -580,7 +582,8 @@ public final class Forwarder: Service, @unchecked Sendable {
         if let signer = secrets.signer(routes[index].key) {
             // The source's own webhook-* headers are replaced, not duplicated.
             headers.removeAll { field in OutboundSigner.headerNames.contains { $0.caseInsensitiveEquals(field.name) } }
-            headers += signer.headers(messageID: message.correlationID, timestampSeconds: Self.nowMilliseconds() / 1000, body: document.body)
+            headers += signer.headers(
+                messageID: message.correlationID, timestampSeconds: Self.nowMilliseconds() / 1000, body: document.body)
         }
         let request = CurlRequest(
             url: url, method: document.method, headers: headers, body: document.body, connectTimeout: destination.timeouts.connect,
@@ -647,7 +650,8 @@ public final class Forwarder: Service, @unchecked Sendable {
         shared.withLock { _ = $0.unrecorded.insert(end.id) }
         let finished = FinishedAttempt(
             deliveryID: end.id, attempt: end.attempt, cycleAttempt: end.cycleAttempt, durationMilliseconds: now - end.startedAt,
-            response: response, error: transportError, sentBody: completion.sent, state: end.state, nextAttemptAt: end.nextAttemptAt, lastError: end.lastError,
+            response: response, error: transportError, sentBody: completion.sent, state: end.state, nextAttemptAt: end.nextAttemptAt,
+            lastError: end.lastError,
             atMilliseconds: now)
         let correlationID = end.correlationID
         updates.append(

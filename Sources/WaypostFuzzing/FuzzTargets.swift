@@ -154,11 +154,14 @@ public enum FuzzTargets {
         _ = try? ReplyDocument.answer(text)
         if let document = JSONValue.parse(bytes) { _ = try? TransformDocument(document: document) }
         let stored = TransformDocument(
-            method: "POST", path: "/in", query: "a=1", headers: [HeaderField(name: "Host", value: "h"), HeaderField(name: "X-A", value: "1")],
+            method: "POST", path: "/in", query: "a=1",
+            headers: [HeaderField(name: "Host", value: "h"), HeaderField(name: "X-A", value: "1")],
             body: Array(#"{"n":1}"#.utf8))
         guard let sent = try? stored.applying(rest: text, body: nil) else { return }
         let url = OutboundRequest.targetURL(upstream: "http://up.internal:8080/base", path: sent.path, query: sent.query)
-        check(url.hasPrefix("http://up.internal:8080/base") && (url.count == 28 || "/?".contains(url[url.index(url.startIndex, offsetBy: 28)])), url)
+        check(
+            url.hasPrefix("http://up.internal:8080/base")
+                && (url.count == 28 || "/?".contains(url[url.index(url.startIndex, offsetBy: 28)])), url)
         check(sent.headers.allSatisfy { !$0.value.utf8.contains(where: { $0 == 10 || $0 == 13 || $0 == 0 }) }, "\(sent.headers)")
         check(sent.headers.filter { $0.name.caseInsensitiveEquals("host") }.map(\.value) == ["h"], "\(sent.headers)")
     }

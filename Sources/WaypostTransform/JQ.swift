@@ -38,10 +38,12 @@ public final class JQProgram {
         self.state = state
         let messages = MessageSink()
         let context = Unmanaged.passUnretained(messages).toOpaque()
-        jq_set_error_cb(state, { context, message in
-            guard let context else { return jv_free(message) }
-            Unmanaged<MessageSink>.fromOpaque(context).takeUnretainedValue().take(message)
-        }, context)
+        jq_set_error_cb(
+            state,
+            { context, message in
+                guard let context else { return jv_free(message) }
+                Unmanaged<MessageSink>.fromOpaque(context).takeUnretainedValue().take(message)
+            }, context)
         jq_set_attr(state, jv_string("JQ_LIBRARY_PATH"), jv_array())
         // `input`, `inputs` and `debug` call back into the host (jq 1.6 crashes without the
         // callbacks): there is no more input, and debug messages go nowhere.
@@ -52,8 +54,9 @@ public final class JQProgram {
         let compiled = withExtendedLifetime(messages) { jq_compile(state, text) != 0 }
         jq_set_error_cb(state, nil, nil)
         guard compiled else {
-            throw JQError(message: messages.lines.filter { !$0.hasSuffix("compile error") && !$0.hasSuffix("compile errors") }
-                .joined(separator: "; "))
+            throw JQError(
+                message: messages.lines.filter { !$0.hasSuffix("compile error") && !$0.hasSuffix("compile errors") }
+                    .joined(separator: "; "))
         }
     }
 

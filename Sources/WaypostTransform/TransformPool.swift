@@ -159,7 +159,9 @@ public final class TransformPool: @unchecked Sendable {
             if process?.isAlive != true {
                 process = nil
                 do {
-                    process = try TransformProcess.start(executable: executable, programs: programs, memoryLimit: memoryLimit, timeout: timeout).0
+                    process = try TransformProcess.start(
+                        executable: executable, programs: programs, memoryLimit: memoryLimit, timeout: timeout
+                    ).0
                 } catch {
                     for job in waiting { job.done(.failure(error)) }
                     waiting.removeAll()

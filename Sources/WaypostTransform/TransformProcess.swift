@@ -25,7 +25,9 @@ final class TransformProcess {
     /// subcommand) and compiles `programs` in it under a data-segment cap of `memoryLimit` bytes.
     ///
     /// - Returns: the process and, per program, jq's compile error or nil.
-    static func start(executable: String, programs: [String], memoryLimit: Int, timeout: Duration) throws(TransformFailure) -> (
+    static func start(
+        executable: String, programs: [String], memoryLimit: Int, timeout: Duration
+    ) throws(TransformFailure) -> (
         TransformProcess, [String?]
     ) {
         var toWorker: [Int32] = [0, 0]
@@ -63,7 +65,8 @@ final class TransformProcess {
         // Compiling takes milliseconds per program; a worker that cannot start its binary at all
         // (a wrong path, a missing library) says nothing: the set-up has its own generous time.
         let setUp = try process.exchange(
-            bigEndian(UInt64(memoryLimit)) + Array(programList.utf8), timeout: max(timeout, .seconds(10)) + .milliseconds(50 * programs.count))
+            bigEndian(UInt64(memoryLimit)) + Array(programList.utf8),
+            timeout: max(timeout, .seconds(10)) + .milliseconds(50 * programs.count))
         guard case .array(let reports) = JSONValue.parse(setUp), reports.count == programs.count else {
             process.kill()
             throw .start("the transform worker answered its set-up with something else than its report")
@@ -175,7 +178,9 @@ final class TransformProcess {
     private func died() -> TransformFailure {
         let status = reap()
         if status.exited && status.code == TransformWorker.outOfMemoryStatus { return .outOfMemory }
-        return .crashed(status.exited ? "the transform worker exited with status \(status.code)" : "the transform worker was killed by signal \(status.code)")
+        return .crashed(
+            status.exited
+                ? "the transform worker exited with status \(status.code)" : "the transform worker was killed by signal \(status.code)")
     }
 
     /// Kills the worker (if it still runs) and collects it.

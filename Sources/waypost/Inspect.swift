@@ -181,7 +181,8 @@ struct Show: ParsableCommand {
                 for a in attempts {
                     let outcome = a.status.map { "HTTP \($0)" } ?? a.error ?? "in progress"
                     let sent = a.sentBody.map { "  sent \($0.bytes) bytes, sha256 \($0.sha256)" } ?? ""
-                    lines.append("  #\(a.attempt) at \(a.startedAt)  \(a.durationMilliseconds.map { "\($0) ms" } ?? "-")  \(outcome)\(sent)")
+                    lines.append(
+                        "  #\(a.attempt) at \(a.startedAt)  \(a.durationMilliseconds.map { "\($0) ms" } ?? "-")  \(outcome)\(sent)")
                 }
             }
             if let status = m.responseStatus {

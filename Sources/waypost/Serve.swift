@@ -112,7 +112,8 @@ struct Serve: AsyncParsableCommand {
                 logger: logger,
                 destinationNames: Dictionary(uniqueKeysWithValues: settings.routes.map { ($0.name, $0.destinations.map(\.name)) }))
             try await Self.serve(
-                settings, writer: writer, forwarder: forwarder, board: board, secrets: secrets, startup: startup, admin: admin, group: group,
+                settings, writer: writer, forwarder: forwarder, board: board, secrets: secrets, startup: startup, admin: admin,
+                group: group,
                 logger: logger)
         } catch {
             startup.transforms?.shutdown()
@@ -130,7 +131,8 @@ struct Serve: AsyncParsableCommand {
         secrets: RouteSecrets, startup: Startup, admin: AdminContext, group: any EventLoopGroup, logger: Logger
     ) async throws {
         let server = IntakeServer(
-            configuration: settings, writer: writer, board: board, secrets: secrets, transforms: startup.transforms, programs: startup.programs,
+            configuration: settings, writer: writer, board: board, secrets: secrets, transforms: startup.transforms,
+            programs: startup.programs,
             group: group, logger: logger)
         let adminServer = AdminServer(listen: settings.admin.listen, context: admin, group: group)
         var bound: [String] = []

@@ -39,16 +39,19 @@ struct Transform: ParsableCommand {
         let table = ProgramTable(settings)
         let index: Int?
         if reply {
-            guard destination == nil else { throw ValidationError("--destination: a reply program belongs to the route, not a destination") }
+            guard destination == nil else {
+                throw ValidationError("--destination: a reply program belongs to the route, not a destination")
+            }
             guard let found = table.replies[route.name] else { try fail("route \(route.name) has no reply program") }
             index = found
         } else {
-            let target = try destination.map { name in
-                guard let found = route.destinations.first(where: { $0.name == name }) else {
-                    throw ValidationError("--destination: route \(route.name) has no destination named \"\(name)\"")
-                }
-                return found
-            } ?? route.replyDestination
+            let target =
+                try destination.map { name in
+                    guard let found = route.destinations.first(where: { $0.name == name }) else {
+                        throw ValidationError("--destination: route \(route.name) has no destination named \"\(name)\"")
+                    }
+                    return found
+                } ?? route.replyDestination
             index = table.transforms[route.key(of: target)]
             if index == nil { try fail("\(route.key(of: target)) has no transform") }
         }
@@ -60,11 +63,13 @@ struct Transform: ParsableCommand {
         let pool: TransformPool
         do {
             pool = try TransformPool(
-                executable: "/proc/self/exe", programs: [program.text], memoryLimit: settings.transformMemory, timeout: settings.transformTimeout,
+                executable: "/proc/self/exe", programs: [program.text], memoryLimit: settings.transformMemory,
+                timeout: settings.transformTimeout,
                 threads: 1)
         } catch .compile(let failures) {
             printError(
-                "waypost: invalid configuration: \(program.path): the jq program does not compile: \(failures.map(\.1).joined(separator: "; "))")
+                "waypost: invalid configuration: \(program.path): the jq program does not compile: \(failures.map(\.1).joined(separator: "; "))"
+            )
             throw ExitCode.invalidConfiguration
         } catch .start(let message) {
             try fail(message)

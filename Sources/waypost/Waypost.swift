@@ -10,7 +10,8 @@ struct Waypost: AsyncParsableCommand {
             Exit codes: 0 success, 1 an operation failed, 64 bad flags, 78 invalid configuration.
             """,
         subcommands: [
-            Serve.self, Status.self, List.self, Show.self, Replay.self, Purge.self, CheckConfig.self, Transform.self, TransformWorkerCommand.self,
+            Serve.self, Status.self, List.self, Show.self, Replay.self, Purge.self, CheckConfig.self, Transform.self,
+            TransformWorkerCommand.self,
         ]
     )
 }

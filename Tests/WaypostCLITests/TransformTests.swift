@@ -102,7 +102,9 @@ struct TransformTests {
         }
     }
 
-    @Test("runaway programs (a loop, a terabyte of output, a crash, an error) fail only their delivery, at once; the intake and the others go on")
+    @Test(
+        "runaway programs (a loop, a terabyte of output, a crash, an error) fail only their delivery, at once; the intake and the others go on"
+    )
     func runawayPrograms() async throws {
         let good = try await SettableUpstream.start()
         let never = try await SettableUpstream.start()
@@ -146,11 +148,17 @@ struct TransformTests {
             #expect(lastError("loop").contains("transform_timeout"), "\(lastError("loop"))")
             #expect(lastError("huge").contains("memory cap"), "\(lastError("huge"))")
             #expect(lastError("crash").contains("signal 11"), "jq 1.6 overflows its C stack printing deep arrays: \(lastError("crash"))")
-            #expect(lastError("broken").contains("transform error") && lastError("broken").contains("cannot be added"), "\(lastError("broken"))")
+            #expect(
+                lastError("broken").contains("transform error") && lastError("broken").contains("cannot be added"), "\(lastError("broken"))"
+            )
             // No retry: one attempt each, whatever max_attempts says.
-            for name in ["loop", "huge", "crash", "broken"] { #expect(states[name]?["attempts"] as? Int == 1, "\(name): \(states[name] ?? [:])") }
+            for name in ["loop", "huge", "crash", "broken"] {
+                #expect(states[name]?["attempts"] as? Int == 1, "\(name): \(states[name] ?? [:])")
+            }
             // The workers were restarted: every message's deliveries end, and the server lives.
-            try await server.waitForStates("every message final", timeout: .seconds(90)) { states in ids.allSatisfy { states[$0] == "failed" } }
+            try await server.waitForStates("every message final", timeout: .seconds(90)) { states in
+                ids.allSatisfy { states[$0] == "failed" }
+            }
             let health = try await server.admin("GET", "/healthz", token: nil)
             #expect(health.status == 200)
         }
@@ -194,11 +202,15 @@ struct TransformTests {
             #expect(try await server.states()[brokenID] == "delivered", "the delivery itself succeeded")
 
             let skipped = try await server.intake("POST", "/shop", body: #"{"kind":"skip"}"#, headers: ["Content-Type: application/json"])
-            #expect(skipped.status == 202 && (try? skipped.jsonObject())?["state"] as? String == "filtered", "\(skipped.status) \(skipped.body)")
+            #expect(
+                skipped.status == 202 && (try? skipped.jsonObject())?["state"] as? String == "filtered", "\(skipped.status) \(skipped.body)"
+            )
         }
     }
 
-    @Test("a program that does not compile stops check-config and serve with 78, naming the key and jq's message; waypost transform tries one")
+    @Test(
+        "a program that does not compile stops check-config and serve with 78, naming the key and jq's message; waypost transform tries one"
+    )
     func compileErrorsAndTheCommand() async throws {
         let dir = try ScratchDirectory()
         defer { dir.remove() }
@@ -235,7 +247,8 @@ struct TransformTests {
                   - { name: fails, upstream: "http://127.0.0.1:9/", transform: 'error("no such order")' }
             """)
         let tried = try await transformCommand(
-            ["--config", good, "--route", "shop"], input: #"{"path":"/x","headers":{"Content-Type":"application/json"},"body":{"order":{"id":7}}}"#,
+            ["--config", good, "--route", "shop"],
+            input: #"{"path":"/x","headers":{"Content-Type":"application/json"},"body":{"order":{"id":7}}}"#,
             in: dir)
         #expect(tried.status == 0, "\(tried)")
         #expect(
@@ -245,7 +258,8 @@ struct TransformTests {
         let failed = try await transformCommand(["--config", good, "--route", "shop", "--destination", "fails"], input: "{}", in: dir)
         #expect(failed.status == 1 && failed.stderr.contains("no such order"), "\(failed)")
         let reply = try await transformCommand(
-            ["--config", good, "--route", "shop", "--reply"], input: #"{"status":201,"headers":{},"body":null,"id":"x","attempts":1}"#, in: dir)
+            ["--config", good, "--route", "shop", "--reply"], input: #"{"status":201,"headers":{},"body":null,"id":"x","attempts":1}"#,
+            in: dir)
         #expect(reply.status == 0 && reply.stdout.contains(#"{"status":200,"body":{"ok":true}}"#), "\(reply)")
     }
 }

@@ -8,7 +8,8 @@ struct TransformDocumentTests {
         method: "POST", requestTarget: "/hooks/shop/orders?a=1&b=%20", routePath: "/hooks/shop",
         headers: [
             HeaderField(name: "Host", value: "proxy.example"), HeaderField(name: "Content-Type", value: "application/json"),
-            HeaderField(name: "X-Tag", value: "a"), HeaderField(name: "x-tag", value: "b"), HeaderField(name: "X-Forwarded-For", value: "10.0.0.1"),
+            HeaderField(name: "X-Tag", value: "a"), HeaderField(name: "x-tag", value: "b"),
+            HeaderField(name: "X-Forwarded-For", value: "10.0.0.1"),
             HeaderField(name: "Content-Length", value: "12"),
         ],
         body: Array(#"{"order":{"id":7,"big":12345678901234567890}}"#.utf8))
@@ -23,7 +24,9 @@ struct TransformDocumentTests {
         )
         let text = TransformDocument(method: "PUT", path: "", query: "", headers: [], body: Array("not \"json\"\n".utf8) + [0xFF])
         #expect(text.input.bodyIsJSON == false)
-        #expect(String(decoding: text.input.json, as: UTF8.self) == #"{"method":"PUT","path":"","query":"","headers":{},"body":"not \"json\"\n\#u{FFFD}"}"#)
+        #expect(
+            String(decoding: text.input.json, as: UTF8.self)
+                == #"{"method":"PUT","path":"","query":"","headers":{},"body":"not \"json\"\n\#u{FFFD}"}"#)
         let empty = TransformDocument(method: "POST", path: "/", query: "", headers: [], body: [])
         #expect(String(decoding: empty.input.json, as: UTF8.self).hasSuffix(#""body":""}"#))
     }
@@ -37,26 +40,29 @@ struct TransformDocumentTests {
         #expect(
             sent.headers == [
                 HeaderField(name: "Host", value: "proxy.example"), HeaderField(name: "X-Forwarded-For", value: "10.0.0.1"),
-                HeaderField(name: "Content-Length", value: "12"), HeaderField(name: "x-new", value: "1"), HeaderField(name: "x-new", value: "2"),
+                HeaderField(name: "Content-Length", value: "12"), HeaderField(name: "x-new", value: "1"),
+                HeaderField(name: "x-new", value: "2"),
             ])
         #expect(sent.requestTarget == "/v2/orders")
         let same = try stored.applying(rest: "{}", body: nil)
         #expect(same == stored)
     }
 
-    @Test("an output that cannot be sent names the key", arguments: [
-        (#"{"data":1}"#, "output .data is not a part of a request"),
-        (#"{"method":"GET POST"}"#, "output .method must be a method name"),
-        (#"{"path":"orders"}"#, "output .path must be"),
-        (#"{"path":"/a b"}"#, "output .path must be"),
-        (#"{"path":"/a?b"}"#, "output .path must be"),
-        (#"{"query":"a#b"}"#, "output .query must be"),
-        (#"{"headers":{"x-a":"1\r\nx-b: 2"}}"#, "output .headers.x-a must be a string"),
-        (#"{"headers":{"bad name":"1"}}"#, "is not a header name"),
-        (#"{"headers":{"x-a":1}}"#, "output .headers.x-a must be a string"),
-        (#"{"headers":[]}"#, "output .headers must be an object"),
-        ("[]", "the output is not a JSON object"),
-    ])
+    @Test(
+        "an output that cannot be sent names the key",
+        arguments: [
+            (#"{"data":1}"#, "output .data is not a part of a request"),
+            (#"{"method":"GET POST"}"#, "output .method must be a method name"),
+            (#"{"path":"orders"}"#, "output .path must be"),
+            (#"{"path":"/a b"}"#, "output .path must be"),
+            (#"{"path":"/a?b"}"#, "output .path must be"),
+            (#"{"query":"a#b"}"#, "output .query must be"),
+            (#"{"headers":{"x-a":"1\r\nx-b: 2"}}"#, "output .headers.x-a must be a string"),
+            (#"{"headers":{"bad name":"1"}}"#, "is not a header name"),
+            (#"{"headers":{"x-a":1}}"#, "output .headers.x-a must be a string"),
+            (#"{"headers":[]}"#, "output .headers must be an object"),
+            ("[]", "the output is not a JSON object"),
+        ])
     func badOutputs(_ output: String, _ message: String) {
         #expect {
             _ = try stored.applying(rest: output, body: nil)
@@ -80,7 +86,9 @@ struct TransformDocumentTests {
         #expect(json.status == 200 && String(decoding: json.body, as: UTF8.self) == #"{"ok":true,"n":12.5}"#)
         #expect(json.headers == [HeaderField(name: "Content-Type", value: "application/json")])
         let text = try ReplyDocument.answer(#"{"status":202,"headers":{"content-type":"text/plain"},"body":"thanks"}"#)
-        #expect(text.status == 202 && text.body == Array("thanks".utf8) && text.headers == [HeaderField(name: "content-type", value: "text/plain")])
+        #expect(
+            text.status == 202 && text.body == Array("thanks".utf8)
+                && text.headers == [HeaderField(name: "content-type", value: "text/plain")])
         #expect(try ReplyDocument.answer("{}").status == 200)
         for bad in [#"{"status":99}"#, #"{"status":200.5}"#, #"{"status":"200"}"#, #"{"code":200}"#, "null", #"{"headers":{"a":"\n"}}"#] {
             #expect(throws: TransformOutputError.self, "\(bad)") { try ReplyDocument.answer(bad) }

@@ -13,8 +13,9 @@ struct JQProgramTests {
     func types() throws {
         #expect(try run(".", #"{"a":[1,2.5,"x",true,false,null,{}]}"#) == .value(#"{"a":[1,2.5,"x",true,false,null,{}]}"#))
         #expect(try run(".a | length", #"{"a":[1,2,3]}"#) == .value("3"))
-        #expect(try run("{id: .order.id, total: (.order.total_cents / 100)}", #"{"order":{"id":"A1","total_cents":1250}}"#)
-            == .value(#"{"id":"A1","total":12.5}"#))
+        #expect(
+            try run("{id: .order.id, total: (.order.total_cents / 100)}", #"{"order":{"id":"A1","total_cents":1250}}"#)
+                == .value(#"{"id":"A1","total":12.5}"#))
         #expect(try run(".n | type", #"{"n":"7"}"#) == .value(#""string""#))
     }
 
@@ -35,7 +36,8 @@ struct JQProgramTests {
         #expect(try run("debug | .a", #"{"a":1}"#) == .value("1"))
         // Runs again after an error: the state is reset by the next start.
         let program = try JQProgram(".a / .b")
-        #expect(program.run(Array(#"{"a":1,"b":0}"#.utf8)) == .error("number (1) and number (0) cannot be divided because the divisor is zero"))
+        #expect(
+            program.run(Array(#"{"a":1,"b":0}"#.utf8)) == .error("number (1) and number (0) cannot be divided because the divisor is zero"))
         #expect(program.run(Array(#"{"a":6,"b":3}"#.utf8)) == .value("2"))
     }
 
@@ -74,18 +76,26 @@ struct JQProgramTests {
     @Test("transform outputs: a changed body is JSON, or the text of a string when the stored body was not JSON; non-objects are errors")
     func shapes() throws {
         func shaped(_ program: String, _ input: String, bodyIsJSON: Bool = true) throws -> TransformAnswer {
-            TransformWorker.run(try JQProgram(program), TransformRequest(program: 0, mode: .transform, bodyIsJSON: bodyIsJSON, input: Array(input.utf8)))
+            TransformWorker.run(
+                try JQProgram(program), TransformRequest(program: 0, mode: .transform, bodyIsJSON: bodyIsJSON, input: Array(input.utf8)))
         }
         let input = #"{"method":"POST","path":"/x","query":"","headers":{"a":"1"},"body":{"order":{"id":7}}}"#
-        #expect(try shaped(".body |= {id: .order.id}", input) == .shaped(ShapedOutput(rest: #"{"method":"POST","path":"/x","query":"","headers":{"a":"1"}}"#, body: .replaced(Array(#"{"id":7}"#.utf8)))))
+        #expect(
+            try shaped(".body |= {id: .order.id}", input)
+                == .shaped(
+                    ShapedOutput(
+                        rest: #"{"method":"POST","path":"/x","query":"","headers":{"a":"1"}}"#, body: .replaced(Array(#"{"id":7}"#.utf8)))))
         #expect(try shaped("{body: \"plain\"}", input) == .shaped(ShapedOutput(rest: "{}", body: .replaced(Array(#""plain""#.utf8)))))
-        #expect(try shaped("{body: (.body + \"!\")}", #"{"body":"not json"}"#, bodyIsJSON: false) == .shaped(ShapedOutput(rest: "{}", body: .replaced(Array("not json!".utf8)))))
+        #expect(
+            try shaped("{body: (.body + \"!\")}", #"{"body":"not json"}"#, bodyIsJSON: false)
+                == .shaped(ShapedOutput(rest: "{}", body: .replaced(Array("not json!".utf8)))))
         #expect(try shaped("{path: \"/y\"}", input) == .shaped(ShapedOutput(rest: #"{"path":"/y"}"#, body: .unchanged)))
         #expect(try shaped("null", input) == .none)
         #expect(try shaped("[1]", input) == .error("the output is array, not an object or null"))
         #expect(try shaped(".body.order.id", input) == .error("the output is number, not an object or null"))
         // The document mode, for replies and `waypost transform`, is the output as JSON.
-        let document = TransformWorker.run(try JQProgram("{status: 200, body: {ok: true}}"), TransformRequest(program: 0, mode: .document, input: Array("{}".utf8)))
+        let document = TransformWorker.run(
+            try JQProgram("{status: 200, body: {ok: true}}"), TransformRequest(program: 0, mode: .document, input: Array("{}".utf8)))
         #expect(document == .document(#"{"status":200,"body":{"ok":true}}"#))
     }
 
