@@ -132,7 +132,7 @@ final class TransformProcess {
     /// The next whole frame of ``received``, if there is one.
     private func takeFrame() throws(TransformFailure) -> [UInt8]? {
         guard received.count >= 4 else { return nil }
-        let length = Int(received.prefix(4).reduce(UInt32(0)) { $0 << 8 | UInt32($1) })
+        let length = readBigEndian(received.prefix(4))
         guard length <= Self.maximumAnswerBytes else {
             kill()
             throw .tooLarge(Self.maximumAnswerBytes)

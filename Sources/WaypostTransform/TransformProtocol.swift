@@ -48,7 +48,7 @@ public struct TransformRequest: Sendable, Equatable {
 
     init?(_ frame: [UInt8]) {
         guard frame.count >= 6, let mode = Mode(rawValue: frame[4]) else { return nil }
-        program = Int(frame.prefix(4).reduce(UInt32(0)) { $0 << 8 | UInt32($1) })
+        program = readBigEndian(frame.prefix(4))
         self.mode = mode
         bodyIsJSON = frame[5] != 0
         input = Array(frame.dropFirst(6))
@@ -107,7 +107,7 @@ public enum TransformAnswer: Sendable, Equatable {
         case 0: self = .document(String(decoding: payload, as: UTF8.self))
         case 1:
             guard payload.count >= 5 else { return nil }
-            let length = Int(payload.prefix(4).reduce(UInt32(0)) { $0 << 8 | UInt32($1) })
+            let length = readBigEndian(payload.prefix(4))
             let restEnd = payload.startIndex + 4 + length
             guard restEnd < payload.endIndex else { return nil }
             let rest = String(decoding: payload[(payload.startIndex + 4)..<restEnd], as: UTF8.self)
@@ -124,6 +124,11 @@ func bigEndian(_ value: UInt32) -> [UInt8] {
     [UInt8(value >> 24), UInt8(value >> 16 & 0xFF), UInt8(value >> 8 & 0xFF), UInt8(value & 0xFF)]
 }
 
+/// The unsigned big-endian number in `bytes` (at most 8).
+func readBigEndian(_ bytes: some Collection<UInt8>) -> Int {
+    Int(truncatingIfNeeded: bytes.reduce(UInt64(0)) { $0 << 8 | UInt64($1) })
+}
+
 func bigEndian(_ value: UInt64) -> [UInt8] {
     (0..<8).reversed().map { UInt8(value >> (8 * UInt64($0)) & 0xFF) }
 }
@@ -133,7 +138,7 @@ func bigEndian(_ value: UInt64) -> [UInt8] {
 func readFrame(from descriptor: Int32) -> [UInt8]? {
     var header = [UInt8](repeating: 0, count: 4)
     guard readFully(descriptor, into: &header) else { return nil }
-    let length = Int(header.reduce(UInt32(0)) { $0 << 8 | UInt32($1) })
+    let length = readBigEndian(header)
     var frame = [UInt8](repeating: 0, count: length)
     return readFully(descriptor, into: &frame) ? frame : nil
 }

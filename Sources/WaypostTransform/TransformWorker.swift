@@ -26,7 +26,7 @@ public enum TransformWorker {
         closeInheritedDescriptors()
         guard let setUp = readFrame(from: 0), setUp.count >= 8 else { exit(0) }
         // The cap is on what the programs use, above what the worker itself has mapped by now.
-        let cap = setUp.prefix(8).reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
+        let cap = UInt64(truncatingIfNeeded: readBigEndian(setUp.prefix(8)))
         if cap > 0 {
             let total = cap + ownDataBytes()
             var limit = rlimit(rlim_cur: rlim_t(total), rlim_max: rlim_t(total))
