@@ -396,7 +396,13 @@ func withServer(
     do {
         let path = try dir.write("waypost.yaml", config)
         let journalPath = dir.file("j.db")
-        if let journal { try FileManager.default.copyItem(atPath: journal, toPath: journalPath) }
+        if let journal {
+            try FileManager.default.copyItem(atPath: journal, toPath: journalPath)
+            // A journal saved from a running server has its newest pages in its write-ahead log.
+            if FileManager.default.fileExists(atPath: journal + "-wal") {
+                try FileManager.default.copyItem(atPath: journal + "-wal", toPath: journalPath + "-wal")
+            }
+        }
         server = try await AdminTestServer.start(config: path, journal: journalPath, directory: dir.path)
     } catch {
         for upstream in upstreams { await upstream.stop() }

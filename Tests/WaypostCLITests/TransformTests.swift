@@ -164,6 +164,39 @@ struct TransformTests {
         }
     }
 
+    @Test("a replay runs the program as configured now: a delivery a broken program failed is delivered after the fix")
+    func replayRunsTheFixedProgram() async throws {
+        let erp = try await SettableUpstream.start()
+        let saved = try ScratchDirectory()
+        defer { saved.remove() }
+        func config(_ program: String) -> String {
+            """
+            routes:
+              - name: shop
+                path: /shop
+                upstream: "\(erp.url)"
+                transform: '\(program)'
+            """
+        }
+        var id = ""
+        try await withServer(config: config(#".body |= {id: .order.id, total: (.order.total / 100)}"#), upstreams: []) { server, _ in
+            id = try await server.accept("/shop", body: #"{"order":{"id":"A1","total_cents":1250}}"#)
+            try await server.waitForStates("failed") { $0[id] == "failed" }
+            // The journal at rest, its write-ahead log with it (the server is idle now).
+            try FileManager.default.copyItem(atPath: server.journal, toPath: saved.file("j.db"))
+            try FileManager.default.copyItem(atPath: server.journal + "-wal", toPath: saved.file("j.db-wal"))
+        }
+        #expect(erp.ids.isEmpty)
+        try await withServer(
+            config: config(#".body |= {id: .order.id, total: (.order.total_cents / 100)}"#), journal: saved.file("j.db"), upstreams: [erp]
+        ) { server, _ in
+            let replay = try await server.admin("POST", "/messages/\(id)/replay")
+            #expect(replay.status == 200, "\(replay.status) \(replay.body)")
+            try await server.waitForStates("delivered after the replay") { $0[id] == "delivered" }
+            #expect(erp.upstream.requests.map { String(decoding: $0.body, as: UTF8.self) } == [#"{"id":"A1","total":12.5}"#])
+        }
+    }
+
     @Test("a synchronous source gets the reply program's answer; a failing reply is a 502 that says so; a filtered reply_from is a 202")
     func replies() async throws {
         let erp = try await SettableUpstream.start(status: 201, body: #"{"id":"E-9","status":"booked"}"#)
