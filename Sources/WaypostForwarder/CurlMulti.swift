@@ -142,11 +142,15 @@ public final class CurlMulti {
     }
 
     /// Sleeps until a connection is ready for I/O, one of curl's own timers (connect and
-    /// total timeouts, retransmissions) is due, ``waker`` is called, or `timeoutMilliseconds`
+    /// total timeouts, retransmissions) is due, one of `descriptors` is readable, ``waker`` is
+    /// called, or `timeoutMilliseconds`
     /// pass, whichever comes first. Returns at once when a wake-up came since the last call.
-    public func poll(timeoutMilliseconds: Int32) {
+    public func poll(timeoutMilliseconds: Int32, alsoReadable descriptors: [Int32] = []) {
         guard !closed else { return }
-        let polled = curl_multi_poll(multi, nil, 0, max(0, timeoutMilliseconds), nil)
+        var waits = descriptors.map { curl_waitfd(fd: $0, events: Int16(CURL_WAIT_POLLIN), revents: 0) }
+        let polled = waits.withUnsafeMutableBufferPointer { waits in
+            curl_multi_poll(multi, waits.baseAddress, UInt32(waits.count), max(0, timeoutMilliseconds), nil)
+        }
         if polled != CURLM_OK {
             logger.error("curl_multi_poll failed", metadata: ["curl.error": "\(String(cString: curl_multi_strerror(polled)))"])
             usleep(10_000)  // never spin on a persistent failure

@@ -64,14 +64,15 @@ public final class Forwarder: Service, @unchecked Sendable {
         case transform(AttemptResult)
     }
 
-    /// What became of a transform, reported by a transform thread.
-    private enum Transformed: Sendable {
+    /// What became of a transform.
+    private enum Transformed {
         case send(TransformDocument)
         case end(AttemptResult)
     }
 
     /// An attempt whose request is with a transform worker.
     private struct Transforming {
+        let document: TransformDocument
         let message: MessageForDelivery
         let attempt: Int
         let route: Int
@@ -102,8 +103,6 @@ public final class Forwarder: Service, @unchecked Sendable {
         var exitWaiters: [CheckedContinuation<Void, Never>] = []
         /// A wake-up is on its way to the loop: later news needs none of its own.
         var wakePending = false
-        /// Transforms that ended, by delivery row id.
-        var transformed: [(Int64, Transformed)] = []
     }
 
     private let shared = Mutex(Shared())
@@ -131,8 +130,9 @@ public final class Forwarder: Service, @unchecked Sendable {
     private let secrets: RouteSecrets
     /// Peers whose own `X-Forwarded-*` values are kept (`trusted_proxies`).
     private let trustedProxies: [CIDR]
-    /// The workers that run the destinations' transforms; nil when none has one.
-    private let transforms: TransformPool?
+    /// The worker processes that run the destinations' transforms, driven by this loop (their
+    /// answers are polled beside libcurl's sockets); nil when no destination has a transform.
+    private let transforms: TransformWorkers?
     /// Attempts waiting for their transform, by delivery row id.
     private var transforming: [Int64: Transforming] = [:]
 
@@ -179,11 +179,11 @@ public final class Forwarder: Service, @unchecked Sendable {
     /// - Parameters:
     ///   - addHeaders: each route's `add_headers`, expanded (``addHeaders(of:environment:)``), by route name.
     ///   - secrets: the outbound signers of the routes with `sign` (replaced on SIGHUP).
-    ///   - transforms: the workers running `programs`, the destinations' `transform` programs.
+    ///   - transforms: how to run `programs`, where the destinations' `transform` programs are.
     /// - Throws: ``ForwarderError`` when the journal cannot be read or libcurl cannot start.
     public init(
         configuration: WaypostConfig, writer: JournalWriter, board: OutcomeBoard, addHeaders: [String: [HeaderField]] = [:],
-        secrets: RouteSecrets = RouteSecrets(), transforms: TransformPool? = nil, programs: ProgramTable? = nil, logger: Logger
+        secrets: RouteSecrets = RouteSecrets(), transforms: TransformSetup? = nil, programs: ProgramTable? = nil, logger: Logger
     ) throws(ForwarderError) {
         var routes: [Route] = []
         for route in configuration.routes {
@@ -204,7 +204,7 @@ public final class Forwarder: Service, @unchecked Sendable {
         self.routes = routes
         self.trustedProxies = configuration.trustedProxies
         self.secrets = secrets
-        self.transforms = transforms
+        self.transforms = (programs?.transforms.isEmpty ?? true) ? nil : transforms.map(TransformWorkers.init)
         do {
             reader = try DeliveryReader(path: configuration.journal.path)
             generation = try reader.replayGeneration()
@@ -365,19 +365,20 @@ public final class Forwarder: Service, @unchecked Sendable {
                     shared.droppedFrom = nil
                     shared.reloadRequested = false
                     shared.wakePending = false
-                    shared.transformed = []
                 }
                 let rewrite = Date() >= shared.nextRewrite ? shared.unwritten : []
                 if !rewrite.isEmpty { shared.unwritten.removeAll() }
                 return (
                     stored: shared.stored, droppedFrom: shared.droppedFrom, reload: shared.reloadRequested, rewrite: rewrite,
                     stop: shared.stopping,
-                    graceOver: Date() >= shared.graceDeadline,
-                    transformed: shared.transformed
+                    graceOver: Date() >= shared.graceDeadline
                 )
             }
-            for (id, transformed) in turn.transformed { transformEnded(id, transformed) }
-            if !turn.transformed.isEmpty { multi.perform() }  // what they made goes on the wire now
+            if let transforms {
+                let ended = transforms.collect()
+                for (id, result) in ended { transformEnded(id, result) }
+                if !ended.isEmpty { multi.perform() }  // what they made goes on the wire now
+            }
             let completions = ended
             ended.removeAll(keepingCapacity: true)
             for completion in completions { finish(completion) }
@@ -390,7 +391,7 @@ public final class Forwarder: Service, @unchecked Sendable {
                     logger.info("shutdown grace over; cancelling attempts in flight", metadata: ["attempts": "\(scheduler.inFlightCount)"])
                     break
                 }
-                multi.poll(timeoutMilliseconds: 100)
+                multi.poll(timeoutMilliseconds: 100, alsoReadable: transforms?.descriptors ?? [])
                 continue
             }
             if let dropped = turn.droppedFrom { scheduler.messagesDropped(from: dropped) }
@@ -400,8 +401,9 @@ public final class Forwarder: Service, @unchecked Sendable {
             carryOut(scheduler.tick(now: Self.nowMilliseconds()))
             writer.record(updates)
             updates.removeAll(keepingCapacity: true)
-            if ended.isEmpty { multi.poll(timeoutMilliseconds: pollTimeout()) }
+            if ended.isEmpty { multi.poll(timeoutMilliseconds: pollTimeout(), alsoReadable: transforms?.descriptors ?? []) }
         }
+        _ = transforms?.stop(failing: .start("the server is stopping"))
         multi.close()
         let waiters = shared.withLock { shared in
             shared.exited = true
@@ -418,7 +420,9 @@ public final class Forwarder: Service, @unchecked Sendable {
         let now = Self.nowMilliseconds()
         var wake = min(now + 500, Int64(nextGenerationCheck.timeIntervalSince1970 * 1000))
         if let due = scheduler.nextWake { wake = min(wake, due) }
-        return Int32(max(0, wake - now))
+        var timeout = Int32(clamping: max(0, wake - now))
+        if let due = transforms?.nextDeadline { timeout = min(timeout, Int32(clamping: max(0, (due - .now).milliseconds + 1))) }
+        return timeout
     }
 
     /// Every half second: when another process replayed or skipped messages, reload the
@@ -533,40 +537,39 @@ public final class Forwarder: Service, @unchecked Sendable {
                 upstream: route.destination.upstream, routePath: route.config.path, requestTarget: message.path)
             return transmit(document, url: url, message: message, attempt: attempt, route: index)
         }
-        // The program runs on a transform thread; the loop goes on, and sends when it ends.
-        transforming[message.id] = Transforming(message: message, attempt: attempt, route: index)
-        let id = message.id
-        transforms.submit(TransformRequest(transforming: document, program: program)) {
-            [weak self] result in
-            let transformed: Transformed
-            switch result {
-            case .success(.shaped(let output)):
-                var body: [UInt8]?
-                if case .replaced(let bytes) = output.body { body = bytes }
-                do throws(TransformOutputError) {
-                    transformed = .send(try document.applying(rest: output.rest, body: body))
-                } catch {
-                    transformed = .end(.transformFailed("transform output cannot be sent: \(error.message)"))
-                }
-            case .success(.none): transformed = .end(.filtered)
-            case .success(.error(let message)): transformed = .end(.transformFailed("transform error: \(message)"))
-            case .success(.document): transformed = .end(.transformFailed("transform: the worker answered a document"))
-            case .failure(let failure): transformed = .end(.transformFailed("transform: \(failure)"))
-            }
-            self?.tell { $0.transformed.append((id, transformed)) }
-        }
+        // The program runs in a worker process; the loop goes on, and sends when it ends.
+        transforming[message.id] = Transforming(document: document, message: message, attempt: attempt, route: index)
+        transforms.submit(tag: message.id, TransformRequest(transforming: document, program: program))
     }
 
     /// A transform ended: sends what it made, or ends the attempt.
-    private func transformEnded(_ id: Int64, _ transformed: Transformed) {
+    private func transformEnded(_ id: Int64, _ result: TransformWorkers.Result) {
         guard let pending = transforming.removeValue(forKey: id) else { return }
-        switch transformed {
+        switch Self.transformed(pending.document, result) {
         case .send(let document):
             let url = OutboundRequest.targetURL(
                 upstream: routes[pending.route].destination.upstream, path: document.path, query: document.query)
             transmit(document, url: url, message: pending.message, attempt: pending.attempt, route: pending.route)
         case .end(let result):
             ended.append(Completion(deliveryID: id, ending: .transform(result), sent: nil))
+        }
+    }
+
+    /// What a transform's end means for its attempt: what to send, or the attempt's end.
+    private static func transformed(_ document: TransformDocument, _ result: TransformWorkers.Result) -> Transformed {
+        switch result {
+        case .success(.shaped(let output)):
+            var body: [UInt8]?
+            if case .replaced(let bytes) = output.body { body = bytes }
+            do throws(TransformOutputError) {
+                return .send(try document.applying(rest: output.rest, body: body))
+            } catch {
+                return .end(.transformFailed("transform output cannot be sent: \(error.message)"))
+            }
+        case .success(.none): return .end(.filtered)
+        case .success(.error(let message)): return .end(.transformFailed("transform error: \(message)"))
+        case .success(.document): return .end(.transformFailed("transform: the worker answered a document"))
+        case .failure(let failure): return .end(.transformFailed("transform: \(failure)"))
         }
     }
 

@@ -20,16 +20,47 @@ final class TransformProcess {
     private(set) var isAlive = true
     /// Bytes read past the last whole answer.
     private var received: [UInt8] = []
+    private var readBuffer = [UInt8](repeating: 0, count: 64 << 10)
+    /// Per program, jq's compile error or nil, once the worker reported its set-up (the first
+    /// frame it sends); nil before.
+    private(set) var compileErrors: [String?]?
+    private let programCount: Int
+
+    /// How long a worker may take to start and compile its programs.
+    static func setUpTime(programs: Int, timeout: Duration) -> Duration {
+        max(timeout, .seconds(10)) + .milliseconds(50 * programs)
+    }
 
     /// Starts a worker of `executable` (this binary: `transform-worker` is its hidden
-    /// subcommand) and compiles `programs` in it under a data-segment cap of `memoryLimit` bytes.
+    /// subcommand) and waits until it compiled `programs` under a data-segment cap of
+    /// `memoryLimit` bytes.
     ///
     /// - Returns: the process and, per program, jq's compile error or nil.
     static func start(
         executable: String, programs: [String], memoryLimit: Int, timeout: Duration
-    ) throws(TransformFailure) -> (
-        TransformProcess, [String?]
-    ) {
+    ) throws(TransformFailure) -> (TransformProcess, [String?]) {
+        let process = try spawn(executable: executable, programs: programs, memoryLimit: memoryLimit)
+        // A worker that cannot start its binary at all (a wrong path, a missing library) says
+        // nothing: the set-up has its own generous time.
+        let deadline = ContinuousClock.now + setUpTime(programs: programs.count, timeout: timeout)
+        while process.compileErrors == nil {
+            let left = deadline - ContinuousClock.now
+            guard left > .zero else {
+                process.kill()
+                throw .start("the transform worker did not report its set-up in time")
+            }
+            var poller = pollfd(fd: process.answerPipe, events: Int16(POLLIN), revents: 0)
+            _ = poll(&poller, 1, Int32(clamping: max(1, left.milliseconds)))
+            let (_, failure) = process.readAnswers()
+            if let failure { throw .start("the transform worker failed to start: \(failure)") }
+        }
+        return (process, process.compileErrors ?? [])
+    }
+
+    /// Starts a worker and sends it its set-up, without waiting: requests may follow at once
+    /// (the worker reads them once its programs are compiled). Its report is the first frame it
+    /// answers (``compileErrors``).
+    static func spawn(executable: String, programs: [String], memoryLimit: Int) throws(TransformFailure) -> TransformProcess {
         var toWorker: [Int32] = [0, 0]
         var fromWorker: [Int32] = [0, 0]
         guard pipe(&toWorker) == 0 else { throw .start("cannot make a pipe: \(String(cString: strerror(errno)))") }
@@ -60,25 +91,19 @@ final class TransformProcess {
             throw .start("cannot start \(executable) transform-worker: \(String(cString: strerror(spawned)))")
         }
         _ = fcntl(fromWorker[0], F_SETFL, fcntl(fromWorker[0], F_GETFL) | O_NONBLOCK)
-        let process = TransformProcess(pid: pid, requestPipe: toWorker[1], answerPipe: fromWorker[0])
+        let process = TransformProcess(pid: pid, requestPipe: toWorker[1], answerPipe: fromWorker[0], programs: programs.count)
         let programList = "[" + programs.map(JSON.quote).joined(separator: ",") + "]"
-        // Compiling takes milliseconds per program; a worker that cannot start its binary at all
-        // (a wrong path, a missing library) says nothing: the set-up has its own generous time.
-        let setUp = try process.exchange(
-            bigEndian(UInt64(memoryLimit)) + Array(programList.utf8),
-            timeout: max(timeout, .seconds(10)) + .milliseconds(50 * programs.count))
-        guard case .array(let reports) = JSONValue.parse(setUp), reports.count == programs.count else {
-            process.kill()
-            throw .start("the transform worker answered its set-up with something else than its report")
+        guard writeFrame(bigEndian(UInt64(memoryLimit)) + Array(programList.utf8), to: process.requestPipe) else {
+            throw process.died()
         }
-        let errors = reports.map { report -> String? in if case .string(let message) = report { message } else { nil } }
-        return (process, errors)
+        return process
     }
 
-    private init(pid: pid_t, requestPipe: Int32, answerPipe: Int32) {
+    private init(pid: pid_t, requestPipe: Int32, answerPipe: Int32, programs: Int) {
         self.pid = pid
         self.requestPipe = requestPipe
         self.answerPipe = answerPipe
+        self.programCount = programs
     }
 
     deinit { kill() }
@@ -95,28 +120,36 @@ final class TransformProcess {
         guard isAlive else { throw .crashed("the transform worker is gone") }
         var frames: [UInt8] = []
         for request in requests { request.appendFrame(to: &frames) }
-        guard writeAll(frames, to: requestPipe) else { throw died() }
+        // A worker that ended is collected by readAnswers, once what it answered is read.
+        guard writeAll(frames, to: requestPipe) else { throw .crashed("the transform worker ended") }
     }
 
     /// The answers that have arrived, without waiting, in order; then, when the worker ended
     /// (how), answered more than ``maximumAnswerBytes`` or something that is not an answer
     /// (it is then killed), the failure of the request after them.
     func readAnswers() -> (answers: [TransformAnswer], failure: TransformFailure?) {
-        var buffer = [UInt8](repeating: 0, count: 64 << 10)
         var ended = false
         while true {
-            let count = buffer.withUnsafeMutableBytes { read(answerPipe, $0.baseAddress, $0.count) }
+            let count = readBuffer.withUnsafeMutableBytes { read(answerPipe, $0.baseAddress, $0.count) }
             if count < 0 && errno == EINTR { continue }
             if count < 0 && errno == EAGAIN { break }
             guard count > 0 else {
                 ended = true
                 break
             }
-            received += buffer[..<count]
+            received += readBuffer[..<count]
         }
         var answers: [TransformAnswer] = []
         do {
             while let frame = try takeFrame() {
+                guard compileErrors != nil else {
+                    guard case .array(let reports) = JSONValue.parse(frame), reports.count == programCount else {
+                        kill()
+                        return (answers, .crashed("the transform worker answered its set-up with something else than its report"))
+                    }
+                    compileErrors = reports.map { report in if case .string(let message) = report { message } else { nil } }
+                    continue
+                }
                 guard let answer = TransformAnswer(frame: frame) else {
                     kill()
                     return (answers, .crashed("the transform worker answered with something it should not"))
@@ -144,35 +177,6 @@ final class TransformProcess {
 
     /// How many bytes of requests may be outstanding on a worker (a pipe holds 64 KiB).
     static let batchBytes = 48 << 10
-
-    /// Sends one frame and reads the answer's, within `timeout`.
-    private func exchange(_ bytes: [UInt8], timeout: Duration) throws(TransformFailure) -> [UInt8] {
-        guard isAlive else { throw .crashed("the transform worker is gone") }
-        guard writeFrame(bytes, to: requestPipe) else { throw died() }
-        return try receiveFrame(timeout: timeout)
-    }
-
-    /// Reads the next frame, at most `timeout` from now (then the worker is killed).
-    private func receiveFrame(timeout: Duration) throws(TransformFailure) -> [UInt8] {
-        let deadline = ContinuousClock.now + timeout
-        var buffer = [UInt8](repeating: 0, count: 64 << 10)
-        while true {
-            if let frame = try takeFrame() { return frame }
-            let left = deadline - ContinuousClock.now
-            guard left > .zero else {
-                kill()
-                throw .timedOut(timeout)
-            }
-            var poller = pollfd(fd: answerPipe, events: Int16(POLLIN), revents: 0)
-            let ready = poll(&poller, 1, Int32(clamping: max(1, left.milliseconds)))
-            if ready < 0 && errno != EINTR { throw died() }
-            guard ready > 0 else { continue }
-            let count = buffer.withUnsafeMutableBytes { read(answerPipe, $0.baseAddress, $0.count) }
-            if count < 0 && (errno == EAGAIN || errno == EINTR) { continue }
-            guard count > 0 else { throw died() }
-            received += buffer[..<count]
-        }
-    }
 
     /// The worker ended: how (out of memory, a signal, an exit).
     private func died() -> TransformFailure {

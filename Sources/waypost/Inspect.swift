@@ -215,7 +215,7 @@ struct CheckConfig: ParsableCommand {
 
     func run() throws {
         let settings = try loadConfig(config)
-        try Startup.check(settings, environment: ProcessInfo.processInfo.environment).transforms?.shutdown()
+        _ = try Startup.check(settings, environment: ProcessInfo.processInfo.environment)
         print("\(config): valid, \(settings.routes.count) route\(settings.routes.count == 1 ? "" : "s")")
         for route in settings.routes {
             for destination in route.destinations {

@@ -116,11 +116,9 @@ struct Serve: AsyncParsableCommand {
                 group: group,
                 logger: logger)
         } catch {
-            startup.transforms?.shutdown()
             try? await group.shutdownGracefully()
             throw error
         }
-        startup.transforms?.shutdown()
         try await group.shutdownGracefully()
     }
 
@@ -130,9 +128,19 @@ struct Serve: AsyncParsableCommand {
         _ settings: WaypostConfig, writer: JournalWriter, forwarder: Forwarder, board: OutcomeBoard,
         secrets: RouteSecrets, startup: Startup, admin: AdminContext, group: any EventLoopGroup, logger: Logger
     ) async throws {
+        // The routes' reply programs run on a pool of their own (the forwarder has its workers).
+        var replies: TransformPool?
+        if let setup = startup.transforms, !startup.programs.replies.isEmpty {
+            do {
+                replies = try TransformPool(setup)
+            } catch {
+                printError("waypost: cannot start the transform workers: \(error)")
+                throw ExitCode.failure
+            }
+        }
+        defer { replies?.shutdown() }
         let server = IntakeServer(
-            configuration: settings, writer: writer, board: board, secrets: secrets, transforms: startup.transforms,
-            programs: startup.programs,
+            configuration: settings, writer: writer, board: board, secrets: secrets, transforms: replies, programs: startup.programs,
             group: group, logger: logger)
         let adminServer = AdminServer(listen: settings.admin.listen, context: admin, group: group)
         var bound: [String] = []

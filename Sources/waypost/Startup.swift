@@ -16,8 +16,8 @@ struct Startup {
     var addHeaders: [String: [HeaderField]]
     var adminToken: String?
     var programs: ProgramTable
-    /// The workers that run `programs`; nil when there are none.
-    var transforms: TransformPool?
+    /// How to run `programs`, every one compiled; nil when there are none.
+    var transforms: TransformSetup?
 
     /// - Throws: `ExitCode.invalidConfiguration` (78) after printing what is wrong, naming the
     ///   key, the variable or the file.
@@ -39,20 +39,21 @@ struct Startup {
                     + "$\(settings.admin.tokenEnv) is not set; set the token or listen on 127.0.0.1")
             throw ExitCode.invalidConfiguration
         }
-        return try startup.startingTransforms(settings)
+        return try startup.compilingPrograms(settings)
     }
 
-    /// This start-up with its transform workers running, every program compiled.
+    /// This start-up with its programs compiled (in a transform worker, then stopped).
     ///
     /// - Throws: `ExitCode.invalidConfiguration` naming the key of a program that does not
     ///   compile, with jq's message; exit 1 when no worker starts.
-    private func startingTransforms(_ settings: WaypostConfig) throws -> Startup {
+    private func compilingPrograms(_ settings: WaypostConfig) throws -> Startup {
         guard !programs.isEmpty else { return self }
         var startup = self
+        let setup = TransformSetup(
+            programs: programs.programs.map(\.text), memoryLimit: settings.transformMemory, timeout: settings.transformTimeout)
         do {
-            startup.transforms = try TransformPool(
-                executable: "/proc/self/exe", programs: programs.programs.map(\.text), memoryLimit: settings.transformMemory,
-                timeout: settings.transformTimeout, threads: min(4, max(2, ProcessInfo.processInfo.activeProcessorCount)))
+            try TransformPool.compile(setup)
+            startup.transforms = setup
         } catch .compile(let failures) {
             for (index, message) in failures {
                 printError("waypost: invalid configuration: \(programs.programs[index].path): the jq program does not compile: \(message)")

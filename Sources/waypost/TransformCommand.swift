@@ -60,12 +60,12 @@ struct Transform: ParsableCommand {
         guard input.count <= Self.maximumInputBytes else { try fail("the input is larger than 64 MiB") }
         guard let document = JSONValue.parse(input) else { try fail("the input is not JSON") }
 
+        let setup = TransformSetup(
+            programs: [program.text], memoryLimit: settings.transformMemory, timeout: settings.transformTimeout, workers: 1)
         let pool: TransformPool
         do {
-            pool = try TransformPool(
-                executable: "/proc/self/exe", programs: [program.text], memoryLimit: settings.transformMemory,
-                timeout: settings.transformTimeout,
-                threads: 1)
+            try TransformPool.compile(setup)
+            pool = try TransformPool(setup)
         } catch .compile(let failures) {
             printError(
                 "waypost: invalid configuration: \(program.path): the jq program does not compile: \(failures.map(\.1).joined(separator: "; "))"
