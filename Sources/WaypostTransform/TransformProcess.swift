@@ -20,6 +20,8 @@ final class TransformProcess {
     private(set) var isAlive = true
     /// Bytes read past the last whole answer.
     private var received: [UInt8] = []
+    /// Where the first frame not taken yet starts in ``received``.
+    private var taken = 0
     private var readBuffer = [UInt8](repeating: 0, count: 64 << 10)
     /// Per program, jq's compile error or nil, once the worker reported its set-up (the first
     /// frame it sends); nil before.
@@ -137,6 +139,10 @@ final class TransformProcess {
                 ended = true
                 break
             }
+            if taken > 0 {
+                received.removeFirst(taken)
+                taken = 0
+            }
             received += readBuffer[..<count]
         }
         var answers: [TransformAnswer] = []
@@ -164,15 +170,15 @@ final class TransformProcess {
 
     /// The next whole frame of ``received``, if there is one.
     private func takeFrame() throws(TransformFailure) -> [UInt8]? {
-        guard received.count >= 4 else { return nil }
-        let length = readBigEndian(received.prefix(4))
+        guard received.count - taken >= 4 else { return nil }
+        let length = readBigEndian(received[taken..<(taken + 4)])
         guard length <= Self.maximumAnswerBytes else {
             kill()
             throw .tooLarge(Self.maximumAnswerBytes)
         }
-        guard received.count >= 4 + length else { return nil }
-        defer { received.removeFirst(4 + length) }
-        return Array(received[4..<(4 + length)])
+        guard received.count - taken >= 4 + length else { return nil }
+        defer { taken += 4 + length }
+        return Array(received[(taken + 4)..<(taken + 4 + length)])
     }
 
     /// How many bytes of requests may be outstanding on a worker (a pipe holds 64 KiB).
@@ -192,6 +198,7 @@ final class TransformProcess {
         guard isAlive else { return }
         _ = Glibc.kill(pid, SIGKILL)
         received = []
+        taken = 0
         _ = reap()
     }
 
