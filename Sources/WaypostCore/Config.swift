@@ -36,6 +36,8 @@ public struct WaypostConfig: Sendable, Equatable {
     public var transformTimeout: Duration = .seconds(1)
     /// The data segment a transform worker may grow to (`transform_memory`). Default 256 MiB.
     public var transformMemory: Int = 256 << 20
+    /// TLS at the intake (SPEC §14): the certificate chain and key, PEM files. Nil: plain HTTP.
+    public var tls: TLSFiles?
     /// Global limits that a route uses unless it sets its own.
     public var defaults: RouteLimits
     /// The routes, in the order of the file. Never empty in a parsed configuration.
@@ -623,5 +625,16 @@ public struct DestinationConfig: Sendable, Equatable {
     public init(name: String, defaults route: RouteConfig) {
         self = route.defaults
         self.name = name
+    }
+}
+
+/// `tls: { cert_file, key_file }` (SPEC §14): PEM files, the certificate first in its chain.
+public struct TLSFiles: Sendable, Equatable {
+    public var certFile: String
+    public var keyFile: String
+
+    public init(certFile: String, keyFile: String) {
+        self.certFile = certFile
+        self.keyFile = keyFile
     }
 }

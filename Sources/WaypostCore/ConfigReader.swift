@@ -10,9 +10,10 @@ import Yams
 enum Keys {
     static let top = [
         "listen", "admin", "journal", "shutdown_grace", "log_level", "header_timeout", "min_body_rate", "trusted_proxies",
-        "transform_timeout", "transform_memory", "defaults", "routes",
+        "transform_timeout", "transform_memory", "tls", "defaults", "routes",
     ]
     static let admin = ["listen", "token_env"]
+    static let tls = ["cert_file", "key_file"]
     static let journal = ["path", "durability", "max_backlog", "retain_delivered"]
     static let defaults = ["max_body_bytes", "max_header_bytes"]
     static let route = [
@@ -118,6 +119,12 @@ struct ConfigReader {
         }
         if let timeout = try duration(top, "transform_timeout", allowZero: false) { config.transformTimeout = timeout }
         if let memory = try size(top, "transform_memory", range: (16 << 20)...(64 << 30), why: "") { config.transformMemory = memory }
+        if let node = top["tls"] {
+            let tls = try mapping(node, path: "tls", allowed: Keys.tls)
+            let cert = try required(tls, "cert_file", hint: "the PEM file of the certificate and its chain")
+            let key = try required(tls, "key_file", hint: "the PEM file of the certificate's private key")
+            config.tls = TLSFiles(certFile: try text(cert, tls.path("cert_file")), keyFile: try text(key, tls.path("key_file")))
+        }
         if let node = top["defaults"] {
             let defaults = try mapping(node, path: "defaults", allowed: Keys.defaults)
             if let size = try bodySize(defaults) { config.defaults.maxBodyBytes = size }

@@ -51,13 +51,13 @@ public enum OutboundRequest {
     /// `X-Forwarded-Proto`, `X-Forwarded-Host`; then `remove_headers` are removed and
     /// `add_headers` (already expanded) are added.
     ///
-    /// The `X-Forwarded-*` values are Waypost's own (SPEC §14): `clientAddress`, `http`, and the
-    /// `Host` as received. Only when the peer is a trusted proxy (`trustedPeer`) are its own
+    /// The `X-Forwarded-*` values are Waypost's own (SPEC §14): `clientAddress`, `scheme` (the
+    /// intake's: `https` with `tls`), and the `Host` as received. Only when the peer is a trusted proxy (`trustedPeer`) are its own
     /// values kept: its `X-Forwarded-For` chain extended with `clientAddress`, its
     /// `X-Forwarded-Proto` and `X-Forwarded-Host` as they came.
     public static func headers(
         stored: [HeaderField], correlationID: String, idempotencyKey: String?, attempt: Int, clientAddress: String?,
-        trustedPeer: Bool = false, removeHeaders: [String], addHeaders: [HeaderField]
+        trustedPeer: Bool = false, scheme: String = "http", removeHeaders: [String], addHeaders: [HeaderField]
     ) -> [HeaderField] {
         var forwardedFor: [String] = []
         var proto: String?
@@ -86,7 +86,7 @@ public enum OutboundRequest {
         fields.append(HeaderField(name: "Idempotency-Key", value: idempotencyKey ?? correlationID))
         fields.append(HeaderField(name: "X-Waypost-Attempt", value: String(attempt)))
         if !forwardedFor.isEmpty { fields.append(HeaderField(name: "X-Forwarded-For", value: forwardedFor.joined(separator: ", "))) }
-        fields.append(HeaderField(name: "X-Forwarded-Proto", value: proto ?? "http"))
+        fields.append(HeaderField(name: "X-Forwarded-Proto", value: proto ?? scheme))
         if let forwardedHost = forwardedHost ?? host { fields.append(HeaderField(name: "X-Forwarded-Host", value: forwardedHost)) }
         if !removeHeaders.isEmpty || !addHeaders.isEmpty {
             fields.removeAll { field in

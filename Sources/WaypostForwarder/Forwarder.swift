@@ -130,6 +130,8 @@ public final class Forwarder: Service, @unchecked Sendable {
     private let secrets: RouteSecrets
     /// Peers whose own `X-Forwarded-*` values are kept (`trusted_proxies`).
     private let trustedProxies: [CIDR]
+    /// The intake's scheme, the `X-Forwarded-Proto` Waypost sends: `https` with `tls`.
+    private let intakeScheme: String
     /// The worker processes that run the destinations' transforms, driven by this loop (their
     /// answers are polled beside libcurl's sockets); nil when no destination has a transform.
     private let transforms: TransformWorkers?
@@ -203,6 +205,7 @@ public final class Forwarder: Service, @unchecked Sendable {
         }
         self.routes = routes
         self.trustedProxies = configuration.trustedProxies
+        self.intakeScheme = configuration.tls == nil ? "http" : "https"
         self.secrets = secrets
         self.transforms = (programs?.transforms.isEmpty ?? true) ? nil : transforms.map(TransformWorkers.init)
         do {
@@ -580,7 +583,7 @@ public final class Forwarder: Service, @unchecked Sendable {
             stored: document.headers, correlationID: message.correlationID, idempotencyKey: message.idempotencyKey,
             attempt: attempt, clientAddress: message.clientAddress,
             trustedPeer: message.clientAddress.map { address in trustedProxies.contains { $0.contains(address) } } ?? false,
-            removeHeaders: destination.removeHeaders,
+            scheme: intakeScheme, removeHeaders: destination.removeHeaders,
             addHeaders: routes[index].addHeaders)
         if let signer = secrets.signer(routes[index].key) {
             // The source's own webhook-* headers are replaced, not duplicated.

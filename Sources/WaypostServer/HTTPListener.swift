@@ -3,6 +3,7 @@ import NIOCore
 import NIOExtras
 import NIOHTTP1
 import NIOPosix
+import NIOSSL
 import Synchronization
 import WaypostCore
 
@@ -20,6 +21,8 @@ final class HTTPListener: Sendable {
     /// Whether connections keep the raw bytes of request heads (the intake stores header
     /// values byte for byte).
     private let recordsRawHeads: Bool
+    /// TLS in front of HTTP, when the listener has it.
+    private let tls: IntakeTLS?
     private let logger: Logger
     /// Dropped at shutdown, while the event loops still run: its deinit completes a promise
     /// on one of them.
@@ -31,9 +34,10 @@ final class HTTPListener: Sendable {
     /// - Parameter name: `intake` or `admin`, for the log line that reports the bound address.
     init(
         name: String, address: HostPort, group: any EventLoopGroup, maxHeaderBytes: Int, limits: ConnectionLimits,
-        recordsRawHeads: Bool = false, logger: Logger
+        recordsRawHeads: Bool = false, tls: IntakeTLS? = nil, logger: Logger
     ) {
         self.recordsRawHeads = recordsRawHeads
+        self.tls = tls
         self.name = name
         self.address = address
         self.group = group
@@ -52,6 +56,7 @@ final class HTTPListener: Sendable {
         let maxHeaderBytes = self.maxHeaderBytes
         let limits = self.limits
         let recordsRawHeads = self.recordsRawHeads
+        let tls = self.tls
         let logger = self.logger
         guard let quiesce = self.quiesce.withLock({ $0 }) else { throw ChannelError.ioOnClosedChannel }
         let bootstrap = ServerBootstrap(group: group)
@@ -70,6 +75,8 @@ final class HTTPListener: Sendable {
                 connections.withLock { $0[key] = channel }
                 channel.closeFuture.whenComplete { [self] _ in connections.withLock { $0[key] = nil } }
                 return channel.eventLoop.makeCompletedFuture {
+                    // The context current now: a SIGHUP reload changes new connections only.
+                    if let tls { try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: tls.context)) }
                     try Self.addHandlers(
                         to: channel.pipeline.syncOperations, maxHeaderBytes: maxHeaderBytes, limits: limits,
                         recordsRawHeads: recordsRawHeads, handler: makeHandler())

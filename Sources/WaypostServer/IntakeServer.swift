@@ -22,7 +22,8 @@ public final class IntakeServer: Service, Sendable {
     ///   secrets were loaded at start-up).
     public init(
         configuration: WaypostConfig, writer: JournalWriter, board: OutcomeBoard, secrets: RouteSecrets = RouteSecrets(),
-        transforms: TransformPool? = nil, programs: ProgramTable? = nil, group: any EventLoopGroup, logger: Logger
+        transforms: TransformPool? = nil, programs: ProgramTable? = nil, tls: IntakeTLS? = nil, group: any EventLoopGroup,
+        logger: Logger
     ) {
         self.shared = IntakeContext(
             routes: RouteTable(routes: configuration.routes), writer: writer,
@@ -41,7 +42,7 @@ public final class IntakeServer: Service, Sendable {
             maxHeaderBytes: configuration.routes.map(\.maxHeaderBytes).max() ?? configuration.defaults.maxHeaderBytes,
             limits: ConnectionLimits(
                 headerTimeout: .milliseconds(configuration.headerTimeout.milliseconds), minBodyRate: configuration.minBodyRate),
-            recordsRawHeads: true, logger: logger)
+            recordsRawHeads: true, tls: tls, logger: logger)
     }
 
     /// Binds the listener and starts accepting connections.

@@ -141,7 +141,7 @@ struct Serve: AsyncParsableCommand {
         defer { replies?.shutdown() }
         let server = IntakeServer(
             configuration: settings, writer: writer, board: board, secrets: secrets, transforms: replies, programs: startup.programs,
-            group: group, logger: logger)
+            tls: startup.tls, group: group, logger: logger)
         let adminServer = AdminServer(listen: settings.admin.listen, context: admin, group: group)
         var bound: [String] = []
         for (address, start) in [
@@ -170,7 +170,8 @@ struct Serve: AsyncParsableCommand {
         let secondSignal = SecondSignal()
         var groupConfiguration = ServiceGroupConfiguration(
             services: [
-                writer, forwarder, server, adminServer, SecretReloader(settings: settings, secrets: secrets, logger: logger), secondSignal,
+                writer, forwarder, server, adminServer,
+                SecretReloader(settings: settings, secrets: secrets, tls: startup.tls, logger: logger), secondSignal,
             ], gracefulShutdownSignals: [.sigterm, .sigint],
             logger: logger)
         groupConfiguration.maximumGracefulShutdownDuration = settings.shutdownGrace + .seconds(5)

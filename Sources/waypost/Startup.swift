@@ -18,6 +18,8 @@ struct Startup {
     var programs: ProgramTable
     /// How to run `programs`, every one compiled; nil when there are none.
     var transforms: TransformSetup?
+    /// The intake's certificate and key, read; nil without `tls`.
+    var tls: IntakeTLS?
 
     /// - Throws: `ExitCode.invalidConfiguration` (78) after printing what is wrong, naming the
     ///   key, the variable or the file.
@@ -39,7 +41,16 @@ struct Startup {
                     + "$\(settings.admin.tokenEnv) is not set; set the token or listen on 127.0.0.1")
             throw ExitCode.invalidConfiguration
         }
-        return try startup.compilingPrograms(settings)
+        var loaded = try startup.compilingPrograms(settings)
+        if let files = settings.tls {
+            do {
+                loaded.tls = try IntakeTLS(files: files)
+            } catch {
+                printError("waypost: invalid configuration: \(error)")
+                throw ExitCode.invalidConfiguration
+            }
+        }
+        return loaded
     }
 
     /// This start-up with its programs compiled (in a transform worker, then stopped).
@@ -73,11 +84,13 @@ struct Startup {
 final class SecretReloader: Service, Sendable {
     private let settings: WaypostConfig
     private let secrets: RouteSecrets
+    private let tls: IntakeTLS?
     private let logger: Logger
 
-    init(settings: WaypostConfig, secrets: RouteSecrets, logger: Logger) {
+    init(settings: WaypostConfig, secrets: RouteSecrets, tls: IntakeTLS?, logger: Logger) {
         self.settings = settings
         self.secrets = secrets
+        self.tls = tls
         self.logger = logger
         // Until run() listens for it, SIGHUP must not end the process (its default action).
         signal(SIGHUP, SIG_IGN)
@@ -98,6 +111,15 @@ final class SecretReloader: Service, Sendable {
             logger.notice("SIGHUP: secrets reloaded", metadata: ["files": "\(files.joined(separator: ", "))"])
         } catch {
             logger.error("SIGHUP: reload failed, the old secrets stay in use", metadata: ["error": "\(error)"])
+        }
+        guard let tls else { return }
+        do {
+            try tls.reload()
+            logger.notice(
+                "SIGHUP: TLS certificate and key reloaded; new connections use them",
+                metadata: ["cert_file": "\(tls.files.certFile)", "key_file": "\(tls.files.keyFile)"])
+        } catch {
+            logger.error("SIGHUP: TLS reload failed, the old certificate stays in use", metadata: ["error": "\(error)"])
         }
     }
 }
