@@ -23,6 +23,8 @@
 #   WAYPOST_BIN     Waypost binary to use; unset: build .build/release/waypost when stale
 #   SKIP_WAYPOST=1  only the nginx scenarios (no build, no Waypost)
 #   SKIP_NGINX=1    only the Waypost scenarios (no ratios then)
+#   TLS=1           also each durability=full scenario with TLS at the intake (SPEC §14): a
+#                   certificate made with openssl for the run (EC P-256), wrk over https
 #   OUT_DIR         results and scratch files (default <repo>/bench-out; must not be tmpfs)
 #   KEEP_JOURNALS=1 keep each scenario's journal.db (they are deleted after counting)
 #   WRK_STATUS_COUNTS=1  let post-1k.lua count every status code (costs wrk some speed)
@@ -43,6 +45,7 @@ PROXY_PORT=${PROXY_PORT:-18082}
 WAYPOST_ADMIN_PORT=${WAYPOST_ADMIN_PORT:-19901}
 SKIP_WAYPOST=${SKIP_WAYPOST:-0}
 SKIP_NGINX=${SKIP_NGINX:-0}
+TLS=${TLS:-0}
 
 TABLE_ROWS=()     # "scenario|conns|req/s|p50|p99|requests|non2xx|rows|msgs/commit|mpc/conn|ratio"
 DETAILS=()        # one free-text line per scenario, printed under the table
@@ -98,20 +101,28 @@ journal_rows() {
     sqlite3 -cmd '.timeout 5000' "$1" 'select count(*) from messages' 2>/dev/null || echo "n/a"
 }
 
+# waypost_scenario DURABILITY CONNS [tls]
 waypost_scenario() {
-    local durability=$1 conns=$2
-    local name="waypost-$durability@$conns"
+    local durability=$1 conns=$2 variant=${3:-}
+    local name="waypost-$durability${variant:+-$variant}@$conns" scheme=http
     local dir=$WORK/$name
     mkdir -p "$dir"
     local config=$dir/waypost.yaml journal=$dir/journal.db logfile=$dir/waypost.log
     write_waypost_config "$config" "$journal" "$durability"
+    if [[ $variant == tls ]]; then
+        scheme=https
+        openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout "$dir/tls.key" \
+            -out "$dir/tls.crt" -days 2 -subj /CN=bench -addext subjectAltName=IP:127.0.0.1 2>/dev/null ||
+            die "$name: openssl could not make a certificate"
+        printf 'tls: { cert_file: %s, key_file: %s }\n' "$dir/tls.crt" "$dir/tls.key" >>"$config"
+    fi
 
     # Poll a reserved status path (SPEC §2, §4): it answers 404 and journals nothing.
     start_scenario_waypost "$name" "$config" "$logfile" \
-        "http://127.0.0.1:$WAYPOST_PORT/_waypost/messages/bench-readiness-probe"
+        "$scheme://127.0.0.1:$WAYPOST_PORT/_waypost/messages/bench-readiness-probe"
     local pid=$WAYPOST_PID
 
-    local url="http://127.0.0.1:$WAYPOST_PORT/" rows_warmup
+    local url="$scheme://127.0.0.1:$WAYPOST_PORT/" rows_warmup
     wrk_warmup "$name" "$url" "$conns"
     sleep 1 # let the requests that wrk abandoned at its deadline commit
     rows_warmup=$(journal_rows "$journal")
@@ -159,7 +170,7 @@ waypost_scenario() {
     fi
     local ok=n/a
     [[ $reqs =~ ^[0-9]+$ ]] && ok=$((reqs - non2xx))
-    TABLE_ROWS+=("waypost $durability|$conns|$rps|$p50|$p99|$reqs|$non2xx|$rows|$mpc|$per_conn|$ratio")
+    TABLE_ROWS+=("waypost $durability${variant:+ $variant}|$conns|$rps|$p50|$p99|$reqs|$non2xx|$rows|$mpc|$per_conn|$ratio")
     DETAILS+=("$name: wrk 2xx/3xx $ok, journal rows measured $rows (after warm-up $rows_warmup, total $rows_total), \
 commits=$commits of which with intake requests $intake_commits, messages=$messages (whole run), other processes' CPU $other_cpu, socket errors $sockerr; \
 $(status_counts "$WORK/$name.wrk")\
@@ -202,6 +213,7 @@ main() {
     if [[ $SKIP_WAYPOST != 1 ]]; then
         for conns in $CONNS; do
             waypost_scenario full "$conns"
+            if [[ $TLS == 1 ]]; then waypost_scenario full "$conns" tls; fi
         done
         for conns in $RELAXED_CONNS; do
             waypost_scenario relaxed "$conns"
