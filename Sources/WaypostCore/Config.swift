@@ -597,6 +597,9 @@ public struct DestinationConfig: Sendable, Equatable {
     public var breaker: BreakerPolicy?
     /// The jq program run over each attempt's request (`transform`), if any.
     public var transform: String?
+    /// `ca_file`: the certificate authorities (PEM) an `https` upstream must chain to, in place
+    /// of the system's (a private CA).
+    public var caFile: String?
 
     /// A destination; everything but `name` and `upstream` has the documented default.
     public init(

@@ -20,12 +20,12 @@ enum Keys {
         "name", "path", "upstream", "mode", "sync_timeout", "ordering", "ordering_key", "concurrency",
         "idempotency_header", "dedup_window", "retry", "on_exhausted", "timeouts", "max_body_bytes",
         "max_header_bytes", "content_types", "validate", "verify", "sign", "add_headers", "remove_headers", "filter",
-        "rate_limit", "rate_limit_burst", "breaker", "transform", "destinations", "reply_from", "reply",
+        "rate_limit", "rate_limit_burst", "breaker", "transform", "ca_file", "destinations", "reply_from", "reply",
     ]
     /// The keys a destination has of its own (SPEC §11); the route's are its defaults.
     static let destination = [
         "name", "upstream", "ordering", "ordering_key", "concurrency", "retry", "on_exhausted", "timeouts", "add_headers",
-        "remove_headers", "sign", "filter", "rate_limit", "rate_limit_burst", "breaker", "transform",
+        "remove_headers", "sign", "filter", "rate_limit", "rate_limit_burst", "breaker", "transform", "ca_file",
     ]
     static let breaker = ["failures", "probe_interval"]
     static let retry = ["initial", "factor", "max_delay", "max_attempts", "max_age", "retry_on"]
@@ -334,6 +334,7 @@ struct ConfigReader {
         if let node = fields["transform"] {
             destination.transform = try program(node, fields.path("transform"))
         }
+        if let file = try string(fields, "ca_file") { destination.caFile = file }
     }
 
     /// A jq program (`transform`, `reply`): a string of 1 byte to 64 KiB. jq itself compiles

@@ -100,6 +100,7 @@ final class CurlTransfer {
         set(CURLOPT_TIMEOUT_MS, Self.milliseconds(request.totalTimeout))
         set(CURLOPT_TCP_KEEPALIVE, 1)
         set(CURLOPT_URL, request.url)
+        if let caFile = request.caFile { set(CURLOPT_CAINFO, caFile) }
 
         let unmanaged = Unmanaged.passUnretained(self).toOpaque()
         set(CURLOPT_PRIVATE, pointer: unmanaged)

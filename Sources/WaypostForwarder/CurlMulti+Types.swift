@@ -39,6 +39,9 @@ public struct CurlRequest: Sendable {
     /// The stored response body is cut at this many bytes (``CurlResponse/bodyTruncated``);
     /// the transfer itself still completes, so the connection can be reused.
     public var maxResponseBodyBytes: Int
+    /// The PEM file of the certificate authorities an `https` upstream's certificate must chain
+    /// to (`CURLOPT_CAINFO`); nil: the system's.
+    public var caFile: String?
 
     /// Creates a request; by default a `POST` with a 5s connect timeout, a 30s total timeout
     /// and a 1 MiB response body cap.
@@ -49,7 +52,8 @@ public struct CurlRequest: Sendable {
         body: [UInt8] = [],
         connectTimeout: Duration = .seconds(5),
         totalTimeout: Duration = .seconds(30),
-        maxResponseBodyBytes: Int = 1 << 20
+        maxResponseBodyBytes: Int = 1 << 20,
+        caFile: String? = nil
     ) {
         self.url = url
         self.method = method
@@ -58,6 +62,7 @@ public struct CurlRequest: Sendable {
         self.connectTimeout = connectTimeout
         self.totalTimeout = totalTimeout
         self.maxResponseBodyBytes = maxResponseBodyBytes
+        self.caFile = caFile
     }
 }
 

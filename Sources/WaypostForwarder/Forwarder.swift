@@ -593,7 +593,7 @@ public final class Forwarder: Service, @unchecked Sendable {
         }
         let request = CurlRequest(
             url: url, method: document.method, headers: headers, body: document.body, connectTimeout: destination.timeouts.connect,
-            totalTimeout: destination.timeouts.total)
+            totalTimeout: destination.timeouts.total, caFile: destination.caFile)
         let sent = SentBody(bytes: document.body.count, sha256: Self.hexSHA256(document.body))
         let id = message.id
         multi.submit(request) { [unowned self] result in

@@ -41,6 +41,18 @@ struct Startup {
                     + "$\(settings.admin.tokenEnv) is not set; set the token or listen on 127.0.0.1")
             throw ExitCode.invalidConfiguration
         }
+        for (index, route) in settings.routes.enumerated() {
+            for (number, destination) in route.destinations.enumerated() {
+                guard let file = destination.caFile else { continue }
+                let text = FileManager.default.contents(atPath: file).map { String(decoding: $0.prefix(1 << 20), as: UTF8.self) }
+                guard let text, text.contains("-----BEGIN CERTIFICATE-----") else {
+                    printError(
+                        "waypost: invalid configuration: \(route.keyPath(index: index, destination: number)).ca_file: "
+                            + "\(file) is not a readable PEM file of certificates")
+                    throw ExitCode.invalidConfiguration
+                }
+            }
+        }
         var loaded = try startup.compilingPrograms(settings)
         if let files = settings.tls {
             do {

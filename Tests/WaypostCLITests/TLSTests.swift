@@ -33,7 +33,7 @@ private func tlsConfig(cert: String, key: String, upstream: String, extra: Strin
     """
 }
 
-@Suite("TLS at the intake (SPEC §14)")
+@Suite("TLS at the intake, and to an HTTP/2 upstream (SPEC §14)")
 struct TLSTests {
     @Test("TLS 1.2 and 1.3 with HTTP/1.1; plain HTTP is refused; the upstream is told X-Forwarded-Proto: https")
     func tlsVersions() async throws {
@@ -192,4 +192,86 @@ struct TLSTests {
             }
         }
     }
+
+    @Test("an https upstream: HTTP/2 negotiated by libcurl, its certificate checked against ca_file; without it the delivery fails")
+    func upstreamHTTP2() async throws {
+        let dir = try ScratchDirectory()
+        defer { dir.remove() }
+        guard let nginx = ["/usr/sbin/nginx", "/usr/bin/nginx"].first(where: FileManager.default.isExecutableFile(atPath:)) else {
+            print("TLSTests: upstreamHTTP2 skipped, nginx is not installed (apt-get install nginx)")
+            return
+        }
+        guard let (cert, key) = try await makeCertificate("upstream", in: dir) else {
+            print("TLSTests: upstreamHTTP2 skipped, /usr/bin/openssl is not installed (apt-get install openssl)")
+            return
+        }
+        // nginx from Debian as the upstream: TLS, HTTP/2 by ALPN, each request's protocol logged.
+        let port = try freeLoopbackPort()
+        let conf = try dir.write(
+            "nginx.conf",
+            """
+            daemon off;
+            worker_processes 1;
+            pid \(dir.file("nginx.pid"));
+            error_log \(dir.file("error.log"));
+            events { worker_connections 64; }
+            http {
+                log_format protocol '$server_protocol $request_method $request_uri $http_x_correlation_id';
+                access_log \(dir.file("access.log")) protocol;
+                client_body_temp_path \(dir.path);
+                proxy_temp_path \(dir.path);
+                fastcgi_temp_path \(dir.path);
+                uwsgi_temp_path \(dir.path);
+                scgi_temp_path \(dir.path);
+                server {
+                    listen 127.0.0.1:\(port) ssl http2;
+                    ssl_certificate \(cert);
+                    ssl_certificate_key \(key);
+                    location / { return 200 "ok"; }
+                }
+            }
+            """)
+        let server = Process()
+        server.executableURL = URL(fileURLWithPath: nginx)
+        server.arguments = ["-c", conf, "-p", dir.path, "-e", dir.file("error.log")]
+        server.standardOutput = FileHandle.nullDevice
+        server.standardError = FileHandle.nullDevice
+        try server.run()
+        defer {
+            server.terminate()
+            server.waitUntilExit()
+        }
+        let up = ContinuousClock.now + .seconds(10)
+        while !acceptsConnections(port: port), ContinuousClock.now < up { try await Task.sleep(for: .milliseconds(50)) }
+        try #require(acceptsConnections(port: port), "nginx did not listen: \((try? String(contentsOfFile: dir.file("error.log"), encoding: .utf8)) ?? "")")
+
+        let config = """
+            routes:
+              - name: shop
+                path: /shop
+                retry: { max_attempts: 1 }
+                destinations:
+                  - { name: trusted, upstream: "https://127.0.0.1:\(port)/in", ca_file: "\(cert)" }
+                  - { name: system, upstream: "https://127.0.0.1:\(port)/in" }
+            """
+        try await withServer(config: config, upstreams: []) { server, _ in
+            let id = try await server.accept("/shop", body: #"{"n":1}"#)
+            try await server.waitForStates("final") { $0[id] == "failed" }
+            let (message, _) = try await server.message(id)
+            let deliveries = try #require(message["deliveries"] as? [[String: Any]], "\(message)")
+            let byName = Dictionary(uniqueKeysWithValues: deliveries.map { ($0["destination"] as? String ?? "", $0) })
+            #expect(byName["trusted"]?["state"] as? String == "delivered", "\(message)")
+            #expect(byName["system"]?["state"] as? String == "failed", "\(message)")
+            let error = byName["system"]?["last_error"] as? String ?? ""
+            #expect(error.contains("certificate"), "the system's CAs do not know the test's: \(error)")
+            let log = (try? String(contentsOfFile: dir.file("access.log"), encoding: .utf8)) ?? ""
+            #expect(log.contains("HTTP/2.0 POST /in \(id)"), "nginx's access log: \(log)")
+        }
+        // A ca_file that is not a PEM file of certificates stops start-up, naming the key.
+        let broken = try dir.write(
+            "broken.yaml", "routes:\n  - { name: a, path: /a, upstream: \"https://127.0.0.1:\(port)/\", ca_file: \(key) }\n")
+        let check = try await waypost("check-config", "--config", broken)
+        #expect(check.status == 78 && check.stderr.contains("routes[0].ca_file"), "\(check)")
+    }
 }
+
