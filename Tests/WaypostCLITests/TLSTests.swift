@@ -243,7 +243,9 @@ struct TLSTests {
         }
         let up = ContinuousClock.now + .seconds(10)
         while !acceptsConnections(port: port), ContinuousClock.now < up { try await Task.sleep(for: .milliseconds(50)) }
-        try #require(acceptsConnections(port: port), "nginx did not listen: \((try? String(contentsOfFile: dir.file("error.log"), encoding: .utf8)) ?? "")")
+        try #require(
+            acceptsConnections(port: port),
+            "nginx did not listen: \((try? String(contentsOfFile: dir.file("error.log"), encoding: .utf8)) ?? "")")
 
         let config = """
             routes:
@@ -274,4 +276,3 @@ struct TLSTests {
         #expect(check.status == 78 && check.stderr.contains("routes[0].ca_file"), "\(check)")
     }
 }
-
