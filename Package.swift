@@ -183,6 +183,7 @@ let package = Package(
             name: "WaypostServerTests",
             dependencies: [
                 "WaypostServer", "WaypostJournal", "WaypostCore",
+                .product(name: "Yams", package: "Yams"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),

@@ -358,6 +358,7 @@ public final class Forwarder: Service, @unchecked Sendable {
     // MARK: - The delivery thread
 
     private func deliveryLoop() {
+        transforms?.warmUp()  // on this thread: the workers die with it
         while true {
             multi.perform()  // sends what the last turn started, collects what ended
             let turn = shared.withLock { shared in

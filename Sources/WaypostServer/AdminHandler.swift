@@ -90,7 +90,7 @@ final class AdminHandler: ChannelInboundHandler, RemovableChannelHandler {
 
     /// The admin endpoints (SPEC §5), each with the methods it answers.
     enum Endpoint: Equatable {
-        case healthz, readyz, metrics
+        case healthz, readyz, metrics, openAPI
         case messages, message(String), replayMessage(String), skipMessage(String), replay
         case pauseRoute(String), resumeRoute(String), destinations
 
@@ -101,6 +101,7 @@ final class AdminHandler: ChannelInboundHandler, RemovableChannelHandler {
             case 1 where s[0] == "healthz": self = .healthz
             case 1 where s[0] == "readyz": self = .readyz
             case 1 where s[0] == "metrics": self = .metrics
+            case 1 where s[0] == "openapi.json": self = .openAPI
             case 1 where s[0] == "messages": self = .messages
             case 1 where s[0] == "replay": self = .replay
             case 1 where s[0] == "destinations": self = .destinations
@@ -116,7 +117,7 @@ final class AdminHandler: ChannelInboundHandler, RemovableChannelHandler {
         /// Reads answer `GET` and `HEAD`; actions `POST`.
         var methods: [HTTPMethod] {
             switch self {
-            case .healthz, .readyz, .metrics, .messages, .message, .destinations: return [.GET, .HEAD]
+            case .healthz, .readyz, .metrics, .openAPI, .messages, .message, .destinations: return [.GET, .HEAD]
             case .replayMessage, .skipMessage, .replay, .pauseRoute, .resumeRoute: return [.POST]
             }
         }
@@ -129,8 +130,8 @@ final class AdminHandler: ChannelInboundHandler, RemovableChannelHandler {
             }
         }
 
-        /// Probes and the scrape need no token.
-        var isOpen: Bool { self == .healthz || self == .readyz || self == .metrics }
+        /// Probes, the scrape and the API's own document need no token.
+        var isOpen: Bool { self == .healthz || self == .readyz || self == .metrics || self == .openAPI }
     }
 
     private func route(_ head: HTTPRequestHead, body: [UInt8], eventLoop: any EventLoop) -> EventLoopFuture<AdminAnswer> {
@@ -181,6 +182,8 @@ final class AdminHandler: ChannelInboundHandler, RemovableChannelHandler {
             return eventLoop.makeSucceededFuture(readiness())
         case .metrics:
             return metrics(eventLoop: eventLoop)
+        case .openAPI:
+            return eventLoop.makeSucceededFuture(.json(200, OpenAPIDocument.json))
         case .messages:
             let filter: MessageFilter
             do { filter = try Self.filter(QueryString.query(ofTarget: target)) } catch { return eventLoop.makeFailedFuture(error) }

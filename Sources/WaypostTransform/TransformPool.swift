@@ -98,6 +98,7 @@ public final class TransformPool: Sendable {
     }
 
     private func serve(_ workers: TransformWorkers) {
+        workers.warmUp()
         var callbacks: [Int64: Completion] = [:]
         var nextTag: Int64 = 0
         while true {

@@ -56,6 +56,17 @@ public final class TransformWorkers {
 
     deinit { for slot in slots { slot.process?.kill() } }
 
+    /// Starts every worker now, so that the first requests find them compiled (a worker's
+    /// start takes a process's start and its programs' compilation). Call it on the owning
+    /// thread: a worker dies with the thread that started it. A worker that cannot start is
+    /// started again by the first request.
+    public func warmUp() {
+        for slot in slots where slot.process == nil {
+            slot.process = try? TransformProcess.spawn(executable: executable, programs: programs, memoryLimit: memoryLimit)
+            slot.headSince = .now
+        }
+    }
+
     /// Runs `request`; its end comes from ``collect()`` with `tag`.
     public func submit(tag: Int64, _ request: TransformRequest) {
         waiting.append(Request(tag: tag, request: request))
