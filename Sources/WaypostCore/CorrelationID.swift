@@ -40,10 +40,11 @@ public enum CorrelationID {
     }
 
     /// Whether a source-supplied `X-Correlation-ID` is acceptable: 1–128 characters of
-    /// `[A-Za-z0-9._:-]` (SPEC §2). Anything else is answered with `400`.
+    /// `[A-Za-z0-9._:-]` (SPEC §2), but not `.` or `..`, which no status URL can name (a path
+    /// segment of dots is refused there). Anything else is answered with `400`.
     public static func isValidSupplied(_ id: String) -> Bool {
         let utf8 = id.utf8
-        guard (1...128).contains(utf8.count) else { return false }
+        guard (1...128).contains(utf8.count), id != ".", id != ".." else { return false }
         return utf8.allSatisfy { byte in
             switch byte {
             case UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "a")...UInt8(ascii: "z"),

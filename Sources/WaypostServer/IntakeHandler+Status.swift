@@ -35,12 +35,15 @@ struct StatusQuery {
         guard !rest.isEmpty, !rest.contains("/") else { return nil }
         correlationID = String(rest)
         keepAlive = head.isKeepAlive
-        if head.method != .GET && head.method != .HEAD {
+        guard head.method == .GET || head.method == .HEAD else {
             problem = Problem(
                 status: 405, slug: "method-not-allowed", title: "Method not allowed",
-                detail: "The status API answers GET only; \(head.method.rawValue) \(path) is not supported.",
+                detail: "The status API answers GET and HEAD; \(head.method.rawValue) \(path) is not supported.",
                 headers: [HeaderField(name: "Allow", value: "GET, HEAD")])
+            return
         }
+        // `/response` answers at once: its query is not read.
+        guard !wantsResponse else { return }
         do {
             for (name, value) in try QueryString.items(QueryString.query(ofTarget: head.uri)) where name == "wait" {
                 // One rule: any non-negative whole number, above the maximum taken as the maximum.

@@ -160,7 +160,7 @@ private let maxULIDTime: UInt64 = 1 << 48 - 1
     @Test(
         "supplied ids of 1–128 characters of [A-Za-z0-9._:-] are accepted",
         arguments: [
-            "a", "Z", "0", ".", "_", ":", "-",
+            "a", "Z", "0", "...", "_", ":", "-",
             "01JD7Z8W1V3K4M5N6P7Q8R9S0T",
             "550e8400-e29b-41d4-a716-446655440000",
             "order:123.v2_retry-1",
@@ -174,9 +174,9 @@ private let maxULIDTime: UInt64 = 1 << 48 - 1
     }
 
     @Test(
-        "other supplied ids are refused",
+        "other supplied ids are refused (. and .. too: no status URL can name them)",
         arguments: [
-            "",
+            "", ".", "..",
             String(repeating: "x", count: 129),
             String(repeating: "x", count: 1000),
             "a b", " a", "a ", "a/b", "/", "a\\b", "%41", "a%2Fb", "a+b", "a,b", "a;b", "a=b", "a?b", "a#b",
