@@ -4,7 +4,7 @@ public enum OutboundRequest {
     /// Header names Waypost sets itself on every attempt; the source's own values are replaced.
     static let replaced: [String] = [
         "host", "content-length", "x-correlation-id", "idempotency-key", "x-waypost-attempt", "x-forwarded-for",
-        "x-forwarded-proto", "x-forwarded-host", "expect",
+        "x-forwarded-proto", "x-forwarded-host", "expect", "traceparent", "tracestate",
     ]
 
     /// The route's `upstream`, then the request path after the route's prefix, then the
@@ -48,8 +48,8 @@ public enum OutboundRequest {
     /// The header fields of attempt `attempt`: the stored ones in order, without those
     /// Waypost sets itself, then `X-Correlation-ID`, `Idempotency-Key` (the source's
     /// idempotency key, else the correlation id), `X-Waypost-Attempt`, `X-Forwarded-For`,
-    /// `X-Forwarded-Proto`, `X-Forwarded-Host`; then `remove_headers` are removed and
-    /// `add_headers` (already expanded) are added.
+    /// `X-Forwarded-Proto`, `X-Forwarded-Host`, the attempt's own `trace` (``AttemptTrace``);
+    /// then `remove_headers` are removed and `add_headers` (already expanded) are added.
     ///
     /// The `X-Forwarded-*` values are Waypost's own (SPEC §14): `clientAddress`, `scheme` (the
     /// intake's: `https` with `tls`), and the `Host` as received. Only when the peer is a trusted proxy (`trustedPeer`) are its own
@@ -57,7 +57,8 @@ public enum OutboundRequest {
     /// `X-Forwarded-Proto` and `X-Forwarded-Host` as they came.
     public static func headers(
         stored: [HeaderField], correlationID: String, idempotencyKey: String?, attempt: Int, clientAddress: String?,
-        trustedPeer: Bool = false, scheme: String = "http", removeHeaders: [String], addHeaders: [HeaderField]
+        trustedPeer: Bool = false, scheme: String = "http", trace: [HeaderField] = [], removeHeaders: [String],
+        addHeaders: [HeaderField]
     ) -> [HeaderField] {
         var forwardedFor: [String] = []
         var proto: String?
@@ -88,6 +89,7 @@ public enum OutboundRequest {
         if !forwardedFor.isEmpty { fields.append(HeaderField(name: "X-Forwarded-For", value: forwardedFor.joined(separator: ", "))) }
         fields.append(HeaderField(name: "X-Forwarded-Proto", value: proto ?? scheme))
         if let forwardedHost = forwardedHost ?? host { fields.append(HeaderField(name: "X-Forwarded-Host", value: forwardedHost)) }
+        fields += trace
         if !removeHeaders.isEmpty || !addHeaders.isEmpty {
             fields.removeAll { field in
                 removeHeaders.contains(where: field.name.caseInsensitiveEquals)

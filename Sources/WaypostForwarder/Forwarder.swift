@@ -137,6 +137,8 @@ public final class Forwarder: Service, @unchecked Sendable {
     private let transforms: TransformWorkers?
     /// Attempts waiting for their transform, by delivery row id.
     private var transforming: [Int64: Transforming] = [:]
+    /// The trace id of each attempt on the wire, by delivery row id, for its log line.
+    private var traceIDs: [Int64: String] = [:]
 
     /// The `add_headers` of every destination, with `${NAME}` expanded from `environment`, by
     /// ``RouteConfig/key(of:)``. Start-up calls this before it opens anything.
@@ -580,11 +582,13 @@ public final class Forwarder: Service, @unchecked Sendable {
     /// Sends attempt `attempt` of `message`, as `document` says, to `url`.
     private func transmit(_ document: TransformDocument, url: String, message: MessageForDelivery, attempt: Int, route index: Int) {
         let destination = routes[index].destination
+        let trace = AttemptTrace.context(stored: message.headers, correlationID: message.correlationID)
+        traceIDs[message.id] = AttemptTrace.traceID(of: trace)
         var headers = OutboundRequest.headers(
             stored: document.headers, correlationID: message.correlationID, idempotencyKey: message.idempotencyKey,
             attempt: attempt, clientAddress: message.clientAddress,
             trustedPeer: message.clientAddress.map { address in trustedProxies.contains { $0.contains(address) } } ?? false,
-            scheme: intakeScheme, removeHeaders: destination.removeHeaders,
+            scheme: intakeScheme, trace: AttemptTrace.headers(trace), removeHeaders: destination.removeHeaders,
             addHeaders: routes[index].addHeaders)
         if let signer = secrets.signer(routes[index].key) {
             // The source's own webhook-* headers are replaced, not duplicated.
@@ -616,6 +620,7 @@ public final class Forwarder: Service, @unchecked Sendable {
 
     /// Reports the end of an attempt to the scheduler, and records and publishes its outcome.
     private func finish(_ completion: Completion) {
+        let traceID = traceIDs.removeValue(forKey: completion.deliveryID)
         if case .curl(.failure(let error)) = completion.ending, error.isCancelled {
             // Shutting down: the message stays in flight in the journal and is sent again on restart.
             return scheduler.attemptCancelled(completion.deliveryID)
@@ -683,6 +688,7 @@ public final class Forwarder: Service, @unchecked Sendable {
             "upstream.status": "\(response.map { String($0.status) } ?? "-")", "state": "\(end.state)",
         ]
         if let lastError = end.lastError { metadata["last_error"] = "\(lastError)" }
+        if let traceID { metadata["trace_id"] = "\(traceID)" }
         logger.log(level: level, text, metadata: metadata)
     }
 

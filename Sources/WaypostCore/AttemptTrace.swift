@@ -1,0 +1,48 @@
+import Crypto
+import W3CTraceContext
+
+/// The W3C trace context each delivery attempt carries to the upstream (SPEC §14): a
+/// `traceparent` of its own, in the source's trace when the source sent one, so that a traced
+/// upstream's spans join the trace of the request that caused them.
+///
+/// The trace is the source's `traceparent`'s (its flags and `tracestate` kept) when the
+/// stored request has a valid one; otherwise one derived from the correlation id, the same on
+/// every attempt and replay of the message, for every destination. Each attempt is a span of
+/// its own: a new span id.
+public enum AttemptTrace {
+    /// The attempt's trace context: `spanID` (by default a new one) under the message's trace.
+    public static func context(stored: [HeaderField], correlationID: String, spanID: SpanID = .random()) -> TraceContext {
+        if let parent = stored.first(where: { $0.name.caseInsensitiveEquals("traceparent") }),
+            let source = try? TraceContext(
+                traceParentHeaderValue: parent.value,
+                traceStateHeaderValue: stored.first(where: { $0.name.caseInsensitiveEquals("tracestate") })?.value)
+        {
+            return TraceContext(traceID: source.traceID, spanID: spanID, flags: source.flags, state: source.state)
+        }
+        return TraceContext(traceID: traceID(of: correlationID), spanID: spanID, flags: .sampled, state: TraceState())
+    }
+
+    /// The header fields of `context`: `traceparent`, and `tracestate` when it has entries.
+    public static func headers(_ context: TraceContext) -> [HeaderField] {
+        var fields = [HeaderField(name: "traceparent", value: context.traceParentHeaderValue)]
+        if let state = context.traceStateHeaderValue, !state.isEmpty { fields.append(HeaderField(name: "tracestate", value: state)) }
+        return fields
+    }
+
+    /// The trace id of `context`, as 32 lower-case hex digits (for log lines' `trace_id`).
+    public static func traceID(of context: TraceContext) -> String {
+        String(context.traceParentHeaderValue.dropFirst(3).prefix(32))
+    }
+
+    /// The trace of a message whose source sent no trace context: the first 16 bytes of the
+    /// SHA-256 of its correlation id (never all zero, which W3C forbids).
+    static func traceID(of correlationID: String) -> TraceID {
+        var bytes = Array(SHA256.hash(data: Array(correlationID.utf8)).prefix(16))
+        if bytes.allSatisfy({ $0 == 0 }) { bytes[15] = 1 }
+        return TraceID(
+            bytes: (
+                bytes[0], bytes[1], bytes[2], bytes[3], bytes[4], bytes[5], bytes[6], bytes[7], bytes[8], bytes[9], bytes[10], bytes[11],
+                bytes[12], bytes[13], bytes[14], bytes[15]
+            ))
+    }
+}
