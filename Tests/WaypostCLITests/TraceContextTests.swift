@@ -16,7 +16,7 @@ struct TraceContextTests {
                 path: /hooks
                 upstream: "\(upstream.url)"
                 ordering: none
-                retry: { initial: 100ms, factor: 1, max_delay: 100ms, max_attempts: 10 }
+                retry: { initial: 200ms, factor: 1, max_delay: 200ms, max_attempts: 100000 }
                 breaker: off
             """
         try await withServer(config: config, upstreams: [upstream]) { server, _ in

@@ -149,8 +149,12 @@ struct ForwarderTests {
                 // The source (192.0.2.7) is no trusted proxy: its own X-Forwarded-For is replaced.
                 HeaderField(name: "X-Forwarded-For", value: "192.0.2.7"),
                 HeaderField(name: "X-Forwarded-Proto", value: "http"), HeaderField(name: "X-Forwarded-Host", value: "waypost.example"),
+                // The attempt's own W3C trace context (AttemptTrace): a trace of the message's own here.
+                HeaderField(name: "traceparent", value: request.header("traceparent") ?? "none"),
                 HeaderField(name: "X-Api-Key", value: "key-s3cret"),
             ])
+        let traceparent = request.header("traceparent")?.split(separator: "-").map(\.count)
+        #expect(traceparent == [2, 32, 16, 2], "\(request.header("traceparent") ?? "none")")
     }
 
     @Test("fifo: every message is delivered once, in order, despite retries; attempts and responses are recorded")
