@@ -13,10 +13,9 @@ public enum OutboundRequest {
     ///
     /// - Parameter requestTarget: path and query as received (origin form, starts with `/`).
     public static func targetURL(upstream: String, routePath: String, requestTarget: String) -> String {
-        let queryStart = requestTarget.firstIndex(of: "?") ?? requestTarget.endIndex
-        let path = requestTarget[..<queryStart]
+        let (path, query) = split(requestTarget: requestTarget, routePath: routePath)
         // The query byte for byte, a bare `?` included.
-        return targetURL(upstream: upstream, path: routePath == "/" ? path : path.dropFirst(routePath.count)) + requestTarget[queryStart...]
+        return targetURL(upstream: upstream, path: path) + (query.map { "?" + $0 } ?? "")
     }
 
     /// The `upstream`, then `path` (`""` or starting with `/`), then `?` and `query` if any.
@@ -35,14 +34,14 @@ public enum OutboundRequest {
         return url
     }
 
-    /// The path after the route's prefix and the query without its `?` of a request target as
-    /// received.
-    public static func split(requestTarget: String, routePath: String) -> (path: Substring, query: Substring) {
-        let queryStart = requestTarget.firstIndex(of: "?") ?? requestTarget.endIndex
-        let path = requestTarget[..<queryStart]
-        let query =
-            queryStart == requestTarget.endIndex ? requestTarget[queryStart...] : requestTarget[requestTarget.index(after: queryStart)...]
-        return (routePath == "/" ? path : path.dropFirst(routePath.count), query)
+    /// The path after the route's prefix and the query after its `?` (nil without one, `""`
+    /// for a bare `?`) of a request target as received.
+    public static func split(requestTarget: String, routePath: String) -> (path: Substring, query: Substring?) {
+        let queryStart = requestTarget.firstIndex(of: "?")
+        let path = requestTarget[..<(queryStart ?? requestTarget.endIndex)]
+        return (
+            routePath == "/" ? path : path.dropFirst(routePath.count), queryStart.map { requestTarget[requestTarget.index(after: $0)...] }
+        )
     }
 
     /// The header fields of attempt `attempt`: the stored ones in order, without those

@@ -24,7 +24,7 @@ public struct TransformDocument: Sendable, Equatable {
     /// query as received.
     public init(method: String, requestTarget: String, routePath: String, headers: [HeaderField], body: [UInt8]) {
         let (path, query) = OutboundRequest.split(requestTarget: requestTarget, routePath: routePath)
-        self.init(method: method, path: String(path), query: String(query), headers: headers, body: body)
+        self.init(method: method, path: String(path), query: String(query ?? ""), headers: headers, body: body)
     }
 
     /// The request target to append to the upstream: the path, then `?` and the query if any.
@@ -93,6 +93,13 @@ public struct TransformDocument: Sendable, Equatable {
         guard case .object(let members) = JSONValue.parse(rest.utf8) else {
             throw TransformOutputError(message: "the output is not a JSON object")
         }
+        return try applying(members, body: body)
+    }
+
+    /// This request with the parts `members` names replaced (``applying(rest:body:)``).
+    private func applying(
+        _ members: [(key: String, value: JSONValue)], body: [UInt8]?
+    ) throws(TransformOutputError) -> TransformDocument {
         var result = self
         if let body { result.body = body }
         for (key, value) in members {
@@ -275,9 +282,8 @@ extension TransformDocument {
         guard case .object(let members) = document else {
             throw TransformOutputError(message: "the input must be a JSON object {method, path, query, headers, body}")
         }
-        self.init(method: "POST", path: "", query: "", headers: [], body: [])
-        let request = members.filter { $0.key != "body" }
-        self = try applying(rest: JSONValue.object(request).description, body: nil)
+        self = try TransformDocument(method: "POST", path: "", query: "", headers: [], body: [])
+            .applying(members.filter { $0.key != "body" }, body: nil)
         switch document["body"] {
         case nil, .null?: body = []
         case .string(let text)?: body = Array(text.utf8)

@@ -55,6 +55,8 @@ public final class Forwarder: Service, @unchecked Sendable {
         let ending: Ending
         /// What the attempt sent, when it sent anything.
         let sent: SentBody?
+        /// The attempt's trace id (``AttemptTrace``), for its log line; nil when nothing was sent.
+        var traceID: String? = nil
     }
 
     private enum Ending {
@@ -137,8 +139,6 @@ public final class Forwarder: Service, @unchecked Sendable {
     private let transforms: TransformWorkers?
     /// Attempts waiting for their transform, by delivery row id.
     private var transforming: [Int64: Transforming] = [:]
-    /// The trace id of each attempt on the wire, by delivery row id, for its log line.
-    private var traceIDs: [Int64: String] = [:]
 
     /// The `add_headers` of every destination, with `${NAME}` expanded from `environment`, by
     /// ``RouteConfig/key(of:)``. Start-up calls this before it opens anything.
@@ -583,7 +583,7 @@ public final class Forwarder: Service, @unchecked Sendable {
     private func transmit(_ document: TransformDocument, url: String, message: MessageForDelivery, attempt: Int, route index: Int) {
         let destination = routes[index].destination
         let trace = AttemptTrace.context(stored: message.headers, correlationID: message.correlationID)
-        traceIDs[message.id] = AttemptTrace.traceID(of: trace)
+        let traceID = AttemptTrace.traceID(of: trace)
         var headers = OutboundRequest.headers(
             stored: document.headers, correlationID: message.correlationID, idempotencyKey: message.idempotencyKey,
             attempt: attempt, clientAddress: message.clientAddress,
@@ -602,7 +602,7 @@ public final class Forwarder: Service, @unchecked Sendable {
         let sent = SentBody(bytes: document.body.count, sha256: Self.hexSHA256(document.body))
         let id = message.id
         multi.submit(request) { [unowned self] result in
-            ended.append(Completion(deliveryID: id, ending: .curl(result), sent: sent))
+            ended.append(Completion(deliveryID: id, ending: .curl(result), sent: sent, traceID: traceID))
         }
     }
 
@@ -620,7 +620,6 @@ public final class Forwarder: Service, @unchecked Sendable {
 
     /// Reports the end of an attempt to the scheduler, and records and publishes its outcome.
     private func finish(_ completion: Completion) {
-        let traceID = traceIDs.removeValue(forKey: completion.deliveryID)
         if case .curl(.failure(let error)) = completion.ending, error.isCancelled {
             // Shutting down: the message stays in flight in the journal and is sent again on restart.
             return scheduler.attemptCancelled(completion.deliveryID)
@@ -688,7 +687,7 @@ public final class Forwarder: Service, @unchecked Sendable {
             "upstream.status": "\(response.map { String($0.status) } ?? "-")", "state": "\(end.state)",
         ]
         if let lastError = end.lastError { metadata["last_error"] = "\(lastError)" }
-        if let traceID { metadata["trace_id"] = "\(traceID)" }
+        if let traceID = completion.traceID { metadata["trace_id"] = "\(traceID)" }
         logger.log(level: level, text, metadata: metadata)
     }
 

@@ -6,8 +6,9 @@ import WaypostCore
 #endif
 
 /// One transform worker process (``TransformWorker``) seen from the server: started with an
-/// empty environment, fed one request at a time over a pipe, killed when a program runs past its
-/// time or its answer past ``maximumAnswerBytes``. Used by one thread at a time.
+/// empty environment, fed requests over a pipe (written ahead of their answers, which come back
+/// in order on another), killed when a program runs past its time or its answer past
+/// ``maximumAnswerBytes``. Used by one thread at a time (``TransformWorkers``).
 final class TransformProcess {
     /// The largest answer read from a worker: a program printing more fails its delivery.
     static let maximumAnswerBytes = 64 << 20

@@ -144,14 +144,7 @@ func readFrame(from descriptor: Int32) -> [UInt8]? {
 }
 
 private func readFully(_ descriptor: Int32, into buffer: inout [UInt8]) -> Bool {
-    var done = 0
-    while done < buffer.count {
-        let count = buffer.withUnsafeMutableBytes { read(descriptor, $0.baseAddress! + done, $0.count - done) }
-        if count < 0 && errno == EINTR { continue }
-        guard count > 0 else { return false }
-        done += count
-    }
-    return true
+    transferAll(buffer.count) { done in buffer.withUnsafeMutableBytes { read(descriptor, $0.baseAddress! + done, $0.count - done) } }
 }
 
 /// Writes one frame to a blocking descriptor; false when it cannot.
@@ -161,12 +154,18 @@ func writeFrame(_ bytes: [UInt8], to descriptor: Int32) -> Bool {
 
 /// Writes all of `bytes` to a blocking descriptor; false when it cannot.
 func writeAll(_ bytes: [UInt8], to descriptor: Int32) -> Bool {
+    transferAll(bytes.count) { done in bytes.withUnsafeBytes { write(descriptor, $0.baseAddress! + done, $0.count - done) } }
+}
+
+/// Calls `step` (a `read` or `write` of what is left after the first `done` bytes) until `count`
+/// bytes have moved; false at the end of input or on an error. Interrupted calls are repeated.
+private func transferAll(_ count: Int, _ step: (_ done: Int) -> Int) -> Bool {
     var done = 0
-    while done < bytes.count {
-        let count = bytes.withUnsafeBytes { write(descriptor, $0.baseAddress! + done, $0.count - done) }
-        if count < 0 && errno == EINTR { continue }
-        guard count > 0 else { return false }
-        done += count
+    while done < count {
+        let moved = step(done)
+        if moved < 0 && errno == EINTR { continue }
+        guard moved > 0 else { return false }
+        done += moved
     }
     return true
 }

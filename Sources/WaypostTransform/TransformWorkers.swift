@@ -61,10 +61,13 @@ public final class TransformWorkers {
     /// thread: a worker dies with the thread that started it. A worker that cannot start is
     /// started again by the first request.
     public func warmUp() {
-        for slot in slots where slot.process == nil {
-            slot.process = try? TransformProcess.spawn(executable: executable, programs: programs, memoryLimit: memoryLimit)
-            slot.headSince = .now
-        }
+        for slot in slots where slot.process == nil { try? start(slot) }
+    }
+
+    /// Starts `slot`'s worker; its set-up has its time from now.
+    private func start(_ slot: Slot) throws(TransformFailure) {
+        slot.process = try TransformProcess.spawn(executable: executable, programs: programs, memoryLimit: memoryLimit)
+        slot.headSince = .now
     }
 
     /// Runs `request`; its end comes from ``collect()`` with `tag`.
@@ -81,9 +84,7 @@ public final class TransformWorkers {
     /// When ``collect()`` must run even if no descriptor is ready: the first request's time
     /// running out, or now when ends are waiting to be collected; nil when nothing is on its way.
     public var nextDeadline: ContinuousClock.Instant? {
-        if !decided.isEmpty { return .now }
-        return slots.compactMap { slot in slot.outstanding.isEmpty && slot.process?.compileErrors != nil ? nil : deadline(of: slot) }
-            .min()
+        decided.isEmpty ? slots.compactMap(deadline(of:)).min() : .now
     }
 
     /// The requests that ended since the last call, in the order each worker answered them:
@@ -168,8 +169,7 @@ public final class TransformWorkers {
             guard slot.outstanding.isEmpty || slot.bytes + next.request.input.count <= TransformProcess.batchBytes else { break }
             if slot.process == nil {
                 do {
-                    slot.process = try TransformProcess.spawn(executable: executable, programs: programs, memoryLimit: memoryLimit)
-                    slot.headSince = .now
+                    try start(slot)
                 } catch {
                     // No worker starts: what waits fails now rather than waiting for ever.
                     decided += waiting.map { ($0.tag, .failure(error)) }
