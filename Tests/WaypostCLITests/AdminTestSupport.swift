@@ -166,6 +166,15 @@ final class AdminTestServer {
         return (message, attempts)
     }
 
+    /// `GET /messages/{id}`'s `deliveries`, by destination.
+    func deliveries(_ id: String) async throws -> [String: [String: Any]] {
+        let (message, _) = try await message(id)
+        let list = try #require(message["deliveries"] as? [[String: Any]], "\(message)")
+        var byName: [String: [String: Any]] = [:]
+        for delivery in list { byName[try #require(delivery["destination"] as? String)] = delivery }
+        return byName
+    }
+
     /// Every message's state, by correlation id, from `GET /messages?limit=1000`.
     func states() async throws -> [String: String] {
         let answer = try await admin("GET", "/messages?limit=1000")

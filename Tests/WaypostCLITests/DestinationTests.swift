@@ -15,12 +15,8 @@ private let fixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent
 extension AdminTestServer {
     /// `GET /messages/{id}`'s `deliveries`, by destination: each one's state.
     fileprivate func deliveryStates(_ id: String) async throws -> [String: String] {
-        let (message, _) = try await message(id)
-        let deliveries = try #require(message["deliveries"] as? [[String: Any]], "\(message)")
         var states: [String: String] = [:]
-        for delivery in deliveries {
-            states[try #require(delivery["destination"] as? String)] = try #require(delivery["state"] as? String)
-        }
+        for (destination, delivery) in try await deliveries(id) { states[destination] = try #require(delivery["state"] as? String) }
         return states
     }
 

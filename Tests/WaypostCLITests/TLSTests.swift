@@ -259,11 +259,9 @@ struct TLSTests {
         try await withServer(config: config, upstreams: []) { server, _ in
             let id = try await server.accept("/shop", body: #"{"n":1}"#)
             try await server.waitForStates("final") { $0[id] == "failed" }
-            let (message, _) = try await server.message(id)
-            let deliveries = try #require(message["deliveries"] as? [[String: Any]], "\(message)")
-            let byName = Dictionary(uniqueKeysWithValues: deliveries.map { ($0["destination"] as? String ?? "", $0) })
-            #expect(byName["trusted"]?["state"] as? String == "delivered", "\(message)")
-            #expect(byName["system"]?["state"] as? String == "failed", "\(message)")
+            let byName = try await server.deliveries(id)
+            #expect(byName["trusted"]?["state"] as? String == "delivered", "\(byName)")
+            #expect(byName["system"]?["state"] as? String == "failed", "\(byName)")
             let error = byName["system"]?["last_error"] as? String ?? ""
             #expect(error.contains("certificate"), "the system's CAs do not know the test's: \(error)")
             let log = (try? String(contentsOfFile: dir.file("access.log"), encoding: .utf8)) ?? ""

@@ -8,17 +8,6 @@ import Foundation
 import Testing
 import WaypostTestSupport
 
-extension AdminTestServer {
-    /// `GET /messages/{id}`'s `deliveries`, by destination.
-    fileprivate func deliveries(_ id: String) async throws -> [String: [String: Any]] {
-        let (message, _) = try await message(id)
-        let list = try #require(message["deliveries"] as? [[String: Any]], "\(message)")
-        var byName: [String: [String: Any]] = [:]
-        for delivery in list { byName[try #require(delivery["destination"] as? String)] = delivery }
-        return byName
-    }
-}
-
 private func hexSHA256(_ bytes: [UInt8]) -> String {
     SHA256.hash(data: bytes).map { String(format: "%02x", $0) }.joined()
 }
