@@ -47,7 +47,8 @@ public enum FuzzTargets {
 
     // MARK: - Query strings, filters, addresses, paths, target URLs
 
-    /// Each line is tried as a query, a filter item, an address, a network, a path, a request target.
+    /// Each line is tried as a query, a filter item, an address, a network, a path, a request
+    /// target, and a source's `traceparent` with the next line as its `tracestate`.
     static func query(_ bytes: [UInt8]) {
         let text = String(decoding: bytes, as: UTF8.self)
         let table = RouteTable(routes: [
@@ -64,6 +65,15 @@ public enum FuzzTargets {
                 if let since = filter.since { check(Timestamp.parse(since) != nil, "since \(since)") }
             }
             _ = try? QueryString.dictionary(line, allowed: ["state", "route", "limit"])
+            // What an attempt sends on is a well-formed traceparent and header-safe, whatever came.
+            let trace = AttemptTrace.headers(
+                AttemptTrace.context(
+                    stored: [
+                        HeaderField(name: "traceparent", value: value), HeaderField(name: "tracestate", value: String(text.prefix(512))),
+                    ],
+                    correlationID: value))
+            check(trace[0].value.utf8.count == 55 && trace[0].value.hasPrefix("00-"), "traceparent \(trace[0].value)")
+            check(trace.allSatisfy { !$0.value.utf8.contains { $0 < 0x20 || $0 == 0x7F } }, "trace headers \(trace)")
             _ = try? HostPort(parsing: value)
             if let network = CIDR(value) { _ = network.contains(value) }
             _ = CIDR("10.0.0.0/8")?.contains(value)
