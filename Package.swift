@@ -171,7 +171,9 @@ let package = Package(
         ),
         .testTarget(
             name: "WaypostCLITests",
-            dependencies: ["waypost", "WaypostTestSupport", .product(name: "Crypto", package: "swift-crypto")],
+            dependencies: [
+                "waypost", "WaypostTestSupport", "WaypostTransform", .product(name: "Crypto", package: "swift-crypto"),
+            ],
             swiftSettings: swiftSettings
         ),
         .testTarget(
@@ -187,7 +189,7 @@ let package = Package(
         .testTarget(
             name: "WaypostServerTests",
             dependencies: [
-                "WaypostServer", "WaypostJournal", "WaypostCore",
+                "WaypostServer", "WaypostJournal", "WaypostCore", "WaypostTestSupport",
                 .product(name: "Yams", package: "Yams"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),

@@ -96,7 +96,10 @@ public final class TransformWorkers {
         let now = ContinuousClock.now
         for slot in slots {
             guard let process = slot.process else { continue }
+            let starting = process.compileErrors == nil
             let (answers, failure) = process.readAnswers()
+            // The worker just reported its set-up: the request at the head starts now.
+            if starting && process.compileErrors != nil { slot.headSince = now }
             for answer in answers {
                 guard let request = slot.outstanding.popFirst() else { break }
                 slot.bytes -= request.request.input.count
@@ -107,8 +110,9 @@ public final class TransformWorkers {
                 fail(slot, failure, into: &ended)
             } else if let deadline = deadline(of: slot), deadline <= now {
                 process.kill()
-                let starting = process.compileErrors == nil
-                fail(slot, starting ? .start("the transform worker did not start in time") : .timedOut(timeout), into: &ended)
+                fail(
+                    slot, process.compileErrors == nil ? .start("the transform worker did not start in time") : .timedOut(timeout),
+                    into: &ended)
             }
         }
         dispatch()

@@ -200,7 +200,7 @@ final class AdminTestServer {
             if condition(last) { return last }
             try await Task.sleep(for: .milliseconds(100))
         }
-        throw CLITestError("not within \(timeout): \(what); states: \(last)")
+        throw CLITestError("not within \(timeout): \(what); states: \(last); the server's log:\n\(child.stderr.text.suffix(4000))")
     }
 
     /// `GET /metrics` (without a token), parsed.

@@ -76,45 +76,9 @@ struct CLITestError: Error, CustomStringConvertible {
 
 // MARK: - Child processes
 
-/// Drains one pipe on a thread of its own, so that a chatty child never blocks on a full pipe.
-final class PipeCollector: Sendable {
-    private struct State {
-        var data = Data()
-        var finished = false
-    }
-
-    private let state = Mutex(State())
-
-    init(_ handle: FileHandle) {
-        let thread = Thread { [self] in
-            while true {
-                let chunk = handle.availableData
-                if chunk.isEmpty { break }
-                state.withLock { $0.data.append(chunk) }
-            }
-            state.withLock { $0.finished = true }
-        }
-        thread.start()
-    }
-
-    /// Everything read so far, as UTF-8 text (invalid bytes replaced).
-    var text: String { state.withLock { String(decoding: $0.data, as: UTF8.self) } }
-
-    /// Waits until end of file, at most `timeout` (a grandchild holding the pipe open, or an fd
-    /// leaked into another child, must not hang the test: the text read so far is still there).
-    func waitForEnd(timeout: Duration) async {
-        let deadline = ContinuousClock.now + timeout
-        while !state.withLock({ $0.finished }), ContinuousClock.now < deadline {
-            try? await Task.sleep(for: .milliseconds(10))
-        }
-    }
-}
-
 /// A child process, `waypost` unless told otherwise, with its standard output and error collected.
 final class WaypostProcess {
-    let process = Process()
-    let stdout: PipeCollector
-    let stderr: PipeCollector
+    let child: ChildProcess
 
     /// Starts `waypost ARGUMENTS` in `directory` (default: a scratch directory of the caller's).
     convenience init(_ arguments: [String], environment: [String: String] = [:], directory: String? = nil) throws {
@@ -129,46 +93,29 @@ final class WaypostProcess {
     /// Starts `EXECUTABLE ARGUMENTS` in `directory`, with ``childEnvironment(_:)`` plus
     /// `environment` and standard input from /dev/null.
     init(executable: URL, _ arguments: [String], environment: [String: String] = [:], directory: String? = nil) throws {
-        process.executableURL = executable
-        process.arguments = arguments
-        process.environment = childEnvironment(environment)
-        if let directory { process.currentDirectoryURL = URL(fileURLWithPath: directory) }
-        let out = Pipe()
-        let err = Pipe()
-        process.standardOutput = out
-        process.standardError = err
-        process.standardInput = FileHandle.nullDevice
-        try process.run()
-        stdout = PipeCollector(out.fileHandleForReading)
-        stderr = PipeCollector(err.fileHandleForReading)
+        child = try ChildProcess(executable.path, arguments, environment: childEnvironment(environment), directory: directory)
     }
 
-    var isRunning: Bool { process.isRunning }
-
-    var pid: pid_t { process.processIdentifier }
+    var stdout: PipeCollector { child.stdout! }
+    var stderr: PipeCollector { child.stderr! }
+    var isRunning: Bool { child.isRunning }
+    var pid: pid_t { child.pid }
 
     /// Waits for the child to exit, at most `timeout`; returns its exit status, or nil when it is
     /// still running.
     func waitForExit(timeout: Duration) async -> Int32? {
-        let deadline = ContinuousClock.now + timeout
-        while process.isRunning {
-            guard ContinuousClock.now < deadline else { return nil }
-            try? await Task.sleep(for: .milliseconds(10))
-        }
-        process.waitUntilExit()
+        guard let status = await child.wait(timeout: timeout) else { return nil }
         await stdout.waitForEnd(timeout: .seconds(2))
         await stderr.waitForEnd(timeout: .seconds(2))
-        return process.terminationStatus
+        return status
     }
 
     /// Sends `signal` to the child (if it still runs).
-    func send(_ signal: Int32) {
-        if process.isRunning { signalProcess(process.processIdentifier, signal) }
-    }
+    func send(_ signal: Int32) { child.send(signal) }
 
     /// Cleanup for every exit path: SIGKILL when the child still runs, then reap it.
     func kill() async {
-        guard process.isRunning else { return }
+        guard child.isRunning else { return }
         send(SIGKILL)
         _ = await waitForExit(timeout: .seconds(5))
     }
@@ -317,26 +264,15 @@ func acceptsConnections(port: Int) -> Bool {
 /// A `python3` script run as a child that prints the port it listens on as its first line and
 /// exits when its standard input closes.
 struct PythonChild {
-    let process: Process
-    let input: Pipe
-    let stderr: PipeCollector
+    let process: ChildProcess
     let port: Int
+
+    var stderr: PipeCollector { process.stderr! }
 
     /// Runs `python3 SCRIPT ARGUMENTS…` and waits (at most 10 s) until it prints its port.
     static func start(_ script: String, _ arguments: [String], notReady: String = "did not print its port") async throws -> PythonChild {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = ["python3", script] + arguments
-        process.environment = childEnvironment()
-        let input = Pipe()
-        let out = Pipe()
-        let err = Pipe()
-        process.standardInput = input
-        process.standardOutput = out
-        process.standardError = err
-        try process.run()
-        let stdout = PipeCollector(out.fileHandleForReading)
-        let stderr = PipeCollector(err.fileHandleForReading)
+        let process = try ChildProcess("/usr/bin/env", ["python3", script] + arguments, environment: childEnvironment(), input: true)
+        let stdout = process.stdout!
         let deadline = ContinuousClock.now + .seconds(10)
         var port: Int?
         while port == nil, process.isRunning, ContinuousClock.now < deadline {
@@ -344,20 +280,20 @@ struct PythonChild {
             if port == nil { try? await Task.sleep(for: .milliseconds(20)) }
         }
         guard let port else {
-            if process.isRunning { signalProcess(process.processIdentifier, SIGKILL) }
-            process.waitUntilExit()
-            throw CLITestError("the python3 upstream \(notReady) within 10 s; stderr:\n\(stderr.text)")
+            process.send(SIGKILL)
+            _ = await process.wait(timeout: .seconds(5))
+            throw CLITestError("the python3 upstream \(notReady) within 10 s; stderr:\n\(process.stderr!.text)")
         }
-        return PythonChild(process: process, input: input, stderr: stderr, port: port)
+        return PythonChild(process: process, port: port)
     }
 
     /// Closes its standard input (it exits on that), then kills it if it still runs, and reaps it.
     func stop() async {
-        try? input.fileHandleForWriting.close()
-        let deadline = ContinuousClock.now + .seconds(2)
-        while process.isRunning, ContinuousClock.now < deadline { try? await Task.sleep(for: .milliseconds(10)) }
-        if process.isRunning { signalProcess(process.processIdentifier, SIGKILL) }
-        process.waitUntilExit()
+        try? process.input?.close()
+        if await process.wait(timeout: .seconds(2)) == nil {
+            process.send(SIGKILL)
+            _ = await process.wait(timeout: .seconds(5))
+        }
     }
 }
 
@@ -379,8 +315,8 @@ func startServe(
         await child.kill()
         throw CLITestError("waypost serve did not report its ports within 15 s; stderr:\n\(child.stderr.text)")
     }
-    _ = await child.waitForExit(timeout: .seconds(2))
-    throw CLITestError("waypost serve exited \(child.process.terminationStatus) at start; stderr:\n\(child.stderr.text)")
+    let status = await child.waitForExit(timeout: .seconds(2))
+    throw CLITestError("waypost serve exited \(status.map(String.init) ?? "?") at start; stderr:\n\(child.stderr.text)")
 }
 
 /// The ports of serve's `listening intake=HOST:PORT admin=HOST:PORT` line, once it is complete.

@@ -756,22 +756,13 @@ func checkDeliveries(
 /// A `sqlite3` process that holds the journal's write lock (`BEGIN IMMEDIATE`) until
 /// ``release()``, as an operator's open transaction would.
 final class SQLiteLockHolder {
-    private let process = Process()
-    private let input = Pipe()
-    private let said: PipeCollector
+    private let process: ChildProcess
 
     /// Starts `sqlite3 JOURNAL`, takes the write lock, and returns once it holds it (at most 10 s).
     init(journal: String) async throws {
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = ["sqlite3", "-cmd", ".timeout 5000", journal]
-        let output = Pipe()
-        process.standardInput = input
-        process.standardOutput = output
-        process.standardError = output
-        try process.run()
-        said = PipeCollector(output.fileHandleForReading)
-        input.fileHandleForWriting.write(Data("BEGIN IMMEDIATE;\nSELECT 'locked';\n".utf8))
-        let said = self.said
+        process = try ChildProcess("/usr/bin/env", ["sqlite3", "-cmd", ".timeout 5000", journal], output: .merged, input: true)
+        process.input?.write(Data("BEGIN IMMEDIATE;\nSELECT 'locked';\n".utf8))
+        let said = try #require(process.stdout)
         guard await eventually(timeout: .seconds(10), { said.text.contains("locked") }) else {
             kill()
             throw CLITestError("sqlite3 did not take the write lock within 10 s: \(said.text)")
@@ -780,14 +771,14 @@ final class SQLiteLockHolder {
 
     /// Commits (nothing) and lets sqlite3 exit; waits up to 5 s.
     func release() async {
-        input.fileHandleForWriting.write(Data("COMMIT;\n.quit\n".utf8))
-        try? input.fileHandleForWriting.close()
-        _ = await eventually(timeout: .seconds(5)) { !process.isRunning }
+        process.input?.write(Data("COMMIT;\n.quit\n".utf8))
+        try? process.input?.close()
+        _ = await process.wait(timeout: .seconds(5))
         kill()
     }
 
     /// SIGKILL if it still runs (cleanup on every path).
     func kill() {
-        if process.isRunning { signalProcess(process.processIdentifier, SIGKILL) }
+        process.send(SIGKILL)
     }
 }

@@ -139,16 +139,9 @@ struct TLSTests {
                 for n in range(2, 12): post(n)
                 """
             let scriptPath = try dir.write("client.py", script)
-            let client = Process()
-            client.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-            client.arguments = ["python3", scriptPath, String(server.intakePort), oldCert]
-            let input = Pipe()
-            let output = Pipe()
-            client.standardInput = input
-            client.standardOutput = output
-            try client.run()
-            let lines = PipeCollector(output.fileHandleForReading)
-            defer { if client.isRunning { client.terminate() } }
+            let client = try ChildProcess(
+                "/usr/bin/env", ["python3", scriptPath, String(server.intakePort), oldCert], output: .merged, input: true)
+            let lines = try #require(client.stdout)
             let first = ContinuousClock.now + .seconds(10)
             while !lines.text.contains("\n"), ContinuousClock.now < first { try await Task.sleep(for: .milliseconds(20)) }
             #expect(lines.text.hasPrefix("HTTP/1.1 202"), "\(lines.text)")
@@ -163,7 +156,7 @@ struct TLSTests {
                 try await Task.sleep(for: .milliseconds(20))
             }
             #expect(server.child.stderr.text.contains("TLS certificate and key reloaded"), "\(server.child.stderr.text.suffix(2000))")
-            input.fileHandleForWriting.write(Data("go\n".utf8))
+            client.input?.write(Data("go\n".utf8))
             let rest = ContinuousClock.now + .seconds(10)
             while lines.text.split(separator: "\n").count < 11, ContinuousClock.now < rest { try await Task.sleep(for: .milliseconds(20)) }
             let statuses = lines.text.split(separator: "\n").map { String($0.prefix(12)) }
@@ -231,15 +224,10 @@ struct TLSTests {
                 }
             }
             """)
-        let server = Process()
-        server.executableURL = URL(fileURLWithPath: nginx)
-        server.arguments = ["-c", conf, "-p", dir.path, "-e", dir.file("error.log")]
-        server.standardOutput = FileHandle.nullDevice
-        server.standardError = FileHandle.nullDevice
-        try server.run()
+        let server = try ChildProcess(nginx, ["-c", conf, "-p", dir.path, "-e", dir.file("error.log")], output: .discarded)
         defer {
-            server.terminate()
-            server.waitUntilExit()
+            server.send(SIGTERM)
+            _ = server.waitUntilExit()
         }
         let up = ContinuousClock.now + .seconds(10)
         while !acceptsConnections(port: port), ContinuousClock.now < up { try await Task.sleep(for: .milliseconds(50)) }

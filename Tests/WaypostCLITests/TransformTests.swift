@@ -7,6 +7,7 @@ import Crypto
 import Foundation
 import Testing
 import WaypostTestSupport
+import WaypostTransform
 
 private func hexSHA256(_ bytes: [UInt8]) -> String {
     SHA256.hash(data: bytes).map { String(format: "%02x", $0) }.joined()
@@ -283,5 +284,37 @@ struct TransformTests {
             ["--config", good, "--route", "shop", "--reply"], input: #"{"status":201,"headers":{},"body":null,"id":"x","attempts":1}"#,
             in: dir)
         #expect(reply.status == 0 && reply.stdout.contains(#"{"status":200,"body":{"ok":true}}"#), "\(reply)")
+    }
+
+    @Test("a request written while its worker starts slowly has its whole transform_timeout from the worker's set-up, not from its start")
+    func slowWorkerStart() async throws {
+        let dir = try ScratchDirectory()
+        defer { dir.remove() }
+        let executable = try #require(waypostExecutable)
+        // A worker that takes longer to start than the timeout (a loaded machine), then runs a
+        // program that takes a tenth of it (0.3 s here): its answer cannot come with the set-up.
+        let slow = try dir.write("slow-worker", "#!/bin/sh\n/bin/sleep 4\nexec \"\(executable.path)\" \"$@\"\n")
+        try FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: slow)
+        let workers = TransformWorkers(
+            TransformSetup(
+                executable: slow, programs: ["{body: (reduce range(1000000) as $i (0; . + 1))}"], memoryLimit: 64 << 20,
+                timeout: .seconds(3),
+                workers: 1))
+        workers.submit(tag: 7, TransformRequest(program: 0, mode: .document, input: Array(#"{"body":0}"#.utf8)))
+        var ended: [(tag: Int64, result: TransformWorkers.Result)] = []
+        let deadline = ContinuousClock.now + .seconds(15)
+        while ended.isEmpty, ContinuousClock.now < deadline {
+            var polled = workers.descriptors.map { pollfd(fd: $0, events: Int16(POLLIN), revents: 0) }
+            _ = poll(&polled, nfds_t(polled.count), 50)
+            ended = workers.collect()
+        }
+        try #require(ended.count == 1, "no answer within 15 s")
+        #expect(ended[0].tag == 7)
+        guard case .success(.document(let output)) = ended[0].result else {
+            Issue.record("the request failed: \(ended[0].result)")
+            return
+        }
+        #expect(output == #"{"body":1000000}"#)
+        _ = workers.stop(failing: .start("test over"))
     }
 }

@@ -5,6 +5,7 @@ import NIOPosix
 import WaypostCore
 import WaypostJournal
 import WaypostServer
+import WaypostTestSupport
 
 #if canImport(Glibc)
     import Glibc
@@ -71,15 +72,7 @@ final class TestIntake: Sendable {
 
     /// Rows of a query, through the stock `sqlite3` CLI, as the operator sees them.
     func sqlite(_ sql: String) throws -> String {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = ["sqlite3", journalPath, sql]
-        let output = Pipe()
-        process.standardOutput = output
-        try process.run()
-        let data = output.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+        try sqlite3(journalPath, sql)
     }
 
     var rowCount: Int { Int((try? sqlite("SELECT count(*) FROM messages")) ?? "") ?? -1 }

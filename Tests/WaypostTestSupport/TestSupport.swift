@@ -35,15 +35,8 @@ public struct CommandFailed: Error, CustomStringConvertible {
 /// - Returns: The exit status, or -1 when it cannot start.
 @discardableResult
 public func runSync(_ arguments: [String]) -> Int32 {
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-    process.arguments = arguments
-    process.standardInput = FileHandle.nullDevice
-    process.standardOutput = FileHandle.nullDevice
-    process.standardError = FileHandle.nullDevice
-    do { try process.run() } catch { return -1 }
-    process.waitUntilExit()
-    return process.terminationStatus
+    guard let child = try? ChildProcess("/usr/bin/env", arguments, output: .discarded) else { return -1 }
+    return child.waitUntilExit()
 }
 
 /// Runs `sql` with the stock `sqlite3` CLI on `database` (waiting up to 5 s for a lock) and
@@ -51,26 +44,14 @@ public func runSync(_ arguments: [String]) -> Int32 {
 ///
 /// - Throws: ``CommandFailed`` when sqlite3 cannot run or exits non-zero.
 public func sqlite3(_ database: String, _ sql: String) throws -> String {
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-    process.arguments = ["sqlite3", "-bail", "-cmd", ".timeout 5000", database, sql]
-    process.standardInput = FileHandle.nullDevice
-    let output = Pipe()
-    let errors = Pipe()
-    process.standardOutput = output
-    process.standardError = errors
-    try process.run()
-    // Read to their ends before waiting, so a large output cannot block sqlite3 (with -bail its
-    // errors are one line).
-    let data = output.fileHandleForReading.readDataToEndOfFile()
-    let errorData = errors.fileHandleForReading.readDataToEndOfFile()
-    process.waitUntilExit()
-    guard process.terminationStatus == 0 else {
-        throw CommandFailed(
-            description: "sqlite3 \(database) \"\(sql)\" exited \(process.terminationStatus): \(String(decoding: errorData, as: UTF8.self))"
-        )
+    let child = try ChildProcess("/usr/bin/env", ["sqlite3", "-bail", "-cmd", ".timeout 5000", database, sql])
+    let status = child.waitUntilExit()
+    child.stdout?.waitForEndBlocking()
+    child.stderr?.waitForEndBlocking()
+    guard status == 0 else {
+        throw CommandFailed(description: "sqlite3 \(database) \"\(sql)\" exited \(status): \(child.stderr?.text ?? "")")
     }
-    return String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+    return (child.stdout?.text ?? "").trimmingCharacters(in: .whitespacesAndNewlines)
 }
 
 /// SplitMix64: a tiny seeded generator, so a test (or a fuzz smoke run) repeats the same
