@@ -1,4 +1,5 @@
 import Crypto
+import Tracing
 import W3CTraceContext
 
 /// The W3C trace context each delivery attempt carries to the upstream (SPEC §14): a
@@ -12,14 +13,18 @@ import W3CTraceContext
 public enum AttemptTrace {
     /// The attempt's trace context: `spanID` (by default a new one) under the message's trace.
     public static func context(stored: [HeaderField], correlationID: String, spanID: SpanID = .random()) -> TraceContext {
-        if let parent = stored.first(where: { $0.name.caseInsensitiveEquals("traceparent") }),
-            let source = try? TraceContext(
-                traceParentHeaderValue: parent.value,
-                traceStateHeaderValue: stored.first(where: { $0.name.caseInsensitiveEquals("tracestate") })?.value)
-        {
+        if let source = source(stored) {
             return TraceContext(traceID: source.traceID, spanID: spanID, flags: source.flags, state: source.state)
         }
         return TraceContext(traceID: traceID(of: correlationID), spanID: spanID, flags: .sampled, state: TraceState())
+    }
+
+    /// The source's trace context, when the stored request has a valid `traceparent`.
+    static func source(_ stored: [HeaderField]) -> TraceContext? {
+        guard let parent = stored.first(where: { $0.name.caseInsensitiveEquals("traceparent") }) else { return nil }
+        return try? TraceContext(
+            traceParentHeaderValue: parent.value,
+            traceStateHeaderValue: stored.first(where: { $0.name.caseInsensitiveEquals("tracestate") })?.value)
     }
 
     /// The header fields of `context`: `traceparent`, and `tracestate` when it has entries.
@@ -31,7 +36,24 @@ public enum AttemptTrace {
 
     /// The trace id of `context`, as 32 lower-case hex digits (for log lines' `trace_id`).
     public static func traceID(of context: TraceContext) -> String {
-        String(context.traceParentHeaderValue.dropFirst(3).prefix(32))
+        traceID(ofTraceParent: context.traceParentHeaderValue)
+    }
+
+    /// The trace id of a `traceparent` value (`00-TRACE-SPAN-FLAGS`).
+    public static func traceID(ofTraceParent value: String) -> String {
+        String(value.dropFirst(3).prefix(32))
+    }
+
+    /// The trace context an exported attempt span is the child of (SPEC §14): the intake span's
+    /// when the message was stored with one, else the source's as stored, else, in the trace
+    /// derived from the correlation id, a parent span derived from it too.
+    public static func parentFields(traceParent: String?, stored: [HeaderField], correlationID: String) -> [HeaderField] {
+        if let traceParent { return [HeaderField(name: "traceparent", value: traceParent)] }
+        if let source = source(stored) { return headers(source) }
+        var derived = Array(SHA256.hash(data: Array(("span " + correlationID).utf8)).prefix(8))
+        if derived.allSatisfy({ $0 == 0 }) { derived[7] = 1 }
+        let spanID = SpanID(bytes: (derived[0], derived[1], derived[2], derived[3], derived[4], derived[5], derived[6], derived[7]))
+        return headers(TraceContext(traceID: traceID(of: correlationID), spanID: spanID, flags: .sampled, state: TraceState()))
     }
 
     /// The trace of a message whose source sent no trace context: the first 16 bytes of the
@@ -44,5 +66,24 @@ public enum AttemptTrace {
                 bytes[0], bytes[1], bytes[2], bytes[3], bytes[4], bytes[5], bytes[6], bytes[7], bytes[8], bytes[9], bytes[10], bytes[11],
                 bytes[12], bytes[13], bytes[14], bytes[15]
             ))
+    }
+}
+
+/// Trace context header fields read by a tracer (`traceparent`, `tracestate`; names compared
+/// without case).
+public struct HeaderFieldsExtractor: Extractor {
+    public init() {}
+
+    public func extract(key: String, from carrier: [HeaderField]) -> String? {
+        carrier.first { $0.name.caseInsensitiveEquals(key) }?.value
+    }
+}
+
+/// Trace context header fields written by a tracer.
+public struct HeaderFieldsInjector: Injector {
+    public init() {}
+
+    public func inject(_ value: String, forKey key: String, into carrier: inout [HeaderField]) {
+        carrier.append(HeaderField(name: key, value: value))
     }
 }

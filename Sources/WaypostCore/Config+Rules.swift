@@ -5,11 +5,12 @@ extension RouteConfig {
     /// Why `url` cannot be an upstream, or `nil` when it can: an absolute `http://` or `https://`
     /// URL with a host and optional port, without userinfo, query, fragment, spaces or control characters.
     static func upstreamProblem(_ url: String) -> String? {
-        checkUpstream(url)
+        checkURL(url, what: "upstream URL")
     }
 }
 
-func checkUpstream(_ url: String) -> String? {
+/// Why `url` cannot be the `what` (an upstream, the OTLP endpoint), or `nil` when it can.
+func checkURL(_ url: String, what: String) -> String? {
     let lowered = url.lowercased()
     let afterScheme: Substring
     if lowered.hasPrefix("http://") {
@@ -23,25 +24,25 @@ func checkUpstream(_ url: String) -> String? {
         return "a URL must not contain spaces or control characters, got \"\(url)\""
     }
     if url.contains("#") {
-        return "the upstream URL must not have a fragment (#…), got \"\(url)\""
+        return "the \(what) must not have a fragment (#…), got \"\(url)\""
     }
     let authorityEnd = afterScheme.firstIndex { $0 == "/" || $0 == "?" } ?? afterScheme.endIndex
     let authority = afterScheme[..<authorityEnd]
     if authority.contains("@") {
-        return "the upstream URL must not carry credentials (user:password@); send them with add_headers and ${ENV_VAR}"
+        return "the \(what) must not carry credentials (user:password@); send them with add_headers and ${ENV_VAR}"
     }
     if afterScheme[authorityEnd...].contains("?") {
-        return "the upstream URL must not have a query: the request's own query is appended to it"
+        return "the \(what) must not have a query" + (what == "upstream URL" ? ": the request's own query is appended to it" : "")
     }
     guard let (host, port, bracketed) = splitAuthority(authority), !host.isEmpty else {
-        return "the upstream URL has no host, got \"\(url)\""
+        return "the \(what) has no host, got \"\(url)\""
     }
     guard isValidHost(host, bracketed: bracketed) else {
-        return "the upstream URL's host \"\(host)\" is not a valid host name or IP address"
+        return "the \(what)'s host \"\(host)\" is not a valid host name or IP address"
     }
     if let port {
         guard let number = parsePort(port), number > 0 else {
-            return "the upstream URL's port must be a number from 1 to 65535, got \"\(port)\""
+            return "the \(what)'s port must be a number from 1 to 65535, got \"\(port)\""
         }
     }
     return nil

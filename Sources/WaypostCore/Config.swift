@@ -38,6 +38,8 @@ public struct WaypostConfig: Sendable, Equatable {
     public var transformMemory: Int = 256 << 20
     /// TLS at the intake (SPEC §14): the certificate chain and key, PEM files. Nil: plain HTTP.
     public var tls: TLSFiles?
+    /// Spans exported with OTLP (SPEC §14). Nil: none are made.
+    public var tracing: TracingConfig?
     /// Global limits that a route uses unless it sets its own.
     public var defaults: RouteLimits
     /// The routes, in the order of the file. Never empty in a parsed configuration.
@@ -639,5 +641,32 @@ public struct TLSFiles: Sendable, Equatable {
     public init(certFile: String, keyFile: String) {
         self.certFile = certFile
         self.keyFile = keyFile
+    }
+}
+
+/// `tracing: { otlp_endpoint, otlp_protocol, service_name }` (SPEC §14): where spans go.
+public struct TracingConfig: Sendable, Equatable {
+    /// `otlp_protocol`: how spans are encoded in OTLP/HTTP requests.
+    public enum Encoding: String, Sendable, Equatable, CaseIterable {
+        case protobuf = "http/protobuf"
+        case json = "http/json"
+    }
+
+    /// The collector's URL as configured.
+    public var otlpEndpoint: String
+    public var otlpProtocol: Encoding = .protobuf
+    /// The `service.name` resource attribute. Default `waypost`.
+    public var serviceName = "waypost"
+
+    public init(otlpEndpoint: String) {
+        self.otlpEndpoint = otlpEndpoint
+    }
+
+    /// Where spans are posted: the endpoint as given when it has a path, else its `/v1/traces`
+    /// (as OpenTelemetry's `OTEL_EXPORTER_OTLP_ENDPOINT` means a base URL).
+    public var tracesURL: String {
+        let afterScheme = otlpEndpoint.firstRange(of: "://").map { otlpEndpoint[$0.upperBound...] } ?? Substring(otlpEndpoint)
+        guard let slash = afterScheme.firstIndex(of: "/") else { return otlpEndpoint + "/v1/traces" }
+        return afterScheme[slash...] == "/" ? otlpEndpoint + "v1/traces" : otlpEndpoint
     }
 }

@@ -10,10 +10,11 @@ import Yams
 enum Keys {
     static let top = [
         "listen", "admin", "journal", "shutdown_grace", "log_level", "header_timeout", "min_body_rate", "trusted_proxies",
-        "transform_timeout", "transform_memory", "tls", "defaults", "routes",
+        "transform_timeout", "transform_memory", "tls", "tracing", "defaults", "routes",
     ]
     static let admin = ["listen", "token_env"]
     static let tls = ["cert_file", "key_file"]
+    static let tracing = ["otlp_endpoint", "otlp_protocol", "service_name"]
     static let journal = ["path", "durability", "max_backlog", "retain_delivered"]
     static let defaults = ["max_body_bytes", "max_header_bytes"]
     static let route = [
@@ -124,6 +125,21 @@ struct ConfigReader {
             let cert = try required(tls, "cert_file", hint: "the PEM file of the certificate and its chain")
             let key = try required(tls, "key_file", hint: "the PEM file of the certificate's private key")
             config.tls = TLSFiles(certFile: try text(cert, tls.path("cert_file")), keyFile: try text(key, tls.path("key_file")))
+        }
+        if let node = top["tracing"] {
+            let tracing = try mapping(node, path: "tracing", allowed: Keys.tracing)
+            let endpointNode = try required(tracing, "otlp_endpoint", hint: "the OTLP/HTTP collector's URL, such as http://127.0.0.1:4318")
+            let endpoint = try text(endpointNode, tracing.path("otlp_endpoint"))
+            if let problem = checkURL(endpoint, what: "OTLP endpoint") { throw fail(tracing.path("otlp_endpoint"), endpointNode, problem) }
+            var exported = TracingConfig(otlpEndpoint: endpoint)
+            if let encoding: TracingConfig.Encoding = try choice(tracing, "otlp_protocol") { exported.otlpProtocol = encoding }
+            if let node = tracing["service_name"] {
+                let name = try text(node, tracing.path("service_name"))
+                guard !name.isEmpty, name.utf8.count <= 255, !name.unicodeScalars.contains(where: { $0.value < 0x20 || $0.value == 0x7f })
+                else { throw fail(tracing.path("service_name"), node, "expected a name of 1 to 255 printable characters") }
+                exported.serviceName = name
+            }
+            config.tracing = exported
         }
         if let node = top["defaults"] {
             let defaults = try mapping(node, path: "defaults", allowed: Keys.defaults)
@@ -269,7 +285,7 @@ struct ConfigReader {
     ) throws(ConfigError) {
         if let node = fields["upstream"] {
             let upstream = try text(node, fields.path("upstream"))
-            if let problem = checkUpstream(upstream) { throw fail(fields.path("upstream"), node, problem) }
+            if let problem = checkURL(upstream, what: "upstream URL") { throw fail(fields.path("upstream"), node, problem) }
             destination.upstream = upstream
         }
         if let ordering: Ordering = try choice(fields, "ordering") { destination.ordering = ordering }

@@ -24,6 +24,9 @@ public struct IncomingMessage: Sendable {
     public var receivedAt: Int64
     /// The source's IP address, for `X-Forwarded-For`.
     public var clientAddress: String?
+    /// The intake span's `traceparent`, when spans are exported (SPEC §14): the parent of the
+    /// attempts' spans.
+    public var traceParent: String?
 
     public init(
         correlationID: String, correlationIDWasSupplied: Bool, route: String, orderingKey: String? = nil,

@@ -4,6 +4,7 @@ import Logging
 import Metrics
 import ServiceLifecycle
 import Synchronization
+import Tracing
 import WaypostCore
 import WaypostJournal
 import WaypostTransform
@@ -57,6 +58,8 @@ public final class Forwarder: Service, @unchecked Sendable {
         let sent: SentBody?
         /// The attempt's trace id (``AttemptTrace``), for its log line; nil when nothing was sent.
         var traceID: String? = nil
+        /// The attempt's span, when spans are exported.
+        var span: (any Span)?
     }
 
     private enum Ending {
@@ -78,6 +81,9 @@ public final class Forwarder: Service, @unchecked Sendable {
         let message: MessageForDelivery
         let attempt: Int
         let route: Int
+        /// The attempt's span and the transform's, when spans are exported.
+        let span: (any Span)?
+        let transformSpan: (any Span)?
     }
 
     private typealias Update = (DeliveryUpdate, (@Sendable (Result<Void, JournalError>) -> Void)?)
@@ -137,6 +143,8 @@ public final class Forwarder: Service, @unchecked Sendable {
     /// The worker processes that run the destinations' transforms, driven by this loop (their
     /// answers are polled beside libcurl's sockets); nil when no destination has a transform.
     private let transforms: TransformWorkers?
+    /// Makes the attempts' spans, when spans are exported.
+    private let spans: AttemptSpans?
     /// Attempts waiting for their transform, by delivery row id.
     private var transforming: [Int64: Transforming] = [:]
 
@@ -187,7 +195,8 @@ public final class Forwarder: Service, @unchecked Sendable {
     /// - Throws: ``ForwarderError`` when the journal cannot be read or libcurl cannot start.
     public init(
         configuration: WaypostConfig, writer: JournalWriter, board: OutcomeBoard, addHeaders: [String: [HeaderField]] = [:],
-        secrets: RouteSecrets = RouteSecrets(), transforms: TransformSetup? = nil, programs: ProgramTable? = nil, logger: Logger
+        secrets: RouteSecrets = RouteSecrets(), transforms: TransformSetup? = nil, programs: ProgramTable? = nil,
+        tracer: (any Tracer)? = nil, logger: Logger
     ) throws(ForwarderError) {
         var routes: [Route] = []
         for route in configuration.routes {
@@ -250,6 +259,7 @@ public final class Forwarder: Service, @unchecked Sendable {
         self.writer = writer
         self.board = board
         self.logger = logger
+        spans = tracer.map(AttemptSpans.init)
         self.shutdownGrace = configuration.shutdownGrace
         writer.onStored { [weak self] messages in self?.messagesStored(messages) }
     }
@@ -537,27 +547,36 @@ public final class Forwarder: Service, @unchecked Sendable {
         let route = routes[index]
         let document = TransformDocument(
             method: message.method, requestTarget: message.path, routePath: route.config.path, headers: message.headers, body: message.body)
+        let span = spans?.start(message, attempt: attempt, route: route.config.name, destination: route.destination.name)
         guard let program = route.transform, let transforms else {
             // The query byte for byte, as received.
             let url = OutboundRequest.targetURL(
                 upstream: route.destination.upstream, routePath: route.config.path, requestTarget: message.path)
-            return transmit(document, url: url, message: message, attempt: attempt, route: index)
+            return transmit(document, url: url, message: message, attempt: attempt, route: index, span: span)
         }
         // The program runs in a worker process; the loop goes on, and sends when it ends.
-        transforming[message.id] = Transforming(document: document, message: message, attempt: attempt, route: index)
+        transforming[message.id] = Transforming(
+            document: document, message: message, attempt: attempt, route: index, span: span,
+            transformSpan: span.map { spans?.transform(in: $0) } ?? nil)
         transforms.submit(tag: message.id, TransformRequest(transforming: document, program: program))
     }
 
     /// A transform ended: sends what it made, or ends the attempt.
     private func transformEnded(_ id: Int64, _ result: TransformWorkers.Result) {
         guard let pending = transforming.removeValue(forKey: id) else { return }
-        switch Self.transformed(pending.document, result) {
+        let transformed = Self.transformed(pending.document, result)
+        if let transformSpan = pending.transformSpan {
+            var error: String?
+            if case .end(.transformFailed(let message)) = transformed { error = message }
+            AttemptSpans.endTransform(transformSpan, error: error)
+        }
+        switch transformed {
         case .send(let document):
             let url = OutboundRequest.targetURL(
                 upstream: routes[pending.route].destination.upstream, path: document.path, query: document.query)
-            transmit(document, url: url, message: pending.message, attempt: pending.attempt, route: pending.route)
+            transmit(document, url: url, message: pending.message, attempt: pending.attempt, route: pending.route, span: pending.span)
         case .end(let result):
-            ended.append(Completion(deliveryID: id, ending: .transform(result), sent: nil))
+            ended.append(Completion(deliveryID: id, ending: .transform(result), sent: nil, span: pending.span))
         }
     }
 
@@ -580,15 +599,20 @@ public final class Forwarder: Service, @unchecked Sendable {
     }
 
     /// Sends attempt `attempt` of `message`, as `document` says, to `url`.
-    private func transmit(_ document: TransformDocument, url: String, message: MessageForDelivery, attempt: Int, route index: Int) {
+    private func transmit(
+        _ document: TransformDocument, url: String, message: MessageForDelivery, attempt: Int, route index: Int, span: (any Span)?
+    ) {
         let destination = routes[index].destination
-        let trace = AttemptTrace.context(stored: message.headers, correlationID: message.correlationID)
-        let traceID = AttemptTrace.traceID(of: trace)
+        var trace = span.map { spans?.sending($0, method: document.method, url: url) ?? [] } ?? []
+        if trace.isEmpty {
+            trace = AttemptTrace.headers(AttemptTrace.context(stored: message.headers, correlationID: message.correlationID))
+        }
+        let traceID = trace.first.map { AttemptTrace.traceID(ofTraceParent: $0.value) }
         var headers = OutboundRequest.headers(
             stored: document.headers, correlationID: message.correlationID, idempotencyKey: message.idempotencyKey,
             attempt: attempt, clientAddress: message.clientAddress,
             trustedPeer: message.clientAddress.map { address in trustedProxies.contains { $0.contains(address) } } ?? false,
-            scheme: intakeScheme, trace: AttemptTrace.headers(trace), removeHeaders: destination.removeHeaders,
+            scheme: intakeScheme, trace: trace, removeHeaders: destination.removeHeaders,
             addHeaders: routes[index].addHeaders)
         if let signer = secrets.signer(routes[index].key) {
             // The source's own webhook-* headers are replaced, not duplicated.
@@ -602,7 +626,7 @@ public final class Forwarder: Service, @unchecked Sendable {
         let sent = SentBody(bytes: document.body.count, sha256: Self.hexSHA256(document.body))
         let id = message.id
         multi.submit(request) { [unowned self] result in
-            ended.append(Completion(deliveryID: id, ending: .curl(result), sent: sent, traceID: traceID))
+            ended.append(Completion(deliveryID: id, ending: .curl(result), sent: sent, traceID: traceID, span: span))
         }
     }
 
@@ -622,6 +646,7 @@ public final class Forwarder: Service, @unchecked Sendable {
     private func finish(_ completion: Completion) {
         if case .curl(.failure(let error)) = completion.ending, error.isCancelled {
             // Shutting down: the message stays in flight in the journal and is sent again on restart.
+            completion.span?.end()
             return scheduler.attemptCancelled(completion.deliveryID)
         }
         let now = Self.nowMilliseconds()
@@ -640,10 +665,10 @@ public final class Forwarder: Service, @unchecked Sendable {
             if case .transformFailed(let error) = ending { transportError = error }
             if case .filtered = ending { transportError = "filtered: the transform's output is null or empty; nothing was sent" }
         }
-        guard
-            let end = scheduler.attemptEnded(
-                completion.deliveryID, result: result, now: now, random: Double.random(in: 0..<1, using: &random))
-        else { return }
+        let end = scheduler.attemptEnded(
+            completion.deliveryID, result: result, now: now, random: Double.random(in: 0..<1, using: &random))
+        if let span = completion.span { AttemptSpans.end(span, status: response?.status, error: transportError, state: end?.state) }
+        guard let end else { return }
         let route = routes[end.route]
         if case .curl = completion.ending {
             upstreamTimer(route: end.route, status: response?.status).recordMilliseconds(now - end.startedAt)

@@ -19,6 +19,8 @@ public struct MessageForDelivery: Sendable, Equatable {
     /// Receipt or last replay, in milliseconds (what `max_age` counts from).
     public var cycleStart: Int64
     public var clientAddress: String?
+    /// The intake span's `traceparent`, when spans were exported at intake.
+    public var traceParent: String? = nil
 }
 
 /// A message the writer has just committed, handed to the forwarder in memory.
@@ -46,7 +48,7 @@ public struct StoredMessage: Sendable {
             id: deliveryIDs.first ?? 0, correlationID: message.correlationID, idempotencyKey: message.idempotencyKey,
             method: message.method,
             path: message.path, headers: message.headers, body: message.body, attempts: 0, cycleAttempts: 0,
-            cycleStart: message.receivedAt, clientAddress: message.clientAddress)
+            cycleStart: message.receivedAt, clientAddress: message.clientAddress, traceParent: message.traceParent)
     }
 }
 
@@ -73,7 +75,7 @@ public final class DeliveryReader {
         content = try db.prepare(
             """
             SELECT m.correlation_id, m.idempotency_key, m.method, m.path, m.headers, m.body, d.attempts, d.cycle_attempts,
-                   coalesce(d.replayed_at, m.received_at), m.client_address
+                   coalesce(d.replayed_at, m.received_at), m.client_address, m.trace_parent
             FROM deliveries d JOIN messages m ON m.id = d.message_id WHERE d.id = ?1 AND d.state IN ('queued', 'in_flight')
             """)
         generation = try db.prepare("SELECT value FROM control WHERE name = 'replay_generation'")
@@ -128,7 +130,8 @@ public final class DeliveryReader {
             id: id, correlationID: content.string(0) ?? "", idempotencyKey: content.string(1), method: content.string(2) ?? "POST",
             path: content.string(3) ?? "/", headers: JSON.decodeHeaders(content.string(4) ?? "[]") ?? [],
             body: content.blob(5) ?? [], attempts: Int(content.int64(6)), cycleAttempts: Int(content.int64(7)),
-            cycleStart: content.string(8).flatMap(Timestamp.parse) ?? 0, clientAddress: content.string(9))
+            cycleStart: content.string(8).flatMap(Timestamp.parse) ?? 0, clientAddress: content.string(9),
+            traceParent: content.string(10))
     }
 
     /// The final outcome of message `correlationID` as the journal holds it; nil while it is

@@ -123,8 +123,9 @@ public final class JournalWriter: Service, @unchecked Sendable {
                 """)
             insert = try db.prepare(
                 """
-                INSERT INTO messages (correlation_id, route, idempotency_key, method, path, headers, body, received_at, client_address)
-                VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+                INSERT INTO messages (
+                    correlation_id, route, idempotency_key, method, path, headers, body, received_at, client_address, trace_parent)
+                VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
                 """)
             insertDelivery = try db.prepare(
                 """
@@ -548,6 +549,7 @@ public final class JournalWriter: Service, @unchecked Sendable {
         try insert.bind(7, blob: message.body)
         try insert.bind(8, receivedAt)
         try insert.bind(9, message.clientAddress)
+        try insert.bind(10, message.traceParent)
         try insert.run()
         let messageID = sqlite3_last_insert_rowid(db.handle)
         for delivery in message.deliveries {

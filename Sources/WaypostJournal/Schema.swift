@@ -154,6 +154,11 @@ enum Schema {
         ALTER TABLE attempts ADD COLUMN body_bytes INTEGER;   -- the size of the body sent
         ALTER TABLE attempts ADD COLUMN body_sha256 TEXT;     -- its SHA-256, lower-case hex
         """,
+        // Tracing (SPEC §14): the intake span's W3C traceparent when spans are exported, the
+        // parent of every attempt's span, replays' included.
+        """
+        ALTER TABLE messages ADD COLUMN trace_parent TEXT;
+        """,
     ]
 
     /// Deletes up to a thousand messages (their deliveries and attempts with them) whose every

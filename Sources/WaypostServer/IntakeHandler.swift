@@ -3,6 +3,7 @@ import Logging
 import Metrics
 import NIOCore
 import NIOHTTP1
+import Tracing
 import WaypostCore
 import WaypostJournal
 import WaypostTransform
@@ -26,6 +27,8 @@ struct IntakeContext: Sendable {
     /// The workers that run the routes' `reply` programs, and the index of each route's.
     var transforms: TransformPool?
     var replies: [String: Int] = [:]
+    /// Makes the intake's spans, when spans are exported (SPEC §14).
+    var tracer: (any Tracer)?
 
     /// Reads message `correlationID` from the journal on the readers' pool, once a final
     /// outcome of it that was published is also recorded: a status answer never shows an
@@ -110,6 +113,9 @@ final class IntakeHandler: ChannelInboundHandler, RemovableChannelHandler {
     var rawHeads: RawHeads?
     /// Whether the request being answered is a `HEAD`: its answer has no body.
     var answeringHead = false
+    /// The span of the message request being handled, from its head to its answer, when spans
+    /// are exported.
+    var span: (any Span)?
 
     init(context: IntakeContext) {
         self.shared = context
@@ -169,6 +175,7 @@ final class IntakeHandler: ChannelInboundHandler, RemovableChannelHandler {
             (route, supplied, pattern) = (matched, suppliedID, chosen)
         }
         let receivedAt = shared.now()
+        if let tracer = shared.tracer { span = Self.startSpan(tracer, head: head, route: route, context: context) }
         if head.headers.first(name: "expect")?.lowercased() == "100-continue" {
             context.writeAndFlush(wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: .continue))), promise: nil)
         }
@@ -201,10 +208,21 @@ final class IntakeHandler: ChannelInboundHandler, RemovableChannelHandler {
             route: route, method: request.head.method.rawValue, target: request.head.uri, fields: receivedFields(request), body: body,
             correlationID: request.correlationID, correlationIDWasSupplied: request.correlationIDWasSupplied,
             verifier: shared.secrets.verifier(route.name), now: shared.now(), clientAddress: context.channel.remoteAddress?.ipAddress)
-        let message: IncomingMessage
+        var message: IncomingMessage
         switch admitted {
         case .success(let admittedMessage): message = admittedMessage
         case .failure(let problem): return reject(problem, head: nil, context: context)
+        }
+        // The commit's span, and the intake span's context with the message: its attempts' parent.
+        let commit: (any Span)?
+        if let span, let tracer = shared.tracer {
+            span.attributes["waypost.correlation_id"] = message.correlationID
+            commit = tracer.startSpan("waypost.commit", context: span.context, ofKind: .internal)
+            var fields: [HeaderField] = []
+            tracer.inject(span.context, into: &fields, using: HeaderFieldsInjector())
+            message.traceParent = fields.first { $0.name == "traceparent" }?.value
+        } else {
+            commit = nil
         }
         let keepAlive = request.head.isKeepAlive
         let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
@@ -223,6 +241,10 @@ final class IntakeHandler: ChannelInboundHandler, RemovableChannelHandler {
             }
         }
         shared.writer.submit(message) { [watch, initialState] result in
+            if let commit {
+                if case .failure(let error) = result { commit.setStatus(SpanStatus(code: .error, message: "\(error)")) }
+                commit.end()
+            }
             eventLoop.execute {
                 let (handler, context) = loopBound.value
                 handler.stored(
@@ -432,6 +454,27 @@ final class IntakeHandler: ChannelInboundHandler, RemovableChannelHandler {
 
     func write(_ response: (HTTPResponseHead, ByteBuffer), keepAlive: Bool, context: ChannelHandlerContext) {
         Responses.send(response, keepAlive: keepAlive, withoutBody: answeringHead, context: context)
+        if let span {
+            self.span = nil
+            let status = Int(response.0.status.code)
+            span.attributes["http.response.status_code"] = status
+            if status >= 500 { span.setStatus(SpanStatus(code: .error)) }
+            span.end()
+        }
+    }
+
+    /// The span of a request to `route`, from its head to its answer (OpenTelemetry's HTTP
+    /// server conventions), the child of the source's span when it sent a trace context.
+    static func startSpan(_ tracer: any Tracer, head: HTTPRequestHead, route: RouteConfig, context: ChannelHandlerContext) -> any Span {
+        var parent = InstrumentationContext.topLevel
+        tracer.extract(head.headers, into: &parent, using: HTTPHeadersExtractor())
+        let span = tracer.startSpan("\(head.method.rawValue) \(route.path)", context: parent, ofKind: .server)
+        span.attributes["http.request.method"] = head.method.rawValue
+        span.attributes["http.route"] = route.path
+        span.attributes["url.path"] = String(head.uri.prefix { $0 != "?" }.prefix(2048))
+        span.attributes["waypost.route"] = route.name
+        if let address = context.channel.remoteAddress?.ipAddress { span.attributes["client.address"] = address }
+        return span
     }
 
     func channelInactive(context: ChannelHandlerContext) {
@@ -442,6 +485,11 @@ final class IntakeHandler: ChannelInboundHandler, RemovableChannelHandler {
             shared.board.cancel(waiting.correlationID, waiting.token)
             state = .idle
         }
+        if let span {
+            self.span = nil
+            span.addEvent("the source closed the connection before its answer")
+            span.end()
+        }
         context.fireChannelInactive()
     }
 
@@ -450,5 +498,12 @@ final class IntakeHandler: ChannelInboundHandler, RemovableChannelHandler {
         // connection) ends the connection. A request already with the journal is stored
         // anyway and delivered; only its answer is lost.
         context.close(promise: nil)
+    }
+}
+
+/// Trace context header fields of a request head, for a tracer.
+struct HTTPHeadersExtractor: Extractor {
+    func extract(key: String, from carrier: HTTPHeaders) -> String? {
+        carrier.first(name: key)
     }
 }

@@ -4,8 +4,10 @@ import Logging
 import Metrics
 import NIOCore
 import NIOPosix
+import OTel
 import Prometheus
 import ServiceLifecycle
+import Tracing
 import UnixSignals
 import WaypostCore
 import WaypostForwarder
@@ -83,6 +85,7 @@ struct Serve: AsyncParsableCommand {
         var factory = PrometheusMetricsFactory(registry: registry)
         factory.valueHistogramBuckets["waypost_commit_batch_size"] = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512]
         MetricsSystem.bootstrap(factory)
+        let tracing = try settings.tracing.map { try Self.tracingBackend($0, logger: logger) }
 
         let writer: JournalWriter
         do {
@@ -98,7 +101,7 @@ struct Serve: AsyncParsableCommand {
         do {
             forwarder = try Forwarder(
                 configuration: settings, writer: writer, board: board, addHeaders: startup.addHeaders, secrets: secrets,
-                transforms: startup.transforms, programs: startup.programs, logger: logger)
+                transforms: startup.transforms, programs: startup.programs, tracer: tracing?.tracer, logger: logger)
         } catch {
             // Nothing has started yet: the writer's thread starts in run(), the lock goes with the process.
             printError("waypost: \(error)")
@@ -113,8 +116,7 @@ struct Serve: AsyncParsableCommand {
                 destinationNames: Dictionary(uniqueKeysWithValues: settings.routes.map { ($0.name, $0.destinations.map(\.name)) }))
             try await Self.serve(
                 settings, writer: writer, forwarder: forwarder, board: board, secrets: secrets, startup: startup, admin: admin,
-                group: group,
-                logger: logger)
+                tracing: tracing, group: group, logger: logger)
         } catch {
             try? await group.shutdownGracefully()
             throw error
@@ -126,7 +128,8 @@ struct Serve: AsyncParsableCommand {
     /// holds the event loop group is released on return, before the group shuts down.
     private static func serve(
         _ settings: WaypostConfig, writer: JournalWriter, forwarder: Forwarder, board: OutcomeBoard,
-        secrets: RouteSecrets, startup: Startup, admin: AdminContext, group: any EventLoopGroup, logger: Logger
+        secrets: RouteSecrets, startup: Startup, admin: AdminContext, tracing: (tracer: any Tracer, service: any Service)?,
+        group: any EventLoopGroup, logger: Logger
     ) async throws {
         // The routes' reply programs run on a pool of their own (the forwarder has its workers).
         var replies: TransformPool?
@@ -141,7 +144,7 @@ struct Serve: AsyncParsableCommand {
         defer { replies?.shutdown() }
         let server = IntakeServer(
             configuration: settings, writer: writer, board: board, secrets: secrets, transforms: replies, programs: startup.programs,
-            tls: startup.tls, group: group, logger: logger)
+            tls: startup.tls, tracer: tracing?.tracer, group: group, logger: logger)
         let adminServer = AdminServer(listen: settings.admin.listen, context: admin, group: group)
         var bound: [String] = []
         for (address, start) in [
@@ -165,18 +168,48 @@ struct Serve: AsyncParsableCommand {
         // (`--listen 127.0.0.1:0` binds a free one).
         FileHandle.standardOutput.write(Data("listening intake=\(bound[0]) admin=\(bound[1])\n".utf8))
         // The services stop in reverse order: admin, intake (answering what is in progress),
-        // forwarder (within shutdown_grace), then the journal writer.
+        // forwarder (within shutdown_grace), the journal writer, then the span exporter (which
+        // sends what they ended last).
         // SecondSignal is last, so it is told first and arms itself as the shutdown begins.
         let secondSignal = SecondSignal()
+        let services: [any Service] = [
+            writer, forwarder, server, adminServer,
+            SecretReloader(settings: settings, secrets: secrets, tls: startup.tls, logger: logger), secondSignal,
+        ]
         var groupConfiguration = ServiceGroupConfiguration(
-            services: [
-                writer, forwarder, server, adminServer,
-                SecretReloader(settings: settings, secrets: secrets, tls: startup.tls, logger: logger), secondSignal,
-            ], gracefulShutdownSignals: [.sigterm, .sigint],
+            services: (tracing.map { [$0.service] } ?? []) + services, gracefulShutdownSignals: [.sigterm, .sigint],
             logger: logger)
         groupConfiguration.maximumGracefulShutdownDuration = settings.shutdownGrace + .seconds(5)
         try await ServiceGroup(configuration: groupConfiguration).run()
         secondSignal.disarm()
+    }
+}
+
+extension Serve {
+    /// swift-otel's tracer and the service that exports its spans with OTLP/HTTP (SPEC §14).
+    /// Only tracing: logs and metrics have their own systems. `OTEL_*` variables override
+    /// these settings, as in every OpenTelemetry SDK.
+    static func tracingBackend(_ tracing: TracingConfig, logger: Logger) throws -> (tracer: any Tracer, service: any Service) {
+        var configuration = OTel.Configuration.default
+        configuration.serviceName = tracing.serviceName
+        configuration.diagnosticLogger = .custom(logger)
+        configuration.diagnosticLogLevel = .warning
+        configuration.propagators = [.traceContext]
+        configuration.logs.enabled = false
+        configuration.metrics.enabled = false
+        configuration.traces.exporter = .otlp
+        configuration.traces.otlpExporter.endpoint = tracing.tracesURL
+        configuration.traces.otlpExporter.protocol = tracing.otlpProtocol == .json ? .httpJSON : .httpProtobuf
+        // A collector that is down or slow must not hold up a shutdown: spans are given up on.
+        configuration.traces.otlpExporter.timeout = .seconds(2)
+        configuration.traces.batchSpanProcessor.exportTimeout = .seconds(2)
+        do {
+            let backend = try OTel.makeTracingBackend(configuration: configuration)
+            return (backend.factory, backend.service)
+        } catch {
+            printError("waypost: invalid configuration: tracing: \(error)")
+            throw ExitCode.invalidConfiguration
+        }
     }
 }
 

@@ -396,7 +396,7 @@ final class SettableUpstream: Sendable {
 /// Runs `body` with a server on `config` (written in a scratch directory) and the journal
 /// `DIR/j.db` (a copy of `journal`, when given), stopping everything afterwards.
 func withServer(
-    config: String, journal: String? = nil, upstreams: [SettableUpstream],
+    config: String, journal: String? = nil, upstreams: [SettableUpstream], environment: [String: String] = [:],
     _ body: (AdminTestServer, ScratchDirectory) async throws -> Void
 ) async throws {
     let dir = try ScratchDirectory()
@@ -412,7 +412,9 @@ func withServer(
                 try FileManager.default.copyItem(atPath: journal + "-wal", toPath: journalPath + "-wal")
             }
         }
-        server = try await AdminTestServer.start(config: path, journal: journalPath, directory: dir.path)
+        server = try await AdminTestServer.start(
+            config: path, journal: journalPath, directory: dir.path,
+            environment: environment.merging(["WAYPOST_ADMIN_TOKEN": adminTestToken]) { mine, _ in mine })
     } catch {
         for upstream in upstreams { await upstream.stop() }
         throw error
