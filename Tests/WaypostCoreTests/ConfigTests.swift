@@ -350,7 +350,7 @@ private let oneRoute = ["routes:", "  - name: a", "    path: /a", "    upstream:
         Broken(
             "unknown top-level key", ["listen: 127.0.0.1:8080", "listn: x"] + oneRoute, key: "listn", line: 2,
             mentions:
-                "valid keys here: listen, admin, journal, shutdown_grace, log_level, header_timeout, min_body_rate, trusted_proxies, transform_timeout, transform_memory, tls, defaults, routes"
+                "valid keys here: listen, admin, journal, shutdown_grace, log_level, header_timeout, min_body_rate, trusted_proxies, transform_timeout, transform_memory, tls, tracing, defaults, routes"
         ),
         Broken(
             "unknown nested key",
@@ -451,6 +451,20 @@ private let oneRoute = ["routes:", "  - name: a", "    path: /a", "    upstream:
         Broken("two YAML documents", oneRoute + ["---"] + oneRoute, key: nil, line: 5, mentions: "invalid YAML"),
         Broken("empty file", [], key: nil, line: nil, mentions: "the file is empty"),
         Broken("only comments", ["# nothing here", "   "], key: nil, line: nil, mentions: "the file is empty"),
+        Broken("tracing without an endpoint", ["tracing: {}"] + oneRoute, key: "tracing.otlp_endpoint", line: 1, mentions: "otlp_endpoint"),
+        Broken(
+            "an OTLP endpoint that is not http(s)", ["tracing: { otlp_endpoint: \"grpc://collector:4317\" }"] + oneRoute,
+            key: "tracing.otlp_endpoint", line: 1, mentions: "expected an absolute http:// or https:// URL"),
+        Broken(
+            "an OTLP endpoint with a query", ["tracing: { otlp_endpoint: \"http://c:4318/v1/traces?x=1\" }"] + oneRoute,
+            key: "tracing.otlp_endpoint", line: 1, mentions: "the OTLP endpoint must not have a query"),
+        Broken(
+            "an unknown OTLP protocol", ["tracing: { otlp_endpoint: \"http://c:4318\", otlp_protocol: grpc }"] + oneRoute,
+            key: "tracing.otlp_protocol", line: 1, mentions: "http/protobuf, http/json"),
+        Broken(
+            "an empty service name", ["tracing: { otlp_endpoint: \"http://c:4318\", service_name: \"\" }"] + oneRoute,
+            key: "tracing.service_name", line: 1, mentions: "1 to 255 printable characters"),
+        Broken("an unknown tracing key", ["tracing: { endpoint: \"http://c:4318\" }"] + oneRoute, key: "tracing.endpoint", line: 1),
     ]
 
     @Test(arguments: brokenFiles)
@@ -461,6 +475,23 @@ private let oneRoute = ["routes:", "  - name: a", "    path: /a", "    upstream:
         #expect(error.key == broken.key, "\(error)")
         #expect(error.line == broken.line, "\(error)")
         #expect(broken.mentions.isEmpty || error.description.contains(broken.mentions), "\(error)")
+    }
+
+    @Test("tracing: the endpoint's /v1/traces unless it has a path of its own; protobuf and the name waypost by default")
+    func tracing() throws {
+        let cases: [(String, String)] = [
+            ("http://127.0.0.1:4318", "http://127.0.0.1:4318/v1/traces"),
+            ("http://127.0.0.1:4318/", "http://127.0.0.1:4318/v1/traces"),
+            ("https://collector.internal/otlp/v1/traces", "https://collector.internal/otlp/v1/traces"),
+        ]
+        for (endpoint, url) in cases {
+            let config = try parse(["tracing: { otlp_endpoint: \"\(endpoint)\" }"] + oneRoute)
+            #expect(config.tracing?.tracesURL == url, "\(endpoint)")
+            #expect(config.tracing?.otlpProtocol == .protobuf && config.tracing?.serviceName == "waypost")
+        }
+        let json = try parse(["tracing: { otlp_endpoint: \"http://c:4318\", otlp_protocol: http/json, service_name: edge-1 }"] + oneRoute)
+        #expect(json.tracing?.otlpProtocol == .json && json.tracing?.serviceName == "edge-1")
+        #expect(try parse(oneRoute).tracing == nil, "no tracing key: no spans")
     }
 
     @Test func unknownKeyErrorReadsWell() {
