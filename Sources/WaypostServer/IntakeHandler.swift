@@ -382,6 +382,7 @@ final class IntakeHandler: ChannelInboundHandler, RemovableChannelHandler {
             attempts: outcome.attempts)
         let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
         let eventLoop = context.eventLoop
+        let replySpan = span.flatMap { span in shared.tracer?.startSpan("waypost.reply", context: span.context, ofKind: .internal) }
         transforms.submit(TransformRequest(program: program, mode: .document, input: input)) { result in
             let answer: Result<(status: Int, headers: [HeaderField], body: [UInt8]), TransformOutputError>
             switch result {
@@ -390,6 +391,10 @@ final class IntakeHandler: ChannelInboundHandler, RemovableChannelHandler {
             case .success(.error(let message)): answer = .failure(TransformOutputError(message: message))
             case .success(.shaped): answer = .failure(TransformOutputError(message: "the worker answered a transform"))
             case .failure(let failure): answer = .failure(TransformOutputError(message: failure.description))
+            }
+            if let replySpan {
+                if case .failure(let error) = answer { replySpan.setStatus(SpanStatus(code: .error, message: error.message)) }
+                replySpan.end()
             }
             eventLoop.execute {
                 let (handler, context) = loopBound.value

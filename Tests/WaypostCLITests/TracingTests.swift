@@ -66,6 +66,7 @@ struct TracingTests {
                 retry: { initial: 100ms, factor: 1, max_delay: 100ms }
                 destinations:
                   - { name: erp, upstream: "\(erp.url)", transform: '.headers["x-t"] = "1"' }
+              - { name: ask, path: /ask, mode: sync, upstream: "\(erp.url)", reply: '{status: 200, body: {ok: true}}' }
             """
         try await withServer(config: config, upstreams: [erp], environment: ["OTEL_BSP_SCHEDULE_DELAY": "100"]) { server, _ in
             let sourceTrace = "4bf92f3577b34da6a3ce929d0e0e4736"
@@ -80,15 +81,19 @@ struct TracingTests {
             }
             erp.answer(200)
             let plainID = try await server.accept("/shop")
+            let asked = try await server.intake("POST", "/ask", body: "{}", headers: ["Content-Type: application/json"])
+            #expect(asked.status == 200, "\(asked.status) \(asked.body)")
+            let askedID = try #require(asked.header("X-Correlation-ID"))
             try await server.waitForStates("delivered") { $0[tracedID] == "delivered" && $0[plainID] == "delivered" }
 
             var spans: [ExportedSpan] = []
             let deadline = ContinuousClock.now + .seconds(15)
             func complete(_ spans: [ExportedSpan]) -> Bool {
-                [tracedID, plainID].allSatisfy { id in
-                    spans.contains { $0.kind == 2 && $0.attributes["waypost.correlation_id"] == id }
-                        && spans.contains { $0.kind == 3 && $0.attributes["waypost.correlation_id"] == id && $0.statusCode != 2 }
-                }
+                spans.contains { $0.name == "waypost.reply" }
+                    && [tracedID, plainID, askedID].allSatisfy { id in
+                        spans.contains { $0.kind == 2 && $0.attributes["waypost.correlation_id"] == id }
+                            && spans.contains { $0.kind == 3 && $0.attributes["waypost.correlation_id"] == id && $0.statusCode != 2 }
+                    }
             }
             repeat {
                 spans = exportedSpans(collector.requests)
@@ -125,6 +130,11 @@ struct TracingTests {
                 #expect(Set(sent) == Set(attempts.map { "00-\($0.traceID)-\($0.spanID)-01" }), "sent \(sent)")
                 #expect(server.child.stderr.text.contains("trace_id=\(intake.traceID)"), "the log line carries the trace id")
             }
+            // A reply program runs inside the synchronous request's span.
+            let askedIntake = try #require(spans.first { $0.kind == 2 && $0.attributes["waypost.correlation_id"] == askedID })
+            #expect(askedIntake.attributes["http.response.status_code"] == "200")
+            #expect(spans.contains { $0.name == "waypost.reply" && $0.parentSpanID == askedIntake.spanID })
+
             // The traced message's attempts met 503 until the upstream was told to answer 200:
             // error spans, then one whose status is left unset.
             let tracedAttempts = spans.filter { $0.kind == 3 && $0.attributes["waypost.correlation_id"] == tracedID }
