@@ -23,6 +23,8 @@
 #   CONCURRENCY     the route's concurrency (default 16)
 #   TRANSFORM       a jq program for the route's `transform` (SPEC §11; default none); the
 #                   transform workers' CPU is counted as the thread "jq-workers"
+#   TRACING=1       export spans with OTLP/HTTP (SPEC §14) to a private nginx collector that
+#                   answers 200 on COLLECTOR_PORT (default 18082)
 #   WAYPOST_BIN     Waypost binary; unset: .build-release/release/waypost if present, else
 #                   .build/release/waypost; built only when neither exists
 #   OUT_DIR         results and scratch files (default <repo>/bench-out; must not be tmpfs)
@@ -43,6 +45,7 @@ CONNS=${CONNS:-64}
 DURABILITY=${DURABILITY:-full}
 CONCURRENCY=${CONCURRENCY:-16}
 WAYPOST_ADMIN_PORT=${WAYPOST_ADMIN_PORT:-19901}
+COLLECTOR_PORT=${COLLECTOR_PORT:-18082}
 
 TABLE_ROWS=()     # "scenario|acks/s|messages|delivered|µs/msg|threads"
 DETAILS=()        # one free-text line per scenario, printed under the table
@@ -96,7 +99,7 @@ scenario() {
     mkdir -p "$dir"
     local config=$dir/waypost.yaml journal=$dir/journal.db logfile=$dir/waypost.log
     write_waypost_config "$config" "$journal" "$DURABILITY" "    ordering: $ORDERING
-    concurrency: $CONCURRENCY$([[ $ORDERING == key ]] && printf '\n    ordering_key: header:X-Key')$([[ -n ${TRANSFORM:-} ]] && printf "\n    transform: '%s'" "$TRANSFORM")"
+    concurrency: $CONCURRENCY$([[ $ORDERING == key ]] && printf '\n    ordering_key: header:X-Key')$([[ -n ${TRANSFORM:-} ]] && printf "\n    transform: '%s'" "$TRANSFORM")$([[ ${TRACING:-} == 1 ]] && printf '\ntracing: { otlp_endpoint: "http://127.0.0.1:%s" }' "$COLLECTOR_PORT")"
     start_scenario_waypost "$name" "$config" "$logfile" "http://127.0.0.1:$WAYPOST_PORT/_waypost/ready"
     local pid=$WAYPOST_PID url="http://127.0.0.1:$WAYPOST_PORT/" paused=no
     if [[ $variant == intake ]]; then
@@ -139,7 +142,16 @@ main() {
     local fsync_append busy_before
     fsync_append=$(python3 "$FSYNC_PY" "$WORK" --mode append)
     busy_before=$(idle_other_cpu)
-    start_upstream
+    if [[ ${TRACING:-} == 1 ]]; then
+        port_in_use "$COLLECTOR_PORT" && die "127.0.0.1:$COLLECTOR_PORT is already in use"
+        # The upstream's nginx also plays the OTLP collector: 200 with an empty protobuf answer.
+        start_upstream "    server {
+        listen 127.0.0.1:$COLLECTOR_PORT;
+        location / { default_type application/x-protobuf; return 200 \"\"; }
+    }"
+    else
+        start_upstream
+    fi
     scenario intake
     scenario delivery
 
@@ -147,6 +159,7 @@ main() {
         report_head cpu "$busy_before"
         waypost_line
         [[ -n ${TRANSFORM:-} ]] && echo "transform: '$TRANSFORM'"
+        [[ ${TRACING:-} == 1 ]] && echo "tracing: spans exported with OTLP/HTTP protobuf to a private nginx on 127.0.0.1:$COLLECTOR_PORT"
         echo "route: one route on /, async (202), ordering $ORDERING, concurrency $CONCURRENCY, journal durability $DURABILITY,"
         echo "  file system $JOURNAL_FS; its upstream a private nginx 'return 200' (worker_processes $UPSTREAM_WORKERS)"
         echo "load: wrk -t$WRK_THREADS -c$CONNS -d$DURATION (after a $WARMUP warm-up), 1024-byte JSON POST ($(basename "$LUA_SCRIPT"))"
