@@ -145,6 +145,8 @@ public final class Forwarder: Service, @unchecked Sendable {
     private let transforms: TransformWorkers?
     /// Makes the attempts' spans, when spans are exported.
     private let spans: AttemptSpans?
+    /// Deliveries delivered and failed per minute, for the console.
+    private let throughput: Throughput?
     /// Attempts waiting for their transform, by delivery row id.
     private var transforming: [Int64: Transforming] = [:]
 
@@ -196,7 +198,7 @@ public final class Forwarder: Service, @unchecked Sendable {
     public init(
         configuration: WaypostConfig, writer: JournalWriter, board: OutcomeBoard, addHeaders: [String: [HeaderField]] = [:],
         secrets: RouteSecrets = RouteSecrets(), transforms: TransformSetup? = nil, programs: ProgramTable? = nil,
-        tracer: (any Tracer)? = nil, logger: Logger
+        tracer: (any Tracer)? = nil, throughput: Throughput? = nil, logger: Logger
     ) throws(ForwarderError) {
         var routes: [Route] = []
         for route in configuration.routes {
@@ -260,6 +262,7 @@ public final class Forwarder: Service, @unchecked Sendable {
         self.board = board
         self.logger = logger
         spans = tracer.map(AttemptSpans.init)
+        self.throughput = throughput
         self.shutdownGrace = configuration.shutdownGrace
         writer.onStored { [weak self] messages in self?.messagesStored(messages) }
     }
@@ -674,10 +677,14 @@ public final class Forwarder: Service, @unchecked Sendable {
             upstreamTimer(route: end.route, status: response?.status).recordMilliseconds(now - end.startedAt)
         }
         switch end.state {
-        case .delivered: routes[end.route].delivered.increment()
+        case .delivered:
+            routes[end.route].delivered.increment()
+            throughput?.record(.delivered, key: route.key, atMilliseconds: now)
         case .queued: routes[end.route].retried.increment()
         case .filtered: break
-        default: routes[end.route].failed.increment()
+        default:
+            routes[end.route].failed.increment()
+            if end.state == .failed { throughput?.record(.failed, key: route.key, atMilliseconds: now) }
         }
         // Waiting sources learn the outcome of the route's `reply_from` destination alone.
         let final =

@@ -16,13 +16,15 @@ final class AdminHandler: ChannelInboundHandler, RemovableChannelHandler {
 
     private let shared: AdminContext
     private let readers: JournalReaders
+    private let console: Console?
     private var head: HTTPRequestHead?
     private var body: ByteBuffer?
     private var tooLarge = false
 
-    init(context: AdminContext, readers: JournalReaders) {
+    init(context: AdminContext, readers: JournalReaders, console: Console? = nil) {
         self.shared = context
         self.readers = readers
+        self.console = console
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -138,6 +140,9 @@ final class AdminHandler: ChannelInboundHandler, RemovableChannelHandler {
         let target = head.uri
         let path = target[..<(target.firstIndex(of: "?") ?? target.endIndex)]
         let method = head.method
+        if let console, Console.serves(path) {
+            return console.respond(head, body: body, eventLoop: eventLoop).map { .page($0) }
+        }
         guard let endpoint = Endpoint(path: path) else {
             return eventLoop.makeFailedFuture(
                 Problem(
@@ -379,6 +384,7 @@ enum AdminAnswer {
     case json(Int, String)
     case metrics([UInt8])
     case problem(Problem)
+    case page(Console.Answer)
 
     func response(allocator: ByteBufferAllocator) -> (HTTPResponseHead, ByteBuffer) {
         switch self {
@@ -395,6 +401,12 @@ enum AdminAnswer {
             return (HTTPResponseHead(version: .http1_1, status: .ok, headers: headers), allocator.buffer(bytes: bytes))
         case .problem(let problem):
             return Responses.problem(problem, close: false, allocator: allocator)
+        case .page(let page):
+            let headers = HTTPHeaders(page.headers + Console.Answer.securityHeaders + [("Content-Length", String(page.body.count))])
+            return (
+                HTTPResponseHead(version: .http1_1, status: HTTPResponseStatus(statusCode: page.status), headers: headers),
+                allocator.buffer(bytes: page.body)
+            )
         }
     }
 }

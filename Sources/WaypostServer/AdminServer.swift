@@ -21,12 +21,15 @@ public struct AdminContext: Sendable {
     /// The Prometheus text exposition of every metric (for `/metrics`).
     public var metrics: @Sendable () -> [UInt8]
     public var logger: Logger
+    /// Accepted, delivered and failed per minute, for the console (SPEC §13).
+    public var throughput: Throughput?
 
     public init(
         token: String?, journalPath: String, routeNames: [String], writer: JournalWriter, forwarderRunning: @escaping @Sendable () -> Bool,
         journalChanged: @escaping @Sendable () -> Void, metrics: @escaping @Sendable () -> [UInt8], logger: Logger,
-        destinationNames: [String: [String]] = [:]
+        destinationNames: [String: [String]] = [:], throughput: Throughput? = nil
     ) {
+        self.throughput = throughput
         self.destinationNames = destinationNames
         self.journalChanged = journalChanged
         self.token = token
@@ -44,12 +47,14 @@ public final class AdminServer: Service, Sendable {
     private let listener: HTTPListener
     private let context: AdminContext
     private let readers: JournalReaders
+    private let console: Console
 
     public init(listen: HostPort, context: AdminContext, group: any EventLoopGroup) {
         self.listener = HTTPListener(
             name: "admin", address: listen, group: group, maxHeaderBytes: 16 * 1024, limits: ConnectionLimits(), logger: context.logger)
         self.context = context
         self.readers = JournalReaders(path: context.journalPath, threads: 1)
+        self.console = Console(context: context, readers: readers)
     }
 
     /// Whether `host` is a loopback address, the only kind the admin listener may bind to
@@ -65,7 +70,8 @@ public final class AdminServer: Service, Sendable {
     public func start() async throws -> SocketAddress {
         let context = self.context
         let readers = self.readers
-        return try await listener.start { AdminHandler(context: context, readers: readers) }
+        let console = self.console
+        return try await listener.start { AdminHandler(context: context, readers: readers, console: console) }
     }
 
     public func run() async throws {

@@ -29,6 +29,8 @@ struct IntakeContext: Sendable {
     var replies: [String: Int] = [:]
     /// Makes the intake's spans, when spans are exported (SPEC §14).
     var tracer: (any Tracer)?
+    /// Messages accepted per minute, for the console.
+    var throughput: Throughput?
 
     /// Reads message `correlationID` from the journal on the readers' pool, once a final
     /// outcome of it that was published is also recorded: a status answer never shows an
@@ -291,6 +293,7 @@ final class IntakeHandler: ChannelInboundHandler, RemovableChannelHandler {
         switch outcome {
         case .stored(let id):
             shared.accepted[request.route.name]?.increment()
+            shared.throughput?.record(.accepted, key: request.route.name, atMilliseconds: request.receivedAt)
             guard let watch else {
                 shared.ackLatency.recordMilliseconds(shared.now() - request.receivedAt)
                 state = .idle

@@ -24,7 +24,7 @@ public final class IntakeServer: Service, Sendable {
     public init(
         configuration: WaypostConfig, writer: JournalWriter, board: OutcomeBoard, secrets: RouteSecrets = RouteSecrets(),
         transforms: TransformPool? = nil, programs: ProgramTable? = nil, tls: IntakeTLS? = nil, tracer: (any Tracer)? = nil,
-        group: any EventLoopGroup, logger: Logger
+        throughput: Throughput? = nil, group: any EventLoopGroup, logger: Logger
     ) {
         self.shared = IntakeContext(
             routes: RouteTable(routes: configuration.routes), writer: writer,
@@ -34,7 +34,8 @@ public final class IntakeServer: Service, Sendable {
                 uniqueKeysWithValues: configuration.routes.map {
                     ($0.name, Counter(label: "waypost_accepted_total", dimensions: [("route", $0.name)]))
                 }),
-            secrets: secrets, transforms: transforms, replies: programs?.replies ?? [:], tracer: tracer)
+            secrets: secrets, transforms: transforms, replies: programs?.replies ?? [:], tracer: tracer,
+            throughput: throughput)
         self.shutdownGrace = configuration.shutdownGrace
         // The decoder's own limit is the largest any route allows; each route's is checked
         // on the decoded head.

@@ -97,11 +97,12 @@ struct Serve: AsyncParsableCommand {
             throw ExitCode.failure
         }
         let board = OutcomeBoard()
+        let throughput = Throughput()
         let forwarder: Forwarder
         do {
             forwarder = try Forwarder(
                 configuration: settings, writer: writer, board: board, addHeaders: startup.addHeaders, secrets: secrets,
-                transforms: startup.transforms, programs: startup.programs, tracer: tracing?.tracer, logger: logger)
+                transforms: startup.transforms, programs: startup.programs, tracer: tracing?.tracer, throughput: throughput, logger: logger)
         } catch {
             // Nothing has started yet: the writer's thread starts in run(), the lock goes with the process.
             printError("waypost: \(error)")
@@ -113,7 +114,8 @@ struct Serve: AsyncParsableCommand {
                 token: startup.adminToken, journalPath: settings.journal.path, routeNames: settings.routes.map(\.name), writer: writer,
                 forwarderRunning: { forwarder.isRunning }, journalChanged: { forwarder.reloadNow() }, metrics: { registry.emitToBuffer() },
                 logger: logger,
-                destinationNames: Dictionary(uniqueKeysWithValues: settings.routes.map { ($0.name, $0.destinations.map(\.name)) }))
+                destinationNames: Dictionary(uniqueKeysWithValues: settings.routes.map { ($0.name, $0.destinations.map(\.name)) }),
+                throughput: throughput)
             try await Self.serve(
                 settings, writer: writer, forwarder: forwarder, board: board, secrets: secrets, startup: startup, admin: admin,
                 tracing: tracing, group: group, logger: logger)
@@ -144,7 +146,7 @@ struct Serve: AsyncParsableCommand {
         defer { replies?.shutdown() }
         let server = IntakeServer(
             configuration: settings, writer: writer, board: board, secrets: secrets, transforms: replies, programs: startup.programs,
-            tls: startup.tls, tracer: tracing?.tracer, group: group, logger: logger)
+            tls: startup.tls, tracer: tracing?.tracer, throughput: admin.throughput, group: group, logger: logger)
         let adminServer = AdminServer(listen: settings.admin.listen, context: admin, group: group)
         var bound: [String] = []
         for (address, start) in [
