@@ -202,6 +202,10 @@ extension Serve {
         configuration.traces.exporter = .otlp
         configuration.traces.otlpExporter.endpoint = tracing.tracesURL
         configuration.traces.otlpExporter.protocol = tracing.otlpProtocol == .json ? .httpJSON : .httpProtobuf
+        // Room for a second of spans at full intake speed (2 per message, 1 per attempt)
+        // before any is dropped, sent in large batches.
+        configuration.traces.batchSpanProcessor.maxQueueSize = 65_536
+        configuration.traces.batchSpanProcessor.maxExportBatchSize = 4_096
         // A collector that is down or slow must not hold up a shutdown: spans are given up on.
         configuration.traces.otlpExporter.timeout = .seconds(2)
         configuration.traces.batchSpanProcessor.exportTimeout = .seconds(2)
