@@ -159,7 +159,7 @@ def run(driver, admin, intake, token, screenshots):
     if screenshots:
         driver.save_screenshot(os.path.join(screenshots, "console-message.png"))
     driver.find_element(By.XPATH, "//button[normalize-space()='Replay']").click()
-    check("Replayed" in driver.find_element(By.CSS_SELECTOR, "p.notice").text, "the replay is confirmed")
+    eventually("the replay is confirmed", lambda: "Replayed: the message is queued again." in driver.page_source)
     eventually("the replayed message turns delivered, on the page, by itself",
                lambda: "delivered" in driver.find_element(By.CSS_SELECTOR, "section.delivery h3").text)
 
@@ -167,9 +167,10 @@ def run(driver, admin, intake, token, screenshots):
     driver.find_element(By.LINK_TEXT, "Bulk replay").click()
     driver.find_element(By.CSS_SELECTOR, 'select[name="route"] option[value="orders"]').click()
     driver.find_element(By.XPATH, "//button[normalize-space()='Count']").click()
-    check(driver.find_element(By.CSS_SELECTOR, "strong.count").text == "2", "the bulk replay counts the two failed messages first")
+    eventually("the bulk replay counts the two failed messages first",
+               lambda: driver.find_element(By.CSS_SELECTOR, "strong.count").text == "2")
     driver.find_element(By.XPATH, "//button[normalize-space()='Replay 2']").click()
-    check("Replayed 2 messages" in driver.find_element(By.CSS_SELECTOR, "p.notice").text, "the bulk replay is confirmed")
+    eventually("the bulk replay is confirmed", lambda: "Replayed 2 messages" in driver.page_source)
     driver.get(admin + "/console/messages?state=delivered&route=orders")
     eventually("all three delivered",
                lambda: len(driver.find_elements(By.CSS_SELECTOR, "#live tbody tr")) == 3, seconds=20)
@@ -179,9 +180,9 @@ def run(driver, admin, intake, token, screenshots):
                                                  "x": "\"><img src=x onerror=\"window.__pwned=2\">"}),
                    {"X-Evil": "\"><script>window.__pwned=3</script>"})
     driver.get(admin + "/console/messages/" + hostile)
-    body = driver.find_element(By.CSS_SELECTOR, "pre.body").text
+    body = driver.find_element(By.CSS_SELECTOR, "#request pre.body").text
     check("<script>window.__pwned = 1</script>" in body and "onerror" in body, "the hostile body is shown as text")
-    check("<script>window.__pwned=3</script>" in driver.find_element(By.CSS_SELECTOR, "table.headers").text,
+    check("<script>window.__pwned=3</script>" in driver.find_element(By.CSS_SELECTOR, "#request table.headers").text,
           "the hostile header is shown as text")
     time.sleep(0.5)
     check(driver.execute_script("return typeof window.__pwned === 'undefined';"), "no script of the message ran")

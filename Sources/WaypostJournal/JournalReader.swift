@@ -103,8 +103,10 @@ public struct MessageFilter: Sendable {
     public var since: String?
     public var until: String?
     public var limit: Int
-    /// Only messages after this journal row (paging).
+    /// Only messages after this journal row (paging); before it, ``newestFirst``.
     public var afterID: Int64?
+    /// The newest first (the console's lists); the oldest first otherwise.
+    public var newestFirst = false
 
     public init(
         state: MessageState? = nil, route: String? = nil, destination: String? = nil, since: String? = nil, until: String? = nil,
@@ -229,18 +231,19 @@ public final class JournalReader {
         return oldest
     }
 
-    /// Messages matching `filter`, oldest first, at most `filter.limit`.
+    /// Messages matching `filter`, oldest first (newest first with `newestFirst`), at most `filter.limit`.
     public func list(_ filter: MessageFilter) throws(JournalError) -> [MessageRecord] {
         let statement = try db.prepare(
             """
             SELECT \(Self.columns) \(Self.tables)
             WHERE (?2 IS NULL OR m.route = ?2)
-              AND (?3 IS NULL OR m.received_at >= ?3) AND (?4 IS NULL OR m.received_at < ?4) AND (?6 IS NULL OR m.id > ?6)
+              AND (?3 IS NULL OR m.received_at >= ?3) AND (?4 IS NULL OR m.received_at < ?4)
+              AND (?6 IS NULL OR m.id \(filter.newestFirst ? "<" : ">") ?6)
               AND CASE WHEN ?7 IS NOT NULL THEN EXISTS (
                       SELECT 1 FROM deliveries x WHERE x.message_id = m.id AND x.destination = ?7 AND (?1 IS NULL OR x.state = ?1))
                   ELSE ?1 IS NULL OR (m.id IN (SELECT message_id FROM deliveries WHERE state = ?1) AND (\(Schema.messageStateSQL)) = ?1)
                   END
-            ORDER BY m.id LIMIT ?5
+            ORDER BY m.id \(filter.newestFirst ? "DESC" : "ASC") LIMIT ?5
             """)
         try statement.bind(1, filter.state?.rawValue)
         try statement.bind(2, filter.route)

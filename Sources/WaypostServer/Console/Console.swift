@@ -277,6 +277,7 @@ final class Console: Sendable {
     /// The list's filter: the admin API's, 50 a page.
     static func filter(_ query: Substring) throws(Problem) -> MessageFilter {
         var filter = MessageFilter(limit: 50)
+        filter.newestFirst = true
         do {
             for (key, value) in try QueryString.dictionary(query, allowed: listItems) where key != "id" && key != "done" {
                 try filter.set(key, value)

@@ -26,6 +26,7 @@ enum ConsoleAssets {
         th, td { text-align: left; padding: 6px 8px; border-bottom: 1px solid var(--line); vertical-align: top; }
         thead th { background: var(--band); white-space: nowrap; }
         td.num { text-align: right; font-variant-numeric: tabular-nums; }
+        table.headers { width: auto; }
         table.headers th { font-weight: 600; white-space: nowrap; }
         table.headers td { word-break: break-all; }
         .badge { display: inline-block; padding: 0 8px; border-radius: 10px; font-size: .82rem; background: var(--band); border: 1px solid var(--line); }

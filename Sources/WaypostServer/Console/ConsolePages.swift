@@ -121,7 +121,7 @@ struct ConsolePages {
             <h1>Overview</h1>
             \(done.map(Self.notice) ?? "")
             <section id="live" data-refresh="3" aria-live="polite">
-            <p class="updated">As of \(ConsolePages.time(now, now: now)); updates by itself.</p>
+            <p class="updated">As of <time datetime="\(Timestamp.format(millisecondsSince1970: now))">\(Timestamp.format(millisecondsSince1970: now))</time>; updates by itself.</p>
             <h2>Accepted, delivered and failed per minute, last hour</h2>
             \(Self.chart(chart))
             <h2>Destinations</h2>
@@ -250,10 +250,11 @@ struct ConsolePages {
             <h2>Deliveries</h2>
             \(deliveries)
             </section>
-            <h2>The request as received</h2>
+            <section id="request"><h2>The request as received</h2>
             <p><code>\(record.method) \(record.path)</code></p>
             \(Self.headerTable(headers))
             \(Self.body(record.body, contentType: headers.first { $0.name.caseInsensitiveEquals("content-type") }?.value))
+            </section>
             """)
     }
 
