@@ -58,21 +58,8 @@ public final class JournalOperations {
     public func replay(_ filter: MessageFilter, dryRun: Bool = false) throws(JournalError) -> [String] {
         var ids: [String] = []
         try db.transaction { () throws(JournalError) in
-            let select = try db.prepare(
-                """
-                SELECT m.id, m.correlation_id FROM messages m
-                WHERE (?2 IS NULL OR m.route = ?2) AND (?3 IS NULL OR m.received_at >= ?3) AND (?4 IS NULL OR m.received_at < ?4)
-                  AND CASE WHEN ?5 IS NOT NULL THEN EXISTS (
-                          SELECT 1 FROM deliveries x WHERE x.message_id = m.id AND x.destination = ?5 AND x.state = ?1)
-                      ELSE m.id IN (SELECT message_id FROM deliveries WHERE state = ?1) AND (\(Schema.messageStateSQL)) = ?1
-                      END
-                ORDER BY m.id
-                """)
-            try select.bind(1, (filter.state ?? .failed).rawValue)
-            try select.bind(2, filter.route)
-            try select.bind(3, filter.since)
-            try select.bind(4, filter.until)
-            try select.bind(5, filter.destination)
+            let select = try db.prepare("SELECT m.id, m.correlation_id FROM messages m WHERE \(Schema.replaySelection) ORDER BY m.id")
+            try Schema.bindReplaySelection(select, filter)
             var rows: [Int64] = []
             while try select.step() {
                 rows.append(select.int64(0))

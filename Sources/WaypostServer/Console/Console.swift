@@ -241,17 +241,17 @@ final class Console: Sendable {
         let filter = parsed
         let routes = context.routeNames
         let destinations = Array(Set(context.destinationNames.values.joined())).sorted()
-        let run = request.method == .POST
-        return readers.perform(on: eventLoop) {
-            let operations = try JournalOperations(path: journalPath)
-            if run {
-                let replayed = try operations.replay(filter)
-                changed()
-                Counter(label: "waypost_replayed_total").increment(by: replayed.count)
-                return .redirect("/console/messages?state=queued&done=replayed-\(replayed.count)")
+        guard request.method == .POST else {
+            return readers.read(on: eventLoop) { reader in
+                let count = fields.isEmpty ? nil : try reader.replayCount(filter)
+                return .page(page.bulkReplay(fields: fields, count: count, routes: routes, destinations: destinations))
             }
-            let count = fields.isEmpty ? nil : try operations.replay(filter, dryRun: true).count
-            return .page(page.bulkReplay(fields: fields, count: count, routes: routes, destinations: destinations))
+        }
+        return readers.perform(on: eventLoop) {
+            let replayed = try JournalOperations(path: journalPath).replay(filter)
+            changed()
+            Counter(label: "waypost_replayed_total").increment(by: replayed.count)
+            return .redirect("/console/messages?state=queued&done=replayed-\(replayed.count)")
         }
     }
 
