@@ -263,15 +263,19 @@ struct SyncTests {
         let upstream = try await TestUpstream.start { _ in release.withLock { $0 } ? .respond(status: 200) : .respond(status: 503) }
         defer { Task { await upstream.stop() } }
         try await withGateway(routes: [
+            // Retried until the upstream is told to answer, however long the waiters take to
+            // register: neither max_attempts nor the breaker may end the message first.
             RouteConfig(
                 name: "r", path: "/", upstream: upstream.url,
-                retry: RetryPolicy(initial: .milliseconds(300), factor: 1, maxDelay: .milliseconds(300)))
+                retry: RetryPolicy(initial: .milliseconds(300), factor: 1, maxDelay: .milliseconds(300), maxAttempts: 1_000_000),
+                breaker: nil)
         ]) { gateway in
             let accepted = try await gateway.send("POST", "/x", body: "x")
             let id = try #require(accepted.header("X-Correlation-ID"))
             let states = try await withThrowingTaskGroup(of: String?.self) { group in
                 // Generous budgets: on a machine loaded by the rest of the suite, starting 100
-                // requests can take seconds; the outcome must still wake every one of them.
+                // requests can take seconds (more than 20 attempts' worth, once, when the
+                // message failed before they all waited); the outcome must still wake every one.
                 for _ in 0..<100 {
                     group.addTask { try await gateway.status(id, query: "?wait=60", timeout: .seconds(70))["state"] as? String }
                 }
@@ -284,7 +288,7 @@ struct SyncTests {
                 return try await group.reduce(into: [String?]()) { $0.append($1) }
             }
             #expect(states.count == 100)
-            #expect(states.allSatisfy { $0 == "delivered" })
+            #expect(states.allSatisfy { $0 == "delivered" }, "\(states)")
             #expect(gateway.delivery.board.watcherCount == 0)
         }
     }
