@@ -58,8 +58,9 @@ public final class JournalOperations {
     public func replay(_ filter: MessageFilter, dryRun: Bool = false) throws(JournalError) -> [String] {
         var ids: [String] = []
         try db.transaction { () throws(JournalError) in
-            let select = try db.prepare("SELECT m.id, m.correlation_id FROM messages m WHERE \(Schema.replaySelection) ORDER BY m.id")
-            try Schema.bindReplaySelection(select, filter)
+            let selection = MessageSelection(filter, state: filter.state ?? .failed)
+            let select = try db.prepare("SELECT m.id, m.correlation_id FROM messages m \(selection.whereClause) ORDER BY m.id")
+            try selection.bind(select)
             var rows: [Int64] = []
             while try select.step() {
                 rows.append(select.int64(0))

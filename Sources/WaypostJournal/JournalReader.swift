@@ -244,25 +244,10 @@ public final class JournalReader {
 
     /// Messages matching `filter`, oldest first (newest first with `newestFirst`), at most `filter.limit`.
     public func list(_ filter: MessageFilter) throws(JournalError) -> [MessageRecord] {
+        let selection = MessageSelection(filter, state: filter.state)
         let statement = try db.prepare(
-            """
-            SELECT \(Self.columns) \(Self.tables)
-            WHERE (?2 IS NULL OR m.route = ?2)
-              AND (?3 IS NULL OR m.received_at >= ?3) AND (?4 IS NULL OR m.received_at < ?4)
-              AND (?6 IS NULL OR m.id \(filter.newestFirst ? "<" : ">") ?6)
-              AND CASE WHEN ?7 IS NOT NULL THEN EXISTS (
-                      SELECT 1 FROM deliveries x WHERE x.message_id = m.id AND x.destination = ?7 AND (?1 IS NULL OR x.state = ?1))
-                  ELSE ?1 IS NULL OR (m.id IN (SELECT message_id FROM deliveries WHERE state = ?1) AND (\(Schema.messageStateSQL)) = ?1)
-                  END
-            ORDER BY m.id \(filter.newestFirst ? "DESC" : "ASC") LIMIT ?5
-            """)
-        try statement.bind(1, filter.state?.rawValue)
-        try statement.bind(2, filter.route)
-        try statement.bind(3, filter.since)
-        try statement.bind(4, filter.until)
-        try statement.bind(5, Int64(filter.limit))
-        try statement.bind(6, filter.afterID)
-        try statement.bind(7, filter.destination)
+            "SELECT \(Self.columns) \(Self.tables) \(selection.whereClause) ORDER BY m.id \(filter.newestFirst ? "DESC" : "ASC") LIMIT ?")
+        try statement.bind(try selection.bind(statement), Int64(filter.limit))
         var records: [MessageRecord] = []
         while try statement.step() { records.append(Self.record(statement)) }
         for index in records.indices { records[index].deliveries = try deliveries(messageID: records[index].id) }
@@ -271,8 +256,9 @@ public final class JournalReader {
 
     /// How many messages a replay by `filter` would send again (``JournalOperations/replay(_:dryRun:)``).
     public func replayCount(_ filter: MessageFilter) throws(JournalError) -> Int {
-        let statement = try db.prepare("SELECT count(*) FROM messages m WHERE \(Schema.replaySelection)")
-        try Schema.bindReplaySelection(statement, filter)
+        let selection = MessageSelection(filter, state: filter.state ?? .failed)
+        let statement = try db.prepare("SELECT count(*) FROM messages m \(selection.whereClause)")
+        try selection.bind(statement)
         _ = try statement.step()
         return Int(statement.int64(0))
     }

@@ -187,25 +187,6 @@ enum Schema {
         FROM deliveries d WHERE d.message_id = m.id
         """
 
-    /// The messages a replay by `filter` sends again, over `messages m`: of the route, in the
-    /// time range, whose state is `?1` (a final one), or, with a destination, whose delivery
-    /// to it is. Parameters: ``bindReplaySelection(_:_:)``.
-    static let replaySelection = """
-        (?2 IS NULL OR m.route = ?2) AND (?3 IS NULL OR m.received_at >= ?3) AND (?4 IS NULL OR m.received_at < ?4)
-          AND CASE WHEN ?5 IS NOT NULL THEN EXISTS (
-                  SELECT 1 FROM deliveries x WHERE x.message_id = m.id AND x.destination = ?5 AND x.state = ?1)
-              ELSE m.id IN (SELECT message_id FROM deliveries WHERE state = ?1) AND (\(messageStateSQL)) = ?1
-              END
-        """
-
-    static func bindReplaySelection(_ statement: Statement, _ filter: MessageFilter) throws(JournalError) {
-        try statement.bind(1, (filter.state ?? .failed).rawValue)
-        try statement.bind(2, filter.route)
-        try statement.bind(3, filter.since)
-        try statement.bind(4, filter.until)
-        try statement.bind(5, filter.destination)
-    }
-
     static var currentVersion: Int64 { Int64(migrations.count) }
 
     /// Tells a running server's forwarder to reload its queues (replay, skip, pause, resume).

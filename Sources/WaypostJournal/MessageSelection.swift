@@ -1,0 +1,54 @@
+import WaypostCore
+
+/// The `WHERE` conditions over `messages m` that a ``MessageFilter`` selects, with only the
+/// conditions it uses and its values bound in order: written out this way (not as
+/// `?N IS NULL OR …` for every key), SQLite's planner sees which apply and walks an index
+/// (the deliveries of a state, the messages' row ids) instead of every message.
+struct MessageSelection {
+    private(set) var conditions: [String] = []
+    private var values: [String?] = []
+    private var integers: [Int: Int64] = [:]
+
+    /// - Parameters:
+    ///   - state: the message's state (with `destination`, that delivery's); nil for any.
+    ///   - afterID: the paging cursor, `newestFirst` deciding its direction.
+    init(_ filter: MessageFilter, state: MessageState?) {
+        if let route = filter.route { add("m.route = ?", route) }
+        if let since = filter.since { add("m.received_at >= ?", since) }
+        if let until = filter.until { add("m.received_at < ?", until) }
+        if let after = filter.afterID {
+            integers[values.count] = after
+            add("m.id \(filter.newestFirst ? "<" : ">") ?", nil)
+        }
+        switch (state, filter.destination) {
+        case (let state?, let destination?):
+            add("m.id IN (SELECT message_id FROM deliveries WHERE state = ? AND destination = ?)", state.rawValue, destination)
+        case (nil, let destination?):
+            add("EXISTS (SELECT 1 FROM deliveries x WHERE x.message_id = m.id AND x.destination = ?)", destination)
+        case (let state?, nil):
+            add(
+                "m.id IN (SELECT message_id FROM deliveries WHERE state = ?) AND (\(Schema.messageStateSQL)) = ?", state.rawValue,
+                state.rawValue)
+        case (nil, nil):
+            break
+        }
+    }
+
+    /// `WHERE …`, or nothing.
+    var whereClause: String { conditions.isEmpty ? "" : "WHERE " + conditions.joined(separator: " AND ") }
+
+    /// Binds the values from parameter `first` on; returns the next free parameter.
+    @discardableResult
+    func bind(_ statement: Statement, from first: Int32 = 1) throws(JournalError) -> Int32 {
+        for (offset, value) in values.enumerated() {
+            let index = first + Int32(offset)
+            if let integer = integers[offset] { try statement.bind(index, integer) } else { try statement.bind(index, value) }
+        }
+        return first + Int32(values.count)
+    }
+
+    private mutating func add(_ condition: String, _ bound: String?...) {
+        conditions.append(condition)
+        values += bound
+    }
+}
