@@ -13,26 +13,47 @@ struct MessageSelection {
     ///   - state: the message's state (with `destination`, that delivery's); nil for any.
     ///   - afterID: the paging cursor, `newestFirst` deciding its direction.
     init(_ filter: MessageFilter, state: MessageState?) {
-        if let route = filter.route { add("m.route = ?", route) }
-        if let since = filter.since { add("m.received_at >= ?", since) }
-        if let until = filter.until { add("m.received_at < ?", until) }
+        if let route = filter.route { add("m.route = ?", [route]) }
+        if let since = filter.since { add("m.received_at >= ?", [since]) }
+        if let until = filter.until { add("m.received_at < ?", [until]) }
         if let after = filter.afterID {
             integers[values.count] = after
-            add("m.id \(filter.newestFirst ? "<" : ">") ?", nil)
+            add("m.id \(filter.newestFirst ? "<" : ">") ?", [nil])
+        }
+        // The deliveries of a state are found by the index (state, route, destination, id).
+        var deliveries = "SELECT message_id FROM deliveries WHERE state = ?"
+        var bound = [state?.rawValue]
+        if let route = filter.route {
+            deliveries += " AND route = ?"
+            bound.append(route)
         }
         switch (state, filter.destination) {
-        case (let state?, let destination?):
-            add("m.id IN (SELECT message_id FROM deliveries WHERE state = ? AND destination = ?)", state.rawValue, destination)
+        case (_?, let destination?):
+            add("m.id IN (\(deliveries) AND destination = ?)", bound + [destination])
         case (nil, let destination?):
-            add("EXISTS (SELECT 1 FROM deliveries x WHERE x.message_id = m.id AND x.destination = ?)", destination)
+            add("EXISTS (SELECT 1 FROM deliveries x WHERE x.message_id = m.id AND x.destination = ?)", [destination])
         case (let state?, nil):
-            add(
-                "m.id IN (SELECT message_id FROM deliveries WHERE state = ?) AND (\(Schema.messageStateSQL)) = ?", state.rawValue,
-                state.rawValue)
+            // The message is in `state` when one delivery is and none is in a state that
+            // outranks it in the message's state (Schema.messageStateSQL).
+            let outranking = Self.outranking[state] ?? []
+            let others =
+                outranking.isEmpty
+                ? ""
+                : " AND NOT EXISTS (SELECT 1 FROM deliveries o WHERE o.message_id = m.id AND o.state IN ("
+                    + outranking.map { "'\($0.rawValue)'" }.joined(separator: ", ") + "))"
+            add("m.id IN (\(deliveries))" + others, bound)
         case (nil, nil):
             break
         }
     }
+
+    /// For a message with a delivery in the key's state, the delivery states that would make
+    /// the message's state another (``Schema/messageStateSQL``: in flight before queued before
+    /// delivered, filtered, failed, skipped).
+    static let outranking: [MessageState: [MessageState]] = [
+        .inFlight: [], .queued: [.inFlight], .failed: [.inFlight, .queued], .skipped: [.inFlight, .queued, .failed],
+        .delivered: [.inFlight, .queued, .failed, .skipped], .filtered: [.inFlight, .queued, .failed, .skipped, .delivered],
+    ]
 
     /// `WHERE …`, or nothing.
     var whereClause: String { conditions.isEmpty ? "" : "WHERE " + conditions.joined(separator: " AND ") }
@@ -47,7 +68,7 @@ struct MessageSelection {
         return first + Int32(values.count)
     }
 
-    private mutating func add(_ condition: String, _ bound: String?...) {
+    private mutating func add(_ condition: String, _ bound: [String?]) {
         conditions.append(condition)
         values += bound
     }
