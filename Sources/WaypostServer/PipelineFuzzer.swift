@@ -1,3 +1,4 @@
+import Crypto
 import Foundation
 import Logging
 import NIOCore
@@ -18,6 +19,9 @@ import WaypostJournal
 public final class PipelineFuzzer: Sendable {
     private let intake: IntakeContext
     private let admin: AdminContext
+    /// The console behind the admin pipeline, signing sessions with a fixed key so that the
+    /// seed corpus can hold a valid cookie and CSRF token (scripts/fuzz/corpus/admin/console).
+    private let console: Console
     private let readers: JournalReaders
 
     /// - Parameter directory: where the (empty, stopped) journal is created.
@@ -70,6 +74,8 @@ public final class PipelineFuzzer: Sendable {
         self.intake = intake
         self.admin = admin
         self.readers = readers
+        self.console = Console(
+            context: admin, readers: readers, sessions: ConsoleSessions(key: SymmetricKey(data: [UInt8](repeating: 42, count: 32))))
     }
 
     /// One input through the intake's pipeline.
@@ -82,7 +88,7 @@ public final class PipelineFuzzer: Sendable {
     /// One input through the admin API's pipeline.
     public func admin(_ bytes: [UInt8]) {
         run(bytes, maxHeaderBytes: 16 * 1024, limits: ConnectionLimits(), recordsRawHeads: false) {
-            AdminHandler(context: admin, readers: readers)
+            AdminHandler(context: admin, readers: readers, console: console)
         }
     }
 
