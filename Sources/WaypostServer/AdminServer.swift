@@ -23,6 +23,9 @@ public struct AdminContext: Sendable {
     public var logger: Logger
     /// Accepted, delivered and failed per minute, for the console (SPEC §13).
     public var throughput: Throughput?
+    /// The destinations (ROUTE/DESTINATION) with `on_exhausted: block`: a failed delivery
+    /// holds up the deliveries behind it.
+    public var blocking: Set<String> = []
 
     public init(
         token: String?, journalPath: String, routeNames: [String], writer: JournalWriter, forwarderRunning: @escaping @Sendable () -> Bool,

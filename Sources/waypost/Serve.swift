@@ -110,12 +110,14 @@ struct Serve: AsyncParsableCommand {
         }
         let group = MultiThreadedEventLoopGroup(numberOfThreads: System.coreCount)
         do {
-            let admin = AdminContext(
+            var admin = AdminContext(
                 token: startup.adminToken, journalPath: settings.journal.path, routeNames: settings.routes.map(\.name), writer: writer,
                 forwarderRunning: { forwarder.isRunning }, journalChanged: { forwarder.reloadNow() }, metrics: { registry.emitToBuffer() },
                 logger: logger,
                 destinationNames: Dictionary(uniqueKeysWithValues: settings.routes.map { ($0.name, $0.destinations.map(\.name)) }),
                 throughput: throughput)
+            admin.blocking = Set(
+                settings.routes.flatMap { route in route.destinations.filter { $0.onExhausted == .block }.map { route.key(of: $0) } })
             try await Self.serve(
                 settings, writer: writer, forwarder: forwarder, board: board, secrets: secrets, startup: startup, admin: admin,
                 tracing: tracing, group: group, logger: logger)

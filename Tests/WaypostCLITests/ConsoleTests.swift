@@ -212,4 +212,32 @@ struct ConsoleTests {
             try await server.waitForStates("all delivered") { $0[binaryID] == "delivered" }
         }
     }
+
+    @Test("a destination with on_exhausted: block shows what holds it up; skipping the failed message lets the rest go")
+    func blocked() async throws {
+        let upstream = try await SettableUpstream.start(status: 422)
+        let config = """
+            routes:
+              - { name: ledger, path: /ledger, upstream: "\(upstream.url)", ordering: fifo, on_exhausted: block, retry: { max_attempts: 1 } }
+            """
+        try await withServer(config: config, upstreams: [upstream], environment: ["WAYPOST_ADMIN_TOKEN": ""]) { server, _ in
+            let first = try await server.accept("/ledger")
+            try await server.waitForStates("the first failed") { $0[first] == "failed" }
+            upstream.answer(200)
+            let second = try await server.accept("/ledger")
+            var browser = ConsoleClient(server: server)
+            let overview = try await browser.get("/")
+            browser.cookie = ConsoleClient.cookie(of: overview)
+            #expect(overview.body.contains("blocked by 1 failed"), "\(overview.body.suffix(1500))")
+            #expect(try await server.states()[second] == "queued", "the second waits behind the first")
+
+            let page = try await browser.get("/console/messages/\(first)")
+            #expect(page.body.contains("<button>Replay</button>") && page.body.contains("<button>Skip</button>"), "a failed one: both")
+            let csrf = try #require(ConsoleClient.csrf(in: page.body))
+            let skipped = try await browser.post("/console/messages/\(first)/skip", ["csrf": csrf])
+            #expect(skipped.status == 303 && skipped.header("Location") == "/console/messages/\(first)?done=skipped")
+            try await server.waitForStates("the rest goes") { $0[first] == "skipped" && $0[second] == "delivered" }
+            #expect(try await browser.get("/").body.contains("blocked by") == false)
+        }
+    }
 }

@@ -144,6 +144,7 @@ final class Console: Sendable {
         case (.GET, 1) where request.path == "/":
             let names = context.routeNames.flatMap { route in (context.destinationNames[route] ?? [route]).map { (route, $0) } }
             let throughput = context.throughput
+            let blocking = context.blocking
             return readers.read(on: eventLoop) { reader in
                 let states = try reader.destinationStates(names)
                 let chart = throughput?.minutes(endingAtMilliseconds: now) ?? []
@@ -152,7 +153,7 @@ final class Console: Sendable {
                         let key = RouteConfig.destinationKey(route: route, destination: destination)
                         return (key, throughput?.minutes(endingAtMilliseconds: now) { $0 == key }.suffix(5) ?? ArraySlice())
                     })
-                return .page(page.overview(states, chart: chart, rates: rates, done: Self.done(request.query)))
+                return .page(page.overview(states, chart: chart, rates: rates, blocking: blocking, done: Self.done(request.query)))
             }
         case (.GET, 2) where parts[1] == "messages":
             let query = (try? QueryString.dictionary(request.query, allowed: Self.listItems)) ?? [:]

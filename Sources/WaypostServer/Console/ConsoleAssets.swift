@@ -31,7 +31,7 @@ enum ConsoleAssets {
         table.headers td { word-break: break-all; }
         .badge { display: inline-block; padding: 0 8px; border-radius: 10px; font-size: .82rem; background: var(--band); border: 1px solid var(--line); }
         .badge.delivered, .badge.ok { color: var(--ok); border-color: var(--ok); }
-        .badge.failed, .badge.tripped { color: var(--bad); border-color: var(--bad); }
+        .badge.failed, .badge.tripped, .badge.blocked { color: var(--bad); border-color: var(--bad); }
         .badge.paused, .badge.queued, .badge.in_flight { color: var(--warn); border-color: var(--warn); }
         .status.s2xx { color: var(--ok); } .status.s4xx, .status.s5xx { color: var(--bad); }
         .error-text { color: var(--bad); word-break: break-word; }

@@ -84,7 +84,8 @@ struct ConsolePages {
     // MARK: - Overview
 
     func overview(
-        _ states: [DestinationState], chart: [Throughput.Minute], rates: [String: ArraySlice<Throughput.Minute>], done: String?
+        _ states: [DestinationState], chart: [Throughput.Minute], rates: [String: ArraySlice<Throughput.Minute>], blocking: Set<String>,
+        done: String?
     )
         -> HTML
     {
@@ -102,6 +103,13 @@ struct ConsolePages {
             if let since = state.trippedSince {
                 status.append(
                     "<span class=\"badge tripped\" title=\"since \(Timestamp.format(millisecondsSince1970: since))\">tripped</span>")
+            }
+            if blocking.contains(key) && state.failed > 0 && state.queued > 0 {
+                // on_exhausted: block: the failed deliveries hold up those behind them (their
+                // queue, or with ordering: key their key's) until replayed or skipped.
+                status.append(
+                    "<a class=\"badge blocked\" href=\"/console/messages?state=failed&amp;\(filter)\" title=\"on_exhausted: block: replay or skip the failed to let the rest go\">blocked by \(state.failed) failed</a>"
+                )
             }
             if status.isEmpty { status.append("<span class=\"badge ok\">delivering</span>") }
             let action = state.paused ? "resume" : "pause"
@@ -258,19 +266,21 @@ struct ConsolePages {
             """)
     }
 
-    /// Replay (a final delivery) and skip (a waiting one) buttons, for one destination or all.
+    /// Replay (a final delivery) and skip (a waiting or failed one: a failed delivery that
+    /// blocks its queue is let go) buttons, for one destination or all.
     private func actions(_ id: String, destination: String?, state: MessageState) -> HTML {
         let target: HTML = destination.map { "<input type=\"hidden\" name=\"destination\" value=\"\($0)\">" } ?? ""
         let path = HTML.urlEncode(id)
         let what = destination.map { " to \($0)" } ?? ""
-        if state.isFinal {
-            return """
-                <form class="inline" method="post" action="/console/messages/\(path)/replay">\(csrfField)\(target)<button>Replay\(what)</button></form>
-                """
-        }
-        return """
-            <form class="inline" method="post" action="/console/messages/\(path)/skip">\(csrfField)\(target)<button>Skip\(what)</button></form>
-            """
+        let replay: HTML =
+            state.isFinal
+            ? "<form class=\"inline\" method=\"post\" action=\"/console/messages/\(path)/replay\">\(csrfField)\(target)<button>Replay\(what)</button></form> "
+            : ""
+        let skip: HTML =
+            !state.isFinal || state == .failed
+            ? "<form class=\"inline\" method=\"post\" action=\"/console/messages/\(path)/skip\">\(csrfField)\(target)<button>Skip\(what)</button></form>"
+            : ""
+        return "<p class=\"actions\">\(replay)\(skip)</p>"
     }
 
     // MARK: - Bulk replay
