@@ -13,7 +13,9 @@ struct MessageSelection {
     ///   - state: the message's state (with `destination`, that delivery's); nil for any.
     ///   - afterID: the paging cursor, `newestFirst` deciding its direction.
     init(_ filter: MessageFilter, state: MessageState?) {
-        if let route = filter.route { add("m.route = ?", [route]) }
+        // With a state, the route is matched on the deliveries (below), which avoids reading
+        // every candidate message's row.
+        if let route = filter.route, state == nil { add("m.route = ?", [route]) }
         if let since = filter.since { add("m.received_at >= ?", [since]) }
         if let until = filter.until { add("m.received_at < ?", [until]) }
         if let after = filter.afterID {
