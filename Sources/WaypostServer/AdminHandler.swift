@@ -238,20 +238,7 @@ final class AdminHandler: ChannelInboundHandler, RemovableChannelHandler {
             }
         case .pauseRoute(let name), .resumeRoute(let name):
             let pause = endpoint == .pauseRoute(name)
-            guard shared.routeNames.contains(name) else {
-                return eventLoop.makeFailedFuture(
-                    Problem(
-                        status: 404, slug: "unknown-route", title: "Unknown route",
-                        detail: "No route is named \(name.prefix(64)); the routes are \(shared.routeNames.joined(separator: ", ")).")
-                )
-            }
-            if let destination, shared.destinationNames[name]?.contains(destination) != true {
-                let names = shared.destinationNames[name]?.joined(separator: ", ") ?? ""
-                return eventLoop.makeFailedFuture(
-                    Problem(
-                        status: 404, slug: "unknown-destination", title: "Unknown destination",
-                        detail: "Route \(name) has no destination \(destination.prefix(64)); its destinations are \(names)."))
-            }
+            do { try shared.check(route: name, destination: destination) } catch { return eventLoop.makeFailedFuture(error) }
             return readers.perform(on: eventLoop) {
                 try JournalOperations(path: journalPath).setPaused(route: name, destination: destination, pause)
                 changed()

@@ -45,6 +45,25 @@ public struct AdminContext: Sendable {
     }
 }
 
+extension AdminContext {
+    /// Whether `route` (and, when given, its `destination`) exists, to pause or resume it.
+    ///
+    /// - Throws: a `404` ``Problem`` naming what exists.
+    func check(route: String, destination: String?) throws(Problem) {
+        guard routeNames.contains(route) else {
+            throw Problem(
+                status: 404, slug: "unknown-route", title: "Unknown route",
+                detail: "No route is named \(route.prefix(64)); the routes are \(routeNames.joined(separator: ", ")).")
+        }
+        if let destination, destinationNames[route]?.contains(destination) != true {
+            let names = destinationNames[route]?.joined(separator: ", ") ?? ""
+            throw Problem(
+                status: 404, slug: "unknown-destination", title: "Unknown destination",
+                detail: "Route \(route) has no destination \(destination.prefix(64)); its destinations are \(names).")
+        }
+    }
+}
+
 /// The admin listener (SPEC §5): probes and metrics open, operations behind the token.
 public final class AdminServer: Service, Sendable {
     private let listener: HTTPListener

@@ -195,17 +195,9 @@ final class Console: Sendable {
             return bulkReplay(request, page: page, eventLoop: eventLoop)
         case (.POST, 2) where parts[1] == "pause" || parts[1] == "resume":
             let pause = parts[1] == "pause"
-            guard let route = request.form["route"], context.routeNames.contains(route) else {
-                return eventLoop.makeFailedFuture(
-                    Problem(status: 404, slug: "unknown-route", title: "Unknown route", detail: "No such route."))
-            }
+            let route = request.form["route"] ?? ""
             let destination = request.form["destination"].flatMap { $0.isEmpty ? nil : $0 }
-            if let destination, context.destinationNames[route]?.contains(destination) != true {
-                return eventLoop.makeFailedFuture(
-                    Problem(
-                        status: 404, slug: "unknown-destination", title: "Unknown destination",
-                        detail: "Route \(route) has no such destination."))
-            }
+            do { try context.check(route: route, destination: destination) } catch { return eventLoop.makeFailedFuture(error) }
             return readers.perform(on: eventLoop) {
                 try JournalOperations(path: journalPath).setPaused(route: route, destination: destination, pause)
                 changed()
