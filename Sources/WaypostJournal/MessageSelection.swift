@@ -57,6 +57,30 @@ struct MessageSelection {
         .delivered: [.inFlight, .queued, .failed, .skipped], .filtered: [.inFlight, .queued, .failed, .skipped, .delivered],
     ]
 
+    /// How many messages are in `state` (with the filter's destination, how many deliveries to
+    /// it), counted on the deliveries alone, without reading a message's row: the statement and
+    /// its values, or nil when the filter has a time (`received_at` is the message's).
+    static func deliveryCount(_ filter: MessageFilter, state: MessageState) -> (sql: String, values: [String])? {
+        guard filter.since == nil, filter.until == nil, filter.afterID == nil else { return nil }
+        var values = [state.rawValue]
+        var sql = "FROM deliveries d WHERE d.state = ?"
+        if let route = filter.route {
+            sql += " AND d.route = ?"
+            values.append(route)
+        }
+        if let destination = filter.destination {
+            // One delivery per message and destination: the index alone counts them.
+            values.append(destination)
+            return ("SELECT count(*) " + sql + " AND d.destination = ?", values)
+        }
+        let outranking = outranking[state] ?? []
+        if !outranking.isEmpty {
+            sql += " AND NOT EXISTS (SELECT 1 FROM deliveries o WHERE o.message_id = d.message_id AND o.state IN ("
+            sql += outranking.map { "'\($0.rawValue)'" }.joined(separator: ", ") + "))"
+        }
+        return ("SELECT count(DISTINCT d.message_id) " + sql, values)
+    }
+
     /// `WHERE …`, or nothing.
     var whereClause: String { conditions.isEmpty ? "" : "WHERE " + conditions.joined(separator: " AND ") }
 
