@@ -257,15 +257,12 @@ public final class JournalReader {
     /// How many messages a replay by `filter` would send again (``JournalOperations/replay(_:dryRun:)``).
     public func replayCount(_ filter: MessageFilter) throws(JournalError) -> Int {
         let state = filter.state ?? .failed
-        let statement: Statement
-        if let count = MessageSelection.deliveryCount(filter, state: state) {
-            statement = try db.prepare(count.sql)
-            for (index, value) in count.values.enumerated() { try statement.bind(Int32(index + 1), value) }
-        } else {
-            let selection = MessageSelection(filter, state: state)
-            statement = try db.prepare("SELECT count(*) FROM messages m \(selection.whereClause)")
-            try selection.bind(statement)
-        }
+        let (select, selection) =
+            MessageSelection.deliveryCount(filter, state: state) ?? (
+                "SELECT count(*) FROM messages m", MessageSelection(filter, state: state)
+            )
+        let statement = try db.prepare("\(select) \(selection.whereClause)")
+        try selection.bind(statement)
         _ = try statement.step()
         return Int(statement.int64(0))
     }
