@@ -50,22 +50,48 @@ public enum AttemptTrace {
     public static func parentFields(traceParent: String?, stored: [HeaderField], correlationID: String) -> [HeaderField] {
         if let traceParent { return [HeaderField(name: "traceparent", value: traceParent)] }
         if let source = source(stored) { return headers(source) }
-        var derived = Array(SHA256.hash(data: Array(("span " + correlationID).utf8)).prefix(8))
-        if derived.allSatisfy({ $0 == 0 }) { derived[7] = 1 }
+        let derived = derivedBytes("span " + correlationID, count: 8)
         let spanID = SpanID(bytes: (derived[0], derived[1], derived[2], derived[3], derived[4], derived[5], derived[6], derived[7]))
         return headers(TraceContext(traceID: traceID(of: correlationID), spanID: spanID, flags: .sampled, state: TraceState()))
     }
 
     /// The trace of a message whose source sent no trace context: the first 16 bytes of the
-    /// SHA-256 of its correlation id (never all zero, which W3C forbids).
+    /// SHA-256 of its correlation id.
     static func traceID(of correlationID: String) -> TraceID {
-        var bytes = Array(SHA256.hash(data: Array(correlationID.utf8)).prefix(16))
-        if bytes.allSatisfy({ $0 == 0 }) { bytes[15] = 1 }
+        let bytes = derivedBytes(correlationID, count: 16)
         return TraceID(
             bytes: (
                 bytes[0], bytes[1], bytes[2], bytes[3], bytes[4], bytes[5], bytes[6], bytes[7], bytes[8], bytes[9], bytes[10], bytes[11],
                 bytes[12], bytes[13], bytes[14], bytes[15]
             ))
+    }
+}
+
+extension AttemptTrace {
+    /// The first `count` bytes of the SHA-256 of `text`, never all zero (which W3C forbids for
+    /// trace and span ids).
+    static func derivedBytes(_ text: String, count: Int) -> [UInt8] {
+        var bytes = Array(SHA256.hash(data: Array(text.utf8)).prefix(count))
+        if bytes.allSatisfy({ $0 == 0 }) { bytes[count - 1] = 1 }
+        return bytes
+    }
+}
+
+extension Instrument {
+    /// The trace context header fields (`traceparent`, and `tracestate` when there is one)
+    /// that carry `context`.
+    public func traceFields(of context: InstrumentationContext) -> [HeaderField] {
+        var fields: [HeaderField] = []
+        inject(context, into: &fields, using: HeaderFieldsInjector())
+        return fields
+    }
+}
+
+extension Span {
+    /// Ends the span, its status an error saying `error` when there is one.
+    public func end(error: String?) {
+        if let error { setStatus(SpanStatus(code: .error, message: error)) }
+        end()
     }
 }
 
@@ -80,10 +106,8 @@ public struct HeaderFieldsExtractor: Extractor {
 }
 
 /// Trace context header fields written by a tracer.
-public struct HeaderFieldsInjector: Injector {
-    public init() {}
-
-    public func inject(_ value: String, forKey key: String, into carrier: inout [HeaderField]) {
+private struct HeaderFieldsInjector: Injector {
+    func inject(_ value: String, forKey key: String, into carrier: inout [HeaderField]) {
         carrier.append(HeaderField(name: key, value: value))
     }
 }

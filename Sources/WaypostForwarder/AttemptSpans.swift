@@ -37,18 +37,13 @@ struct AttemptSpans {
         span.operationName = method
         span.attributes["http.request.method"] = method
         span.attributes["url.full"] = url
-        var fields: [HeaderField] = []
-        tracer.inject(span.context, into: &fields, using: HeaderFieldsInjector())
-        return fields
+        return tracer.traceFields(of: span.context)
     }
 
     /// Ends a transform's span; `error` says why the transform failed, if it did.
     static func endTransform(_ span: any Span, error: String?) {
-        if let error {
-            span.attributes["error.type"] = "transform"
-            span.setStatus(SpanStatus(code: .error, message: error))
-        }
-        span.end()
+        if error != nil { span.attributes["error.type"] = "transform" }
+        span.end(error: error)
     }
 
     /// Ends an attempt's span: the upstream's status, or what ended the attempt without one,

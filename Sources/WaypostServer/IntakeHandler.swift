@@ -220,9 +220,7 @@ final class IntakeHandler: ChannelInboundHandler, RemovableChannelHandler {
         if let span, let tracer = shared.tracer {
             span.attributes["waypost.correlation_id"] = message.correlationID
             commit = tracer.startSpan("waypost.commit", context: span.context, ofKind: .internal)
-            var fields: [HeaderField] = []
-            tracer.inject(span.context, into: &fields, using: HeaderFieldsInjector())
-            message.traceParent = fields.first { $0.name == "traceparent" }?.value
+            message.traceParent = tracer.traceFields(of: span.context).first { $0.name == "traceparent" }?.value
         } else {
             commit = nil
         }
@@ -243,10 +241,7 @@ final class IntakeHandler: ChannelInboundHandler, RemovableChannelHandler {
             }
         }
         shared.writer.submit(message) { [watch, initialState] result in
-            if let commit {
-                if case .failure(let error) = result { commit.setStatus(SpanStatus(code: .error, message: "\(error)")) }
-                commit.end()
-            }
+            if case .failure(let error) = result { commit?.end(error: "\(error)") } else { commit?.end() }
             eventLoop.execute {
                 let (handler, context) = loopBound.value
                 handler.stored(
@@ -395,10 +390,7 @@ final class IntakeHandler: ChannelInboundHandler, RemovableChannelHandler {
             case .success(.shaped): answer = .failure(TransformOutputError(message: "the worker answered a transform"))
             case .failure(let failure): answer = .failure(TransformOutputError(message: failure.description))
             }
-            if let replySpan {
-                if case .failure(let error) = answer { replySpan.setStatus(SpanStatus(code: .error, message: error.message)) }
-                replySpan.end()
-            }
+            if case .failure(let error) = answer { replySpan?.end(error: error.message) } else { replySpan?.end() }
             eventLoop.execute {
                 let (handler, context) = loopBound.value
                 guard case .storing = handler.state else { return }  // the connection closed meanwhile
