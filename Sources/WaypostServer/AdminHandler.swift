@@ -311,12 +311,15 @@ final class AdminHandler: ChannelInboundHandler, RemovableChannelHandler {
     // MARK: - Parsing
 
     /// The filter of `GET /messages` from its query (SPEC §5).
-    static func filter(_ query: Substring) throws(Problem) -> MessageFilter {
-        var filter = MessageFilter(limit: 100)
+    /// The filter of `GET /messages` (and, with `base` and `ignoring` the items that are not the
+    /// filter's, of the console's lists), from the request's query.
+    static func filter(
+        _ query: Substring, base: MessageFilter = MessageFilter(limit: 100),
+        allowed: [String] = ["state", "route", "destination", "since", "until", "limit", "cursor"], ignoring: Set<String> = []
+    ) throws(Problem) -> MessageFilter {
+        var filter = base
         do {
-            for (key, value) in try QueryString.dictionary(
-                query, allowed: ["state", "route", "destination", "since", "until", "limit", "cursor"])
-            {
+            for (key, value) in try QueryString.dictionary(query, allowed: allowed) where !ignoring.contains(key) {
                 try filter.set(key, value)
             }
         } catch let error as QueryString.Malformed {

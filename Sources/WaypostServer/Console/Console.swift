@@ -91,9 +91,9 @@ final class Console: Sendable {
         if let existing = sessions.session(cookieHeader: head.headers[canonicalForm: "cookie"].joined(separator: "; "), now: now / 1000) {
             session = existing
         } else if context.token == nil && method == .GET {
-            let cookie = sessions.issue(now: now / 1000)
-            newCookie = [("Set-Cookie", ConsoleSessions.setCookie(cookie))]
-            session = sessions.session(cookieHeader: "\(ConsoleSessions.cookieName)=\(cookie)", now: now / 1000) ?? ""
+            let issued = sessions.issue(now: now / 1000)
+            newCookie = [("Set-Cookie", ConsoleSessions.setCookie(issued.cookie))]
+            session = issued.session
         } else if method == .GET {
             return eventLoop.makeSucceededFuture(.redirect("/console/sign-in"))
         } else {
@@ -259,7 +259,7 @@ final class Console: Sendable {
                 "console sign-in refused: not the admin token", metadata: ["client": "\(head.headers.first(name: "host") ?? "-")"])
             return .page(page.signIn(failed: true), status: 401)
         }
-        return .redirect("/", headers: [("Set-Cookie", ConsoleSessions.setCookie(sessions.issue(now: now / 1000)))])
+        return .redirect("/", headers: [("Set-Cookie", ConsoleSessions.setCookie(sessions.issue(now: now / 1000).cookie))])
     }
 
     // MARK: - Query items
@@ -267,22 +267,11 @@ final class Console: Sendable {
     static let listItems = ["state", "route", "destination", "since", "until", "cursor", "id", "done"]
     static let replayItems = ["state", "route", "destination", "since", "until"]
 
-    /// The list's filter: the admin API's, 50 a page.
+    /// The list's filter: the admin API's, newest first, 50 a page.
     static func filter(_ query: Substring) throws(Problem) -> MessageFilter {
-        var filter = MessageFilter(limit: 50)
-        filter.newestFirst = true
-        do {
-            for (key, value) in try QueryString.dictionary(query, allowed: listItems) where key != "id" && key != "done" {
-                try filter.set(key, value)
-            }
-        } catch let error as QueryString.Malformed {
-            throw AdminHandler.badFilter(error.message)
-        } catch let error as FilterError {
-            throw AdminHandler.badFilter(error.description)
-        } catch {
-            throw AdminHandler.badFilter("\(error)")
-        }
-        return filter
+        var base = MessageFilter(limit: 50)
+        base.newestFirst = true
+        return try AdminHandler.filter(query, base: base, allowed: listItems, ignoring: ["id", "done"])
     }
 
     /// What the last action did (`?done=`), for a notice: one of a few fixed texts.

@@ -14,11 +14,12 @@ struct ConsoleSessions: Sendable {
         self.key = key
     }
 
-    /// A new session's cookie value, valid from `now` (seconds since the Unix epoch).
-    func issue(now: Int64) -> String {
+    /// A new session, valid from `now` (seconds since the Unix epoch): its cookie value, and
+    /// its nonce (what ``session(cookieHeader:now:)`` reads back from the cookie).
+    func issue(now: Int64) -> (cookie: String, session: String) {
         let nonce = Data(SymmetricKey(size: .bits128).withUnsafeBytes { Array($0) }).base64URL
         let payload = "\(now + Self.lifetime).\(nonce)"
-        return payload + "." + mac(payload)
+        return (payload + "." + mac(payload), nonce)
     }
 
     /// The session of a `Cookie` header's value, if it holds one that this process signed and
