@@ -147,15 +147,6 @@ public final class ChildProcess: Sendable {
     public func send(_ signal: Int32) {
         if isRunning { _ = kill(pid, signal) }
     }
-
-    /// Its output and its exit status, once both ends of the output have been read (at most
-    /// `timeout` for the output after the exit: a grandchild may hold the pipe).
-    public func finish(timeout: Duration = .seconds(2)) async -> (status: Int32, stdout: String, stderr: String) {
-        let status = await wait(timeout: .seconds(3600)) ?? -1
-        await stdout?.waitForEnd(timeout: timeout)
-        await stderr?.waitForEnd(timeout: timeout)
-        return (status, stdout?.text ?? "", stderr?.text ?? "")
-    }
 }
 
 public struct ChildProcessError: Error, CustomStringConvertible {
@@ -205,9 +196,6 @@ public final class PipeCollector: Sendable {
 
     /// Everything read so far, as UTF-8 text (invalid bytes replaced).
     public var text: String { state.withLock { String(decoding: $0.data, as: UTF8.self) } }
-
-    /// Everything read so far.
-    public var data: Data { state.withLock { $0.data } }
 
     /// Waits until end of file, at most `timeout` (a grandchild holding the pipe open must not
     /// hang the test: the text read so far is still there).
