@@ -80,7 +80,7 @@ public final class DeliveryReader {
             """)
         generation = try db.prepare("SELECT value FROM control WHERE name = 'replay_generation'")
         paused = try db.prepare("SELECT substr(name, 8) FROM control WHERE name LIKE 'paused:%' AND value = 1")
-        outcome = try db.prepare("SELECT \(JournalReader.columns) \(JournalReader.tables) WHERE m.correlation_id = ?1")
+        outcome = try db.prepare("SELECT \(JournalReader.columns) \(JournalReader.tables()) WHERE m.correlation_id = ?1")
     }
 
     /// Up to `limit` deliveries to `destination` of `route` after row `afterID`, in order:

@@ -58,8 +58,8 @@ public final class JournalOperations {
     public func replay(_ filter: MessageFilter, dryRun: Bool = false) throws(JournalError) -> [String] {
         var ids: [String] = []
         try db.transaction { () throws(JournalError) in
-            let selection = MessageSelection(filter, state: filter.state ?? .failed)
-            let select = try db.prepare("SELECT m.id, m.correlation_id FROM messages m \(selection.whereClause) ORDER BY m.id")
+            let selection = try MessageSelection(filter, state: filter.state ?? .failed, in: db)
+            let select = try db.prepare("SELECT m.id, m.correlation_id FROM \(selection.source) \(selection.whereClause) ORDER BY m.id")
             try selection.bind(select)
             var rows: [Int64] = []
             while try select.step() {

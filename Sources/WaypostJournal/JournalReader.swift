@@ -244,9 +244,12 @@ public final class JournalReader {
 
     /// Messages matching `filter`, oldest first (newest first with `newestFirst`), at most `filter.limit`.
     public func list(_ filter: MessageFilter) throws(JournalError) -> [MessageRecord] {
-        let selection = MessageSelection(filter, state: filter.state)
+        let selection = try MessageSelection(filter, state: filter.state, in: db)
         let statement = try db.prepare(
-            "SELECT \(Self.columns) \(Self.tables) \(selection.whereClause) ORDER BY m.id \(filter.newestFirst ? "DESC" : "ASC") LIMIT ?")
+            """
+            SELECT \(Self.columns) \(Self.tables(selection.source)) \(selection.whereClause)
+            ORDER BY m.id \(filter.newestFirst ? "DESC" : "ASC") LIMIT ?
+            """)
         try statement.bind(try selection.bind(statement), Int64(filter.limit))
         var records: [MessageRecord] = []
         while try statement.step() { records.append(Self.record(statement)) }
@@ -257,10 +260,14 @@ public final class JournalReader {
     /// How many messages a replay by `filter` would send again (``JournalOperations/replay(_:dryRun:)``).
     public func replayCount(_ filter: MessageFilter) throws(JournalError) -> Int {
         let state = filter.state ?? .failed
-        let (select, selection) =
-            MessageSelection.deliveryCount(filter, state: state) ?? (
-                "SELECT count(*) FROM messages m", MessageSelection(filter, state: state)
-            )
+        let select: String
+        let selection: MessageSelection
+        if let count = MessageSelection.deliveryCount(filter, state: state) {
+            (select, selection) = count
+        } else {
+            selection = try MessageSelection(filter, state: state, in: db)
+            select = "SELECT count(*) FROM \(selection.source)"
+        }
         let statement = try db.prepare("\(select) \(selection.whereClause)")
         try selection.bind(statement)
         _ = try statement.step()
@@ -269,7 +276,7 @@ public final class JournalReader {
 
     /// The message with `correlationID`, or nil.
     public func message(correlationID: String) throws(JournalError) -> MessageRecord? {
-        let statement = try db.prepare("SELECT \(Self.columns) \(Self.tables) WHERE m.correlation_id = ?1")
+        let statement = try db.prepare("SELECT \(Self.columns) \(Self.tables()) WHERE m.correlation_id = ?1")
         try statement.bind(1, correlationID)
         guard try statement.step() else { return nil }
         var record = Self.record(statement)
@@ -326,7 +333,9 @@ public final class JournalReader {
         """
 
     /// The message `m` with its first delivery `p`, for ``columns``.
-    static let tables = "FROM messages m JOIN deliveries p ON p.id = (SELECT min(id) FROM deliveries WHERE message_id = m.id)"
+    static func tables(_ messages: String = "messages m") -> String {
+        "FROM \(messages) JOIN deliveries p ON p.id = (SELECT min(id) FROM deliveries WHERE message_id = m.id)"
+    }
 
     /// A `state` column; the schema's CHECK admits nothing but ``MessageState``'s words.
     static func state(_ s: Statement, _ column: Int32) -> MessageState {

@@ -3,13 +3,21 @@ import WaypostCore
 /// The `WHERE` conditions that a ``MessageFilter`` selects, with only the conditions it uses and
 /// its values bound in order: written out this way (not as `?N IS NULL OR …` for every key),
 /// SQLite's planner sees which apply and walks an index (the deliveries of a state, the
-/// messages' row ids) instead of every message.
+/// messages' row ids, their times) instead of every message.
 struct MessageSelection {
     private enum Value {
         case text(String)
         case integer(Int64)
     }
 
+    /// The most messages a time range may hold for the selection to walk it by `received_at`.
+    static let narrowRange = 10_000
+
+    /// The messages `m` to select from. With a time range, SQLite is told whether to walk the
+    /// `received_at` index, as its planner cannot tell the few messages of an hour from the
+    /// many of a month: for a narrow range it does, checking each message's deliveries; for a
+    /// wide one it walks the deliveries of the state asked for, or the messages' row ids.
+    private(set) var source = "messages m"
     private(set) var conditions: [String] = []
     private var values: [Value] = []
 
@@ -17,7 +25,12 @@ struct MessageSelection {
     ///
     /// - Parameters:
     ///   - state: the message's state (with `destination`, that delivery's); nil for any.
-    init(_ filter: MessageFilter, state: MessageState?) {
+    ///   - db: where the filter's time range, if any, is measured.
+    init(_ filter: MessageFilter, state: MessageState?, in db: SQLiteConnection) throws(JournalError) {
+        let byTime = try Self.isNarrow(filter, in: db)
+        if filter.since != nil || filter.until != nil {
+            source = byTime ? "messages m INDEXED BY messages_by_received_at" : "messages m NOT INDEXED"
+        }
         // With a state, the route is matched on the deliveries (below), which avoids reading
         // every candidate message's row.
         if let route = filter.route, state == nil { add("m.route = ?", .text(route)) }
@@ -27,7 +40,14 @@ struct MessageSelection {
         switch (state, filter.destination) {
         case (let state?, let destination):
             let deliveries = Self.deliveries(state: state, route: filter.route, destination: destination)
-            add("m.id IN (SELECT message_id FROM deliveries \(deliveries.whereClause))", deliveries.values)
+            if byTime {
+                // A few messages, each checked: no list of every delivery in the state.
+                add(
+                    "EXISTS (SELECT 1 FROM deliveries d WHERE d.message_id = m.id AND \(deliveries.conditions.joined(separator: " AND ")))",
+                    deliveries.values)
+            } else {
+                add("m.id IN (SELECT message_id FROM deliveries \(deliveries.whereClause))", deliveries.values)
+            }
             // Without a destination, the message is in `state` when no delivery outranks it.
             if destination == nil, let others = Self.noneOutranking(state, messageID: "m.id") { add(others) }
         case (nil, let destination?):
@@ -35,6 +55,21 @@ struct MessageSelection {
         case (nil, nil):
             break
         }
+    }
+
+    /// Whether the filter has a time range of at most ``narrowRange`` messages, counted on the
+    /// `received_at` index up to one more than that.
+    private static func isNarrow(_ filter: MessageFilter, in db: SQLiteConnection) throws(JournalError) -> Bool {
+        var range = MessageSelection()
+        if let since = filter.since { range.add("received_at >= ?", .text(since)) }
+        if let until = filter.until { range.add("received_at < ?", .text(until)) }
+        guard !range.conditions.isEmpty else { return false }
+        let count = try db.prepare(
+            "SELECT count(*) FROM (SELECT 1 FROM messages INDEXED BY messages_by_received_at \(range.whereClause) LIMIT \(narrowRange + 1))"
+        )
+        try range.bind(count)
+        _ = try count.step()
+        return count.int64(0) <= narrowRange
     }
 
     private init() {}

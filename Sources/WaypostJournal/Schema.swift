@@ -159,6 +159,11 @@ enum Schema {
         """
         ALTER TABLE messages ADD COLUMN trace_parent TEXT;
         """,
+        // The console and the admin API list messages by the time they were received: a narrow
+        // time range is walked on this index (``MessageSelection``), not every message of a state.
+        """
+        CREATE INDEX messages_by_received_at ON messages (received_at);
+        """,
     ]
 
     /// Deletes up to a thousand messages (their deliveries and attempts with them) whose every

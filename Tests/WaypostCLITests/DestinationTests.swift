@@ -256,7 +256,7 @@ struct DestinationTests {
             """
         let fixture = fixtures.appendingPathComponent("journal-v2.db").path
         try await withServer(config: config, journal: fixture, upstreams: [upstream]) { server, dir in
-            #expect(try sqlite3(dir.file("j.db"), "PRAGMA user_version") == "5")
+            #expect(try sqlite3(dir.file("j.db"), "PRAGMA user_version") == "6")
             // What the fixture holds, as it was: three delivered, one failed, one skipped.
             let states = try await server.states()
             for n in 1...3 { #expect(states["v2-delivered-\(n)"] == "delivered", "\(states)") }

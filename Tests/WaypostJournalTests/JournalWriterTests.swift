@@ -14,7 +14,7 @@ struct JournalWriterTests {
         defer { dir.remove() }
         let writer = try JournalWriter.open(dir.file("j.db"))
         await writer.shutdown()
-        #expect(try sqlite3(dir.file("j.db"), "PRAGMA user_version") == "5")
+        #expect(try sqlite3(dir.file("j.db"), "PRAGMA user_version") == "6")
         #expect(try sqlite3(dir.file("j.db"), "PRAGMA journal_mode") == "wal")
         let objects = try sqlite3(
             dir.file("j.db"), "SELECT type || ':' || name FROM sqlite_master WHERE name NOT LIKE 'sqlite_%' ORDER BY name")
@@ -413,7 +413,7 @@ struct DeliveryRecordTests {
         _ = try sqlite3(path, v1)
         let writer = try JournalWriter.open(path)
         await writer.shutdown()
-        #expect(try sqlite3(path, "PRAGMA user_version") == "5")
+        #expect(try sqlite3(path, "PRAGMA user_version") == "6")
         let record = try #require(try JournalReader(path: path).message(correlationID: "old-1"))
         #expect(record.body == [0x00, 0xFF])
         #expect(record.state == .queued)
