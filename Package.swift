@@ -28,6 +28,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-distributed-tracing.git", from: "1.7.3"),
         // OTLP over HTTP only: the gRPC exporter would build gRPC for nothing.
         .package(url: "https://github.com/swift-otel/swift-otel.git", from: "1.6.0", traits: ["OTLPHTTP"]),
+        .package(url: "https://github.com/vapor/postgres-nio.git", from: "1.33.2"),
     ],
     targets: [
         .systemLibrary(
@@ -63,6 +64,16 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "WaypostPostgres",
+            dependencies: [
+                "WaypostCore",
+                "WaypostJournal",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings
         ),
@@ -164,6 +175,15 @@ let package = Package(
         .testTarget(
             name: "WaypostJournalTests",
             dependencies: ["WaypostJournal", "WaypostCore", "WaypostTestSupport"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "WaypostPostgresTests",
+            dependencies: [
+                "WaypostPostgres", "WaypostJournal", "WaypostCore", "WaypostTestSupport",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
             swiftSettings: swiftSettings
         ),
         .testTarget(

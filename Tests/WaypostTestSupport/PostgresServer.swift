@@ -1,0 +1,144 @@
+import Foundation
+import Testing
+
+/// A PostgreSQL server of a test's own (SPEC §12): Debian's `postgresql` binaries, `initdb` in a
+/// scratch directory and `pg_ctl start` on a free loopback port, run as the `postgres` user when
+/// the tests run as root (PostgreSQL refuses to run as root). `stop()` ends it and removes its
+/// files.
+///
+/// Where it cannot start (no binaries, not root and not `postgres`), ``start()`` cancels the
+/// calling test, saying why, unless `POSTGRES_REQUIRED` is set (CI sets it): then it fails.
+public final class PostgresServer: Sendable {
+    public let port: Int
+    public let directory: ScratchDirectory
+    private let binaries: String
+    private let owner: String?
+
+    /// The database the tests use, owned by `waypost` (password `waypost`; the server trusts
+    /// loopback only for `postgres`).
+    public var url: String { "postgres://waypost@127.0.0.1:\(port)/waypost" }
+    public static let password = "waypost"
+
+    private init(port: Int, directory: ScratchDirectory, binaries: String, owner: String?) {
+        self.port = port
+        self.directory = directory
+        self.binaries = binaries
+        self.owner = owner
+    }
+
+    /// Starts a new server and creates the `waypost` role and database.
+    public static func start() async throws -> PostgresServer {
+        let versions = (try? FileManager.default.contentsOfDirectory(atPath: "/usr/lib/postgresql")) ?? []
+        guard let version = versions.compactMap(Int.init).max() else {
+            try unavailable("PostgreSQL is not installed (apt-get install postgresql)")
+        }
+        let binaries = "/usr/lib/postgresql/\(version)/bin"
+        let owner: String?
+        switch geteuid() {
+        case 0: owner = "postgres"
+        case getpwnam("postgres")?.pointee.pw_uid: owner = nil
+        default: try unavailable("PostgreSQL must run as the postgres user, and the tests run neither as root nor as postgres")
+        }
+        let directory = try ScratchDirectory()
+        if let owner, let user = getpwnam(owner)?.pointee {
+            _ = chown(directory.path, user.pw_uid, user.pw_gid)
+        }
+        let data = directory.file("data")
+        let password = try directory.write("password", password + "\n")
+        if let owner, let user = getpwnam(owner)?.pointee { _ = chown(password, user.pw_uid, user.pw_gid) }
+        try run(
+            owner, binaries + "/initdb",
+            ["-D", data, "-U", "postgres", "-A", "scram-sha-256", "--pwfile", password, "-E", "UTF8", "--locale", "C.UTF-8"])
+        var lastError = ""
+        for _ in 0..<5 {
+            let port = try freePort()
+            let server = PostgresServer(port: port, directory: directory, binaries: binaries, owner: owner)
+            do {
+                try run(
+                    owner, binaries + "/pg_ctl",
+                    [
+                        "-D", data, "-l", directory.file("server.log"), "-w", "-t", "30", "start", "-o",
+                        "-c listen_addresses=127.0.0.1 -c port=\(port) -c unix_socket_directories='\(directory.path)' -c fsync=on -c max_connections=100",
+                    ])
+            } catch {
+                lastError = "\(error)"
+                server.stopServer()
+                continue
+            }
+            do {
+                try server.psql("CREATE ROLE waypost LOGIN PASSWORD '\(Self.password)'", database: "postgres")
+                try server.psql("CREATE DATABASE waypost OWNER waypost", database: "postgres")
+                return server
+            } catch {
+                server.stop()
+                throw error
+            }
+        }
+        directory.remove()
+        throw CommandFailed(description: "PostgreSQL did not start: \(lastError)")
+    }
+
+    /// Runs `sql` through `psql` as the superuser, over the server's socket; returns its output
+    /// (unaligned, tuples only).
+    @discardableResult
+    public func psql(_ sql: String, database: String = "waypost") throws -> String {
+        try Self.run(
+            owner, binaries + "/psql",
+            ["-h", directory.path, "-p", "\(port)", "-U", "postgres", "-d", database, "-v", "ON_ERROR_STOP=1", "-qAt", "-c", sql],
+            environment: ["PGPASSWORD": Self.password])
+    }
+
+    /// Stops the server (fast shutdown) and removes its files.
+    public func stop() {
+        stopServer()
+        directory.remove()
+    }
+
+    private func stopServer() {
+        _ = try? Self.run(owner, binaries + "/pg_ctl", ["-D", directory.file("data"), "-m", "fast", "-w", "stop"])
+    }
+
+    private static func unavailable(_ reason: String) throws -> Never {
+        if ProcessInfo.processInfo.environment["POSTGRES_REQUIRED"] != nil {
+            throw CommandFailed(description: "POSTGRES_REQUIRED is set, but \(reason)")
+        }
+        try Test.cancel("skipped: \(reason)")
+    }
+
+    /// Runs `executable` (as `owner` when given), waits, and returns its standard output.
+    @discardableResult
+    private static func run(
+        _ owner: String?, _ executable: String, _ arguments: [String], environment: [String: String] = [:]
+    ) throws -> String {
+        var settings = ProcessInfo.processInfo.environment
+        settings.merge(environment) { $1 }
+        let (path, argv) = owner.map { ("/usr/sbin/runuser", ["-u", $0, "--", executable] + arguments) } ?? (executable, arguments)
+        let child = try ChildProcess(path, argv, environment: settings, directory: "/")
+        let status = child.waitUntilExit()
+        child.stdout?.waitForEndBlocking()
+        child.stderr?.waitForEndBlocking()
+        guard status == 0 else {
+            throw CommandFailed(
+                description: "\(executable) \(arguments.joined(separator: " ")) exited \(status): \(child.stderr?.text ?? "")")
+        }
+        return (child.stdout?.text ?? "").trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
+    /// A loopback port nothing listened on a moment ago.
+    private static func freePort() throws -> Int {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { throw CommandFailed(description: "socket: errno \(errno)") }
+        defer { close(fd) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let bound = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { pointer in
+                bind(fd, pointer, length) == 0 && getsockname(fd, pointer, &length) == 0
+            }
+        }
+        guard bound else { throw CommandFailed(description: "bind: errno \(errno)") }
+        return Int(UInt16(bigEndian: address.sin_port))
+    }
+}
