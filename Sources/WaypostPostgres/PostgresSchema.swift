@@ -114,6 +114,89 @@ public enum PostgresSchema {
             """
             INSERT INTO partitions (partition) SELECT generate_series(0, \(partitions - 1))
             """,
+            // Milliseconds since the Unix epoch as a timestamp, exactly (no floating point).
+            """
+            CREATE FUNCTION waypost_time(milliseconds bigint) RETURNS timestamptz
+            LANGUAGE sql IMMUTABLE STRICT AS $$ SELECT timestamptz 'epoch' + milliseconds * interval '1 millisecond' $$
+            """,
+            // The intake's group commit (SPEC §2, §12): a batch of messages stored by one
+            // statement, so one round trip and one WAL flush, in the batch's order, each as the
+            // SQLite journal stores it (JournalWriter.store): a source-supplied correlation id
+            // already stored is a duplicate (same route) or a conflict (another route); an
+            // idempotency key seen on the route since `dedup_since` is a duplicate (times in
+            // milliseconds since the epoch); a message
+            // that would wait is refused when `backlog_room` messages have been stored.
+            // Deliveries are flattened: message i has `delivery_counts[i]` of them, in order.
+            // One row per message: outcome 'stored' (with its deliveries' ids), 'duplicate'
+            // (the existing message's id and state), 'conflict' (the other route in `state`) or
+            // 'backlog_full'.
+            """
+            CREATE FUNCTION waypost_store(
+                correlation_ids text[], supplied boolean[], routes text[], idempotency_keys text[], dedup_since bigint[],
+                methods text[], paths text[], headers text[], bodies bytea[], received_at bigint[],
+                client_addresses text[], trace_parents text[],
+                delivery_counts integer[], destinations text[], ordering_keys text[], partitions integer[], filtered boolean[],
+                backlog_room bigint)
+            RETURNS TABLE (outcome text, correlation_id text, state text, delivery_ids bigint[])
+            LANGUAGE plpgsql AS $$
+            DECLARE
+                first integer := 1;    -- the message's first delivery in the flattened arrays
+                found_route text;
+                message bigint;
+                delivery bigint;
+                waits boolean;
+            BEGIN
+                FOR i IN 1 .. coalesce(array_length(correlation_ids, 1), 0) LOOP
+                    outcome := NULL;
+                    correlation_id := correlation_ids[i];
+                    state := NULL;
+                    delivery_ids := NULL;
+                    IF supplied[i] THEN
+                        SELECT m.route, (\(messageStateSQL)) INTO found_route, state
+                        FROM messages m WHERE m.correlation_id = correlation_ids[i];
+                        IF FOUND THEN
+                            outcome := CASE WHEN found_route = routes[i] THEN 'duplicate' ELSE 'conflict' END;
+                            IF outcome = 'conflict' THEN state := found_route; END IF;
+                        END IF;
+                    END IF;
+                    IF outcome IS NULL AND idempotency_keys[i] IS NOT NULL THEN
+                        SELECT m.correlation_id, (\(messageStateSQL)) INTO correlation_id, state
+                        FROM messages m
+                        WHERE m.route = routes[i] AND m.idempotency_key = idempotency_keys[i] AND m.received_at >= waypost_time(dedup_since[i])
+                        ORDER BY m.id DESC LIMIT 1;
+                        IF FOUND THEN outcome := 'duplicate'; ELSE correlation_id := correlation_ids[i]; END IF;
+                    END IF;
+                    IF outcome IS NULL THEN
+                        waits := false;
+                        FOR j IN first .. first + delivery_counts[i] - 1 LOOP
+                            waits := waits OR NOT filtered[j];
+                        END LOOP;
+                        IF waits AND backlog_room <= 0 THEN
+                            outcome := 'backlog_full';
+                        ELSE
+                            INSERT INTO messages (correlation_id, route, idempotency_key, method, path, headers, body, received_at,
+                                                  client_address, trace_parent)
+                            VALUES (correlation_ids[i], routes[i], idempotency_keys[i], methods[i], paths[i], headers[i]::json,
+                                    bodies[i], waypost_time(received_at[i]), client_addresses[i], trace_parents[i])
+                            RETURNING id INTO message;
+                            delivery_ids := '{}';
+                            FOR j IN first .. first + delivery_counts[i] - 1 LOOP
+                                INSERT INTO deliveries (message_id, route, destination, ordering_key, partition, state, updated_at)
+                                VALUES (message, routes[i], destinations[j], ordering_keys[j], partitions[j],
+                                        CASE WHEN filtered[j] THEN 'filtered' ELSE 'queued' END, waypost_time(received_at[i]))
+                                RETURNING id INTO delivery;
+                                delivery_ids := delivery_ids || delivery;
+                            END LOOP;
+                            IF waits THEN backlog_room := backlog_room - 1; END IF;
+                            outcome := 'stored';
+                        END IF;
+                    END IF;
+                    first := first + delivery_counts[i];
+                    RETURN NEXT;
+                END LOOP;
+            END
+            $$
+            """,
             // A message's state, derived from its deliveries' (SPEC §11), with its first delivery's
             // details: the one whose answer a waiting source gets.
             """
@@ -163,6 +246,24 @@ public enum PostgresSchema {
         """
 
     public static var currentVersion: Int { migrations.count }
+
+    /// The partition of the queue (route, destination, key): the 32-bit FNV-1a hash of their
+    /// UTF-8 bytes, separated by NUL (a present key, even empty, marked by a 1), modulo
+    /// ``partitions``. Every node and every version must compute the same.
+    public static func partition(route: String, destination: String, queueKey: String?) -> Int {
+        var hash: UInt32 = 0x811c_9dc5
+        func mix<Bytes: Sequence<UInt8>>(_ bytes: Bytes) {
+            for byte in bytes { hash = (hash ^ UInt32(byte)) &* 0x0100_0193 }
+        }
+        mix(route.utf8)
+        mix(CollectionOfOne(0))
+        mix(destination.utf8)
+        if let queueKey {
+            mix(CollectionOfOne(1))
+            mix(queueKey.utf8)
+        }
+        return Int(hash % UInt32(partitions))
+    }
 
     /// The advisory lock the migrations run under (any number; this one spells "wayp").
     static let migrationLock: Int64 = 0x7761_7970
@@ -220,7 +321,9 @@ public struct PostgresJournalError: Error, Sendable, CustomStringConvertible {
             if let server = error.serverInfo, let message = server[.message] {
                 description = "PostgreSQL: \(message) (SQLSTATE \(server[.sqlState] ?? "?"))"
             } else {
-                description = "PostgreSQL: \(error.code)\(error.underlying.map { ": \($0)" } ?? "")"
+                // The code says what happened (connectionError, serverClosedConnection, ...).
+                let underlying = error.underlying.flatMap { $0 is PSQLError ? nil : ": \($0)" } ?? ""
+                description = "PostgreSQL: \(error.code)\(underlying)"
             }
         } else {
             description = "PostgreSQL: \(error)"

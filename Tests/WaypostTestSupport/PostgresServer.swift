@@ -51,18 +51,12 @@ public final class PostgresServer: Sendable {
             ["-D", data, "-U", "postgres", "-A", "scram-sha-256", "--pwfile", password, "-E", "UTF8", "--locale", "C.UTF-8"])
         var lastError = ""
         for _ in 0..<5 {
-            let port = try freePort()
-            let server = PostgresServer(port: port, directory: directory, binaries: binaries, owner: owner)
+            let server = PostgresServer(port: try freePort(), directory: directory, binaries: binaries, owner: owner)
             do {
-                try run(
-                    owner, binaries + "/pg_ctl",
-                    [
-                        "-D", data, "-l", directory.file("server.log"), "-w", "-t", "30", "start", "-o",
-                        "-c listen_addresses=127.0.0.1 -c port=\(port) -c unix_socket_directories='\(directory.path)' -c fsync=on -c max_connections=100",
-                    ])
+                try server.resume()
             } catch {
                 lastError = "\(error)"
-                server.stopServer()
+                server.halt()
                 continue
             }
             do {
@@ -78,6 +72,21 @@ public final class PostgresServer: Sendable {
         throw CommandFailed(description: "PostgreSQL did not start: \(lastError)")
     }
 
+    /// Starts the server (again, after ``halt()``) on its port, and waits until it takes connections.
+    public func resume() throws {
+        try Self.run(
+            owner, binaries + "/pg_ctl",
+            [
+                "-D", directory.file("data"), "-l", directory.file("server.log"), "-w", "-t", "30", "start", "-o",
+                "-c listen_addresses=127.0.0.1 -c port=\(port) -c unix_socket_directories='\(directory.path)' -c fsync=on -c max_connections=100",
+            ])
+    }
+
+    /// Stops the server (fast shutdown: connections are closed), keeping its files.
+    public func halt() {
+        _ = try? Self.run(owner, binaries + "/pg_ctl", ["-D", directory.file("data"), "-m", "fast", "-w", "stop"])
+    }
+
     /// Runs `sql` through `psql` as the superuser, over the server's socket; returns its output
     /// (unaligned, tuples only).
     @discardableResult
@@ -88,14 +97,10 @@ public final class PostgresServer: Sendable {
             environment: ["PGPASSWORD": Self.password])
     }
 
-    /// Stops the server (fast shutdown) and removes its files.
+    /// Stops the server and removes its files.
     public func stop() {
-        stopServer()
+        halt()
         directory.remove()
-    }
-
-    private func stopServer() {
-        _ = try? Self.run(owner, binaries + "/pg_ctl", ["-D", directory.file("data"), "-m", "fast", "-w", "stop"])
     }
 
     private static func unavailable(_ reason: String) throws -> Never {

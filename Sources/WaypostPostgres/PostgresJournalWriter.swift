@@ -1,0 +1,278 @@
+import Logging
+import PostgresNIO
+import Synchronization
+import WaypostCore
+import WaypostJournal
+
+/// The PostgreSQL journal's intake (SPEC §2, §12): messages submitted while a commit is under
+/// way gather and are stored together by the next one, in one statement (`waypost_store`),
+/// so that durability costs one round trip and one WAL flush per batch, not per message. A
+/// request is completed only after its statement returned, which with `synchronous_commit =
+/// on` means after PostgreSQL flushed its commit to disk: nothing is acknowledged that was not
+/// committed. When the statement fails, or takes longer than `commitTimeout`, or the database
+/// cannot be reached, the whole batch is answered ``JournalUnavailable/storage(_:)`` (a 503):
+/// after a failure or a timeout it may still have been committed, and the source's retry is
+/// stored again (at least once), but nothing is acknowledged that was not. The connection is
+/// then dropped, and the next batch opens a new one.
+///
+/// This is the intake half of the writer; the forwarder's state changes (attempts, outcomes)
+/// are not recorded here yet.
+public final class PostgresJournalWriter: Sendable {
+    public typealias Completion = @Sendable (Result<IntakeResult, JournalUnavailable>) -> Void
+
+    private struct State {
+        var inbox: [(IncomingMessage, Completion)] = []
+        var waiter: CheckedContinuation<Void, Never>?
+        var stopping = false
+        var backlog = 0
+        var statistics = Statistics()
+    }
+
+    /// Counters since the writer started; `messages / commits` is the mean group-commit size.
+    public struct Statistics: Sendable, Equatable {
+        public var commits = 0
+        public var messages = 0
+        public var failedCommits = 0
+    }
+
+    private let connect: @Sendable () async throws -> PostgresConnection
+    private let commitTimeout: Duration
+    private let maxBacklog: Int
+    private let partition: @Sendable (IncomingMessage, PlannedDelivery) -> Int
+    private let state = Mutex(State())
+    private let logger: Logger
+
+    /// A writer on the connections `connect` opens, to a journal whose schema is current
+    /// (``PostgresSchema/migrate(_:logger:)``).
+    ///
+    /// - Parameters:
+    ///   - commitTimeout: how long a batch's statement may take before its requests are answered
+    ///     with an error and the connection is dropped.
+    ///   - partition: the partition of a message's delivery (its queue's); by default from its
+    ///     route, destination and ordering key (``PostgresSchema/partition(route:destination:queueKey:)``).
+    public init(
+        connect: @escaping @Sendable () async throws -> PostgresConnection, maxBacklog: Int, commitTimeout: Duration = .seconds(10),
+        partition: @escaping @Sendable (IncomingMessage, PlannedDelivery) -> Int = {
+            PostgresSchema.partition(route: $0.route, destination: $1.destination, queueKey: $1.orderingKey)
+        },
+        logger: Logger
+    ) {
+        self.connect = connect
+        self.commitTimeout = commitTimeout
+        self.maxBacklog = maxBacklog
+        self.partition = partition
+        self.logger = logger
+    }
+
+    public var statistics: Statistics { state.withLock { $0.statistics } }
+
+    /// Hands `message` to the writer; `completion` runs once the statement holding it returned
+    /// (or failed). It must not block.
+    public func submit(_ message: IncomingMessage, completion: @escaping Completion) {
+        let (accepted, waiter) = state.withLock { state -> (Bool, CheckedContinuation<Void, Never>?) in
+            guard !state.stopping else { return (false, nil) }
+            state.inbox.append((message, completion))
+            defer { state.waiter = nil }
+            return (true, state.waiter)
+        }
+        guard accepted else { return completion(.failure(.shuttingDown)) }
+        waiter?.resume()
+    }
+
+    /// Stores batches until ``shutdown()``; what was submitted before that is stored too.
+    public func run() async {
+        var connection: PostgresConnection?
+        while let batch = await nextBatch() {
+            do {
+                let open: PostgresConnection
+                if let connection, !connection.isClosed {
+                    open = connection
+                } else {
+                    open = try await withTimeout(commitTimeout) { try await self.open() }
+                    connection = open
+                }
+                let (rows, room) = (batch.map(\.0), state.withLock { maxBacklog - $0.backlog })
+                let answered = try await withTimeout(commitTimeout) {
+                    try await self.store(rows, backlogRoom: room, on: open)
+                }
+                complete(batch, answered)
+            } catch {
+                fail(batch, error)
+                try? await connection?.close()
+                connection = nil
+            }
+        }
+        try? await connection?.close()
+    }
+
+    /// A new connection with `synchronous_commit = on` (whatever the database's default), and
+    /// the backlog counted on it. From PostgreSQL 14 on, the server also checks every second
+    /// that the connection is still there, so a statement the writer gave up on (and closed
+    /// the connection of) is rolled back rather than committed unseen.
+    private func open() async throws -> PostgresConnection {
+        let connection = try await connect()
+        do {
+            try await connection.query("SET synchronous_commit = on", logger: logger)
+            try await connection.query(
+                """
+                SELECT set_config('client_connection_check_interval', '1s', false)
+                WHERE current_setting('server_version_num')::integer >= 140000
+                """, logger: logger)
+            let rows = try await connection.query(
+                "SELECT count(DISTINCT message_id)::bigint FROM deliveries WHERE state IN ('queued', 'in_flight')", logger: logger)
+            for try await count in rows.decode(Int.self) { state.withLock { $0.backlog = count } }
+            return connection
+        } catch {
+            try? await connection.close()
+            throw error
+        }
+    }
+
+    /// Stops taking messages; ``run()`` returns once those already submitted are stored.
+    public func shutdown() {
+        let waiter = state.withLock { state in
+            state.stopping = true
+            defer { state.waiter = nil }
+            return state.waiter
+        }
+        waiter?.resume()
+    }
+
+    /// What has been submitted, once there is something; nil once stopping with nothing left.
+    private func nextBatch() async -> [(IncomingMessage, Completion)]? {
+        while true {
+            let taken = state.withLock { state -> [(IncomingMessage, Completion)]?? in
+                if !state.inbox.isEmpty {
+                    defer { state.inbox.removeAll(keepingCapacity: true) }
+                    return .some(state.inbox)
+                }
+                return state.stopping ? .some(nil) : nil
+            }
+            if let taken { return taken }
+            await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+                let now = state.withLock { state in
+                    guard state.inbox.isEmpty && !state.stopping else { return true }
+                    state.waiter = continuation
+                    return false
+                }
+                if now { continuation.resume() }
+            }
+        }
+    }
+
+    /// Stores `messages` with one statement; their results, in order.
+    private func store(
+        _ messages: [IncomingMessage], backlogRoom: Int, on connection: PostgresConnection
+    ) async throws -> [Result<IntakeResult, JournalUnavailable>] {
+        let rows = try await connection.query(Self.statement(messages, backlogRoom: backlogRoom, partition: partition), logger: logger)
+        var results: [Result<IntakeResult, JournalUnavailable>] = []
+        results.reserveCapacity(messages.count)
+        for try await (outcome, correlationID, found, deliveryIDs) in rows.decode((String, String, String?, [Int64]?).self) {
+            guard results.count < messages.count else { break }
+            let message = messages[results.count]
+            switch outcome {
+            case "stored":
+                guard deliveryIDs?.count == message.deliveries.count else {
+                    throw PostgresJournalError(description: "waypost_store stored \(correlationID) without its deliveries")
+                }
+                results.append(.success(.stored(correlationID: correlationID)))
+            case "duplicate":
+                results.append(
+                    .success(.duplicate(correlationID: correlationID, state: found.flatMap(MessageState.init(rawValue:)) ?? .queued)))
+            case "conflict":
+                results.append(.success(.conflict(correlationID: correlationID, otherRoute: found ?? "")))
+            default:
+                results.append(.failure(.backlogFull(limit: maxBacklog)))
+            }
+        }
+        guard results.count == messages.count else {
+            throw PostgresJournalError(description: "waypost_store answered \(results.count) rows for \(messages.count) messages")
+        }
+        return results
+    }
+
+    /// Completes the requests of a committed batch.
+    private func complete(_ batch: [(IncomingMessage, Completion)], _ results: [Result<IntakeResult, JournalUnavailable>]) {
+        var stored = 0
+        var waiting = 0
+        for ((message, _), result) in zip(batch, results) {
+            guard case .success(.stored) = result else { continue }
+            stored += 1
+            if message.deliveries.contains(where: { !$0.filtered }) { waiting += 1 }
+        }
+        state.withLock { state in
+            state.backlog += waiting
+            state.statistics.commits += 1
+            state.statistics.messages += stored
+        }
+        for ((_, completion), result) in zip(batch, results) { completion(result) }
+    }
+
+    /// Answers every request of a batch that was not committed (or may not have been).
+    private func fail(_ batch: [(IncomingMessage, Completion)], _ error: any Error) {
+        let failure = JournalError(.database, PostgresJournalError(error).description)
+        state.withLock { $0.statistics.failedCommits += 1 }
+        logger.error("journal commit failed; the batch is answered 503", metadata: ["error": "\(failure)", "batch.size": "\(batch.count)"])
+        for (_, completion) in batch { completion(.failure(.storage(failure))) }
+    }
+
+    /// The `waypost_store` call for `messages`, its arrays bound as parameters.
+    static func statement(
+        _ messages: [IncomingMessage], backlogRoom: Int, partition: (IncomingMessage, PlannedDelivery) -> Int
+    ) -> PostgresQuery {
+        let deliveries = messages.flatMap { message in message.deliveries.map { (message, $0) } }
+        var binds = PostgresBindings(capacity: 18)
+        binds.append(messages.map(\.correlationID))
+        binds.append(messages.map(\.correlationIDWasSupplied))
+        binds.append(messages.map(\.route))
+        binds.append(NullableArray(messages.map(\.idempotencyKey)))
+        binds.append(messages.map { $0.receivedAt - $0.dedupWindowMilliseconds })
+        binds.append(messages.map(\.method))
+        binds.append(messages.map(\.path))
+        binds.append(messages.map(\.headersJSON))
+        binds.append(messages.map { ByteBuffer(bytes: $0.body) })
+        binds.append(messages.map(\.receivedAt))
+        binds.append(NullableArray(messages.map(\.clientAddress)))
+        binds.append(NullableArray(messages.map(\.traceParent)))
+        binds.append(messages.map { Int32($0.deliveries.count) })
+        binds.append(deliveries.map(\.1.destination))
+        binds.append(NullableArray(deliveries.map(\.1.orderingKey)))
+        binds.append(deliveries.map { Int32(partition($0.0, $0.1)) })
+        binds.append(deliveries.map(\.1.filtered))
+        binds.append(Int64(backlogRoom))
+        return PostgresQuery(
+            unsafeSQL: "SELECT * FROM waypost_store(\((1...18).map { "$\($0)" }.joined(separator: ", ")))", binds: binds)
+    }
+}
+
+/// `body`'s result, or ``PostgresJournalError`` once `timeout` has passed, whichever comes first.
+/// A query on a connection that died may never return: it is left behind, not awaited.
+func withTimeout<T: Sendable>(_ timeout: Duration, _ body: @escaping @Sendable () async throws -> T) async throws -> T {
+    let once = Once()
+    return try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<T, any Error>) in
+        let timer = Task {
+            try await Task.sleep(for: timeout)
+            if once.first() {
+                continuation.resume(throwing: PostgresJournalError(description: "PostgreSQL did not answer within \(timeout)"))
+            }
+        }
+        Task {
+            let result: Result<T, any Error>
+            do { result = .success(try await body()) } catch { result = .failure(error) }
+            timer.cancel()
+            if once.first() { continuation.resume(with: result) }
+        }
+    }
+}
+
+/// True the first time ``first()`` is called, false after.
+private final class Once: Sendable {
+    private let done = Mutex(false)
+
+    func first() -> Bool {
+        done.withLock { done in
+            defer { done = true }
+            return !done
+        }
+    }
+}
