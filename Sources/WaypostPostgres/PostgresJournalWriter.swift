@@ -4,7 +4,7 @@ import Synchronization
 import WaypostCore
 import WaypostJournal
 
-/// The PostgreSQL journal's intake (SPEC §2, §12): messages submitted while a commit is under
+/// The PostgreSQL journal's writer (SPEC §2, §12): messages submitted while a commit is under
 /// way gather and are stored together by the next one, in one statement (`waypost_store`),
 /// so that durability costs one round trip and one WAL flush per batch, not per message. A
 /// request is completed only after its statement returned, which with `synchronous_commit =
@@ -15,13 +15,20 @@ import WaypostJournal
 /// stored again (at least once), but nothing is acknowledged that was not. The connection is
 /// then dropped, and the next batch opens a new one.
 ///
-/// This is the intake half of the writer; the forwarder's state changes (attempts, outcomes)
-/// are not recorded here yet.
+/// The forwarder's state changes (attempts, outcomes, breakers) gathered meanwhile are recorded
+/// by another statement (`waypost_record`) before the messages, without waiting for the disk, as
+/// the SQLite journal's are.
 public final class PostgresJournalWriter: Sendable {
     public typealias Completion = @Sendable (Result<IntakeResult, JournalUnavailable>) -> Void
+    public typealias UpdateCompletion = @Sendable (Result<Void, JournalError>) -> Void
+
+    enum Work {
+        case store(IncomingMessage, Completion)
+        case update(DeliveryUpdate, UpdateCompletion?)
+    }
 
     private struct State {
-        var inbox: [(IncomingMessage, Completion)] = []
+        var inbox: [Work] = []
         var waiter: CheckedContinuation<Void, Never>?
         var stopping = false
         var backlog = 0
@@ -69,20 +76,40 @@ public final class PostgresJournalWriter: Sendable {
     /// Hands `message` to the writer; `completion` runs once the statement holding it returned
     /// (or failed). It must not block.
     public func submit(_ message: IncomingMessage, completion: @escaping Completion) {
+        guard enqueue([.store(message, completion)]) else { return completion(.failure(.shuttingDown)) }
+    }
+
+    /// Records delivery state changes in the next batch; each completion, if given, runs once
+    /// its statement returned (or failed).
+    public func record(_ updates: [(DeliveryUpdate, UpdateCompletion?)]) {
+        guard !updates.isEmpty, !enqueue(updates.map { .update($0, $1) }) else { return }
+        for (_, completion) in updates { completion?(.failure(JournalError(.stopped, "the journal writer has stopped"))) }
+    }
+
+    /// Adds `work` to the inbox and wakes the writer; false once stopping.
+    private func enqueue(_ work: [Work]) -> Bool {
         let (accepted, waiter) = state.withLock { state -> (Bool, CheckedContinuation<Void, Never>?) in
             guard !state.stopping else { return (false, nil) }
-            state.inbox.append((message, completion))
+            state.inbox += work
             defer { state.waiter = nil }
             return (true, state.waiter)
         }
-        guard accepted else { return completion(.failure(.shuttingDown)) }
         waiter?.resume()
+        return accepted
     }
 
     /// Stores batches until ``shutdown()``; what was submitted before that is stored too.
     public func run() async {
         var connection: PostgresConnection?
         while let batch = await nextBatch() {
+            var messages: [(IncomingMessage, Completion)] = []
+            var updates: [(DeliveryUpdate, UpdateCompletion?)] = []
+            for work in batch {
+                switch work {
+                case .store(let message, let completion): messages.append((message, completion))
+                case .update(let update, let completion): updates.append((update, completion))
+                }
+            }
             do {
                 let open: PostgresConnection
                 if let connection, !connection.isClosed {
@@ -91,13 +118,20 @@ public final class PostgresJournalWriter: Sendable {
                     open = try await withTimeout(commitTimeout) { try await self.open() }
                     connection = open
                 }
-                let (rows, room) = (batch.map(\.0), state.withLock { maxBacklog - $0.backlog })
-                let answered = try await withTimeout(commitTimeout) {
-                    try await self.store(rows, backlogRoom: room, on: open)
+                if !updates.isEmpty {
+                    let changes = updates.map(\.0)
+                    let ended = try await withTimeout(commitTimeout) { try await self.record(changes, on: open) }
+                    state.withLock { $0.backlog -= ended }
+                    for (_, completion) in updates { completion?(.success(())) }
+                    updates = []
                 }
-                complete(batch, answered)
+                if !messages.isEmpty {
+                    let (rows, room) = (messages.map(\.0), state.withLock { maxBacklog - $0.backlog })
+                    let answered = try await withTimeout(commitTimeout) { try await self.store(rows, backlogRoom: room, on: open) }
+                    complete(messages, answered)
+                }
             } catch {
-                fail(batch, error)
+                fail(messages, updates, error)
                 try? await connection?.close()
                 connection = nil
             }
@@ -139,9 +173,9 @@ public final class PostgresJournalWriter: Sendable {
     }
 
     /// What has been submitted, once there is something; nil once stopping with nothing left.
-    private func nextBatch() async -> [(IncomingMessage, Completion)]? {
+    private func nextBatch() async -> [Work]? {
         while true {
-            let taken = state.withLock { state -> [(IncomingMessage, Completion)]?? in
+            let taken = state.withLock { state -> [Work]?? in
                 if !state.inbox.isEmpty {
                     defer { state.inbox.removeAll(keepingCapacity: true) }
                     return .some(state.inbox)
@@ -208,12 +242,75 @@ public final class PostgresJournalWriter: Sendable {
         for ((_, completion), result) in zip(batch, results) { completion(result) }
     }
 
-    /// Answers every request of a batch that was not committed (or may not have been).
-    private func fail(_ batch: [(IncomingMessage, Completion)], _ error: any Error) {
+    /// Answers every request and update of a batch that was not committed (or may not have been).
+    private func fail(_ messages: [(IncomingMessage, Completion)], _ updates: [(DeliveryUpdate, UpdateCompletion?)], _ error: any Error) {
         let failure = JournalError(.database, PostgresJournalError(error).description)
         state.withLock { $0.statistics.failedCommits += 1 }
-        logger.error("journal commit failed; the batch is answered 503", metadata: ["error": "\(failure)", "batch.size": "\(batch.count)"])
-        for (_, completion) in batch { completion(.failure(.storage(failure))) }
+        logger.error(
+            "journal commit failed; the batch is answered 503",
+            metadata: ["error": "\(failure)", "batch.size": "\(messages.count)", "updates": "\(updates.count)"])
+        for (_, completion) in messages { completion(.failure(.storage(failure))) }
+        for (_, completion) in updates { completion?(.failure(failure)) }
+    }
+
+    /// Records `updates` with one statement; how many messages stopped waiting.
+    private func record(_ updates: [DeliveryUpdate], on connection: PostgresConnection) async throws -> Int {
+        let rows = try await connection.query(Self.statement(updates), logger: logger)
+        var count = 0
+        var ended = 0
+        for try await stopped in rows.decode(Bool.self) {
+            count += 1
+            if stopped { ended += 1 }
+        }
+        guard count == updates.count else {
+            throw PostgresJournalError(description: "waypost_record answered \(count) rows for \(updates.count) changes")
+        }
+        return ended
+    }
+
+    /// The `waypost_record` call for `updates`, one array per column, NULL where a kind of change
+    /// has no such value.
+    static func statement(_ updates: [DeliveryUpdate]) -> PostgresQuery {
+        struct Change {
+            var kind: String
+            var delivery: Int64 = 0
+            var attempt: Int32 = 0
+            var cycleAttempt: Int32?
+            var at: Int64
+            var finished: FinishedAttempt?
+            var key: String?
+        }
+        let changes = updates.map { update in
+            switch update {
+            case .started(let id, let attempt, let cycleAttempt, let at):
+                Change(kind: "started", delivery: id, attempt: Int32(attempt), cycleAttempt: Int32(cycleAttempt), at: at)
+            case .finished(let f):
+                Change(
+                    kind: "finished", delivery: f.deliveryID, attempt: Int32(f.attempt), cycleAttempt: f.cycleAttempt.map(Int32.init),
+                    at: f.atMilliseconds, finished: f)
+            case .breaker(let key, let since):
+                Change(kind: since == nil ? "closed" : "tripped", at: since ?? 0, key: key)
+            }
+        }
+        let finished = changes.map(\.finished)
+        var binds = PostgresBindings(capacity: 16)
+        binds.append(changes.map(\.kind))
+        binds.append(changes.map(\.delivery))
+        binds.append(changes.map(\.attempt))
+        binds.append(NullableArray(changes.map(\.cycleAttempt)))
+        binds.append(changes.map(\.at))
+        binds.append(NullableArray(finished.map { $0?.state.rawValue }))
+        binds.append(NullableArray(finished.map { $0?.nextAttemptAt }))
+        binds.append(NullableArray(finished.map { $0?.lastError }))
+        binds.append(NullableArray(finished.map { $0?.durationMilliseconds }))
+        binds.append(NullableArray(finished.map { $0?.response.map { Int32($0.status) } }))
+        binds.append(NullableArray(finished.map { $0?.error }))
+        binds.append(NullableArray(finished.map { $0?.response.map { JSON.encode(headers: $0.headers) } }))
+        binds.append(NullableArray(finished.map { $0?.response.map { ByteBuffer(bytes: $0.body) } }))
+        binds.append(NullableArray(finished.map { $0?.sentBody.map { Int64($0.bytes) } }))
+        binds.append(NullableArray(finished.map { $0?.sentBody?.sha256 }))
+        binds.append(NullableArray(changes.map(\.key)))
+        return PostgresQuery(unsafeSQL: "SELECT * FROM waypost_record(\((1...16).map { "$\($0)" }.joined(separator: ", ")))", binds: binds)
     }
 
     /// The `waypost_store` call for `messages`, its arrays bound as parameters.

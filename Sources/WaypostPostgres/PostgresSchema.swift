@@ -197,6 +197,82 @@ public enum PostgresSchema {
             END
             $$
             """,
+            // The forwarder's state changes, a batch in one statement, each as the SQLite journal
+            // records it (JournalWriter.apply): 'started' (the delivery in flight, its attempt
+            // opened), 'finished' (the attempt closed, the delivery's new state and the upstream's
+            // answer when there was one: `p_status` not NULL), 'tripped' and 'closed' (a
+            // breaker, `p_key`, since `p_at`). A delivery an operator skipped during the attempt
+            // stays skipped unless it was delivered. Nobody is answered on the strength of these
+            // rows, so they commit without waiting for the disk (synchronous_commit off, for this
+            // statement's transaction only). One row per change: whether its message no longer
+            // waits (`max_backlog` counts waiting messages).
+            """
+            CREATE FUNCTION waypost_record(
+                p_kind text[], p_delivery bigint[], p_attempt integer[], p_cycle_attempt integer[], p_at bigint[],
+                p_state text[], p_next_attempt bigint[], p_last_error text[], p_duration bigint[], p_status integer[],
+                p_error text[], p_response_headers text[], p_response_body bytea[], p_body_bytes bigint[], p_body_sha256 text[],
+                p_key text[])
+            RETURNS TABLE (ended boolean)
+            LANGUAGE plpgsql AS $$
+            DECLARE
+                at timestamptz;
+                final_state text;
+                changed integer;
+            BEGIN
+                PERFORM set_config('synchronous_commit', 'off', true);
+                FOR i IN 1 .. coalesce(array_length(p_kind, 1), 0) LOOP
+                    ended := false;
+                    at := waypost_time(p_at[i]);
+                    CASE p_kind[i]
+                    WHEN 'started' THEN
+                        UPDATE deliveries SET state = 'in_flight', attempts = p_attempt[i], cycle_attempts = p_cycle_attempt[i],
+                                              updated_at = at
+                        WHERE id = p_delivery[i] AND state = 'queued';
+                        INSERT INTO attempts (delivery_id, attempt, started_at) VALUES (p_delivery[i], p_attempt[i], at)
+                        ON CONFLICT (delivery_id, attempt) DO UPDATE SET started_at = excluded.started_at, duration_ms = NULL,
+                            status = NULL, error = NULL, body_bytes = NULL, body_sha256 = NULL, node = NULL;
+                    WHEN 'finished' THEN
+                        INSERT INTO attempts (delivery_id, attempt, started_at, duration_ms, status, error, body_bytes, body_sha256)
+                        VALUES (p_delivery[i], p_attempt[i], waypost_time(p_at[i] - p_duration[i]), p_duration[i], p_status[i],
+                                p_error[i], p_body_bytes[i], p_body_sha256[i])
+                        ON CONFLICT (delivery_id, attempt) DO UPDATE SET duration_ms = excluded.duration_ms, status = excluded.status,
+                            error = excluded.error, body_bytes = excluded.body_bytes, body_sha256 = excluded.body_sha256;
+                        final_state := p_state[i];
+                        LOOP
+                            UPDATE deliveries SET state = final_state, last_error = p_last_error[i], updated_at = at,
+                                next_attempt_at = CASE WHEN final_state = 'skipped' THEN NULL ELSE waypost_time(p_next_attempt[i]) END,
+                                delivered_at = CASE WHEN final_state = 'delivered' THEN at ELSE delivered_at END,
+                                response_status = coalesce(p_status[i], response_status),
+                                response_headers = CASE WHEN p_status[i] IS NULL THEN response_headers ELSE p_response_headers[i]::json END,
+                                response_body = CASE WHEN p_status[i] IS NULL THEN response_body ELSE p_response_body[i] END,
+                                attempts = greatest(attempts, p_attempt[i]), cycle_attempts = coalesce(p_cycle_attempt[i], cycle_attempts)
+                            WHERE id = p_delivery[i] AND (state <> 'skipped' OR final_state IN ('delivered', 'skipped'));
+                            GET DIAGNOSTICS changed = ROW_COUNT;
+                            EXIT WHEN changed = 1 OR final_state = 'skipped';
+                            -- Skipped during the attempt: the skip stands, and the forwarder, which
+                            -- may have queued a retry, is told to reload its queues.
+                            final_state := 'skipped';
+                        END LOOP;
+                        IF changed = 0 THEN
+                            final_state := p_state[i];
+                        ELSIF final_state = 'skipped' AND p_state[i] <> 'skipped' THEN
+                            UPDATE control SET value = value + 1 WHERE name = 'replay_generation';
+                        END IF;
+                        ended := final_state <> 'queued' AND NOT EXISTS (
+                            SELECT 1 FROM deliveries o
+                            WHERE o.message_id = (SELECT message_id FROM deliveries WHERE id = p_delivery[i])
+                              AND o.id <> p_delivery[i] AND o.state IN ('queued', 'in_flight'));
+                    WHEN 'tripped' THEN
+                        INSERT INTO control (name, value) VALUES ('tripped:' || p_key[i], p_at[i])
+                        ON CONFLICT (name) DO UPDATE SET value = excluded.value;
+                    WHEN 'closed' THEN
+                        DELETE FROM control WHERE name = 'tripped:' || p_key[i];
+                    END CASE;
+                    RETURN NEXT;
+                END LOOP;
+            END
+            $$
+            """,
             // A message's state, derived from its deliveries' (SPEC §11), with its first delivery's
             // details: the one whose answer a waiting source gets.
             """

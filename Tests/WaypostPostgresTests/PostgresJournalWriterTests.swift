@@ -247,6 +247,104 @@ struct PostgresJournalWriterTests {
         #expect(try server.psql("SELECT string_agg(correlation_id, ',' ORDER BY id) FROM messages") == "first,after")
     }
 
+    @Test("attempts, outcomes, an operator's skip during an attempt, breakers; a message that stops waiting frees backlog room")
+    func outcomes() async throws {
+        let (server, writer, connection) = try await Self.journal(maxBacklog: 2)
+        defer { server.stop() }
+        try? await connection.close()
+        let running = Task { await writer.run() }
+        func submit(_ message: IncomingMessage) async -> Result<IntakeResult, JournalUnavailable> {
+            await withCheckedContinuation { continuation in writer.submit(message) { continuation.resume(returning: $0) } }
+        }
+        func record(_ updates: DeliveryUpdate...) async throws {
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for update in updates {
+                    group.addTask {
+                        try await withCheckedThrowingContinuation { continuation in
+                            writer.record([(update, { @Sendable in continuation.resume(with: $0) })])
+                        }
+                    }
+                }
+                try await group.waitForAll()
+            }
+        }
+        let two = [PlannedDelivery(destination: "a"), PlannedDelivery(destination: "b")]
+        #expect(try await submit(Self.message("m1", deliveries: two)).get() == .stored(correlationID: "m1"))
+        #expect(try await submit(Self.message("m2")).get() == .stored(correlationID: "m2"))
+        guard case .failure(.backlogFull) = await submit(Self.message("m3")) else {
+            Issue.record("m3 stored beyond max_backlog")
+            return
+        }
+        let ids = try server.psql("SELECT id FROM deliveries ORDER BY id").split(separator: "\n").compactMap { Int64($0) }
+        #expect(ids.count == 3)
+        let (a, b, m2) = (ids[0], ids[1], ids[2])
+        let t: Int64 = 1_790_000_100_000
+        let sent = SentBody(bytes: 2, sha256: String(repeating: "ab", count: 32))
+        try await record(.started(deliveryID: a, attempt: 1, cycleAttempt: 1, atMilliseconds: t))
+        try await record(
+            .finished(
+                FinishedAttempt(
+                    deliveryID: a, attempt: 1, durationMilliseconds: 40, response: StoredResponse(status: 503, headers: [], body: []),
+                    error: nil,
+                    sentBody: sent, state: .queued, nextAttemptAt: t + 1000, lastError: "HTTP 503", atMilliseconds: t + 40)),
+            .breaker(key: "orders/b", trippedSince: t), .breaker(key: "orders/x", trippedSince: nil))
+        #expect(
+            try server.psql(
+                "SELECT state, attempts, to_char(next_attempt_at AT TIME ZONE 'UTC', 'SS.MS'), last_error, response_status FROM deliveries WHERE id = \(a)"
+            ) == "queued|1|01.000|HTTP 503|503")
+        try await record(.started(deliveryID: a, attempt: 2, cycleAttempt: 2, atMilliseconds: t + 1000))
+        #expect(try server.psql("SELECT state FROM deliveries WHERE id = \(a)") == "in_flight")
+        try await record(
+            .finished(
+                FinishedAttempt(
+                    deliveryID: a, attempt: 2, durationMilliseconds: 12,
+                    response: StoredResponse(status: 200, headers: [HeaderField(name: "X-Id", value: "7")], body: Array("ok".utf8)),
+                    error: nil,
+                    sentBody: sent, state: .delivered, nextAttemptAt: nil, lastError: nil, atMilliseconds: t + 1012)))
+        #expect(
+            try server.psql(
+                "SELECT state, attempts, cycle_attempts, to_char(delivered_at AT TIME ZONE 'UTC', 'SS.MS'), response_status, response_headers::text, convert_from(response_body, 'UTF8') FROM deliveries WHERE id = \(a)"
+            )
+                == "delivered|2|2|01.012|200|[[\"X-Id\",\"7\"]]|ok")
+        #expect(
+            try server.psql(
+                "SELECT attempt, duration_ms, status, body_bytes, to_char(started_at AT TIME ZONE 'UTC', 'SS.MS') FROM attempts WHERE delivery_id = \(a) ORDER BY attempt"
+            )
+                == "1|40|503|2|00.000\n2|12|200|2|01.000")
+        #expect(try server.psql("SELECT name, value FROM control WHERE name LIKE 'tripped:%'") == "tripped:orders/b|\(t)")
+
+        // An operator skips b while an attempt runs: its failure keeps it skipped and tells the forwarder.
+        try server.psql("UPDATE deliveries SET state = 'skipped' WHERE id = \(b)")
+        try await record(
+            .finished(
+                FinishedAttempt(
+                    deliveryID: b, attempt: 1, cycleAttempt: 1, durationMilliseconds: 5, response: nil, error: "connection refused",
+                    state: .queued,
+                    nextAttemptAt: t + 2000, lastError: "connection refused", atMilliseconds: t + 5)))
+        #expect(
+            try server.psql("SELECT state, next_attempt_at IS NULL, last_error FROM deliveries WHERE id = \(b)")
+                == "skipped|t|connection refused")
+        #expect(try server.psql("SELECT value FROM control WHERE name = 'replay_generation'") == "1")
+        // m1 stopped waiting (a delivered, b skipped): room for one more.
+        #expect(try await submit(Self.message("m3")).get() == .stored(correlationID: "m3"))
+        guard case .failure(.backlogFull) = await submit(Self.message("m4")) else {
+            Issue.record("m4 stored beyond max_backlog")
+            return
+        }
+        try await record(
+            .finished(
+                FinishedAttempt(
+                    deliveryID: m2, attempt: 1, cycleAttempt: 1, durationMilliseconds: 5,
+                    response: StoredResponse(status: 200, headers: [], body: []),
+                    error: nil, state: .delivered, nextAttemptAt: nil, lastError: nil, atMilliseconds: t + 5)))
+        #expect(try await submit(Self.message("m4")).get() == .stored(correlationID: "m4"))
+        writer.shutdown()
+        await running.value
+        #expect(
+            try server.psql("SELECT correlation_id || '=' || state FROM message_states ORDER BY id")
+                == "m1=skipped\nm2=delivered\nm3=queued\nm4=queued")
+    }
+
     @Test("partitions: the same for the same queue, spread over all of them")
     func partitions() {
         #expect(
