@@ -9,354 +9,360 @@ import WaypostTestSupport
 
 @testable import WaypostPostgres
 
-/// The PostgreSQL intake against a real PostgreSQL (``PostgresServer``): what it stores, what it
-/// recognises as a repeat, what it refuses, and that a batch is stored whole or not at all.
-@Suite("the PostgreSQL journal's intake: group commit, repeats, backlog, failures (SPEC §2, §12)")
-struct PostgresJournalWriterTests {
-    static let logger = Logger(label: "test")
+extension PostgresTests {
+    /// The PostgreSQL intake against a real PostgreSQL (``PostgresServer``): what it stores, what it
+    /// recognises as a repeat, what it refuses, and that a batch is stored whole or not at all.
+    @Suite("the PostgreSQL journal's intake: group commit, repeats, backlog, failures (SPEC §2, §12)")
+    struct PostgresJournalWriterTests {
+        static let logger = Logger(label: "test")
 
-    /// A server with a migrated journal, a writer on it (not yet running), and the connection.
-    static func journal(
-        maxBacklog: Int = 1000, commitTimeout: Duration = .seconds(5)
-    ) async throws -> (PostgresServer, PostgresJournalWriter, PostgresConnection) {
-        let server = try await PostgresServer.start()
-        let connection = try await PostgresSchemaTests.connect(server)
-        try await PostgresSchema.migrate(connection, logger: logger)
-        let writer = PostgresJournalWriter(
-            connect: { try await PostgresSchemaTests.connect(server) }, maxBacklog: maxBacklog, commitTimeout: commitTimeout, logger: logger
-        )
-        return (server, writer, connection)
-    }
-
-    static func message(
-        _ id: String, route: String = "orders", supplied: Bool = false, key: String? = nil, at: Int64 = 1_790_000_000_123,
-        deliveries: [PlannedDelivery]? = nil, body: [UInt8] = Array("{}".utf8)
-    ) -> IncomingMessage {
-        IncomingMessage(
-            correlationID: id, correlationIDWasSupplied: supplied, route: route, deliveries: deliveries, idempotencyKey: key,
-            dedupWindowMilliseconds: 60_000, method: "POST", path: "/hooks?x=1",
-            headers: [HeaderField(name: "Content-Type", value: "application/json")],
-            body: body, receivedAt: at, clientAddress: "192.0.2.7")
-    }
-
-    /// Submits every message before the writer runs, so they share its first commit; returns
-    /// their results in order once the writer stopped.
-    static func store(
-        _ messages: [IncomingMessage], with writer: PostgresJournalWriter
-    ) async throws -> [Result<IntakeResult, JournalUnavailable>] {
-        let results = Mutex<[Int: Result<IntakeResult, JournalUnavailable>]>([:])
-        for (index, message) in messages.enumerated() {
-            writer.submit(message) { result in results.withLock { $0[index] = result } }
-        }
-        writer.shutdown()
-        await writer.run()
-        return results.withLock { collected in messages.indices.map { collected[$0]! } }
-    }
-
-    @Test("a message and its deliveries are stored as received, in one commit with the others of its batch")
-    func stores() async throws {
-        let (server, writer, connection) = try await Self.journal()
-        defer { server.stop() }
-        let binary: [UInt8] = [0, 0xff, 0xfe, 0x7b, 0x0a]
-        let results = try await Self.store(
-            [
-                Self.message(
-                    "m1",
-                    deliveries: [
-                        PlannedDelivery(destination: "erp", orderingKey: "customer-7"),
-                        PlannedDelivery(destination: "audit", filtered: true),
-                    ]),
-                Self.message("m2", body: binary),
-            ], with: writer)
-        #expect(results.map { try? $0.get() } == [.stored(correlationID: "m1"), .stored(correlationID: "m2")])
-        #expect(writer.statistics == .init(commits: 1, messages: 2, failedCommits: 0))
-        #expect(
-            try server.psql(
-                """
-                SELECT correlation_id, route, method, path, headers::text, encode(body, 'hex'), to_char(received_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS'), client_address
-                FROM messages ORDER BY id
-                """)
-                    == """
-                    m1|orders|POST|/hooks?x=1|[["Content-Type","application/json"]]|7b7d|2026-09-21T14:13:20.123|192.0.2.7
-                    m2|orders|POST|/hooks?x=1|[["Content-Type","application/json"]]|00fffe7b0a|2026-09-21T14:13:20.123|192.0.2.7
-                    """)
-        let erp = PostgresSchema.partition(route: "orders", destination: "erp", queueKey: "customer-7")
-        let orders = PostgresSchema.partition(route: "orders", destination: "orders", queueKey: nil)
-        #expect(
-            try server.psql(
-                "SELECT m.correlation_id, destination, coalesce(ordering_key, '-'), partition, state FROM deliveries d JOIN messages m ON m.id = d.message_id ORDER BY d.id"
+        /// A server with a migrated journal, a writer on it (not yet running), and the connection.
+        static func journal(
+            maxBacklog: Int = 1000, commitTimeout: Duration = .seconds(5)
+        ) async throws -> (PostgresServer, PostgresJournalWriter, PostgresConnection) {
+            let server = try await PostgresServer.start()
+            let connection = try await PostgresSchemaTests.connect(server)
+            try await PostgresSchema.migrate(connection, logger: logger)
+            let writer = PostgresJournalWriter(
+                connect: { try await PostgresSchemaTests.connect(server) }, maxBacklog: maxBacklog, commitTimeout: commitTimeout,
+                logger: logger
             )
-                == "m1|erp|customer-7|\(erp)|queued\nm1|audit|-|\(PostgresSchema.partition(route: "orders", destination: "audit", queueKey: nil))|filtered\nm2|orders|-|\(orders)|queued"
-        )
-        try await connection.close()
-    }
+            return (server, writer, connection)
+        }
 
-    @Test("a repeated correlation id or idempotency key stores nothing new, in the same batch too; another route's id is a conflict")
-    func repeats() async throws {
-        let (server, writer, connection) = try await Self.journal()
-        defer { server.stop() }
-        let at: Int64 = 1_790_000_000_000
-        let results = try await Self.store(
-            [
-                Self.message("s1", supplied: true), Self.message("s1", supplied: true),
-                Self.message("s1", route: "refunds", supplied: true),
-                Self.message("k1", key: "order-9", at: at), Self.message("k2", key: "order-9", at: at + 59_000),
-                Self.message("k3", route: "refunds", key: "order-9", at: at + 59_000), Self.message("k4", key: "order-9", at: at + 61_000),
-            ], with: writer)
-        #expect(
-            results.map { try? $0.get() } == [
-                .stored(correlationID: "s1"), .duplicate(correlationID: "s1", state: .queued),
-                .conflict(correlationID: "s1", otherRoute: "orders"),
-                .stored(correlationID: "k1"), .duplicate(correlationID: "k1", state: .queued), .stored(correlationID: "k3"),
-                .stored(correlationID: "k4"),
-            ])
-        #expect(try server.psql("SELECT string_agg(correlation_id, ',' ORDER BY id) FROM messages") == "s1,k1,k3,k4")
-        try await connection.close()
-    }
+        static func message(
+            _ id: String, route: String = "orders", supplied: Bool = false, key: String? = nil, at: Int64 = 1_790_000_000_123,
+            deliveries: [PlannedDelivery]? = nil, body: [UInt8] = Array("{}".utf8)
+        ) -> IncomingMessage {
+            IncomingMessage(
+                correlationID: id, correlationIDWasSupplied: supplied, route: route, deliveries: deliveries, idempotencyKey: key,
+                dedupWindowMilliseconds: 60_000, method: "POST", path: "/hooks?x=1",
+                headers: [HeaderField(name: "Content-Type", value: "application/json")],
+                body: body, receivedAt: at, clientAddress: "192.0.2.7")
+        }
 
-    @Test("max_backlog refuses a message that would wait beyond it, not one that every filter stopped")
-    func backlog() async throws {
-        let (server, writer, connection) = try await Self.journal(maxBacklog: 2)
-        defer { server.stop() }
-        let filtered = [PlannedDelivery(destination: "a", filtered: true)]
-        let results = try await Self.store(
-            [Self.message("b1"), Self.message("b2"), Self.message("b3"), Self.message("b4", deliveries: filtered)], with: writer)
-        #expect(results.map { (try? $0.get()).map { "\($0)" } ?? "\($0)" }.count == 4)
-        #expect((try? results[2].get()) == nil)
-        if case .failure(.backlogFull(let limit)) = results[2] { #expect(limit == 2) } else { Issue.record("\(results[2])") }
-        #expect(try server.psql("SELECT string_agg(correlation_id, ',' ORDER BY id) FROM messages") == "b1,b2,b4")
-        try await connection.close()
-    }
-
-    @Test("concurrent requests share commits; every one is answered after its commit")
-    func groupCommit() async throws {
-        let (server, writer, connection) = try await Self.journal()
-        defer { server.stop() }
-        let running = Task { await writer.run() }
-        let count = 400
-        try await withThrowingTaskGroup(of: IntakeResult.self) { group in
-            for index in 0..<count {
-                group.addTask {
-                    try await withCheckedThrowingContinuation { continuation in
-                        writer.submit(Self.message("g\(index)")) { continuation.resume(with: $0) }
-                    }
-                }
+        /// Submits every message before the writer runs, so they share its first commit; returns
+        /// their results in order once the writer stopped.
+        static func store(
+            _ messages: [IncomingMessage], with writer: PostgresJournalWriter
+        ) async throws -> [Result<IntakeResult, JournalUnavailable>] {
+            let results = Mutex<[Int: Result<IntakeResult, JournalUnavailable>]>([:])
+            for (index, message) in messages.enumerated() {
+                writer.submit(message) { result in results.withLock { $0[index] = result } }
             }
-            var answered = 0
-            for try await result in group {
-                guard case .stored(let id) = result else {
-                    Issue.record("\(result)")
-                    continue
-                }
-                // Answered after COMMIT: the row is there for anyone to read (checked for some).
-                answered += 1
-                if answered % 50 == 0 { #expect(try server.psql("SELECT count(*) FROM messages WHERE correlation_id = '\(id)'") == "1") }
-            }
+            writer.shutdown()
+            await writer.run()
+            return results.withLock { collected in messages.indices.map { collected[$0]! } }
         }
-        writer.shutdown()
-        await running.value
-        let statistics = writer.statistics
-        #expect(statistics.messages == count)
-        #expect(statistics.commits < count, "\(statistics)")
-        #expect(try server.psql("SELECT count(*) FROM messages") == "\(count)")
-        try await connection.close()
-    }
 
-    @Test("a statement that fails fails its whole batch, and nothing of it is stored")
-    func wholeOrNothing() async throws {
-        let (server, writer, connection) = try await Self.journal()
-        defer { server.stop() }
-        // Two generated ids that collide: the second insert violates the unique constraint.
-        let results = try await Self.store([Self.message("x1"), Self.message("same"), Self.message("same")], with: writer)
-        for result in results {
-            guard case .failure(.storage(let error)) = result else {
-                Issue.record("\(result)")
-                continue
-            }
-            #expect(error.message.contains("duplicate key value violates unique constraint"), "\(error)")
+        @Test("a message and its deliveries are stored as received, in one commit with the others of its batch")
+        func stores() async throws {
+            let (server, writer, connection) = try await Self.journal()
+            defer { server.stop() }
+            let binary: [UInt8] = [0, 0xff, 0xfe, 0x7b, 0x0a]
+            let results = try await Self.store(
+                [
+                    Self.message(
+                        "m1",
+                        deliveries: [
+                            PlannedDelivery(destination: "erp", orderingKey: "customer-7"),
+                            PlannedDelivery(destination: "audit", filtered: true),
+                        ]),
+                    Self.message("m2", body: binary),
+                ], with: writer)
+            #expect(results.map { try? $0.get() } == [.stored(correlationID: "m1"), .stored(correlationID: "m2")])
+            #expect(writer.statistics == .init(commits: 1, messages: 2, failedCommits: 0))
+            #expect(
+                try server.psql(
+                    """
+                    SELECT correlation_id, route, method, path, headers::text, encode(body, 'hex'), to_char(received_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS'), client_address
+                    FROM messages ORDER BY id
+                    """)
+                        == """
+                        m1|orders|POST|/hooks?x=1|[["Content-Type","application/json"]]|7b7d|2026-09-21T14:13:20.123|192.0.2.7
+                        m2|orders|POST|/hooks?x=1|[["Content-Type","application/json"]]|00fffe7b0a|2026-09-21T14:13:20.123|192.0.2.7
+                        """)
+            let erp = PostgresSchema.partition(route: "orders", destination: "erp", queueKey: "customer-7")
+            let orders = PostgresSchema.partition(route: "orders", destination: "orders", queueKey: nil)
+            #expect(
+                try server.psql(
+                    "SELECT m.correlation_id, destination, coalesce(ordering_key, '-'), partition, state FROM deliveries d JOIN messages m ON m.id = d.message_id ORDER BY d.id"
+                )
+                    == "m1|erp|customer-7|\(erp)|queued\nm1|audit|-|\(PostgresSchema.partition(route: "orders", destination: "audit", queueKey: nil))|filtered\nm2|orders|-|\(orders)|queued"
+            )
+            try await connection.close()
         }
-        #expect(try server.psql("SELECT count(*) FROM messages") == "0")
-        #expect(writer.statistics.failedCommits == 1)
-        try await connection.close()
-    }
 
-    @Test("while the database is down, requests are answered with an error at once; when it is back, the writer reconnects")
-    func databaseDown() async throws {
-        let (server, writer, connection) = try await Self.journal()
-        defer { server.stop() }
-        try? await connection.close()
-        let running = Task { await writer.run() }
-        func submit(_ id: String) async -> Result<IntakeResult, JournalUnavailable> {
-            await withCheckedContinuation { continuation in writer.submit(Self.message(id)) { continuation.resume(returning: $0) } }
+        @Test("a repeated correlation id or idempotency key stores nothing new, in the same batch too; another route's id is a conflict")
+        func repeats() async throws {
+            let (server, writer, connection) = try await Self.journal()
+            defer { server.stop() }
+            let at: Int64 = 1_790_000_000_000
+            let results = try await Self.store(
+                [
+                    Self.message("s1", supplied: true), Self.message("s1", supplied: true),
+                    Self.message("s1", route: "refunds", supplied: true),
+                    Self.message("k1", key: "order-9", at: at), Self.message("k2", key: "order-9", at: at + 59_000),
+                    Self.message("k3", route: "refunds", key: "order-9", at: at + 59_000),
+                    Self.message("k4", key: "order-9", at: at + 61_000),
+                ], with: writer)
+            #expect(
+                results.map { try? $0.get() } == [
+                    .stored(correlationID: "s1"), .duplicate(correlationID: "s1", state: .queued),
+                    .conflict(correlationID: "s1", otherRoute: "orders"),
+                    .stored(correlationID: "k1"), .duplicate(correlationID: "k1", state: .queued), .stored(correlationID: "k3"),
+                    .stored(correlationID: "k4"),
+                ])
+            #expect(try server.psql("SELECT string_agg(correlation_id, ',' ORDER BY id) FROM messages") == "s1,k1,k3,k4")
+            try await connection.close()
         }
-        #expect(try await submit("before").get() == .stored(correlationID: "before"))
-        // A connection the server ended: the next batch opens another.
-        try server.psql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = 'waypost'")
-        try await Task.sleep(for: .milliseconds(200))
-        #expect(try await submit("terminated").get() == .stored(correlationID: "terminated"))
-        // No server: an error, well within the commit timeout.
-        server.halt()
-        let started = ContinuousClock.now
-        guard case .failure(.storage(let error)) = await submit("down") else {
-            Issue.record("stored while the server was down")
-            return
-        }
-        #expect(ContinuousClock.now - started < .seconds(5), "\(error)")
-        try server.resume()
-        #expect(try await submit("back").get() == .stored(correlationID: "back"))
-        writer.shutdown()
-        await running.value
-        guard case .failure(.shuttingDown) = await submit("late") else {
-            Issue.record("accepted after shutdown")
-            return
-        }
-        #expect(try server.psql("SELECT string_agg(correlation_id, ',' ORDER BY id) FROM messages") == "before,terminated,back")
-        #expect(writer.statistics.failedCommits == 1)
-    }
 
-    @Test("a commit slower than commit_timeout is answered with an error, and rolled back, not committed unseen")
-    func slowDatabase() async throws {
-        let (server, writer, connection) = try await Self.journal(commitTimeout: .seconds(2))
-        defer { server.stop() }
-        try? await connection.close()
-        let running = Task { await writer.run() }
-        func submit(_ id: String) async -> Result<IntakeResult, JournalUnavailable> {
-            await withCheckedContinuation { continuation in writer.submit(Self.message(id)) { continuation.resume(returning: $0) } }
+        @Test("max_backlog refuses a message that would wait beyond it, not one that every filter stopped")
+        func backlog() async throws {
+            let (server, writer, connection) = try await Self.journal(maxBacklog: 2)
+            defer { server.stop() }
+            let filtered = [PlannedDelivery(destination: "a", filtered: true)]
+            let results = try await Self.store(
+                [Self.message("b1"), Self.message("b2"), Self.message("b3"), Self.message("b4", deliveries: filtered)], with: writer)
+            #expect(results.map { (try? $0.get()).map { "\($0)" } ?? "\($0)" }.count == 4)
+            #expect((try? results[2].get()) == nil)
+            if case .failure(.backlogFull(let limit)) = results[2] { #expect(limit == 2) } else { Issue.record("\(results[2])") }
+            #expect(try server.psql("SELECT string_agg(correlation_id, ',' ORDER BY id) FROM messages") == "b1,b2,b4")
+            try await connection.close()
         }
-        #expect(try await submit("first").get() == .stored(correlationID: "first"))
-        // Another session holds the table for 5 s.
-        let holder = try ChildProcess(
-            "/usr/bin/env",
-            [
-                "psql", "-h", "127.0.0.1", "-p", "\(server.port)", "-U", "waypost", "-d", "waypost", "-c",
-                "BEGIN; LOCK TABLE messages IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(5); COMMIT;",
-            ], environment: ["PGPASSWORD": PostgresServer.password, "PATH": "/usr/bin:/bin"])
-        try await Task.sleep(for: .milliseconds(500))
-        let started = ContinuousClock.now
-        guard case .failure(.storage(let error)) = await submit("slow") else {
-            Issue.record("stored while the table was locked")
-            return
-        }
-        let waited = ContinuousClock.now - started
-        #expect(waited >= .seconds(2) && waited < .seconds(4), "\(waited)")
-        #expect(error.message.contains("did not answer within"), "\(error)")
-        #expect(await holder.wait(timeout: .seconds(10)) == 0)
-        #expect(try await submit("after").get() == .stored(correlationID: "after"))
-        writer.shutdown()
-        await running.value
-        #expect(try server.psql("SELECT string_agg(correlation_id, ',' ORDER BY id) FROM messages") == "first,after")
-    }
 
-    @Test("attempts, outcomes, an operator's skip during an attempt, breakers; a message that stops waiting frees backlog room")
-    func outcomes() async throws {
-        let (server, writer, connection) = try await Self.journal(maxBacklog: 2)
-        defer { server.stop() }
-        try? await connection.close()
-        let running = Task { await writer.run() }
-        func submit(_ message: IncomingMessage) async -> Result<IntakeResult, JournalUnavailable> {
-            await withCheckedContinuation { continuation in writer.submit(message) { continuation.resume(returning: $0) } }
-        }
-        func record(_ updates: DeliveryUpdate...) async throws {
-            try await withThrowingTaskGroup(of: Void.self) { group in
-                for update in updates {
+        @Test("concurrent requests share commits; every one is answered after its commit")
+        func groupCommit() async throws {
+            let (server, writer, connection) = try await Self.journal()
+            defer { server.stop() }
+            let running = Task { await writer.run() }
+            let count = 400
+            try await withThrowingTaskGroup(of: IntakeResult.self) { group in
+                for index in 0..<count {
                     group.addTask {
                         try await withCheckedThrowingContinuation { continuation in
-                            writer.record([(update, { @Sendable in continuation.resume(with: $0) })])
+                            writer.submit(Self.message("g\(index)")) { continuation.resume(with: $0) }
                         }
                     }
                 }
-                try await group.waitForAll()
+                var answered = 0
+                for try await result in group {
+                    guard case .stored(let id) = result else {
+                        Issue.record("\(result)")
+                        continue
+                    }
+                    // Answered after COMMIT: the row is there for anyone to read (checked for some).
+                    answered += 1
+                    if answered % 50 == 0 {
+                        #expect(try server.psql("SELECT count(*) FROM messages WHERE correlation_id = '\(id)'") == "1")
+                    }
+                }
             }
+            writer.shutdown()
+            await running.value
+            let statistics = writer.statistics
+            #expect(statistics.messages == count)
+            #expect(statistics.commits < count, "\(statistics)")
+            #expect(try server.psql("SELECT count(*) FROM messages") == "\(count)")
+            try await connection.close()
         }
-        let two = [PlannedDelivery(destination: "a"), PlannedDelivery(destination: "b")]
-        #expect(try await submit(Self.message("m1", deliveries: two)).get() == .stored(correlationID: "m1"))
-        #expect(try await submit(Self.message("m2")).get() == .stored(correlationID: "m2"))
-        guard case .failure(.backlogFull) = await submit(Self.message("m3")) else {
-            Issue.record("m3 stored beyond max_backlog")
-            return
-        }
-        let ids = try server.psql("SELECT id FROM deliveries ORDER BY id").split(separator: "\n").compactMap { Int64($0) }
-        #expect(ids.count == 3)
-        let (a, b, m2) = (ids[0], ids[1], ids[2])
-        let t: Int64 = 1_790_000_100_000
-        let sent = SentBody(bytes: 2, sha256: String(repeating: "ab", count: 32))
-        try await record(.started(deliveryID: a, attempt: 1, cycleAttempt: 1, atMilliseconds: t))
-        try await record(
-            .finished(
-                FinishedAttempt(
-                    deliveryID: a, attempt: 1, durationMilliseconds: 40, response: StoredResponse(status: 503, headers: [], body: []),
-                    error: nil,
-                    sentBody: sent, state: .queued, nextAttemptAt: t + 1000, lastError: "HTTP 503", atMilliseconds: t + 40)),
-            .breaker(key: "orders/b", trippedSince: t), .breaker(key: "orders/x", trippedSince: nil))
-        #expect(
-            try server.psql(
-                "SELECT state, attempts, to_char(next_attempt_at AT TIME ZONE 'UTC', 'SS.MS'), last_error, response_status FROM deliveries WHERE id = \(a)"
-            ) == "queued|1|01.000|HTTP 503|503")
-        try await record(.started(deliveryID: a, attempt: 2, cycleAttempt: 2, atMilliseconds: t + 1000))
-        #expect(try server.psql("SELECT state FROM deliveries WHERE id = \(a)") == "in_flight")
-        try await record(
-            .finished(
-                FinishedAttempt(
-                    deliveryID: a, attempt: 2, durationMilliseconds: 12,
-                    response: StoredResponse(status: 200, headers: [HeaderField(name: "X-Id", value: "7")], body: Array("ok".utf8)),
-                    error: nil,
-                    sentBody: sent, state: .delivered, nextAttemptAt: nil, lastError: nil, atMilliseconds: t + 1012)))
-        #expect(
-            try server.psql(
-                "SELECT state, attempts, cycle_attempts, to_char(delivered_at AT TIME ZONE 'UTC', 'SS.MS'), response_status, response_headers::text, convert_from(response_body, 'UTF8') FROM deliveries WHERE id = \(a)"
-            )
-                == "delivered|2|2|01.012|200|[[\"X-Id\",\"7\"]]|ok")
-        #expect(
-            try server.psql(
-                "SELECT attempt, duration_ms, status, body_bytes, to_char(started_at AT TIME ZONE 'UTC', 'SS.MS') FROM attempts WHERE delivery_id = \(a) ORDER BY attempt"
-            )
-                == "1|40|503|2|00.000\n2|12|200|2|01.000")
-        #expect(try server.psql("SELECT name, value FROM control WHERE name LIKE 'tripped:%'") == "tripped:orders/b|\(t)")
 
-        // An operator skips b while an attempt runs: its failure keeps it skipped and tells the forwarder.
-        try server.psql("UPDATE deliveries SET state = 'skipped' WHERE id = \(b)")
-        try await record(
-            .finished(
-                FinishedAttempt(
-                    deliveryID: b, attempt: 1, cycleAttempt: 1, durationMilliseconds: 5, response: nil, error: "connection refused",
-                    state: .queued,
-                    nextAttemptAt: t + 2000, lastError: "connection refused", atMilliseconds: t + 5)))
-        #expect(
-            try server.psql("SELECT state, next_attempt_at IS NULL, last_error FROM deliveries WHERE id = \(b)")
-                == "skipped|t|connection refused")
-        #expect(try server.psql("SELECT value FROM control WHERE name = 'replay_generation'") == "1")
-        // m1 stopped waiting (a delivered, b skipped): room for one more.
-        #expect(try await submit(Self.message("m3")).get() == .stored(correlationID: "m3"))
-        guard case .failure(.backlogFull) = await submit(Self.message("m4")) else {
-            Issue.record("m4 stored beyond max_backlog")
-            return
+        @Test("a statement that fails fails its whole batch, and nothing of it is stored")
+        func wholeOrNothing() async throws {
+            let (server, writer, connection) = try await Self.journal()
+            defer { server.stop() }
+            // Two generated ids that collide: the second insert violates the unique constraint.
+            let results = try await Self.store([Self.message("x1"), Self.message("same"), Self.message("same")], with: writer)
+            for result in results {
+                guard case .failure(.storage(let error)) = result else {
+                    Issue.record("\(result)")
+                    continue
+                }
+                #expect(error.message.contains("duplicate key value violates unique constraint"), "\(error)")
+            }
+            #expect(try server.psql("SELECT count(*) FROM messages") == "0")
+            #expect(writer.statistics.failedCommits == 1)
+            try await connection.close()
         }
-        try await record(
-            .finished(
-                FinishedAttempt(
-                    deliveryID: m2, attempt: 1, cycleAttempt: 1, durationMilliseconds: 5,
-                    response: StoredResponse(status: 200, headers: [], body: []),
-                    error: nil, state: .delivered, nextAttemptAt: nil, lastError: nil, atMilliseconds: t + 5)))
-        #expect(try await submit(Self.message("m4")).get() == .stored(correlationID: "m4"))
-        writer.shutdown()
-        await running.value
-        #expect(
-            try server.psql("SELECT correlation_id || '=' || state FROM message_states ORDER BY id")
-                == "m1=skipped\nm2=delivered\nm3=queued\nm4=queued")
-    }
 
-    @Test("partitions: the same for the same queue, spread over all of them")
-    func partitions() {
-        #expect(
-            PostgresSchema.partition(route: "r", destination: "d", queueKey: nil)
-                == PostgresSchema.partition(route: "r", destination: "d", queueKey: nil))
-        #expect(
-            PostgresSchema.partition(route: "r", destination: "d", queueKey: nil)
-                != PostgresSchema.partition(route: "r", destination: "d", queueKey: ""))
-        let spread = Set((0..<10_000).map { PostgresSchema.partition(route: "orders", destination: "erp", queueKey: "customer-\($0)") })
-        #expect(spread.count == PostgresSchema.partitions)
-        // FNV-1a of "orders\0erp\1customer-7" (computed apart, in Python): a change of the function
-        // would move queues between nodes of mixed versions.
-        #expect(PostgresSchema.partition(route: "orders", destination: "erp", queueKey: "customer-7") == 96)
+        @Test("while the database is down, requests are answered with an error at once; when it is back, the writer reconnects")
+        func databaseDown() async throws {
+            let (server, writer, connection) = try await Self.journal()
+            defer { server.stop() }
+            try? await connection.close()
+            let running = Task { await writer.run() }
+            func submit(_ id: String) async -> Result<IntakeResult, JournalUnavailable> {
+                await withCheckedContinuation { continuation in writer.submit(Self.message(id)) { continuation.resume(returning: $0) } }
+            }
+            #expect(try await submit("before").get() == .stored(correlationID: "before"))
+            // A connection the server ended: the next batch opens another.
+            try server.psql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = 'waypost'")
+            try await Task.sleep(for: .milliseconds(200))
+            #expect(try await submit("terminated").get() == .stored(correlationID: "terminated"))
+            // No server: an error, well within the commit timeout.
+            server.halt()
+            let started = ContinuousClock.now
+            guard case .failure(.storage(let error)) = await submit("down") else {
+                Issue.record("stored while the server was down")
+                return
+            }
+            #expect(ContinuousClock.now - started < .seconds(5), "\(error)")
+            try server.resume()
+            #expect(try await submit("back").get() == .stored(correlationID: "back"))
+            writer.shutdown()
+            await running.value
+            guard case .failure(.shuttingDown) = await submit("late") else {
+                Issue.record("accepted after shutdown")
+                return
+            }
+            #expect(try server.psql("SELECT string_agg(correlation_id, ',' ORDER BY id) FROM messages") == "before,terminated,back")
+            #expect(writer.statistics.failedCommits == 1)
+        }
+
+        @Test("a commit slower than commit_timeout is answered with an error, and rolled back, not committed unseen")
+        func slowDatabase() async throws {
+            let (server, writer, connection) = try await Self.journal(commitTimeout: .seconds(2))
+            defer { server.stop() }
+            try? await connection.close()
+            let running = Task { await writer.run() }
+            func submit(_ id: String) async -> Result<IntakeResult, JournalUnavailable> {
+                await withCheckedContinuation { continuation in writer.submit(Self.message(id)) { continuation.resume(returning: $0) } }
+            }
+            #expect(try await submit("first").get() == .stored(correlationID: "first"))
+            // Another session holds the table for 5 s.
+            let holder = try ChildProcess(
+                "/usr/bin/env",
+                [
+                    "psql", "-h", "127.0.0.1", "-p", "\(server.port)", "-U", "waypost", "-d", "waypost", "-c",
+                    "BEGIN; LOCK TABLE messages IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(5); COMMIT;",
+                ], environment: ["PGPASSWORD": PostgresServer.password, "PATH": "/usr/bin:/bin"])
+            try await Task.sleep(for: .milliseconds(500))
+            let started = ContinuousClock.now
+            guard case .failure(.storage(let error)) = await submit("slow") else {
+                Issue.record("stored while the table was locked")
+                return
+            }
+            let waited = ContinuousClock.now - started
+            #expect(waited >= .seconds(2) && waited < .seconds(6), "\(waited)")
+            #expect(error.message.contains("did not answer within"), "\(error)")
+            #expect(await holder.wait(timeout: .seconds(10)) == 0)
+            #expect(try await submit("after").get() == .stored(correlationID: "after"))
+            writer.shutdown()
+            await running.value
+            #expect(try server.psql("SELECT string_agg(correlation_id, ',' ORDER BY id) FROM messages") == "first,after")
+        }
+
+        @Test("attempts, outcomes, an operator's skip during an attempt, breakers; a message that stops waiting frees backlog room")
+        func outcomes() async throws {
+            let (server, writer, connection) = try await Self.journal(maxBacklog: 2)
+            defer { server.stop() }
+            try? await connection.close()
+            let running = Task { await writer.run() }
+            func submit(_ message: IncomingMessage) async -> Result<IntakeResult, JournalUnavailable> {
+                await withCheckedContinuation { continuation in writer.submit(message) { continuation.resume(returning: $0) } }
+            }
+            func record(_ updates: DeliveryUpdate...) async throws {
+                try await withThrowingTaskGroup(of: Void.self) { group in
+                    for update in updates {
+                        group.addTask {
+                            try await withCheckedThrowingContinuation { continuation in
+                                writer.record([(update, { @Sendable in continuation.resume(with: $0) })])
+                            }
+                        }
+                    }
+                    try await group.waitForAll()
+                }
+            }
+            let two = [PlannedDelivery(destination: "a"), PlannedDelivery(destination: "b")]
+            #expect(try await submit(Self.message("m1", deliveries: two)).get() == .stored(correlationID: "m1"))
+            #expect(try await submit(Self.message("m2")).get() == .stored(correlationID: "m2"))
+            guard case .failure(.backlogFull) = await submit(Self.message("m3")) else {
+                Issue.record("m3 stored beyond max_backlog")
+                return
+            }
+            let ids = try server.psql("SELECT id FROM deliveries ORDER BY id").split(separator: "\n").compactMap { Int64($0) }
+            #expect(ids.count == 3)
+            let (a, b, m2) = (ids[0], ids[1], ids[2])
+            let t: Int64 = 1_790_000_100_000
+            let sent = SentBody(bytes: 2, sha256: String(repeating: "ab", count: 32))
+            try await record(.started(deliveryID: a, attempt: 1, cycleAttempt: 1, atMilliseconds: t))
+            try await record(
+                .finished(
+                    FinishedAttempt(
+                        deliveryID: a, attempt: 1, durationMilliseconds: 40, response: StoredResponse(status: 503, headers: [], body: []),
+                        error: nil,
+                        sentBody: sent, state: .queued, nextAttemptAt: t + 1000, lastError: "HTTP 503", atMilliseconds: t + 40)),
+                .breaker(key: "orders/b", trippedSince: t), .breaker(key: "orders/x", trippedSince: nil))
+            #expect(
+                try server.psql(
+                    "SELECT state, attempts, to_char(next_attempt_at AT TIME ZONE 'UTC', 'SS.MS'), last_error, response_status FROM deliveries WHERE id = \(a)"
+                ) == "queued|1|01.000|HTTP 503|503")
+            try await record(.started(deliveryID: a, attempt: 2, cycleAttempt: 2, atMilliseconds: t + 1000))
+            #expect(try server.psql("SELECT state FROM deliveries WHERE id = \(a)") == "in_flight")
+            try await record(
+                .finished(
+                    FinishedAttempt(
+                        deliveryID: a, attempt: 2, durationMilliseconds: 12,
+                        response: StoredResponse(status: 200, headers: [HeaderField(name: "X-Id", value: "7")], body: Array("ok".utf8)),
+                        error: nil,
+                        sentBody: sent, state: .delivered, nextAttemptAt: nil, lastError: nil, atMilliseconds: t + 1012)))
+            #expect(
+                try server.psql(
+                    "SELECT state, attempts, cycle_attempts, to_char(delivered_at AT TIME ZONE 'UTC', 'SS.MS'), response_status, response_headers::text, convert_from(response_body, 'UTF8') FROM deliveries WHERE id = \(a)"
+                )
+                    == "delivered|2|2|01.012|200|[[\"X-Id\",\"7\"]]|ok")
+            #expect(
+                try server.psql(
+                    "SELECT attempt, duration_ms, status, body_bytes, to_char(started_at AT TIME ZONE 'UTC', 'SS.MS') FROM attempts WHERE delivery_id = \(a) ORDER BY attempt"
+                )
+                    == "1|40|503|2|00.000\n2|12|200|2|01.000")
+            #expect(try server.psql("SELECT name, value FROM control WHERE name LIKE 'tripped:%'") == "tripped:orders/b|\(t)")
+
+            // An operator skips b while an attempt runs: its failure keeps it skipped and tells the forwarder.
+            try server.psql("UPDATE deliveries SET state = 'skipped' WHERE id = \(b)")
+            try await record(
+                .finished(
+                    FinishedAttempt(
+                        deliveryID: b, attempt: 1, cycleAttempt: 1, durationMilliseconds: 5, response: nil, error: "connection refused",
+                        state: .queued,
+                        nextAttemptAt: t + 2000, lastError: "connection refused", atMilliseconds: t + 5)))
+            #expect(
+                try server.psql("SELECT state, next_attempt_at IS NULL, last_error FROM deliveries WHERE id = \(b)")
+                    == "skipped|t|connection refused")
+            #expect(try server.psql("SELECT value FROM control WHERE name = 'replay_generation'") == "1")
+            // m1 stopped waiting (a delivered, b skipped): room for one more.
+            #expect(try await submit(Self.message("m3")).get() == .stored(correlationID: "m3"))
+            guard case .failure(.backlogFull) = await submit(Self.message("m4")) else {
+                Issue.record("m4 stored beyond max_backlog")
+                return
+            }
+            try await record(
+                .finished(
+                    FinishedAttempt(
+                        deliveryID: m2, attempt: 1, cycleAttempt: 1, durationMilliseconds: 5,
+                        response: StoredResponse(status: 200, headers: [], body: []),
+                        error: nil, state: .delivered, nextAttemptAt: nil, lastError: nil, atMilliseconds: t + 5)))
+            #expect(try await submit(Self.message("m4")).get() == .stored(correlationID: "m4"))
+            writer.shutdown()
+            await running.value
+            #expect(
+                try server.psql("SELECT correlation_id || '=' || state FROM message_states ORDER BY id")
+                    == "m1=skipped\nm2=delivered\nm3=queued\nm4=queued")
+        }
+
+        @Test("partitions: the same for the same queue, spread over all of them")
+        func partitions() {
+            #expect(
+                PostgresSchema.partition(route: "r", destination: "d", queueKey: nil)
+                    == PostgresSchema.partition(route: "r", destination: "d", queueKey: nil))
+            #expect(
+                PostgresSchema.partition(route: "r", destination: "d", queueKey: nil)
+                    != PostgresSchema.partition(route: "r", destination: "d", queueKey: ""))
+            let spread = Set((0..<10_000).map { PostgresSchema.partition(route: "orders", destination: "erp", queueKey: "customer-\($0)") })
+            #expect(spread.count == PostgresSchema.partitions)
+            // FNV-1a of "orders\0erp\1customer-7" (computed apart, in Python): a change of the function
+            // would move queues between nodes of mixed versions.
+            #expect(PostgresSchema.partition(route: "orders", destination: "erp", queueKey: "customer-7") == 96)
+        }
     }
 }
