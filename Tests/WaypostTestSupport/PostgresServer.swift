@@ -39,10 +39,12 @@ public final class PostgresServer: Sendable {
         case getpwnam("postgres")?.pointee.pw_uid: owner = nil
         default: try unavailable("PostgreSQL must run as the postgres user, and the tests run neither as root nor as postgres")
         }
+        stopAbandoned(binaries: binaries, owner: owner)
         let directory = try ScratchDirectory()
         if let owner, let user = getpwnam(owner)?.pointee {
             _ = chown(directory.path, user.pw_uid, user.pw_gid)
         }
+        _ = try directory.write("tests.pid", "\(getpid())")
         let data = directory.file("data")
         let password = try directory.write("password", password + "\n")
         if let owner, let user = getpwnam(owner)?.pointee { _ = chown(password, user.pw_uid, user.pw_gid) }
@@ -101,6 +103,21 @@ public final class PostgresServer: Sendable {
     public func stop() {
         halt()
         directory.remove()
+    }
+
+    /// Stops and removes the servers of test runs that were killed before they could (their
+    /// `tests.pid` names a process that is gone): nothing else would ever stop them.
+    private static func stopAbandoned(binaries: String, owner: String?) {
+        let temporary = FileManager.default.temporaryDirectory.path
+        for name in (try? FileManager.default.contentsOfDirectory(atPath: temporary)) ?? [] where name.hasPrefix("waypost-tests-") {
+            let directory = temporary + "/" + name
+            guard let text = try? String(contentsOfFile: directory + "/tests.pid", encoding: .utf8),
+                let pid = pid_t(text.trimmingCharacters(in: .whitespacesAndNewlines)),
+                kill(pid, 0) != 0 && errno == ESRCH
+            else { continue }
+            _ = try? run(owner, binaries + "/pg_ctl", ["-D", directory + "/data", "-m", "immediate", "-w", "stop"])
+            try? FileManager.default.removeItem(atPath: directory)
+        }
     }
 
     private static func unavailable(_ reason: String) throws -> Never {
