@@ -133,6 +133,15 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .executableTarget(
+            name: "waypost-journal-bench",
+            dependencies: [
+                "WaypostCore", "WaypostJournal", "WaypostPostgres",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
             name: "waypost",
             dependencies: [
                 "WaypostCore",
