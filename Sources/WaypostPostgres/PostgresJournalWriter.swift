@@ -313,17 +313,22 @@ public final class PostgresJournalWriter: Sendable {
         return PostgresQuery(unsafeSQL: "SELECT * FROM waypost_record(\((1...16).map { "$\($0)" }.joined(separator: ", ")))", binds: binds)
     }
 
-    /// The `waypost_store` call for `messages`, its arrays bound as parameters.
+    /// The statement that stores `messages`, its arrays bound as parameters: `waypost_store_new`
+    /// when they are all new messages with room in the backlog, `waypost_store` otherwise.
     static func statement(
         _ messages: [IncomingMessage], backlogRoom: Int, partition: (IncomingMessage, PlannedDelivery) -> Int
     ) -> PostgresQuery {
-        let deliveries = messages.flatMap { message in message.deliveries.map { (message, $0) } }
+        let deliveries = messages.enumerated().flatMap { index, message in message.deliveries.map { (index + 1, message, $0) } }
+        let waiting = messages.count { $0.deliveries.contains { !$0.filtered } }
+        let new = waiting <= backlogRoom && messages.allSatisfy { !$0.correlationIDWasSupplied && $0.idempotencyKey == nil }
         var binds = PostgresBindings(capacity: 18)
         binds.append(messages.map(\.correlationID))
-        binds.append(messages.map(\.correlationIDWasSupplied))
+        if !new { binds.append(messages.map(\.correlationIDWasSupplied)) }
         binds.append(messages.map(\.route))
-        binds.append(NullableArray(messages.map(\.idempotencyKey)))
-        binds.append(messages.map { $0.receivedAt - $0.dedupWindowMilliseconds })
+        if !new {
+            binds.append(NullableArray(messages.map(\.idempotencyKey)))
+            binds.append(messages.map { $0.receivedAt - $0.dedupWindowMilliseconds })
+        }
         binds.append(messages.map(\.method))
         binds.append(messages.map(\.path))
         binds.append(messages.map(\.headersJSON))
@@ -331,14 +336,14 @@ public final class PostgresJournalWriter: Sendable {
         binds.append(messages.map(\.receivedAt))
         binds.append(NullableArray(messages.map(\.clientAddress)))
         binds.append(NullableArray(messages.map(\.traceParent)))
-        binds.append(messages.map { Int32($0.deliveries.count) })
-        binds.append(deliveries.map(\.1.destination))
-        binds.append(NullableArray(deliveries.map(\.1.orderingKey)))
-        binds.append(deliveries.map { Int32(partition($0.0, $0.1)) })
-        binds.append(deliveries.map(\.1.filtered))
-        binds.append(Int64(backlogRoom))
-        return PostgresQuery(
-            unsafeSQL: "SELECT * FROM waypost_store(\((1...18).map { "$\($0)" }.joined(separator: ", ")))", binds: binds)
+        binds.append(new ? deliveries.map { Int32($0.0) } : messages.map { Int32($0.deliveries.count) })
+        binds.append(deliveries.map(\.2.destination))
+        binds.append(NullableArray(deliveries.map(\.2.orderingKey)))
+        binds.append(deliveries.map { Int32(partition($0.1, $0.2)) })
+        binds.append(deliveries.map(\.2.filtered))
+        if !new { binds.append(Int64(backlogRoom)) }
+        let parameters = (1...binds.count).map { "$\($0)" }.joined(separator: ", ")
+        return PostgresQuery(unsafeSQL: "SELECT * FROM \(new ? "waypost_store_new" : "waypost_store")(\(parameters))", binds: binds)
     }
 }
 

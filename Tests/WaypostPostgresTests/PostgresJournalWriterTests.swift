@@ -55,15 +55,19 @@ extension PostgresTests {
             return results.withLock { collected in messages.indices.map { collected[$0]! } }
         }
 
-        @Test("a message and its deliveries are stored as received, in one commit with the others of its batch")
-        func stores() async throws {
+        /// `supplied`: m1's correlation id is the source's, which sends the batch through
+        /// `waypost_store`'s loop rather than `waypost_store_new`: both must store the same.
+        @Test(
+            "a message and its deliveries are stored as received, in one commit with the others of its batch",
+            arguments: [false, true])
+        func stores(supplied: Bool) async throws {
             let (server, writer, connection) = try await Self.journal()
             defer { server.stop() }
             let binary: [UInt8] = [0, 0xff, 0xfe, 0x7b, 0x0a]
             let results = try await Self.store(
                 [
                     Self.message(
-                        "m1",
+                        "m1", supplied: supplied,
                         deliveries: [
                             PlannedDelivery(destination: "erp", orderingKey: "customer-7"),
                             PlannedDelivery(destination: "audit", filtered: true),
