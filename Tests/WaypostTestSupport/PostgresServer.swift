@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import Testing
 
 /// A PostgreSQL server of a test's own (SPEC §12): Debian's `postgresql` binaries, `initdb` in a
@@ -39,18 +40,25 @@ public final class PostgresServer: Sendable {
         case getpwnam("postgres")?.pointee.pw_uid: owner = nil
         default: try unavailable("PostgreSQL must run as the postgres user, and the tests run neither as root nor as postgres")
         }
-        stopAbandoned(binaries: binaries, owner: owner)
-        let directory = try ScratchDirectory()
-        if let owner, let user = getpwnam(owner)?.pointee {
-            _ = chown(directory.path, user.pw_uid, user.pw_gid)
+        let directory = try scratch(owner: owner)
+        // A copy of one cluster made by initdb for the whole test run: initdb costs a second
+        // of CPU, a copy next to nothing.
+        let template = try template.withLock { made in
+            if let made { return made }
+            stopAbandoned(binaries: binaries, owner: owner)
+            let template = try scratch(owner: owner)
+            let password = try template.write("password", password + "\n")
+            if let owner, let user = getpwnam(owner)?.pointee { _ = chown(password, user.pw_uid, user.pw_gid) }
+            try run(
+                owner, binaries + "/initdb",
+                [
+                    "-D", template.file("data"), "-U", "postgres", "-A", "scram-sha-256", "--pwfile", password, "-E", "UTF8", "--locale",
+                    "C.UTF-8",
+                ])
+            made = template.path
+            return template.path
         }
-        _ = try directory.write("tests.pid", "\(getpid())")
-        let data = directory.file("data")
-        let password = try directory.write("password", password + "\n")
-        if let owner, let user = getpwnam(owner)?.pointee { _ = chown(password, user.pw_uid, user.pw_gid) }
-        try run(
-            owner, binaries + "/initdb",
-            ["-D", data, "-U", "postgres", "-A", "scram-sha-256", "--pwfile", password, "-E", "UTF8", "--locale", "C.UTF-8"])
+        try run(nil, "/bin/cp", ["-a", template + "/data", directory.file("data")])
         var lastError = ""
         for _ in 0..<5 {
             let server = PostgresServer(port: try freePort(), directory: directory, binaries: binaries, owner: owner)
@@ -105,8 +113,19 @@ public final class PostgresServer: Sendable {
         directory.remove()
     }
 
-    /// Stops and removes the servers of test runs that were killed before they could (their
-    /// `tests.pid` names a process that is gone): nothing else would ever stop them.
+    /// The cluster directory initdb made for this test run, copied for each server.
+    private static let template = Mutex<String?>(nil)
+
+    /// A scratch directory for `owner`, marked with this test run's pid (see ``stopAbandoned``).
+    private static func scratch(owner: String?) throws -> ScratchDirectory {
+        let directory = try ScratchDirectory()
+        if let owner, let user = getpwnam(owner)?.pointee { _ = chown(directory.path, user.pw_uid, user.pw_gid) }
+        _ = try directory.write("tests.pid", "\(getpid())")
+        return directory
+    }
+
+    /// Stops and removes the servers (and the template) of test runs that ended or were killed
+    /// (their `tests.pid` names a process that is gone): nothing else would ever stop them.
     private static func stopAbandoned(binaries: String, owner: String?) {
         let temporary = FileManager.default.temporaryDirectory.path
         for name in (try? FileManager.default.contentsOfDirectory(atPath: temporary)) ?? [] where name.hasPrefix("waypost-tests-") {
