@@ -21,6 +21,24 @@ public struct MessageForDelivery: Sendable, Equatable {
     public var clientAddress: String?
     /// The intake span's `traceparent`, when spans were exported at intake.
     public var traceParent: String? = nil
+
+    public init(
+        id: Int64, correlationID: String, idempotencyKey: String?, method: String, path: String, headers: [HeaderField], body: [UInt8],
+        attempts: Int, cycleAttempts: Int, cycleStart: Int64, clientAddress: String?, traceParent: String? = nil
+    ) {
+        self.id = id
+        self.correlationID = correlationID
+        self.idempotencyKey = idempotencyKey
+        self.method = method
+        self.path = path
+        self.headers = headers
+        self.body = body
+        self.attempts = attempts
+        self.cycleAttempts = cycleAttempts
+        self.cycleStart = cycleStart
+        self.clientAddress = clientAddress
+        self.traceParent = traceParent
+    }
 }
 
 /// A message the writer has just committed, handed to the forwarder in memory.
@@ -92,10 +110,17 @@ public final class DeliveryReader {
         let queued = try rows(state: .queued, route: route, destination: destination, afterID: afterID, limit: limit)
         guard includeFailed else { return (queued, queued.count < limit) }
         let failed = try rows(state: .failed, route: route, destination: destination, afterID: afterID, limit: limit)
+        return Self.merge(queued: queued, failed: failed, limit: limit)
+    }
+
+    /// One page of a queue from a page of its `queued` deliveries and one of its `failed` ones
+    /// (each at most `limit`, in id order): in id order, at most `limit`, and whether nothing
+    /// more follows.
+    public static func merge(queued: [QueuedMessage], failed: [QueuedMessage], limit: Int) -> (messages: [QueuedMessage], complete: Bool) {
         // Each list is complete up to its last id only when it came back full.
         var bound = Int64.max
-        if queued.count == limit { bound = min(bound, queued.last!.id) }
-        if failed.count == limit { bound = min(bound, failed.last!.id) }
+        if queued.count == limit, let last = queued.last { bound = min(bound, last.id) }
+        if failed.count == limit, let last = failed.last { bound = min(bound, last.id) }
         let merged = (queued + failed).filter { $0.id <= bound }.sorted { $0.id < $1.id }
         return (Array(merged.prefix(limit)), bound == .max && merged.count <= limit)
     }

@@ -119,6 +119,11 @@ public enum PostgresSchema {
             CREATE FUNCTION waypost_time(milliseconds bigint) RETURNS timestamptz
             LANGUAGE sql IMMUTABLE STRICT AS $$ SELECT timestamptz 'epoch' + milliseconds * interval '1 millisecond' $$
             """,
+            // A timestamp as milliseconds since the Unix epoch (exact: extract gives a numeric).
+            """
+            CREATE FUNCTION waypost_ms(at timestamptz) RETURNS bigint
+            LANGUAGE sql IMMUTABLE STRICT AS $$ SELECT (extract(epoch FROM at) * 1000)::bigint $$
+            """,
             // The intake's group commit (SPEC §2, §12): a batch of messages stored by one
             // statement, so one round trip and one WAL flush, in the batch's order, each as the
             // SQLite journal stores it (JournalWriter.store): a source-supplied correlation id

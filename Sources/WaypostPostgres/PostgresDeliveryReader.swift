@@ -1,0 +1,169 @@
+import Dispatch
+import Logging
+import PostgresNIO
+import Synchronization
+import WaypostCore
+import WaypostJournal
+
+/// The forwarder's reads on a PostgreSQL journal, as ``DeliveryReader`` makes them on a SQLite
+/// one: pages of a queue in order, one delivery's content when it is sent, a message's final
+/// outcome, and what operators changed. Synchronous like the SQLite reader: it is confined to
+/// the forwarder's thread, which it blocks while a query runs (never a thread of Swift's
+/// concurrency pool). A query has `timeout`; after a failure the next call connects again.
+public final class PostgresDeliveryReader {
+    private let connect: @Sendable () async throws -> PostgresConnection
+    private let timeout: Duration
+    private let logger: Logger
+    private var connection: PostgresConnection?
+
+    public init(connect: @escaping @Sendable () async throws -> PostgresConnection, timeout: Duration = .seconds(10), logger: Logger) {
+        self.connect = connect
+        self.timeout = timeout
+        self.logger = logger
+    }
+
+    deinit {
+        if let connection { Task { try? await connection.close() } }
+    }
+
+    /// Up to `limit` deliveries to `destination` of `route` after row `afterID`, in order:
+    /// those `queued`, and with `includeFailed` those `failed`, which then block their queue.
+    /// `complete` is false when more may follow.
+    public func waiting(
+        route: String, destination: String, afterID: Int64, limit: Int, includeFailed: Bool
+    ) throws(PostgresJournalError) -> (messages: [QueuedMessage], complete: Bool) {
+        let queued = try page(state: .queued, route: route, destination: destination, afterID: afterID, limit: limit)
+        guard includeFailed else { return (queued, queued.count < limit) }
+        let failed = try page(state: .failed, route: route, destination: destination, afterID: afterID, limit: limit)
+        return DeliveryReader.merge(queued: queued, failed: failed, limit: limit)
+    }
+
+    private func page(
+        state: MessageState, route: String, destination: String, afterID: Int64, limit: Int
+    ) throws(PostgresJournalError)
+        -> [QueuedMessage]
+    {
+        let blocking = state == .failed
+        return try rows(
+            """
+            SELECT id, ordering_key, waypost_ms(next_attempt_at) FROM deliveries
+            WHERE state = \(state.rawValue) AND route = \(route) AND destination = \(destination) AND id > \(afterID)
+            ORDER BY id LIMIT \(limit)
+            """
+        ) { try $0.decode((Int64, String?, Int64?).self) }.map {
+            QueuedMessage(id: $0.0, orderingKey: $0.1, notBefore: $0.2, blocking: blocking)
+        }
+    }
+
+    /// The content of delivery `id` if it still waits (`queued`, or `in_flight` while the end
+    /// of its previous attempt is being committed); nil when it was skipped or purged since.
+    public func message(id: Int64) throws(PostgresJournalError) -> MessageForDelivery? {
+        try rows(
+            """
+            SELECT m.correlation_id, m.idempotency_key, m.method, m.path, m.headers::text, m.body, d.attempts, d.cycle_attempts,
+                   waypost_ms(coalesce(d.replayed_at, m.received_at)), m.client_address, m.trace_parent
+            FROM deliveries d JOIN messages m ON m.id = d.message_id WHERE d.id = \(id) AND d.state IN ('queued', 'in_flight')
+            """
+        ) { try $0.decode((String, String?, String, String, String, ByteBuffer, Int, Int, Int64, String?, String?).self) }.first.map {
+            row in
+            MessageForDelivery(
+                id: id, correlationID: row.0, idempotencyKey: row.1, method: row.2, path: row.3, headers: JSON.decodeHeaders(row.4) ?? [],
+                body: Array(buffer: row.5), attempts: row.6, cycleAttempts: row.7, cycleStart: row.8, clientAddress: row.9,
+                traceParent: row.10)
+        }
+    }
+
+    /// The final outcome of message `correlationID`: its first delivery's (the `reply_from`
+    /// destination's); nil while that is still on its way, or for an unknown message.
+    public func finalOutcome(correlationID: String) throws(PostgresJournalError) -> FinalOutcome? {
+        try rows(
+            """
+            SELECT p.state, p.response_status, p.response_headers::text, p.response_body, p.last_error, p.attempts
+            FROM messages m JOIN LATERAL (SELECT * FROM deliveries f WHERE f.message_id = m.id ORDER BY f.id LIMIT 1) p ON true
+            WHERE m.correlation_id = \(correlationID)
+            """
+        ) { try $0.decode((String, Int?, String?, ByteBuffer?, String?, Int).self) }.first.flatMap { row in
+            guard let state = MessageState(rawValue: row.0), state.isFinal else { return nil }
+            let response = row.1.map {
+                StoredResponse(status: $0, headers: JSON.decodeHeaders(row.2 ?? "[]") ?? [], body: row.3.map { Array(buffer: $0) } ?? [])
+            }
+            return FinalOutcome(state: state, response: response, lastError: row.4, attempts: row.5)
+        }
+    }
+
+    /// The route and destination names that have deliveries waiting or blocking, in name order.
+    public func waitingDestinations() throws(PostgresJournalError) -> [(route: String, destination: String)] {
+        try rows(
+            """
+            SELECT DISTINCT route, destination FROM deliveries WHERE state IN ('queued', 'in_flight', 'failed') ORDER BY 1, 2
+            """
+        ) { try $0.decode((String, String).self) }.map { (route: $0.0, destination: $0.1) }
+    }
+
+    /// How many attempts to `destination` of `route` started at or after `since` (RFC 3339).
+    public func attempts(route: String, destination: String, since: String) throws(PostgresJournalError) -> Int {
+        try rows(
+            """
+            SELECT count(*)::bigint FROM attempts a JOIN deliveries d ON d.id = a.delivery_id
+            WHERE d.route = \(route) AND d.destination = \(destination) AND a.started_at >= \(since)::timestamptz
+            """
+        ) { try $0.decode(Int.self) }.first ?? 0
+    }
+
+    /// What an operator paused: route names (the whole route) and `route/destination` names.
+    public func pausedRoutes() throws(PostgresJournalError) -> Set<String> {
+        Set(try rows("SELECT substr(name, 8) FROM control WHERE name LIKE 'paused:%' AND value = 1") { try $0.decode(String.self) })
+    }
+
+    /// The counter that replays, skips, pauses and resumes bump so that servers reload their queues.
+    public func replayGeneration() throws(PostgresJournalError) -> Int64 {
+        try rows("SELECT value FROM control WHERE name = 'replay_generation'") { try $0.decode(Int64.self) }.first ?? 0
+    }
+
+    /// Runs `query` on the connection (opened first if there is none), blocking this thread,
+    /// and decodes every row.
+    private func rows<Row: Sendable>(
+        _ query: PostgresQuery, _ decode: @escaping @Sendable (PostgresRow) throws -> Row
+    ) throws(PostgresJournalError) -> [Row] {
+        let (connect, timeout, logger, current) = (connect, timeout, logger, connection)
+        do {
+            let (open, rows) = try blocking {
+                try await withTimeout(timeout) { () async throws -> (PostgresConnection, [Row]) in
+                    let open: PostgresConnection
+                    if let current, !current.isClosed { open = current } else { open = try await connect() }
+                    var rows: [Row] = []
+                    for try await row in try await open.query(query, logger: logger) {
+                        rows.append(try decode(row))
+                    }
+                    return (open, rows)
+                }
+            }
+            connection = open
+            return rows
+        } catch {
+            if let current { Task { try? await current.close() } }
+            connection = nil
+            throw PostgresJournalError(error)
+        }
+    }
+}
+
+/// Runs `body` on Swift's concurrency pool and blocks the calling thread until it returns: for
+/// the journal's synchronous readers, which run on threads of their own, never on the pool.
+func blocking<T: Sendable>(_ body: @escaping @Sendable () async throws -> T) throws -> T {
+    let done = DispatchSemaphore(value: 0)
+    let result = Slot<Result<T, any Error>>()
+    Task {
+        let outcome: Result<T, any Error>
+        do { outcome = .success(try await body()) } catch { outcome = .failure(error) }
+        result.value.withLock { $0 = outcome }
+        done.signal()
+    }
+    done.wait()
+    return try result.value.withLock { $0! }.get()
+}
+
+/// A value handed from one task or thread to another.
+private final class Slot<Value: Sendable>: Sendable {
+    let value = Mutex<Value?>(nil)
+}
