@@ -57,7 +57,7 @@ public struct StoredMessage: Sendable {
     /// ``MessageForDelivery/id``): no attempts yet, the cycle starting at receipt.
     public var content: MessageForDelivery
 
-    init(deliveryIDs: [Int64], message: IncomingMessage) {
+    public init(deliveryIDs: [Int64], message: IncomingMessage) {
         route = message.route
         deliveries = zip(deliveryIDs, message.deliveries).compactMap { id, planned in
             planned.filtered ? nil : Delivery(id: id, destination: planned.destination, orderingKey: planned.orderingKey)

@@ -31,6 +31,7 @@ public final class PostgresJournalWriter: Sendable {
         var inbox: [Work] = []
         var waiter: CheckedContinuation<Void, Never>?
         var stopping = false
+        var storedObserver: (@Sendable ([StoredMessage]) -> Void)?
         var backlog = 0
         var statistics = Statistics()
     }
@@ -72,6 +73,13 @@ public final class PostgresJournalWriter: Sendable {
     }
 
     public var statistics: Statistics { state.withLock { $0.statistics } }
+
+    /// `observer` runs after every commit that stored new messages, with those messages in
+    /// the batch's order: the forwarder takes them from memory rather than reading back what
+    /// was just written. It must not block.
+    public func onStored(_ observer: @escaping @Sendable ([StoredMessage]) -> Void) {
+        state.withLock { $0.storedObserver = observer }
+    }
 
     /// Hands `message` to the writer; `completion` runs once the statement holding it returned
     /// (or failed). It must not block.
@@ -197,19 +205,21 @@ public final class PostgresJournalWriter: Sendable {
     /// Stores `messages` with one statement; their results, in order.
     private func store(
         _ messages: [IncomingMessage], backlogRoom: Int, on connection: PostgresConnection
-    ) async throws -> [Result<IntakeResult, JournalUnavailable>] {
+    ) async throws -> (results: [Result<IntakeResult, JournalUnavailable>], stored: [StoredMessage]) {
         let rows = try await connection.query(Self.statement(messages, backlogRoom: backlogRoom, partition: partition), logger: logger)
         var results: [Result<IntakeResult, JournalUnavailable>] = []
+        var stored: [StoredMessage] = []
         results.reserveCapacity(messages.count)
         for try await (outcome, correlationID, found, deliveryIDs) in rows.decode((String, String, String?, [Int64]?).self) {
             guard results.count < messages.count else { break }
             let message = messages[results.count]
             switch outcome {
             case "stored":
-                guard deliveryIDs?.count == message.deliveries.count else {
+                guard let deliveryIDs, deliveryIDs.count == message.deliveries.count else {
                     throw PostgresJournalError(description: "waypost_store stored \(correlationID) without its deliveries")
                 }
                 results.append(.success(.stored(correlationID: correlationID)))
+                stored.append(StoredMessage(deliveryIDs: deliveryIDs, message: message))
             case "duplicate":
                 results.append(
                     .success(.duplicate(correlationID: correlationID, state: found.flatMap(MessageState.init(rawValue:)) ?? .queued)))
@@ -222,11 +232,14 @@ public final class PostgresJournalWriter: Sendable {
         guard results.count == messages.count else {
             throw PostgresJournalError(description: "waypost_store answered \(results.count) rows for \(messages.count) messages")
         }
-        return results
+        return (results, stored)
     }
 
-    /// Completes the requests of a committed batch.
-    private func complete(_ batch: [(IncomingMessage, Completion)], _ results: [Result<IntakeResult, JournalUnavailable>]) {
+    /// Completes the requests of a committed batch, then hands its new messages to the observer.
+    private func complete(
+        _ batch: [(IncomingMessage, Completion)], _ answered: (results: [Result<IntakeResult, JournalUnavailable>], stored: [StoredMessage])
+    ) {
+        let results = answered.results
         var stored = 0
         var waiting = 0
         for ((message, _), result) in zip(batch, results) {
@@ -234,12 +247,14 @@ public final class PostgresJournalWriter: Sendable {
             stored += 1
             if message.deliveries.contains(where: { !$0.filtered }) { waiting += 1 }
         }
-        state.withLock { state in
+        let observer = state.withLock { state in
             state.backlog += waiting
             state.statistics.commits += 1
             state.statistics.messages += stored
+            return state.storedObserver
         }
         for ((_, completion), result) in zip(batch, results) { completion(result) }
+        if !answered.stored.isEmpty { observer?(answered.stored) }
     }
 
     /// Answers every request and update of a batch that was not committed (or may not have been).

@@ -16,6 +16,11 @@ extension PostgresTests {
     struct PostgresJournalWriterTests {
         static let logger = Logger(label: "test")
 
+        /// What the writer handed to its observer.
+        final class Observed: Sendable {
+            let messages = Mutex<[StoredMessage]>([])
+        }
+
         /// A server with a migrated journal, a writer on it (not yet running), and the connection.
         static func journal(
             maxBacklog: Int = 1000, commitTimeout: Duration = .seconds(5)
@@ -63,6 +68,8 @@ extension PostgresTests {
         func stores(supplied: Bool) async throws {
             let (server, writer, connection) = try await Self.journal()
             defer { server.stop() }
+            let observed = Observed()
+            writer.onStored { stored in observed.messages.withLock { $0 += stored } }
             let binary: [UInt8] = [0, 0xff, 0xfe, 0x7b, 0x0a]
             let results = try await Self.store(
                 [
@@ -76,6 +83,14 @@ extension PostgresTests {
                 ], with: writer)
             #expect(results.map { try? $0.get() } == [.stored(correlationID: "m1"), .stored(correlationID: "m2")])
             #expect(writer.statistics == .init(commits: 1, messages: 2, failedCommits: 0))
+            // Handed to the forwarder: the waiting deliveries (not the filtered one), with their row ids.
+            let handed = observed.messages.withLock { $0 }
+            #expect(handed.map(\.content.correlationID) == ["m1", "m2"])
+            #expect(
+                handed.map { $0.deliveries.map { "\($0.id) \($0.destination) \($0.orderingKey ?? "-")" } } == [
+                    ["1 erp customer-7"], ["3 orders -"],
+                ])
+            #expect(handed.map(\.content.id) == [1, 3] && handed[1].content.body == binary)
             #expect(
                 try server.psql(
                     """
