@@ -129,7 +129,8 @@ public final class PostgresJournalWriter: Sendable {
                 if !updates.isEmpty {
                     let changes = updates.map(\.0)
                     let ended = try await withTimeout(commitTimeout) { try await self.record(changes, on: open) }
-                    state.withLock { $0.backlog -= ended }
+                    // Never below zero: replays by other processes are counted only on reconnection.
+                    state.withLock { $0.backlog = max(0, $0.backlog - ended) }
                     for (_, completion) in updates { completion?(.success(())) }
                     updates = []
                 }

@@ -51,13 +51,15 @@ struct FlowTests {
             let span = times[219] - times[0]
             #expect(span >= .milliseconds(9000) && span <= .milliseconds(11_000), "220 deliveries with a burst of 20 took \(span)")
             // Never faster than the bucket allows: in any span of t seconds, at most the burst (20)
-            // plus 20 × t deliveries (with 50 ms for the way from Waypost to the upstream).
+            // plus 20 × t deliveries, with 150 ms for the way from Waypost to the upstream (times
+            // are taken on arrival: one delivery delayed on its way by a loaded machine makes the
+            // span after it look shorter; CI saw 51 ms).
             var worst = (excess: -Double.infinity, from: 0, to: 0)
             for i in times.indices {
                 for j in times.indices where j > i {
                     let seconds =
                         Double((times[j] - times[i]).components.attoseconds) / 1e18 + Double((times[j] - times[i]).components.seconds)
-                    let excess = Double(j - i + 1) - (20 + 20 * (seconds + 0.05))
+                    let excess = Double(j - i + 1) - (20 + 20 * (seconds + 0.15))
                     if excess > worst.excess { worst = (excess, i, j) }
                 }
             }
