@@ -63,7 +63,10 @@ struct TracingTests {
             routes:
               - name: shop
                 path: /shop
-                retry: { initial: 100ms, factor: 1, max_delay: 100ms }
+                # Retried until the test lets the upstream answer 200, however long a loaded
+                # machine takes to notice the first attempt.
+                retry: { initial: 100ms, factor: 1, max_delay: 100ms, max_attempts: 100000 }
+                breaker: off
                 destinations:
                   - { name: erp, upstream: "\(erp.url)", transform: '.headers["x-t"] = "1"' }
               - { name: ask, path: /ask, mode: sync, upstream: "\(erp.url)", reply: '{status: 200, body: {ok: true}}' }

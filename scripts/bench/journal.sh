@@ -46,7 +46,11 @@ work=$OUT_DIR/journal-$(date +%Y%m%d-%H%M%S)
 mkdir -p "$work/pg"
 chown postgres "$work/pg"
 as_postgres() { runuser -u postgres -- "$@"; }
-stop() { as_postgres "$pgbin/pg_ctl" -D "$work/pg/data" -m fast -w stop >/dev/null 2>&1 || true; }
+# At the end: PostgreSQL stopped, and its data and the SQLite journal (a GiB or more) removed.
+stop() {
+    as_postgres "$pgbin/pg_ctl" -D "$work/pg/data" -m fast -w stop >/dev/null 2>&1 || true
+    rm -rf "$work/pg/data" "$work"/sqlite.db*
+}
 trap stop EXIT
 port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 as_postgres "$pgbin/initdb" -D "$work/pg/data" -U postgres -A trust -E UTF8 --locale C.UTF-8 >"$work/initdb.log"
@@ -62,4 +66,4 @@ for clients in $CLIENTS; do
     psql -d postgres -c "DROP DATABASE IF EXISTS bench" -c "CREATE DATABASE bench OWNER bench"
     "$BENCH_BIN" postgres "postgres://bench@127.0.0.1:$port/bench?sslmode=disable" "$clients" "$SECONDS_EACH"
 done
-echo "batch: messages per commit (group commit); work files in $work"
+echo "batch: messages per commit (group commit); logs in $work"
