@@ -45,6 +45,8 @@ public final class PostgresJournalWriter: Sendable {
 
     private let connect: @Sendable () async throws -> PostgresConnection
     private let commitTimeout: Duration
+    /// How often the backlog is counted again (replays by other processes add to it).
+    private let recountInterval: Duration
     private let maxBacklog: Int
     private let partition: @Sendable (IncomingMessage, PlannedDelivery) -> Int
     private let state = Mutex(State())
@@ -56,10 +58,13 @@ public final class PostgresJournalWriter: Sendable {
     /// - Parameters:
     ///   - commitTimeout: how long a batch's statement may take before its requests are answered
     ///     with an error and the connection is dropped.
+    ///   - recountInterval: how often the backlog (what `maxBacklog` limits) is counted again,
+    ///     as the SQLite writer does: other processes' replays add to it.
     ///   - partition: the partition of a message's delivery (its queue's); by default from its
     ///     route, destination and ordering key (``PostgresSchema/partition(route:destination:queueKey:)``).
     public init(
         connect: @escaping @Sendable () async throws -> PostgresConnection, maxBacklog: Int, commitTimeout: Duration = .seconds(10),
+        recountInterval: Duration = .seconds(60),
         partition: @escaping @Sendable (IncomingMessage, PlannedDelivery) -> Int = {
             PostgresSchema.partition(route: $0.route, destination: $1.destination, queueKey: $1.orderingKey)
         },
@@ -67,6 +72,7 @@ public final class PostgresJournalWriter: Sendable {
     ) {
         self.connect = connect
         self.commitTimeout = commitTimeout
+        self.recountInterval = recountInterval
         self.maxBacklog = maxBacklog
         self.partition = partition
         self.logger = logger
@@ -109,6 +115,7 @@ public final class PostgresJournalWriter: Sendable {
     /// Stores batches until ``shutdown()``; what was submitted before that is stored too.
     public func run() async {
         var connection: PostgresConnection?
+        var counted = ContinuousClock.now
         while let batch = await nextBatch() {
             var messages: [(IncomingMessage, Completion)] = []
             var updates: [(DeliveryUpdate, UpdateCompletion?)] = []
@@ -123,13 +130,18 @@ public final class PostgresJournalWriter: Sendable {
                 if let connection, !connection.isClosed {
                     open = connection
                 } else {
-                    open = try await withTimeout(commitTimeout) { try await self.open() }
+                    open = try await withTimeout(commitTimeout, late: { try? await $0.close() }) { try await self.open() }
                     connection = open
+                    counted = .now
+                }
+                if ContinuousClock.now - counted >= recountInterval {
+                    try await withTimeout(commitTimeout) { try await self.countBacklog(on: open) }
+                    counted = .now
                 }
                 if !updates.isEmpty {
                     let changes = updates.map(\.0)
                     let ended = try await withTimeout(commitTimeout) { try await self.record(changes, on: open) }
-                    // Never below zero: replays by other processes are counted only on reconnection.
+                    // Never below zero: replays by other processes are counted only at the next recount.
                     state.withLock { $0.backlog = max(0, $0.backlog - ended) }
                     for (_, completion) in updates { completion?(.success(())) }
                     updates = []
@@ -161,14 +173,19 @@ public final class PostgresJournalWriter: Sendable {
                 SELECT set_config('client_connection_check_interval', '1s', false)
                 WHERE current_setting('server_version_num')::integer >= 140000
                 """, logger: logger)
-            let rows = try await connection.query(
-                "SELECT count(DISTINCT message_id)::bigint FROM deliveries WHERE state IN ('queued', 'in_flight')", logger: logger)
-            for try await count in rows.decode(Int.self) { state.withLock { $0.backlog = count } }
+            try await countBacklog(on: connection)
             return connection
         } catch {
             try? await connection.close()
             throw error
         }
+    }
+
+    /// Counts the messages waiting for delivery: what `maxBacklog` limits.
+    private func countBacklog(on connection: PostgresConnection) async throws {
+        let rows = try await connection.query(
+            "SELECT count(DISTINCT message_id)::bigint FROM deliveries WHERE state IN ('queued', 'in_flight')", logger: logger)
+        for try await count in rows.decode(Int.self) { state.withLock { $0.backlog = count } }
     }
 
     /// Stops taking messages; ``run()`` returns once those already submitted are stored.
@@ -364,8 +381,12 @@ public final class PostgresJournalWriter: Sendable {
 }
 
 /// `body`'s result, or ``PostgresJournalError`` once `timeout` has passed, whichever comes first.
-/// A query on a connection that died may never return: it is left behind, not awaited.
-func withTimeout<T: Sendable>(_ timeout: Duration, _ body: @escaping @Sendable () async throws -> T) async throws -> T {
+/// A query on a connection that died may never return: it is left behind, not awaited. A
+/// result that arrives after the timeout goes to `late` (a connection opened too late, to be
+/// closed).
+func withTimeout<T: Sendable>(
+    _ timeout: Duration, late: (@Sendable (T) async -> Void)? = nil, _ body: @escaping @Sendable () async throws -> T
+) async throws -> T {
     let once = Once()
     return try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<T, any Error>) in
         let timer = Task {
@@ -378,7 +399,11 @@ func withTimeout<T: Sendable>(_ timeout: Duration, _ body: @escaping @Sendable (
             let result: Result<T, any Error>
             do { result = .success(try await body()) } catch { result = .failure(error) }
             timer.cancel()
-            if once.first() { continuation.resume(with: result) }
+            if once.first() {
+                continuation.resume(with: result)
+            } else if case .success(let value) = result {
+                await late?(value)
+            }
         }
     }
 }

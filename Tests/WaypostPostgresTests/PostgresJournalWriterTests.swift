@@ -23,14 +23,14 @@ extension PostgresTests {
 
         /// A server with a migrated journal, a writer on it (not yet running), and the connection.
         static func journal(
-            maxBacklog: Int = 1000, commitTimeout: Duration = .seconds(5)
+            maxBacklog: Int = 1000, commitTimeout: Duration = .seconds(5), recountInterval: Duration = .seconds(60)
         ) async throws -> (PostgresServer, PostgresJournalWriter, PostgresConnection) {
             let server = try await PostgresServer.start()
             let connection = try await PostgresSchemaTests.connect(server)
             try await PostgresSchema.migrate(connection, logger: logger)
             let writer = PostgresJournalWriter(
                 connect: { try await PostgresSchemaTests.connect(server) }, maxBacklog: maxBacklog, commitTimeout: commitTimeout,
-                logger: logger
+                recountInterval: recountInterval, logger: logger
             )
             return (server, writer, connection)
         }
@@ -148,6 +148,29 @@ extension PostgresTests {
             if case .failure(.backlogFull(let limit)) = results[2] { #expect(limit == 2) } else { Issue.record("\(results[2])") }
             #expect(try server.psql("SELECT string_agg(correlation_id, ',' ORDER BY id) FROM messages") == "b1,b2,b4")
             try await connection.close()
+        }
+
+        @Test("the backlog is counted again every recount interval: what another process changed counts")
+        func recount() async throws {
+            let (server, writer, connection) = try await Self.journal(maxBacklog: 2, recountInterval: .seconds(1))
+            defer { server.stop() }
+            try? await connection.close()
+            let running = Task { await writer.run() }
+            func submit(_ id: String) async -> Result<IntakeResult, JournalUnavailable> {
+                await withCheckedContinuation { continuation in writer.submit(Self.message(id)) { continuation.resume(returning: $0) } }
+            }
+            #expect(try await submit("r1").get() == .stored(correlationID: "r1"))
+            #expect(try await submit("r2").get() == .stored(correlationID: "r2"))
+            // Another process delivers both (as another node would); this writer does not know yet.
+            try server.psql("UPDATE deliveries SET state = 'delivered'")
+            guard case .failure(.backlogFull) = await submit("r3") else {
+                Issue.record("the writer counted the backlog again before its interval")
+                return
+            }
+            try await Task.sleep(for: .milliseconds(1200))
+            #expect(try await submit("r3").get() == .stored(correlationID: "r3"))
+            writer.shutdown()
+            await running.value
         }
 
         @Test("concurrent requests share commits; every one is answered after its commit")
