@@ -107,16 +107,20 @@ public final class DeliveryReader {
     public func waiting(
         route: String, destination: String, afterID: Int64, limit: Int, includeFailed: Bool
     ) throws(JournalError) -> (messages: [QueuedMessage], complete: Bool) {
-        let queued = try rows(state: .queued, route: route, destination: destination, afterID: afterID, limit: limit)
-        guard includeFailed else { return (queued, queued.count < limit) }
-        let failed = try rows(state: .failed, route: route, destination: destination, afterID: afterID, limit: limit)
-        return Self.merge(queued: queued, failed: failed, limit: limit)
+        try Self.waiting(limit: limit, includeFailed: includeFailed) { (state) throws(JournalError) in
+            try rows(state: state, route: route, destination: destination, afterID: afterID, limit: limit)
+        }
     }
 
-    /// One page of a queue from a page of its `queued` deliveries and one of its `failed` ones
-    /// (each at most `limit`, in id order): in id order, at most `limit`, and whether nothing
-    /// more follows.
-    public static func merge(queued: [QueuedMessage], failed: [QueuedMessage], limit: Int) -> (messages: [QueuedMessage], complete: Bool) {
+    /// One page of a queue, from `page`'s page (at most `limit`, in id order) of its `queued`
+    /// deliveries and, with `includeFailed`, of its `failed` ones: in id order, at most
+    /// `limit`, and whether nothing more follows. Every journal's reader pages this way.
+    public static func waiting<Failure: Error>(
+        limit: Int, includeFailed: Bool, page: (MessageState) throws(Failure) -> [QueuedMessage]
+    ) throws(Failure) -> (messages: [QueuedMessage], complete: Bool) {
+        let queued = try page(.queued)
+        guard includeFailed else { return (queued, queued.count < limit) }
+        let failed = try page(.failed)
         // Each list is complete up to its last id only when it came back full.
         var bound = Int64.max
         if queued.count == limit, let last = queued.last { bound = min(bound, last.id) }

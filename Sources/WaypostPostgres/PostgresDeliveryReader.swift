@@ -32,10 +32,9 @@ public final class PostgresDeliveryReader {
     public func waiting(
         route: String, destination: String, afterID: Int64, limit: Int, includeFailed: Bool
     ) throws(PostgresJournalError) -> (messages: [QueuedMessage], complete: Bool) {
-        let queued = try page(state: .queued, route: route, destination: destination, afterID: afterID, limit: limit)
-        guard includeFailed else { return (queued, queued.count < limit) }
-        let failed = try page(state: .failed, route: route, destination: destination, afterID: afterID, limit: limit)
-        return DeliveryReader.merge(queued: queued, failed: failed, limit: limit)
+        try DeliveryReader.waiting(limit: limit, includeFailed: includeFailed) { (state) throws(PostgresJournalError) in
+            try page(state: state, route: route, destination: destination, afterID: afterID, limit: limit)
+        }
     }
 
     private func page(

@@ -61,18 +61,12 @@ extension PostgresTests {
 
         @Test("pages of a queue (failed ones blocking it), a delivery's content, the final outcome, paused routes, the generation")
         func reads() async throws {
-            let (server, writer, connection) = try await PostgresJournalWriterTests.journal()
+            let (server, writer) = try await PostgresJournalWriterTests.journal()
             defer { server.stop() }
-            try? await connection.close()
             let running = Task { await writer.run() }
             func submit(_ message: IncomingMessage) async throws {
-                let result = await withCheckedContinuation { continuation in writer.submit(message) { continuation.resume(returning: $0) } }
-                guard case .success(.stored) = result else { throw PostgresJournalError(description: "\(result)") }
-            }
-            func record(_ update: DeliveryUpdate) async throws {
-                try await withCheckedThrowingContinuation { continuation in
-                    writer.record([(update, { @Sendable in continuation.resume(with: $0) })])
-                }
+                try #require(
+                    try await PostgresJournalWriterTests.submit(message, to: writer).get() == .stored(correlationID: message.correlationID))
             }
             let at: Int64 = 1_790_000_000_000
             for index in 1...5 {
@@ -84,18 +78,18 @@ extension PostgresTests {
             }
             try await submit(PostgresJournalWriterTests.message("other", route: "refunds"))
             // Delivery 2 failed (it blocks its queue under on_exhausted: block), delivery 3 waits for a retry.
-            try await record(
+            try await PostgresJournalWriterTests.record(
                 .finished(
                     FinishedAttempt(
                         deliveryID: 2, attempt: 3, cycleAttempt: 3, durationMilliseconds: 9,
                         response: StoredResponse(status: 500, headers: [HeaderField(name: "Retry", value: "no")], body: Array("boom".utf8)),
-                        error: nil, state: .failed, nextAttemptAt: nil, lastError: "HTTP 500", atMilliseconds: at + 100)))
-            try await record(
+                        error: nil, state: .failed, nextAttemptAt: nil, lastError: "HTTP 500", atMilliseconds: at + 100)), to: writer)
+            try await PostgresJournalWriterTests.record(
                 .finished(
                     FinishedAttempt(
                         deliveryID: 3, attempt: 1, cycleAttempt: 1, durationMilliseconds: 9, response: nil, error: "refused",
                         state: .queued,
-                        nextAttemptAt: at + 5000, lastError: "refused", atMilliseconds: at + 100)))
+                        nextAttemptAt: at + 5000, lastError: "refused", atMilliseconds: at + 100)), to: writer)
             writer.shutdown()
             await running.value
 

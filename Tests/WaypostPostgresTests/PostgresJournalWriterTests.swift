@@ -21,18 +21,39 @@ extension PostgresTests {
             let messages = Mutex<[StoredMessage]>([])
         }
 
-        /// A server with a migrated journal, a writer on it (not yet running), and the connection.
+        /// A server with a migrated journal, and a writer on it (not yet running).
         static func journal(
             maxBacklog: Int = 1000, commitTimeout: Duration = .seconds(5), recountInterval: Duration = .seconds(60)
-        ) async throws -> (PostgresServer, PostgresJournalWriter, PostgresConnection) {
+        ) async throws -> (PostgresServer, PostgresJournalWriter) {
             let server = try await PostgresServer.start()
             let connection = try await PostgresSchemaTests.connect(server)
             try await PostgresSchema.migrate(connection, logger: logger)
+            try await connection.close()
             let writer = PostgresJournalWriter(
                 connect: { try await PostgresSchemaTests.connect(server) }, maxBacklog: maxBacklog, commitTimeout: commitTimeout,
                 recountInterval: recountInterval, logger: logger
             )
-            return (server, writer, connection)
+            return (server, writer)
+        }
+
+        /// Submits `message` to a running writer and waits for its answer.
+        static func submit(_ message: IncomingMessage, to writer: PostgresJournalWriter) async -> Result<IntakeResult, JournalUnavailable> {
+            await withCheckedContinuation { continuation in writer.submit(message) { continuation.resume(returning: $0) } }
+        }
+
+        /// Hands each of `updates` to a running writer on its own (they may share a batch) and
+        /// waits until all are committed.
+        static func record(_ updates: DeliveryUpdate..., to writer: PostgresJournalWriter) async throws {
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for update in updates {
+                    group.addTask {
+                        try await withCheckedThrowingContinuation { continuation in
+                            writer.record([(update, { @Sendable in continuation.resume(with: $0) })])
+                        }
+                    }
+                }
+                try await group.waitForAll()
+            }
         }
 
         static func message(
@@ -66,7 +87,7 @@ extension PostgresTests {
             "a message and its deliveries are stored as received, in one commit with the others of its batch",
             arguments: [false, true])
         func stores(supplied: Bool) async throws {
-            let (server, writer, connection) = try await Self.journal()
+            let (server, writer) = try await Self.journal()
             defer { server.stop() }
             let observed = Observed()
             writer.onStored { stored in observed.messages.withLock { $0 += stored } }
@@ -109,12 +130,11 @@ extension PostgresTests {
                 )
                     == "m1|erp|customer-7|\(erp)|queued\nm1|audit|-|\(PostgresSchema.partition(route: "orders", destination: "audit", queueKey: nil))|filtered\nm2|orders|-|\(orders)|queued"
             )
-            try await connection.close()
         }
 
         @Test("a repeated correlation id or idempotency key stores nothing new, in the same batch too; another route's id is a conflict")
         func repeats() async throws {
-            let (server, writer, connection) = try await Self.journal()
+            let (server, writer) = try await Self.journal()
             defer { server.stop() }
             let at: Int64 = 1_790_000_000_000
             let results = try await Self.store(
@@ -133,12 +153,11 @@ extension PostgresTests {
                     .stored(correlationID: "k4"),
                 ])
             #expect(try server.psql("SELECT string_agg(correlation_id, ',' ORDER BY id) FROM messages") == "s1,k1,k3,k4")
-            try await connection.close()
         }
 
         @Test("max_backlog refuses a message that would wait beyond it, not one that every filter stopped")
         func backlog() async throws {
-            let (server, writer, connection) = try await Self.journal(maxBacklog: 2)
+            let (server, writer) = try await Self.journal(maxBacklog: 2)
             defer { server.stop() }
             let filtered = [PlannedDelivery(destination: "a", filtered: true)]
             let results = try await Self.store(
@@ -147,45 +166,36 @@ extension PostgresTests {
             #expect((try? results[2].get()) == nil)
             if case .failure(.backlogFull(let limit)) = results[2] { #expect(limit == 2) } else { Issue.record("\(results[2])") }
             #expect(try server.psql("SELECT string_agg(correlation_id, ',' ORDER BY id) FROM messages") == "b1,b2,b4")
-            try await connection.close()
         }
 
         @Test("the backlog is counted again every recount interval: what another process changed counts")
         func recount() async throws {
-            let (server, writer, connection) = try await Self.journal(maxBacklog: 2, recountInterval: .seconds(1))
+            let (server, writer) = try await Self.journal(maxBacklog: 2, recountInterval: .seconds(1))
             defer { server.stop() }
-            try? await connection.close()
             let running = Task { await writer.run() }
-            func submit(_ id: String) async -> Result<IntakeResult, JournalUnavailable> {
-                await withCheckedContinuation { continuation in writer.submit(Self.message(id)) { continuation.resume(returning: $0) } }
-            }
-            #expect(try await submit("r1").get() == .stored(correlationID: "r1"))
-            #expect(try await submit("r2").get() == .stored(correlationID: "r2"))
+            #expect(try await Self.submit(Self.message("r1"), to: writer).get() == .stored(correlationID: "r1"))
+            #expect(try await Self.submit(Self.message("r2"), to: writer).get() == .stored(correlationID: "r2"))
             // Another process delivers both (as another node would); this writer does not know yet.
             try server.psql("UPDATE deliveries SET state = 'delivered'")
-            guard case .failure(.backlogFull) = await submit("r3") else {
+            guard case .failure(.backlogFull) = await Self.submit(Self.message("r3"), to: writer) else {
                 Issue.record("the writer counted the backlog again before its interval")
                 return
             }
             try await Task.sleep(for: .milliseconds(1200))
-            #expect(try await submit("r3").get() == .stored(correlationID: "r3"))
+            #expect(try await Self.submit(Self.message("r3"), to: writer).get() == .stored(correlationID: "r3"))
             writer.shutdown()
             await running.value
         }
 
         @Test("concurrent requests share commits; every one is answered after its commit")
         func groupCommit() async throws {
-            let (server, writer, connection) = try await Self.journal()
+            let (server, writer) = try await Self.journal()
             defer { server.stop() }
             let running = Task { await writer.run() }
             let count = 400
             try await withThrowingTaskGroup(of: IntakeResult.self) { group in
                 for index in 0..<count {
-                    group.addTask {
-                        try await withCheckedThrowingContinuation { continuation in
-                            writer.submit(Self.message("g\(index)")) { continuation.resume(with: $0) }
-                        }
-                    }
+                    group.addTask { try await Self.submit(Self.message("g\(index)"), to: writer).get() }
                 }
                 var answered = 0
                 for try await result in group {
@@ -206,12 +216,11 @@ extension PostgresTests {
             #expect(statistics.messages == count)
             #expect(statistics.commits < count, "\(statistics)")
             #expect(try server.psql("SELECT count(*) FROM messages") == "\(count)")
-            try await connection.close()
         }
 
         @Test("a statement that fails fails its whole batch, and nothing of it is stored")
         func wholeOrNothing() async throws {
-            let (server, writer, connection) = try await Self.journal()
+            let (server, writer) = try await Self.journal()
             defer { server.stop() }
             // Two generated ids that collide: the second insert violates the unique constraint.
             let results = try await Self.store([Self.message("x1"), Self.message("same"), Self.message("same")], with: writer)
@@ -224,36 +233,31 @@ extension PostgresTests {
             }
             #expect(try server.psql("SELECT count(*) FROM messages") == "0")
             #expect(writer.statistics.failedCommits == 1)
-            try await connection.close()
         }
 
         @Test("while the database is down, requests are answered with an error at once; when it is back, the writer reconnects")
         func databaseDown() async throws {
-            let (server, writer, connection) = try await Self.journal()
+            let (server, writer) = try await Self.journal()
             defer { server.stop() }
-            try? await connection.close()
             let running = Task { await writer.run() }
-            func submit(_ id: String) async -> Result<IntakeResult, JournalUnavailable> {
-                await withCheckedContinuation { continuation in writer.submit(Self.message(id)) { continuation.resume(returning: $0) } }
-            }
-            #expect(try await submit("before").get() == .stored(correlationID: "before"))
+            #expect(try await Self.submit(Self.message("before"), to: writer).get() == .stored(correlationID: "before"))
             // A connection the server ended: the next batch opens another.
             try server.psql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = 'waypost'")
             try await Task.sleep(for: .milliseconds(200))
-            #expect(try await submit("terminated").get() == .stored(correlationID: "terminated"))
+            #expect(try await Self.submit(Self.message("terminated"), to: writer).get() == .stored(correlationID: "terminated"))
             // No server: an error, well within the commit timeout.
             server.halt()
             let started = ContinuousClock.now
-            guard case .failure(.storage(let error)) = await submit("down") else {
+            guard case .failure(.storage(let error)) = await Self.submit(Self.message("down"), to: writer) else {
                 Issue.record("stored while the server was down")
                 return
             }
             #expect(ContinuousClock.now - started < .seconds(5), "\(error)")
             try server.resume()
-            #expect(try await submit("back").get() == .stored(correlationID: "back"))
+            #expect(try await Self.submit(Self.message("back"), to: writer).get() == .stored(correlationID: "back"))
             writer.shutdown()
             await running.value
-            guard case .failure(.shuttingDown) = await submit("late") else {
+            guard case .failure(.shuttingDown) = await Self.submit(Self.message("late"), to: writer) else {
                 Issue.record("accepted after shutdown")
                 return
             }
@@ -263,14 +267,10 @@ extension PostgresTests {
 
         @Test("a commit slower than commit_timeout is answered with an error, and rolled back, not committed unseen")
         func slowDatabase() async throws {
-            let (server, writer, connection) = try await Self.journal(commitTimeout: .seconds(2))
+            let (server, writer) = try await Self.journal(commitTimeout: .seconds(2))
             defer { server.stop() }
-            try? await connection.close()
             let running = Task { await writer.run() }
-            func submit(_ id: String) async -> Result<IntakeResult, JournalUnavailable> {
-                await withCheckedContinuation { continuation in writer.submit(Self.message(id)) { continuation.resume(returning: $0) } }
-            }
-            #expect(try await submit("first").get() == .stored(correlationID: "first"))
+            #expect(try await Self.submit(Self.message("first"), to: writer).get() == .stored(correlationID: "first"))
             // Another session holds the table for 5 s.
             let holder = try ChildProcess(
                 "/usr/bin/env",
@@ -280,7 +280,7 @@ extension PostgresTests {
                 ], environment: ["PGPASSWORD": PostgresServer.password, "PATH": "/usr/bin:/bin"])
             try await Task.sleep(for: .milliseconds(500))
             let started = ContinuousClock.now
-            guard case .failure(.storage(let error)) = await submit("slow") else {
+            guard case .failure(.storage(let error)) = await Self.submit(Self.message("slow"), to: writer) else {
                 Issue.record("stored while the table was locked")
                 return
             }
@@ -288,7 +288,7 @@ extension PostgresTests {
             #expect(waited >= .seconds(2) && waited < .seconds(6), "\(waited)")
             #expect(error.message.contains("did not answer within"), "\(error)")
             #expect(await holder.wait(timeout: .seconds(10)) == 0)
-            #expect(try await submit("after").get() == .stored(correlationID: "after"))
+            #expect(try await Self.submit(Self.message("after"), to: writer).get() == .stored(correlationID: "after"))
             writer.shutdown()
             await running.value
             #expect(try server.psql("SELECT string_agg(correlation_id, ',' ORDER BY id) FROM messages") == "first,after")
@@ -296,29 +296,13 @@ extension PostgresTests {
 
         @Test("attempts, outcomes, an operator's skip during an attempt, breakers; a message that stops waiting frees backlog room")
         func outcomes() async throws {
-            let (server, writer, connection) = try await Self.journal(maxBacklog: 2)
+            let (server, writer) = try await Self.journal(maxBacklog: 2)
             defer { server.stop() }
-            try? await connection.close()
             let running = Task { await writer.run() }
-            func submit(_ message: IncomingMessage) async -> Result<IntakeResult, JournalUnavailable> {
-                await withCheckedContinuation { continuation in writer.submit(message) { continuation.resume(returning: $0) } }
-            }
-            func record(_ updates: DeliveryUpdate...) async throws {
-                try await withThrowingTaskGroup(of: Void.self) { group in
-                    for update in updates {
-                        group.addTask {
-                            try await withCheckedThrowingContinuation { continuation in
-                                writer.record([(update, { @Sendable in continuation.resume(with: $0) })])
-                            }
-                        }
-                    }
-                    try await group.waitForAll()
-                }
-            }
             let two = [PlannedDelivery(destination: "a"), PlannedDelivery(destination: "b")]
-            #expect(try await submit(Self.message("m1", deliveries: two)).get() == .stored(correlationID: "m1"))
-            #expect(try await submit(Self.message("m2")).get() == .stored(correlationID: "m2"))
-            guard case .failure(.backlogFull) = await submit(Self.message("m3")) else {
+            #expect(try await Self.submit(Self.message("m1", deliveries: two), to: writer).get() == .stored(correlationID: "m1"))
+            #expect(try await Self.submit(Self.message("m2"), to: writer).get() == .stored(correlationID: "m2"))
+            guard case .failure(.backlogFull) = await Self.submit(Self.message("m3"), to: writer) else {
                 Issue.record("m3 stored beyond max_backlog")
                 return
             }
@@ -327,27 +311,27 @@ extension PostgresTests {
             let (a, b, m2) = (ids[0], ids[1], ids[2])
             let t: Int64 = 1_790_000_100_000
             let sent = SentBody(bytes: 2, sha256: String(repeating: "ab", count: 32))
-            try await record(.started(deliveryID: a, attempt: 1, cycleAttempt: 1, atMilliseconds: t))
-            try await record(
+            try await Self.record(.started(deliveryID: a, attempt: 1, cycleAttempt: 1, atMilliseconds: t), to: writer)
+            try await Self.record(
                 .finished(
                     FinishedAttempt(
                         deliveryID: a, attempt: 1, durationMilliseconds: 40, response: StoredResponse(status: 503, headers: [], body: []),
                         error: nil,
                         sentBody: sent, state: .queued, nextAttemptAt: t + 1000, lastError: "HTTP 503", atMilliseconds: t + 40)),
-                .breaker(key: "orders/b", trippedSince: t), .breaker(key: "orders/x", trippedSince: nil))
+                .breaker(key: "orders/b", trippedSince: t), .breaker(key: "orders/x", trippedSince: nil), to: writer)
             #expect(
                 try server.psql(
                     "SELECT state, attempts, to_char(next_attempt_at AT TIME ZONE 'UTC', 'SS.MS'), last_error, response_status FROM deliveries WHERE id = \(a)"
                 ) == "queued|1|01.000|HTTP 503|503")
-            try await record(.started(deliveryID: a, attempt: 2, cycleAttempt: 2, atMilliseconds: t + 1000))
+            try await Self.record(.started(deliveryID: a, attempt: 2, cycleAttempt: 2, atMilliseconds: t + 1000), to: writer)
             #expect(try server.psql("SELECT state FROM deliveries WHERE id = \(a)") == "in_flight")
-            try await record(
+            try await Self.record(
                 .finished(
                     FinishedAttempt(
                         deliveryID: a, attempt: 2, durationMilliseconds: 12,
                         response: StoredResponse(status: 200, headers: [HeaderField(name: "X-Id", value: "7")], body: Array("ok".utf8)),
                         error: nil,
-                        sentBody: sent, state: .delivered, nextAttemptAt: nil, lastError: nil, atMilliseconds: t + 1012)))
+                        sentBody: sent, state: .delivered, nextAttemptAt: nil, lastError: nil, atMilliseconds: t + 1012)), to: writer)
             #expect(
                 try server.psql(
                     "SELECT state, attempts, cycle_attempts, to_char(delivered_at AT TIME ZONE 'UTC', 'SS.MS'), response_status, response_headers::text, convert_from(response_body, 'UTF8') FROM deliveries WHERE id = \(a)"
@@ -362,29 +346,29 @@ extension PostgresTests {
 
             // An operator skips b while an attempt runs: its failure keeps it skipped and tells the forwarder.
             try server.psql("UPDATE deliveries SET state = 'skipped' WHERE id = \(b)")
-            try await record(
+            try await Self.record(
                 .finished(
                     FinishedAttempt(
                         deliveryID: b, attempt: 1, cycleAttempt: 1, durationMilliseconds: 5, response: nil, error: "connection refused",
                         state: .queued,
-                        nextAttemptAt: t + 2000, lastError: "connection refused", atMilliseconds: t + 5)))
+                        nextAttemptAt: t + 2000, lastError: "connection refused", atMilliseconds: t + 5)), to: writer)
             #expect(
                 try server.psql("SELECT state, next_attempt_at IS NULL, last_error FROM deliveries WHERE id = \(b)")
                     == "skipped|t|connection refused")
             #expect(try server.psql("SELECT value FROM control WHERE name = 'replay_generation'") == "1")
             // m1 stopped waiting (a delivered, b skipped): room for one more.
-            #expect(try await submit(Self.message("m3")).get() == .stored(correlationID: "m3"))
-            guard case .failure(.backlogFull) = await submit(Self.message("m4")) else {
+            #expect(try await Self.submit(Self.message("m3"), to: writer).get() == .stored(correlationID: "m3"))
+            guard case .failure(.backlogFull) = await Self.submit(Self.message("m4"), to: writer) else {
                 Issue.record("m4 stored beyond max_backlog")
                 return
             }
-            try await record(
+            try await Self.record(
                 .finished(
                     FinishedAttempt(
                         deliveryID: m2, attempt: 1, cycleAttempt: 1, durationMilliseconds: 5,
                         response: StoredResponse(status: 200, headers: [], body: []),
-                        error: nil, state: .delivered, nextAttemptAt: nil, lastError: nil, atMilliseconds: t + 5)))
-            #expect(try await submit(Self.message("m4")).get() == .stored(correlationID: "m4"))
+                        error: nil, state: .delivered, nextAttemptAt: nil, lastError: nil, atMilliseconds: t + 5)), to: writer)
+            #expect(try await Self.submit(Self.message("m4"), to: writer).get() == .stored(correlationID: "m4"))
             writer.shutdown()
             await running.value
             #expect(
