@@ -73,7 +73,10 @@ let package = Package(
                 "WaypostCore",
                 "WaypostJournal",
                 .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             swiftSettings: swiftSettings
         ),
@@ -146,6 +149,7 @@ let package = Package(
             dependencies: [
                 "WaypostCore",
                 "WaypostJournal",
+                "WaypostPostgres",
                 "WaypostForwarder",
                 "WaypostServer",
                 "WaypostTransform",

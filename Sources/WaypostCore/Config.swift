@@ -127,10 +127,14 @@ public enum Durability: String, Sendable, Equatable, CaseIterable {
     case relaxed
 }
 
-/// The journal file and its limits (SPEC §2, §7).
+/// The journal and its limits (SPEC §2, §7, §12).
 public struct JournalConfig: Sendable, Equatable {
     /// Path of the SQLite file. Default `./waypost.db`.
     public var path: String
+    /// A PostgreSQL journal's `postgres://` URL instead of the SQLite file (SPEC §12).
+    public var url: String?
+    /// The variable holding the PostgreSQL password, when the URL has none.
+    public var passwordEnv: String?
     /// Default ``Durability/full``.
     public var durability: Durability
     /// At most this many messages queued or in flight; past it intake answers `503`. Default 1 000 000.

@@ -15,7 +15,7 @@ enum Keys {
     static let admin = ["listen", "token_env"]
     static let tls = ["cert_file", "key_file"]
     static let tracing = ["otlp_endpoint", "otlp_protocol", "service_name"]
-    static let journal = ["path", "durability", "max_backlog", "retain_delivered"]
+    static let journal = ["path", "url", "password_env", "durability", "max_backlog", "retain_delivered"]
     static let defaults = ["max_body_bytes", "max_header_bytes"]
     static let route = [
         "name", "path", "upstream", "mode", "sync_timeout", "ordering", "ordering_key", "concurrency",
@@ -94,6 +94,27 @@ struct ConfigReader {
         if let node = top["journal"] {
             let journal = try mapping(node, path: "journal", allowed: Keys.journal)
             if let path = try string(journal, "path") { config.journal.path = path }
+            if let url = try string(journal, "url") {
+                guard url.hasPrefix("postgres://") || url.hasPrefix("postgresql://") else {
+                    throw fail(journal.path("url"), journal["url"], "must be a PostgreSQL URL, postgres://USER@HOST:PORT/DATABASE")
+                }
+                guard journal["path"] == nil else {
+                    throw fail(
+                        journal.path("url"), journal["url"], "names a PostgreSQL journal: give journal.path or journal.url, not both")
+                }
+                guard journal["durability"] == nil else {
+                    throw fail(
+                        journal.path("durability"), journal["durability"],
+                        "applies to a SQLite journal; a PostgreSQL journal commits with synchronous_commit = on")
+                }
+                config.journal.url = url
+            }
+            if let name = try envName(journal, "password_env") {
+                guard journal["url"] != nil else {
+                    throw fail(journal.path("password_env"), journal["password_env"], "applies only with journal.url")
+                }
+                config.journal.passwordEnv = name
+            }
             if let durability: Durability = try choice(journal, "durability") { config.journal.durability = durability }
             if let backlog = try integer(journal, "max_backlog", in: 1...1_000_000_000) { config.journal.maxBacklog = backlog }
             if let retain = try duration(journal, "retain_delivered", allowZero: true) {

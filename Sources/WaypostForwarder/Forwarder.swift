@@ -124,8 +124,8 @@ public final class Forwarder: Service, @unchecked Sendable {
     /// ahead, until they are sent (or dropped from the queues by a reload): their sends need
     /// no read of the journal.
     private var handed = HandedContents()
-    private let reader: DeliveryReader
-    private let writer: JournalWriter
+    private let reader: any DeliveryReading
+    private let writer: any JournalWriting
     private let multi: CurlMulti
     private let board: OutcomeBoard
     private let logger: Logger
@@ -196,7 +196,8 @@ public final class Forwarder: Service, @unchecked Sendable {
     ///   - transforms: how to run `programs`, where the destinations' `transform` programs are.
     /// - Throws: ``ForwarderError`` when the journal cannot be read or libcurl cannot start.
     public init(
-        configuration: WaypostConfig, writer: JournalWriter, board: OutcomeBoard, addHeaders: [String: [HeaderField]] = [:],
+        configuration: WaypostConfig, journal: any Journal, writer: any JournalWriting, board: OutcomeBoard,
+        addHeaders: [String: [HeaderField]] = [:],
         secrets: RouteSecrets = RouteSecrets(), transforms: TransformSetup? = nil, programs: ProgramTable? = nil,
         tracer: (any Tracer)? = nil, throughput: Throughput? = nil, logger: Logger
     ) throws(ForwarderError) {
@@ -222,7 +223,7 @@ public final class Forwarder: Service, @unchecked Sendable {
         self.secrets = secrets
         self.transforms = (programs?.transforms.isEmpty ?? true) ? nil : transforms.map(TransformWorkers.init)
         do {
-            reader = try DeliveryReader(path: configuration.journal.path)
+            reader = try journal.deliveryReader()
             generation = try reader.replayGeneration()
             scheduler = DeliveryScheduler(
                 routes: routes.map {

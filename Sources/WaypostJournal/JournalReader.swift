@@ -30,6 +30,47 @@ public struct MessageRecord: Sendable, Equatable {
     /// Its deliveries, the `reply_from` destination's first, where the reader read them
     /// (one message, and lists).
     public var deliveries: [DeliveryRecord] = []
+
+    /// The message as received, in `state`, with the details of `reply`, its first delivery.
+    public init(
+        id: Int64, correlationID: String, route: String, idempotencyKey: String?, method: String, path: String, headersJSON: String,
+        body: [UInt8], receivedAt: String, state: MessageState, reply: DeliveryRecord
+    ) {
+        self.init(
+            id: id, correlationID: correlationID, route: route, orderingKey: reply.orderingKey, idempotencyKey: idempotencyKey,
+            method: method, path: path, headersJSON: headersJSON, body: body, state: state, attempts: reply.attempts,
+            receivedAt: receivedAt, nextAttemptAt: reply.nextAttemptAt, deliveredAt: reply.deliveredAt, lastError: reply.lastError,
+            responseStatus: reply.responseStatus, responseHeadersJSON: reply.responseHeadersJSON, responseBody: reply.responseBody,
+            replyDeliveryID: reply.id, replyState: reply.state)
+    }
+
+    init(
+        id: Int64, correlationID: String, route: String, orderingKey: String?, idempotencyKey: String?, method: String, path: String,
+        headersJSON: String, body: [UInt8], state: MessageState, attempts: Int, receivedAt: String, nextAttemptAt: String?,
+        deliveredAt: String?, lastError: String?, responseStatus: Int?, responseHeadersJSON: String?, responseBody: [UInt8]?,
+        replyDeliveryID: Int64, replyState: MessageState
+    ) {
+        self.id = id
+        self.correlationID = correlationID
+        self.route = route
+        self.orderingKey = orderingKey
+        self.idempotencyKey = idempotencyKey
+        self.method = method
+        self.path = path
+        self.headersJSON = headersJSON
+        self.body = body
+        self.state = state
+        self.attempts = attempts
+        self.receivedAt = receivedAt
+        self.nextAttemptAt = nextAttemptAt
+        self.deliveredAt = deliveredAt
+        self.lastError = lastError
+        self.responseStatus = responseStatus
+        self.responseHeadersJSON = responseHeadersJSON
+        self.responseBody = responseBody
+        self.replyDeliveryID = replyDeliveryID
+        self.replyState = replyState
+    }
 }
 
 /// One delivery of a message: to one destination, with its own state and outcome.
@@ -45,6 +86,23 @@ public struct DeliveryRecord: Sendable, Equatable {
     public var responseStatus: Int?
     public var responseHeadersJSON: String?
     public var responseBody: [UInt8]?
+
+    public init(
+        id: Int64, destination: String, orderingKey: String?, state: MessageState, attempts: Int, nextAttemptAt: String?,
+        deliveredAt: String?, lastError: String?, responseStatus: Int?, responseHeadersJSON: String?, responseBody: [UInt8]?
+    ) {
+        self.id = id
+        self.destination = destination
+        self.orderingKey = orderingKey
+        self.state = state
+        self.attempts = attempts
+        self.nextAttemptAt = nextAttemptAt
+        self.deliveredAt = deliveredAt
+        self.lastError = lastError
+        self.responseStatus = responseStatus
+        self.responseHeadersJSON = responseHeadersJSON
+        self.responseBody = responseBody
+    }
 }
 
 /// One delivery attempt of a message.
@@ -56,6 +114,15 @@ public struct AttemptRecord: Sendable, Equatable {
     public var error: String?
     /// What the attempt sent; nil for attempts of earlier journals, and when nothing was sent.
     public var sentBody: SentBody?
+
+    public init(attempt: Int, startedAt: String, durationMilliseconds: Int?, status: Int?, error: String?, sentBody: SentBody? = nil) {
+        self.attempt = attempt
+        self.startedAt = startedAt
+        self.durationMilliseconds = durationMilliseconds
+        self.status = status
+        self.error = error
+        self.sentBody = sentBody
+    }
 }
 
 /// How many messages of a route are in a state (their derived state).
@@ -63,6 +130,12 @@ public struct StateCount: Sendable, Equatable {
     public var route: String
     public var state: MessageState
     public var count: Int
+
+    public init(route: String, state: MessageState, count: Int) {
+        self.route = route
+        self.state = state
+        self.count = count
+    }
 }
 
 /// How many deliveries to a destination of a route are in a state.
@@ -71,6 +144,13 @@ public struct DeliveryCount: Sendable, Equatable {
     public var destination: String
     public var state: MessageState
     public var count: Int
+
+    public init(route: String, destination: String, state: MessageState, count: Int) {
+        self.route = route
+        self.destination = destination
+        self.state = state
+        self.count = count
+    }
 }
 
 /// What the journal says of one destination (`GET /destinations`, `waypost status`).

@@ -24,7 +24,7 @@ import WaypostCore
 /// next checkpoint, normally within half a second. A power loss before then loses only those
 /// outcome records, and their messages are sent again: delivery stays at least once. Under
 /// load, this keeps the outcome commits from adding an fsync in front of every intake commit.
-public final class JournalWriter: Service, @unchecked Sendable {
+public final class JournalWriter: JournalWriting, @unchecked Sendable {
     // @unchecked Sendable: `inbox`, `started`, `stopping`, `exited` and `statistics` are guarded by
     // `condition`; `db`, the statements and `backlog` are touched only by the writer thread.
 
@@ -226,6 +226,11 @@ public final class JournalWriter: Service, @unchecked Sendable {
         return _statistics
     }
 
+    /// Why the journal cannot take messages right now: its last transaction failed.
+    public var trouble: String? {
+        statistics.lastCommitFailed ? "the journal's last commit failed (disk full or I/O error?)" : nil
+    }
+
     /// Hands `message` to the writer. `completion` runs on the writer thread once the
     /// transaction holding the message has committed (or failed); it must not block.
     public func submit(_ message: IncomingMessage, completion: @escaping @Sendable (Result<IntakeResult, JournalUnavailable>) -> Void) {
@@ -238,12 +243,6 @@ public final class JournalWriter: Service, @unchecked Sendable {
         inbox.append(.store(message, completion))
         condition.signal()
         condition.unlock()
-    }
-
-    /// Records a delivery state change in the next transaction. `completion`, if given, runs
-    /// on the writer thread after the commit (or its failure).
-    public func record(_ update: DeliveryUpdate, completion: (@Sendable (Result<Void, JournalError>) -> Void)? = nil) {
-        record([(update, completion)])
     }
 
     /// Records several state changes at once (one wake-up of the writer for all of them).

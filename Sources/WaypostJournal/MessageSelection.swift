@@ -84,17 +84,10 @@ struct MessageSelection {
         return selection
     }
 
-    /// For a message with a delivery in the key's state, the delivery states that would make
-    /// the message's state another (``Schema/messageStateSQL``: in flight before queued before
-    /// delivered, filtered, failed, skipped).
-    static let outranking: [MessageState: [MessageState]] = [
-        .inFlight: [], .queued: [.inFlight], .failed: [.inFlight, .queued], .skipped: [.inFlight, .queued, .failed],
-        .delivered: [.inFlight, .queued, .failed, .skipped], .filtered: [.inFlight, .queued, .failed, .skipped, .delivered],
-    ]
-
     /// That no delivery of the message `messageID` outranks `state`; nil when none can.
     private static func noneOutranking(_ state: MessageState, messageID: String) -> String? {
-        guard let states = outranking[state], !states.isEmpty else { return nil }
+        let states = state.outrankedBy
+        guard !states.isEmpty else { return nil }
         let list = states.map { "'\($0.rawValue)'" }.joined(separator: ", ")
         return "NOT EXISTS (SELECT 1 FROM deliveries o WHERE o.message_id = \(messageID) AND o.state IN (\(list)))"
     }
@@ -135,5 +128,21 @@ struct MessageSelection {
     private mutating func add(_ condition: String, _ bound: [Value]) {
         conditions.append(condition)
         values += bound
+    }
+}
+
+extension MessageState {
+    /// For a message with a delivery in this state, the delivery states that would make the
+    /// message's state another (SPEC §11, ``Schema/messageStateSQL``: in flight before queued
+    /// before delivered, filtered, failed, skipped).
+    public var outrankedBy: [MessageState] {
+        switch self {
+        case .inFlight: []
+        case .queued: [.inFlight]
+        case .failed: [.inFlight, .queued]
+        case .skipped: [.inFlight, .queued, .failed]
+        case .delivered: [.inFlight, .queued, .failed, .skipped]
+        case .filtered: [.inFlight, .queued, .failed, .skipped, .delivered]
+        }
     }
 }

@@ -1,7 +1,5 @@
-import Dispatch
 import Logging
 import PostgresNIO
-import Synchronization
 import WaypostCore
 import WaypostJournal
 
@@ -10,20 +8,11 @@ import WaypostJournal
 /// outcome, and what operators changed. Synchronous like the SQLite reader: it is confined to
 /// the forwarder's thread, which it blocks while a query runs (never a thread of Swift's
 /// concurrency pool). A query has `timeout`; after a failure the next call connects again.
-public final class PostgresDeliveryReader {
-    private let connect: @Sendable () async throws -> PostgresConnection
-    private let timeout: Duration
-    private let logger: Logger
-    private var connection: PostgresConnection?
+public final class PostgresDeliveryReader: DeliveryReading {
+    private let connection: BlockingConnection
 
     public init(connect: @escaping @Sendable () async throws -> PostgresConnection, timeout: Duration = .seconds(10), logger: Logger) {
-        self.connect = connect
-        self.timeout = timeout
-        self.logger = logger
-    }
-
-    deinit {
-        if let connection { Task { try? await connection.close() } }
+        connection = BlockingConnection(connect: connect, timeout: timeout, logger: logger)
     }
 
     /// Up to `limit` deliveries to `destination` of `route` after row `afterID`, in order:
@@ -31,19 +20,19 @@ public final class PostgresDeliveryReader {
     /// `complete` is false when more may follow.
     public func waiting(
         route: String, destination: String, afterID: Int64, limit: Int, includeFailed: Bool
-    ) throws(PostgresJournalError) -> (messages: [QueuedMessage], complete: Bool) {
-        try DeliveryReader.waiting(limit: limit, includeFailed: includeFailed) { (state) throws(PostgresJournalError) in
+    ) throws(JournalError) -> (messages: [QueuedMessage], complete: Bool) {
+        try DeliveryReader.waiting(limit: limit, includeFailed: includeFailed) { (state) throws(JournalError) in
             try page(state: state, route: route, destination: destination, afterID: afterID, limit: limit)
         }
     }
 
     private func page(
         state: MessageState, route: String, destination: String, afterID: Int64, limit: Int
-    ) throws(PostgresJournalError)
+    ) throws(JournalError)
         -> [QueuedMessage]
     {
         let blocking = state == .failed
-        return try rows(
+        return try connection.rows(
             """
             SELECT id, ordering_key, waypost_ms(next_attempt_at) FROM deliveries
             WHERE state = \(state.rawValue) AND route = \(route) AND destination = \(destination) AND id > \(afterID)
@@ -56,8 +45,8 @@ public final class PostgresDeliveryReader {
 
     /// The content of delivery `id` if it still waits (`queued`, or `in_flight` while the end
     /// of its previous attempt is being committed); nil when it was skipped or purged since.
-    public func message(id: Int64) throws(PostgresJournalError) -> MessageForDelivery? {
-        try rows(
+    public func message(id: Int64) throws(JournalError) -> MessageForDelivery? {
+        try connection.rows(
             """
             SELECT m.correlation_id, m.idempotency_key, m.method, m.path, m.headers::text, m.body, d.attempts, d.cycle_attempts,
                    waypost_ms(coalesce(d.replayed_at, m.received_at)), m.client_address, m.trace_parent
@@ -74,8 +63,8 @@ public final class PostgresDeliveryReader {
 
     /// The final outcome of message `correlationID`: its first delivery's (the `reply_from`
     /// destination's); nil while that is still on its way, or for an unknown message.
-    public func finalOutcome(correlationID: String) throws(PostgresJournalError) -> FinalOutcome? {
-        try rows(
+    public func finalOutcome(correlationID: String) throws(JournalError) -> FinalOutcome? {
+        try connection.rows(
             """
             SELECT p.state, p.response_status, p.response_headers::text, p.response_body, p.last_error, p.attempts
             FROM messages m JOIN LATERAL (SELECT * FROM deliveries f WHERE f.message_id = m.id ORDER BY f.id LIMIT 1) p ON true
@@ -91,8 +80,8 @@ public final class PostgresDeliveryReader {
     }
 
     /// The route and destination names that have deliveries waiting or blocking, in name order.
-    public func waitingDestinations() throws(PostgresJournalError) -> [(route: String, destination: String)] {
-        try rows(
+    public func waitingDestinations() throws(JournalError) -> [(route: String, destination: String)] {
+        try connection.rows(
             """
             SELECT DISTINCT route, destination FROM deliveries WHERE state IN ('queued', 'in_flight', 'failed') ORDER BY 1, 2
             """
@@ -100,8 +89,8 @@ public final class PostgresDeliveryReader {
     }
 
     /// How many attempts to `destination` of `route` started at or after `since` (RFC 3339).
-    public func attempts(route: String, destination: String, since: String) throws(PostgresJournalError) -> Int {
-        try rows(
+    public func attempts(route: String, destination: String, since: String) throws(JournalError) -> Int {
+        try connection.rows(
             """
             SELECT count(*)::bigint FROM attempts a JOIN deliveries d ON d.id = a.delivery_id
             WHERE d.route = \(route) AND d.destination = \(destination) AND a.started_at >= \(since)::timestamptz
@@ -110,59 +99,15 @@ public final class PostgresDeliveryReader {
     }
 
     /// What an operator paused: route names (the whole route) and `route/destination` names.
-    public func pausedRoutes() throws(PostgresJournalError) -> Set<String> {
-        Set(try rows("SELECT substr(name, 8) FROM control WHERE name LIKE 'paused:%' AND value = 1") { try $0.decode(String.self) })
+    public func pausedRoutes() throws(JournalError) -> Set<String> {
+        Set(
+            try connection.rows("SELECT substr(name, 8) FROM control WHERE name LIKE 'paused:%' AND value = 1") {
+                try $0.decode(String.self)
+            })
     }
 
     /// The counter that replays, skips, pauses and resumes bump so that servers reload their queues.
-    public func replayGeneration() throws(PostgresJournalError) -> Int64 {
-        try rows("SELECT value FROM control WHERE name = 'replay_generation'") { try $0.decode(Int64.self) }.first ?? 0
+    public func replayGeneration() throws(JournalError) -> Int64 {
+        try connection.rows("SELECT value FROM control WHERE name = 'replay_generation'") { try $0.decode(Int64.self) }.first ?? 0
     }
-
-    /// Runs `query` on the connection (opened first if there is none), blocking this thread,
-    /// and decodes every row.
-    private func rows<Row: Sendable>(
-        _ query: PostgresQuery, _ decode: @escaping @Sendable (PostgresRow) throws -> Row
-    ) throws(PostgresJournalError) -> [Row] {
-        let (connect, timeout, logger, current) = (connect, timeout, logger, connection)
-        do {
-            let (open, rows) = try blocking {
-                try await withTimeout(timeout) { () async throws -> (PostgresConnection, [Row]) in
-                    let open: PostgresConnection
-                    if let current, !current.isClosed { open = current } else { open = try await connect() }
-                    var rows: [Row] = []
-                    for try await row in try await open.query(query, logger: logger) {
-                        rows.append(try decode(row))
-                    }
-                    return (open, rows)
-                }
-            }
-            connection = open
-            return rows
-        } catch {
-            if let current { Task { try? await current.close() } }
-            connection = nil
-            throw PostgresJournalError(error)
-        }
-    }
-}
-
-/// Runs `body` on Swift's concurrency pool and blocks the calling thread until it returns: for
-/// the journal's synchronous readers, which run on threads of their own, never on the pool.
-func blocking<T: Sendable>(_ body: @escaping @Sendable () async throws -> T) throws -> T {
-    let done = DispatchSemaphore(value: 0)
-    let result = Slot<Result<T, any Error>>()
-    Task {
-        let outcome: Result<T, any Error>
-        do { outcome = .success(try await body()) } catch { outcome = .failure(error) }
-        result.value.withLock { $0 = outcome }
-        done.signal()
-    }
-    done.wait()
-    return try result.value.withLock { $0! }.get()
-}
-
-/// A value handed from one task or thread to another.
-private final class Slot<Value: Sendable>: Sendable {
-    let value = Mutex<Value?>(nil)
 }

@@ -1,5 +1,8 @@
+import Foundation
 import Logging
+import Metrics
 import PostgresNIO
+import ServiceLifecycle
 import Synchronization
 import WaypostCore
 import WaypostJournal
@@ -18,7 +21,7 @@ import WaypostJournal
 /// The forwarder's state changes (attempts, outcomes, breakers) gathered meanwhile are recorded
 /// by another statement (`waypost_record`) before the messages, without waiting for the disk, as
 /// the SQLite journal's are.
-public final class PostgresJournalWriter: Sendable {
+public final class PostgresJournalWriter: JournalWriting, Sendable {
     public typealias Completion = @Sendable (Result<IntakeResult, JournalUnavailable>) -> Void
     public typealias UpdateCompletion = @Sendable (Result<Void, JournalError>) -> Void
 
@@ -34,6 +37,8 @@ public final class PostgresJournalWriter: Sendable {
         var storedObserver: (@Sendable ([StoredMessage]) -> Void)?
         var backlog = 0
         var statistics = Statistics()
+        /// Why the last statement failed, until one succeeds.
+        var trouble: String?
     }
 
     /// Counters since the writer started; `messages / commits` is the mean group-commit size.
@@ -45,8 +50,14 @@ public final class PostgresJournalWriter: Sendable {
 
     private let connect: @Sendable () async throws -> PostgresConnection
     private let commitTimeout: Duration
-    /// How often the backlog is counted again (replays by other processes add to it).
+    /// How often the backlog is counted again (replays by other processes add to it) and
+    /// messages delivered longer than `retainDelivered` ago are deleted.
     private let recountInterval: Duration
+    private let retainDelivered: Duration
+    /// How long the writer waits with nothing to do before it checks the database is there.
+    private let probeInterval: Duration
+    private let commitDuration = Timer(label: "waypost_commit_duration_seconds")
+    private let batchSize = Recorder(label: "waypost_commit_batch_size")
     private let maxBacklog: Int
     private let partition: @Sendable (IncomingMessage, PlannedDelivery) -> Int
     private let state = Mutex(State())
@@ -58,13 +69,18 @@ public final class PostgresJournalWriter: Sendable {
     /// - Parameters:
     ///   - commitTimeout: how long a batch's statement may take before its requests are answered
     ///     with an error and the connection is dropped.
+    ///   - retainDelivered: how long messages whose every delivery ended are kept.
     ///   - recountInterval: how often the backlog (what `maxBacklog` limits) is counted again,
-    ///     as the SQLite writer does: other processes' replays add to it.
+    ///     as the SQLite writer does (other processes' replays add to it), and messages past
+    ///     `retainDelivered` are deleted.
+    ///   - probeInterval: how long the writer waits with nothing to do before it checks that
+    ///     the database answers (``trouble``, `/readyz`).
     ///   - partition: the partition of a message's delivery (its queue's); by default from its
     ///     route, destination and ordering key (``PostgresSchema/partition(route:destination:queueKey:)``).
     public init(
-        connect: @escaping @Sendable () async throws -> PostgresConnection, maxBacklog: Int, commitTimeout: Duration = .seconds(10),
-        recountInterval: Duration = .seconds(60),
+        connect: @escaping @Sendable () async throws -> PostgresConnection, maxBacklog: Int,
+        retainDelivered: Duration = .seconds(7 * 86_400), commitTimeout: Duration = .seconds(10), recountInterval: Duration = .seconds(60),
+        probeInterval: Duration = .seconds(1),
         partition: @escaping @Sendable (IncomingMessage, PlannedDelivery) -> Int = {
             PostgresSchema.partition(route: $0.route, destination: $1.destination, queueKey: $1.orderingKey)
         },
@@ -73,12 +89,18 @@ public final class PostgresJournalWriter: Sendable {
         self.connect = connect
         self.commitTimeout = commitTimeout
         self.recountInterval = recountInterval
+        self.retainDelivered = retainDelivered
+        self.probeInterval = probeInterval
         self.maxBacklog = maxBacklog
         self.partition = partition
         self.logger = logger
     }
 
     public var statistics: Statistics { state.withLock { $0.statistics } }
+
+    /// Why the database cannot take messages right now: the last statement failed (or the
+    /// last check that it answers, made each `probeInterval` with nothing to do).
+    public var trouble: String? { state.withLock { $0.trouble }.map { "the journal database cannot be used: \($0)" } }
 
     /// `observer` runs after every commit that stored new messages, with those messages in
     /// the batch's order: the forwarder takes them from memory rather than reading back what
@@ -112,10 +134,19 @@ public final class PostgresJournalWriter: Sendable {
         return accepted
     }
 
-    /// Stores batches until ``shutdown()``; what was submitted before that is stored too.
+    /// Stores batches until graceful shutdown (or ``shutdown()``); what was submitted before
+    /// that is stored too.
     public func run() async {
+        await withGracefulShutdownHandler {
+            await storeBatches()
+        } onGracefulShutdown: {
+            self.shutdown()
+        }
+    }
+
+    private func storeBatches() async {
         var connection: PostgresConnection?
-        var counted = ContinuousClock.now
+        var maintained = ContinuousClock.now
         while let batch = await nextBatch() {
             var messages: [(IncomingMessage, Completion)] = []
             var updates: [(DeliveryUpdate, UpdateCompletion?)] = []
@@ -125,6 +156,7 @@ public final class PostgresJournalWriter: Sendable {
                 case .update(let update, let completion): updates.append((update, completion))
                 }
             }
+            let started = ContinuousClock.now
             do {
                 let open: PostgresConnection
                 if let connection, !connection.isClosed {
@@ -132,11 +164,14 @@ public final class PostgresJournalWriter: Sendable {
                 } else {
                     open = try await withTimeout(commitTimeout, late: { try? await $0.close() }) { try await self.open() }
                     connection = open
-                    counted = .now
+                    maintained = .now
                 }
-                if ContinuousClock.now - counted >= recountInterval {
-                    try await withTimeout(commitTimeout) { try await self.countBacklog(on: open) }
-                    counted = .now
+                if ContinuousClock.now - maintained >= recountInterval {
+                    try await withTimeout(commitTimeout) { try await self.maintain(open) }
+                    maintained = .now
+                }
+                if batch.isEmpty {
+                    _ = try await withTimeout(commitTimeout) { try await open.query("SELECT 1", logger: self.logger) }
                 }
                 if !updates.isEmpty {
                     let changes = updates.map(\.0)
@@ -151,10 +186,15 @@ public final class PostgresJournalWriter: Sendable {
                     let answered = try await withTimeout(commitTimeout) { try await self.store(rows, backlogRoom: room, on: open) }
                     complete(messages, answered)
                 }
+                if state.withLock({ $0.trouble.take() }) != nil { logger.notice("the journal database answers again") }
             } catch {
                 fail(messages, updates, error)
                 try? await connection?.close()
                 connection = nil
+            }
+            if !batch.isEmpty {
+                commitDuration.recordNanoseconds((ContinuousClock.now - started).nanoseconds)
+                batchSize.record(batch.count)
             }
         }
         try? await connection?.close()
@@ -181,6 +221,14 @@ public final class PostgresJournalWriter: Sendable {
         }
     }
 
+    /// Counts the backlog again, and deletes (a thousand at a time) the messages whose every
+    /// delivery ended before `retainDelivered`.
+    private func maintain(_ connection: PostgresConnection) async throws {
+        try await countBacklog(on: connection)
+        let cutoff = Int64((Date().timeIntervalSince1970 * 1000).rounded()) - retainDelivered.milliseconds
+        try await connection.query(PostgresSchema.prune(before: cutoff), logger: logger)
+    }
+
     /// Counts the messages waiting for delivery: what `maxBacklog` limits.
     private func countBacklog(on connection: PostgresConnection) async throws {
         let rows = try await connection.query(
@@ -198,26 +246,43 @@ public final class PostgresJournalWriter: Sendable {
         waiter?.resume()
     }
 
-    /// What has been submitted, once there is something; nil once stopping with nothing left.
+    /// What has been submitted, once there is something; nothing after `probeInterval` with
+    /// nothing submitted; nil once stopping with nothing left.
     private func nextBatch() async -> [Work]? {
-        while true {
-            let taken = state.withLock { state -> [Work]?? in
-                if !state.inbox.isEmpty {
-                    defer { state.inbox.removeAll(keepingCapacity: true) }
-                    return .some(state.inbox)
-                }
-                return state.stopping ? .some(nil) : nil
+        let taken = state.withLock { state -> [Work]?? in
+            if !state.inbox.isEmpty {
+                defer { state.inbox.removeAll(keepingCapacity: true) }
+                return .some(state.inbox)
             }
-            if let taken { return taken }
-            await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-                let now = state.withLock { state in
-                    guard state.inbox.isEmpty && !state.stopping else { return true }
-                    state.waiter = continuation
-                    return false
-                }
-                if now { continuation.resume() }
-            }
+            return state.stopping ? .some(nil) : nil
         }
+        if let taken { return taken }
+        let idle = Task { [probeInterval] in
+            try await Task.sleep(for: probeInterval)
+            self.wake()
+        }
+        defer { idle.cancel() }
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let now = state.withLock { state in
+                guard state.inbox.isEmpty && !state.stopping else { return true }
+                state.waiter = continuation
+                return false
+            }
+            if now { continuation.resume() }
+        }
+        return state.withLock { state -> [Work]? in
+            if state.inbox.isEmpty { return state.stopping ? nil : [] }
+            defer { state.inbox.removeAll(keepingCapacity: true) }
+            return state.inbox
+        }
+    }
+
+    /// Resumes ``nextBatch()`` if it waits.
+    private func wake() {
+        state.withLock { state in
+            defer { state.waiter = nil }
+            return state.waiter
+        }?.resume()
     }
 
     /// Stores `messages` with one statement; their results, in order.
@@ -278,10 +343,18 @@ public final class PostgresJournalWriter: Sendable {
     /// Answers every request and update of a batch that was not committed (or may not have been).
     private func fail(_ messages: [(IncomingMessage, Completion)], _ updates: [(DeliveryUpdate, UpdateCompletion?)], _ error: any Error) {
         let failure = JournalError(.database, PostgresJournalError(error).description)
-        state.withLock { $0.statistics.failedCommits += 1 }
-        logger.error(
-            "journal commit failed; the batch is answered 503",
-            metadata: ["error": "\(failure)", "batch.size": "\(messages.count)", "updates": "\(updates.count)"])
+        let first = state.withLock { state in
+            state.statistics.failedCommits += 1
+            defer { state.trouble = failure.message }
+            return state.trouble == nil
+        }
+        if !messages.isEmpty || !updates.isEmpty {
+            logger.error(
+                "journal commit failed; the batch is answered 503",
+                metadata: ["error": "\(failure)", "batch.size": "\(messages.count)", "updates": "\(updates.count)"])
+        } else if first {
+            logger.error("the journal database does not answer", metadata: ["error": "\(failure)"])
+        }
         for (_, completion) in messages { completion(.failure(.storage(failure))) }
         for (_, completion) in updates { completion?(.failure(failure)) }
     }

@@ -366,6 +366,20 @@ public enum PostgresSchema {
 
     public static var currentVersion: Int { migrations.count }
 
+    /// Deletes up to a thousand messages (with their deliveries and attempts) whose every
+    /// delivery ended `delivered` or `filtered` before `before` (milliseconds since the epoch).
+    static func prune(before: Int64) -> PostgresQuery {
+        """
+        DELETE FROM messages WHERE id IN (
+            SELECT d.message_id FROM deliveries d
+            WHERE d.state IN ('delivered', 'filtered') AND d.updated_at < waypost_time(\(before))
+              AND NOT EXISTS (SELECT 1 FROM deliveries o WHERE o.message_id = d.message_id
+                              AND (o.state NOT IN ('delivered', 'filtered') OR o.updated_at >= waypost_time(\(before))))
+            LIMIT 1000)
+        RETURNING id
+        """
+    }
+
     /// The partition of the queue (route, destination, key): the 32-bit FNV-1a hash of their
     /// UTF-8 bytes, separated by NUL (a present key, even empty, marked by a 1), modulo
     /// ``partitions``. Every node and every version must compute the same.

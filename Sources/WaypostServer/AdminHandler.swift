@@ -158,7 +158,7 @@ final class AdminHandler: ChannelInboundHandler, RemovableChannelHandler {
                     headers: [HeaderField(name: "Allow", value: allowed)]))
         }
         if !endpoint.isOpen, let problem = authorize(head) { return eventLoop.makeFailedFuture(problem) }
-        let journalPath = shared.journalPath
+        let journal = shared.journal
         let changed = shared.journalChanged
         // `?destination=` narrows replay, skip, pause and resume to one destination (SPEC §11).
         let destination: String?
@@ -213,16 +213,16 @@ final class AdminHandler: ChannelInboundHandler, RemovableChannelHandler {
             }
         case .replayMessage(let id):
             return readers.perform(on: eventLoop) {
-                let replayed = try JournalOperations(path: journalPath).replay(ids: [id], destination: destination)
-                guard !replayed.isEmpty else { throw try Self.notChanged(id, journalPath: journalPath, action: "replayed") }
+                let replayed = try journal.operations().replay(ids: [id], destination: destination)
+                guard !replayed.isEmpty else { throw try Self.notChanged(id, journal: journal, action: "replayed") }
                 changed()
                 Counter(label: "waypost_replayed_total").increment()
                 return .json(200, "{\"replayed\":1}")
             }
         case .skipMessage(let id):
             return readers.perform(on: eventLoop) {
-                guard try JournalOperations(path: journalPath).skip(id: id, destination: destination) else {
-                    throw try Self.notChanged(id, journalPath: journalPath, action: "skipped")
+                guard try journal.operations().skip(id: id, destination: destination) else {
+                    throw try Self.notChanged(id, journal: journal, action: "skipped")
                 }
                 changed()
                 return .json(200, "{\"skipped\":1}")
@@ -231,7 +231,7 @@ final class AdminHandler: ChannelInboundHandler, RemovableChannelHandler {
             let filter: MessageFilter
             do { filter = try Self.replayFilter(body) } catch { return eventLoop.makeFailedFuture(error) }
             return readers.perform(on: eventLoop) {
-                let replayed = try JournalOperations(path: journalPath).replay(filter)
+                let replayed = try journal.operations().replay(filter)
                 changed()
                 Counter(label: "waypost_replayed_total").increment(by: replayed.count)
                 return .json(200, "{\"replayed\":\(replayed.count)}")
@@ -240,7 +240,7 @@ final class AdminHandler: ChannelInboundHandler, RemovableChannelHandler {
             let pause = endpoint == .pauseRoute(name)
             do { try shared.check(route: name, destination: destination) } catch { return eventLoop.makeFailedFuture(error) }
             return readers.perform(on: eventLoop) {
-                try JournalOperations(path: journalPath).setPaused(route: name, destination: destination, pause)
+                try journal.operations().setPaused(route: name, destination: destination, pause)
                 changed()
                 let named = destination.map { ",\"destination\":\(JSON.quote($0))" } ?? ""
                 return .json(200, "{\"route\":\(JSON.quote(name))\(named),\"paused\":\(pause)}")
@@ -273,7 +273,7 @@ final class AdminHandler: ChannelInboundHandler, RemovableChannelHandler {
     /// Why the server is not ready, if it is not (`/readyz`, `waypost_ready`).
     private func unreadiness() -> [String] {
         var problems: [String] = []
-        if shared.writer.statistics.lastCommitFailed { problems.append("the journal's last commit failed (disk full or I/O error?)") }
+        if let trouble = shared.writer.trouble { problems.append(trouble) }
         if !shared.forwarderRunning() { problems.append("the forwarder is not running") }
         return problems
     }
@@ -361,8 +361,8 @@ final class AdminHandler: ChannelInboundHandler, RemovableChannelHandler {
 
     /// Why an action changed nothing: the message is unknown (404), or in a state the action
     /// does not apply to (409).
-    static func notChanged(_ id: String, journalPath: String, action: String) throws -> Problem {
-        guard let record = try JournalReader(path: journalPath).message(correlationID: id) else { return .unknownMessage(id) }
+    static func notChanged(_ id: String, journal: any Journal, action: String) throws -> Problem {
+        guard let record = try journal.reader().message(correlationID: id) else { return .unknownMessage(id) }
         return Problem(
             status: 409, slug: "wrong-state", title: "Not \(action)",
             detail: "Message \(id) is \(record.state); it cannot be \(action) in that state.")

@@ -9,11 +9,11 @@ public struct AdminContext: Sendable {
     /// The bearer token; nil means no token is set (the listener is then loopback-only and
     /// the protected endpoints are open to local callers).
     public var token: String?
-    public var journalPath: String
+    public var journal: any Journal
     public var routeNames: [String]
     /// Each route's destinations, by route name (SPEC §11).
     public var destinationNames: [String: [String]]
-    public var writer: JournalWriter
+    public var writer: any JournalWriting
     /// Whether the forwarder's delivery thread runs (for `/readyz`).
     public var forwarderRunning: @Sendable () -> Bool
     /// Tells the forwarder that an operator changed the journal (replay, skip, pause, resume).
@@ -28,7 +28,8 @@ public struct AdminContext: Sendable {
     public var blocking: Set<String> = []
 
     public init(
-        token: String?, journalPath: String, routeNames: [String], writer: JournalWriter, forwarderRunning: @escaping @Sendable () -> Bool,
+        token: String?, journal: any Journal, routeNames: [String], writer: any JournalWriting,
+        forwarderRunning: @escaping @Sendable () -> Bool,
         journalChanged: @escaping @Sendable () -> Void, metrics: @escaping @Sendable () -> [UInt8], logger: Logger,
         destinationNames: [String: [String]] = [:], throughput: Throughput? = nil
     ) {
@@ -36,7 +37,7 @@ public struct AdminContext: Sendable {
         self.destinationNames = destinationNames
         self.journalChanged = journalChanged
         self.token = token
-        self.journalPath = journalPath
+        self.journal = journal
         self.routeNames = routeNames
         self.writer = writer
         self.forwarderRunning = forwarderRunning
@@ -75,7 +76,7 @@ public final class AdminServer: Service, Sendable {
         self.listener = HTTPListener(
             name: "admin", address: listen, group: group, maxHeaderBytes: 16 * 1024, limits: ConnectionLimits(), logger: context.logger)
         self.context = context
-        self.readers = JournalReaders(path: context.journalPath, threads: 1)
+        self.readers = JournalReaders(journal: context.journal, threads: 1)
         self.console = Console(context: context, readers: readers)
     }
 

@@ -12,7 +12,7 @@ import WaypostTransform
 /// readers, the outcome board, the clock.
 struct IntakeContext: Sendable {
     let routes: RouteTable
-    let writer: JournalWriter
+    let writer: any JournalWriting
     let readers: JournalReaders
     let board: OutcomeBoard
     let logger: Logger
@@ -36,7 +36,7 @@ struct IntakeContext: Sendable {
     /// outcome of it that was published is also recorded: a status answer never shows an
     /// older state than a waiting source was told.
     func readMessage<T: Sendable>(
-        _ correlationID: String, on eventLoop: any EventLoop, _ body: @escaping @Sendable (JournalReader) throws -> T
+        _ correlationID: String, on eventLoop: any EventLoop, _ body: @escaping @Sendable (any JournalReading) throws -> T
     ) -> EventLoopFuture<T> {
         let promise = eventLoop.makePromise(of: T.self)
         board.afterRecorded(correlationID) { [readers] in readers.read(on: eventLoop, body).cascade(to: promise) }

@@ -22,13 +22,14 @@ public final class IntakeServer: Service, Sendable {
     /// - Parameter secrets: the inbound signature checks of the routes with `verify` (their
     ///   secrets were loaded at start-up).
     public init(
-        configuration: WaypostConfig, writer: JournalWriter, board: OutcomeBoard, secrets: RouteSecrets = RouteSecrets(),
+        configuration: WaypostConfig, journal: any Journal, writer: any JournalWriting, board: OutcomeBoard,
+        secrets: RouteSecrets = RouteSecrets(),
         transforms: TransformPool? = nil, programs: ProgramTable? = nil, tls: IntakeTLS? = nil, tracer: (any Tracer)? = nil,
         throughput: Throughput? = nil, group: any EventLoopGroup, logger: Logger
     ) {
         self.shared = IntakeContext(
             routes: RouteTable(routes: configuration.routes), writer: writer,
-            readers: JournalReaders(path: configuration.journal.path), board: board, logger: logger,
+            readers: JournalReaders(journal: journal), board: board, logger: logger,
             now: { Int64(Date().timeIntervalSince1970 * 1000) },
             accepted: Dictionary(
                 uniqueKeysWithValues: configuration.routes.map {

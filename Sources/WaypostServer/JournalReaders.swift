@@ -3,30 +3,31 @@ import NIOPosix
 import Synchronization
 import WaypostJournal
 
-/// Journal reads for the status API, off the event loops: SQLite blocks, so reads run on a
-/// small thread pool, each on a reading connection taken from a free list (connections are
-/// reused; each is used by one thread at a time).
+/// Journal reads for the status API, off the event loops: the journal's readers block, so reads
+/// run on a small thread pool, each on a reading connection taken from a free list (connections
+/// are reused; each is used by one thread at a time).
 final class JournalReaders: Sendable {
     /// A reader moved between threads; the free list's lock hands it to one thread at a time.
     private final class Box: @unchecked Sendable {
-        let reader: JournalReader
-        init(_ reader: JournalReader) { self.reader = reader }
+        let reader: any JournalReading
+        init(_ reader: any JournalReading) { self.reader = reader }
     }
 
-    private let path: String
+    private let journal: any Journal
     private let pool: NIOThreadPool
     private let free = Mutex<[Box]>([])
 
-    init(path: String, threads: Int = 2) {
-        self.path = path
+    init(journal: any Journal, threads: Int = 2) {
+        self.journal = journal
         self.pool = NIOThreadPool(numberOfThreads: threads)
         pool.start()
     }
 
     /// Runs `body` with a reader on the pool and completes on `eventLoop`.
-    func read<T: Sendable>(on eventLoop: any EventLoop, _ body: @escaping @Sendable (JournalReader) throws -> T) -> EventLoopFuture<T> {
+    func read<T: Sendable>(on eventLoop: any EventLoop, _ body: @escaping @Sendable (any JournalReading) throws -> T) -> EventLoopFuture<T>
+    {
         perform(on: eventLoop) { [self] in
-            let box = try free.withLock { $0.popLast() } ?? Box(JournalReader(path: path))
+            let box = try free.withLock { $0.popLast() } ?? Box(journal.reader())
             defer { free.withLock { $0.append(box) } }
             return try body(box.reader)
         }

@@ -30,7 +30,7 @@ public final class PipelineFuzzer: Sendable {
         let path = directory + "/fuzz-journal.db"
         let writer = try JournalWriter(path: path, durability: .relaxed, maxBacklog: 1000, logger: logger)
         await writer.shutdown()
-        let readers = JournalReaders(path: path, threads: 1)
+        let readers = JournalReaders(journal: SQLiteJournal(path: path), threads: 1)
         await readers.shutdown()
         let secret = SecretSource(.env("FUZZ_SECRET"))
         let routes = [
@@ -64,7 +64,8 @@ public final class PipelineFuzzer: Sendable {
             routes: RouteTable(routes: routes), writer: writer, readers: readers, board: OutcomeBoard(), logger: logger,
             now: { 1_764_000_000_000 }, accepted: [:], secrets: RouteSecrets(RouteSecrets.Keys(verifiers: ["signed": verifier])))
         let admin = AdminContext(
-            token: "fuzz-token", journalPath: path, routeNames: ["hooks", "signed", "shop"], writer: writer, forwarderRunning: { true },
+            token: "fuzz-token", journal: SQLiteJournal(path: path), routeNames: ["hooks", "signed", "shop"], writer: writer,
+            forwarderRunning: { true },
             journalChanged: {}, metrics: { [] }, logger: logger,
             destinationNames: ["hooks": ["hooks"], "signed": ["signed"], "shop": ["erp", "audit"]])
         return PipelineFuzzer(intake: intake, admin: admin, readers: readers)

@@ -1,16 +1,18 @@
 import ArgumentParser
 import Foundation
+import Logging
 import WaypostCore
 import WaypostJournal
+import WaypostPostgres
 
-/// `--journal PATH` / `--config FILE`, shared by every command that touches the journal
-/// (SPEC §6): the journal is `--journal`, else the config's `journal.path`, else
-/// `$WAYPOST_JOURNAL`, else `./waypost.db`.
+/// `--journal PATH|URL` / `--config FILE`, shared by every command that touches the journal
+/// (SPEC §6, §12): the journal is `--journal` (a SQLite file, or a `postgres://` URL), else the
+/// config's `journal.path` or `journal.url`, else `$WAYPOST_JOURNAL`, else `./waypost.db`.
 struct JournalOptions: ParsableArguments {
-    @Option(name: .long, help: "The journal file.")
+    @Option(name: .long, help: "The journal: a SQLite file, or a PostgreSQL URL postgres://USER@HOST:PORT/DATABASE.")
     var journal: String?
 
-    @Option(name: .long, help: "A configuration file whose journal.path to use.")
+    @Option(name: .long, help: "A configuration file whose journal.path or journal.url to use.")
     var config: String?
 
     func validate() throws {
@@ -22,19 +24,53 @@ struct JournalOptions: ParsableArguments {
         }
     }
 
-    func resolvedPath() throws -> String {
-        if let journal { return journal }
-        if let config { return try loadConfig(config).journal.path }
-        return ProcessInfo.processInfo.environment["WAYPOST_JOURNAL"] ?? "./waypost.db"
+    /// The journal these options name.
+    func open() throws -> any Journal {
+        var settings = JournalConfig()
+        if let journal {
+            settings.take(journal)
+        } else if let config {
+            settings = try loadConfig(config).journal
+        } else {
+            settings.take(ProcessInfo.processInfo.environment["WAYPOST_JOURNAL"] ?? "./waypost.db")
+        }
+        let location = try postgresLocation(settings, environment: ProcessInfo.processInfo.environment)
+        return location.map { PostgresJournal(location: $0, logger: Logger(label: "waypost")) } ?? SQLiteJournal(path: settings.path)
     }
 
-    func openReader() throws -> JournalReader {
-        let path = try resolvedPath()
+    func openReader() throws -> any JournalReading {
+        let journal = try open()
         do {
-            return try JournalReader(path: path)
+            return try journal.reader()
         } catch {
             throw Failure("cannot read the journal: \(error.message)")
         }
+    }
+}
+
+extension JournalConfig {
+    /// The journal `--journal` or `$WAYPOST_JOURNAL` names: a `postgres://` URL, else a SQLite file.
+    mutating func take(_ location: String) {
+        if PostgresLocation.isURL(location) {
+            url = location
+        } else {
+            path = location
+            url = nil
+        }
+    }
+}
+
+/// Where the PostgreSQL journal of `settings` is, with its password; nil for a SQLite journal.
+///
+/// - Throws: `ExitCode.invalidConfiguration` (78) after printing what is wrong with the URL,
+///   or that its `password_env` variable is not set.
+func postgresLocation(_ settings: JournalConfig, environment: [String: String]) throws -> PostgresLocation? {
+    guard let url = settings.url else { return nil }
+    do {
+        return try PostgresLocation(url: url, passwordEnv: settings.passwordEnv, environment: environment)
+    } catch {
+        printError("waypost: invalid configuration: journal.\(error.isMissingSecret ? "password_env" : "url"): \(error)")
+        throw ExitCode.invalidConfiguration
     }
 }
 

@@ -54,7 +54,7 @@ struct Replay: ParsableCommand {
     func run() throws {
         let filter = try filter()
         try reportingFailure {
-            let operations = try JournalOperations(path: try journal.resolvedPath())
+            let operations = try journal.open().operations()
             if ids.isEmpty {
                 let replayed = try operations.replay(filter, dryRun: dryRun)
                 for id in replayed where dryRun { print(id) }
@@ -90,7 +90,7 @@ struct Purge: ParsableCommand {
 
     func run() throws {
         try reportingFailure {
-            let operations = try JournalOperations(path: try journal.resolvedPath())
+            let operations = try journal.open().operations()
             let purged = try operations.purgeDelivered(before: Timestamp.filterBound(deliveredOlderThan)!)
             print("purged \(purged) delivered message(s)")
         }

@@ -12,6 +12,7 @@ import UnixSignals
 import WaypostCore
 import WaypostForwarder
 import WaypostJournal
+import WaypostPostgres
 import WaypostServer
 import WaypostTransform
 
@@ -59,7 +60,7 @@ struct Serve: AsyncParsableCommand {
             } catch {
                 throw ValidationError("--upstream: \(error.message)")
             }
-            settings.journal.path = environment["WAYPOST_JOURNAL"] ?? settings.journal.path
+            if let journal = environment["WAYPOST_JOURNAL"] { settings.journal.take(journal) }
         }
         do {
             if let listen { settings.listen = try HostPort(parsing: listen) }
@@ -67,7 +68,7 @@ struct Serve: AsyncParsableCommand {
         } catch {
             throw ValidationError("--listen/--admin-listen: \(error.message)")
         }
-        if let journal { settings.journal.path = journal }
+        if let journal { settings.journal.take(journal) }
 
         // Secrets and `add_headers` variables are read once, now, before anything is opened; a
         // missing one stops start-up, naming where it was looked for.
@@ -87,31 +88,28 @@ struct Serve: AsyncParsableCommand {
         MetricsSystem.bootstrap(factory)
         let tracing = try settings.tracing.map { try Self.tracingBackend($0, logger: logger) }
 
-        let writer: JournalWriter
-        do {
-            writer = try JournalWriter(
-                path: settings.journal.path, durability: settings.journal.durability,
-                maxBacklog: settings.journal.maxBacklog, retainDelivered: settings.journal.retainDelivered, logger: logger)
-        } catch {
-            printError("waypost: cannot open the journal \(settings.journal.path): \(error.message)")
-            throw ExitCode.failure
-        }
+        let (journal, writer) = try await Self.openJournal(settings.journal, postgres: startup.postgres, logger: logger)
         let board = OutcomeBoard()
         let throughput = Throughput()
         let forwarder: Forwarder
         do {
-            forwarder = try Forwarder(
-                configuration: settings, writer: writer, board: board, addHeaders: startup.addHeaders, secrets: secrets,
-                transforms: startup.transforms, programs: startup.programs, tracer: tracing?.tracer, throughput: throughput, logger: logger)
+            // Off Swift's concurrency pool: the forwarder reads the journal as it starts, and a
+            // PostgreSQL journal's reads wait for tasks of that pool.
+            forwarder = try await Self.onThread { [settings] in
+                try Forwarder(
+                    configuration: settings, journal: journal, writer: writer, board: board, addHeaders: startup.addHeaders,
+                    secrets: secrets, transforms: startup.transforms, programs: startup.programs, tracer: tracing?.tracer,
+                    throughput: throughput, logger: logger)
+            }
         } catch {
-            // Nothing has started yet: the writer's thread starts in run(), the lock goes with the process.
+            // Nothing has started yet: the writer runs with the service group, the lock goes with the process.
             printError("waypost: \(error)")
             throw ExitCode.failure
         }
         let group = MultiThreadedEventLoopGroup(numberOfThreads: System.coreCount)
         do {
             var admin = AdminContext(
-                token: startup.adminToken, journalPath: settings.journal.path, routeNames: settings.routes.map(\.name), writer: writer,
+                token: startup.adminToken, journal: journal, routeNames: settings.routes.map(\.name), writer: writer,
                 forwarderRunning: { forwarder.isRunning }, journalChanged: { forwarder.reloadNow() }, metrics: { registry.emitToBuffer() },
                 logger: logger,
                 destinationNames: Dictionary(uniqueKeysWithValues: settings.routes.map { ($0.name, $0.destinations.map(\.name)) }),
@@ -119,7 +117,8 @@ struct Serve: AsyncParsableCommand {
             admin.blocking = Set(
                 settings.routes.flatMap { route in route.destinations.filter { $0.onExhausted == .block }.map { route.key(of: $0) } })
             try await Self.serve(
-                settings, writer: writer, forwarder: forwarder, board: board, secrets: secrets, startup: startup, admin: admin,
+                settings, journal: journal, writer: writer, forwarder: forwarder, board: board, secrets: secrets, startup: startup,
+                admin: admin,
                 tracing: tracing, group: group, logger: logger)
         } catch {
             try? await group.shutdownGracefully()
@@ -131,7 +130,7 @@ struct Serve: AsyncParsableCommand {
     /// Binds the listeners and runs the services until a signal stops them. Everything that
     /// holds the event loop group is released on return, before the group shuts down.
     private static func serve(
-        _ settings: WaypostConfig, writer: JournalWriter, forwarder: Forwarder, board: OutcomeBoard,
+        _ settings: WaypostConfig, journal: any Journal, writer: any JournalWriting, forwarder: Forwarder, board: OutcomeBoard,
         secrets: RouteSecrets, startup: Startup, admin: AdminContext, tracing: (tracer: any Tracer, service: any Service)?,
         group: any EventLoopGroup, logger: Logger
     ) async throws {
@@ -147,7 +146,8 @@ struct Serve: AsyncParsableCommand {
         }
         defer { replies?.shutdown() }
         let server = IntakeServer(
-            configuration: settings, writer: writer, board: board, secrets: secrets, transforms: replies, programs: startup.programs,
+            configuration: settings, journal: journal, writer: writer, board: board, secrets: secrets, transforms: replies,
+            programs: startup.programs,
             tls: startup.tls, tracer: tracing?.tracer, throughput: admin.throughput, group: group, logger: logger)
         let adminServer = AdminServer(listen: settings.admin.listen, context: admin, group: group)
         var bound: [String] = []
@@ -190,6 +190,38 @@ struct Serve: AsyncParsableCommand {
 }
 
 extension Serve {
+    /// The journal and its writer: a SQLite file (locked for this process), or a PostgreSQL
+    /// database, migrated first. One that cannot be opened stops start-up with exit 1.
+    static func openJournal(
+        _ settings: JournalConfig, postgres: PostgresLocation?, logger: Logger
+    ) async throws -> (any Journal, any JournalWriting) {
+        do {
+            if let postgres {
+                let journal = PostgresJournal(location: postgres, logger: logger)
+                try await journal.migrate()
+                return (journal, journal.writer(maxBacklog: settings.maxBacklog, retainDelivered: settings.retainDelivered))
+            }
+            let writer = try JournalWriter(
+                path: settings.path, durability: settings.durability, maxBacklog: settings.maxBacklog,
+                retainDelivered: settings.retainDelivered, logger: logger)
+            return (SQLiteJournal(path: settings.path), writer)
+        } catch let error as JournalError {
+            printError("waypost: cannot open the journal \(settings.path): \(error.message)")
+            throw ExitCode.failure
+        } catch {
+            printError("waypost: cannot open the journal \(postgres?.description ?? settings.path): \(error)")
+            throw ExitCode.failure
+        }
+    }
+
+    /// `body`'s result, computed on a thread of its own (not one of Swift's concurrency pool,
+    /// which `body` may wait for).
+    static func onThread<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+        try await withCheckedThrowingContinuation { continuation in
+            Thread { continuation.resume(with: Result { try body() }) }.start()
+        }
+    }
+
     /// swift-otel's tracer and the service that exports its spans with OTLP/HTTP (SPEC §14).
     /// Only tracing: logs and metrics have their own systems. `OTEL_*` variables override
     /// these settings, as in every OpenTelemetry SDK.

@@ -4,6 +4,7 @@ import Logging
 import ServiceLifecycle
 import WaypostCore
 import WaypostForwarder
+import WaypostPostgres
 import WaypostServer
 import WaypostTransform
 
@@ -20,6 +21,8 @@ struct Startup {
     var transforms: TransformSetup?
     /// The intake's certificate and key, read; nil without `tls`.
     var tls: IntakeTLS?
+    /// The PostgreSQL journal, with its password; nil for a SQLite journal.
+    var postgres: PostgresLocation?
 
     /// - Throws: `ExitCode.invalidConfiguration` (78) after printing what is wrong, naming the
     ///   key, the variable or the file.
@@ -54,6 +57,7 @@ struct Startup {
             }
         }
         var loaded = try startup.compilingPrograms(settings)
+        loaded.postgres = try postgresLocation(settings.journal, environment: environment)
         if let files = settings.tls {
             do {
                 loaded.tls = try IntakeTLS(files: files)

@@ -31,7 +31,7 @@ final class DeliveryHarness: Sendable {
         self.configuration = configuration
         writer = try JournalWriter(path: journalPath, durability: .relaxed, maxBacklog: 1_000_000, logger: Self.quiet)
         forwarder = try Forwarder(
-            configuration: configuration, writer: writer, board: board,
+            configuration: configuration, journal: SQLiteJournal(path: journalPath), writer: writer, board: board,
             addHeaders: try Forwarder.addHeaders(of: configuration, environment: environment),
             secrets: RouteSecrets(RouteSecrets.Keys(signers: signers)), logger: Self.quiet)
         writer.start()

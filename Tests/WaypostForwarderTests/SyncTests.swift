@@ -23,7 +23,8 @@ final class Gateway: Sendable {
         var configuration = delivery.configuration
         configuration.listen = HostPort(host: "127.0.0.1", port: 0)
         server = IntakeServer(
-            configuration: configuration, writer: delivery.writer, board: delivery.board,
+            configuration: configuration, journal: SQLiteJournal(path: configuration.journal.path), writer: delivery.writer,
+            board: delivery.board,
             secrets: RouteSecrets(RouteSecrets.Keys(verifiers: verifiers)), group: group,
             logger: DeliveryHarness.quiet)
         port = try await server.start().port!

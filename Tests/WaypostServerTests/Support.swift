@@ -43,7 +43,9 @@ final class TestIntake: Sendable {
         writer = try JournalWriter(path: journalPath, durability: .full, maxBacklog: maxBacklog, logger: Self.quiet)
         writer.start()
         group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
-        server = IntakeServer(configuration: configuration, writer: writer, board: OutcomeBoard(), group: group, logger: Self.quiet)
+        server = IntakeServer(
+            configuration: configuration, journal: SQLiteJournal(path: journalPath), writer: writer, board: OutcomeBoard(), group: group,
+            logger: Self.quiet)
         port = try await server.start().port!
     }
 

@@ -138,7 +138,7 @@ final class Console: Sendable {
     private func route(_ request: Request, now: Int64, eventLoop: any EventLoop) -> EventLoopFuture<Answer> {
         let parts = request.path.split(separator: "/", omittingEmptySubsequences: false).dropFirst().map(String.init)
         let page = ConsolePages(csrf: request.csrf, signOut: context.token != nil, now: now)
-        let journalPath = context.journalPath
+        let journal = context.journal
         let changed = context.journalChanged
         switch (request.method, parts.count) {
         case (.GET, 1) where request.path == "/":
@@ -181,12 +181,12 @@ final class Console: Sendable {
             let destination = request.form["destination"].flatMap { $0.isEmpty ? nil : $0 }
             let replay = parts[3] == "replay"
             return readers.perform(on: eventLoop) {
-                let operations = try JournalOperations(path: journalPath)
+                let operations = try journal.operations()
                 let done =
                     replay
                     ? !(try operations.replay(ids: [id], destination: destination)).isEmpty
                     : try operations.skip(id: id, destination: destination)
-                guard done else { throw try AdminHandler.notChanged(id, journalPath: journalPath, action: replay ? "replayed" : "skipped") }
+                guard done else { throw try AdminHandler.notChanged(id, journal: journal, action: replay ? "replayed" : "skipped") }
                 changed()
                 if replay { Counter(label: "waypost_replayed_total").increment() }
                 return .redirect("/console/messages/\(HTML.urlEncode(id))?done=\(replay ? "replayed" : "skipped")")
@@ -199,7 +199,7 @@ final class Console: Sendable {
             let destination = request.form["destination"].flatMap { $0.isEmpty ? nil : $0 }
             do { try context.check(route: route, destination: destination) } catch { return eventLoop.makeFailedFuture(error) }
             return readers.perform(on: eventLoop) {
-                try JournalOperations(path: journalPath).setPaused(route: route, destination: destination, pause)
+                try journal.operations().setPaused(route: route, destination: destination, pause)
                 changed()
                 return .redirect("/?done=\(pause ? "paused" : "resumed")")
             }
@@ -213,7 +213,7 @@ final class Console: Sendable {
 
     /// `GET /console/replay`: the filter, and how many messages it would replay; `POST`: replays them.
     private func bulkReplay(_ request: Request, page: ConsolePages, eventLoop: any EventLoop) -> EventLoopFuture<Answer> {
-        let journalPath = context.journalPath
+        let journal = context.journal
         let changed = context.journalChanged
         let fields: [String: String]
         if request.method == .POST {
@@ -241,7 +241,7 @@ final class Console: Sendable {
             }
         }
         return readers.perform(on: eventLoop) {
-            let replayed = try JournalOperations(path: journalPath).replay(filter)
+            let replayed = try journal.operations().replay(filter)
             changed()
             Counter(label: "waypost_replayed_total").increment(by: replayed.count)
             return .redirect("/console/messages?state=queued&done=replayed-\(replayed.count)")

@@ -1,0 +1,133 @@
+import ServiceLifecycle
+import WaypostCore
+
+/// A journal (SPEC §7, §12): what the server, the forwarder and the CLI open on it. SQLite's
+/// (``SQLiteJournal``, the default) and PostgreSQL's implement it; each part they open
+/// behaves the same on both, and is confined to the thread that uses it, which it may block.
+public protocol Journal: Sendable, CustomStringConvertible {
+    /// A reading connection for the status API, the admin API, the console and the CLI.
+    func reader() throws(JournalError) -> any JournalReading
+    /// A connection for operator actions (replay, skip, pause, purge), migrating an older journal.
+    func operations() throws(JournalError) -> any JournalOperating
+    /// The forwarder's reading connection.
+    func deliveryReader() throws(JournalError) -> any DeliveryReading
+}
+
+/// The journal's writer (SPEC §2): intake requests committed in groups, the forwarder's state
+/// changes batched with them. A `Service`: it runs until graceful shutdown, then stores what was
+/// already submitted.
+public protocol JournalWriting: Service, AnyObject {
+    /// Hands `message` to the writer. `completion` runs once the commit holding the message
+    /// has happened (or failed); it must not block.
+    func submit(_ message: IncomingMessage, completion: @escaping @Sendable (Result<IntakeResult, JournalUnavailable>) -> Void)
+    /// Records delivery state changes in the next commit; each completion, if given, runs
+    /// after it (or its failure).
+    func record(_ updates: [(DeliveryUpdate, (@Sendable (Result<Void, JournalError>) -> Void)?)])
+    /// `observer` runs after every commit that stored new messages, with those messages in
+    /// order: the forwarder takes them from memory. It must not block.
+    func onStored(_ observer: @escaping @Sendable ([StoredMessage]) -> Void)
+    /// Why the journal cannot take messages right now (`/readyz`), or nil.
+    var trouble: String? { get }
+}
+
+extension JournalWriting {
+    /// Records one delivery state change in the next commit.
+    public func record(_ update: DeliveryUpdate, completion: (@Sendable (Result<Void, JournalError>) -> Void)? = nil) {
+        record([(update, completion)])
+    }
+}
+
+/// The reads of the status API, the admin API, the console and the CLI (``JournalReader``).
+public protocol JournalReading: AnyObject {
+    /// Message counts per route and state.
+    func counts() throws(JournalError) -> [StateCount]
+    /// Delivery counts per route, destination and state.
+    func deliveryCounts() throws(JournalError) -> [DeliveryCount]
+    /// Every destination in `names` and every other one with deliveries waiting: counts,
+    /// oldest waiting message, paused, tripped.
+    func destinationStates(_ names: [(route: String, destination: String)]) throws(JournalError) -> [DestinationState]
+    /// The `received_at` of the oldest message waiting for delivery, per route.
+    func oldestQueued() throws(JournalError) -> [String: String]
+    /// Messages matching `filter`, oldest first (newest first with `newestFirst`), at most `filter.limit`.
+    func list(_ filter: MessageFilter) throws(JournalError) -> [MessageRecord]
+    /// How many messages a replay by `filter` would send again.
+    func replayCount(_ filter: MessageFilter) throws(JournalError) -> Int
+    /// The message with `correlationID`, with its deliveries, or nil.
+    func message(correlationID: String) throws(JournalError) -> MessageRecord?
+    /// The deliveries of the message with row id `messageID`, the `reply_from` destination's first.
+    func deliveries(messageID: Int64) throws(JournalError) -> [DeliveryRecord]
+    /// The attempts of the delivery with row id `deliveryID`, in order.
+    func attempts(deliveryID: Int64) throws(JournalError) -> [AttemptRecord]
+}
+
+/// Operator actions (SPEC §5, §6), safe while servers run on the journal (``JournalOperations``).
+public protocol JournalOperating: AnyObject {
+    /// Replays the messages with these correlation ids (with `destination`, that delivery);
+    /// returns those replayed (or that would be, with `dryRun`).
+    func replay(ids: [String], destination: String?, dryRun: Bool) throws(JournalError) -> [String]
+    /// Replays every message matching `filter` (in `filter.state`, `failed` unless given).
+    func replay(_ filter: MessageFilter, dryRun: Bool) throws(JournalError) -> [String]
+    /// Skips the waiting or failed deliveries of message `id` (with `destination`, that one);
+    /// whether one was skipped.
+    func skip(id: String, destination: String?) throws(JournalError) -> Bool
+    /// Pauses or resumes delivery on `route` (with `destination`, to that destination only).
+    func setPaused(route: String, destination: String?, _ paused: Bool) throws(JournalError)
+    /// Deletes messages whose every delivery ended `delivered` or `filtered` before `before`
+    /// (RFC 3339); how many.
+    func purgeDelivered(before: String) throws(JournalError) -> Int
+}
+
+extension JournalOperating {
+    public func replay(ids: [String], destination: String? = nil) throws(JournalError) -> [String] {
+        try replay(ids: ids, destination: destination, dryRun: false)
+    }
+
+    public func replay(_ filter: MessageFilter) throws(JournalError) -> [String] {
+        try replay(filter, dryRun: false)
+    }
+
+    public func skip(id: String) throws(JournalError) -> Bool {
+        try skip(id: id, destination: nil)
+    }
+}
+
+/// The forwarder's reads (``DeliveryReader``).
+public protocol DeliveryReading: AnyObject {
+    /// Up to `limit` deliveries to `destination` of `route` after row `afterID`, in order:
+    /// those `queued`, and with `includeFailed` those `failed`, which then block their queue.
+    /// `complete` is false when more may follow.
+    func waiting(
+        route: String, destination: String, afterID: Int64, limit: Int, includeFailed: Bool
+    ) throws(JournalError) -> (messages: [QueuedMessage], complete: Bool)
+    /// The content of delivery `id` if it still waits; nil when it was skipped or purged since.
+    func message(id: Int64) throws(JournalError) -> MessageForDelivery?
+    /// The final outcome of message `correlationID`; nil while it is on its way, or unknown.
+    func finalOutcome(correlationID: String) throws(JournalError) -> FinalOutcome?
+    /// The route and destination names with deliveries waiting or blocking, in name order.
+    func waitingDestinations() throws(JournalError) -> [(route: String, destination: String)]
+    /// How many attempts to `destination` of `route` started at or after `since` (RFC 3339).
+    func attempts(route: String, destination: String, since: String) throws(JournalError) -> Int
+    /// What an operator paused: route names and `route/destination` names.
+    func pausedRoutes() throws(JournalError) -> Set<String>
+    /// The counter that replays, skips, pauses and resumes bump so that servers reload their queues.
+    func replayGeneration() throws(JournalError) -> Int64
+}
+
+/// The SQLite journal in the file at `path` (SPEC §7): the default.
+public struct SQLiteJournal: Journal {
+    public var path: String
+
+    public init(path: String) {
+        self.path = path
+    }
+
+    public var description: String { path }
+
+    public func reader() throws(JournalError) -> any JournalReading { try JournalReader(path: path) }
+    public func operations() throws(JournalError) -> any JournalOperating { try JournalOperations(path: path) }
+    public func deliveryReader() throws(JournalError) -> any DeliveryReading { try DeliveryReader(path: path) }
+}
+
+extension JournalReader: JournalReading {}
+extension JournalOperations: JournalOperating {}
+extension DeliveryReader: DeliveryReading {}
