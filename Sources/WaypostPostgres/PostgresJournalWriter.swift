@@ -198,6 +198,13 @@ public final class PostgresJournalWriter: JournalWriting, Sendable {
             }
         }
         try? await connection?.close()
+        let statistics = statistics
+        logger.notice(
+            "journal writer stopped",
+            metadata: [
+                "commits": "\(statistics.commits)", "messages": "\(statistics.messages)",
+                "failed_commits": "\(statistics.failedCommits)",
+            ])
     }
 
     /// A new connection with `synchronous_commit = on` (whatever the database's default), and

@@ -83,9 +83,9 @@ private func attemptStatuses(_ attempts: [[String: Any]]) -> [Int?] {
 struct AdminAPITests {
     // MARK: Probes and metrics
 
-    @Test("/healthz, /readyz and /metrics answer without a token")
-    func openEndpoints() async throws {
-        try await withAdminServer { server, _ in
+    @Test("/healthz, /readyz and /metrics answer without a token", arguments: JournalBackend.allCases)
+    func openEndpoints(backend: JournalBackend) async throws {
+        try await withAdminServer(backend) { server, _ in
             for token in [nil, "wrong-token"] as [String?] {
                 let who = token == nil ? "without a token" : "with a wrong token"
                 let health = try await server.admin("GET", "/healthz", token: token)
@@ -123,9 +123,9 @@ struct AdminAPITests {
 
     // MARK: The token
 
-    @Test("every protected endpoint answers 401 Bearer without the right token, and does nothing")
-    func tokenRequired() async throws {
-        try await withAdminServer { server, upstream in
+    @Test("every protected endpoint answers 401 Bearer without the right token, and does nothing", arguments: JournalBackend.allCases)
+    func tokenRequired(backend: JournalBackend) async throws {
+        try await withAdminServer(backend) { server, upstream in
             let failed = try await server.accept("/hooks/fail/1")
             try await server.waitForStates("the message failed") { $0[failed] == "failed" }
 
@@ -188,9 +188,9 @@ struct AdminAPITests {
 
     // MARK: Metrics after known traffic
 
-    @Test("/metrics counts the known traffic exactly")
-    func metricsAfterKnownTraffic() async throws {
-        try await withAdminServer { server, upstream in
+    @Test("/metrics counts the known traffic exactly", arguments: JournalBackend.allCases)
+    func metricsAfterKnownTraffic(backend: JournalBackend) async throws {
+        try await withAdminServer(backend) { server, upstream in
             _ = try await sendKnownTraffic(server)
             #expect(upstream.requests.count == 6, "3 + 1 + 2 requests: \(upstream.requests)")
             let metrics = try await server.metrics()
@@ -278,9 +278,9 @@ struct AdminAPITests {
 
     // MARK: Listing and showing messages
 
-    @Test("GET /messages lists in order, filters, pages with next_cursor; GET /messages/{id} shows the attempts")
-    func listAndShow() async throws {
-        try await withAdminServer { server, _ in
+    @Test("GET /messages lists in order, filters, pages with next_cursor; GET /messages/{id} shows the attempts", arguments: JournalBackend.allCases)
+    func listAndShow(backend: JournalBackend) async throws {
+        try await withAdminServer(backend) { server, _ in
             let traffic = try await sendKnownTraffic(server)
 
             let all = try await listPage(server, "")
@@ -350,9 +350,9 @@ struct AdminAPITests {
 
     // MARK: Replay and skip one message
 
-    @Test("replay and skip one message: 200 from a final state, 409 from queued, in flight or delivered, 404 unknown")
-    func replayAndSkipOne() async throws {
-        try await withAdminServer { server, upstream in
+    @Test("replay and skip one message: 200 from a final state, 409 from queued, in flight or delivered, 404 unknown", arguments: JournalBackend.allCases)
+    func replayAndSkipOne(backend: JournalBackend) async throws {
+        try await withAdminServer(backend) { server, upstream in
             let first = try await server.accept("/hooks/fail/1")
             let second = try await server.accept("/hooks/fail/2")
             try await server.waitForStates("both failed") { $0[first] == "failed" && $0[second] == "failed" }
@@ -411,9 +411,9 @@ struct AdminAPITests {
     // the skipped message in its queue, sends it when the message ahead ends, and records the
     // outcome over `skipped` (the skip answered 200, yet the upstream gets it and it ends `delivered`).
     @Test(
-        "a queued message skipped just before its predecessor ends is not sent")
-    func skipRacesDispatch() async throws {
-        try await withAdminServer { server, upstream in
+        "a queued message skipped just before its predecessor ends is not sent", arguments: JournalBackend.allCases)
+    func skipRacesDispatch(backend: JournalBackend) async throws {
+        try await withAdminServer(backend) { server, upstream in
             var skipped: [String] = []
             for round in 1...3 {
                 let held = try await server.accept("/hooks/hold/\(round)")
@@ -437,9 +437,9 @@ struct AdminAPITests {
 
     // MARK: Bulk replay
 
-    @Test("POST /replay replays the failed messages and refuses bad filters")
-    func bulkReplay() async throws {
-        try await withAdminServer { server, upstream in
+    @Test("POST /replay replays the failed messages and refuses bad filters", arguments: JournalBackend.allCases)
+    func bulkReplay(backend: JournalBackend) async throws {
+        try await withAdminServer(backend) { server, upstream in
             var failed: [String] = []
             for n in 1...3 { failed.append(try await server.accept("/hooks/fail/\(n)")) }
             let delivered = try await server.accept("/hooks/ok/1")
@@ -488,9 +488,9 @@ struct AdminAPITests {
 
     // MARK: Pause and resume
 
-    @Test("a paused route accepts and journals but delivers nothing until resumed")
-    func pauseAndResume() async throws {
-        try await withAdminServer { server, upstream in
+    @Test("a paused route accepts and journals but delivers nothing until resumed", arguments: JournalBackend.allCases)
+    func pauseAndResume(backend: JournalBackend) async throws {
+        try await withAdminServer(backend) { server, upstream in
             for action in ["pause", "resume"] {
                 let unknown = try await server.admin("POST", "/routes/elsewhere/\(action)")
                 expectProblem(unknown, 404, "\(action) of an unknown route")
@@ -526,9 +526,9 @@ struct AdminAPITests {
     // POST /routes/NAME/pause answers 200 at once, but the forwarder reads the pause only at its
     // next half-second check of the journal, and a message accepted in between is delivered at once.
     @Test(
-        "a message accepted right after a pause answered 200 is not delivered")
-    func pauseTakesEffectAtOnce() async throws {
-        try await withAdminServer { server, upstream in
+        "a message accepted right after a pause answered 200 is not delivered", arguments: JournalBackend.allCases)
+    func pauseTakesEffectAtOnce(backend: JournalBackend) async throws {
+        try await withAdminServer(backend) { server, upstream in
             var ids: [String] = []
             for n in 1...3 {
                 let pause = try await server.admin("POST", "/routes/orders/pause")

@@ -233,18 +233,20 @@ func adminTestConfig(upstream: String, extra: String = "") -> String {
 }
 
 /// Runs `body` with a scratch directory, a ``ScriptedUpstream`` and an ``AdminTestServer`` on the
-/// configuration from ``adminTestConfig(upstream:extra:)``; stops both on every path, and expects
-/// the server to exit 0 on SIGTERM when `body` returned normally.
+/// configuration from ``adminTestConfig(upstream:extra:)`` and a journal of `backend`; stops them
+/// on every path, and expects the server to exit 0 on SIGTERM when `body` returned normally.
 func withAdminServer(
-    _ body: (AdminTestServer, ScriptedUpstream) async throws -> Void
+    _ backend: JournalBackend = .sqlite, _ body: (AdminTestServer, ScriptedUpstream) async throws -> Void
 ) async throws {
     let dir = try ScratchDirectory()
     defer { dir.remove() }
+    let journal = try await TestJournal.make(backend, in: dir)
+    defer { journal.stop() }
     let upstream = try await ScriptedUpstream.start()
     let server: AdminTestServer
     do {
         let config = try dir.write("waypost.yaml", adminTestConfig(upstream: upstream.url))
-        server = try await AdminTestServer.start(config: config, journal: dir.file("j.db"), directory: dir.path)
+        server = try await AdminTestServer.start(config: config, journal: journal.location, directory: dir.path)
     } catch {
         await upstream.stop()
         throw error

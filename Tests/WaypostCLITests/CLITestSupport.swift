@@ -409,3 +409,38 @@ func curlExchange(_ method: String, _ url: String, options: [String]) async thro
     }
     return HTTPAnswer(status: status, headers: headers, body: String(text[split.upperBound...]))
 }
+
+// MARK: - Journal backends
+
+/// The journals the end-to-end tests that do not depend on one run on (SPEC §12): a SQLite
+/// file, and a PostgreSQL database.
+enum JournalBackend: String, CaseIterable, Sendable, CustomTestStringConvertible {
+    case sqlite, postgres
+
+    var testDescription: String { rawValue }
+}
+
+/// A journal for one test: a file in the test's scratch directory, or the database of a
+/// PostgreSQL server of the test's own (``PostgresServer``), which ``stop()`` ends.
+struct TestJournal: Sendable {
+    /// What `--journal` takes: the file's path, or the database's URL with its password.
+    var location: String
+    var server: PostgresServer?
+
+    /// A new journal of `backend`; for PostgreSQL, the test is cancelled (or, with
+    /// `POSTGRES_REQUIRED`, fails) where no server can start.
+    static func make(_ backend: JournalBackend, in directory: ScratchDirectory) async throws -> TestJournal {
+        switch backend {
+        case .sqlite:
+            return TestJournal(location: directory.file("j.db"), server: nil)
+        case .postgres:
+            let server = try await PostgresServer.start()
+            let url = server.url.replacingOccurrences(of: "postgres://waypost@", with: "postgres://waypost:\(PostgresServer.password)@")
+            return TestJournal(location: url, server: server)
+        }
+    }
+
+    func stop() {
+        server?.stop()
+    }
+}

@@ -22,11 +22,13 @@ struct SentMessage {
 /// logs that the journal writer stopped. The child is killed and the directory removed on every
 /// exit path.
 func withServerAndThreeMessages(
-    _ body: (RunningServer, ScratchDirectory, [SentMessage]) async throws -> Void
+    _ backend: JournalBackend = .sqlite, _ body: (RunningServer, ScratchDirectory, [SentMessage]) async throws -> Void
 ) async throws {
     let dir = try ScratchDirectory()
     defer { dir.remove() }
-    let server = try await RunningServer.start(journal: dir.file("j.db"), directory: dir.path)
+    let journal = try await TestJournal.make(backend, in: dir)
+    defer { journal.stop() }
+    let server = try await RunningServer.start(journal: journal.location, directory: dir.path)
     do {
         let requests = [
             ("/hooks/orders", "{\"order\":1}"),
@@ -55,9 +57,9 @@ func withServerAndThreeMessages(
 
 @Suite("waypost status/list/show on a live server's journal", .timeLimit(.minutes(1)))
 struct JournalCommandsCLITests {
-    @Test("status shows the route with 3 messages waiting (queued)")
-    func statusTable() async throws {
-        try await withServerAndThreeMessages { server, dir, _ in
+    @Test("status shows the route with 3 messages waiting (queued)", arguments: JournalBackend.allCases)
+    func statusTable(backend: JournalBackend) async throws {
+        try await withServerAndThreeMessages(backend) { server, dir, _ in
             let result = try await waypost("status", "--journal", server.journal, directory: dir.path)
             #expect(result.status == 0, "\(result)")
             #expect(
@@ -74,9 +76,9 @@ struct JournalCommandsCLITests {
         }
     }
 
-    @Test("status --json parses and counts 3 waiting (queued) messages")
-    func statusJSON() async throws {
-        try await withServerAndThreeMessages { server, dir, _ in
+    @Test("status --json parses and counts 3 waiting (queued) messages", arguments: JournalBackend.allCases)
+    func statusJSON(backend: JournalBackend) async throws {
+        try await withServerAndThreeMessages(backend) { server, dir, _ in
             let result = try await waypost("status", "--journal", server.journal, "--json", directory: dir.path)
             #expect(result.status == 0, "\(result)")
             let routes = try #require(try result.json()["routes"] as? [[String: Any]], "\(result)")
@@ -94,9 +96,9 @@ struct JournalCommandsCLITests {
         }
     }
 
-    @Test("list --json lists the 3 ids in order of acceptance, with method and path")
-    func listJSON() async throws {
-        try await withServerAndThreeMessages { server, dir, sent in
+    @Test("list --json lists the 3 ids in order of acceptance, with method and path", arguments: JournalBackend.allCases)
+    func listJSON(backend: JournalBackend) async throws {
+        try await withServerAndThreeMessages(backend) { server, dir, sent in
             let result = try await waypost("list", "--journal", server.journal, "--json", directory: dir.path)
             #expect(result.status == 0, "\(result)")
             let messages = try #require(try result.json()["messages"] as? [[String: Any]], "\(result)")
@@ -109,9 +111,9 @@ struct JournalCommandsCLITests {
         }
     }
 
-    @Test("list as a table shows the ids in order")
-    func listTable() async throws {
-        try await withServerAndThreeMessages { server, dir, sent in
+    @Test("list as a table shows the ids in order", arguments: JournalBackend.allCases)
+    func listTable(backend: JournalBackend) async throws {
+        try await withServerAndThreeMessages(backend) { server, dir, sent in
             let result = try await waypost("list", "--journal", server.journal, directory: dir.path)
             #expect(result.status == 0, "\(result)")
             #expect(result.lines.first?.hasPrefix("ID ") == true, "\(result)")
@@ -121,9 +123,9 @@ struct JournalCommandsCLITests {
         }
     }
 
-    @Test("list filters by state, and refuses an unknown state with 64")
-    func listStateFilter() async throws {
-        try await withServerAndThreeMessages { server, dir, sent in
+    @Test("list filters by state, and refuses an unknown state with 64", arguments: JournalBackend.allCases)
+    func listStateFilter(backend: JournalBackend) async throws {
+        try await withServerAndThreeMessages(backend) { server, dir, sent in
             let delivered = try await waypost("list", "--journal", server.journal, "--state", "delivered", "--json", directory: dir.path)
             #expect(delivered.status == 0, "\(delivered)")
             #expect((try delivered.json()["messages"] as? [Any])?.isEmpty == true, "\(delivered)")
@@ -156,9 +158,9 @@ struct JournalCommandsCLITests {
         }
     }
 
-    @Test("show prints the id, the request line and the body; an unknown id exits 1")
-    func show() async throws {
-        try await withServerAndThreeMessages { server, dir, sent in
+    @Test("show prints the id, the request line and the body; an unknown id exits 1", arguments: JournalBackend.allCases)
+    func show(backend: JournalBackend) async throws {
+        try await withServerAndThreeMessages(backend) { server, dir, sent in
             let message = sent[1]
             let result = try await waypost("show", "--journal", server.journal, message.id, directory: dir.path)
             #expect(result.status == 0, "\(result)")
