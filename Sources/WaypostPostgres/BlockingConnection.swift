@@ -29,11 +29,17 @@ final class BlockingConnection {
     func run<T: Sendable>(_ body: @escaping @Sendable (PostgresConnection) async throws -> T) throws(JournalError) -> T {
         let (connect, timeout, current) = (connect, timeout, connection)
         do {
+            // A connection that answers only after the timeout is closed then.
             let (open, result) = try blocking {
-                try await withTimeout(timeout) { () async throws -> (PostgresConnection, T) in
+                try await withTimeout(timeout, late: { try? await $0.0.close() }) { () async throws -> (PostgresConnection, T) in
                     let open: PostgresConnection
                     if let current, !current.isClosed { open = current } else { open = try await connect() }
-                    return (open, try await body(open))
+                    do {
+                        return (open, try await body(open))
+                    } catch {
+                        if open !== current { try? await open.close() }
+                        throw error
+                    }
                 }
             }
             connection = open

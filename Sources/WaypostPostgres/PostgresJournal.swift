@@ -62,8 +62,13 @@ public struct PostgresJournal: Journal {
         } catch {
             throw PostgresJournalError(error)
         }
-        defer { Task { try? await connection.close() } }
-        try await PostgresSchema.migrate(connection, logger: logger)
+        do {
+            try await PostgresSchema.migrate(connection, logger: logger)
+        } catch {
+            try? await connection.close()
+            throw error
+        }
+        try? await connection.close()
     }
 
     /// The writer: intake batches committed with `commit_timeout` (SPEC §12).

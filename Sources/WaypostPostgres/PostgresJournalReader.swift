@@ -11,9 +11,9 @@ final class PostgresJournalReader: JournalReading {
     /// A reader on `connection`, once it found a journal of this Waypost's schema version.
     init(connection: BlockingConnection) throws(JournalError) {
         self.connection = connection
-        let versions = try connection.rows(
-            "SELECT version FROM waypost_schema WHERE to_regclass('waypost_schema') IS NOT NULL"
-        ) { try $0.decode(Int.self) }
+        let schema = try connection.rows("SELECT to_regclass('waypost_schema') IS NOT NULL") { try $0.decode(Bool.self) }
+        let versions =
+            schema.first == true ? try connection.rows("SELECT version FROM waypost_schema") { try $0.decode(Int.self) } : []
         let version = versions.first ?? 0
         guard version == PostgresSchema.currentVersion else {
             throw JournalError(

@@ -278,7 +278,9 @@ struct AdminAPITests {
 
     // MARK: Listing and showing messages
 
-    @Test("GET /messages lists in order, filters, pages with next_cursor; GET /messages/{id} shows the attempts", arguments: JournalBackend.allCases)
+    @Test(
+        "GET /messages lists in order, filters, pages with next_cursor; GET /messages/{id} shows the attempts",
+        arguments: JournalBackend.allCases)
     func listAndShow(backend: JournalBackend) async throws {
         try await withAdminServer(backend) { server, _ in
             let traffic = try await sendKnownTraffic(server)
@@ -350,7 +352,9 @@ struct AdminAPITests {
 
     // MARK: Replay and skip one message
 
-    @Test("replay and skip one message: 200 from a final state, 409 from queued, in flight or delivered, 404 unknown", arguments: JournalBackend.allCases)
+    @Test(
+        "replay and skip one message: 200 from a final state, 409 from queued, in flight or delivered, 404 unknown",
+        arguments: JournalBackend.allCases)
     func replayAndSkipOne(backend: JournalBackend) async throws {
         try await withAdminServer(backend) { server, upstream in
             let first = try await server.accept("/hooks/fail/1")

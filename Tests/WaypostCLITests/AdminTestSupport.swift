@@ -115,6 +115,7 @@ final class AdminTestServer {
     let child: WaypostProcess
     let intakePort: Int
     let adminPort: Int
+    /// What `--journal` was given; empty when the configuration names the journal.
     let journal: String
 
     private init(child: WaypostProcess, intakePort: Int, adminPort: Int, journal: String) {
@@ -126,12 +127,13 @@ final class AdminTestServer {
 
     /// Starts the server on free ports and waits until both listeners are bound.
     static func start(
-        config: String, journal: String, directory: String, environment: [String: String] = ["WAYPOST_ADMIN_TOKEN": adminTestToken]
+        config: String, journal: String?, directory: String, environment: [String: String] = ["WAYPOST_ADMIN_TOKEN": adminTestToken]
     ) async throws -> AdminTestServer {
         let (child, intakePort, adminPort) = try await startServe(
             environment: environment, directory: directory,
-            arguments: ["serve", "--config", config, "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--journal", journal])
-        return AdminTestServer(child: child, intakePort: intakePort, adminPort: adminPort, journal: journal)
+            arguments: ["serve", "--config", config, "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"]
+                + (journal.map { ["--journal", $0] } ?? []))
+        return AdminTestServer(child: child, intakePort: intakePort, adminPort: adminPort, journal: journal ?? "")
     }
 
     /// One request to the intake listener.
@@ -395,11 +397,22 @@ final class SettableUpstream: Sendable {
     func stop() async { await upstream.stop() }
 }
 
+/// Where ``withServer(config:journal:at:upstreams:environment:_:)`` puts the journal.
+enum ServerJournal {
+    /// `DIR/j.db`, a copy of the `journal` file when one is given.
+    case file
+    /// `--journal LOCATION`: a file or a `postgres://` URL.
+    case location(String)
+    /// The configuration's `journal`: no `--journal`.
+    case configured
+}
+
 /// Runs `body` with a server on `config` (written in a scratch directory) and the journal
-/// `DIR/j.db` (a copy of `journal`, when given), stopping everything afterwards.
+/// `DIR/j.db` (a copy of `journal`, when given) or the one `location` names, stopping
+/// everything afterwards.
 func withServer(
-    config: String, journal: String? = nil, upstreams: [SettableUpstream], environment: [String: String] = [:],
-    _ body: (AdminTestServer, ScratchDirectory) async throws -> Void
+    config: String, journal: String? = nil, at location: ServerJournal = .file, upstreams: [SettableUpstream],
+    environment: [String: String] = [:], _ body: (AdminTestServer, ScratchDirectory) async throws -> Void
 ) async throws {
     let dir = try ScratchDirectory()
     defer { dir.remove() }
@@ -414,8 +427,14 @@ func withServer(
                 try FileManager.default.copyItem(atPath: journal + "-wal", toPath: journalPath + "-wal")
             }
         }
+        let flag: String? =
+            switch location {
+            case .file: journalPath
+            case .location(let location): location
+            case .configured: nil
+            }
         server = try await AdminTestServer.start(
-            config: path, journal: journalPath, directory: dir.path,
+            config: path, journal: flag, directory: dir.path,
             environment: environment.merging(["WAYPOST_ADMIN_TOKEN": adminTestToken]) { mine, _ in mine })
     } catch {
         for upstream in upstreams { await upstream.stop() }

@@ -100,12 +100,14 @@ private func waitForMessages(
 
 @Suite("waypost replay and purge on a running server's journal", .timeLimit(.minutes(2)))
 struct ReplayPurgeCLITests {
-    @Test("replay by id and by --state, --dry-run, exit codes, and purge of delivered messages")
-    func replayAndPurge() async throws {
+    @Test("replay by id and by --state, --dry-run, exit codes, and purge of delivered messages", arguments: JournalBackend.allCases)
+    func replayAndPurge(backend: JournalBackend) async throws {
         let dir = try ScratchDirectory()
         defer { dir.remove() }
+        let testJournal = try await TestJournal.make(backend, in: dir)
+        defer { testJournal.stop() }
         let upstream = try await FlagUpstream.start()
-        let journal = dir.file("j.db")
+        let journal = testJournal.location
         let server: RunningServer
         do {
             server = try await RunningServer.start(
