@@ -71,6 +71,49 @@ public struct PostgresJournal: Journal {
         try? await connection.close()
     }
 
+    /// Takes the journal for this server: a session advisory lock on a connection of its own,
+    /// held until the connection is closed, as the SQLite journal's lock file is. Several nodes
+    /// on one database need the partition leases the forwarder does not use yet
+    /// (`docs/scaling.md`): until then a second server is refused, not left to deliver every
+    /// queue a second time and out of order.
+    ///
+    /// - Throws: ``PostgresJournalError`` when another server holds the journal, or the
+    ///   database cannot be reached.
+    public func lockForServer() async throws(PostgresJournalError) -> ServerLock {
+        let connection: PostgresConnection
+        do {
+            connection = try await withTimeout(timeout, late: { try? await $0.close() }) { try await connect() }
+        } catch {
+            throw PostgresJournalError(error)
+        }
+        do {
+            var locked = false
+            for try await row in try await connection.query("SELECT pg_try_advisory_lock(\(PostgresSchema.serverLock))", logger: logger)
+                .decode(Bool.self)
+            {
+                locked = row
+            }
+            guard locked else {
+                throw PostgresJournalError(
+                    description: "another Waypost server uses this journal; one database serves one node until clustering "
+                        + "is built (docs/scaling.md)")
+            }
+            return ServerLock(connection: connection)
+        } catch {
+            try? await connection.close()
+            throw PostgresJournalError(error)
+        }
+    }
+
+    /// A server's hold on its journal; ``release()`` lets another server take it.
+    public struct ServerLock: Sendable {
+        let connection: PostgresConnection
+
+        public func release() async {
+            try? await connection.close()
+        }
+    }
+
     /// The writer: intake batches committed with `commit_timeout` (SPEC §12).
     public func writer(maxBacklog: Int, retainDelivered: Duration, commitTimeout: Duration = .seconds(10)) -> PostgresJournalWriter {
         PostgresJournalWriter(

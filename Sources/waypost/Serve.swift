@@ -88,7 +88,8 @@ struct Serve: AsyncParsableCommand {
         MetricsSystem.bootstrap(factory)
         let tracing = try settings.tracing.map { try Self.tracingBackend($0, logger: logger) }
 
-        let (journal, writer) = try await Self.openJournal(settings.journal, postgres: startup.postgres, logger: logger)
+        let (journal, writer, lock) = try await Self.openJournal(settings.journal, postgres: startup.postgres, logger: logger)
+        defer { if let lock { Task { await lock.release() } } }
         let board = OutcomeBoard()
         let throughput = Throughput()
         let forwarder: Forwarder
@@ -191,20 +192,22 @@ struct Serve: AsyncParsableCommand {
 
 extension Serve {
     /// The journal and its writer: a SQLite file (locked for this process), or a PostgreSQL
-    /// database, migrated first. One that cannot be opened stops start-up with exit 1.
+    /// database, migrated first, and the connection holding its server lock. One that cannot
+    /// be opened stops start-up with exit 1.
     static func openJournal(
         _ settings: JournalConfig, postgres: PostgresLocation?, logger: Logger
-    ) async throws -> (any Journal, any JournalWriting) {
+    ) async throws -> (journal: any Journal, writer: any JournalWriting, lock: PostgresJournal.ServerLock?) {
         do {
             if let postgres {
                 let journal = PostgresJournal(location: postgres, logger: logger)
                 try await journal.migrate()
-                return (journal, journal.writer(maxBacklog: settings.maxBacklog, retainDelivered: settings.retainDelivered))
+                let lock = try await journal.lockForServer()
+                return (journal, journal.writer(maxBacklog: settings.maxBacklog, retainDelivered: settings.retainDelivered), lock)
             }
             let writer = try JournalWriter(
                 path: settings.path, durability: settings.durability, maxBacklog: settings.maxBacklog,
                 retainDelivered: settings.retainDelivered, logger: logger)
-            return (SQLiteJournal(path: settings.path), writer)
+            return (SQLiteJournal(path: settings.path), writer, nil)
         } catch let error as JournalError {
             printError("waypost: cannot open the journal \(settings.path): \(error.message)")
             throw ExitCode.failure

@@ -108,3 +108,25 @@ struct PostgresJournalCLITests {
         #expect(after.stdout.contains("delivered"), "\(after)")
     }
 }
+
+extension PostgresJournalCLITests {
+    @Test("a second server on the same PostgreSQL journal is refused with exit 1 until clustering is built; the first goes on")
+    func secondServerRefused() async throws {
+        let dir = try ScratchDirectory()
+        defer { dir.remove() }
+        let journal = try await TestJournal.make(.postgres, in: dir)
+        defer { journal.stop() }
+        let upstream = try await SettableUpstream.start()
+        try await withServer(
+            config: adminTestConfig(upstream: upstream.url), at: .location(journal.location), upstreams: [upstream]
+        ) { server, _ in
+            let second = try await waypost(
+                "serve", "--upstream", upstream.url, "--journal", journal.location, "--listen", "127.0.0.1:0", "--admin-listen",
+                "127.0.0.1:0", directory: dir.path)
+            #expect(second.status == 1, "\(second)")
+            #expect(second.stderr.contains("another Waypost server uses this journal"), "\(second)")
+            let id = try await server.accept("/hooks/still-served")
+            #expect(await eventually(timeout: .seconds(10)) { upstream.ids.contains(id) }, "not delivered: \(upstream.ids)")
+        }
+    }
+}

@@ -1,0 +1,108 @@
+#!/usr/bin/env bash
+# PostgreSQL journal benchmark through HTTP (issue 18): one Waypost node on a PostgreSQL journal
+# beside the same node on the SQLite journal, in the same run, for each connection count: durable
+# acknowledgements per second (wrk, 1 KiB JSON bodies, async route), their latency, deliveries per
+# second to a private nginx upstream during the measured run, the mean commit batch (messages
+# and outcomes per commit, from /metrics) and Waypost's peak RSS.
+#
+# Usage (from the repository root, as root: PostgreSQL runs as the postgres user):
+#
+#   swift build -c release --product waypost --scratch-path .build-release
+#   WAYPOST_BIN=.build-release/release/waypost scripts/bench/postgres.sh
+#   CONNS="64 256" DURATION=15s scripts/bench/postgres.sh
+#
+# It prints figures and never judges them. PostgreSQL (Debian's, the newest installed) runs on a
+# scratch cluster on a free loopback port with its defaults (fsync and synchronous_commit on),
+# and shares the machine's cores with Waypost, wrk and the upstream.
+#
+# Environment: DURATION (15s), WARMUP (3s), CONNS ("64 256"), WRK_THREADS (2), WAYPOST_BIN,
+# OUT_DIR (<repo>/bench-out), UPSTREAM_PORT (18081), WAYPOST_PORT (18080), WAYPOST_ADMIN_PORT (19901).
+
+set -euo pipefail
+SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=SCRIPTDIR/lib.sh
+source "$SCRIPT_DIR/lib.sh"
+bench_settings postgres post-1k.lua 0
+CONNS=${CONNS:-64 256}
+WAYPOST_ADMIN_PORT=${WAYPOST_ADMIN_PORT:-19901}
+PIDS=()
+
+check_conns
+[[ $(id -u) == 0 ]] || die "run as root: PostgreSQL is started as the postgres user"
+for tool in wrk nginx curl; do command -v "$tool" >/dev/null || die "$tool is not installed"; done
+[[ -x ${WAYPOST_BIN:-} ]] || die "set WAYPOST_BIN to a release build of waypost"
+version=$(ls /usr/lib/postgresql 2>/dev/null | sort -n | tail -1)
+[[ -n $version ]] || die "PostgreSQL is not installed (apt-get install postgresql)"
+pgbin=/usr/lib/postgresql/$version/bin
+
+mkdir -p "$WORK/pg"
+chown postgres "$WORK/pg"
+as_postgres() { runuser -u postgres -- "$@"; }
+stop_postgres() {
+    as_postgres "$pgbin/pg_ctl" -D "$WORK/pg/data" -m fast -w stop >/dev/null 2>&1 || true
+    rm -rf "$WORK/pg/data" "$WORK"/sqlite.db*
+}
+trap 'cleanup; stop_postgres' EXIT
+pgport=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+as_postgres "$pgbin/initdb" -D "$WORK/pg/data" -U postgres -A trust -E UTF8 --locale C.UTF-8 >"$WORK/initdb.log"
+as_postgres "$pgbin/pg_ctl" -D "$WORK/pg/data" -l "$WORK/pg/server.log" -w start \
+    -o "-c listen_addresses=127.0.0.1 -c port=$pgport -c unix_socket_directories=$WORK/pg -c fsync=on -c synchronous_commit=on" >/dev/null
+psql() { PGOPTIONS="-c client_min_messages=warning" as_postgres "$pgbin/psql" -h "$WORK/pg" -p "$pgport" -U postgres -qAt -v ON_ERROR_STOP=1 "$@"; }
+psql -d postgres -c "CREATE ROLE bench LOGIN"
+
+start_upstream
+
+# metric NAME: the sum of NAME's samples on /metrics.
+metric() {
+    curl -s --max-time 5 "http://127.0.0.1:$WAYPOST_ADMIN_PORT/metrics" \
+        | awk -v name="$1" '$1 == name || index($1, name "{") == 1 { sum += $NF } END { printf "%.0f\n", sum }'
+}
+
+seconds=${DURATION%s}
+ROWS=()
+for conns in $CONNS; do
+    for journal in sqlite postgres; do
+        name=$journal-$conns
+        rm -f "$WORK"/sqlite.db*
+        psql -d postgres -c "DROP DATABASE IF EXISTS bench" -c "CREATE DATABASE bench OWNER bench"
+        if [[ $journal == sqlite ]]; then
+            location="path: $WORK/sqlite.db"
+        else
+            location="url: 'postgres://bench@127.0.0.1:$pgport/bench?sslmode=disable'"
+        fi
+        cat >"$WORK/$name.yaml" <<YAML
+listen: 127.0.0.1:$WAYPOST_PORT
+admin: { listen: 127.0.0.1:$WAYPOST_ADMIN_PORT }
+journal: { $location, max_backlog: 100000000 }
+routes:
+  - name: bench
+    path: /
+    upstream: http://127.0.0.1:$UPSTREAM_PORT/
+YAML
+        launch_waypost "$WORK/$name.yaml" "$WORK/$name.log" "http://127.0.0.1:$WAYPOST_ADMIN_PORT/healthz"
+        wrk_warmup "$name" "http://127.0.0.1:$WAYPOST_PORT/" "$conns"
+        delivered_before=$(metric waypost_delivered_total)
+        wrk_measure "$name" "http://127.0.0.1:$WAYPOST_PORT/" "$conns"
+        delivered_after=$(metric waypost_delivered_total)
+        batch_sum=$(metric waypost_commit_batch_size_sum)
+        batch_count=$(metric waypost_commit_batch_size_count)
+        rss=$(awk '/^VmHWM:/ { printf "%.0f", $2 / 1024 }' "/proc/$WAYPOST_PID/status")
+        stop_pid "$WAYPOST_PID" "$STOP_TIMEOUT"
+        read -r rps p50 p99 requests non2xx errors < <(parse_wrk "$WORK/$name.wrk")
+        deliveries=$(((delivered_after - delivered_before) / seconds))
+        batch=$(awk -v s="$batch_sum" -v c="$batch_count" 'BEGIN { printf "%.1f", c > 0 ? s / c : 0 }')
+        ROWS+=("$journal $conns $rps $p50 $p99 $non2xx $deliveries $batch ${rss}MiB")
+        log "$name: $rps acks/s, p50 $p50 ms, p99 $p99 ms, $non2xx non-2xx, $errors socket errors, $deliveries deliveries/s, batch $batch, peak RSS ${rss} MiB"
+    done
+done
+
+{
+    echo "PostgreSQL journal benchmark: $WAYPOST_BIN, $DURATION per run after $WARMUP warm-up, 1 KiB bodies, async route to nginx,"
+    echo "PostgreSQL $version on 127.0.0.1 (fsync, synchronous_commit on), $(nproc) cores shared by all"
+    printf '%-9s %6s %9s %8s %8s %7s %13s %7s %9s\n' journal conns acks/s p50_ms p99_ms non2xx deliveries/s batch peak_rss
+    for row in "${ROWS[@]}"; do
+        # shellcheck disable=SC2086
+        printf '%-9s %6s %9s %8s %8s %7s %13s %7s %9s\n' $row
+    done
+    echo "batch: mean work items (messages and outcomes) per commit; deliveries/s: delivered during the measured run"
+} | tee "$RESULTS"
