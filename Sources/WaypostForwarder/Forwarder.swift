@@ -495,9 +495,22 @@ public final class Forwarder: Service, @unchecked Sendable {
     /// Carries out the scheduler's actions: sends first (and on the wire at once, before any
     /// journal work), then page loads, reads ahead and attempt starts.
     private func carryOut(_ actions: [DeliveryScheduler.Action]) {
+        // The contents the writer did not hand over, read together: one query, not one a send.
+        let unread = actions.compactMap { action -> Int64? in
+            guard case .send(_, let message) = action, !handed.contains(message.id) else { return nil }
+            return message.id
+        }
+        var read: [Int64: MessageForDelivery]?
+        if unread.count > 1 {
+            do {
+                read = try reader.messages(ids: unread)
+            } catch {
+                logger.error("cannot read messages to send", metadata: ["messages": "\(unread.count)", "error": "\(error)"])
+            }
+        }
         var sent = false
         for case .send(let route, let message) in actions {
-            send(message, route: route)
+            send(message, route: route, read: read)
             sent = true
         }
         if sent { multi.perform() }
@@ -530,11 +543,14 @@ public final class Forwarder: Service, @unchecked Sendable {
         }
     }
 
-    private func send(_ queued: QueuedMessage, route index: Int) {
+    /// Sends `queued` to its route's upstream; its content is the writer's, else in `read`
+    /// (where a delivery that no longer waits is absent), else read now.
+    private func send(_ queued: QueuedMessage, route index: Int, read: [Int64: MessageForDelivery]?) {
         let now = Self.nowMilliseconds()
         let message: MessageForDelivery
         do {
-            guard let found = try handed.take(queued.id) ?? reader.message(id: queued.id) else {
+            let content = try handed.take(queued.id) ?? (read.map { $0[queued.id] } ?? reader.message(id: queued.id))
+            guard let found = content else {
                 scheduler.messageGone(queued.id)  // skipped or purged meanwhile
                 return
             }

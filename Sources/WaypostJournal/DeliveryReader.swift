@@ -163,6 +163,14 @@ public final class DeliveryReader {
             traceParent: content.string(10))
     }
 
+    /// The contents of those of deliveries `ids` that still wait: each read as ``message(id:)``
+    /// reads it (a read of SQLite's costs microseconds).
+    public func messages(ids: [Int64]) throws(JournalError) -> [Int64: MessageForDelivery] {
+        var contents: [Int64: MessageForDelivery] = [:]
+        for id in ids { contents[id] = try message(id: id) }
+        return contents
+    }
+
     /// The final outcome of message `correlationID` as the journal holds it; nil while it is
     /// still on its way (or unknown).
     public func finalOutcome(correlationID: String) throws(JournalError) -> FinalOutcome? {

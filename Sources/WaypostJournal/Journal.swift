@@ -101,6 +101,9 @@ public protocol DeliveryReading: AnyObject {
     ) throws(JournalError) -> (messages: [QueuedMessage], complete: Bool)
     /// The content of delivery `id` if it still waits; nil when it was skipped or purged since.
     func message(id: Int64) throws(JournalError) -> MessageForDelivery?
+    /// The contents of those of deliveries `ids` that still wait, by id: what ``message(id:)``
+    /// reads for each, in one query where the journal is a round trip away.
+    func messages(ids: [Int64]) throws(JournalError) -> [Int64: MessageForDelivery]
     /// The final outcome of message `correlationID`; nil while it is on its way, or unknown.
     func finalOutcome(correlationID: String) throws(JournalError) -> FinalOutcome?
     /// The route and destination names with deliveries waiting or blocking, in name order.

@@ -46,19 +46,27 @@ public final class PostgresDeliveryReader: DeliveryReading {
     /// The content of delivery `id` if it still waits (`queued`, or `in_flight` while the end
     /// of its previous attempt is being committed); nil when it was skipped or purged since.
     public func message(id: Int64) throws(JournalError) -> MessageForDelivery? {
-        try connection.rows(
+        try messages(ids: [id])[id]
+    }
+
+    /// The contents of those of deliveries `ids` that still wait, in one query.
+    public func messages(ids: [Int64]) throws(JournalError) -> [Int64: MessageForDelivery] {
+        let rows = try connection.rows(
             """
-            SELECT m.correlation_id, m.idempotency_key, m.method, m.path, m.headers::text, m.body, d.attempts, d.cycle_attempts,
+            SELECT d.id, m.correlation_id, m.idempotency_key, m.method, m.path, m.headers::text, m.body, d.attempts, d.cycle_attempts,
                    waypost_ms(coalesce(d.replayed_at, m.received_at)), m.client_address, m.trace_parent
-            FROM deliveries d JOIN messages m ON m.id = d.message_id WHERE d.id = \(id) AND d.state IN ('queued', 'in_flight')
+            FROM deliveries d JOIN messages m ON m.id = d.message_id WHERE d.id = ANY(\(ids)) AND d.state IN ('queued', 'in_flight')
             """
-        ) { try $0.decode((String, String?, String, String, String, ByteBuffer, Int, Int, Int64, String?, String?).self) }.first.map {
-            row in
-            MessageForDelivery(
-                id: id, correlationID: row.0, idempotencyKey: row.1, method: row.2, path: row.3, headers: JSON.decodeHeaders(row.4) ?? [],
-                body: Array(buffer: row.5), attempts: row.6, cycleAttempts: row.7, cycleStart: row.8, clientAddress: row.9,
-                traceParent: row.10)
+        ) { try $0.decode((Int64, String, String?, String, String, String, ByteBuffer, Int, Int, Int64, String?, String?).self) }
+        var contents: [Int64: MessageForDelivery] = [:]
+        for row in rows {
+            contents[row.0] = MessageForDelivery(
+                id: row.0, correlationID: row.1, idempotencyKey: row.2, method: row.3, path: row.4,
+                headers: JSON.decodeHeaders(row.5) ?? [],
+                body: Array(buffer: row.6), attempts: row.7, cycleAttempts: row.8, cycleStart: row.9, clientAddress: row.10,
+                traceParent: row.11)
         }
+        return contents
     }
 
     /// The final outcome of message `correlationID`: its first delivery's (the `reply_from`
