@@ -116,6 +116,11 @@ extension PostgresTests {
             #expect(content.body == [0, 1, 1] && content.cycleStart == at + 1 && content.attempts == 0)
             #expect(content.clientAddress == "192.0.2.7" && content.traceParent?.hasPrefix("00-0af7651916cd43dd") == true)
             #expect(try await reader.message(id: 2) == nil)  // failed: not waiting
+            // Several at once, in one query: those still waiting, as each alone reads.
+            let several = try await reader.run { try $0.messages(ids: [1, 2, 4, 99]) }
+            #expect(several.keys.sorted() == [1, 4])
+            #expect(several[1] == content)
+            #expect(several[4] == (try await reader.message(id: 4)))
 
             #expect(try await reader.finalOutcome(correlationID: "q1") == nil)
             let failed = try #require(try await reader.finalOutcome(correlationID: "q2"))
