@@ -90,7 +90,7 @@ YAML
         stop_pid "$WAYPOST_PID" "$STOP_TIMEOUT"
         read -r rps p50 p99 requests non2xx errors < <(parse_wrk "$WORK/$name.wrk")
         deliveries=$(((delivered_after - delivered_before) / seconds))
-        batch=$(awk -v s="$batch_sum" -v c="$batch_count" 'BEGIN { printf "%.1f", c > 0 ? s / c : 0 }')
+        batch=$(awk -v s="$batch_sum" -v c="$batch_count" 'BEGIN { printf "%.1f", (c > 0 ? s / c : 0) }')
         ROWS+=("$journal $conns $rps $p50 $p99 $non2xx $deliveries $batch ${rss}MiB")
         log "$name: $rps acks/s, p50 $p50 ms, p99 $p99 ms, $non2xx non-2xx, $errors socket errors, $deliveries deliveries/s, batch $batch, peak RSS ${rss} MiB"
     done
