@@ -135,6 +135,12 @@ public struct DeliveryScheduler: Sendable {
     /// Messages held by route `route` (waiting, in flight or blocking).
     public func heldCount(route: Int) -> Int { routes[route].queues.count }
 
+    /// Up to `limit` messages after `id` in its `fifo` queue, in order (``RouteQueues/inLine(after:limit:)``).
+    public func inLine(after id: Int64, limit: Int) -> [Int64] {
+        guard let route = attempts[id]?.route ?? routes.firstIndex(where: { $0.queues.contains(id) }) else { return [] }
+        return routes[route].queues.inLine(after: id, limit: limit)
+    }
+
     /// Whether route `route` is paused.
     public func isPaused(route: Int) -> Bool { routes[route].queues.paused }
 

@@ -87,6 +87,15 @@ public struct RouteQueues: Sendable {
         return queue[1]
     }
 
+    /// With `ordering: fifo`, up to `limit` messages after `id` in the queue, in order: what
+    /// can be read ahead together with it. Empty for another ordering, or an id not held.
+    public func inLine(after id: Int64, limit: Int) -> [Int64] {
+        guard ordering == .fifo, keyOfMessage[id] != nil, let queue = queues[.shared],
+            let at = queue.firstIndex(where: { $0.id == id })
+        else { return [] }
+        return queue[(at + 1)...].prefix(limit).map(\.id)
+    }
+
     /// Whether the message is held.
     public func contains(_ id: Int64) -> Bool { keyOfMessage[id] != nil }
 

@@ -124,6 +124,12 @@ public final class Forwarder: Service, @unchecked Sendable {
     /// ahead, until they are sent (or dropped from the queues by a reload): their sends need
     /// no read of the journal.
     private var handed = HandedContents()
+    /// The contents of the next messages of a `fifo` queue, read ahead from the journal
+    /// together (``readAheadCount`` at a time) while the one before them is with the upstream.
+    private var ahead: [Int64: MessageForDelivery] = [:]
+    /// How many messages are read ahead at once: up to 32, as many as `handedBytesLimit` holds
+    /// at the largest `max_body_bytes` of the routes.
+    private let readAheadCount: Int
     private let reader: any DeliveryReading
     private let writer: any JournalWriting
     private let multi: CurlMulti
@@ -265,6 +271,8 @@ public final class Forwarder: Service, @unchecked Sendable {
         spans = tracer.map(AttemptSpans.init)
         self.throughput = throughput
         self.shutdownGrace = configuration.shutdownGrace
+        let largestBody = configuration.routes.map(\.maxBodyBytes).max() ?? 1
+        self.readAheadCount = min(32, max(1, Self.handedBytesLimit / max(1, largestBody)))
         writer.onStored { [weak self] messages in self?.messagesStored(messages) }
     }
 
@@ -450,13 +458,14 @@ public final class Forwarder: Service, @unchecked Sendable {
     private func checkForReplays() {
         // While contents are kept in memory, every turn: a send read from the journal checks
         // the message's state itself, one from memory relies on this to see a skip.
-        guard Date() >= nextGenerationCheck || !handed.isEmpty else { return }
+        guard Date() >= nextGenerationCheck || ((!handed.isEmpty || !ahead.isEmpty) && reader.mayHaveChanged()) else { return }
         nextGenerationCheck = Date().addingTimeInterval(0.5)
         guard let current = try? reader.replayGeneration(), current != generation else { return }
         generation = current
         logger.info("messages were replayed or skipped, or a route paused or resumed; reloading the queues")
         scheduler.generationChanged(paused: Self.pausedKeys((try? reader.pausedRoutes()) ?? [], of: routes), now: Self.nowMilliseconds())
         handed.removeAll()
+        ahead.removeAll()
         // An operator's skip is a final outcome the forwarder never published: wake whoever
         // waits for one of those messages (a synchronous source, a long-polling reader).
         for id in board.watchedIDs {
@@ -497,7 +506,7 @@ public final class Forwarder: Service, @unchecked Sendable {
     private func carryOut(_ actions: [DeliveryScheduler.Action]) {
         // The contents the writer did not hand over, read together: one query, not one a send.
         let unread = actions.compactMap { action -> Int64? in
-            guard case .send(_, let message) = action, !handed.contains(message.id) else { return nil }
+            guard case .send(_, let message) = action, !handed.contains(message.id), ahead[message.id] == nil else { return nil }
             return message.id
         }
         var read: [Int64: MessageForDelivery]?
@@ -534,8 +543,11 @@ public final class Forwarder: Service, @unchecked Sendable {
                         metadata: ["route": "\(name)", "destination": "\(routes[route].destination.name)", "error": "\(error)"])
                 }
             case .readAhead(let id):
-                // The next fifo message, read while the one before it is with the upstream.
-                if !handed.contains(id), let content = try? reader.message(id: id) { handed.keep(content) }
+                // The next fifo message, read while the one before it is with the upstream, with
+                // those after it: one read of the journal for the next few sends.
+                guard !handed.contains(id), ahead[id] == nil else { break }
+                let ids = [id] + scheduler.inLine(after: id, limit: readAheadCount - 1).filter { !handed.contains($0) }
+                ahead = (try? reader.messages(ids: ids)) ?? [:]
             case .recordStart(let id, let attempt, let cycleAttempt, let at):
                 // A slow attempt shows `in_flight` in the journal.
                 updates.append((.started(deliveryID: id, attempt: attempt, cycleAttempt: cycleAttempt, atMilliseconds: at), nil))
@@ -549,7 +561,9 @@ public final class Forwarder: Service, @unchecked Sendable {
         let now = Self.nowMilliseconds()
         let message: MessageForDelivery
         do {
-            let content = try handed.take(queued.id) ?? (read.map { $0[queued.id] } ?? reader.message(id: queued.id))
+            let content =
+                try handed.take(queued.id) ?? ahead.removeValue(forKey: queued.id)
+                ?? (read.map { $0[queued.id] } ?? reader.message(id: queued.id))
             guard let found = content else {
                 scheduler.messageGone(queued.id)  // skipped or purged meanwhile
                 return

@@ -114,6 +114,9 @@ public protocol DeliveryReading: AnyObject {
     func pausedRoutes() throws(JournalError) -> Set<String>
     /// The counter that replays, skips, pauses and resumes bump so that servers reload their queues.
     func replayGeneration() throws(JournalError) -> Int64
+    /// Whether that counter may have changed since the last call (true when the reader cannot
+    /// tell): the forwarder reads it only then, besides every half second.
+    func mayHaveChanged() -> Bool
 }
 
 /// The SQLite journal in the file at `path` (SPEC §7): the default.
@@ -133,4 +136,7 @@ public struct SQLiteJournal: Journal {
 
 extension JournalReader: JournalReading {}
 extension JournalOperations: JournalOperating {}
-extension DeliveryReader: DeliveryReading {}
+extension DeliveryReader: DeliveryReading {
+    /// Always: reading the counter from SQLite costs microseconds.
+    public func mayHaveChanged() -> Bool { true }
+}

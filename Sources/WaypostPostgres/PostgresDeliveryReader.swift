@@ -10,9 +10,17 @@ import WaypostJournal
 /// concurrency pool). A query has `timeout`; after a failure the next call connects again.
 public final class PostgresDeliveryReader: DeliveryReading {
     private let connection: BlockingConnection
+    private let control: ControlListener
 
     public init(connect: @escaping @Sendable () async throws -> PostgresConnection, timeout: Duration = .seconds(10), logger: Logger) {
         connection = BlockingConnection(connect: connect, timeout: timeout, logger: logger)
+        control = ControlListener(connect: connect, logger: logger)
+    }
+
+    /// Whether an operator changed the journal since the last call, as notified; true while
+    /// the reader is not listening.
+    public func mayHaveChanged() -> Bool {
+        control.takeChange()
     }
 
     /// Up to `limit` deliveries to `destination` of `route` after row `afterID`, in order:

@@ -116,7 +116,9 @@ final class PostgresJournalOperations: JournalOperating {
 
     private static var now: Int64 { Int64((Date().timeIntervalSince1970 * 1000).rounded()) }
 
+    /// Bumps the replay generation and notifies every server listening (delivered at commit).
     private static func bumpGeneration(on connection: PostgresConnection, logger: Logger) async throws {
         try await connection.query("UPDATE control SET value = value + 1 WHERE name = 'replay_generation'", logger: logger)
+        try await connection.query("SELECT pg_notify(\(ControlListener.channel), '')", logger: logger)
     }
 }

@@ -355,6 +355,24 @@ struct RouteQueuesTests {
         #expect(key.nextInLine == nil)
     }
 
+    @Test("inLine: in a fifo route, the messages after one, in order, at most the limit; nothing otherwise")
+    func inLine() {
+        var fifo = RouteQueues(ordering: .fifo, concurrency: 1)
+        fifo.add([m(1), m(2), m(3), m(5), m(8)])
+        #expect(fifo.inLine(after: 2, limit: 2) == [3, 5])
+        #expect(fifo.inLine(after: 2, limit: 10) == [3, 5, 8])
+        #expect(fifo.inLine(after: 8, limit: 10) == [])
+        #expect(fifo.inLine(after: 4, limit: 10) == [], "not held")
+        _ = fifo.nextReady(now: 0)
+        fifo.finish(1, outcome: .final)
+        #expect(fifo.inLine(after: 1, limit: 10) == [], "gone once final")
+        #expect(fifo.inLine(after: 2, limit: 0) == [])
+
+        var key = RouteQueues(ordering: .key, concurrency: 1)
+        key.add([m(1, "a"), m(2, "a")])
+        #expect(key.inLine(after: 1, limit: 10) == [])
+    }
+
     @Test("a released message carries what was loaded")
     func releasedMessage() {
         var queues = RouteQueues(ordering: .key, concurrency: 2)

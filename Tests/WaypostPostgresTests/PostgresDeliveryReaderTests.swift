@@ -141,6 +141,23 @@ extension PostgresTests {
             try server.psql("UPDATE control SET value = 7 WHERE name = 'replay_generation'")
             #expect(try await reader.pausedRoutes() == ["refunds", "orders/erp"])
             #expect(try await reader.replayGeneration() == 7)
+            // Operators' changes are notified on waypost_control: the reader says so at once,
+            // and nothing otherwise once it listens.
+            func within(_ timeout: Duration, _ condition: () -> Bool) async -> Bool {
+                let deadline = ContinuousClock.now + timeout
+                while ContinuousClock.now < deadline {
+                    if condition() { return true }
+                    try? await Task.sleep(for: .milliseconds(20))
+                }
+                return false
+            }
+            let listening = await within(.seconds(5)) {
+                _ = box.reader.mayHaveChanged()
+                return !box.reader.mayHaveChanged()
+            }
+            #expect(listening, "the reader never said that nothing changed: it does not listen")
+            try server.psql("SELECT pg_notify('waypost_control', '')")
+            #expect(await within(.seconds(2)) { box.reader.mayHaveChanged() }, "a notification went unnoticed")
             // The connection ended by the server: the next read connects again.
             try server.psql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = 'waypost'")
             try await Task.sleep(for: .milliseconds(200))
