@@ -376,6 +376,51 @@ extension PostgresTests {
                     == "m1=skipped\nm2=delivered\nm3=queued\nm4=queued")
         }
 
+        @Test("several attempt ends in one batch (set-based): each recorded as alone, and a message that stops waiting frees room once")
+        func outcomesTogether() async throws {
+            let (server, writer) = try await Self.journal(maxBacklog: 2)
+            defer { server.stop() }
+            let running = Task { await writer.run() }
+            let two = [PlannedDelivery(destination: "a"), PlannedDelivery(destination: "b")]
+            #expect(try await Self.submit(Self.message("m1", deliveries: two), to: writer).get() == .stored(correlationID: "m1"))
+            #expect(try await Self.submit(Self.message("m2"), to: writer).get() == .stored(correlationID: "m2"))
+            let ids = try server.psql("SELECT id FROM deliveries ORDER BY id").split(separator: "\n").compactMap { Int64($0) }
+            let (a, b, m2) = (ids[0], ids[1], ids[2])
+            let t: Int64 = 1_790_000_200_000
+            try server.psql("UPDATE deliveries SET state = 'skipped' WHERE id = \(m2)")  // an operator's skip during the attempt
+            func end(_ id: Int64, _ state: MessageState, status: Int?) -> DeliveryUpdate {
+                .finished(
+                    FinishedAttempt(
+                        deliveryID: id, attempt: 1, cycleAttempt: 1, durationMilliseconds: 7,
+                        response: status.map { StoredResponse(status: $0, headers: [HeaderField(name: "X", value: "\($0)")], body: [1]) },
+                        error: status == nil ? "refused" : nil, state: state, nextAttemptAt: state == .queued ? t + 500 : nil,
+                        lastError: status == nil ? "refused" : nil, atMilliseconds: t))
+            }
+            // Handed over together, so they share a batch.
+            let updates = [end(a, .delivered, status: 200), end(b, .delivered, status: 201), end(m2, .queued, status: nil)]
+            try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
+                writer.record(updates.dropLast().map { ($0, nil) } + [(updates[2], { @Sendable in continuation.resume(with: $0) })])
+            }
+            #expect(
+                try server.psql(
+                    "SELECT state, attempts, cycle_attempts, response_status, next_attempt_at IS NULL, last_error FROM deliveries ORDER BY id"
+                )
+                    == "delivered|1|1|200|t|\ndelivered|1|1|201|t|\nskipped|1|1||t|refused")
+            #expect(
+                try server.psql("SELECT delivery_id, attempt, duration_ms, status FROM attempts ORDER BY 1")
+                    == "\(a)|1|7|200\n\(b)|1|7|201\n\(m2)|1|7|")
+            #expect(try server.psql("SELECT value FROM control WHERE name = 'replay_generation'") == "1")
+            // m1 and m2 stopped waiting: room for two more, not three.
+            #expect(try await Self.submit(Self.message("m3"), to: writer).get() == .stored(correlationID: "m3"))
+            #expect(try await Self.submit(Self.message("m4"), to: writer).get() == .stored(correlationID: "m4"))
+            guard case .failure(.backlogFull) = await Self.submit(Self.message("m5"), to: writer) else {
+                Issue.record("m5 stored beyond max_backlog: a message that stopped waiting was counted twice")
+                return
+            }
+            writer.shutdown()
+            await running.value
+        }
+
         @Test("partitions: the same for the same queue, spread over all of them")
         func partitions() {
             #expect(

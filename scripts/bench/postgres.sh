@@ -15,8 +15,10 @@
 # scratch cluster on a free loopback port with its defaults (fsync and synchronous_commit on),
 # and shares the machine's cores with Waypost, wrk and the upstream.
 #
-# Environment: DURATION (15s), WARMUP (3s), CONNS ("64 256"), WRK_THREADS (2), WAYPOST_BIN,
-# OUT_DIR (<repo>/bench-out), UPSTREAM_PORT (18081), WAYPOST_PORT (18080), WAYPOST_ADMIN_PORT (19901).
+# Environment: DURATION (15s), WARMUP (3s), CONNS ("64 256"), JOURNALS ("sqlite postgres"),
+# WRK_THREADS (2), WAYPOST_BIN, OUT_DIR (<repo>/bench-out), UPSTREAM_PORT (18081), WAYPOST_PORT
+# (18080), WAYPOST_ADMIN_PORT (19901). STATEMENTS=1 loads pg_stat_statements and prints, after
+# each PostgreSQL run, the statements that took the most of the server's time.
 
 set -euo pipefail
 SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -24,6 +26,8 @@ SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 source "$SCRIPT_DIR/lib.sh"
 bench_settings postgres post-1k.lua 0
 CONNS=${CONNS:-64 256}
+JOURNALS=${JOURNALS:-sqlite postgres}
+STATEMENTS=${STATEMENTS:-0}
 WAYPOST_ADMIN_PORT=${WAYPOST_ADMIN_PORT:-19901}
 PIDS=()
 
@@ -46,11 +50,20 @@ trap 'cleanup; stop_postgres' EXIT
 pgport=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 as_postgres "$pgbin/initdb" -D "$WORK/pg/data" -U postgres -A trust -E UTF8 --locale C.UTF-8 >"$WORK/initdb.log"
 as_postgres "$pgbin/pg_ctl" -D "$WORK/pg/data" -l "$WORK/pg/server.log" -w start \
-    -o "-c listen_addresses=127.0.0.1 -c port=$pgport -c unix_socket_directories=$WORK/pg -c fsync=on -c synchronous_commit=on" >/dev/null
+    -o "-c listen_addresses=127.0.0.1 -c port=$pgport -c unix_socket_directories=$WORK/pg -c fsync=on -c synchronous_commit=on$(
+        [[ $STATEMENTS == 1 ]] && echo " -c shared_preload_libraries=pg_stat_statements")" >/dev/null
 psql() { PGOPTIONS="-c client_min_messages=warning" as_postgres "$pgbin/psql" -h "$WORK/pg" -p "$pgport" -U postgres -qAt -v ON_ERROR_STOP=1 "$@"; }
 psql -d postgres -c "CREATE ROLE bench LOGIN"
 
 start_upstream
+
+# cpu_seconds: "WAYPOST POSTGRES" CPU seconds used so far by Waypost and by every process of
+# the postgres user (the server and its backends).
+cpu_seconds() {
+    local ticks
+    ticks=$(awk '{ print $14 + $15 }' "/proc/$WAYPOST_PID/stat")
+    echo "$((ticks / $(getconf CLK_TCK))) $(ps -u postgres -o cputimes= | awk '{ s += $1 } END { print s + 0 }')"
+}
 
 # metric NAME: the sum of NAME's samples on /metrics.
 metric() {
@@ -61,7 +74,7 @@ metric() {
 seconds=${DURATION%s}
 ROWS=()
 for conns in $CONNS; do
-    for journal in sqlite postgres; do
+    for journal in $JOURNALS; do
         name=$journal-$conns
         rm -f "$WORK"/sqlite.db*
         psql -d postgres -c "DROP DATABASE IF EXISTS bench" -c "CREATE DATABASE bench OWNER bench"
@@ -81,8 +94,12 @@ routes:
 YAML
         launch_waypost "$WORK/$name.yaml" "$WORK/$name.log" "http://127.0.0.1:$WAYPOST_ADMIN_PORT/healthz"
         wrk_warmup "$name" "http://127.0.0.1:$WAYPOST_PORT/" "$conns"
+        [[ $STATEMENTS == 1 && $journal == postgres ]] && psql -d bench -c "CREATE EXTENSION IF NOT EXISTS pg_stat_statements" \
+            -c "SELECT pg_stat_statements_reset()" >/dev/null
         delivered_before=$(metric waypost_delivered_total)
+        cpu_before=$(cpu_seconds)
         wrk_measure "$name" "http://127.0.0.1:$WAYPOST_PORT/" "$conns"
+        cpu_after=$(cpu_seconds)
         delivered_after=$(metric waypost_delivered_total)
         batch_sum=$(metric waypost_commit_batch_size_sum)
         batch_count=$(metric waypost_commit_batch_size_count)
@@ -92,7 +109,14 @@ YAML
         deliveries=$(((delivered_after - delivered_before) / seconds))
         batch=$(awk -v s="$batch_sum" -v c="$batch_count" 'BEGIN { printf "%.1f", (c > 0 ? s / c : 0) }')
         ROWS+=("$journal $conns $rps $p50 $p99 $non2xx $deliveries $batch ${rss}MiB")
-        log "$name: $rps acks/s, p50 $p50 ms, p99 $p99 ms, $non2xx non-2xx, $errors socket errors, $deliveries deliveries/s, batch $batch, peak RSS ${rss} MiB"
+        read -r waypost_cpu0 postgres_cpu0 <<<"$cpu_before"
+        read -r waypost_cpu1 postgres_cpu1 <<<"$cpu_after"
+        cpu="waypost $((waypost_cpu1 - waypost_cpu0)) s, postgres $((postgres_cpu1 - postgres_cpu0)) s of CPU"
+        if [[ $STATEMENTS == 1 && $journal == postgres ]]; then
+            psql -d bench -F ' | ' -c "SELECT round(total_exec_time)::bigint AS ms, calls, rows, left(regexp_replace(query, '\s+', ' ', 'g'), 90)
+                                        FROM pg_stat_statements ORDER BY total_exec_time DESC LIMIT 8" | sed 's/^/    /' >&2
+        fi
+        log "$name: $cpu; $rps acks/s, p50 $p50 ms, p99 $p99 ms, $non2xx non-2xx, $errors socket errors, $deliveries deliveries/s, batch $batch, peak RSS ${rss} MiB"
     done
 done
 
