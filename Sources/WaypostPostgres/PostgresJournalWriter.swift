@@ -381,38 +381,9 @@ public final class PostgresJournalWriter: JournalWriting, Sendable {
         return ended
     }
 
-    /// The statement that records `updates`: `waypost_record_finished` when they are all attempt
-    /// ends, each of another delivery (what a busy forwarder records), `waypost_record` otherwise.
-    static func statement(_ updates: [DeliveryUpdate]) -> PostgresQuery {
-        let finished = updates.compactMap { update -> FinishedAttempt? in
-            guard case .finished(let attempt) = update else { return nil }
-            return attempt
-        }
-        guard finished.count == updates.count, Set(finished.map(\.deliveryID)).count == finished.count else {
-            return loopStatement(updates)
-        }
-        var binds = PostgresBindings(capacity: 14)
-        binds.append(finished.map(\.deliveryID))
-        binds.append(finished.map { Int32($0.attempt) })
-        binds.append(NullableArray(finished.map { $0.cycleAttempt.map(Int32.init) }))
-        binds.append(finished.map(\.atMilliseconds))
-        binds.append(finished.map(\.state.rawValue))
-        binds.append(NullableArray(finished.map(\.nextAttemptAt)))
-        binds.append(NullableArray(finished.map(\.lastError)))
-        binds.append(finished.map(\.durationMilliseconds))
-        binds.append(NullableArray(finished.map { $0.response.map { Int32($0.status) } }))
-        binds.append(NullableArray(finished.map(\.error)))
-        binds.append(NullableArray(finished.map { $0.response.map { JSON.encode(headers: $0.headers) } }))
-        binds.append(NullableArray(finished.map { $0.response.map { ByteBuffer(bytes: $0.body) } }))
-        binds.append(NullableArray(finished.map { $0.sentBody.map { Int64($0.bytes) } }))
-        binds.append(NullableArray(finished.map { $0.sentBody?.sha256 }))
-        return PostgresQuery(
-            unsafeSQL: "SELECT * FROM waypost_record_finished(\((1...14).map { "$\($0)" }.joined(separator: ", ")))", binds: binds)
-    }
-
     /// The `waypost_record` call for `updates`, one array per column, NULL where a kind of change
     /// has no such value.
-    static func loopStatement(_ updates: [DeliveryUpdate]) -> PostgresQuery {
+    static func statement(_ updates: [DeliveryUpdate]) -> PostgresQuery {
         struct Change {
             var kind: String
             var delivery: Int64 = 0

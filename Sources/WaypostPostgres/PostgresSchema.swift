@@ -347,73 +347,7 @@ public enum PostgresSchema {
                        s.received_at, s.delivered_at, s.response_status, s.last_error
                 FROM message_states s JOIN messages m ON m.id = s.id ORDER BY s.id DESC LIMIT 100
             """,
-        ],
-        // Version 2: the forwarder's outcomes set-based (waypost_record_finished), as
-        // waypost_store_new stores new messages: the loop's statements cost ~110 µs a change.
-        [
-            // A batch of attempt ends only, each delivery once (what a busy forwarder records):
-            // what waypost_record does for each, in three statements for all. A delivery an
-            // operator skipped during its attempt stays skipped unless it was delivered, and
-            // bumps the replay generation. One row per change, in order: whether its message
-            // stopped waiting with it (once per message).
-            """
-            CREATE FUNCTION waypost_record_finished(
-                p_delivery bigint[], p_attempt integer[], p_cycle_attempt integer[], p_at bigint[], p_state text[],
-                p_next_attempt bigint[], p_last_error text[], p_duration bigint[], p_status integer[], p_error text[],
-                p_response_headers text[], p_response_body bytea[], p_body_bytes bigint[], p_body_sha256 text[])
-            RETURNS TABLE (ended boolean)
-            LANGUAGE plpgsql AS $$
-            BEGIN
-                PERFORM set_config('synchronous_commit', 'off', true);
-                INSERT INTO attempts (delivery_id, attempt, started_at, duration_ms, status, error, body_bytes, body_sha256)
-                SELECT c.delivery, c.attempt, waypost_time(c.at - c.duration), c.duration, c.status, c.error, c.body_bytes, c.sha256
-                FROM unnest(p_delivery, p_attempt, p_at, p_duration, p_status, p_error, p_body_bytes, p_body_sha256)
-                     AS c(delivery, attempt, at, duration, status, error, body_bytes, sha256)
-                ON CONFLICT (delivery_id, attempt) DO UPDATE SET duration_ms = excluded.duration_ms, status = excluded.status,
-                    error = excluded.error, body_bytes = excluded.body_bytes, body_sha256 = excluded.body_sha256;
-                -- One statement: its parts see the deliveries as they were before it.
-                RETURN QUERY
-                WITH c AS (
-                    SELECT * FROM unnest(p_delivery, p_attempt, p_cycle_attempt, p_at, p_state, p_next_attempt, p_last_error,
-                                         p_status, p_response_headers, p_response_body)
-                         WITH ORDINALITY AS c(delivery, attempt, cycle_attempt, at, state, next_attempt, last_error, status,
-                                              response_headers, response_body, i)
-                ), updated AS (
-                    UPDATE deliveries d SET
-                        state = f.final_state, last_error = c.last_error, updated_at = waypost_time(c.at),
-                        next_attempt_at = CASE WHEN f.final_state = 'skipped' THEN NULL ELSE waypost_time(c.next_attempt) END,
-                        delivered_at = CASE WHEN f.final_state = 'delivered' THEN waypost_time(c.at) ELSE d.delivered_at END,
-                        response_status = coalesce(c.status, d.response_status),
-                        response_headers = CASE WHEN c.status IS NULL THEN d.response_headers ELSE c.response_headers::json END,
-                        response_body = CASE WHEN c.status IS NULL THEN d.response_body ELSE c.response_body END,
-                        attempts = greatest(d.attempts, c.attempt), cycle_attempts = coalesce(c.cycle_attempt, d.cycle_attempts)
-                    FROM c CROSS JOIN LATERAL (
-                        SELECT CASE WHEN x.state = 'skipped' AND c.state NOT IN ('delivered', 'skipped') THEN 'skipped' ELSE c.state END
-                        FROM deliveries x WHERE x.id = c.delivery
-                    ) AS f(final_state)
-                    WHERE d.id = c.delivery
-                    RETURNING c.i, d.id, d.message_id, f.final_state, c.state AS outcome
-                ), bumped AS (
-                    UPDATE control SET value = value + 1
-                    WHERE name = 'replay_generation'
-                      AND EXISTS (SELECT 1 FROM updated WHERE final_state = 'skipped' AND outcome <> 'skipped')
-                )
-                -- A message stops waiting with the last of its deliveries in this batch to end,
-                -- when none of its others waits.
-                SELECT coalesce(
-                           u.final_state <> 'queued'
-                           AND u.id = (SELECT max(o.id) FROM updated o WHERE o.message_id = u.message_id AND o.final_state <> 'queued')
-                           AND NOT EXISTS (
-                               SELECT 1 FROM deliveries o WHERE o.message_id = u.message_id AND o.state IN ('queued', 'in_flight')
-                                 AND o.id NOT IN (SELECT e.id FROM updated e WHERE e.final_state <> 'queued')),
-                           false)
-                FROM generate_series(1, coalesce(array_length(p_delivery, 1), 0)) AS n(i)
-                LEFT JOIN updated u ON u.i = n.i
-                ORDER BY n.i;
-            END
-            $$
-            """
-        ],
+        ]
     ]
 
     /// A message's state from those of its deliveries `d` (SPEC §11), as a one-row query over

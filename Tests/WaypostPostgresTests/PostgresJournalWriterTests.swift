@@ -376,7 +376,7 @@ extension PostgresTests {
                     == "m1=skipped\nm2=delivered\nm3=queued\nm4=queued")
         }
 
-        @Test("several attempt ends in one batch (set-based): each recorded as alone, and a message that stops waiting frees room once")
+        @Test("several attempt ends in one batch: each recorded as alone, and a message that stops waiting frees room once")
         func outcomesTogether() async throws {
             let (server, writer) = try await Self.journal(maxBacklog: 2)
             defer { server.stop() }
