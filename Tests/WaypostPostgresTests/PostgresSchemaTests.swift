@@ -35,6 +35,18 @@ extension PostgresTests {
                 tables
                     == "attempts,control,deliveries,failed,message_states,messages,nodes,partitions,queued,recent,waypost_schema")
 
+            // Milliseconds and timestamps convert exactly, both ways, and inline (version 2).
+            #expect(
+                try server.psql(
+                    "SELECT count(*) FROM unnest(ARRAY[0, 1, -1, 1790000000123, 253402300799999]) AS t(ms) WHERE waypost_ms(waypost_time(ms)) <> ms"
+                )
+                    == "0")
+            #expect(try server.psql("SELECT waypost_time(1790000000123) = timestamptz '2026-09-21 14:13:20.123+00'") == "t")
+            // A version-1 journal is brought up to date in place.
+            try server.psql("UPDATE waypost_schema SET version = 1")
+            #expect(try await PostgresSchema.migrate(connection, logger: Self.logger) == 1)
+            #expect(try server.psql("SELECT prosrc LIKE '%AT TIME ZONE%' FROM pg_proc WHERE proname = 'waypost_time'") == "t")
+
             try server.psql("UPDATE waypost_schema SET version = 99")
             let error = await #expect(throws: PostgresJournalError.self) {
                 try await PostgresSchema.migrate(connection, logger: Self.logger)
@@ -59,7 +71,8 @@ extension PostgresTests {
                 }
                 return try await group.reduce(into: []) { $0.append($1) }
             }
-            #expect(found.sorted() == [0, 1, 1, 1])
+            let current = PostgresSchema.currentVersion
+            #expect(found.sorted() == [0, current, current, current])
             #expect(try server.psql("SELECT count(*) FROM partitions") == "256")
         }
 
