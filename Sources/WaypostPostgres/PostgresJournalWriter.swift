@@ -18,9 +18,9 @@ import WaypostJournal
 /// stored again (at least once), but nothing is acknowledged that was not. The connection is
 /// then dropped, and the next batch opens a new one.
 ///
-/// The forwarder's state changes (attempts, outcomes, breakers) are recorded the same way on a
-/// connection of their own, in parallel, by `waypost_record`, without waiting for the disk, as
-/// the SQLite journal's are: a source's commit never waits for the forwarder's.
+/// The forwarder's state changes (attempts, outcomes, breakers) gathered meanwhile are recorded
+/// by another statement (`waypost_record`) before the messages, without waiting for the disk, as
+/// the SQLite journal's are.
 public final class PostgresJournalWriter: JournalWriting, Sendable {
     public typealias Completion = @Sendable (Result<IntakeResult, JournalUnavailable>) -> Void
     public typealias UpdateCompletion = @Sendable (Result<Void, JournalError>) -> Void
@@ -30,15 +30,9 @@ public final class PostgresJournalWriter: JournalWriting, Sendable {
         case update(DeliveryUpdate, UpdateCompletion?)
     }
 
-    /// The two streams of statements, each on its connection: the intake's messages (with the
-    /// backlog's upkeep and the checks that the database answers), and the forwarder's changes.
-    enum Lane: CaseIterable {
-        case intake, outcomes
-    }
-
     private struct State {
-        var inbox: [Lane: [Work]] = [:]
-        var waiter: [Lane: CheckedContinuation<Void, Never>] = [:]
+        var inbox: [Work] = []
+        var waiter: CheckedContinuation<Void, Never>?
         var stopping = false
         var storedObserver: (@Sendable ([StoredMessage]) -> Void)?
         var backlog = 0
@@ -118,22 +112,23 @@ public final class PostgresJournalWriter: JournalWriting, Sendable {
     /// Hands `message` to the writer; `completion` runs once the statement holding it returned
     /// (or failed). It must not block.
     public func submit(_ message: IncomingMessage, completion: @escaping Completion) {
-        guard enqueue([.store(message, completion)], on: .intake) else { return completion(.failure(.shuttingDown)) }
+        guard enqueue([.store(message, completion)]) else { return completion(.failure(.shuttingDown)) }
     }
 
     /// Records delivery state changes in the next batch; each completion, if given, runs once
     /// its statement returned (or failed).
     public func record(_ updates: [(DeliveryUpdate, UpdateCompletion?)]) {
-        guard !updates.isEmpty, !enqueue(updates.map { .update($0, $1) }, on: .outcomes) else { return }
+        guard !updates.isEmpty, !enqueue(updates.map { .update($0, $1) }) else { return }
         for (_, completion) in updates { completion?(.failure(JournalError(.stopped, "the journal writer has stopped"))) }
     }
 
-    /// Adds `work` to the inbox of `lane` and wakes it; false once stopping.
-    private func enqueue(_ work: [Work], on lane: Lane) -> Bool {
+    /// Adds `work` to the inbox and wakes the writer; false once stopping.
+    private func enqueue(_ work: [Work]) -> Bool {
         let (accepted, waiter) = state.withLock { state -> (Bool, CheckedContinuation<Void, Never>?) in
             guard !state.stopping else { return (false, nil) }
-            state.inbox[lane, default: []] += work
-            return (true, state.waiter.removeValue(forKey: lane))
+            state.inbox += work
+            defer { state.waiter = nil }
+            return (true, state.waiter)
         }
         waiter?.resume()
         return accepted
@@ -143,26 +138,16 @@ public final class PostgresJournalWriter: JournalWriting, Sendable {
     /// that is stored too.
     public func run() async {
         await withGracefulShutdownHandler {
-            await withDiscardingTaskGroup { group in
-                for lane in Lane.allCases { group.addTask { await self.serve(lane) } }
-            }
+            await storeBatches()
         } onGracefulShutdown: {
             self.shutdown()
         }
-        let statistics = statistics
-        logger.notice(
-            "journal writer stopped",
-            metadata: [
-                "commits": "\(statistics.commits)", "messages": "\(statistics.messages)",
-                "failed_commits": "\(statistics.failedCommits)",
-            ])
     }
 
-    /// Commits the batches of `lane` until stopping and its inbox is empty.
-    private func serve(_ lane: Lane) async {
+    private func storeBatches() async {
         var connection: PostgresConnection?
         var maintained = ContinuousClock.now
-        while let batch = await nextBatch(lane) {
+        while let batch = await nextBatch() {
             var messages: [(IncomingMessage, Completion)] = []
             var updates: [(DeliveryUpdate, UpdateCompletion?)] = []
             for work in batch {
@@ -181,7 +166,7 @@ public final class PostgresJournalWriter: JournalWriting, Sendable {
                     connection = open
                     maintained = .now
                 }
-                if lane == .intake, ContinuousClock.now - maintained >= recountInterval {
+                if ContinuousClock.now - maintained >= recountInterval {
                     try await withTimeout(commitTimeout) { try await self.maintain(open) }
                     maintained = .now
                 }
@@ -213,6 +198,13 @@ public final class PostgresJournalWriter: JournalWriting, Sendable {
             }
         }
         try? await connection?.close()
+        let statistics = statistics
+        logger.notice(
+            "journal writer stopped",
+            metadata: [
+                "commits": "\(statistics.commits)", "messages": "\(statistics.messages)",
+                "failed_commits": "\(statistics.failedCommits)",
+            ])
     }
 
     /// A new connection with `synchronous_commit = on` (whatever the database's default), and
@@ -253,46 +245,51 @@ public final class PostgresJournalWriter: JournalWriting, Sendable {
 
     /// Stops taking messages; ``run()`` returns once those already submitted are stored.
     public func shutdown() {
-        let waiters = state.withLock { state in
+        let waiter = state.withLock { state in
             state.stopping = true
-            defer { state.waiter = [:] }
-            return state.waiter.values
+            defer { state.waiter = nil }
+            return state.waiter
         }
-        for waiter in waiters { waiter.resume() }
+        waiter?.resume()
     }
 
-    /// What has been submitted to `lane`, once there is something; nil once stopping with
-    /// nothing left. For the intake, nothing after `probeInterval` with nothing submitted.
-    private func nextBatch(_ lane: Lane) async -> [Work]? {
+    /// What has been submitted, once there is something; nothing after `probeInterval` with
+    /// nothing submitted; nil once stopping with nothing left.
+    private func nextBatch() async -> [Work]? {
         let taken = state.withLock { state -> [Work]?? in
-            if let work = state.inbox.removeValue(forKey: lane), !work.isEmpty { return .some(work) }
+            if !state.inbox.isEmpty {
+                defer { state.inbox.removeAll(keepingCapacity: true) }
+                return .some(state.inbox)
+            }
             return state.stopping ? .some(nil) : nil
         }
         if let taken { return taken }
-        let idle =
-            lane == .intake
-            ? Task { [probeInterval] in
-                try await Task.sleep(for: probeInterval)
-                self.wake(lane)
-            } : nil
-        defer { idle?.cancel() }
+        let idle = Task { [probeInterval] in
+            try await Task.sleep(for: probeInterval)
+            self.wake()
+        }
+        defer { idle.cancel() }
         await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
             let now = state.withLock { state in
-                guard state.inbox[lane, default: []].isEmpty && !state.stopping else { return true }
-                state.waiter[lane] = continuation
+                guard state.inbox.isEmpty && !state.stopping else { return true }
+                state.waiter = continuation
                 return false
             }
             if now { continuation.resume() }
         }
         return state.withLock { state -> [Work]? in
-            let work = state.inbox.removeValue(forKey: lane) ?? []
-            return work.isEmpty && state.stopping ? nil : work
+            if state.inbox.isEmpty { return state.stopping ? nil : [] }
+            defer { state.inbox.removeAll(keepingCapacity: true) }
+            return state.inbox
         }
     }
 
-    /// Resumes ``nextBatch(_:)`` of `lane` if it waits.
-    private func wake(_ lane: Lane) {
-        state.withLock { $0.waiter.removeValue(forKey: lane) }?.resume()
+    /// Resumes ``nextBatch()`` if it waits.
+    private func wake() {
+        state.withLock { state in
+            defer { state.waiter = nil }
+            return state.waiter
+        }?.resume()
     }
 
     /// Stores `messages` with one statement; their results, in order.
