@@ -41,6 +41,9 @@ extension JournalWriting {
 public protocol JournalReading: AnyObject {
     /// Message counts per route and state.
     func counts() throws(JournalError) -> [StateCount]
+    /// Counts per route of the messages waiting (`queued` and `in_flight`), read from the
+    /// waiting deliveries alone: what the gauges need, without reading every message.
+    func waitingCounts() throws(JournalError) -> [StateCount]
     /// Delivery counts per route, destination and state.
     func deliveryCounts() throws(JournalError) -> [DeliveryCount]
     /// Every destination in `names` and every other one with deliveries waiting: counts,

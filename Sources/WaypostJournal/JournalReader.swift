@@ -238,6 +238,23 @@ public final class JournalReader {
         return counts
     }
 
+    /// Counts per route of the messages waiting (`queued` and `in_flight`, as ``counts()``
+    /// derives them), read from the waiting deliveries alone (the index of their states).
+    public func waitingCounts() throws(JournalError) -> [StateCount] {
+        let statement = try db.prepare(
+            """
+            SELECT route, state, count(*) FROM (
+                SELECT route, CASE WHEN max(state = 'in_flight') THEN 'in_flight' ELSE 'queued' END AS state FROM deliveries
+                WHERE state IN ('queued', 'in_flight') GROUP BY route, message_id
+            ) GROUP BY route, state ORDER BY route, state
+            """)
+        var counts: [StateCount] = []
+        while try statement.step() {
+            counts.append(StateCount(route: statement.string(0) ?? "", state: Self.state(statement, 1), count: Int(statement.int64(2))))
+        }
+        return counts
+    }
+
     /// Delivery counts per route, destination and state.
     public func deliveryCounts() throws(JournalError) -> [DeliveryCount] {
         let statement = try db.prepare(

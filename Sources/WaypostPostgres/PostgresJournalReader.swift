@@ -38,6 +38,20 @@ final class PostgresJournalReader: JournalReading {
         }
     }
 
+    func waitingCounts() throws(JournalError) -> [StateCount] {
+        try connection.rows(
+            """
+            SELECT route, state, count(*)::bigint FROM (
+                SELECT route, CASE WHEN bool_or(state = 'in_flight') THEN 'in_flight' ELSE 'queued' END AS state FROM deliveries
+                WHERE state IN ('queued', 'in_flight') GROUP BY route, message_id
+            ) w GROUP BY 1, 2 ORDER BY 1, 2
+            """
+        ) { row in
+            let (route, state, count) = try row.decode((String, String, Int).self)
+            return StateCount(route: route, state: Self.state(state), count: count)
+        }
+    }
+
     func deliveryCounts() throws(JournalError) -> [DeliveryCount] {
         try connection.rows(
             "SELECT route, destination, state, count(*)::bigint FROM deliveries GROUP BY 1, 2, 3 ORDER BY 1, 2, 3"

@@ -293,7 +293,7 @@ final class AdminHandler: ChannelInboundHandler, RemovableChannelHandler {
         // `waypost_ready`: what /readyz says, for alerting (deploy/prometheus).
         Gauge(label: "waypost_ready").record(unreadiness().isEmpty ? 1 : 0)
         return readers.read(on: eventLoop) { reader in
-            let counts = try reader.counts()
+            let counts = try reader.waitingCounts()
             let oldest = try reader.oldestQueued()
             let now = Timestamp.now()
             for route in routes {
