@@ -72,14 +72,16 @@ public struct PostgresJournal: Journal {
     }
 
     /// Takes the journal for this server: a session advisory lock on a connection of its own,
-    /// held until the connection is closed, as the SQLite journal's lock file is. Several nodes
-    /// on one database need the partition leases the forwarder does not use yet
-    /// (`docs/scaling.md`): until then a second server is refused, not left to deliver every
-    /// queue a second time and out of order.
+    /// held until the connection is closed, as the SQLite journal's lock file is; then, as the
+    /// SQLite writer does when it opens, the deliveries a stopped server left `in_flight` are
+    /// `queued` again (delivery is at least once), their open attempts marked interrupted, and
+    /// its tripped breakers forgotten. Several nodes on one database need the partition leases
+    /// the forwarder does not use yet (`docs/scaling.md`): until then a second server is
+    /// refused, not left to deliver every queue a second time and out of order.
     ///
     /// - Throws: ``PostgresJournalError`` when another server holds the journal, or the
     ///   database cannot be reached.
-    public func lockForServer() async throws(PostgresJournalError) -> ServerLock {
+    public func takeOver() async throws(PostgresJournalError) -> ServerLock {
         let connection: PostgresConnection
         do {
             connection = try await withTimeout(timeout, late: { try? await $0.close() }) { try await connect() }
@@ -98,7 +100,19 @@ public struct PostgresJournal: Journal {
                     description: "another Waypost server uses this journal; one database serves one node until clustering "
                         + "is built (docs/scaling.md)")
             }
+            try await connection.withTransaction(logger: logger) { connection in
+                try await connection.query(
+                    """
+                    UPDATE attempts SET error = 'interrupted: Waypost stopped during the attempt'
+                    WHERE duration_ms IS NULL AND status IS NULL AND error IS NULL
+                    """, logger: logger)
+                try await connection.query("UPDATE deliveries SET state = 'queued' WHERE state = 'in_flight'", logger: logger)
+                try await connection.query("DELETE FROM control WHERE name LIKE 'tripped:%'", logger: logger)
+            }
             return ServerLock(connection: connection)
+        } catch let error as PostgresTransactionError {
+            try? await connection.close()
+            throw PostgresJournalError(error.closureError ?? error.commitError ?? error.beginError ?? error)
         } catch {
             try? await connection.close()
             throw PostgresJournalError(error)

@@ -415,7 +415,7 @@ public enum PostgresSchema {
     /// The advisory lock the migrations run under (any number; this one spells "wayp").
     static let migrationLock: Int64 = 0x7761_7970
 
-    /// The advisory lock a server holds on its journal (``PostgresJournal/lockForServer()``): "wayq".
+    /// The advisory lock a server holds on its journal (``PostgresJournal/takeOver()``): "wayq".
     static let serverLock: Int64 = 0x7761_7971
 
     /// Applies the missing migrations in one transaction; returns the version found before.

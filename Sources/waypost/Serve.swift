@@ -201,7 +201,7 @@ extension Serve {
             if let postgres {
                 let journal = PostgresJournal(location: postgres, logger: logger)
                 try await journal.migrate()
-                let lock = try await journal.lockForServer()
+                let lock = try await journal.takeOver()
                 return (journal, journal.writer(maxBacklog: settings.maxBacklog, retainDelivered: settings.retainDelivered), lock)
             }
             let writer = try JournalWriter(

@@ -104,14 +104,22 @@ extension Reliability {
         "CrashTests: kill -9 and graceful stops lose no acknowledged message", .serialized,
         .timeLimit(.minutes(soakRounds.map { $0 / 4 + 3 } ?? 3)))
     struct CrashTests {
-        @Test("kill -9 during intake and delivery, restart on the same journal: every acknowledged message delivered, in order")
-        func killNineRounds() async throws {
+        @Test(
+            "kill -9 during intake and delivery, restart on the same journal: every acknowledged message delivered, in order",
+            arguments: JournalBackend.allCases)
+        func killNineRounds(backend: JournalBackend) async throws {
             let rounds = soakRounds ?? 3
             let started = ContinuousClock.now
             let dir = try ScratchDirectory()
             defer { dir.remove() }
+            let testJournal = try await TestJournal.make(backend, in: dir)
+            defer { testJournal.stop() }
+            let journal = testJournal.location
+            // The journal's own answer to `sql`, as sqlite3 or psql prints it; SQLite's integrity
+            // check (PostgreSQL's crash recovery is its own).
+            func query(_ sql: String) throws -> String { try testJournal.server?.psql(sql) ?? sqlite3(journal, sql) }
+            func checkIntegrity() throws -> String { testJournal.server == nil ? try integrityCheck(journal) : "ok" }
             let upstream = try await RecordingUpstream.start(in: dir, mode: ["mode": "ok", "slow_fraction": 0.05, "slow_delay": 0.25])
-            let journal = dir.file("journal.db")
             let server = try ServerUnderTest(
                 dir: dir, journal: journal,
                 config: reliabilityConfig(
@@ -177,7 +185,7 @@ extension Reliability {
                             killNotes.append(
                                 "round \(round): kill -9 after \(wait) ms (acknowledged \(acknowledgedSoFar), upstream received \(receivedSoFar))"
                             )
-                            let check = try integrityCheck(journal)
+                            let check = try checkIntegrity()
                             if check != "ok" { integrity.append("after round \(round): \(check)") }
                         }
                         // The last start: the sources stop, the backlog drains.
@@ -197,13 +205,13 @@ extension Reliability {
                 var remaining = Int.max
                 var lastProgress = ContinuousClock.now
                 while remaining > 0, ContinuousClock.now - lastProgress < .seconds(30) {
-                    let count = Int(try sqlite3(journal, "SELECT count(*) FROM message_states WHERE state <> 'delivered'")) ?? -1
+                    let count = Int(try query("SELECT count(*) FROM message_states WHERE state <> 'delivered'")) ?? -1
                     if count < remaining { lastProgress = ContinuousClock.now }
                     remaining = count
                     if remaining > 0 { try await Task.sleep(for: .milliseconds(250)) }
                 }
                 drainTime = seconds(since: drainStarted)
-                let states = try sqlite3(journal, "SELECT state, count(*) FROM message_states GROUP BY 1")
+                let states = try query("SELECT state, count(*) FROM message_states GROUP BY 1")
                 #expect(remaining == 0, "the backlog stopped draining (30 s without progress): \(states)")
                 drained = remaining == 0
             } catch {
@@ -215,14 +223,14 @@ extension Reliability {
             let status = await server.stop()
             #expect(
                 status == 0, "waypost serve after SIGTERM: \(status.map(String.init) ?? "none"); stderr:\n\(server.allLogs.suffix(3000))")
-            let finalCheck = try integrityCheck(journal)
+            let finalCheck = try checkIntegrity()
             if finalCheck != "ok" { integrity.append("at the end: \(finalCheck)") }
             let records = upstream.records
             await upstream.stop()
 
             let tallies = sources.map { $0.tally.withLock { $0 } }
             let acknowledged = tallies.flatMap(\.acknowledged)
-            let rows = try await journalRows(journal)
+            let rows = journalRows(text: try query(journalRowsQuery))
             // The routes with one destination, then each destination of `fanout` (by the path it
             // was sent to): every acknowledged message must reach each, in its queue's order
             // (b is fifo: one queue for the route).
@@ -262,7 +270,7 @@ extension Reliability {
             // Before the backlog drained, "lost" would count messages still waiting in the journal.
             let lost = drained ? String(report.lost.count) : "unknown (not drained; \(report.lost.count) not delivered yet)"
             let summary =
-                "CrashTests summary: rounds=\(rounds) acknowledged=\(report.acknowledged) lost=\(lost) "
+                "CrashTests summary (\(backend)): rounds=\(rounds) acknowledged=\(report.acknowledged) lost=\(lost) "
                 + "duplicates=\(report.duplicates) (messages delivered more than once: \(report.redelivered)) stored=\(report.stored) "
                 + "storedTwice=\(report.storedTwice) partialRequests=\(report.partial) repeatedAttemptNumbers=\(repeatedAttemptNumbers) upstreamRequests=\(records.count) unanswered=\(noAnswer) refused503=\(refused) "
                 + "orderViolations=\(report.orderViolations.count) integrity=\(integrity.isEmpty ? "ok" : "FAILED") drain=\(drainTime)s time=\(seconds(since: started))s"

@@ -396,7 +396,7 @@ func expectCleanStop(_ server: ServerUnderTest, sourceLocation: SourceLocation =
 /// A configuration for the reliability tests (the ports come from the command line).
 func reliabilityConfig(journal: String, shutdownGrace: String = "2s", routes: String) -> String {
     """
-    journal: { path: \(journal), durability: full }
+    journal: \(journal.hasPrefix("postgres://") ? "{ url: '\(journal)' }" : "{ path: \(journal), durability: full }")
     shutdown_grace: \(shutdownGrace)
     routes:
     \(routes)
@@ -622,8 +622,15 @@ struct JournalRow {
 
 /// Every row of `messages`, in order of acceptance.
 func journalRows(_ journal: String) async throws -> [JournalRow] {
-    let text = try sqlite3(
-        journal, "SELECT id, correlation_id, route, coalesce(ordering_key, ''), state, attempts FROM message_states ORDER BY id")
+    journalRows(text: try sqlite3(journal, journalRowsQuery))
+}
+
+/// The query ``journalRows(text:)`` parses the answer of, in either journal (the view
+/// `message_states` is the same in both).
+let journalRowsQuery = "SELECT id, correlation_id, route, coalesce(ordering_key, ''), state, attempts FROM message_states ORDER BY id"
+
+/// The rows of ``journalRowsQuery``'s answer, `|`-separated as `sqlite3` and `psql -At` print them.
+func journalRows(text: String) -> [JournalRow] {
     return text.split(separator: "\n").compactMap { line in
         let p = line.split(separator: "|", omittingEmptySubsequences: false).map(String.init)
         guard p.count == 6, let id = Int(p[0]), let attempts = Int(p[5]) else { return nil }
