@@ -14,6 +14,8 @@
 #   OPENAPI_CHECK_REQUIRED    when set, a missing schemathesis is an error instead of a skip
 #   OPENAPI_CHECK_EXAMPLES    test cases per operation and phase (default 50)
 #   OPENAPI_CHECK_SEED        a schemathesis seed, to repeat a run (default: a new one, printed)
+#   OPENAPI_CHECK_JOURNAL     the journal to serve on, a file or a postgres:// URL of an empty
+#                             database (default: a fresh file in the scratch directory)
 #
 # Needs python3 and schemathesis 4 (`pip install schemathesis`, which installs `st`).
 set -euo pipefail
@@ -55,7 +57,7 @@ cleanup() {
 trap cleanup EXIT
 
 WAYPOST_ADMIN_TOKEN=$token "$bin" serve --upstream http://127.0.0.1:9/ --listen 127.0.0.1:0 \
-    --admin-listen 127.0.0.1:0 --journal "$work/journal.db" >"$work/stdout" 2>"$work/stderr" &
+    --admin-listen 127.0.0.1:0 --journal "${OPENAPI_CHECK_JOURNAL:-$work/journal.db}" >"$work/stdout" 2>"$work/stderr" &
 server=$!
 
 # `listening intake=HOST:PORT admin=HOST:PORT` on stdout once both listeners are bound.

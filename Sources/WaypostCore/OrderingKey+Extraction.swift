@@ -3,7 +3,9 @@ import Foundation
 extension OrderingKey {
     /// The ordering key of a request: the named header's first value, or the JSON value at
     /// the pointer (strings as they are, numbers and booleans as JSON text). Nil when the
-    /// request has no such value; such messages share one queue (SPEC §3).
+    /// request has no such value; such messages share one queue (SPEC §3). A NUL in a JSON
+    /// string is kept as U+FFFD: no journal's text holds NUL (PostgreSQL refuses it), and keys
+    /// that differ only there share a queue, which keeps each one's order.
     public func value(headers: [HeaderField], body: [UInt8]) -> String? {
         switch self {
         case .header(let name):
@@ -15,7 +17,7 @@ extension OrderingKey {
                 let value = JSONPointer.resolve(pointer, in: document)
             else { return nil }
             switch value {
-            case let string as String: return string
+            case let string as String: return string.utf8.contains(0) ? string.replacingOccurrences(of: "\0", with: "\u{FFFD}") : string
             // Booleans are NSNumbers too; tell them apart so `true` and `1` are different keys.
             case let number as NSNumber where String(cString: number.objCType) == "c": return number.boolValue ? "true" : "false"
             case let number as NSNumber: return number.stringValue

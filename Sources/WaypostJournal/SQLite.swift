@@ -169,8 +169,17 @@ final class Statement {
 
     func bind(_ index: Int32, _ value: String?) throws(JournalError) {
         let rc: Int32
-        if let value {
-            rc = sqlite3_bind_text(handle, index, value, -1, waypost_sqlite_transient())
+        if var value {
+            // By its length, not up to a NUL: a text with one is bound whole, as it is.
+            if value.isEmpty {
+                rc = sqlite3_bind_text(handle, index, "", 0, waypost_sqlite_transient())
+            } else {
+                rc = value.withUTF8 { utf8 in
+                    utf8.withMemoryRebound(to: CChar.self) { text in
+                        sqlite3_bind_text(handle, index, text.baseAddress, Int32(text.count), waypost_sqlite_transient())
+                    }
+                }
+            }
         } else {
             rc = sqlite3_bind_null(handle, index)
         }
@@ -215,7 +224,7 @@ final class Statement {
 
     func string(_ column: Int32) -> String? {
         guard let text = sqlite3_column_text(handle, column) else { return nil }
-        return String(cString: text)
+        return String(decoding: UnsafeBufferPointer(start: text, count: Int(sqlite3_column_bytes(handle, column))), as: UTF8.self)
     }
 
     func blob(_ column: Int32) -> [UInt8]? {

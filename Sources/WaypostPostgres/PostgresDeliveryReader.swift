@@ -80,7 +80,8 @@ public final class PostgresDeliveryReader: DeliveryReading {
     /// The final outcome of message `correlationID`: its first delivery's (the `reply_from`
     /// destination's); nil while that is still on its way, or for an unknown message.
     public func finalOutcome(correlationID: String) throws(JournalError) -> FinalOutcome? {
-        try connection.rows(
+        guard correlationID.isStorable else { return nil }
+        return try connection.rows(
             """
             SELECT p.state, p.response_status, p.response_headers::text, p.response_body, p.last_error, p.attempts
             FROM messages m JOIN LATERAL (SELECT * FROM deliveries f WHERE f.message_id = m.id ORDER BY f.id LIMIT 1) p ON true

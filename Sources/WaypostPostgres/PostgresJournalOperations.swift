@@ -14,6 +14,8 @@ final class PostgresJournalOperations: JournalOperating {
     }
 
     func replay(ids: [String], destination: String?, dryRun: Bool) throws(JournalError) -> [String] {
+        let ids = ids.filter(\.isStorable)
+        guard !ids.isEmpty, destination?.isStorable != false else { return [] }
         let logger = connection.logger
         let found = try connection.transaction { connection in
             var rows: [(Int64, String)] = []
@@ -68,6 +70,7 @@ final class PostgresJournalOperations: JournalOperating {
     }
 
     func skip(id: String, destination: String?) throws(JournalError) -> Bool {
+        guard id.isStorable, destination?.isStorable != false else { return false }
         let logger = connection.logger
         let now = Self.now
         return try connection.transaction { connection in

@@ -142,7 +142,7 @@ final class PostgresJournalReader: JournalReading {
     }
 
     func message(correlationID: String) throws(JournalError) -> MessageRecord? {
-        guard
+        guard correlationID.isStorable,
             var record = try connection.rows(
                 PostgresQuery(
                     unsafeSQL: "SELECT \(Self.columns) \(Self.tables) WHERE m.correlation_id = $1", binds: Self.binds(correlationID)),
@@ -241,6 +241,11 @@ struct PostgresSelection {
     /// The messages `m` that `filter` selects; `state` is the message's (with a destination,
     /// that delivery's), nil for any.
     init(_ filter: MessageFilter, state: MessageState?) {
+        // A name with a NUL names nothing stored (PostgreSQL's text cannot hold it).
+        if [filter.route, filter.destination].contains(where: { $0?.isStorable == false }) {
+            conditions.append("false")
+            return
+        }
         if let route = filter.route, state == nil { conditions.append("m.route = \(bind(route))") }
         if let since = filter.since { conditions.append("m.received_at >= \(bind(since))::timestamptz") }
         if let until = filter.until { conditions.append("m.received_at < \(bind(until))::timestamptz") }

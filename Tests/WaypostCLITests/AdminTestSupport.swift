@@ -410,14 +410,25 @@ enum ServerJournal {
 /// Runs `body` with a server on `config` (written in a scratch directory) and the journal
 /// `DIR/j.db` (a copy of `journal`, when given) or the one `location` names, stopping
 /// everything afterwards.
+///
+/// With `backend` `.postgres`, the journal is a PostgreSQL database of the test's own instead.
 func withServer(
-    config: String, journal: String? = nil, at location: ServerJournal = .file, upstreams: [SettableUpstream],
-    environment: [String: String] = [:], _ body: (AdminTestServer, ScratchDirectory) async throws -> Void
+    config: String, journal: String? = nil, at location: ServerJournal = .file, backend: JournalBackend = .sqlite,
+    upstreams: [SettableUpstream], environment: [String: String] = [:],
+    _ body: (AdminTestServer, ScratchDirectory) async throws -> Void
 ) async throws {
     let dir = try ScratchDirectory()
     defer { dir.remove() }
+    var location = location
+    var database: TestJournal?
+    defer { database?.stop() }
     let server: AdminTestServer
     do {
+        if backend == .postgres {
+            let made = try await TestJournal.make(.postgres, in: dir)
+            database = made
+            location = .location(made.location)
+        }
         let path = try dir.write("waypost.yaml", config)
         let journalPath = dir.file("j.db")
         if let journal {

@@ -151,14 +151,17 @@ struct ConsoleTests {
         }
     }
 
-    @Test("a hostile body and headers are shown as text; a failed message's page has its attempts; replay through the console delivers it")
-    func messagePageAndReplay() async throws {
+    @Test(
+        "a hostile body and headers are shown as text; a failed message's page has its attempts; replay through the console delivers it",
+        arguments: JournalBackend.allCases)
+    func messagePageAndReplay(backend: JournalBackend) async throws {
         let upstream = try await SettableUpstream.start(status: 500)
         let config = """
             routes:
               - { name: hooks, path: /hooks, upstream: "\(upstream.url)", retry: { max_attempts: 1 } }
             """
-        try await withServer(config: config, upstreams: [upstream], environment: ["WAYPOST_ADMIN_TOKEN": ""]) { server, dir in
+        try await withServer(config: config, backend: backend, upstreams: [upstream], environment: ["WAYPOST_ADMIN_TOKEN": ""]) {
+            server, dir in
             let hostile = #"{"note":"<script>alert(1)</script>","x":"\"><img src=x onerror=alert(2)>"}"#
             let answer = try await server.intake(
                 "POST", "/hooks", body: hostile, headers: ["Content-Type: application/json", #"X-Evil: "><script>alert(3)</script>"#])
@@ -213,14 +216,17 @@ struct ConsoleTests {
         }
     }
 
-    @Test("a destination with on_exhausted: block shows what holds it up; skipping the failed message lets the rest go")
-    func blocked() async throws {
+    @Test(
+        "a destination with on_exhausted: block shows what holds it up; skipping the failed message lets the rest go",
+        arguments: JournalBackend.allCases)
+    func blocked(backend: JournalBackend) async throws {
         let upstream = try await SettableUpstream.start(status: 422)
         let config = """
             routes:
               - { name: ledger, path: /ledger, upstream: "\(upstream.url)", ordering: fifo, on_exhausted: block, retry: { max_attempts: 1 } }
             """
-        try await withServer(config: config, upstreams: [upstream], environment: ["WAYPOST_ADMIN_TOKEN": ""]) { server, _ in
+        try await withServer(config: config, backend: backend, upstreams: [upstream], environment: ["WAYPOST_ADMIN_TOKEN": ""]) {
+            server, _ in
             let first = try await server.accept("/ledger")
             try await server.waitForStates("the first failed") { $0[first] == "failed" }
             upstream.answer(200)

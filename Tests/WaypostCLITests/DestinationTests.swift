@@ -30,8 +30,10 @@ extension AdminTestServer {
 
 @Suite("destinations: fan-out, filters, one delivery replayed or skipped, reply_from, a version-2 journal (SPEC §11)")
 struct DestinationTests {
-    @Test("fan-out to three upstreams, one down for a while: the other two keep delivering, the third catches up in order")
-    func fanOutWithOneDown() async throws {
+    @Test(
+        "fan-out to three upstreams, one down for a while: the other two keep delivering, the third catches up in order",
+        arguments: JournalBackend.allCases)
+    func fanOutWithOneDown(backend: JournalBackend) async throws {
         let erp = try await SettableUpstream.start()
         let analytics = try await SettableUpstream.start()
         let audit = try await SettableUpstream.start(status: 503)
@@ -49,7 +51,7 @@ struct DestinationTests {
                     ordering_key: "header:X-Key"
                     breaker: { failures: 5, probe_interval: 200ms }
             """
-        try await withServer(config: config, upstreams: [erp, analytics, audit]) { server, _ in
+        try await withServer(config: config, backend: backend, upstreams: [erp, analytics, audit]) { server, _ in
             var ids: [String] = []
             for n in 0..<12 {
                 let answer = try await server.intake(
@@ -93,8 +95,10 @@ struct DestinationTests {
         }
     }
 
-    @Test("a filter sends a message to a subset; the others' deliveries are filtered, and the message is delivered")
-    func filters() async throws {
+    @Test(
+        "a filter sends a message to a subset; the others' deliveries are filtered, and the message is delivered",
+        arguments: JournalBackend.allCases)
+    func filters(backend: JournalBackend) async throws {
         let billing = try await SettableUpstream.start()
         let everything = try await SettableUpstream.start()
         let config = """
@@ -107,7 +111,7 @@ struct DestinationTests {
                     filter: { body: { type: { $in: [order.paid, order.refunded] } }, headers: { x-shop: main } }
                   - { name: everything, upstream: "\(everything.url)" }
             """
-        try await withServer(config: config, upstreams: [billing, everything]) { server, dir in
+        try await withServer(config: config, backend: backend, upstreams: [billing, everything]) { server, dir in
             func post(_ type: String, shop: String = "main") async throws -> String {
                 let answer = try await server.intake(
                     "POST", "/shop", body: "{\"type\":\"\(type)\"}", headers: ["Content-Type: application/json", "X-Shop: \(shop)"])
@@ -145,8 +149,8 @@ struct DestinationTests {
         }
     }
 
-    @Test("one delivery replayed, one skipped (?destination=), the other destination untouched")
-    func replayAndSkipOneDelivery() async throws {
+    @Test("one delivery replayed, one skipped (?destination=), the other destination untouched", arguments: JournalBackend.allCases)
+    func replayAndSkipOneDelivery(backend: JournalBackend) async throws {
         let strict = try await SettableUpstream.start(status: 422)
         let lenient = try await SettableUpstream.start()
         let config = """
@@ -157,7 +161,7 @@ struct DestinationTests {
                   - { name: strict, upstream: "\(strict.url)", on_exhausted: block }
                   - { name: lenient, upstream: "\(lenient.url)" }
             """
-        try await withServer(config: config, upstreams: [strict, lenient]) { server, _ in
+        try await withServer(config: config, backend: backend, upstreams: [strict, lenient]) { server, _ in
             let first = try await server.accept("/shop")
             let second = try await server.accept("/shop")
             try await server.waitForStates("the first fails at strict, the second waits behind it") { states in
@@ -203,8 +207,10 @@ struct DestinationTests {
         }
     }
 
-    @Test("sync: the source gets reply_from's answer while another destination is slow; a filtered reply_from answers 202 filtered")
-    func syncReplyFrom() async throws {
+    @Test(
+        "sync: the source gets reply_from's answer while another destination is slow; a filtered reply_from answers 202 filtered",
+        arguments: JournalBackend.allCases)
+    func syncReplyFrom(backend: JournalBackend) async throws {
         let slowGate = Gate()
         let slow = try await SettableUpstream.start(gate: slowGate, body: "slow")
         let fast = try await SettableUpstream.start(status: 201, body: "fast")
@@ -221,7 +227,7 @@ struct DestinationTests {
                     upstream: "\(fast.url)"
                     filter: { body: { kind: { $neq: skip-fast } } }
             """
-        try await withServer(config: config, upstreams: [slow, fast]) { server, _ in
+        try await withServer(config: config, backend: backend, upstreams: [slow, fast]) { server, _ in
             let started = ContinuousClock.now
             let answer = try await server.intake("POST", "/shop", body: "{\"kind\":\"order\"}", headers: ["Content-Type: application/json"])
             #expect(answer.status == 201 && answer.body == "fast", "\(answer.status) \(answer.body)")

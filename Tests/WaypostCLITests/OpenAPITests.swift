@@ -7,11 +7,19 @@ import Testing
 
 @Suite("docs/openapi.yaml holds for the running server (schemathesis)")
 struct OpenAPITests {
-    @Test("schemathesis finds no answer that breaks the document, and no 5xx, on the status and admin APIs")
-    func schemathesis() async throws {
+    @Test(
+        "schemathesis finds no answer that breaks the document, and no 5xx, on the status and admin APIs",
+        arguments: JournalBackend.allCases)
+    func schemathesis(backend: JournalBackend) async throws {
         let executable = try #require(waypostExecutable, "no waypost executable")
+        let dir = try ScratchDirectory()
+        defer { dir.remove() }
+        let journal = try await TestJournal.make(backend, in: dir)
+        defer { journal.stop() }
         // OPENAPI_CHECK_REQUIRED, when CI sets it, reaches the script with the rest of the environment.
-        let environment = ["WAYPOST_BIN": executable.path, "OPENAPI_CHECK_EXAMPLES": "25"]
+        let environment = [
+            "WAYPOST_BIN": executable.path, "OPENAPI_CHECK_EXAMPLES": "25", "OPENAPI_CHECK_JOURNAL": journal.location,
+        ]
         let result = try await runCommand(
             executable: URL(fileURLWithPath: "/bin/bash"), [packageRoot.appendingPathComponent("scripts/openapi-check.sh").path],
             environment: environment, directory: packageRoot.path, timeout: .seconds(300))

@@ -7,8 +7,10 @@ import WaypostTestSupport
 
 @Suite("W3C trace context: every attempt in the source's trace, or in one of the message's own")
 struct TraceContextTests {
-    @Test("a retried message keeps its trace across attempts, each attempt a span of its own; without a source trace, one of its own")
-    func attemptsCarryTheTrace() async throws {
+    @Test(
+        "a retried message keeps its trace across attempts, each attempt a span of its own; without a source trace, one of its own",
+        arguments: JournalBackend.allCases)
+    func attemptsCarryTheTrace(backend: JournalBackend) async throws {
         let upstream = try await SettableUpstream.start(status: 503)
         let config = """
             routes:
@@ -19,7 +21,7 @@ struct TraceContextTests {
                 retry: { initial: 200ms, factor: 1, max_delay: 200ms, max_attempts: 100000 }
                 breaker: off
             """
-        try await withServer(config: config, upstreams: [upstream]) { server, _ in
+        try await withServer(config: config, backend: backend, upstreams: [upstream]) { server, _ in
             let traced = try await server.intake(
                 "POST", "/hooks", body: "{}",
                 headers: [

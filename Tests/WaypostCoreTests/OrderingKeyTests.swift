@@ -143,6 +143,8 @@ private let eventBody = Array(
             (#"{"k":"\"quoted\"\n"}"#, "/k", "\"quoted\"\n"),
             (#"  {"k" : "spaced"}  "#, "/k", "spaced"),
             ("\u{FEFF}{\"k\":\"bom\"}", "/k", "bom"),
+            // No journal's text holds NUL: it is kept as U+FFFD.
+            (#"{"k":"a\u0000b"}"#, "/k", "a\u{FFFD}b"),
         ] as [(String, String, String)]
     )
     func jsonPointerOtherBodies(body: String, pointer: String, expected: String) {

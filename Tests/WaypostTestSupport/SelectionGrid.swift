@@ -101,5 +101,15 @@ public struct SelectionGrid: Sendable {
             }
         }
         #expect(checked == 7 * 3 * 4 * 3)
+
+        // Names with a NUL (from a query's %00) name nothing stored, and fail nothing.
+        let nul = "m1\0"
+        #expect(try reader.message(correlationID: nul) == nil)
+        #expect(try reader.list(MessageFilter(route: "r1\0", limit: 10)).isEmpty)
+        #expect(try reader.list(MessageFilter(destination: "a\0", limit: 10)).isEmpty)
+        #expect(try reader.replayCount(MessageFilter(state: .failed, route: "r1\0", limit: 10)) == 0)
+        #expect(try operations.replay(ids: [nul], destination: nil, dryRun: true).isEmpty)
+        #expect(try operations.replay(ids: ["m1"], destination: "a\0", dryRun: true).isEmpty)
+        #expect(try operations.skip(id: nul, destination: nil) == false)
     }
 }
