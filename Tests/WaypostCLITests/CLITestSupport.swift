@@ -420,27 +420,32 @@ enum JournalBackend: String, CaseIterable, Sendable, CustomTestStringConvertible
     var testDescription: String { rawValue }
 }
 
-/// A journal for one test: a file in the test's scratch directory, or the database of a
-/// PostgreSQL server of the test's own (``PostgresServer``), which ``stop()`` ends.
+/// A journal for one test: a file in the test's scratch directory, or a database of the test's
+/// own on the PostgreSQL server the test run shares (``PostgresServer/database()``), which
+/// ``stop()`` drops.
 struct TestJournal: Sendable {
     /// What `--journal` takes: the file's path, or the database's URL with its password.
     var location: String
-    var server: PostgresServer?
+    var database: PostgresDatabase?
 
     /// A new journal of `backend`; for PostgreSQL, the test is cancelled (or, with
     /// `POSTGRES_REQUIRED`, fails) where no server can start.
     static func make(_ backend: JournalBackend, in directory: ScratchDirectory) async throws -> TestJournal {
         switch backend {
         case .sqlite:
-            return TestJournal(location: directory.file("j.db"), server: nil)
+            return TestJournal(location: directory.file("j.db"), database: nil)
         case .postgres:
-            let server = try await PostgresServer.start()
-            let url = server.url.replacingOccurrences(of: "postgres://waypost@", with: "postgres://waypost:\(PostgresServer.password)@")
-            return TestJournal(location: url, server: server)
+            let database = try await PostgresServer.database()
+            return TestJournal(location: database.url, database: database)
         }
     }
 
+    /// The journal's answer to `sql`, as `sqlite3` or `psql -At` prints it.
+    func query(_ sql: String) throws -> String {
+        try database?.psql(sql) ?? sqlite3(location, sql)
+    }
+
     func stop() {
-        server?.stop()
+        database?.drop()
     }
 }

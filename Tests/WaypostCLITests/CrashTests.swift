@@ -117,8 +117,8 @@ extension Reliability {
             let journal = testJournal.location
             // The journal's own answer to `sql`, as sqlite3 or psql prints it; SQLite's integrity
             // check (PostgreSQL's crash recovery is its own).
-            func query(_ sql: String) throws -> String { try testJournal.server?.psql(sql) ?? sqlite3(journal, sql) }
-            func checkIntegrity() throws -> String { testJournal.server == nil ? try integrityCheck(journal) : "ok" }
+            func query(_ sql: String) throws -> String { try testJournal.query(sql) }
+            func checkIntegrity() throws -> String { testJournal.database == nil ? try integrityCheck(journal) : "ok" }
             let upstream = try await RecordingUpstream.start(in: dir, mode: ["mode": "ok", "slow_fraction": 0.05, "slow_delay": 0.25])
             let server = try ServerUnderTest(
                 dir: dir, journal: journal,

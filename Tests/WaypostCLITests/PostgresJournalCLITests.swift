@@ -14,12 +14,13 @@ struct PostgresJournalCLITests {
     func databaseDownAndBack() async throws {
         let dir = try ScratchDirectory()
         defer { dir.remove() }
-        let journal = try await TestJournal.make(.postgres, in: dir)
-        defer { journal.stop() }
-        let database = try #require(journal.server)
+        // A server of the test's own, which it stops and starts.
+        let database = try await PostgresServer.start()
+        defer { database.stop() }
+        let location = database.url.replacingOccurrences(of: "postgres://waypost@", with: "postgres://waypost:\(PostgresServer.password)@")
         let upstream = try await SettableUpstream.start()
         try await withServer(
-            config: adminTestConfig(upstream: upstream.url), at: .location(journal.location), upstreams: [upstream]
+            config: adminTestConfig(upstream: upstream.url), at: .location(location), upstreams: [upstream]
         ) { server, _ in
             var acknowledged: [String] = []
             for index in 1...3 { acknowledged.append(try await server.accept("/hooks/before-\(index)")) }
@@ -84,20 +85,21 @@ struct PostgresJournalCLITests {
         defer { dir.remove() }
         let journal = try await TestJournal.make(.postgres, in: dir)
         defer { journal.stop() }
-        let database = try #require(journal.server)
+        let database = try #require(journal.database)
         let status = try await waypost("status", "--journal", journal.location, directory: dir.path)
         #expect(status.status == 1, "\(status)")
         #expect(status.stderr.contains("no Waypost journal"), "\(status)")
         #expect(!status.stderr.contains(":\(PostgresServer.password)@"), "the password was printed:\n\(status)")
 
+        let bare = database.url.replacingOccurrences(of: ":\(PostgresServer.password)@", with: "@")
         let wrong = try await waypost(
-            "status", "--journal", database.url, environment: ["PGPASSWORD": "not-the-password"], directory: dir.path)
+            "status", "--journal", bare, environment: ["PGPASSWORD": "not-the-password"], directory: dir.path)
         #expect(wrong.status == 1, "\(wrong)")
         #expect(wrong.stderr.contains("password"), "a wrong password is not named:\n\(wrong)")
 
         let upstream = try await SettableUpstream.start()
         try await withServer(
-            config: "journal: { url: '\(database.url)', password_env: TEST_DB_PASSWORD }\n" + adminTestConfig(upstream: upstream.url),
+            config: "journal: { url: '\(bare)', password_env: TEST_DB_PASSWORD }\n" + adminTestConfig(upstream: upstream.url),
             at: .configured, upstreams: [upstream], environment: ["TEST_DB_PASSWORD": PostgresServer.password]
         ) { server, _ in
             let id = try await server.accept("/hooks/first")

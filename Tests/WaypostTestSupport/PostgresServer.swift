@@ -27,19 +27,55 @@ public final class PostgresServer: Sendable {
         self.owner = owner
     }
 
-    /// Starts a new server and creates the `waypost` role and database.
-    public static func start() async throws -> PostgresServer {
+    /// A database of its own for the caller, owned by `waypost`, on one server that the whole
+    /// test run shares (started on first use, stopped when the test process exits): for tests
+    /// that need a journal, not a server they can stop. Tests that do start servers of their
+    /// own (``start()``) each add a second or so of CPU; on two cores, dozens of them at once
+    /// made other tests' timings fail.
+    public static func database() async throws -> PostgresDatabase {
+        _ = try requirements()
+        let starting = sharedServer.withLock { shared in
+            if let shared { return shared }
+            let task = Task { try await start() }
+            shared = task
+            return task
+        }
+        let server = try await starting.value
+        runningShared.withLock { $0 = server }
+        let name = "journal_\(nextDatabase.add(1, ordering: .relaxed).newValue)"
+        try server.psql("CREATE DATABASE \(name) OWNER waypost", database: "postgres")
+        return PostgresDatabase(server: server, name: name)
+    }
+
+    /// The server ``database()`` shares, once started.
+    private static let sharedServer = Mutex<Task<PostgresServer, any Error>?>(nil)
+    private static let nextDatabase = Atomic<Int>(0)
+
+    /// The shared server once it runs, for ``stopSharedAtExit``.
+    private static let runningShared = Mutex<PostgresServer?>(nil)
+
+    /// Stops the shared server when the test process exits.
+    private static let stopSharedAtExit: Void = {
+        atexit { PostgresServer.runningShared.withLock { $0 }?.stop() }
+    }()
+
+    /// PostgreSQL's binaries, and the user to run them as (nil: this one); cancels the calling
+    /// test, saying why, where there is none (fails it with `POSTGRES_REQUIRED`).
+    private static func requirements() throws -> (binaries: String, owner: String?) {
         let versions = (try? FileManager.default.contentsOfDirectory(atPath: "/usr/lib/postgresql")) ?? []
         guard let version = versions.compactMap(Int.init).max() else {
             try unavailable("PostgreSQL is not installed (apt-get install postgresql)")
         }
-        let binaries = "/usr/lib/postgresql/\(version)/bin"
-        let owner: String?
         switch geteuid() {
-        case 0: owner = "postgres"
-        case getpwnam("postgres")?.pointee.pw_uid: owner = nil
+        case 0: return ("/usr/lib/postgresql/\(version)/bin", "postgres")
+        case getpwnam("postgres")?.pointee.pw_uid: return ("/usr/lib/postgresql/\(version)/bin", nil)
         default: try unavailable("PostgreSQL must run as the postgres user, and the tests run neither as root nor as postgres")
         }
+    }
+
+    /// Starts a new server and creates the `waypost` role and database.
+    public static func start() async throws -> PostgresServer {
+        let (binaries, owner) = try requirements()
         let directory = try scratch(owner: owner)
         // A copy of one cluster made by initdb for the whole test run: initdb costs a second
         // of CPU, a copy next to nothing.
@@ -70,6 +106,7 @@ public final class PostgresServer: Sendable {
                 continue
             }
             do {
+                _ = Self.stopSharedAtExit
                 try server.psql("CREATE ROLE waypost LOGIN PASSWORD '\(Self.password)'", database: "postgres")
                 try server.psql("CREATE DATABASE waypost OWNER waypost", database: "postgres")
                 return server
@@ -88,7 +125,7 @@ public final class PostgresServer: Sendable {
             owner, binaries + "/pg_ctl",
             [
                 "-D", directory.file("data"), "-l", directory.file("server.log"), "-w", "-t", "30", "start", "-o",
-                "-c listen_addresses=127.0.0.1 -c port=\(port) -c unix_socket_directories='\(directory.path)' -c fsync=on -c max_connections=100",
+                "-c listen_addresses=127.0.0.1 -c port=\(port) -c unix_socket_directories='\(directory.path)' -c fsync=on -c max_connections=300",
             ])
     }
 
@@ -181,5 +218,27 @@ public final class PostgresServer: Sendable {
         }
         guard bound else { throw CommandFailed(description: "bind: errno \(errno)") }
         return Int(UInt16(bigEndian: address.sin_port))
+    }
+}
+
+/// A database of a test's own on the shared server (``PostgresServer/database()``).
+public struct PostgresDatabase: Sendable {
+    public let server: PostgresServer
+    public let name: String
+
+    /// Its URL with the password: what `--journal` takes.
+    public var url: String {
+        "postgres://waypost:\(PostgresServer.password)@127.0.0.1:\(server.port)/\(name)"
+    }
+
+    /// Runs `sql` in this database through `psql`; its output (unaligned, tuples only).
+    @discardableResult
+    public func psql(_ sql: String) throws -> String {
+        try server.psql(sql, database: name)
+    }
+
+    /// Removes the database, closing its connections.
+    public func drop() {
+        _ = try? server.psql("DROP DATABASE IF EXISTS \(name) WITH (FORCE)", database: "postgres")
     }
 }
