@@ -111,17 +111,20 @@ final class PostgresJournalReader: JournalReading {
     }
 
     func oldestQueued() throws(JournalError) -> [String: String] {
+        // The oldest waiting delivery is the one with the smallest id (deliveries are made in
+        // the order their messages are accepted): only its message is read, not every waiting one's.
         let rows = try connection.rows(
             """
-            SELECT d.route, waypost_ms(min(m.received_at)) FROM deliveries d JOIN messages m ON m.id = d.message_id
-            WHERE d.state IN ('queued', 'in_flight') GROUP BY d.route
+            SELECT w.route, waypost_ms(m.received_at) FROM (
+                SELECT route, min(id) AS oldest FROM deliveries WHERE state IN ('queued', 'in_flight') GROUP BY route
+            ) w JOIN deliveries d ON d.id = w.oldest JOIN messages m ON m.id = d.message_id
             """
         ) { try $0.decode((String, Int64).self) }
         return Dictionary(rows.map { ($0.0, Timestamp.format(millisecondsSince1970: $0.1)) }) { first, _ in first }
     }
 
     func list(_ filter: MessageFilter) throws(JournalError) -> [MessageRecord] {
-        var selection = PostgresSelection(filter, state: filter.state)
+        var selection = PostgresSelection(filter, state: filter.state, limit: filter.limit)
         let limit = selection.bind(filter.limit)
         var records = try connection.rows(
             PostgresQuery(
@@ -239,8 +242,14 @@ struct PostgresSelection {
     private(set) var binds = PostgresBindings()
 
     /// The messages `m` that `filter` selects; `state` is the message's (with a destination,
-    /// that delivery's), nil for any.
-    init(_ filter: MessageFilter, state: MessageState?) {
+    /// that delivery's), nil for any. With `limit`, at most that many, in `filter`'s order.
+    ///
+    /// With a state and no time, the deliveries in that state are walked in message order (the
+    /// index of their state and message): the planner, left to itself, walks the messages and
+    /// checks each one's deliveries, which for the few `queued` messages at the end of a
+    /// million took 230 ms. With a time, the messages of that time are walked (their index of
+    /// `received_at`), each one's deliveries checked.
+    init(_ filter: MessageFilter, state: MessageState?, limit: Int? = nil) {
         // A name with a NUL names nothing stored (PostgreSQL's text cannot hold it).
         if [filter.route, filter.destination].contains(where: { $0?.isStorable == false }) {
             conditions.append("false")
@@ -249,17 +258,26 @@ struct PostgresSelection {
         if let route = filter.route, state == nil { conditions.append("m.route = \(bind(route))") }
         if let since = filter.since { conditions.append("m.received_at >= \(bind(since))::timestamptz") }
         if let until = filter.until { conditions.append("m.received_at < \(bind(until))::timestamptz") }
-        if let after = filter.afterID { conditions.append("m.id \(filter.newestFirst ? "<" : ">") \(bind(after))") }
+        let before = filter.newestFirst ? "<" : ">"
+        if let after = filter.afterID { conditions.append("m.id \(before) \(bind(after))") }
         switch (state, filter.destination) {
         case (let state?, let destination):
-            var deliveries = ["d.message_id = m.id", "d.state = \(bind(state.rawValue))"]
+            var deliveries = ["d.state = \(bind(state.rawValue))"]
             if let route = filter.route { deliveries.append("d.route = \(bind(route))") }
             if let destination { deliveries.append("d.destination = \(bind(destination))") }
-            conditions.append("EXISTS (SELECT 1 FROM deliveries d WHERE \(deliveries.joined(separator: " AND ")))")
             // Without a destination, the message is in `state` when no delivery outranks it.
             if destination == nil, !state.outrankedBy.isEmpty {
                 let list = state.outrankedBy.map { "'\($0.rawValue)'" }.joined(separator: ", ")
-                conditions.append("NOT EXISTS (SELECT 1 FROM deliveries o WHERE o.message_id = m.id AND o.state IN (\(list)))")
+                deliveries.append("NOT EXISTS (SELECT 1 FROM deliveries o WHERE o.message_id = d.message_id AND o.state IN (\(list)))")
+            }
+            if filter.since == nil && filter.until == nil {
+                if let after = filter.afterID { deliveries.append("d.message_id \(before) \(bind(after))") }
+                let order = limit.map { " ORDER BY d.message_id \(filter.newestFirst ? "DESC" : "ASC") LIMIT \(bind($0))" } ?? ""
+                conditions.append(
+                    "m.id IN (SELECT DISTINCT d.message_id FROM deliveries d WHERE \(deliveries.joined(separator: " AND "))\(order))")
+            } else {
+                conditions.append(
+                    "EXISTS (SELECT 1 FROM deliveries d WHERE d.message_id = m.id AND \(deliveries.joined(separator: " AND ")))")
             }
         case (nil, let destination?):
             conditions.append("EXISTS (SELECT 1 FROM deliveries x WHERE x.message_id = m.id AND x.destination = \(bind(destination)))")

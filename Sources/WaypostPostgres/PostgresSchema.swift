@@ -362,6 +362,13 @@ public enum PostgresSchema {
             LANGUAGE sql IMMUTABLE STRICT AS $$ SELECT (extract(epoch FROM at AT TIME ZONE 'UTC') * 1000)::bigint $$
             """,
         ],
+        // Version 3: the deliveries of a state in message order, for the lists of a state (the
+        // console's failed list: 126 ms on a million messages without it, under 1 ms with it).
+        [
+            """
+            CREATE INDEX IF NOT EXISTS deliveries_by_state_message ON deliveries (state, message_id)
+            """
+        ],
     ]
 
     /// A message's state from those of its deliveries `d` (SPEC §11), as a one-row query over

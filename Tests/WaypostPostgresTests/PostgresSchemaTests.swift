@@ -25,6 +25,7 @@ extension PostgresTests {
             let server = try await PostgresServer.start()
             defer { server.stop() }
             let connection = try await Self.connect(server)
+            defer { Task { try? await connection.close() } }
             #expect(try await PostgresSchema.migrate(connection, logger: Self.logger) == 0)
             #expect(try await PostgresSchema.migrate(connection, logger: Self.logger) == PostgresSchema.currentVersion)
             #expect(try server.psql("SELECT version FROM waypost_schema") == "\(PostgresSchema.currentVersion)")
@@ -54,7 +55,6 @@ extension PostgresTests {
             #expect(
                 error?.description
                     == "the journal has schema version 99, newer than this Waypost's \(PostgresSchema.currentVersion): upgrade Waypost")
-            try await connection.close()
         }
 
         @Test("nodes starting together migrate the database once")
