@@ -126,14 +126,45 @@ final class PostgresJournalReader: JournalReading {
     func list(_ filter: MessageFilter) throws(JournalError) -> [MessageRecord] {
         var selection = PostgresSelection(filter, state: filter.state, limit: filter.limit)
         let limit = selection.bind(filter.limit)
+        // A narrow time range is walked on its index and sorted: ordered by `m.id` itself, the
+        // planner walks every message from the first (id and time grow together, which its
+        // statistics do not tell it): 73 ms for two hours in the middle of a million, 10 so.
+        let order = try isNarrow(filter) ? "m.id + 0" : "m.id"
         var records = try connection.rows(
             PostgresQuery(
                 unsafeSQL: """
                     SELECT \(Self.columns) \(Self.tables) \(selection.whereClause)
-                    ORDER BY m.id \(filter.newestFirst ? "DESC" : "ASC") LIMIT \(limit)
+                    ORDER BY \(order) \(filter.newestFirst ? "DESC" : "ASC") LIMIT \(limit)
                     """, binds: selection.binds), Self.record)
         for index in records.indices { records[index].deliveries = try deliveries(messageID: records[index].id) }
         return records
+    }
+
+    /// The most messages a time range may hold to be walked by time (as SQLite's
+    /// `MessageSelection.narrowRange`).
+    static let narrowRange = 10_000
+
+    /// Whether `filter` has a time range of at most ``narrowRange`` messages, counted on the
+    /// index of `received_at` up to one more than that.
+    private func isNarrow(_ filter: MessageFilter) throws(JournalError) -> Bool {
+        guard filter.since != nil || filter.until != nil else { return false }
+        var binds = PostgresBindings()
+        var conditions: [String] = []
+        if let since = filter.since {
+            binds.append(since)
+            conditions.append("received_at >= $\(binds.count)::timestamptz")
+        }
+        if let until = filter.until {
+            binds.append(until)
+            conditions.append("received_at < $\(binds.count)::timestamptz")
+        }
+        let count = try connection.rows(
+            PostgresQuery(
+                unsafeSQL: """
+                    SELECT count(*)::bigint FROM (SELECT 1 FROM messages WHERE \(conditions.joined(separator: " AND ")) LIMIT \(Self.narrowRange + 1)) r
+                    """, binds: binds)
+        ) { try $0.decode(Int.self) }
+        return (count.first ?? 0) <= Self.narrowRange
     }
 
     func replayCount(_ filter: MessageFilter) throws(JournalError) -> Int {
