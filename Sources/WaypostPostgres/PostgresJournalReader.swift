@@ -124,12 +124,13 @@ final class PostgresJournalReader: JournalReading {
     }
 
     func list(_ filter: MessageFilter) throws(JournalError) -> [MessageRecord] {
-        var selection = PostgresSelection(filter, state: filter.state, limit: filter.limit)
-        let limit = selection.bind(filter.limit)
         // A narrow time range is walked on its index and sorted: ordered by `m.id` itself, the
         // planner walks every message from the first (id and time grow together, which its
         // statistics do not tell it): 73 ms for two hours in the middle of a million, 10 so.
-        let order = try isNarrow(filter) ? "m.id + 0" : "m.id"
+        let narrow = try isNarrow(filter)
+        var selection = PostgresSelection(filter, state: filter.state, limit: filter.limit, narrow: narrow)
+        let limit = selection.bind(filter.limit)
+        let order = narrow ? "m.id + 0" : "m.id"
         var records = try connection.rows(
             PostgresQuery(
                 unsafeSQL: """
@@ -275,12 +276,13 @@ struct PostgresSelection {
     /// The messages `m` that `filter` selects; `state` is the message's (with a destination,
     /// that delivery's), nil for any. With `limit`, at most that many, in `filter`'s order.
     ///
-    /// With a state and no time, the deliveries in that state are walked in message order (the
-    /// index of their state and message): the planner, left to itself, walks the messages and
-    /// checks each one's deliveries, which for the few `queued` messages at the end of a
-    /// million took 230 ms. With a time, the messages of that time are walked (their index of
-    /// `received_at`), each one's deliveries checked.
-    init(_ filter: MessageFilter, state: MessageState?, limit: Int? = nil) {
+    /// With a state, the deliveries in that state are walked in message order (the index of
+    /// their state and message), the first `limit` kept: the planner, left to itself, walks the
+    /// messages and checks each one's deliveries, which for the few `queued` messages at the
+    /// end of a million took 230 ms. With a `narrow` time range, or without `limit` and with a
+    /// time, the messages of that time are walked (their index of `received_at`), each one's
+    /// deliveries checked.
+    init(_ filter: MessageFilter, state: MessageState?, limit: Int? = nil, narrow: Bool = false) {
         // A name with a NUL names nothing stored (PostgreSQL's text cannot hold it).
         if [filter.route, filter.destination].contains(where: { $0?.isStorable == false }) {
             conditions.append("false")
@@ -301,11 +303,19 @@ struct PostgresSelection {
                 let list = state.outrankedBy.map { "'\($0.rawValue)'" }.joined(separator: ", ")
                 deliveries.append("NOT EXISTS (SELECT 1 FROM deliveries o WHERE o.message_id = d.message_id AND o.state IN (\(list)))")
             }
-            if filter.since == nil && filter.until == nil {
+            let timed = filter.since != nil || filter.until != nil
+            if !timed || (limit != nil && !narrow) {
                 if let after = filter.afterID { deliveries.append("d.message_id \(before) \(bind(after))") }
+                // The time, if any, is the message's: each delivery's message is read for it.
+                var source = "deliveries d"
+                if timed {
+                    source += " JOIN messages t ON t.id = d.message_id"
+                    if let since = filter.since { deliveries.append("t.received_at >= \(bind(since))::timestamptz") }
+                    if let until = filter.until { deliveries.append("t.received_at < \(bind(until))::timestamptz") }
+                }
                 let order = limit.map { " ORDER BY d.message_id \(filter.newestFirst ? "DESC" : "ASC") LIMIT \(bind($0))" } ?? ""
                 conditions.append(
-                    "m.id IN (SELECT DISTINCT d.message_id FROM deliveries d WHERE \(deliveries.joined(separator: " AND "))\(order))")
+                    "m.id IN (SELECT DISTINCT d.message_id FROM \(source) WHERE \(deliveries.joined(separator: " AND "))\(order))")
             } else {
                 conditions.append(
                     "EXISTS (SELECT 1 FROM deliveries d WHERE d.message_id = m.id AND \(deliveries.joined(separator: " AND ")))")
