@@ -137,7 +137,19 @@ final class PostgresJournalReader: JournalReading {
                     SELECT \(Self.columns) \(Self.tables) \(selection.whereClause)
                     ORDER BY \(order) \(filter.newestFirst ? "DESC" : "ASC") LIMIT \(limit)
                     """, binds: selection.binds), Self.record)
-        for index in records.indices { records[index].deliveries = try deliveries(messageID: records[index].id) }
+        // Every listed message's deliveries in one query, not one a message.
+        let ids = records.map(\.id)
+        let all = try connection.rows(
+            """
+            SELECT d.message_id, \(unescaped: Self.deliveryColumns("d")) FROM deliveries d WHERE d.message_id = ANY(\(ids))
+            ORDER BY d.message_id, d.id
+            """
+        ) { row in
+            let columns = row.makeRandomAccess()
+            return (try columns[0].decode(Int64.self), try Self.delivery(columns, from: 1))
+        }
+        let byMessage = Dictionary(grouping: all, by: \.0)
+        for index in records.indices { records[index].deliveries = byMessage[records[index].id]?.map(\.1) ?? [] }
         return records
     }
 

@@ -102,6 +102,12 @@ public struct SelectionGrid: Sendable {
         }
         #expect(checked == 7 * 3 * 4 * 3)
 
+        // A list carries each message's deliveries, as the message alone has them.
+        for record in try reader.list(MessageFilter(route: "r1", limit: 1000)) {
+            #expect(record.deliveries == (try reader.deliveries(messageID: record.id)), "deliveries of \(record.correlationID)")
+            #expect(record.deliveries.count == messages[Int(record.id) - 1].deliveries.count)
+        }
+
         // Names with a NUL (from a query's %00) name nothing stored, and fail nothing.
         let nul = "m1\0"
         #expect(try reader.message(correlationID: nul) == nil)
