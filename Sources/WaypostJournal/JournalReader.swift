@@ -167,6 +167,31 @@ public struct DestinationState: Sendable, Equatable {
     /// When its breaker tripped (milliseconds), while it is tripped.
     public var trippedSince: Int64?
 
+    /// Marks in `states` what the journal's control rows say (`paused:ROUTE[/DESTINATION]` set
+    /// to 1, `tripped:ROUTE/DESTINATION` since when), adding the destinations they name that
+    /// `states` lacks: a destination paused on its own is listed even when nothing of it waits.
+    public static func apply(controls: [(name: String, value: Int64)], to states: inout [DestinationState]) {
+        func index(_ route: String, _ destination: String) -> Int {
+            if let found = states.firstIndex(where: { $0.route == route && $0.destination == destination }) { return found }
+            states.append(DestinationState(route: route, destination: destination))
+            return states.count - 1
+        }
+        for (name, value) in controls {
+            if name.hasPrefix("paused:"), value == 1 {
+                let target = name.dropFirst("paused:".count)
+                if let (route, destination) = RouteConfig.splitDestinationKey(target) {
+                    states[index(route, destination)].paused = true
+                } else {
+                    for at in states.indices where target == states[at].route { states[at].paused = true }
+                }
+            } else if name.hasPrefix("tripped:"),
+                let (route, destination) = RouteConfig.splitDestinationKey(name.dropFirst("tripped:".count))
+            {
+                states[index(route, destination)].trippedSince = value
+            }
+        }
+    }
+
     public init(route: String, destination: String) {
         self.route = route
         self.destination = destination
@@ -305,23 +330,9 @@ public final class JournalReader {
             receivedAt.reset()
         }
         let control = try db.prepare("SELECT name, value FROM control WHERE name LIKE 'paused:%' OR name LIKE 'tripped:%'")
-        while try control.step() {
-            guard let name = control.string(0) else { continue }
-            let value = control.int64(1)
-            if name.hasPrefix("paused:"), value == 1 {
-                let target = name.dropFirst("paused:".count)
-                if let (route, destination) = RouteConfig.splitDestinationKey(target) {
-                    // A destination paused on its own is listed even when nothing of it waits.
-                    states[index(route, destination)].paused = true
-                } else {
-                    for at in states.indices where target == states[at].route { states[at].paused = true }
-                }
-            } else if name.hasPrefix("tripped:"),
-                let (route, destination) = RouteConfig.splitDestinationKey(name.dropFirst("tripped:".count))
-            {
-                states[index(route, destination)].trippedSince = value
-            }
-        }
+        var rows: [(name: String, value: Int64)] = []
+        while try control.step() { rows.append((control.string(0) ?? "", control.int64(1))) }
+        DestinationState.apply(controls: rows, to: &states)
         return states
     }
 

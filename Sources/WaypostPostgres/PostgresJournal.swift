@@ -54,14 +54,18 @@ public struct PostgresJournal: Journal {
         }
     }
 
-    /// Creates the schema, or applies the migrations it lacks (``PostgresSchema/migrate(_:logger:)``).
-    public func migrate() async throws(PostgresJournalError) {
-        let connection: PostgresConnection
+    /// A new connection within `timeout`; one that opens later is closed then.
+    private func connectWithinTimeout() async throws(PostgresJournalError) -> PostgresConnection {
         do {
-            connection = try await withTimeout(timeout, late: { try? await $0.close() }) { try await connect() }
+            return try await withTimeout(timeout, late: { try? await $0.close() }) { try await connect() }
         } catch {
             throw PostgresJournalError(error)
         }
+    }
+
+    /// Creates the schema, or applies the migrations it lacks (``PostgresSchema/migrate(_:logger:)``).
+    public func migrate() async throws(PostgresJournalError) {
+        let connection = try await connectWithinTimeout()
         do {
             try await PostgresSchema.migrate(connection, logger: logger)
         } catch {
@@ -82,12 +86,7 @@ public struct PostgresJournal: Journal {
     /// - Throws: ``PostgresJournalError`` when another server holds the journal, or the
     ///   database cannot be reached.
     public func takeOver() async throws(PostgresJournalError) -> ServerLock {
-        let connection: PostgresConnection
-        do {
-            connection = try await withTimeout(timeout, late: { try? await $0.close() }) { try await connect() }
-        } catch {
-            throw PostgresJournalError(error)
-        }
+        let connection = try await connectWithinTimeout()
         do {
             var locked = false
             for try await row in try await connection.query("SELECT pg_try_advisory_lock(\(PostgresSchema.serverLock))", logger: logger)

@@ -93,20 +93,7 @@ final class PostgresJournalReader: JournalReading {
         let control = try connection.rows("SELECT name, value FROM control WHERE name LIKE 'paused:%' OR name LIKE 'tripped:%'") {
             try $0.decode((String, Int64).self)
         }
-        for (name, value) in control {
-            if name.hasPrefix("paused:"), value == 1 {
-                let target = name.dropFirst("paused:".count)
-                if let (route, destination) = RouteConfig.splitDestinationKey(target) {
-                    states[index(route, destination)].paused = true
-                } else {
-                    for at in states.indices where target == states[at].route { states[at].paused = true }
-                }
-            } else if name.hasPrefix("tripped:"),
-                let (route, destination) = RouteConfig.splitDestinationKey(name.dropFirst("tripped:".count))
-            {
-                states[index(route, destination)].trippedSince = value
-            }
-        }
+        DestinationState.apply(controls: control.map { (name: $0.0, value: $0.1) }, to: &states)
         return states
     }
 
@@ -164,12 +151,12 @@ final class PostgresJournalReader: JournalReading {
         var binds = PostgresBindings()
         var conditions: [String] = []
         if let since = filter.since {
-            binds.append(since)
-            conditions.append("received_at >= $\(binds.count)::timestamptz")
+            binds.append(PostgresSelection.milliseconds(since))
+            conditions.append("received_at >= waypost_time($\(binds.count))")
         }
         if let until = filter.until {
-            binds.append(until)
-            conditions.append("received_at < $\(binds.count)::timestamptz")
+            binds.append(PostgresSelection.milliseconds(until))
+            conditions.append("received_at < waypost_time($\(binds.count))")
         }
         let count = try connection.rows(
             PostgresQuery(
@@ -301,8 +288,8 @@ struct PostgresSelection {
             return
         }
         if let route = filter.route, state == nil { conditions.append("m.route = \(bind(route))") }
-        if let since = filter.since { conditions.append("m.received_at >= \(bind(since))::timestamptz") }
-        if let until = filter.until { conditions.append("m.received_at < \(bind(until))::timestamptz") }
+        if let since = filter.since { conditions.append("m.received_at >= waypost_time(\(bind(Self.milliseconds(since))))") }
+        if let until = filter.until { conditions.append("m.received_at < waypost_time(\(bind(Self.milliseconds(until))))") }
         let before = filter.newestFirst ? "<" : ">"
         if let after = filter.afterID { conditions.append("m.id \(before) \(bind(after))") }
         switch (state, filter.destination) {
@@ -327,8 +314,8 @@ struct PostgresSelection {
                 var source = "deliveries d"
                 if timed {
                     source += " JOIN messages t ON t.id = d.message_id"
-                    if let since = filter.since { deliveries.append("t.received_at >= \(bind(since))::timestamptz") }
-                    if let until = filter.until { deliveries.append("t.received_at < \(bind(until))::timestamptz") }
+                    if let since = filter.since { deliveries.append("t.received_at >= waypost_time(\(bind(Self.milliseconds(since))))") }
+                    if let until = filter.until { deliveries.append("t.received_at < waypost_time(\(bind(Self.milliseconds(until))))") }
                 }
                 let order = limit.map { " ORDER BY d.message_id \(filter.newestFirst ? "DESC" : "ASC") LIMIT \(bind($0))" } ?? ""
                 conditions.append(
@@ -342,6 +329,13 @@ struct PostgresSelection {
         case (nil, nil):
             break
         }
+    }
+
+    /// A filter's time (RFC 3339, as ``MessageFilter/set(_:_:states:now:)`` checked it) in
+    /// milliseconds: compared through `waypost_time`, since PostgreSQL's own parsing refuses
+    /// some times RFC 3339 allows (the year 0000).
+    static func milliseconds(_ time: String) -> Int64 {
+        Timestamp.parse(time) ?? 0
     }
 
     /// `WHERE …`, or nothing.

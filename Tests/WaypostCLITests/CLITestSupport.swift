@@ -429,16 +429,26 @@ struct TestJournal: Sendable {
     var database: PostgresDatabase?
 
     /// A new journal of `backend`; for PostgreSQL, the test is cancelled (or, with
-    /// `POSTGRES_REQUIRED`, fails) where no server can start.
+    /// `POSTGRES_REQUIRED`, fails) where no server can start. At most ``postgresSlots`` tests
+    /// hold a PostgreSQL journal at once (until ``stop()``): each is a second server process
+    /// beside its SQLite twin, and all of them at once made other tests' timings fail.
     static func make(_ backend: JournalBackend, in directory: ScratchDirectory) async throws -> TestJournal {
         switch backend {
         case .sqlite:
             return TestJournal(location: directory.file("j.db"), database: nil)
         case .postgres:
-            let database = try await PostgresServer.database()
-            return TestJournal(location: database.url, database: database)
+            await postgresSlots.acquire()
+            do {
+                let database = try await PostgresServer.database()
+                return TestJournal(location: database.url, database: database)
+            } catch {
+                postgresSlots.release()
+                throw error
+            }
         }
     }
+
+    static let postgresSlots = Slots(4)
 
     /// The journal's answer to `sql`, as `sqlite3` or `psql -At` prints it.
     func query(_ sql: String) throws -> String {
@@ -446,6 +456,43 @@ struct TestJournal: Sendable {
     }
 
     func stop() {
-        database?.drop()
+        guard let database else { return }
+        database.drop()
+        Self.postgresSlots.release()
+    }
+}
+
+/// A counting semaphore for tests: ``acquire()`` waits (without holding a thread) until one of
+/// its slots is free.
+final class Slots: Sendable {
+    private let state: Mutex<(free: Int, waiting: [CheckedContinuation<Void, Never>])>
+
+    init(_ count: Int) {
+        state = Mutex((count, []))
+    }
+
+    func acquire() async {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let now = state.withLock { state in
+                guard state.free > 0 else {
+                    state.waiting.append(continuation)
+                    return false
+                }
+                state.free -= 1
+                return true
+            }
+            if now { continuation.resume() }
+        }
+    }
+
+    func release() {
+        let next = state.withLock { state -> CheckedContinuation<Void, Never>? in
+            guard !state.waiting.isEmpty else {
+                state.free += 1
+                return nil
+            }
+            return state.waiting.removeFirst()
+        }
+        next?.resume()
     }
 }

@@ -5,7 +5,8 @@
 import Foundation
 import Testing
 
-@Suite("docs/openapi.yaml holds for the running server (schemathesis)")
+// One run at a time: schemathesis takes a core while it runs.
+@Suite("docs/openapi.yaml holds for the running server (schemathesis)", .serialized)
 struct OpenAPITests {
     @Test(
         "schemathesis finds no answer that breaks the document, and no 5xx, on the status and admin APIs",

@@ -108,6 +108,12 @@ public struct SelectionGrid: Sendable {
             #expect(record.deliveries.count == messages[Int(record.id) - 1].deliveries.count)
         }
 
+        // The ends of RFC 3339's years (PostgreSQL's own parsing refuses the year 0000).
+        #expect(try reader.list(MessageFilter(until: "0000-02-29T00:01:13.663Z", limit: 10)).isEmpty)
+        #expect(try reader.list(MessageFilter(since: "0000-02-29T00:01:13.663Z", limit: 10)).count == 10)
+        #expect(try reader.list(MessageFilter(state: .failed, since: "0000-01-01T00:00:00Z", limit: 10)).count == 10)
+        #expect(try reader.list(MessageFilter(since: "9999-12-31T23:59:59.999Z", limit: 10)).isEmpty)
+
         // Names with a NUL (from a query's %00) name nothing stored, and fail nothing.
         let nul = "m1\0"
         #expect(try reader.message(correlationID: nul) == nil)
