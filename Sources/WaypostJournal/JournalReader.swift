@@ -171,23 +171,18 @@ public struct DestinationState: Sendable, Equatable {
     /// to 1, `tripped:ROUTE/DESTINATION` since when), adding the destinations they name that
     /// `states` lacks: a destination paused on its own is listed even when nothing of it waits.
     public static func apply(controls: [(name: String, value: Int64)], to states: inout [DestinationState]) {
-        func index(_ route: String, _ destination: String) -> Int {
-            if let found = states.firstIndex(where: { $0.route == route && $0.destination == destination }) { return found }
-            states.append(DestinationState(route: route, destination: destination))
-            return states.count - 1
-        }
         for (name, value) in controls {
             if name.hasPrefix("paused:"), value == 1 {
                 let target = name.dropFirst("paused:".count)
                 if let (route, destination) = RouteConfig.splitDestinationKey(target) {
-                    states[index(route, destination)].paused = true
+                    states[states.indexAdding(route: route, destination: destination)].paused = true
                 } else {
                     for at in states.indices where target == states[at].route { states[at].paused = true }
                 }
             } else if name.hasPrefix("tripped:"),
                 let (route, destination) = RouteConfig.splitDestinationKey(name.dropFirst("tripped:".count))
             {
-                states[index(route, destination)].trippedSince = value
+                states[states.indexAdding(route: route, destination: destination)].trippedSince = value
             }
         }
     }
@@ -199,6 +194,15 @@ public struct DestinationState: Sendable, Equatable {
 }
 
 /// Which messages to list. Timestamps are RFC 3339 text as stored (see ``Timestamp``).
+extension [DestinationState] {
+    /// The index of `destination` of `route`, appended (with nothing waiting) when absent.
+    public mutating func indexAdding(route: String, destination: String) -> Int {
+        if let found = firstIndex(where: { $0.route == route && $0.destination == destination }) { return found }
+        append(DestinationState(route: route, destination: destination))
+        return count - 1
+    }
+}
+
 public struct MessageFilter: Sendable {
     /// The message's state; with ``destination``, that destination's delivery's.
     public var state: MessageState?
@@ -299,11 +303,6 @@ public final class JournalReader {
     /// one with deliveries waiting: counts, oldest waiting message, paused, tripped.
     public func destinationStates(_ names: [(route: String, destination: String)]) throws(JournalError) -> [DestinationState] {
         var states = names.map { DestinationState(route: $0.route, destination: $0.destination) }
-        func index(_ route: String, _ destination: String) -> Int {
-            if let found = states.firstIndex(where: { $0.route == route && $0.destination == destination }) { return found }
-            states.append(DestinationState(route: route, destination: destination))
-            return states.count - 1
-        }
         // Counted from the index alone; the oldest waiting delivery is the one with the
         // smallest row id (deliveries are made in the order their messages are accepted), so
         // only its message is read: milliseconds on a journal of millions.
@@ -314,7 +313,7 @@ public final class JournalReader {
             """)
         var oldest: [Int: Int64] = [:]
         while try waiting.step() {
-            let at = index(waiting.string(1) ?? "", waiting.string(2) ?? "")
+            let at = states.indexAdding(route: waiting.string(1) ?? "", destination: waiting.string(2) ?? "")
             let count = Int(waiting.int64(3))
             switch waiting.string(0) {
             case "queued": states[at].queued = count

@@ -63,11 +63,6 @@ final class PostgresJournalReader: JournalReading {
 
     func destinationStates(_ names: [(route: String, destination: String)]) throws(JournalError) -> [DestinationState] {
         var states = names.map { DestinationState(route: $0.route, destination: $0.destination) }
-        func index(_ route: String, _ destination: String) -> Int {
-            if let found = states.firstIndex(where: { $0.route == route && $0.destination == destination }) { return found }
-            states.append(DestinationState(route: route, destination: destination))
-            return states.count - 1
-        }
         // The oldest waiting delivery is the one with the smallest id (deliveries are made in
         // the order their messages are accepted): only its message is read.
         let waiting = try connection.rows(
@@ -81,7 +76,7 @@ final class PostgresJournalReader: JournalReading {
         ) { try $0.decode((String, String, String, Int, Int64).self) }
         var oldest: [Int: Int64] = [:]
         for (state, route, destination, count, receivedAt) in waiting {
-            let at = index(route, destination)
+            let at = states.indexAdding(route: route, destination: destination)
             switch state {
             case "queued": states[at].queued = count
             case "in_flight": states[at].inFlight = count

@@ -294,14 +294,20 @@ extension PostgresTests {
             #expect(try server.psql("SELECT string_agg(correlation_id, ',' ORDER BY id) FROM messages") == "first,after")
         }
 
-        @Test("attempts, outcomes, an operator's skip during an attempt, breakers; a message that stops waiting frees backlog room")
-        func outcomes() async throws {
-            let (server, writer) = try await Self.journal(maxBacklog: 2)
-            defer { server.stop() }
+        /// A running writer with `max_backlog` 2, full: m1 (to destinations a and b) and m2.
+        static func backlogOfTwo() async throws -> (PostgresServer, PostgresJournalWriter, Task<Void, Never>) {
+            let (server, writer) = try await journal(maxBacklog: 2)
             let running = Task { await writer.run() }
             let two = [PlannedDelivery(destination: "a"), PlannedDelivery(destination: "b")]
-            #expect(try await Self.submit(Self.message("m1", deliveries: two), to: writer).get() == .stored(correlationID: "m1"))
-            #expect(try await Self.submit(Self.message("m2"), to: writer).get() == .stored(correlationID: "m2"))
+            #expect(try await submit(message("m1", deliveries: two), to: writer).get() == .stored(correlationID: "m1"))
+            #expect(try await submit(message("m2"), to: writer).get() == .stored(correlationID: "m2"))
+            return (server, writer, running)
+        }
+
+        @Test("attempts, outcomes, an operator's skip during an attempt, breakers; a message that stops waiting frees backlog room")
+        func outcomes() async throws {
+            let (server, writer, running) = try await Self.backlogOfTwo()
+            defer { server.stop() }
             guard case .failure(.backlogFull) = await Self.submit(Self.message("m3"), to: writer) else {
                 Issue.record("m3 stored beyond max_backlog")
                 return
@@ -378,12 +384,8 @@ extension PostgresTests {
 
         @Test("several attempt ends in one batch: each recorded as alone, and a message that stops waiting frees room once")
         func outcomesTogether() async throws {
-            let (server, writer) = try await Self.journal(maxBacklog: 2)
+            let (server, writer, running) = try await Self.backlogOfTwo()
             defer { server.stop() }
-            let running = Task { await writer.run() }
-            let two = [PlannedDelivery(destination: "a"), PlannedDelivery(destination: "b")]
-            #expect(try await Self.submit(Self.message("m1", deliveries: two), to: writer).get() == .stored(correlationID: "m1"))
-            #expect(try await Self.submit(Self.message("m2"), to: writer).get() == .stored(correlationID: "m2"))
             let ids = try server.psql("SELECT id FROM deliveries ORDER BY id").split(separator: "\n").compactMap { Int64($0) }
             let (a, b, m2) = (ids[0], ids[1], ids[2])
             let t: Int64 = 1_790_000_200_000

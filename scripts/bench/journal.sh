@@ -37,33 +37,22 @@ if [[ -z ${BENCH_BIN:-} ]]; then
     done
 fi
 [[ -x ${BENCH_BIN:-} ]] || { echo "no release build: swift build -c release --product waypost-journal-bench, or set BENCH_BIN" >&2; exit 2; }
-version=$(ls /usr/lib/postgresql 2>/dev/null | sort -n | tail -1)
-[[ -n $version ]] || { echo "PostgreSQL is not installed (apt-get install postgresql)" >&2; exit 2; }
-pgbin=/usr/lib/postgresql/$version/bin
-[[ $(id -u) == 0 ]] || { echo "run as root: PostgreSQL is started as the postgres user" >&2; exit 2; }
+# shellcheck source=SCRIPTDIR/scratch-postgres.sh
+source scripts/bench/scratch-postgres.sh
+scratch_postgres_check
 
 work=$OUT_DIR/journal-$(date +%Y%m%d-%H%M%S)
-mkdir -p "$work/pg"
-chown postgres "$work/pg"
-as_postgres() { runuser -u postgres -- "$@"; }
+mkdir -p "$work"
 # At the end: PostgreSQL stopped, and its data and the SQLite journal (a GiB or more) removed.
-stop() {
-    as_postgres "$pgbin/pg_ctl" -D "$work/pg/data" -m fast -w stop >/dev/null 2>&1 || true
-    rm -rf "$work/pg/data" "$work"/sqlite.db*
-}
-trap stop EXIT
-port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-as_postgres "$pgbin/initdb" -D "$work/pg/data" -U postgres -A trust -E UTF8 --locale C.UTF-8 >"$work/initdb.log"
-as_postgres "$pgbin/pg_ctl" -D "$work/pg/data" -l "$work/pg/server.log" -w start \
-    -o "-c listen_addresses=127.0.0.1 -c port=$port -c unix_socket_directories=$work/pg -c fsync=on -c synchronous_commit=on" >/dev/null
-psql() { PGOPTIONS="-c client_min_messages=warning" as_postgres "$pgbin/psql" -h "$work/pg" -p "$port" -U postgres -qAt -v ON_ERROR_STOP=1 "$@"; }
+trap 'stop_scratch_postgres; rm -rf "$work"/sqlite.db*' EXIT
+start_scratch_postgres "$work"
 psql -d postgres -c "CREATE ROLE bench LOGIN"
 
-echo "journal benchmark: $BENCH_BIN, 1 KiB messages, ${SECONDS_EACH}s per run, PostgreSQL $version on 127.0.0.1:$port, $(nproc) cores"
+echo "journal benchmark: $BENCH_BIN, 1 KiB messages, ${SECONDS_EACH}s per run, PostgreSQL $PG_VERSION on 127.0.0.1:$PG_PORT, $(nproc) cores"
 for clients in $CLIENTS; do
     rm -f "$work"/sqlite.db*
     "$BENCH_BIN" sqlite "$work/sqlite.db" "$clients" "$SECONDS_EACH"
     psql -d postgres -c "DROP DATABASE IF EXISTS bench" -c "CREATE DATABASE bench OWNER bench"
-    "$BENCH_BIN" postgres "postgres://bench@127.0.0.1:$port/bench?sslmode=disable" "$clients" "$SECONDS_EACH"
+    "$BENCH_BIN" postgres "postgres://bench@127.0.0.1:$PG_PORT/bench?sslmode=disable" "$clients" "$SECONDS_EACH"
 done
 echo "batch: messages per commit (group commit); logs in $work"

@@ -32,27 +32,14 @@ WAYPOST_ADMIN_PORT=${WAYPOST_ADMIN_PORT:-19901}
 PIDS=()
 
 check_conns
-[[ $(id -u) == 0 ]] || die "run as root: PostgreSQL is started as the postgres user"
 for tool in wrk nginx curl; do command -v "$tool" >/dev/null || die "$tool is not installed"; done
 [[ -x ${WAYPOST_BIN:-} ]] || die "set WAYPOST_BIN to a release build of waypost"
-version=$(ls /usr/lib/postgresql 2>/dev/null | sort -n | tail -1)
-[[ -n $version ]] || die "PostgreSQL is not installed (apt-get install postgresql)"
-pgbin=/usr/lib/postgresql/$version/bin
-
-mkdir -p "$WORK/pg"
-chown postgres "$WORK/pg"
-as_postgres() { runuser -u postgres -- "$@"; }
-stop_postgres() {
-    as_postgres "$pgbin/pg_ctl" -D "$WORK/pg/data" -m fast -w stop >/dev/null 2>&1 || true
-    rm -rf "$WORK/pg/data" "$WORK"/sqlite.db*
-}
-trap 'cleanup; stop_postgres' EXIT
-pgport=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-as_postgres "$pgbin/initdb" -D "$WORK/pg/data" -U postgres -A trust -E UTF8 --locale C.UTF-8 >"$WORK/initdb.log"
-as_postgres "$pgbin/pg_ctl" -D "$WORK/pg/data" -l "$WORK/pg/server.log" -w start \
-    -o "-c listen_addresses=127.0.0.1 -c port=$pgport -c unix_socket_directories=$WORK/pg -c fsync=on -c synchronous_commit=on$(
-        [[ $STATEMENTS == 1 ]] && echo " -c shared_preload_libraries=pg_stat_statements")" >/dev/null
-psql() { PGOPTIONS="-c client_min_messages=warning" as_postgres "$pgbin/psql" -h "$WORK/pg" -p "$pgport" -U postgres -qAt -v ON_ERROR_STOP=1 "$@"; }
+# shellcheck source=SCRIPTDIR/scratch-postgres.sh
+source "$SCRIPT_DIR/scratch-postgres.sh"
+scratch_postgres_check
+mkdir -p "$WORK"
+trap 'cleanup; stop_scratch_postgres; rm -rf "$WORK"/sqlite.db*' EXIT
+start_scratch_postgres "$WORK" "$([[ $STATEMENTS == 1 ]] && echo "-c shared_preload_libraries=pg_stat_statements")"
 psql -d postgres -c "CREATE ROLE bench LOGIN"
 
 start_upstream
@@ -81,7 +68,7 @@ for conns in $CONNS; do
         if [[ $journal == sqlite ]]; then
             location="path: $WORK/sqlite.db"
         else
-            location="url: 'postgres://bench@127.0.0.1:$pgport/bench?sslmode=disable'"
+            location="url: 'postgres://bench@127.0.0.1:$PG_PORT/bench?sslmode=disable'"
         fi
         cat >"$WORK/$name.yaml" <<YAML
 listen: 127.0.0.1:$WAYPOST_PORT
@@ -122,7 +109,7 @@ done
 
 {
     echo "PostgreSQL journal benchmark: $WAYPOST_BIN, $DURATION per run after $WARMUP warm-up, 1 KiB bodies, async route to nginx,"
-    echo "PostgreSQL $version on 127.0.0.1 (fsync, synchronous_commit on), $(nproc) cores shared by all"
+    echo "PostgreSQL $PG_VERSION on 127.0.0.1 (fsync, synchronous_commit on), $(nproc) cores shared by all"
     printf '%-9s %6s %9s %8s %8s %7s %13s %7s %9s\n' journal conns acks/s p50_ms p99_ms non2xx deliveries/s batch peak_rss
     for row in "${ROWS[@]}"; do
         # shellcheck disable=SC2086
