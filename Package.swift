@@ -127,7 +127,7 @@ let package = Package(
         ),
         .target(
             name: "WaypostFuzzing",
-            dependencies: ["WaypostCore", "WaypostJournal", "WaypostServer", "WaypostTransform"],
+            dependencies: ["WaypostCore", "WaypostJournal", "WaypostPostgres", "WaypostServer", "WaypostTransform"],
             swiftSettings: swiftSettings
         ),
         .executableTarget(

@@ -8,6 +8,7 @@
 import Foundation
 import WaypostCore
 import WaypostJournal
+import WaypostPostgres
 import WaypostServer
 import WaypostTransform
 
@@ -114,13 +115,18 @@ public enum FuzzTargets {
         _ = ResponsePattern.choose(mode: .async, syncTimeout: .seconds(30), preferences: preferences)
         _ = StatusRange(parsing: text)
         _ = try? OrderingKey(parsing: text)
+        // A journal URL (no environment: no password file is read).
+        if let location = try? PostgresLocation(url: text, environment: [:]) {
+            check((1...65535).contains(location.port) && !location.host.isEmpty, "journal URL \(text)")
+        }
     }
 
     // MARK: - Configuration files
 
     static func config(_ bytes: [UInt8]) {
         guard let text = String(validating: bytes, as: UTF8.self) else { return }
-        _ = try? WaypostConfig.parse(yaml: text, file: "fuzz.yaml")
+        guard let config = try? WaypostConfig.parse(yaml: text, file: "fuzz.yaml"), let url = config.journal.url else { return }
+        _ = try? PostgresLocation(url: url, passwordEnv: config.journal.passwordEnv, environment: [:])
     }
 
     // MARK: - JSON: validation, ordering keys, stored headers
