@@ -22,6 +22,8 @@ public struct WaypostConfig: Sendable, Equatable {
     public var admin: AdminConfig
     /// Where and how messages are journaled.
     public var journal: JournalConfig
+    /// How this node takes part in a cluster on a PostgreSQL journal (SPEC §12).
+    public var cluster = ClusterConfig()
     /// How long in-flight deliveries may take to finish after SIGTERM. Default 10s.
     public var shutdownGrace: Duration
     /// The least severe log messages written (`--log-level` overrides it). Default `info`.
@@ -645,6 +647,30 @@ public struct TLSFiles: Sendable, Equatable {
     public init(certFile: String, keyFile: String) {
         self.certFile = certFile
         self.keyFile = keyFile
+    }
+}
+
+/// `cluster: { node, lease_ttl }` (SPEC §12): a node of several `waypost serve` processes on
+/// one PostgreSQL journal.
+public struct ClusterConfig: Sendable, Equatable {
+    /// The node's name, unique in the cluster; nil: the host's name.
+    public var node: String?
+    /// How long a node's lease on a partition of the queues lasts without a heartbeat. Default 10s.
+    public var leaseTTL: Duration = .seconds(10)
+
+    public init() {}
+
+    /// 1 to 100 of `A-Z a-z 0-9 . _ : -` (notifications separate words by spaces).
+    public static func isValidNode(_ name: String) -> Bool {
+        (1...100).contains(name.utf8.count)
+            && name.utf8.allSatisfy { byte in
+                switch byte {
+                case UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "0")...UInt8(ascii: "9"),
+                    UInt8(ascii: "."), UInt8(ascii: "_"), UInt8(ascii: ":"), UInt8(ascii: "-"):
+                    true
+                default: false
+                }
+            }
     }
 }
 

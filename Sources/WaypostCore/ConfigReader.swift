@@ -10,12 +10,13 @@ import Yams
 enum Keys {
     static let top = [
         "listen", "admin", "journal", "shutdown_grace", "log_level", "header_timeout", "min_body_rate", "trusted_proxies",
-        "transform_timeout", "transform_memory", "tls", "tracing", "defaults", "routes",
+        "transform_timeout", "transform_memory", "tls", "tracing", "cluster", "defaults", "routes",
     ]
     static let admin = ["listen", "token_env"]
     static let tls = ["cert_file", "key_file"]
     static let tracing = ["otlp_endpoint", "otlp_protocol", "service_name"]
     static let journal = ["path", "url", "password_env", "durability", "max_backlog", "retain_delivered"]
+    static let cluster = ["node", "lease_ttl"]
     static let defaults = ["max_body_bytes", "max_header_bytes"]
     static let route = [
         "name", "path", "upstream", "mode", "sync_timeout", "ordering", "ordering_key", "concurrency",
@@ -119,6 +120,26 @@ struct ConfigReader {
             if let backlog = try integer(journal, "max_backlog", in: 1...1_000_000_000) { config.journal.maxBacklog = backlog }
             if let retain = try duration(journal, "retain_delivered", allowZero: true) {
                 config.journal.retainDelivered = retain
+            }
+        }
+        if let node = top["cluster"] {
+            let cluster = try mapping(node, path: "cluster", allowed: Keys.cluster)
+            guard config.journal.url != nil else {
+                throw fail("cluster", node, "applies only to a PostgreSQL journal (journal.url): one process delivers a SQLite journal")
+            }
+            if let name = try string(cluster, "node") {
+                guard ClusterConfig.isValidNode(name) else {
+                    throw fail(
+                        cluster.path("node"), cluster["node"],
+                        "expected a name of 1 to 100 letters, digits and . _ : - (unique in the cluster), got \"\(name)\"")
+                }
+                config.cluster.node = name
+            }
+            if let ttl = try duration(cluster, "lease_ttl", allowZero: false) {
+                guard ttl >= .seconds(3), ttl <= .seconds(600) else {
+                    throw fail(cluster.path("lease_ttl"), cluster["lease_ttl"], "must be from 3s to 10m")
+                }
+                config.cluster.leaseTTL = ttl
             }
         }
         if let grace = try duration(top, "shutdown_grace", allowZero: true) {

@@ -293,10 +293,13 @@ public struct DeliveryScheduler: Sendable {
         _ = routes[attempt.route].flow.ended(reachedUpstream: false, status: nil, now: now)
     }
 
-    /// The attempt was cut off at shutdown: the message stays in flight in the journal and is
-    /// sent again after a restart.
-    public mutating func attemptCancelled(_ id: Int64) {
-        attempts[id] = nil
+    /// The attempt was cut off (at shutdown, or its queue's lease lost): the message stays in
+    /// flight in the journal, to be sent again by whoever delivers its queue next, and waits
+    /// here again, until a reload drops it.
+    public mutating func attemptCancelled(_ id: Int64, now: Int64) {
+        guard let attempt = attempts.removeValue(forKey: id) else { return }
+        routes[attempt.route].queues.finish(id, outcome: .retry(atMilliseconds: now))
+        _ = routes[attempt.route].flow.ended(reachedUpstream: false, status: nil, now: now)
     }
 
     /// An attempt ended at `now` with `result` (a transport error carries the text to record).

@@ -155,6 +155,15 @@ public final class Forwarder: Service, @unchecked Sendable {
     private let throughput: Throughput?
     /// Attempts waiting for their transform, by delivery row id.
     private var transforming: [Int64: Transforming] = [:]
+    /// In a cluster (SPEC §12): the partitions whose queues this node may deliver; nil: every queue.
+    private let ownership: (any DeliveryOwnership)?
+    /// The partitions held at the last look, with their epochs.
+    private var held: [Int: Int64] = [:]
+    /// When the first of those leases runs out, unless renewed.
+    private var leaseDeadline: ContinuousClock.Instant?
+    /// In a cluster, the attempts between their send and their end: their transfer (once with
+    /// libcurl), their queue's partition, and the lease they are made under.
+    private var sending: [Int64: (request: CurlMulti.RequestID?, partition: Int, epoch: Int64)] = [:]
 
     /// The `add_headers` of every destination, with `${NAME}` expanded from `environment`, by
     /// ``RouteConfig/key(of:)``. Start-up calls this before it opens anything.
@@ -200,12 +209,13 @@ public final class Forwarder: Service, @unchecked Sendable {
     ///   - addHeaders: each route's `add_headers`, expanded (``addHeaders(of:environment:)``), by route name.
     ///   - secrets: the outbound signers of the routes with `sign` (replaced on SIGHUP).
     ///   - transforms: how to run `programs`, where the destinations' `transform` programs are.
+    ///   - ownership: in a cluster, the partitions whose queues this node delivers; nil: all.
     /// - Throws: ``ForwarderError`` when the journal cannot be read or libcurl cannot start.
     public init(
         configuration: WaypostConfig, journal: any Journal, writer: any JournalWriting, board: OutcomeBoard,
         addHeaders: [String: [HeaderField]] = [:],
         secrets: RouteSecrets = RouteSecrets(), transforms: TransformSetup? = nil, programs: ProgramTable? = nil,
-        tracer: (any Tracer)? = nil, throughput: Throughput? = nil, logger: Logger
+        tracer: (any Tracer)? = nil, throughput: Throughput? = nil, ownership: (any DeliveryOwnership)? = nil, logger: Logger
     ) throws(ForwarderError) {
         var routes: [Route] = []
         for route in configuration.routes {
@@ -273,7 +283,10 @@ public final class Forwarder: Service, @unchecked Sendable {
         self.shutdownGrace = configuration.shutdownGrace
         let largestBody = configuration.routes.map(\.maxBodyBytes).max() ?? 1
         self.readAheadCount = min(32, max(1, Self.handedBytesLimit / max(1, largestBody)))
+        self.ownership = ownership
         writer.onStored { [weak self] messages in self?.messagesStored(messages) }
+        reader.onOthersCommitted { [weak self] in self?.tell { _ in } }
+        ownership?.onChange { [weak self] in self?.tell { _ in } }
     }
 
     /// Starts the delivery thread, once.
@@ -384,6 +397,8 @@ public final class Forwarder: Service, @unchecked Sendable {
     private func deliveryLoop() {
         transforms?.warmUp()  // on this thread: the workers die with it
         while true {
+            // Before a byte more goes out: a lease that ran out (a frozen process waking) stops its queues.
+            let leasesChanged = checkLeases()
             multi.perform()  // sends what the last turn started, collects what ended
             let turn = shared.withLock { shared in
                 defer {
@@ -422,8 +437,10 @@ public final class Forwarder: Service, @unchecked Sendable {
                 multi.poll(timeoutMilliseconds: 100, alsoReadable: transforms?.descriptors ?? [])
                 continue
             }
+            if leasesChanged { reload() }
             if let dropped = turn.droppedFrom { scheduler.messagesDropped(from: dropped) }
             for messages in turn.stored { take(messages) }
+            takeOthersNews()
             if turn.reload { nextGenerationCheck = .distantPast }
             checkForReplays()
             carryOut(scheduler.tick(now: Self.nowMilliseconds()))
@@ -449,6 +466,7 @@ public final class Forwarder: Service, @unchecked Sendable {
         var wake = min(now + 500, Int64(nextGenerationCheck.timeIntervalSince1970 * 1000))
         if let due = scheduler.nextWake { wake = min(wake, due) }
         var timeout = Int32(clamping: max(0, wake - now))
+        if let leaseDeadline { timeout = min(timeout, Int32(clamping: max(0, (leaseDeadline - .now).milliseconds + 1))) }
         if let due = transforms?.nextDeadline { timeout = min(timeout, Int32(clamping: max(0, (due - .now).milliseconds + 1))) }
         return timeout
     }
@@ -463,12 +481,61 @@ public final class Forwarder: Service, @unchecked Sendable {
         guard let current = try? reader.replayGeneration(), current != generation else { return }
         generation = current
         logger.info("messages were replayed or skipped, or a route paused or resumed; reloading the queues")
-        scheduler.generationChanged(paused: Self.pausedKeys((try? reader.pausedRoutes()) ?? [], of: routes), now: Self.nowMilliseconds())
-        handed.removeAll()
-        ahead.removeAll()
+        reload(probe: true)
         // An operator's skip is a final outcome the forwarder never published: wake whoever
         // waits for one of those messages (a synchronous source, a long-polling reader).
         for id in board.watchedIDs {
+            if let outcome = try? reader.finalOutcome(correlationID: id) { board.notify(id, outcome) }
+        }
+    }
+
+    /// Drops every queue's waiting messages and the contents kept for them, to page the journal
+    /// again from the start; with `probe`, a tripped destination may probe at once.
+    private func reload(probe: Bool = false) {
+        scheduler.generationChanged(
+            paused: Self.pausedKeys((try? reader.pausedRoutes()) ?? [], of: routes), now: probe ? Self.nowMilliseconds() : nil)
+        handed.removeAll()
+        ahead.removeAll()
+    }
+
+    /// In a cluster: whether the partitions held changed since the last look (a heartbeat took
+    /// or gave some, or a deadline passed). The attempts of those no longer held are cut off
+    /// now: their transfers cancelled, before another node can lease them; the caller reloads
+    /// the queues once their ends are taken in.
+    private func checkLeases() -> Bool {
+        guard let ownership else { return false }
+        let leases = ownership.leases(at: .now)
+        leaseDeadline = leases.values.map(\.deadline).min()
+        let epochs = leases.mapValues(\.epoch)
+        guard epochs != held else { return false }
+        held = epochs
+        let cut = sending.filter { epochs[$0.value.partition] != $0.value.epoch }
+        for (id, attempt) in cut {
+            if let request = attempt.request {
+                multi.cancel(request)  // its end, cancelled, is taken in this turn
+            } else if transforming.removeValue(forKey: id) != nil {
+                sending[id] = nil
+                scheduler.attemptCancelled(id, now: Self.nowMilliseconds())
+            }
+        }
+        logger.info(
+            "delivering the queues of \(epochs.count) partitions", metadata: ["attempts.cut_off": "\(cut.count)"])
+        return true
+    }
+
+    /// The partition of the queue of `message`, a delivery of route `index`.
+    private func partition(of message: QueuedMessage, route index: Int) -> Int {
+        QueuePartition.of(route: routes[index].config.name, destination: routes[index].destination.name, queueKey: message.orderingKey)
+    }
+
+    /// What other nodes committed: deliveries (to page, for the queues this node holds) and
+    /// final outcomes (for the sources waiting here).
+    private func takeOthersNews() {
+        let news = reader.othersCommitted()
+        if let from = news.storedFrom { scheduler.messagesDropped(from: from) }
+        guard !news.outcomes.isEmpty else { return }
+        let watched = Set(board.watchedIDs)
+        for id in news.outcomes where watched.contains(id) {
             if let outcome = try? reader.finalOutcome(correlationID: id) { board.notify(id, outcome) }
         }
     }
@@ -485,6 +552,12 @@ public final class Forwarder: Service, @unchecked Sendable {
         var stored: [DeliveryScheduler.Stored] = []
         for message in messages {
             for delivery in message.deliveries {
+                // In a cluster, the queues of other nodes' partitions are theirs.
+                if ownership != nil,
+                    held[QueuePartition.of(route: message.route, destination: delivery.destination, queueKey: delivery.orderingKey)] == nil
+                {
+                    continue
+                }
                 let key = RouteConfig.destinationKey(route: message.route, destination: delivery.destination)
                 stored.append(.init(id: delivery.id, route: key, orderingKey: delivery.orderingKey))
             }
@@ -532,7 +605,7 @@ public final class Forwarder: Service, @unchecked Sendable {
                 do {
                     let page = try reader.waiting(
                         route: name, destination: routes[route].destination.name, afterID: afterID, limit: limit,
-                        includeFailed: includeFailed)
+                        includeFailed: includeFailed, partitions: ownership == nil ? nil : held.keys.sorted())
                     // Messages whose end is not committed yet can still read as `queued`.
                     let unrecorded = shared.withLock { $0.unrecorded }
                     scheduler.pageLoaded(
@@ -550,7 +623,8 @@ public final class Forwarder: Service, @unchecked Sendable {
                 ahead = (try? reader.messages(ids: ids)) ?? [:]
             case .recordStart(let id, let attempt, let cycleAttempt, let at):
                 // A slow attempt shows `in_flight` in the journal.
-                updates.append((.started(deliveryID: id, attempt: attempt, cycleAttempt: cycleAttempt, atMilliseconds: at), nil))
+                updates.append(
+                    (.started(deliveryID: id, attempt: attempt, cycleAttempt: cycleAttempt, atMilliseconds: at, epoch: sending[id]?.epoch), nil))
             }
         }
     }
@@ -559,18 +633,28 @@ public final class Forwarder: Service, @unchecked Sendable {
     /// (where a delivery that no longer waits is absent), else read now.
     private func send(_ queued: QueuedMessage, route index: Int, read: [Int64: MessageForDelivery]?) {
         let now = Self.nowMilliseconds()
+        if ownership != nil {
+            let partition = partition(of: queued, route: index)
+            guard let epoch = held[partition] else {
+                // Loaded before a lease change this turn's reload has not taken in yet.
+                return scheduler.attemptCancelled(queued.id, now: now)
+            }
+            sending[queued.id] = (nil, partition, epoch)
+        }
         let message: MessageForDelivery
         do {
             let content =
                 try handed.take(queued.id) ?? ahead.removeValue(forKey: queued.id)
                 ?? (read.map { $0[queued.id] } ?? reader.message(id: queued.id))
             guard let found = content else {
+                sending[queued.id] = nil
                 scheduler.messageGone(queued.id)  // skipped or purged meanwhile
                 return
             }
             message = found
         } catch {
             logger.error("cannot read a message to send", metadata: ["message.row": "\(queued.id)", "error": "\(error)"])
+            sending[queued.id] = nil
             scheduler.readFailed(queued.id, now: now)
             return
         }
@@ -659,9 +743,10 @@ public final class Forwarder: Service, @unchecked Sendable {
             totalTimeout: destination.timeouts.total, caFile: destination.caFile)
         let sent = SentBody(bytes: document.body.count, sha256: Self.hexSHA256(document.body))
         let id = message.id
-        multi.submit(request) { [unowned self] result in
+        let transfer = multi.submit(request) { [unowned self] result in
             ended.append(Completion(deliveryID: id, ending: .curl(result), sent: sent, traceID: traceID, span: span))
         }
+        if sending[id] != nil { sending[id]!.request = transfer }
     }
 
     /// Lower-case hex of the SHA-256 of `bytes`.
@@ -678,12 +763,14 @@ public final class Forwarder: Service, @unchecked Sendable {
 
     /// Reports the end of an attempt to the scheduler, and records and publishes its outcome.
     private func finish(_ completion: Completion) {
-        if case .curl(.failure(let error)) = completion.ending, error.isCancelled {
-            // Shutting down: the message stays in flight in the journal and is sent again on restart.
-            completion.span?.end()
-            return scheduler.attemptCancelled(completion.deliveryID)
-        }
         let now = Self.nowMilliseconds()
+        let epoch = sending.removeValue(forKey: completion.deliveryID)?.epoch
+        if case .curl(.failure(let error)) = completion.ending, error.isCancelled {
+            // Shutting down, or the lease lost: the message stays in flight in the journal and
+            // is sent again on restart, or by the partition's next holder.
+            completion.span?.end()
+            return scheduler.attemptCancelled(completion.deliveryID, now: now)
+        }
         var response: StoredResponse?
         var transportError: String?
         let result: AttemptResult
@@ -725,8 +812,7 @@ public final class Forwarder: Service, @unchecked Sendable {
         let finished = FinishedAttempt(
             deliveryID: end.id, attempt: end.attempt, cycleAttempt: end.cycleAttempt, durationMilliseconds: now - end.startedAt,
             response: response, error: transportError, sentBody: completion.sent, state: end.state, nextAttemptAt: end.nextAttemptAt,
-            lastError: end.lastError,
-            atMilliseconds: now)
+            lastError: end.lastError, atMilliseconds: now, epoch: epoch, announce: final == nil ? nil : end.correlationID)
         let correlationID = end.correlationID
         updates.append(
             (

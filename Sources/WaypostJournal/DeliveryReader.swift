@@ -104,8 +104,9 @@ public final class DeliveryReader {
     /// Up to `limit` deliveries to `destination` of `route` after row `afterID`, in order:
     /// those `queued`, and with `includeFailed` (destinations that block on failure) those
     /// `failed`, which then block their queue. `complete` is false when more may follow.
+    /// `partitions` is for a cluster's nodes: one process delivers a SQLite journal, all of it.
     public func waiting(
-        route: String, destination: String, afterID: Int64, limit: Int, includeFailed: Bool
+        route: String, destination: String, afterID: Int64, limit: Int, includeFailed: Bool, partitions: [Int]? = nil
     ) throws(JournalError) -> (messages: [QueuedMessage], complete: Bool) {
         try Self.waiting(limit: limit, includeFailed: includeFailed) { (state) throws(JournalError) in
             try rows(state: state, route: route, destination: destination, afterID: afterID, limit: limit)

@@ -4,8 +4,9 @@ import WaypostCore
 /// batched transactions as the intake, so delivery does not cost one fsync per message.
 public enum DeliveryUpdate: Sendable, Equatable {
     /// Attempt `attempt` (the delivery's `cycleAttempt`-th since its receipt or last replay)
-    /// starts: the delivery is `in_flight`, and an `attempts` row is opened.
-    case started(deliveryID: Int64, attempt: Int, cycleAttempt: Int, atMilliseconds: Int64)
+    /// starts: the delivery is `in_flight`, and an `attempts` row is opened. With `epoch`, only
+    /// while the delivery's partition still has that lease (a cluster, SPEC §12).
+    case started(deliveryID: Int64, attempt: Int, cycleAttempt: Int, atMilliseconds: Int64, epoch: Int64? = nil)
     /// An attempt ended; see ``AttemptRecord``.
     case finished(FinishedAttempt)
     /// The breaker of destination `key` (`route/destination`) tripped at `since`, or, with
@@ -32,11 +33,20 @@ public struct FinishedAttempt: Sendable, Equatable {
     public var nextAttemptAt: Int64?
     public var lastError: String?
     public var atMilliseconds: Int64
+    /// The lease of the delivery's partition the attempt was made under: the outcome is recorded
+    /// only while the partition still has it (a cluster, SPEC §12); nil: always.
+    public var epoch: Int64?
+    /// The message's correlation id, when this outcome is its `reply_from` destination's final
+    /// one: a cluster's other nodes are told, for the sources waiting on them.
+    public var announce: String?
 
     public init(
         deliveryID: Int64, attempt: Int, cycleAttempt: Int? = nil, durationMilliseconds: Int64, response: StoredResponse?, error: String?,
-        sentBody: SentBody? = nil, state: MessageState, nextAttemptAt: Int64?, lastError: String?, atMilliseconds: Int64
+        sentBody: SentBody? = nil, state: MessageState, nextAttemptAt: Int64?, lastError: String?, atMilliseconds: Int64,
+        epoch: Int64? = nil, announce: String? = nil
     ) {
+        self.epoch = epoch
+        self.announce = announce
         self.deliveryID = deliveryID
         self.attempt = attempt
         self.cycleAttempt = cycleAttempt

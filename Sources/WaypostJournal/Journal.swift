@@ -97,10 +97,11 @@ extension JournalOperating {
 /// The forwarder's reads (``DeliveryReader``).
 public protocol DeliveryReading: AnyObject {
     /// Up to `limit` deliveries to `destination` of `route` after row `afterID`, in order:
-    /// those `queued`, and with `includeFailed` those `failed`, which then block their queue.
-    /// `complete` is false when more may follow.
+    /// those `queued`, and with `includeFailed` those `failed`, which then block their queue;
+    /// with `partitions`, only those of the queues in these partitions (a cluster's node,
+    /// SPEC §12). `complete` is false when more may follow.
     func waiting(
-        route: String, destination: String, afterID: Int64, limit: Int, includeFailed: Bool
+        route: String, destination: String, afterID: Int64, limit: Int, includeFailed: Bool, partitions: [Int]?
     ) throws(JournalError) -> (messages: [QueuedMessage], complete: Bool)
     /// The content of delivery `id` if it still waits; nil when it was skipped or purged since.
     func message(id: Int64) throws(JournalError) -> MessageForDelivery?
@@ -120,6 +121,57 @@ public protocol DeliveryReading: AnyObject {
     /// Whether that counter may have changed since the last call (true when the reader cannot
     /// tell): the forwarder reads it only then, besides every half second.
     func mayHaveChanged() -> Bool
+    /// What other processes delivering from the journal (a cluster's nodes) committed since the
+    /// last call, as they notified it.
+    func othersCommitted() -> OthersCommitted
+    /// `wake` runs (on another thread, without blocking) when other processes notify a commit.
+    func onOthersCommitted(_ wake: @escaping @Sendable () -> Void)
+}
+
+extension DeliveryReading {
+    /// Every queue's deliveries (``waiting(route:destination:afterID:limit:includeFailed:partitions:)``).
+    public func waiting(
+        route: String, destination: String, afterID: Int64, limit: Int, includeFailed: Bool
+    ) throws(JournalError) -> (messages: [QueuedMessage], complete: Bool) {
+        try waiting(route: route, destination: destination, afterID: afterID, limit: limit, includeFailed: includeFailed, partitions: nil)
+    }
+}
+
+/// What other nodes of a cluster committed (SPEC §12): a forwarder loads the new deliveries of
+/// the queues it holds, and answers the sources waiting on it for the outcomes.
+public struct OthersCommitted: Sendable, Equatable {
+    /// The smallest row id of the deliveries they stored; nil: none.
+    public var storedFrom: Int64?
+    /// The correlation ids of the messages whose `reply_from` delivery they ended.
+    public var outcomes: [String] = []
+
+    public init(storedFrom: Int64? = nil, outcomes: [String] = []) {
+        self.storedFrom = storedFrom
+        self.outcomes = outcomes
+    }
+}
+
+/// A partition of the delivery queues that this process leases (SPEC §12).
+public struct PartitionLease: Sendable, Equatable {
+    /// The lease's number: state recorded under an older one comes from a node that lost it,
+    /// and is not recorded (fencing).
+    public var epoch: Int64
+    /// Until when (monotonic) this process may deliver the partition's queues.
+    public var deadline: ContinuousClock.Instant
+
+    public init(epoch: Int64, deadline: ContinuousClock.Instant) {
+        self.epoch = epoch
+        self.deadline = deadline
+    }
+}
+
+/// Which delivery queues this process may deliver: those of the partitions it leases, in a
+/// cluster (SPEC §12). A journal that one process delivers (SQLite) has none: every queue.
+public protocol DeliveryOwnership: AnyObject, Sendable {
+    /// The partitions held at `now` (their deadlines not passed), by partition.
+    func leases(at now: ContinuousClock.Instant) -> [Int: PartitionLease]
+    /// `observer` runs (without blocking) after a heartbeat acquired or lost partitions.
+    func onChange(_ observer: @escaping @Sendable () -> Void)
 }
 
 /// The SQLite journal in the file at `path` (SPEC §7): the default.
@@ -142,4 +194,7 @@ extension JournalOperations: JournalOperating {}
 extension DeliveryReader: DeliveryReading {
     /// Always: reading the counter from SQLite costs microseconds.
     public func mayHaveChanged() -> Bool { true }
+    /// Nothing: one process delivers a SQLite journal.
+    public func othersCommitted() -> OthersCommitted { OthersCommitted() }
+    public func onOthersCommitted(_ wake: @escaping @Sendable () -> Void) {}
 }

@@ -419,7 +419,7 @@ public final class JournalWriter: JournalWriting, @unchecked Sendable {
 
     private func apply(_ update: DeliveryUpdate) throws(JournalError) {
         switch update {
-        case .started(let id, let attempt, let cycleAttempt, let at):
+        case .started(let id, let attempt, let cycleAttempt, let at, _):
             let timestamp = Timestamp.format(millisecondsSince1970: at)
             try startAttempt.bind(1, id)
             try startAttempt.bind(2, Int64(attempt))

@@ -1,28 +1,50 @@
 import Logging
 import PostgresNIO
 import Synchronization
+import WaypostJournal
 
-/// Learns at once when an operator changed a PostgreSQL journal (a replay, a skip, a pause or
-/// a resume, SPEC §5, §12), from any process or node: each such change notifies the channel
-/// `waypost_control` in its transaction, delivered at its commit, and this listens to it on a
-/// connection of its own, connecting again a second after it is lost. While it is not
-/// listening it cannot tell, and says so.
+/// Learns at once what other processes commit to a PostgreSQL journal (SPEC §5, §12), on a
+/// connection of its own, connecting again a second after it is lost:
+///
+/// - `waypost_control`: an operator's replay, skip, pause or resume, from any process;
+/// - `waypost_stored`: `NODE FIRST_ID`, deliveries another node stored (its queues may be ours);
+/// - `waypost_outcomes`: `NODE ID ID …`, final outcomes another node recorded (a source here may
+///   wait for one).
+///
+/// A notification is delivered at its transaction's commit. This node's own (`node`) are
+/// ignored: the forwarder took those from memory. While it is not listening it cannot tell, and
+/// says so: a change may have happened, and any stored delivery may be new.
 final class ControlListener: Sendable {
-    /// The channel operator actions notify.
     static let channel = "waypost_control"
+    static let storedChannel = "waypost_stored"
+    static let outcomesChannel = "waypost_outcomes"
 
     /// What the listening task learned; the task holds this, not the listener, so that the
     /// listener's end cancels it.
     private final class Flags: Sendable {
-        let state = Mutex((listening: false, changed: true))
+        struct News {
+            var listening = false
+            var changed = true
+            var others = OthersCommitted()
+            var wake: (@Sendable () -> Void)?
+        }
+        let state = Mutex(News())
+
+        func update(_ change: (inout News) -> Void) {
+            let wake = state.withLock { news in
+                change(&news)
+                return news.wake
+            }
+            wake?()
+        }
     }
 
     private let flags = Flags()
     private let task: Task<Void, Never>
 
-    init(connect: @escaping @Sendable () async throws -> PostgresConnection, logger: Logger) {
+    init(connect: @escaping @Sendable () async throws -> PostgresConnection, node: String, logger: Logger) {
         let flags = flags
-        task = Task { await Self.listen(flags, connect: connect, logger: logger) }
+        task = Task { await Self.listen(flags, node: node, connect: connect, logger: logger) }
     }
 
     deinit {
@@ -37,27 +59,69 @@ final class ControlListener: Sendable {
         }
     }
 
+    /// What other nodes committed since the last call.
+    func takeOthers() -> OthersCommitted {
+        flags.state.withLock { state in
+            defer { state.others = OthersCommitted() }
+            return state.others
+        }
+    }
+
+    /// `wake` runs after each notification taken in.
+    func onNotification(_ wake: @escaping @Sendable () -> Void) {
+        flags.state.withLock { $0.wake = wake }
+    }
+
     private static func listen(
-        _ flags: Flags, connect: @escaping @Sendable () async throws -> PostgresConnection, logger: Logger
+        _ flags: Flags, node: String, connect: @escaping @Sendable () async throws -> PostgresConnection, logger: Logger
     ) async {
         while !Task.isCancelled {
             do {
                 let connection = try await connect()
                 do {
-                    try await connection.listen(on: Self.channel) { notifications in
-                        // Whatever happened while nobody listened counts as a change.
-                        flags.state.withLock { $0 = (listening: true, changed: true) }
-                        for try await _ in notifications { flags.state.withLock { $0.changed = true } }
+                    try await withThrowingTaskGroup(of: Void.self) { group in
+                        for channel in [channel, storedChannel, outcomesChannel] {
+                            group.addTask {
+                                try await connection.listen(on: channel) { notifications in
+                                    if channel == Self.channel {
+                                        // Whatever happened while nobody listened counts as news.
+                                        flags.update { $0 = .init(listening: true, changed: true, others: .init(storedFrom: 1), wake: $0.wake) }
+                                    }
+                                    for try await notification in notifications {
+                                        flags.update { Self.take(notification.payload, on: channel, node: node, into: &$0) }
+                                    }
+                                }
+                            }
+                        }
+                        try await group.next()
+                        group.cancelAll()
                     }
                 } catch {
-                    logger.debug("the journal's control channel was lost", metadata: ["error": "\(PostgresJournalError(error))"])
+                    logger.debug("the journal's notification channels were lost", metadata: ["error": "\(PostgresJournalError(error))"])
                 }
                 try? await connection.close()
             } catch {
-                logger.debug("cannot listen to the journal's control channel", metadata: ["error": "\(PostgresJournalError(error))"])
+                logger.debug("cannot listen to the journal's notification channels", metadata: ["error": "\(PostgresJournalError(error))"])
             }
             flags.state.withLock { $0.listening = false }
             try? await Task.sleep(for: .seconds(1))
+        }
+    }
+
+    /// Takes in one notification's payload.
+    private static func take(_ payload: String, on channel: String, node: String, into news: inout Flags.News) {
+        guard channel != Self.channel else {
+            news.changed = true
+            return
+        }
+        // Correlation ids hold no space (CorrelationID.isValidSupplied); a node's name may be empty.
+        var words = payload.split(separator: " ", omittingEmptySubsequences: false)
+        guard let sender = words.first, sender != node[...] else { return }
+        words = words.dropFirst().filter { !$0.isEmpty }
+        if channel == storedChannel {
+            if let first = words.first.flatMap({ Int64($0) }) { news.others.storedFrom = min(news.others.storedFrom ?? first, first) }
+        } else {
+            news.others.outcomes += words.map(String.init)
         }
     }
 }

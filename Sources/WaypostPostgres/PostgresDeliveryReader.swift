@@ -12,9 +12,21 @@ public final class PostgresDeliveryReader: DeliveryReading {
     private let connection: BlockingConnection
     private let control: ControlListener
 
-    public init(connect: @escaping @Sendable () async throws -> PostgresConnection, timeout: Duration = .seconds(10), logger: Logger) {
+    /// - Parameter node: this node's name: its own notifications are not news.
+    public init(
+        connect: @escaping @Sendable () async throws -> PostgresConnection, node: String = "", timeout: Duration = .seconds(10),
+        logger: Logger
+    ) {
         connection = BlockingConnection(connect: connect, timeout: timeout, logger: logger)
-        control = ControlListener(connect: connect, logger: logger)
+        control = ControlListener(connect: connect, node: node, logger: logger)
+    }
+
+    public func othersCommitted() -> OthersCommitted {
+        control.takeOthers()
+    }
+
+    public func onOthersCommitted(_ wake: @escaping @Sendable () -> Void) {
+        control.onNotification(wake)
     }
 
     /// Whether an operator changed the journal since the last call, as notified; true while
@@ -24,26 +36,28 @@ public final class PostgresDeliveryReader: DeliveryReading {
     }
 
     /// Up to `limit` deliveries to `destination` of `route` after row `afterID`, in order:
-    /// those `queued`, and with `includeFailed` those `failed`, which then block their queue.
-    /// `complete` is false when more may follow.
+    /// those `queued`, and with `includeFailed` those `failed`, which then block their queue;
+    /// with `partitions`, of those partitions' queues only. `complete` is false when more may follow.
     public func waiting(
-        route: String, destination: String, afterID: Int64, limit: Int, includeFailed: Bool
+        route: String, destination: String, afterID: Int64, limit: Int, includeFailed: Bool, partitions: [Int]?
     ) throws(JournalError) -> (messages: [QueuedMessage], complete: Bool) {
         try DeliveryReader.waiting(limit: limit, includeFailed: includeFailed) { (state) throws(JournalError) in
-            try page(state: state, route: route, destination: destination, afterID: afterID, limit: limit)
+            try page(state: state, route: route, destination: destination, afterID: afterID, limit: limit, partitions: partitions)
         }
     }
 
     private func page(
-        state: MessageState, route: String, destination: String, afterID: Int64, limit: Int
+        state: MessageState, route: String, destination: String, afterID: Int64, limit: Int, partitions: [Int]?
     ) throws(JournalError)
         -> [QueuedMessage]
     {
         let blocking = state == .failed
+        let partitions = (partitions ?? Array(0..<QueuePartition.count)).map(Int32.init)
         return try connection.rows(
             """
             SELECT id, ordering_key, waypost_ms(next_attempt_at) FROM deliveries
             WHERE state = \(state.rawValue) AND route = \(route) AND destination = \(destination) AND id > \(afterID)
+              AND partition = ANY(\(partitions))
             ORDER BY id LIMIT \(limit)
             """
         ) { try $0.decode((Int64, String?, Int64?).self) }.map {

@@ -10,11 +10,16 @@ public struct PostgresJournal: Journal {
     public var location: PostgresLocation
     /// How long a statement of a reader or an operator action may take.
     public var timeout: Duration
+    /// The cluster node this process is (`cluster.node`), for a server; nil for the CLI. Its
+    /// connections carry it as `waypost.node` (attempts name their node) and in
+    /// `application_name` (`pg_stat_activity`).
+    public var node: String?
     let logger: Logger
 
-    public init(location: PostgresLocation, timeout: Duration = .seconds(10), logger: Logger) {
+    public init(location: PostgresLocation, timeout: Duration = .seconds(10), node: String? = nil, logger: Logger) {
         self.location = location
         self.timeout = timeout
+        self.node = node
         self.logger = logger
     }
 
@@ -30,6 +35,8 @@ public struct PostgresJournal: Journal {
             host: location.host, port: location.port, username: location.user, password: location.password,
             database: location.database, tls: try Self.tls(location.sslMode))
         configuration.options.connectTimeout = .seconds(Int64(max(1, timeout.components.seconds)))
+        configuration.options.additionalStartupParameters = [("application_name", node.map { "waypost \($0)" } ?? "waypost")]
+        if let node { configuration.options.additionalStartupParameters.append(("waypost.node", node)) }
         return try await PostgresConnection.connect(configuration: configuration, id: 0, logger: logger)
     }
 
@@ -75,56 +82,10 @@ public struct PostgresJournal: Journal {
         try? await connection.close()
     }
 
-    /// Takes the journal for this server: a session advisory lock on a connection of its own,
-    /// held until the connection is closed, as the SQLite journal's lock file is; then, as the
-    /// SQLite writer does when it opens, the deliveries a stopped server left `in_flight` are
-    /// `queued` again (delivery is at least once), their open attempts marked interrupted, and
-    /// its tripped breakers forgotten. Several nodes on one database need the partition leases
-    /// the forwarder does not use yet (`docs/scaling.md`): until then a second server is
-    /// refused, not left to deliver every queue a second time and out of order.
-    ///
-    /// - Throws: ``PostgresJournalError`` when another server holds the journal, or the
-    ///   database cannot be reached.
-    public func takeOver() async throws(PostgresJournalError) -> ServerLock {
-        let connection = try await connectWithinTimeout()
-        do {
-            var locked = false
-            for try await row in try await connection.query("SELECT pg_try_advisory_lock(\(PostgresSchema.serverLock))", logger: logger)
-                .decode(Bool.self)
-            {
-                locked = row
-            }
-            guard locked else {
-                throw PostgresJournalError(
-                    description: "another Waypost server uses this journal; one database serves one node until clustering "
-                        + "is built (docs/scaling.md)")
-            }
-            try await connection.withTransaction(logger: logger) { connection in
-                try await connection.query(
-                    """
-                    UPDATE attempts SET error = 'interrupted: Waypost stopped during the attempt'
-                    WHERE duration_ms IS NULL AND status IS NULL AND error IS NULL
-                    """, logger: logger)
-                try await connection.query("UPDATE deliveries SET state = 'queued' WHERE state = 'in_flight'", logger: logger)
-                try await connection.query("DELETE FROM control WHERE name LIKE 'tripped:%'", logger: logger)
-            }
-            return ServerLock(connection: connection)
-        } catch let error as PostgresTransactionError {
-            try? await connection.close()
-            throw PostgresJournalError(error.closureError ?? error.commitError ?? error.beginError ?? error)
-        } catch {
-            try? await connection.close()
-            throw PostgresJournalError(error)
-        }
-    }
-
-    /// A server's hold on its journal; ``release()`` lets another server take it.
-    public struct ServerLock: Sendable {
-        let connection: PostgresConnection
-
-        public func release() async {
-            try? await connection.close()
-        }
+    /// This node's partition leases (SPEC §12), a `Service` to run before the forwarder
+    /// starts; `address` is its intake listener, shown by `waypost status`.
+    public func leases(ttl: Duration, address: String? = nil) -> PartitionLeases {
+        PartitionLeases(node: node ?? "waypost", ttl: ttl, address: address, connect: { try await connect() }, logger: logger)
     }
 
     /// The writer: intake batches committed with `commit_timeout` (SPEC §12).
@@ -146,6 +107,6 @@ public struct PostgresJournal: Journal {
     }
 
     public func deliveryReader() throws(JournalError) -> any DeliveryReading {
-        PostgresDeliveryReader(connect: { try await connect() }, timeout: timeout, logger: logger)
+        PostgresDeliveryReader(connect: { try await connect() }, node: node ?? "", timeout: timeout, logger: logger)
     }
 }

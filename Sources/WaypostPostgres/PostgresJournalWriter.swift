@@ -76,13 +76,13 @@ public final class PostgresJournalWriter: JournalWriting, Sendable {
     ///   - probeInterval: how long the writer waits with nothing to do before it checks that
     ///     the database answers (``trouble``, `/readyz`).
     ///   - partition: the partition of a message's delivery (its queue's); by default from its
-    ///     route, destination and ordering key (``PostgresSchema/partition(route:destination:queueKey:)``).
+    ///     route, destination and ordering key (``QueuePartition/of(route:destination:queueKey:)``).
     public init(
         connect: @escaping @Sendable () async throws -> PostgresConnection, maxBacklog: Int,
         retainDelivered: Duration = .seconds(7 * 86_400), commitTimeout: Duration = .seconds(10), recountInterval: Duration = .seconds(60),
         probeInterval: Duration = .seconds(1),
         partition: @escaping @Sendable (IncomingMessage, PlannedDelivery) -> Int = {
-            PostgresSchema.partition(route: $0.route, destination: $1.destination, queueKey: $1.orderingKey)
+            QueuePartition.of(route: $0.route, destination: $1.destination, queueKey: $1.orderingKey)
         },
         logger: Logger
     ) {
@@ -392,21 +392,22 @@ public final class PostgresJournalWriter: JournalWriting, Sendable {
             var at: Int64
             var finished: FinishedAttempt?
             var key: String?
+            var epoch: Int64?
         }
         let changes = updates.map { update in
             switch update {
-            case .started(let id, let attempt, let cycleAttempt, let at):
-                Change(kind: "started", delivery: id, attempt: Int32(attempt), cycleAttempt: Int32(cycleAttempt), at: at)
+            case .started(let id, let attempt, let cycleAttempt, let at, let epoch):
+                Change(kind: "started", delivery: id, attempt: Int32(attempt), cycleAttempt: Int32(cycleAttempt), at: at, epoch: epoch)
             case .finished(let f):
                 Change(
                     kind: "finished", delivery: f.deliveryID, attempt: Int32(f.attempt), cycleAttempt: f.cycleAttempt.map(Int32.init),
-                    at: f.atMilliseconds, finished: f)
+                    at: f.atMilliseconds, finished: f, epoch: f.epoch)
             case .breaker(let key, let since):
                 Change(kind: since == nil ? "closed" : "tripped", at: since ?? 0, key: key)
             }
         }
         let finished = changes.map(\.finished)
-        var binds = PostgresBindings(capacity: 16)
+        var binds = PostgresBindings(capacity: 18)
         binds.append(changes.map(\.kind))
         binds.append(changes.map(\.delivery))
         binds.append(changes.map(\.attempt))
@@ -423,7 +424,9 @@ public final class PostgresJournalWriter: JournalWriting, Sendable {
         binds.append(NullableArray(finished.map { $0?.sentBody.map { Int64($0.bytes) } }))
         binds.append(NullableArray(finished.map { $0?.sentBody?.sha256 }))
         binds.append(NullableArray(changes.map(\.key)))
-        return PostgresQuery(unsafeSQL: "SELECT * FROM waypost_record(\((1...16).map { "$\($0)" }.joined(separator: ", ")))", binds: binds)
+        binds.append(NullableArray(changes.map(\.epoch)))
+        binds.append(NullableArray(finished.map { $0?.announce }))
+        return PostgresQuery(unsafeSQL: "SELECT * FROM waypost_record(\((1...18).map { "$\($0)" }.joined(separator: ", ")))", binds: binds)
     }
 
     /// The statement that stores `messages`, its arrays bound as parameters: `waypost_store_new`

@@ -1,5 +1,6 @@
 import Logging
 import PostgresNIO
+import WaypostCore
 
 /// The PostgreSQL journal's schema (SPEC §12) and its migrations: the model of the SQLite
 /// journal (SPEC §7, §11: a message as received, one delivery per destination, attempts per
@@ -9,10 +10,6 @@ import PostgresNIO
 /// the missing ones in one transaction under an advisory lock, so nodes that start together
 /// migrate once, and a journal written by a newer Waypost is refused rather than misread.
 public enum PostgresSchema {
-    /// The delivery queues (destination and ordering key) are spread over this many partitions,
-    /// each leased to one node at a time.
-    public static let partitions = 256
-
     /// Migration `i` takes the schema from version `i` to `i + 1`: its statements, in order.
     static let migrations: [[String]] = [
         [
@@ -44,7 +41,7 @@ public enum PostgresSchema {
                 route            text NOT NULL,
                 destination      text NOT NULL,
                 ordering_key     text,
-                partition        integer NOT NULL CHECK (partition >= 0 AND partition < \(partitions)),
+                partition        integer NOT NULL CHECK (partition >= 0 AND partition < \(QueuePartition.count)),
                 state            text NOT NULL DEFAULT 'queued'
                                  CHECK (state IN ('queued', 'in_flight', 'delivered', 'failed', 'skipped', 'filtered')),
                 attempts         integer NOT NULL DEFAULT 0,
@@ -112,7 +109,7 @@ public enum PostgresSchema {
             )
             """,
             """
-            INSERT INTO partitions (partition) SELECT generate_series(0, \(partitions - 1))
+            INSERT INTO partitions (partition) SELECT generate_series(0, \(QueuePartition.count - 1))
             """,
             // Milliseconds since the Unix epoch as a timestamp, exactly (no floating point).
             """
@@ -240,82 +237,6 @@ public enum PostgresSchema {
                 GROUP BY i.n, s.correlation_id ORDER BY i.n
             $$
             """,
-            // The forwarder's state changes, a batch in one statement, each as the SQLite journal
-            // records it (JournalWriter.apply): 'started' (the delivery in flight, its attempt
-            // opened), 'finished' (the attempt closed, the delivery's new state and the upstream's
-            // answer when there was one: `p_status` not NULL), 'tripped' and 'closed' (a
-            // breaker, `p_key`, since `p_at`). A delivery an operator skipped during the attempt
-            // stays skipped unless it was delivered. Nobody is answered on the strength of these
-            // rows, so they commit without waiting for the disk (synchronous_commit off, for this
-            // statement's transaction only). One row per change: whether its message no longer
-            // waits (`max_backlog` counts waiting messages).
-            """
-            CREATE FUNCTION waypost_record(
-                p_kind text[], p_delivery bigint[], p_attempt integer[], p_cycle_attempt integer[], p_at bigint[],
-                p_state text[], p_next_attempt bigint[], p_last_error text[], p_duration bigint[], p_status integer[],
-                p_error text[], p_response_headers text[], p_response_body bytea[], p_body_bytes bigint[], p_body_sha256 text[],
-                p_key text[])
-            RETURNS TABLE (ended boolean)
-            LANGUAGE plpgsql AS $$
-            DECLARE
-                at timestamptz;
-                final_state text;
-                changed integer;
-            BEGIN
-                PERFORM set_config('synchronous_commit', 'off', true);
-                FOR i IN 1 .. coalesce(array_length(p_kind, 1), 0) LOOP
-                    ended := false;
-                    at := waypost_time(p_at[i]);
-                    CASE p_kind[i]
-                    WHEN 'started' THEN
-                        UPDATE deliveries SET state = 'in_flight', attempts = p_attempt[i], cycle_attempts = p_cycle_attempt[i],
-                                              updated_at = at
-                        WHERE id = p_delivery[i] AND state = 'queued';
-                        INSERT INTO attempts (delivery_id, attempt, started_at) VALUES (p_delivery[i], p_attempt[i], at)
-                        ON CONFLICT (delivery_id, attempt) DO UPDATE SET started_at = excluded.started_at, duration_ms = NULL,
-                            status = NULL, error = NULL, body_bytes = NULL, body_sha256 = NULL, node = NULL;
-                    WHEN 'finished' THEN
-                        INSERT INTO attempts (delivery_id, attempt, started_at, duration_ms, status, error, body_bytes, body_sha256)
-                        VALUES (p_delivery[i], p_attempt[i], waypost_time(p_at[i] - p_duration[i]), p_duration[i], p_status[i],
-                                p_error[i], p_body_bytes[i], p_body_sha256[i])
-                        ON CONFLICT (delivery_id, attempt) DO UPDATE SET duration_ms = excluded.duration_ms, status = excluded.status,
-                            error = excluded.error, body_bytes = excluded.body_bytes, body_sha256 = excluded.body_sha256;
-                        final_state := p_state[i];
-                        LOOP
-                            UPDATE deliveries SET state = final_state, last_error = p_last_error[i], updated_at = at,
-                                next_attempt_at = CASE WHEN final_state = 'skipped' THEN NULL ELSE waypost_time(p_next_attempt[i]) END,
-                                delivered_at = CASE WHEN final_state = 'delivered' THEN at ELSE delivered_at END,
-                                response_status = coalesce(p_status[i], response_status),
-                                response_headers = CASE WHEN p_status[i] IS NULL THEN response_headers ELSE p_response_headers[i]::json END,
-                                response_body = CASE WHEN p_status[i] IS NULL THEN response_body ELSE p_response_body[i] END,
-                                attempts = greatest(attempts, p_attempt[i]), cycle_attempts = coalesce(p_cycle_attempt[i], cycle_attempts)
-                            WHERE id = p_delivery[i] AND (state <> 'skipped' OR final_state IN ('delivered', 'skipped'));
-                            GET DIAGNOSTICS changed = ROW_COUNT;
-                            EXIT WHEN changed = 1 OR final_state = 'skipped';
-                            -- Skipped during the attempt: the skip stands, and the forwarder, which
-                            -- may have queued a retry, is told to reload its queues.
-                            final_state := 'skipped';
-                        END LOOP;
-                        IF changed = 0 THEN
-                            final_state := p_state[i];
-                        ELSIF final_state = 'skipped' AND p_state[i] <> 'skipped' THEN
-                            UPDATE control SET value = value + 1 WHERE name = 'replay_generation';
-                        END IF;
-                        ended := final_state <> 'queued' AND NOT EXISTS (
-                            SELECT 1 FROM deliveries o
-                            WHERE o.message_id = (SELECT message_id FROM deliveries WHERE id = p_delivery[i])
-                              AND o.id <> p_delivery[i] AND o.state IN ('queued', 'in_flight'));
-                    WHEN 'tripped' THEN
-                        INSERT INTO control (name, value) VALUES ('tripped:' || p_key[i], p_at[i])
-                        ON CONFLICT (name) DO UPDATE SET value = excluded.value;
-                    WHEN 'closed' THEN
-                        DELETE FROM control WHERE name = 'tripped:' || p_key[i];
-                    END CASE;
-                    RETURN NEXT;
-                END LOOP;
-            END
-            $$
-            """,
             // A message's state, derived from its deliveries' (SPEC §11), with its first delivery's
             // details: the one whose answer a waiting source gets.
             """
@@ -369,6 +290,131 @@ public enum PostgresSchema {
             CREATE INDEX IF NOT EXISTS deliveries_by_state_message ON deliveries (state, message_id)
             """
         ],
+        // Version 4: the cluster (SPEC §12). `waypost_record` with fencing and announcements
+        // (older journals have it without them), and the stored deliveries notified on
+        // `waypost_stored` at commit, `NODE FIRST_ID` once a statement, for the nodes that hold
+        // their queues.
+        [
+            """
+            DROP FUNCTION IF EXISTS waypost_record(
+                text[], bigint[], integer[], integer[], bigint[], text[], bigint[], text[], bigint[], integer[], text[], text[],
+                bytea[], bigint[], text[], text[])
+            """,
+            // The forwarder's state changes, a batch in one statement, each as the SQLite journal
+            // records it (JournalWriter.apply): 'started' (the delivery in flight, its attempt
+            // opened), 'finished' (the attempt closed, the delivery's new state and the upstream's
+            // answer when there was one: `p_status` not NULL), 'tripped' and 'closed' (a
+            // breaker, `p_key`, since `p_at`). A delivery an operator skipped during the attempt
+            // stays skipped unless it was delivered. Nobody is answered on the strength of these
+            // rows, so they commit without waiting for the disk (synchronous_commit off, for this
+            // statement's transaction only). One row per change: whether its message no longer
+            // waits (`max_backlog` counts waiting messages).
+            //
+            // In a cluster (SPEC §12), a change with an epoch (`p_epoch`) is recorded only while
+            // its delivery's partition still has that lease: a node that lost it records nothing
+            // more of its queues (fencing), and its row says `ended` false. An attempt names the
+            // node that made it (the session's `waypost.node`). The correlation ids in
+            // `p_announce` of the changes recorded are notified on `waypost_outcomes` at commit,
+            // `NODE ID ID …` in notifications under 8000 bytes, for the sources waiting on other
+            // nodes.
+            """
+            CREATE FUNCTION waypost_record(
+                p_kind text[], p_delivery bigint[], p_attempt integer[], p_cycle_attempt integer[], p_at bigint[],
+                p_state text[], p_next_attempt bigint[], p_last_error text[], p_duration bigint[], p_status integer[],
+                p_error text[], p_response_headers text[], p_response_body bytea[], p_body_bytes bigint[], p_body_sha256 text[],
+                p_key text[], p_epoch bigint[], p_announce text[])
+            RETURNS TABLE (ended boolean)
+            LANGUAGE plpgsql AS $$
+            DECLARE
+                at timestamptz;
+                final_state text;
+                changed integer;
+                node_name text := coalesce(current_setting('waypost.node', true), '');
+                announced text := '';
+            BEGIN
+                PERFORM set_config('synchronous_commit', 'off', true);
+                FOR i IN 1 .. coalesce(array_length(p_kind, 1), 0) LOOP
+                    ended := false;
+                    at := waypost_time(p_at[i]);
+                    IF p_epoch[i] IS NOT NULL AND NOT EXISTS (
+                        SELECT 1 FROM deliveries d JOIN partitions p ON p.partition = d.partition
+                        WHERE d.id = p_delivery[i] AND p.epoch = p_epoch[i]) THEN
+                        RETURN NEXT;
+                        CONTINUE;
+                    END IF;
+                    CASE p_kind[i]
+                    WHEN 'started' THEN
+                        UPDATE deliveries SET state = 'in_flight', attempts = p_attempt[i], cycle_attempts = p_cycle_attempt[i],
+                                              updated_at = at
+                        WHERE id = p_delivery[i] AND state = 'queued';
+                        INSERT INTO attempts (delivery_id, attempt, started_at, node) VALUES (p_delivery[i], p_attempt[i], at, node_name)
+                        ON CONFLICT (delivery_id, attempt) DO UPDATE SET started_at = excluded.started_at, duration_ms = NULL,
+                            status = NULL, error = NULL, body_bytes = NULL, body_sha256 = NULL, node = excluded.node;
+                    WHEN 'finished' THEN
+                        INSERT INTO attempts (delivery_id, attempt, started_at, duration_ms, status, error, body_bytes, body_sha256, node)
+                        VALUES (p_delivery[i], p_attempt[i], waypost_time(p_at[i] - p_duration[i]), p_duration[i], p_status[i],
+                                p_error[i], p_body_bytes[i], p_body_sha256[i], node_name)
+                        ON CONFLICT (delivery_id, attempt) DO UPDATE SET duration_ms = excluded.duration_ms, status = excluded.status,
+                            error = excluded.error, body_bytes = excluded.body_bytes, body_sha256 = excluded.body_sha256,
+                            node = excluded.node;
+                        final_state := p_state[i];
+                        LOOP
+                            UPDATE deliveries SET state = final_state, last_error = p_last_error[i], updated_at = at,
+                                next_attempt_at = CASE WHEN final_state = 'skipped' THEN NULL ELSE waypost_time(p_next_attempt[i]) END,
+                                delivered_at = CASE WHEN final_state = 'delivered' THEN at ELSE delivered_at END,
+                                response_status = coalesce(p_status[i], response_status),
+                                response_headers = CASE WHEN p_status[i] IS NULL THEN response_headers ELSE p_response_headers[i]::json END,
+                                response_body = CASE WHEN p_status[i] IS NULL THEN response_body ELSE p_response_body[i] END,
+                                attempts = greatest(attempts, p_attempt[i]), cycle_attempts = coalesce(p_cycle_attempt[i], cycle_attempts)
+                            WHERE id = p_delivery[i] AND (state <> 'skipped' OR final_state IN ('delivered', 'skipped'));
+                            GET DIAGNOSTICS changed = ROW_COUNT;
+                            EXIT WHEN changed = 1 OR final_state = 'skipped';
+                            -- Skipped during the attempt: the skip stands, and the forwarder, which
+                            -- may have queued a retry, is told to reload its queues.
+                            final_state := 'skipped';
+                        END LOOP;
+                        IF changed = 0 THEN
+                            final_state := p_state[i];
+                        ELSIF final_state = 'skipped' AND p_state[i] <> 'skipped' THEN
+                            UPDATE control SET value = value + 1 WHERE name = 'replay_generation';
+                        END IF;
+                        ended := final_state <> 'queued' AND NOT EXISTS (
+                            SELECT 1 FROM deliveries o
+                            WHERE o.message_id = (SELECT message_id FROM deliveries WHERE id = p_delivery[i])
+                              AND o.id <> p_delivery[i] AND o.state IN ('queued', 'in_flight'));
+                        IF p_announce[i] IS NOT NULL THEN
+                            IF octet_length(announced) + octet_length(p_announce[i]) > 7000 THEN
+                                PERFORM pg_notify('waypost_outcomes', node_name || announced);
+                                announced := '';
+                            END IF;
+                            announced := announced || ' ' || p_announce[i];
+                        END IF;
+                    WHEN 'tripped' THEN
+                        INSERT INTO control (name, value) VALUES ('tripped:' || p_key[i], p_at[i])
+                        ON CONFLICT (name) DO UPDATE SET value = excluded.value;
+                    WHEN 'closed' THEN
+                        DELETE FROM control WHERE name = 'tripped:' || p_key[i];
+                    END CASE;
+                    RETURN NEXT;
+                END LOOP;
+                IF announced <> '' THEN PERFORM pg_notify('waypost_outcomes', node_name || announced); END IF;
+            END
+            $$
+            """,
+            """
+            CREATE FUNCTION waypost_notify_stored() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN
+                PERFORM pg_notify('waypost_stored', coalesce(current_setting('waypost.node', true), '') || ' ' || min(id))
+                FROM stored HAVING count(*) > 0;
+                RETURN NULL;
+            END
+            $$
+            """,
+            """
+            CREATE TRIGGER deliveries_stored AFTER INSERT ON deliveries REFERENCING NEW TABLE AS stored
+            FOR EACH STATEMENT EXECUTE FUNCTION waypost_notify_stored()
+            """,
+        ],
     ]
 
     /// A message's state from those of its deliveries `d` (SPEC §11), as a one-row query over
@@ -401,29 +447,8 @@ public enum PostgresSchema {
         """
     }
 
-    /// The partition of the queue (route, destination, key): the 32-bit FNV-1a hash of their
-    /// UTF-8 bytes, separated by NUL (a present key, even empty, marked by a 1), modulo
-    /// ``partitions``. Every node and every version must compute the same.
-    public static func partition(route: String, destination: String, queueKey: String?) -> Int {
-        var hash: UInt32 = 0x811c_9dc5
-        func mix<Bytes: Sequence<UInt8>>(_ bytes: Bytes) {
-            for byte in bytes { hash = (hash ^ UInt32(byte)) &* 0x0100_0193 }
-        }
-        mix(route.utf8)
-        mix(CollectionOfOne(0))
-        mix(destination.utf8)
-        if let queueKey {
-            mix(CollectionOfOne(1))
-            mix(queueKey.utf8)
-        }
-        return Int(hash % UInt32(partitions))
-    }
-
     /// The advisory lock the migrations run under (any number; this one spells "wayp").
     static let migrationLock: Int64 = 0x7761_7970
-
-    /// The advisory lock a server holds on its journal (``PostgresJournal/takeOver()``): "wayq".
-    static let serverLock: Int64 = 0x7761_7971
 
     /// Applies the missing migrations in one transaction; returns the version found before.
     ///

@@ -88,8 +88,7 @@ struct Serve: AsyncParsableCommand {
         MetricsSystem.bootstrap(factory)
         let tracing = try settings.tracing.map { try Self.tracingBackend($0, logger: logger) }
 
-        let (journal, writer, lock) = try await Self.openJournal(settings.journal, postgres: startup.postgres, logger: logger)
-        defer { if let lock { Task { await lock.release() } } }
+        let (journal, writer, leases) = try await Self.openJournal(settings, postgres: startup.postgres, logger: logger)
         let board = OutcomeBoard()
         let throughput = Throughput()
         let forwarder: Forwarder
@@ -100,10 +99,10 @@ struct Serve: AsyncParsableCommand {
                 try Forwarder(
                     configuration: settings, journal: journal, writer: writer, board: board, addHeaders: startup.addHeaders,
                     secrets: secrets, transforms: startup.transforms, programs: startup.programs, tracer: tracing?.tracer,
-                    throughput: throughput, logger: logger)
+                    throughput: throughput, ownership: leases, logger: logger)
             }
         } catch {
-            // Nothing has started yet: the writer runs with the service group, the lock goes with the process.
+            // Nothing has started yet: the writer runs with the service group, the leases expire.
             printError("waypost: \(error)")
             throw ExitCode.failure
         }
@@ -118,8 +117,8 @@ struct Serve: AsyncParsableCommand {
             admin.blocking = Set(
                 settings.routes.flatMap { route in route.destinations.filter { $0.onExhausted == .block }.map { route.key(of: $0) } })
             try await Self.serve(
-                settings, journal: journal, writer: writer, forwarder: forwarder, board: board, secrets: secrets, startup: startup,
-                admin: admin,
+                settings, journal: journal, writer: writer, leases: leases, forwarder: forwarder, board: board, secrets: secrets,
+                startup: startup, admin: admin,
                 tracing: tracing, group: group, logger: logger)
         } catch {
             try? await group.shutdownGracefully()
@@ -131,7 +130,8 @@ struct Serve: AsyncParsableCommand {
     /// Binds the listeners and runs the services until a signal stops them. Everything that
     /// holds the event loop group is released on return, before the group shuts down.
     private static func serve(
-        _ settings: WaypostConfig, journal: any Journal, writer: any JournalWriting, forwarder: Forwarder, board: OutcomeBoard,
+        _ settings: WaypostConfig, journal: any Journal, writer: any JournalWriting, leases: PartitionLeases?, forwarder: Forwarder,
+        board: OutcomeBoard,
         secrets: RouteSecrets, startup: Startup, admin: AdminContext, tracing: (tracer: any Tracer, service: any Service)?,
         group: any EventLoopGroup, logger: Logger
     ) async throws {
@@ -173,11 +173,12 @@ struct Serve: AsyncParsableCommand {
         // (`--listen 127.0.0.1:0` binds a free one).
         FileHandle.standardOutput.write(Data("listening intake=\(bound[0]) admin=\(bound[1])\n".utf8))
         // The services stop in reverse order: admin, intake (answering what is in progress),
-        // forwarder (within shutdown_grace), the journal writer, then the span exporter (which
-        // sends what they ended last).
+        // forwarder (within shutdown_grace), the journal writer, the cluster leases (given up
+        // once nothing more is sent or recorded), then the span exporter (which sends what they
+        // ended last).
         // SecondSignal is last, so it is told first and arms itself as the shutdown begins.
         let secondSignal = SecondSignal()
-        let services: [any Service] = [
+        let services: [any Service] = (leases.map { [$0] } ?? []) + [
             writer, forwarder, server, adminServer,
             SecretReloader(settings: settings, secrets: secrets, tls: startup.tls, logger: logger), secondSignal,
         ]
@@ -192,27 +193,32 @@ struct Serve: AsyncParsableCommand {
 
 extension Serve {
     /// The journal and its writer: a SQLite file (locked for this process), or a PostgreSQL
-    /// database, migrated first, and the connection holding its server lock. One that cannot
-    /// be opened stops start-up with exit 1.
+    /// database, migrated first, with this node's partition leases, taken by a first heartbeat
+    /// (which refuses a second node of the same name). One that cannot be opened stops start-up
+    /// with exit 1.
     static func openJournal(
-        _ settings: JournalConfig, postgres: PostgresLocation?, logger: Logger
-    ) async throws -> (journal: any Journal, writer: any JournalWriting, lock: PostgresJournal.ServerLock?) {
+        _ settings: WaypostConfig, postgres: PostgresLocation?, logger: Logger
+    ) async throws -> (journal: any Journal, writer: any JournalWriting, leases: PartitionLeases?) {
+        let journalSettings = settings.journal
         do {
             if let postgres {
-                let journal = PostgresJournal(location: postgres, logger: logger)
+                let node = settings.cluster.node ?? ProcessInfo.processInfo.hostName
+                let journal = PostgresJournal(location: postgres, node: node, logger: logger)
                 try await journal.migrate()
-                let lock = try await journal.takeOver()
-                return (journal, journal.writer(maxBacklog: settings.maxBacklog, retainDelivered: settings.retainDelivered), lock)
+                let leases = journal.leases(ttl: settings.cluster.leaseTTL, address: settings.listen.description)
+                try await leases.heartbeat()
+                let writer = journal.writer(maxBacklog: journalSettings.maxBacklog, retainDelivered: journalSettings.retainDelivered)
+                return (journal, writer, leases)
             }
             let writer = try JournalWriter(
-                path: settings.path, durability: settings.durability, maxBacklog: settings.maxBacklog,
-                retainDelivered: settings.retainDelivered, logger: logger)
-            return (SQLiteJournal(path: settings.path), writer, nil)
+                path: journalSettings.path, durability: journalSettings.durability, maxBacklog: journalSettings.maxBacklog,
+                retainDelivered: journalSettings.retainDelivered, logger: logger)
+            return (SQLiteJournal(path: journalSettings.path), writer, nil)
         } catch let error as JournalError {
-            printError("waypost: cannot open the journal \(settings.path): \(error.message)")
+            printError("waypost: cannot open the journal \(journalSettings.path): \(error.message)")
             throw ExitCode.failure
         } catch {
-            printError("waypost: cannot open the journal \(postgres?.description ?? settings.path): \(error)")
+            printError("waypost: cannot open the journal \(postgres?.description ?? journalSettings.path): \(error)")
             throw ExitCode.failure
         }
     }

@@ -112,7 +112,7 @@ struct PostgresJournalCLITests {
 }
 
 extension PostgresJournalCLITests {
-    @Test("a second server on the same PostgreSQL journal is refused with exit 1 until clustering is built; the first goes on")
+    @Test("a second server with the same node name on a PostgreSQL journal is refused with exit 1, naming the key; the first goes on")
     func secondServerRefused() async throws {
         let dir = try ScratchDirectory()
         defer { dir.remove() }
@@ -126,7 +126,7 @@ extension PostgresJournalCLITests {
                 "serve", "--upstream", upstream.url, "--journal", journal.location, "--listen", "127.0.0.1:0", "--admin-listen",
                 "127.0.0.1:0", directory: dir.path)
             #expect(second.status == 1, "\(second)")
-            #expect(second.stderr.contains("another Waypost server uses this journal"), "\(second)")
+            #expect(second.stderr.contains("runs on this journal; give each node its own cluster.node"), "\(second)")
             let id = try await server.accept("/hooks/still-served")
             #expect(await eventually(timeout: .seconds(10)) { upstream.ids.contains(id) }, "not delivered: \(upstream.ids)")
         }

@@ -251,9 +251,13 @@ struct DeliverySchedulerTests {
         scheduler.pageLoaded(route: 0, messages: [QueuedMessage(id: 1)], complete: true)
         #expect(scheduler.tick(now: 0) == [send(1)])
         _ = scheduler.attemptStarted(1, attempts: 0, cycleAttempts: 0, cycleStart: 0, correlationID: "c1", now: 0)
-        scheduler.attemptCancelled(1)
+        scheduler.attemptCancelled(1, now: 0)
         #expect(scheduler.inFlightCount == 0)
         #expect(scheduler.attemptEnded(1, result: .response(status: 200, retryAfter: nil), now: 1, random: 0) == nil)
+        // It waits again, as the journal has it, until a reload drops it (its queue's lease was lost).
+        #expect(scheduler.heldCount(route: 0) == 1)
+        scheduler.generationChanged(paused: [])
+        #expect(scheduler.heldCount(route: 0) == 0)
     }
 
     @Test("a paused route sends nothing until a generation change resumes it")

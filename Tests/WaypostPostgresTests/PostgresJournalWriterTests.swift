@@ -122,13 +122,13 @@ extension PostgresTests {
                         m1|orders|POST|/hooks?x=1|[["Content-Type","application/json"]]|7b7d|2026-09-21T14:13:20.123|192.0.2.7
                         m2|orders|POST|/hooks?x=1|[["Content-Type","application/json"]]|00fffe7b0a|2026-09-21T14:13:20.123|192.0.2.7
                         """)
-            let erp = PostgresSchema.partition(route: "orders", destination: "erp", queueKey: "customer-7")
-            let orders = PostgresSchema.partition(route: "orders", destination: "orders", queueKey: nil)
+            let erp = QueuePartition.of(route: "orders", destination: "erp", queueKey: "customer-7")
+            let orders = QueuePartition.of(route: "orders", destination: "orders", queueKey: nil)
             #expect(
                 try server.psql(
                     "SELECT m.correlation_id, destination, coalesce(ordering_key, '-'), partition, state FROM deliveries d JOIN messages m ON m.id = d.message_id ORDER BY d.id"
                 )
-                    == "m1|erp|customer-7|\(erp)|queued\nm1|audit|-|\(PostgresSchema.partition(route: "orders", destination: "audit", queueKey: nil))|filtered\nm2|orders|-|\(orders)|queued"
+                    == "m1|erp|customer-7|\(erp)|queued\nm1|audit|-|\(QueuePartition.of(route: "orders", destination: "audit", queueKey: nil))|filtered\nm2|orders|-|\(orders)|queued"
             )
         }
 
@@ -426,16 +426,16 @@ extension PostgresTests {
         @Test("partitions: the same for the same queue, spread over all of them")
         func partitions() {
             #expect(
-                PostgresSchema.partition(route: "r", destination: "d", queueKey: nil)
-                    == PostgresSchema.partition(route: "r", destination: "d", queueKey: nil))
+                QueuePartition.of(route: "r", destination: "d", queueKey: nil)
+                    == QueuePartition.of(route: "r", destination: "d", queueKey: nil))
             #expect(
-                PostgresSchema.partition(route: "r", destination: "d", queueKey: nil)
-                    != PostgresSchema.partition(route: "r", destination: "d", queueKey: ""))
-            let spread = Set((0..<10_000).map { PostgresSchema.partition(route: "orders", destination: "erp", queueKey: "customer-\($0)") })
-            #expect(spread.count == PostgresSchema.partitions)
+                QueuePartition.of(route: "r", destination: "d", queueKey: nil)
+                    != QueuePartition.of(route: "r", destination: "d", queueKey: ""))
+            let spread = Set((0..<10_000).map { QueuePartition.of(route: "orders", destination: "erp", queueKey: "customer-\($0)") })
+            #expect(spread.count == QueuePartition.count)
             // FNV-1a of "orders\0erp\1customer-7" (computed apart, in Python): a change of the function
             // would move queues between nodes of mixed versions.
-            #expect(PostgresSchema.partition(route: "orders", destination: "erp", queueKey: "customer-7") == 96)
+            #expect(QueuePartition.of(route: "orders", destination: "erp", queueKey: "customer-7") == 96)
         }
     }
 }
