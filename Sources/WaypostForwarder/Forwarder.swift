@@ -284,7 +284,9 @@ public final class Forwarder: Service, @unchecked Sendable {
         let largestBody = configuration.routes.map(\.maxBodyBytes).max() ?? 1
         self.readAheadCount = min(32, max(1, Self.handedBytesLimit / max(1, largestBody)))
         self.ownership = ownership
-        writer.onStored { [weak self] messages in self?.messagesStored(messages) }
+        // In a cluster, new messages are paged as the nodes' notifications arrive, in commit
+        // order across the nodes (ControlListener), this node's own as well.
+        if ownership == nil { writer.onStored { [weak self] messages in self?.messagesStored(messages) } }
         reader.onOthersCommitted { [weak self] in self?.tell { _ in } }
         ownership?.onChange { [weak self] in self?.tell { _ in } }
     }
@@ -528,8 +530,8 @@ public final class Forwarder: Service, @unchecked Sendable {
         QueuePartition.of(route: routes[index].config.name, destination: routes[index].destination.name, queueKey: message.orderingKey)
     }
 
-    /// What other nodes committed: deliveries (to page, for the queues this node holds) and
-    /// final outcomes (for the sources waiting here).
+    /// What the cluster's nodes committed: deliveries (to page, for the queues this node holds)
+    /// and final outcomes (for the sources waiting here).
     private func takeOthersNews() {
         let news = reader.othersCommitted()
         if let from = news.storedFrom { scheduler.messagesDropped(from: from) }
@@ -552,12 +554,6 @@ public final class Forwarder: Service, @unchecked Sendable {
         var stored: [DeliveryScheduler.Stored] = []
         for message in messages {
             for delivery in message.deliveries {
-                // In a cluster, the queues of other nodes' partitions are theirs.
-                if ownership != nil,
-                    held[QueuePartition.of(route: message.route, destination: delivery.destination, queueKey: delivery.orderingKey)] == nil
-                {
-                    continue
-                }
                 let key = RouteConfig.destinationKey(route: message.route, destination: delivery.destination)
                 stored.append(.init(id: delivery.id, route: key, orderingKey: delivery.orderingKey))
             }

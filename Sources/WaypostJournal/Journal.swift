@@ -121,8 +121,9 @@ public protocol DeliveryReading: AnyObject {
     /// Whether that counter may have changed since the last call (true when the reader cannot
     /// tell): the forwarder reads it only then, besides every half second.
     func mayHaveChanged() -> Bool
-    /// What other processes delivering from the journal (a cluster's nodes) committed since the
-    /// last call, as they notified it.
+    /// What the processes delivering from the journal (a cluster's nodes) committed since the
+    /// last call, as they notified it: the deliveries stored (by this node too), the outcomes
+    /// recorded by the others.
     func othersCommitted() -> OthersCommitted
     /// `wake` runs (on another thread, without blocking) when other processes notify a commit.
     func onOthersCommitted(_ wake: @escaping @Sendable () -> Void)
@@ -137,10 +138,10 @@ extension DeliveryReading {
     }
 }
 
-/// What other nodes of a cluster committed (SPEC §12): a forwarder loads the new deliveries of
-/// the queues it holds, and answers the sources waiting on it for the outcomes.
+/// What a cluster's nodes committed (SPEC §12): a forwarder loads the new deliveries of the
+/// queues it holds, and answers the sources waiting on it for the outcomes.
 public struct OthersCommitted: Sendable, Equatable {
-    /// The smallest row id of the deliveries they stored; nil: none.
+    /// The smallest row id of the deliveries the nodes stored, this one's included; nil: none.
     public var storedFrom: Int64?
     /// The correlation ids of the messages whose `reply_from` delivery they ended.
     public var outcomes: [String] = []

@@ -7,13 +7,19 @@ import WaypostJournal
 /// connection of its own, connecting again a second after it is lost:
 ///
 /// - `waypost_control`: an operator's replay, skip, pause or resume, from any process;
-/// - `waypost_stored`: `NODE FIRST_ID`, deliveries another node stored (its queues may be ours);
+/// - `waypost_stored`: `NODE FIRST_ID`, deliveries a node stored, this one included: their
+///   queues may be ours;
 /// - `waypost_outcomes`: `NODE ID ID …`, final outcomes another node recorded (a source here may
 ///   wait for one).
 ///
-/// A notification is delivered at its transaction's commit. This node's own (`node`) are
-/// ignored: the forwarder took those from memory. While it is not listening it cannot tell, and
-/// says so: a change may have happened, and any stored delivery may be new.
+/// A notification is delivered at its transaction's commit, to every listener in the order of
+/// the commits: a node learns of a message after every message committed before it, wherever
+/// that was committed. This is why a node's forwarder pages its own new messages too, in the
+/// order of these notifications, rather than taking them from its writer: a source's next
+/// message, sent to this node once the previous one was acknowledged by another, is never
+/// seen before it. This node's own outcomes (`node`) are ignored: its forwarder published them.
+/// While it is not listening it cannot tell, and says so: a change may have happened, and any
+/// stored delivery may be new.
 final class ControlListener: Sendable {
     static let channel = "waypost_control"
     static let storedChannel = "waypost_stored"
@@ -83,9 +89,11 @@ final class ControlListener: Sendable {
                         for channel in [channel, storedChannel, outcomesChannel] {
                             group.addTask {
                                 try await connection.listen(on: channel) { notifications in
-                                    if channel == Self.channel {
-                                        // Whatever happened while nobody listened counts as news.
-                                        flags.update { $0 = .init(listening: true, changed: true, others: .init(storedFrom: 1), wake: $0.wake) }
+                                    // Whatever happened while nobody listened counts as news.
+                                    flags.update { news in
+                                        news.listening = true
+                                        news.changed = true
+                                        news.others.storedFrom = 1
                                     }
                                     for try await notification in notifications {
                                         flags.update { Self.take(notification.payload, on: channel, node: node, into: &$0) }
@@ -116,11 +124,11 @@ final class ControlListener: Sendable {
         }
         // Correlation ids hold no space (CorrelationID.isValidSupplied); a node's name may be empty.
         var words = payload.split(separator: " ", omittingEmptySubsequences: false)
-        guard let sender = words.first, sender != node[...] else { return }
+        guard let sender = words.first else { return }
         words = words.dropFirst().filter { !$0.isEmpty }
         if channel == storedChannel {
             if let first = words.first.flatMap({ Int64($0) }) { news.others.storedFrom = min(news.others.storedFrom ?? first, first) }
-        } else {
+        } else if sender != node[...] {
             news.others.outcomes += words.map(String.init)
         }
     }

@@ -318,7 +318,7 @@ public enum PostgresSchema {
             // `NODE ID ID …` in notifications under 8000 bytes, for the sources waiting on other
             // nodes.
             """
-            CREATE FUNCTION waypost_record(
+            CREATE OR REPLACE FUNCTION waypost_record(
                 p_kind text[], p_delivery bigint[], p_attempt integer[], p_cycle_attempt integer[], p_at bigint[],
                 p_state text[], p_next_attempt bigint[], p_last_error text[], p_duration bigint[], p_status integer[],
                 p_error text[], p_response_headers text[], p_response_body bytea[], p_body_bytes bigint[], p_body_sha256 text[],
@@ -402,13 +402,16 @@ public enum PostgresSchema {
             $$
             """,
             """
-            CREATE FUNCTION waypost_notify_stored() RETURNS trigger LANGUAGE plpgsql AS $$
+            CREATE OR REPLACE FUNCTION waypost_notify_stored() RETURNS trigger LANGUAGE plpgsql AS $$
             BEGIN
                 PERFORM pg_notify('waypost_stored', coalesce(current_setting('waypost.node', true), '') || ' ' || min(id))
                 FROM stored HAVING count(*) > 0;
                 RETURN NULL;
             END
             $$
+            """,
+            """
+            DROP TRIGGER IF EXISTS deliveries_stored ON deliveries
             """,
             """
             CREATE TRIGGER deliveries_stored AFTER INSERT ON deliveries REFERENCING NEW TABLE AS stored

@@ -20,7 +20,7 @@ import Testing
 private let soakRounds: Int? = ProcessInfo.processInfo.environment["WAYPOST_SOAK_ROUNDS"].flatMap(Int.init).flatMap { $0 > 0 ? $0 : nil }
 
 /// What the sources share with the test: where the server listens now, and when to stop.
-private final class LoadControl: Sendable {
+final class LoadControl: Sendable {
     let port = Atomic<Int>(0)
     let stop = Atomic<Bool>(false)
 }
@@ -30,8 +30,9 @@ private final class LoadControl: Sendable {
 /// until it is acknowledged (a killed server answers nothing; a restarting one refuses the
 /// connection). With `supplyIDs`, the request carries its own `X-Correlation-ID`, so that a
 /// repeat after a crash is an idempotent repeat; without, a repeat of a request whose answer
-/// was lost may be stored twice (at-least-once intake, as for any source that retries).
-private final class SequenceSource: Sendable {
+/// was lost may be stored twice (at-least-once intake, as for any source that retries). When
+/// the port changes (the test moves it to another node), it connects there for its next request.
+final class SequenceSource: Sendable {
     struct Tally {
         var acknowledged: [Acknowledged] = []
         var noAnswer = 0
@@ -57,6 +58,7 @@ private final class SequenceSource: Sendable {
     /// Runs on a thread of its own until `control.stop`.
     func run(_ control: LoadControl) {
         var connection: RawConnection?
+        var connectedPort = 0
         var seq = 1
         var generator = SystemRandomNumberGenerator()
         while !control.stop.load(ordering: .relaxed) {
@@ -69,7 +71,11 @@ private final class SequenceSource: Sendable {
             var acknowledged = false
             while !acknowledged {
                 if control.stop.load(ordering: .relaxed) { return }
-                if connection == nil { connection = RawConnection(port: control.port.load(ordering: .relaxed), timeout: 15) }
+                let port = control.port.load(ordering: .relaxed)
+                if connection == nil || port != connectedPort {
+                    connection = RawConnection(port: port, timeout: 15)
+                    connectedPort = port
+                }
                 guard let open = connection else {
                     usleep(20_000)
                     continue

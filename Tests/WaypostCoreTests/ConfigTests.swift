@@ -350,7 +350,7 @@ private let oneRoute = ["routes:", "  - name: a", "    path: /a", "    upstream:
         Broken(
             "unknown top-level key", ["listen: 127.0.0.1:8080", "listn: x"] + oneRoute, key: "listn", line: 2,
             mentions:
-                "valid keys here: listen, admin, journal, shutdown_grace, log_level, header_timeout, min_body_rate, trusted_proxies, transform_timeout, transform_memory, tls, tracing, defaults, routes"
+                "valid keys here: listen, admin, journal, shutdown_grace, log_level, header_timeout, min_body_rate, trusted_proxies, transform_timeout, transform_memory, tls, tracing, cluster, defaults, routes"
         ),
         Broken(
             "unknown nested key",
