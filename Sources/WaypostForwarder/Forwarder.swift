@@ -620,7 +620,11 @@ public final class Forwarder: Service, @unchecked Sendable {
             case .recordStart(let id, let attempt, let cycleAttempt, let at):
                 // A slow attempt shows `in_flight` in the journal.
                 updates.append(
-                    (.started(deliveryID: id, attempt: attempt, cycleAttempt: cycleAttempt, atMilliseconds: at, epoch: sending[id]?.epoch), nil))
+                    (
+                        .started(
+                            deliveryID: id, attempt: attempt, cycleAttempt: cycleAttempt, atMilliseconds: at, epoch: sending[id]?.epoch),
+                        nil
+                    ))
             }
         }
     }

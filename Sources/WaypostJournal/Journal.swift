@@ -61,6 +61,31 @@ public protocol JournalReading: AnyObject {
     func deliveries(messageID: Int64) throws(JournalError) -> [DeliveryRecord]
     /// The attempts of the delivery with row id `deliveryID`, in order.
     func attempts(deliveryID: Int64) throws(JournalError) -> [AttemptRecord]
+    /// The nodes of a cluster on the journal (SPEC §12), by name; none for a SQLite journal.
+    func clusterNodes() throws(JournalError) -> [ClusterNode]
+}
+
+/// A node of a cluster, as the journal knows it (`waypost status`).
+public struct ClusterNode: Sendable, Equatable {
+    public var name: String
+    /// Its intake listener, as configured.
+    public var address: String?
+    /// Milliseconds since the Unix epoch, by the database's clock.
+    public var startedAt: Int64
+    public var heartbeatAt: Int64
+    /// The partitions it holds, unexpired.
+    public var partitions: Int
+    /// The database's time when this was read: the heartbeat's age is `now - heartbeatAt`.
+    public var now: Int64
+
+    public init(name: String, address: String?, startedAt: Int64, heartbeatAt: Int64, partitions: Int, now: Int64) {
+        self.name = name
+        self.address = address
+        self.startedAt = startedAt
+        self.heartbeatAt = heartbeatAt
+        self.partitions = partitions
+        self.now = now
+    }
 }
 
 /// Operator actions (SPEC §5, §6), safe while servers run on the journal (``JournalOperations``).
@@ -190,7 +215,10 @@ public struct SQLiteJournal: Journal {
     public func deliveryReader() throws(JournalError) -> any DeliveryReading { try DeliveryReader(path: path) }
 }
 
-extension JournalReader: JournalReading {}
+extension JournalReader: JournalReading {
+    /// None: one process delivers a SQLite journal.
+    public func clusterNodes() throws(JournalError) -> [ClusterNode] { [] }
+}
 extension JournalOperations: JournalOperating {}
 extension DeliveryReader: DeliveryReading {
     /// Always: reading the counter from SQLite costs microseconds.

@@ -46,9 +46,10 @@ public final class PartitionLeases: Service, DeliveryOwnership {
     public let node: String
     private let ttl: Duration
     private let connect: @Sendable () async throws -> PostgresConnection
-    private let address: String?
     private let logger: Logger
     private struct State {
+        /// The node's intake listener, shown by `waypost status`.
+        var address: String?
         var held: [Int: PartitionLease] = [:]
         var connection: PostgresConnection?
         var observers: [@Sendable () -> Void] = []
@@ -66,7 +67,7 @@ public final class PartitionLeases: Service, DeliveryOwnership {
     ) {
         self.node = node
         self.ttl = ttl
-        self.address = address
+        state.withLock { $0.address = address }
         self.connect = connect
         self.logger = logger
     }
@@ -74,6 +75,12 @@ public final class PartitionLeases: Service, DeliveryOwnership {
     /// The partitions held at `now` (deadlines not yet passed), with their leases.
     public func leases(at now: ContinuousClock.Instant = .now) -> [Int: PartitionLease] {
         state.withLock { $0.held.filter { $0.value.deadline > now } }
+    }
+
+    /// The intake listener's address once bound (its port may have been chosen then), for the
+    /// next heartbeats.
+    public func listening(on address: String) {
+        state.withLock { $0.address = address }
     }
 
     public func onChange(_ observer: @escaping @Sendable () -> Void) {
@@ -145,9 +152,9 @@ public final class PartitionLeases: Service, DeliveryOwnership {
         let milliseconds = ttl.milliseconds
         let expiry = "now() + \(milliseconds) * interval '1 millisecond'"
         var change = Change()
-        let (held, first) = state.withLock { state in
+        let (held, first, address) = state.withLock { state in
             defer { state.beats += 1 }
-            return (state.held.filter { $0.value.deadline > sent }, state.beats == 0)
+            return (state.held.filter { $0.value.deadline > sent }, state.beats == 0, state.address)
         }
         do {
             try await connection.query(

@@ -38,6 +38,19 @@ final class PostgresJournalReader: JournalReading {
         }
     }
 
+    func clusterNodes() throws(JournalError) -> [ClusterNode] {
+        try connection.rows(
+            """
+            SELECT n.name, n.address, waypost_ms(n.started_at), waypost_ms(n.heartbeat_at),
+                   (SELECT count(*) FROM partitions p WHERE p.node = n.name AND p.expires_at > now())::bigint, waypost_ms(now())
+            FROM nodes n ORDER BY n.name
+            """
+        ) { row in
+            let (name, address, started, heartbeat, partitions, now) = try row.decode((String, String?, Int64, Int64, Int, Int64).self)
+            return ClusterNode(name: name, address: address, startedAt: started, heartbeatAt: heartbeat, partitions: partitions, now: now)
+        }
+    }
+
     func waitingCounts() throws(JournalError) -> [StateCount] {
         try connection.rows(
             """

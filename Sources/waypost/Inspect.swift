@@ -23,6 +23,7 @@ struct Status: ParsableCommand {
             let deliveries = try reader.deliveryCounts()
             // Paused and tripped destinations (the journal's control rows).
             let flows = try reader.destinationStates([]).filter { $0.paused || $0.trippedSince != nil }
+            let nodes = try reader.clusterNodes()
             func flow(_ route: String, _ destination: String) -> DestinationState? {
                 flows.first { $0.route == route && $0.destination == destination }
             }
@@ -55,8 +56,30 @@ struct Status: ParsableCommand {
                     return
                         "{\"route\":\(JSON.quote(route)),\(fields),\(oldestFields),\"destinations\":[\(destinations.joined(separator: ","))]}"
                 }
-                print("{\"routes\":[\(entries.joined(separator: ","))]}")
+                // A cluster's nodes (SPEC §12), with a PostgreSQL journal only.
+                let nodeEntries = nodes.map { node in
+                    "{\"node\":\(JSON.quote(node.name)),\"address\":\(node.address.map(JSON.quote) ?? "null"),"
+                        + "\"partitions\":\(node.partitions),\"heartbeat_at\":\(JSON.quote(Timestamp.format(millisecondsSince1970: node.heartbeatAt))),"
+                        + "\"heartbeat_age_seconds\":\(max(0, node.now - node.heartbeatAt) / 1000),"
+                        + "\"started_at\":\(JSON.quote(Timestamp.format(millisecondsSince1970: node.startedAt)))}"
+                }
+                let nodesField = nodes.isEmpty ? "" : ",\"nodes\":[\(nodeEntries.joined(separator: ","))]"
+                print("{\"routes\":[\(entries.joined(separator: ","))]\(nodesField)}")
                 return
+            }
+            defer {
+                if !nodes.isEmpty {
+                    var nodeRows = [["NODE", "ADDRESS", "PARTITIONS", "LAST HEARTBEAT", "STARTED"]]
+                    for node in nodes {
+                        nodeRows.append([
+                            node.name, node.address ?? "-", String(node.partitions),
+                            formatAge(Int(max(0, node.now - node.heartbeatAt) / 1000)) + " ago",
+                            Timestamp.format(millisecondsSince1970: node.startedAt),
+                        ])
+                    }
+                    print("")
+                    printTable(nodeRows)
+                }
             }
             var rows = [["ROUTE"] + states.map { $0.rawValue.uppercased() } + ["OLDEST QUEUED"]]
             for route in routes {

@@ -169,6 +169,7 @@ struct Serve: AsyncParsableCommand {
                 throw ExitCode.failure
             }
         }
+        leases?.listening(on: bound[0])
         // One line on standard output that scripts and tests can read the bound ports from
         // (`--listen 127.0.0.1:0` binds a free one).
         FileHandle.standardOutput.write(Data("listening intake=\(bound[0]) admin=\(bound[1])\n".utf8))
@@ -178,10 +179,11 @@ struct Serve: AsyncParsableCommand {
         // ended last).
         // SecondSignal is last, so it is told first and arms itself as the shutdown begins.
         let secondSignal = SecondSignal()
-        let services: [any Service] = (leases.map { [$0] } ?? []) + [
-            writer, forwarder, server, adminServer,
-            SecretReloader(settings: settings, secrets: secrets, tls: startup.tls, logger: logger), secondSignal,
-        ]
+        let services: [any Service] =
+            (leases.map { [$0] } ?? []) + [
+                writer, forwarder, server, adminServer,
+                SecretReloader(settings: settings, secrets: secrets, tls: startup.tls, logger: logger), secondSignal,
+            ]
         var groupConfiguration = ServiceGroupConfiguration(
             services: (tracing.map { [$0.service] } ?? []) + services, gracefulShutdownSignals: [.sigterm, .sigint],
             logger: logger)

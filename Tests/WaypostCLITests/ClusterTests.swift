@@ -100,6 +100,12 @@ extension Reliability {
                         takeovers.append(("c's first partitions after it joined", elapsed(ContinuousClock.now - joined)))
                         notes.append("c joined: \(share) partitions after \(seconds(since: joined)) s")
                         #expect(share != "0", "c took no partition within 3 × lease_ttl + 5 s")
+                        // `waypost status` shows the three nodes, each with its partitions.
+                        let status = try await waypost("status", "--journal", journal, directory: dir.path)
+                        let nodeLines = status.stdout.split(separator: "\n").filter { line in
+                            ["a ", "b ", "c "].contains { line.hasPrefix($0) } && line.contains("127.0.0.1") && line.contains(" ago")
+                        }
+                        #expect(status.status == 0 && status.stdout.contains("NODE") && nodeLines.count == 3, "\(status)")
 
                         // The node holding the fifo queue is killed; its sources move to the others.
                         try await Task.sleep(for: .seconds(2))

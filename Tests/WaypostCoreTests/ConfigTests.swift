@@ -21,6 +21,17 @@ private let oneRoute = ["routes:", "  - name: a", "    path: /a", "    upstream:
 
 @Suite struct ConfigTests {
 
+    @Test("cluster: node and lease_ttl on a PostgreSQL journal; the defaults (the host's name, 10s) otherwise")
+    func cluster() throws {
+        let configured = try parse(["journal: { url: 'postgres://u@h/d' }", "cluster: { node: 'eu-1.b:2', lease_ttl: 30s }"] + oneRoute)
+        #expect(configured.cluster.node == "eu-1.b:2")
+        #expect(configured.cluster.leaseTTL == .seconds(30))
+        let defaults = try parse(["journal: { url: 'postgres://u@h/d' }"] + oneRoute)
+        #expect(defaults.cluster.node == nil && defaults.cluster.leaseTTL == .seconds(10))
+        #expect(!ClusterConfig.isValidNode("") && !ClusterConfig.isValidNode(String(repeating: "n", count: 101)))
+        #expect(!ClusterConfig.isValidNode("a\u{0}") && ClusterConfig.isValidNode(String(repeating: "n", count: 100)))
+    }
+
     // MARK: Units
 
     @Test(arguments: [
@@ -357,6 +368,18 @@ private let oneRoute = ["routes:", "  - name: a", "    path: /a", "    upstream:
             oneRoute + ["  - name: b", "    path: /b", "    upstream: http://h", "    retry:", "      initial: 1s", "      intial: 2s"],
             key: "routes[1].retry.intial", line: 10, mentions: "did you mean \"initial\"?"),
         Broken("unknown route key", route("upstreem: http://x"), key: "routes[0].upstreem", line: 5),
+        Broken(
+            "cluster without a PostgreSQL journal", ["cluster: { node: a }"] + oneRoute, key: "cluster", line: 1,
+            mentions: "applies only to a PostgreSQL journal"),
+        Broken(
+            "cluster node with a space", ["journal: { url: 'postgres://u@h/d' }", "cluster: { node: 'a b' }"] + oneRoute,
+            key: "cluster.node", line: 2, mentions: "letters, digits and . _ : -"),
+        Broken(
+            "cluster lease_ttl too short", ["journal: { url: 'postgres://u@h/d' }", "cluster: { lease_ttl: 1s }"] + oneRoute,
+            key: "cluster.lease_ttl", line: 2, mentions: "must be from 3s to 10m"),
+        Broken(
+            "unknown cluster key", ["journal: { url: 'postgres://u@h/d' }", "cluster: { ttl: 5s }"] + oneRoute,
+            key: "cluster.ttl", line: 2),
         Broken("unknown admin key", ["admin: { listen: 127.0.0.1:1, token: x }"] + oneRoute, key: "admin.token", line: 1),
         Broken(
             "bad duration", ["shutdown_grace: 10"] + oneRoute, key: "shutdown_grace", line: 1,

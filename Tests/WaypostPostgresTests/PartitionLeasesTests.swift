@@ -22,7 +22,9 @@ extension PostgresTests {
             let connection = try await PostgresSchemaTests.connect(server)
             try await PostgresSchema.migrate(connection, logger: logger)
             try await connection.close()
-            let nodes = names.map { PartitionLeases(node: $0, ttl: ttl, connect: { try await PostgresSchemaTests.connect(server) }, logger: logger) }
+            let nodes = names.map {
+                PartitionLeases(node: $0, ttl: ttl, connect: { try await PostgresSchemaTests.connect(server) }, logger: logger)
+            }
             return (server, nodes)
         }
 
