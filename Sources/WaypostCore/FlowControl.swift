@@ -95,6 +95,17 @@ public struct TokenBucket: Sendable, Equatable {
         tokens = max(0, tokens - Double(count))
     }
 
+    /// The same bucket at another rate (a cluster node's share of `rate_limit`), keeping at
+    /// most the tokens it has: a change of share releases no burst.
+    func changed(to limit: RateLimit, now: Int64) -> TokenBucket {
+        var bucket = self
+        bucket.refill(now: now)
+        let tokens = min(bucket.tokens, Double(limit.burst))
+        bucket = TokenBucket(limit, now: now)
+        bucket.tokens = tokens
+        return bucket
+    }
+
     /// When the next whole token is there, if there was none at the last look.
     var nextToken: Int64? {
         guard tokens < 1 else { return nil }

@@ -58,7 +58,8 @@ public struct RouteQueues: Sendable {
     }
 
     public let ordering: Ordering
-    public let concurrency: Int
+    /// At most this many messages in flight (a cluster's node has its share of the route's).
+    public var concurrency: Int
     public var paused = false
 
     private var queues: [QueueKey: [QueuedMessage]] = [:]

@@ -511,6 +511,7 @@ public final class Forwarder: Service, @unchecked Sendable {
         let epochs = leases.mapValues(\.epoch)
         guard epochs != held else { return false }
         held = epochs
+        scheduler.share(held: epochs.count, now: Self.nowMilliseconds())
         let cut = sending.filter { epochs[$0.value.partition] != $0.value.epoch }
         for (id, attempt) in cut {
             if let request = attempt.request {

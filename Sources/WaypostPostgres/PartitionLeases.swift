@@ -208,6 +208,10 @@ public final class PartitionLeases: Service, DeliveryOwnership {
                 try await connection.query(
                     "UPDATE deliveries SET state = 'queued' WHERE partition = ANY(\(acquired)) AND state = 'in_flight'", logger: logger)
             }
+            // Nodes silent for an hour (killed, never stopped) leave `waypost status`; one that
+            // was only frozen comes back with its next heartbeat.
+            try await connection.query(
+                "DELETE FROM nodes WHERE heartbeat_at < now() - interval '1 hour' AND name <> \(node)", logger: logger)
             if first && change.liveNodes == 1 {
                 // Alone on the journal: breakers tripped by nodes that stopped are forgotten, as
                 // a single server forgets its own when it restarts.

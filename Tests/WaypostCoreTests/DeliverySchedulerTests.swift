@@ -260,6 +260,27 @@ struct DeliverySchedulerTests {
         #expect(scheduler.heldCount(route: 0) == 0)
     }
 
+    @Test("a cluster node's share: half the partitions, half a keyed destination's concurrency and rate; a fifo one whole")
+    func clusterShare() {
+        var keyed = route("k", .key, concurrency: 8)
+        keyed.rateLimit = RateLimit(count: 6, perMilliseconds: 1000)
+        var scheduler = DeliveryScheduler(routes: [keyed, route("f", .fifo)], now: 0)
+        _ = scheduler.tick(now: 0)
+        let keys = (1...10).map { QueuedMessage(id: Int64($0), orderingKey: "key\($0)") }
+        scheduler.pageLoaded(route: 0, messages: keys, complete: true)
+        scheduler.pageLoaded(route: 1, messages: [QueuedMessage(id: 11)], complete: true)
+        scheduler.share(held: QueuePartition.count / 2, now: 0)
+        // Rate 3/s with a burst of 3 (half of 6), concurrency 4: three now; the fifo one as before.
+        var sends = scheduler.tick(now: 0).filter { if case .send = $0 { true } else { false } }
+        #expect(sends == [send(1, key: "key1"), send(2, key: "key2"), send(3, key: "key3"), send(11, route: 1)])
+        // A second later three more tokens, but only one more may be in flight (concurrency 4).
+        sends = scheduler.tick(now: 1000).filter { if case .send = $0 { true } else { false } }
+        #expect(sends == [send(4, key: "key4")])
+        // Holding no partition leaves at least one attempt at a time.
+        scheduler.share(held: 0, now: 1000)
+        #expect(scheduler.tick(now: 5000).filter { if case .send = $0 { true } else { false } }.isEmpty)
+    }
+
     @Test("a paused route sends nothing until a generation change resumes it")
     func paused() {
         var scheduler = DeliveryScheduler(routes: [route()], paused: ["r"])
