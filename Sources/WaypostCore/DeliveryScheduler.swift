@@ -141,6 +141,14 @@ public struct DeliveryScheduler: Sendable {
         return routes[route].queues.inLine(after: id, limit: limit)
     }
 
+    /// Whether message `id` of route `name` is yet to be sent: waiting in its queues, or after
+    /// what was paged of them (a cluster's node pages its new messages, and keeps the contents
+    /// its writer hands over for those yet to be sent only).
+    public func awaitsSend(_ id: Int64, route name: String) -> Bool {
+        guard attempts[id] == nil, let route = routes.first(where: { $0.policy.name == name }) else { return false }
+        return id > route.cursor || route.queues.contains(id)
+    }
+
     /// Whether route `route` is paused.
     public func isPaused(route: Int) -> Bool { routes[route].queues.paused }
 

@@ -284,9 +284,7 @@ public final class Forwarder: Service, @unchecked Sendable {
         let largestBody = configuration.routes.map(\.maxBodyBytes).max() ?? 1
         self.readAheadCount = min(32, max(1, Self.handedBytesLimit / max(1, largestBody)))
         self.ownership = ownership
-        // In a cluster, new messages are paged as the nodes' notifications arrive, in commit
-        // order across the nodes (ControlListener), this node's own as well.
-        if ownership == nil { writer.onStored { [weak self] messages in self?.messagesStored(messages) } }
+        writer.onStored { [weak self] messages in self?.messagesStored(messages) }
         reader.onOthersCommitted { [weak self] in self?.tell { _ in } }
         ownership?.onChange { [weak self] in self?.tell { _ in } }
     }
@@ -550,16 +548,26 @@ public final class Forwarder: Service, @unchecked Sendable {
     }
 
     /// Hands the deliveries the writer has just committed to the scheduler, and keeps the
-    /// contents of those it queued for their first attempt.
+    /// contents of those it queued for their first attempt. In a cluster, the queues learn of
+    /// new messages from the nodes' notifications instead, in commit order across the nodes
+    /// (``ControlListener``), this node's own too; the contents of those of its partitions
+    /// yet to be sent are kept all the same, for their first attempt.
     private func take(_ messages: [StoredMessage]) {
         var stored: [DeliveryScheduler.Stored] = []
+        var yetToSend: [Int64] = []
         for message in messages {
             for delivery in message.deliveries {
                 let key = RouteConfig.destinationKey(route: message.route, destination: delivery.destination)
                 stored.append(.init(id: delivery.id, route: key, orderingKey: delivery.orderingKey))
+                if ownership != nil,
+                    held[QueuePartition.of(route: message.route, destination: delivery.destination, queueKey: delivery.orderingKey)] != nil,
+                    scheduler.awaitsSend(delivery.id, route: key)
+                {
+                    yetToSend.append(delivery.id)
+                }
             }
         }
-        let queued = scheduler.messagesStored(stored)
+        let queued = ownership == nil ? scheduler.messagesStored(stored) : yetToSend
         guard !queued.isEmpty else { return }
         let ids = Set(queued)
         for message in messages {
