@@ -36,11 +36,9 @@ final class ControlListener: Sendable {
         }
         let state = Mutex(News())
 
-        func update(_ change: (inout News) -> Void) {
-            let wake = state.withLock { news in
-                change(&news)
-                return news.wake
-            }
+        /// Applies `change`, and wakes the forwarder when it says there is news.
+        func update(_ change: (inout News) -> Bool) {
+            let wake = state.withLock { news in change(&news) ? news.wake : nil }
             wake?()
         }
     }
@@ -94,6 +92,7 @@ final class ControlListener: Sendable {
                                         news.listening = true
                                         news.changed = true
                                         news.others.storedFrom = 1
+                                        return true
                                     }
                                     for try await notification in notifications {
                                         flags.update { Self.take(notification.payload, on: channel, node: node, into: &$0) }
@@ -116,20 +115,23 @@ final class ControlListener: Sendable {
         }
     }
 
-    /// Takes in one notification's payload.
-    private static func take(_ payload: String, on channel: String, node: String, into news: inout Flags.News) {
+    /// Takes in one notification's payload; whether it is news (this node's own outcomes are not).
+    private static func take(_ payload: String, on channel: String, node: String, into news: inout Flags.News) -> Bool {
         guard channel != Self.channel else {
             news.changed = true
-            return
+            return true
         }
         // Correlation ids hold no space (CorrelationID.isValidSupplied); a node's name may be empty.
         var words = payload.split(separator: " ", omittingEmptySubsequences: false)
-        guard let sender = words.first else { return }
+        guard let sender = words.first else { return false }
         words = words.dropFirst().filter { !$0.isEmpty }
         if channel == storedChannel {
-            if let first = words.first.flatMap({ Int64($0) }) { news.others.storedFrom = min(news.others.storedFrom ?? first, first) }
-        } else if sender != node[...] {
-            news.others.outcomes += words.map(String.init)
+            guard let first = words.first.flatMap({ Int64($0) }) else { return false }
+            news.others.storedFrom = min(news.others.storedFrom ?? first, first)
+            return true
         }
+        guard sender != node[...] else { return false }
+        news.others.outcomes += words.map(String.init)
+        return true
     }
 }
