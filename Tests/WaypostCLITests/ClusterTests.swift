@@ -19,7 +19,8 @@ import WaypostTestSupport
 #endif
 
 extension Reliability {
-    @Suite("ClusterTests: three nodes on one PostgreSQL journal keep every message and its order (SPEC §12)", .serialized)
+    @Suite(
+        "ClusterTests: nodes on one PostgreSQL journal keep every message and its order, and answer for each other (SPEC §12)", .serialized)
     struct ClusterTests {
         static let leaseTTL = 3
 
@@ -226,6 +227,81 @@ extension Reliability {
                 }
                 print("  evidence kept in \(evidence)")
             }
+        }
+
+        @Test(
+            "a synchronous source on one node gets the upstream's answer when another node delivers; the status API's long-poll too",
+            .timeLimit(.minutes(2)))
+        func syncAcrossNodes() async throws {
+            let dir = try ScratchDirectory()
+            defer { dir.remove() }
+            let testJournal = try await TestJournal.make(.postgres, in: dir)
+            defer { testJournal.stop() }
+            let upstream = try await SettableUpstream.start(status: 201, body: "from upstream")
+            let config = """
+                routes:
+                  - name: ask
+                    path: /ask
+                    mode: sync
+                    sync_timeout: 10s
+                    upstream: "\(upstream.url)"
+                    ordering: key
+                    ordering_key: header:X-Key
+                  - name: later
+                    path: /later
+                    upstream: "\(upstream.url)"
+                    ordering: key
+                    ordering_key: header:X-Key
+                """
+            let nodes = try ["a", "b"].map { name in
+                try ServerUnderTest(
+                    dir: dir, journal: testJournal.location,
+                    config: "cluster: { node: \(name), lease_ttl: \(Self.leaseTTL)s }\n"
+                        + "journal: { url: '\(testJournal.location)' }\n" + config)
+            }
+            do {
+                for node in nodes { try await node.start() }
+                // Both nodes hold partitions: b gets its share once a let it go (about 1.7 × lease_ttl).
+                let started = ContinuousClock.now
+                while try testJournal.query("SELECT count(DISTINCT node) FROM partitions WHERE expires_at > now()") != "2",
+                    ContinuousClock.now - started < .seconds(3 * Self.leaseTTL + 5)
+                {
+                    try await Task.sleep(for: .milliseconds(100))
+                }
+                // Every source waits on a; the keys spread the deliveries over both nodes.
+                let intake = "http://127.0.0.1:\(nodes[0].port)"
+                for key in 0..<16 {
+                    let sent = ContinuousClock.now
+                    let answer = try await httpRequest(
+                        "POST", "\(intake)/ask", body: "{}", headers: ["Content-Type: application/json", "X-Key: k\(key)"])
+                    #expect(answer.status == 201 && answer.body == "from upstream", "k\(key): \(answer.status) \(answer.body)")
+                    #expect(ContinuousClock.now - sent < .seconds(5), "k\(key) waited past 5 s")
+                }
+                let byNode = try testJournal.query("SELECT node, count(*) FROM attempts GROUP BY 1 ORDER BY 1")
+                #expect(byNode.contains("a|") && byNode.contains("b|"), "both nodes delivered: \(byNode)")
+                // A long-poll on a for an asynchronous message b delivers.
+                let key = try (0..<64).first {
+                    try testJournal.query(
+                        "SELECT node FROM partitions WHERE partition = \(QueuePartition.of(route: "later", destination: "later", queueKey: "k\($0)"))"
+                    )
+                        == "b"
+                }
+                let keyName = "k\(try #require(key, "no key of b's partitions"))"
+                let accepted = try await httpRequest("POST", "\(intake)/later", body: "{}", headers: ["X-Key: \(keyName)"])
+                let id = try #require(accepted.header("X-Correlation-ID"), "\(accepted.status) \(accepted.body)")
+                let polled = try await httpRequest("GET", "\(intake)/_waypost/messages/\(id)?wait=10")
+                #expect(polled.status == 200 && polled.body.contains("\"delivered\""), "\(polled.status) \(polled.body)")
+                #expect(
+                    try testJournal.query(
+                        "SELECT a.node FROM attempts a JOIN deliveries d ON d.id = a.delivery_id JOIN messages m ON m.id = d.message_id WHERE m.correlation_id = '\(id)'"
+                    ) == "b")
+            } catch {
+                for node in nodes { await node.kill() }
+                await upstream.stop()
+                throw error
+            }
+            for node in nodes { await expectCleanStop(node) }
+            await upstream.stop()
         }
 
         private func elapsed(_ duration: Duration) -> Double {
