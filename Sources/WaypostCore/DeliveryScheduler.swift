@@ -159,6 +159,12 @@ public struct DeliveryScheduler: Sendable {
         routes[route].flow.bucket?.take(count, now: now)
     }
 
+    /// Route `route`'s breaker follows another node's: tripped at `since`, or (nil) closed
+    /// (``Breaker/follow(trippedSince:now:)``).
+    public mutating func followBreaker(route: Int, trippedSince since: Int64?, now: Int64) {
+        routes[route].flow.breaker?.follow(trippedSince: since, now: now)
+    }
+
     /// Route `route`'s breaker state (closed when it has none).
     public func breakerState(route: Int) -> Breaker.State { routes[route].flow.breaker?.state ?? .closed }
 

@@ -197,6 +197,22 @@ public struct Breaker: Sendable, Equatable {
         if inFlight == 0 { probing = false }
     }
 
+    /// Another node's breaker of the same destination tripped at `since`, or (nil) is closed
+    /// (SPEC §12: breaker state is the cluster's). This one follows without a change of its
+    /// own to record: a trip waits a probe interval from `now` before its first probe.
+    mutating func follow(trippedSince since: Int64?, now: Int64) {
+        switch (state, since) {
+        case (.closed, let since?):
+            let interval = policy.probeIntervalMilliseconds
+            state = .tripped(since: since, nextProbeAt: now.clampedAdding(interval), interval: interval)
+        case (.tripped, nil):
+            state = .closed
+            consecutiveFailures = 0
+        default:
+            break
+        }
+    }
+
     /// An attempt started through this breaker ended at `now`.
     mutating func ended(failed: Bool, now: Int64) -> Change? {
         inFlight = max(0, inFlight - 1)

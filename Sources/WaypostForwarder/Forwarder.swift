@@ -529,11 +529,16 @@ public final class Forwarder: Service, @unchecked Sendable {
         QueuePartition.of(route: routes[index].config.name, destination: routes[index].destination.name, queueKey: message.orderingKey)
     }
 
-    /// What the cluster's nodes committed: deliveries (to page, for the queues this node holds)
-    /// and final outcomes (for the sources waiting here).
+    /// What the cluster's nodes committed: deliveries (to page, for the queues this node holds),
+    /// final outcomes (for the sources waiting here) and breakers' changes (to follow).
     private func takeOthersNews() {
         let news = reader.othersCommitted()
         if let from = news.storedFrom { scheduler.messagesDropped(from: from) }
+        for (key, since) in news.breakers {
+            guard let index = routes.firstIndex(where: { $0.key == key }) else { continue }
+            scheduler.followBreaker(route: index, trippedSince: since, now: Self.nowMilliseconds())
+            routes[index].tripped.record(scheduler.breakerState(route: index) == .closed ? 0 : 1)
+        }
         guard !news.outcomes.isEmpty else { return }
         let watched = Set(board.watchedIDs)
         for id in news.outcomes where watched.contains(id) {

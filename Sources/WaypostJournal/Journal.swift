@@ -164,16 +164,26 @@ extension DeliveryReading {
 }
 
 /// What a cluster's nodes committed (SPEC §12): a forwarder loads the new deliveries of the
-/// queues it holds, and answers the sources waiting on it for the outcomes.
+/// queues it holds, answers the sources waiting on it for the outcomes, and its breakers follow
+/// the others'.
 public struct OthersCommitted: Sendable, Equatable {
     /// The smallest row id of the deliveries the nodes stored, this one's included; nil: none.
     public var storedFrom: Int64?
     /// The correlation ids of the messages whose `reply_from` delivery they ended.
     public var outcomes: [String] = []
+    /// Their breakers' changes, in order: the destination (`route/destination`), and since
+    /// when it is tripped, or nil when it closed.
+    public var breakers: [(key: String, trippedSince: Int64?)] = []
 
-    public init(storedFrom: Int64? = nil, outcomes: [String] = []) {
+    public init(storedFrom: Int64? = nil, outcomes: [String] = [], breakers: [(key: String, trippedSince: Int64?)] = []) {
         self.storedFrom = storedFrom
         self.outcomes = outcomes
+        self.breakers = breakers
+    }
+
+    public static func == (a: OthersCommitted, b: OthersCommitted) -> Bool {
+        a.storedFrom == b.storedFrom && a.outcomes == b.outcomes
+            && a.breakers.elementsEqual(b.breakers) { $0.key == $1.key && $0.trippedSince == $1.trippedSince }
     }
 }
 

@@ -10,7 +10,9 @@ import WaypostJournal
 /// - `waypost_stored`: `NODE FIRST_ID`, deliveries a node stored, this one included: their
 ///   queues may be ours;
 /// - `waypost_outcomes`: `NODE ID ID …`, final outcomes another node recorded (a source here may
-///   wait for one).
+///   wait for one);
+/// - `waypost_breakers`: `NODE tripped SINCE KEY` or `NODE closed 0 KEY`, another node's breaker
+///   of destination KEY changed.
 ///
 /// A notification is delivered at its transaction's commit, to every listener in the order of
 /// the commits: a node learns of a message after every message committed before it, wherever
@@ -24,6 +26,7 @@ final class ControlListener: Sendable {
     static let channel = "waypost_control"
     static let storedChannel = "waypost_stored"
     static let outcomesChannel = "waypost_outcomes"
+    static let breakersChannel = "waypost_breakers"
 
     /// What the listening task learned; the task holds this, not the listener, so that the
     /// listener's end cancels it.
@@ -84,7 +87,7 @@ final class ControlListener: Sendable {
                 let connection = try await connect()
                 do {
                     try await withThrowingTaskGroup(of: Void.self) { group in
-                        for channel in [channel, storedChannel, outcomesChannel] {
+                        for channel in [channel, storedChannel, outcomesChannel, breakersChannel] {
                             group.addTask {
                                 try await connection.listen(on: channel) { notifications in
                                     // Whatever happened while nobody listened counts as news.
@@ -131,7 +134,12 @@ final class ControlListener: Sendable {
             return true
         }
         guard sender != node[...] else { return false }
-        news.others.outcomes += words.map(String.init)
+        guard channel == breakersChannel else {
+            news.others.outcomes += words.map(String.init)
+            return true
+        }
+        guard words.count >= 3, let since = Int64(words[1]) else { return false }
+        news.others.breakers.append((words[2...].joined(separator: " "), words[0] == "tripped" ? since : nil))
         return true
     }
 }

@@ -316,7 +316,8 @@ public enum PostgresSchema {
             // node that made it (the session's `waypost.node`). The correlation ids in
             // `p_announce` of the changes recorded are notified on `waypost_outcomes` at commit,
             // `NODE ID ID …` in notifications under 8000 bytes, for the sources waiting on other
-            // nodes.
+            // nodes. A breaker's change is notified on `waypost_breakers`, `NODE tripped SINCE KEY`
+            // or `NODE closed 0 KEY`: the other nodes' breakers of the destination follow it.
             """
             CREATE OR REPLACE FUNCTION waypost_record(
                 p_kind text[], p_delivery bigint[], p_attempt integer[], p_cycle_attempt integer[], p_at bigint[],
@@ -392,8 +393,10 @@ public enum PostgresSchema {
                     WHEN 'tripped' THEN
                         INSERT INTO control (name, value) VALUES ('tripped:' || p_key[i], p_at[i])
                         ON CONFLICT (name) DO UPDATE SET value = excluded.value;
+                        PERFORM pg_notify('waypost_breakers', node_name || ' tripped ' || p_at[i] || ' ' || p_key[i]);
                     WHEN 'closed' THEN
                         DELETE FROM control WHERE name = 'tripped:' || p_key[i];
+                        PERFORM pg_notify('waypost_breakers', node_name || ' closed 0 ' || p_key[i]);
                     END CASE;
                     RETURN NEXT;
                 END LOOP;

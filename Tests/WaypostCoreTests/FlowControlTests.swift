@@ -69,6 +69,28 @@ import WaypostCore
         #expect(flow.allowance(now: 3120) == .max)
     }
 
+    @Test("a breaker follows another node's: tripped there, it waits a probe interval here; closed there, it closes here")
+    func followsAnotherNode() throws {
+        var scheduler = DeliveryScheduler(
+            routes: [
+                .init(
+                    name: "r/d", ordering: .key, concurrency: 4, retry: Self.retry, onExhausted: .deadLetter,
+                    breaker: BreakerPolicy(failures: 3, probeIntervalMilliseconds: 1000))
+            ], now: 0)
+        _ = scheduler.tick(now: 0)
+        scheduler.followBreaker(route: 0, trippedSince: 400, now: 500)
+        #expect(scheduler.breakerState(route: 0) == .tripped(since: 400, nextProbeAt: 1500, interval: 1000))
+        scheduler.pageLoaded(
+            route: 0, messages: [QueuedMessage(id: 1, orderingKey: "a"), QueuedMessage(id: 2, orderingKey: "b")], complete: true)
+        #expect(Self.sends(scheduler.tick(now: 1000)).isEmpty, "tripped: nothing before the probe")
+        #expect(Self.sends(scheduler.tick(now: 1500)) == [1], "one probe")
+        scheduler.followBreaker(route: 0, trippedSince: 900, now: 1600)
+        #expect(scheduler.breakerState(route: 0) == .tripped(since: 400, nextProbeAt: 1500, interval: 1000), "its own schedule stands")
+        scheduler.followBreaker(route: 0, trippedSince: nil, now: 1700)
+        #expect(scheduler.breakerState(route: 0) == .closed)
+        #expect(Self.sends(scheduler.tick(now: 1700)) == [2], "closed there: delivering here again")
+    }
+
     @Test("an attempt in flight when the breaker tripped does not move the probe schedule when it fails, and closes it when it succeeds")
     func attemptsInFlightAtTheTrip() {
         var flow = FlowControl(breaker: BreakerPolicy(failures: 1, probeIntervalMilliseconds: 1000))

@@ -215,6 +215,21 @@ extension PostgresTests {
             current.lastError = nil
             try await record(.finished(current))
             #expect(try server.psql("SELECT state FROM deliveries") == "delivered")
+            // A breaker's change reaches the other nodes, whose breakers follow it.
+            let other = PostgresDeliveryReader(connect: { try await PostgresSchemaTests.connect(server) }, node: "b", logger: Self.logger)
+            let listening = ContinuousClock.now
+            while other.mayHaveChanged() || other.mayHaveChanged(), ContinuousClock.now - listening < .seconds(5) {
+                try await Task.sleep(for: .milliseconds(20))
+            }
+            _ = other.othersCommitted()
+            try await record(.breaker(key: "r/d", trippedSince: 5))
+            try await record(.breaker(key: "r/d", trippedSince: nil))
+            var breakers: [(key: String, trippedSince: Int64?)] = []
+            while breakers.count < 2, ContinuousClock.now - listening < .seconds(10) {
+                breakers += other.othersCommitted().breakers
+                try await Task.sleep(for: .milliseconds(20))
+            }
+            #expect(breakers.map(\.key) == ["r/d", "r/d"] && breakers.map(\.trippedSince) == [5, nil], "\(breakers)")
         }
     }
 }

@@ -158,6 +158,29 @@ extension PostgresTests {
             #expect(listening, "the reader never said that nothing changed: it does not listen")
             try server.psql("SELECT pg_notify('waypost_control', '')")
             #expect(await within(.seconds(2)) { box.reader.mayHaveChanged() }, "a notification went unnoticed")
+            // The cluster's notifications (this reader is the node named ""): stored deliveries,
+            // this node's own included; other nodes' final outcomes and breakers' changes.
+            _ = box.reader.othersCommitted()
+            try server.psql(
+                """
+                SELECT pg_notify('waypost_stored', 'a 42'), pg_notify('waypost_stored', ' 40'), pg_notify('waypost_outcomes', 'a q1 q2'),
+                       pg_notify('waypost_outcomes', ' q3'), pg_notify('waypost_breakers', 'a tripped 1790000000000 orders/erp'),
+                       pg_notify('waypost_breakers', 'a closed 0 refunds/refunds'), pg_notify('waypost_breakers', 'a bad')
+                """)
+            var others = OthersCommitted()
+            #expect(
+                await within(.seconds(2)) {
+                    let news = box.reader.othersCommitted()
+                    others.storedFrom = news.storedFrom ?? others.storedFrom
+                    others.outcomes += news.outcomes
+                    others.breakers += news.breakers
+                    return others.breakers.count == 2
+                })
+            #expect(
+                others
+                    == OthersCommitted(
+                        storedFrom: 40, outcomes: ["q1", "q2"], breakers: [("orders/erp", 1_790_000_000_000), ("refunds/refunds", nil)]),
+                "\(others)")
             // The connection ended by the server: the next read connects again.
             try server.psql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = 'waypost'")
             try await Task.sleep(for: .milliseconds(200))
