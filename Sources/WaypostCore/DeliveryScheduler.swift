@@ -234,14 +234,14 @@ public struct DeliveryScheduler: Sendable {
 
     /// In a cluster (SPEC §12), this node delivers the queues of `held` of the
     /// ``QueuePartition/count`` partitions. A destination whose queues spread over the
-    /// partitions (`ordering: key`) gets that share of its `concurrency` and `rate_limit`, so
-    /// that the nodes together keep within them (at least one attempt at a time, and one per
-    /// period, each); one with a single queue (`fifo`, or `none`, whose deliveries share one
-    /// partition) has the whole of them on the node that holds it.
+    /// partitions (`ordering: key` by key, `none` by delivery) gets that share of its
+    /// `concurrency` and `rate_limit`, so that the nodes together keep within them (at least
+    /// one attempt at a time, and one per period, each); one with a single queue (`fifo`) has
+    /// the whole of them on the node that holds it.
     public mutating func share(held: Int, now: Int64) {
         let count = QueuePartition.count
         func part(_ value: Int) -> Int { max(1, value * held / count) }
-        for index in routes.indices where routes[index].policy.ordering == .key {
+        for index in routes.indices where routes[index].policy.ordering != .fifo {
             let policy = routes[index].policy
             routes[index].queues.concurrency = part(policy.concurrency)
             if let limit = policy.rateLimit, let bucket = routes[index].flow.bucket {

@@ -57,10 +57,14 @@ public struct PlannedDelivery: Sendable, Equatable {
     public var orderingKey: String?
     /// The destination's filter does not match: the delivery is final (`filtered`) at once.
     public var filtered: Bool
+    /// `ordering: none`: the delivery is a queue of its own, which a cluster spreads over its
+    /// partitions by row id (``QueuePartition/of(row:)``).
+    public var unordered: Bool
 
-    public init(destination: String, orderingKey: String? = nil, filtered: Bool = false) {
+    public init(destination: String, orderingKey: String? = nil, filtered: Bool = false, unordered: Bool = false) {
         self.destination = destination
         self.orderingKey = orderingKey
         self.filtered = filtered
+        self.unordered = unordered
     }
 }

@@ -118,7 +118,9 @@ public enum IntakeAdmission {
                 filtered = !filter.matches(input!)
             }
             let key = destination.ordering == .key && !filtered ? destination.orderingKey?.value(headers: headers, body: body) : nil
-            planned.append(PlannedDelivery(destination: destination.name, orderingKey: key, filtered: filtered))
+            planned.append(
+                PlannedDelivery(
+                    destination: destination.name, orderingKey: key, filtered: filtered, unordered: destination.ordering == .none))
         }
         if route.replyFrom != 0 { planned.insert(planned.remove(at: route.replyFrom), at: 0) }
         return planned

@@ -24,4 +24,21 @@ public enum QueuePartition {
         }
         return Int(hash % UInt32(count))
     }
+
+    /// The partition of a delivery that is a queue of its own (`ordering: none`): its row id
+    /// times 177 modulo ``count`` (an odd factor, so every partition in turn, consecutive rows
+    /// far apart), which the database gives it as it stores the row (the writer asks for it
+    /// with ``byRow``).
+    public static func of(row id: Int64) -> Int {
+        Int(id.magnitude % UInt64(count) * 177 % UInt64(count))
+    }
+
+    /// What the writer stores for a delivery whose partition is ``of(row:)``, not yet known.
+    public static let byRow = -1
+
+    /// The partition of `delivery`, a delivery of a message of `route`, as the writer stores
+    /// it: ``byRow`` for `ordering: none`, else its queue's.
+    public static func of(route: String, _ delivery: PlannedDelivery) -> Int {
+        delivery.unordered ? byRow : of(route: route, destination: delivery.destination, queueKey: delivery.orderingKey)
+    }
 }

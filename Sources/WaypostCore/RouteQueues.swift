@@ -9,12 +9,16 @@ public struct QueuedMessage: Sendable, Equatable {
     public var notBefore: Int64?
     /// Failed under `on_exhausted: block`: it holds its queue until replayed or skipped.
     public var blocking: Bool
+    /// Its queue's partition, as the journal stores it (a cluster, SPEC §12); nil when the
+    /// journal has none (SQLite).
+    public var partition: Int?
 
-    public init(id: Int64, orderingKey: String? = nil, notBefore: Int64? = nil, blocking: Bool = false) {
+    public init(id: Int64, orderingKey: String? = nil, notBefore: Int64? = nil, blocking: Bool = false, partition: Int? = nil) {
         self.id = id
         self.orderingKey = orderingKey
         self.notBefore = notBefore
         self.blocking = blocking
+        self.partition = partition
     }
 }
 

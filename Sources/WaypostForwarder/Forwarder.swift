@@ -524,9 +524,14 @@ public final class Forwarder: Service, @unchecked Sendable {
         return true
     }
 
-    /// The partition of the queue of `message`, a delivery of route `index`.
+    /// The partition of the queue of `message`, a delivery of route `index`: as the journal
+    /// stores it, else computed as the writer does.
     private func partition(of message: QueuedMessage, route index: Int) -> Int {
-        QueuePartition.of(route: routes[index].config.name, destination: routes[index].destination.name, queueKey: message.orderingKey)
+        message.partition
+            ?? (routes[index].destination.ordering == .none
+                ? QueuePartition.of(row: message.id)
+                : QueuePartition.of(
+                    route: routes[index].config.name, destination: routes[index].destination.name, queueKey: message.orderingKey))
     }
 
     /// What the cluster's nodes committed: deliveries (to page, for the queues this node holds),
@@ -564,10 +569,7 @@ public final class Forwarder: Service, @unchecked Sendable {
             for delivery in message.deliveries {
                 let key = RouteConfig.destinationKey(route: message.route, destination: delivery.destination)
                 stored.append(.init(id: delivery.id, route: key, orderingKey: delivery.orderingKey))
-                if ownership != nil,
-                    held[QueuePartition.of(route: message.route, destination: delivery.destination, queueKey: delivery.orderingKey)] != nil,
-                    scheduler.awaitsSend(delivery.id, route: key)
-                {
+                if ownership != nil, held[delivery.partition] != nil, scheduler.awaitsSend(delivery.id, route: key) {
                     yetToSend.append(delivery.id)
                 }
             }
@@ -650,8 +652,9 @@ public final class Forwarder: Service, @unchecked Sendable {
         if ownership != nil {
             let partition = partition(of: queued, route: index)
             guard let epoch = held[partition] else {
-                // Loaded before a lease change this turn's reload has not taken in yet.
-                return scheduler.attemptCancelled(queued.id, now: now)
+                // Not this node's to send (another node holds its partition): its queue here
+                // lets it go.
+                return scheduler.messageGone(queued.id)
             }
             sending[queued.id] = (nil, partition, epoch)
         }

@@ -48,6 +48,8 @@ public struct StoredMessage: Sendable {
         public var id: Int64
         public var destination: String
         public var orderingKey: String?
+        /// Its queue's partition in a cluster (SPEC §12), as a PostgreSQL journal stores it.
+        public var partition: Int
     }
 
     public var route: String
@@ -60,7 +62,13 @@ public struct StoredMessage: Sendable {
     public init(deliveryIDs: [Int64], message: IncomingMessage) {
         route = message.route
         deliveries = zip(deliveryIDs, message.deliveries).compactMap { id, planned in
-            planned.filtered ? nil : Delivery(id: id, destination: planned.destination, orderingKey: planned.orderingKey)
+            planned.filtered
+                ? nil
+                : Delivery(
+                    id: id, destination: planned.destination, orderingKey: planned.orderingKey,
+                    partition: planned.unordered
+                        ? QueuePartition.of(row: id)
+                        : QueuePartition.of(route: message.route, destination: planned.destination, queueKey: planned.orderingKey))
         }
         content = MessageForDelivery(
             id: deliveryIDs.first ?? 0, correlationID: message.correlationID, idempotencyKey: message.idempotencyKey,

@@ -55,13 +55,14 @@ public final class PostgresDeliveryReader: DeliveryReading {
         let partitions = (partitions ?? Array(0..<QueuePartition.count)).map(Int32.init)
         return try connection.rows(
             """
-            SELECT id, ordering_key, waypost_ms(next_attempt_at) FROM deliveries
+            SELECT id, ordering_key, waypost_ms(next_attempt_at), partition FROM deliveries
             WHERE state = \(state.rawValue) AND route = \(route) AND destination = \(destination) AND id > \(afterID)
               AND partition = ANY(\(partitions))
             ORDER BY id LIMIT \(limit)
             """
-        ) { try $0.decode((Int64, String?, Int64?).self) }.map {
-            QueuedMessage(id: $0.0, orderingKey: $0.1, notBefore: $0.2, blocking: blocking)
+        ) { row in
+            let (id, key, notBefore, partition) = try row.decode((Int64, String?, Int64?, Int32).self)
+            return QueuedMessage(id: id, orderingKey: key, notBefore: notBefore, blocking: blocking, partition: Int(partition))
         }
     }
 

@@ -76,14 +76,12 @@ public final class PostgresJournalWriter: JournalWriting, Sendable {
     ///   - probeInterval: how long the writer waits with nothing to do before it checks that
     ///     the database answers (``trouble``, `/readyz`).
     ///   - partition: the partition of a message's delivery (its queue's); by default from its
-    ///     route, destination and ordering key (``QueuePartition/of(route:destination:queueKey:)``).
+    ///     route, destination and ordering key, or its row id (``QueuePartition/of(route:_:)``).
     public init(
         connect: @escaping @Sendable () async throws -> PostgresConnection, maxBacklog: Int,
         retainDelivered: Duration = .seconds(7 * 86_400), commitTimeout: Duration = .seconds(10), recountInterval: Duration = .seconds(60),
         probeInterval: Duration = .seconds(1),
-        partition: @escaping @Sendable (IncomingMessage, PlannedDelivery) -> Int = {
-            QueuePartition.of(route: $0.route, destination: $1.destination, queueKey: $1.orderingKey)
-        },
+        partition: @escaping @Sendable (IncomingMessage, PlannedDelivery) -> Int = { QueuePartition.of(route: $0.route, $1) },
         logger: Logger
     ) {
         self.connect = connect

@@ -413,6 +413,23 @@ public enum PostgresSchema {
             END
             $$
             """,
+            // A delivery of an `ordering: none` destination is a queue of its own: the writer
+            // stores it with partition -1, and it gets its row id's (QueuePartition.of(row:)).
+            """
+            CREATE OR REPLACE FUNCTION waypost_partition_by_row() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN
+                NEW.partition := NEW.id % \(QueuePartition.count) * 177 % \(QueuePartition.count);
+                RETURN NEW;
+            END
+            $$
+            """,
+            """
+            DROP TRIGGER IF EXISTS deliveries_partition_by_row ON deliveries
+            """,
+            """
+            CREATE TRIGGER deliveries_partition_by_row BEFORE INSERT ON deliveries
+            FOR EACH ROW WHEN (NEW.partition < 0) EXECUTE FUNCTION waypost_partition_by_row()
+            """,
             """
             DROP TRIGGER IF EXISTS deliveries_stored ON deliveries
             """,

@@ -252,6 +252,10 @@ extension Reliability {
                     upstream: "\(upstream.url)"
                     ordering: key
                     ordering_key: header:X-Key
+                  - name: unordered
+                    path: /unordered
+                    upstream: "\(upstream.url)"
+                    ordering: none
                 """
             let nodes = try ["a", "b"].map { name in
                 try ServerUnderTest(
@@ -295,6 +299,20 @@ extension Reliability {
                     try testJournal.query(
                         "SELECT a.node FROM attempts a JOIN deliveries d ON d.id = a.delivery_id JOIN messages m ON m.id = d.message_id WHERE m.correlation_id = '\(id)'"
                     ) == "b")
+                // An `ordering: none` destination is spread over both nodes (each delivery its own partition).
+                for _ in 0..<16 { _ = try await httpRequest("POST", "\(intake)/unordered", body: "{}") }
+                let spreadStarted = ContinuousClock.now
+                var spread = ""
+                while ContinuousClock.now - spreadStarted < .seconds(10) {
+                    spread = try testJournal.query(
+                        "SELECT string_agg(DISTINCT a.node, ',') FROM attempts a JOIN deliveries d ON d.id = a.delivery_id WHERE d.route = 'unordered'"
+                    )
+                    let waiting = try testJournal.query(
+                        "SELECT count(*) FROM deliveries WHERE route = 'unordered' AND state <> 'delivered'")
+                    if waiting == "0" { break }
+                    try await Task.sleep(for: .milliseconds(100))
+                }
+                #expect(spread == "a,b", "ordering: none delivered by \(spread)")
             } catch {
                 for node in nodes { await node.kill() }
                 await upstream.stop()

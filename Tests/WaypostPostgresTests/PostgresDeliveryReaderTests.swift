@@ -98,7 +98,12 @@ extension PostgresTests {
                 PostgresDeliveryReader(connect: { try await PostgresSchemaTests.connect(server) }, logger: PostgresSchemaTests.logger))
             let reader = box.blocking
             let first = try await reader.waiting(route: "orders", destination: "erp", afterID: 0, limit: 2, includeFailed: false)
-            #expect(first == [QueuedMessage(id: 1, orderingKey: "k1"), QueuedMessage(id: 3, orderingKey: "k1", notBefore: at + 5000)])
+            let k1 = QueuePartition.of(route: "orders", destination: "erp", queueKey: "k1")
+            #expect(
+                first == [
+                    QueuedMessage(id: 1, orderingKey: "k1", partition: k1),
+                    QueuedMessage(id: 3, orderingKey: "k1", notBefore: at + 5000, partition: k1),
+                ])
             #expect(try await reader.complete(route: "orders", destination: "erp", afterID: 0, limit: 2, includeFailed: false) == false)
             #expect(
                 try await reader.waiting(route: "orders", destination: "erp", afterID: 3, limit: 2, includeFailed: false).map(\.id) == [

@@ -99,6 +99,7 @@ extension PostgresTests {
                         deliveries: [
                             PlannedDelivery(destination: "erp", orderingKey: "customer-7"),
                             PlannedDelivery(destination: "audit", filtered: true),
+                            PlannedDelivery(destination: "log", unordered: true),
                         ]),
                     Self.message("m2", body: binary),
                 ], with: writer)
@@ -109,9 +110,9 @@ extension PostgresTests {
             #expect(handed.map(\.content.correlationID) == ["m1", "m2"])
             #expect(
                 handed.map { $0.deliveries.map { "\($0.id) \($0.destination) \($0.orderingKey ?? "-")" } } == [
-                    ["1 erp customer-7"], ["3 orders -"],
+                    ["1 erp customer-7", "3 log -"], ["4 orders -"],
                 ])
-            #expect(handed.map(\.content.id) == [1, 3] && handed[1].content.body == binary)
+            #expect(handed.map(\.content.id) == [1, 4] && handed[1].content.body == binary)
             #expect(
                 try server.psql(
                     """
@@ -124,11 +125,14 @@ extension PostgresTests {
                         """)
             let erp = QueuePartition.of(route: "orders", destination: "erp", queueKey: "customer-7")
             let orders = QueuePartition.of(route: "orders", destination: "orders", queueKey: nil)
+            // An `ordering: none` delivery is a queue of its own: its partition is its row id's.
+            #expect(handed[0].deliveries.map(\.partition) == [erp, 3 * 177 % 256])
+            #expect(Set((1...256).map { QueuePartition.of(row: Int64($0)) }).count == 256)
             #expect(
                 try server.psql(
                     "SELECT m.correlation_id, destination, coalesce(ordering_key, '-'), partition, state FROM deliveries d JOIN messages m ON m.id = d.message_id ORDER BY d.id"
                 )
-                    == "m1|erp|customer-7|\(erp)|queued\nm1|audit|-|\(QueuePartition.of(route: "orders", destination: "audit", queueKey: nil))|filtered\nm2|orders|-|\(orders)|queued"
+                    == "m1|erp|customer-7|\(erp)|queued\nm1|audit|-|\(QueuePartition.of(route: "orders", destination: "audit", queueKey: nil))|filtered\nm1|log|-|\(3 * 177 % 256)|queued\nm2|orders|-|\(orders)|queued"
             )
         }
 
