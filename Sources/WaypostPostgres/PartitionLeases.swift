@@ -94,8 +94,9 @@ public final class PartitionLeases: Service, DeliveryOwnership {
         await cancelWhenGracefulShutdown {
             while !Task.isCancelled {
                 do {
-                    // A connection that died may never answer: a heartbeat gets a third of the ttl.
-                    _ = try await withTimeout(self.ttl / 3) { try await self.heartbeat() }
+                    // A connection that died may never answer: a heartbeat gets half the ttl (its
+                    // leases last 0.9 of it from the moment it is sent).
+                    _ = try await withTimeout(self.ttl / 2) { try await self.heartbeat() }
                 } catch {
                     self.logger.warning("cluster heartbeat failed", metadata: ["node": "\(self.node)", "error": "\(error)"])
                     await self.dropConnection()

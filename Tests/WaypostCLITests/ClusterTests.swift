@@ -59,10 +59,10 @@ extension Reliability {
             let runID = String(UUID().uuidString.prefix(8))
             let sources =
                 (0..<6).map {
-                    SequenceSource(label: "k\($0)", path: "/hooks/keyed", supplyIDs: $0 % 2 == 0, runID: runID, pause: .milliseconds(5))
+                    SequenceSource(label: "k\($0)", path: "/hooks/keyed", supplyIDs: $0 % 2 == 0, runID: runID, pause: .milliseconds(15))
                 }
                 + (0..<3).map {
-                    SequenceSource(label: "f\($0)", path: "/hooks/fifo", supplyIDs: $0 == 0, runID: runID, pause: .milliseconds(15))
+                    SequenceSource(label: "f\($0)", path: "/hooks/fifo", supplyIDs: $0 == 0, runID: runID, pause: .milliseconds(30))
                 }
             let controls = sources.map { _ in LoadControl() }
             // Sources spread over the nodes given (by index), round robin.
@@ -243,7 +243,7 @@ extension Reliability {
                   - name: ask
                     path: /ask
                     mode: sync
-                    sync_timeout: 10s
+                    sync_timeout: 5s
                     upstream: "\(upstream.url)"
                     ordering: key
                     ordering_key: header:X-Key
@@ -265,9 +265,10 @@ extension Reliability {
             }
             do {
                 for node in nodes { try await node.start() }
-                // Both nodes hold partitions: b gets its share once a let it go (about 1.7 × lease_ttl).
+                // Both nodes hold every partition between them: b gets its share once a let it go
+                // (about 1.7 × lease_ttl).
                 let started = ContinuousClock.now
-                while try testJournal.query("SELECT count(DISTINCT node) FROM partitions WHERE expires_at > now()") != "2",
+                while try testJournal.query("SELECT count(DISTINCT node), count(*) FROM partitions WHERE expires_at > now()") != "2|256",
                     ContinuousClock.now - started < .seconds(3 * Self.leaseTTL + 5)
                 {
                     try await Task.sleep(for: .milliseconds(100))
@@ -279,6 +280,9 @@ extension Reliability {
                     let answer = try await httpRequest(
                         "POST", "\(intake)/ask", body: "{}", headers: ["Content-Type: application/json", "X-Key: k\(key)"])
                     #expect(answer.status == 201 && answer.body == "from upstream", "k\(key): \(answer.status) \(answer.body)")
+                    if answer.status != 201 {
+                        for (name, node) in zip(["a", "b"], nodes) { print("--- node \(name):\n\(node.stderr.suffix(4000))") }
+                    }
                     #expect(ContinuousClock.now - sent < .seconds(5), "k\(key) waited past 5 s")
                 }
                 let byNode = try testJournal.query("SELECT node, count(*) FROM attempts GROUP BY 1 ORDER BY 1")
@@ -314,6 +318,7 @@ extension Reliability {
                 }
                 #expect(spread == "a,b", "ordering: none delivered by \(spread)")
             } catch {
+                for (name, node) in zip(["a", "b"], nodes) { print("--- node \(name):\n\(node.allLogs.suffix(4000))") }
                 for node in nodes { await node.kill() }
                 await upstream.stop()
                 throw error
