@@ -638,8 +638,7 @@ public final class Forwarder: Service, @unchecked Sendable {
                 updates.append(
                     (
                         .started(
-                            deliveryID: id, attempt: attempt, cycleAttempt: cycleAttempt, atMilliseconds: at,
-                            fence: sending[id].map { Fence(partition: $0.partition, epoch: $0.epoch) }),
+                            deliveryID: id, attempt: attempt, cycleAttempt: cycleAttempt, atMilliseconds: at, epoch: sending[id]?.epoch),
                         nil
                     ))
             }
@@ -782,7 +781,7 @@ public final class Forwarder: Service, @unchecked Sendable {
     /// Reports the end of an attempt to the scheduler, and records and publishes its outcome.
     private func finish(_ completion: Completion) {
         let now = Self.nowMilliseconds()
-        let fence = sending.removeValue(forKey: completion.deliveryID).map { Fence(partition: $0.partition, epoch: $0.epoch) }
+        let epoch = sending.removeValue(forKey: completion.deliveryID)?.epoch
         if case .curl(.failure(let error)) = completion.ending, error.isCancelled {
             // Shutting down, or the lease lost: the message stays in flight in the journal and
             // is sent again on restart, or by the partition's next holder.
@@ -830,7 +829,7 @@ public final class Forwarder: Service, @unchecked Sendable {
         let finished = FinishedAttempt(
             deliveryID: end.id, attempt: end.attempt, cycleAttempt: end.cycleAttempt, durationMilliseconds: now - end.startedAt,
             response: response, error: transportError, sentBody: completion.sent, state: end.state, nextAttemptAt: end.nextAttemptAt,
-            lastError: end.lastError, atMilliseconds: now, fence: fence, announce: final == nil ? nil : end.correlationID)
+            lastError: end.lastError, atMilliseconds: now, epoch: epoch, announce: final == nil ? nil : end.correlationID)
         let correlationID = end.correlationID
         updates.append(
             (

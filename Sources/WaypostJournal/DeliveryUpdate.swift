@@ -4,9 +4,9 @@ import WaypostCore
 /// batched transactions as the intake, so delivery does not cost one fsync per message.
 public enum DeliveryUpdate: Sendable, Equatable {
     /// Attempt `attempt` (the delivery's `cycleAttempt`-th since its receipt or last replay)
-    /// starts: the delivery is `in_flight`, and an `attempts` row is opened. With a `fence`,
-    /// only while the delivery's partition still has that lease (a cluster, SPEC §12).
-    case started(deliveryID: Int64, attempt: Int, cycleAttempt: Int, atMilliseconds: Int64, fence: Fence? = nil)
+    /// starts: the delivery is `in_flight`, and an `attempts` row is opened. With `epoch`, only
+    /// while the delivery's partition still has that lease (a cluster, SPEC §12).
+    case started(deliveryID: Int64, attempt: Int, cycleAttempt: Int, atMilliseconds: Int64, epoch: Int64? = nil)
     /// An attempt ended; see ``AttemptRecord``.
     case finished(FinishedAttempt)
     /// The breaker of destination `key` (`route/destination`) tripped at `since`, or, with
@@ -35,7 +35,7 @@ public struct FinishedAttempt: Sendable, Equatable {
     public var atMilliseconds: Int64
     /// The lease of the delivery's partition the attempt was made under: the outcome is recorded
     /// only while the partition still has it (a cluster, SPEC §12); nil: always.
-    public var fence: Fence?
+    public var epoch: Int64?
     /// The message's correlation id, when this outcome is its `reply_from` destination's final
     /// one: a cluster's other nodes are told, for the sources waiting on them.
     public var announce: String?
@@ -43,9 +43,9 @@ public struct FinishedAttempt: Sendable, Equatable {
     public init(
         deliveryID: Int64, attempt: Int, cycleAttempt: Int? = nil, durationMilliseconds: Int64, response: StoredResponse?, error: String?,
         sentBody: SentBody? = nil, state: MessageState, nextAttemptAt: Int64?, lastError: String?, atMilliseconds: Int64,
-        fence: Fence? = nil, announce: String? = nil
+        epoch: Int64? = nil, announce: String? = nil
     ) {
-        self.fence = fence
+        self.epoch = epoch
         self.announce = announce
         self.deliveryID = deliveryID
         self.attempt = attempt
@@ -58,19 +58,6 @@ public struct FinishedAttempt: Sendable, Equatable {
         self.nextAttemptAt = nextAttemptAt
         self.lastError = lastError
         self.atMilliseconds = atMilliseconds
-    }
-}
-
-/// The lease a change is made under, in a cluster (SPEC §12): the delivery's partition and
-/// that partition's epoch when the node took it. The journal records the change only while the
-/// partition's epoch is still this one: a node that lost the lease changes nothing more.
-public struct Fence: Sendable, Equatable {
-    public var partition: Int
-    public var epoch: Int64
-
-    public init(partition: Int, epoch: Int64) {
-        self.partition = partition
-        self.epoch = epoch
     }
 }
 

@@ -390,22 +390,22 @@ public final class PostgresJournalWriter: JournalWriting, Sendable {
             var at: Int64
             var finished: FinishedAttempt?
             var key: String?
-            var fence: Fence?
+            var epoch: Int64?
         }
         let changes = updates.map { update in
             switch update {
-            case .started(let id, let attempt, let cycleAttempt, let at, let fence):
-                Change(kind: "started", delivery: id, attempt: Int32(attempt), cycleAttempt: Int32(cycleAttempt), at: at, fence: fence)
+            case .started(let id, let attempt, let cycleAttempt, let at, let epoch):
+                Change(kind: "started", delivery: id, attempt: Int32(attempt), cycleAttempt: Int32(cycleAttempt), at: at, epoch: epoch)
             case .finished(let f):
                 Change(
                     kind: "finished", delivery: f.deliveryID, attempt: Int32(f.attempt), cycleAttempt: f.cycleAttempt.map(Int32.init),
-                    at: f.atMilliseconds, finished: f, fence: f.fence)
+                    at: f.atMilliseconds, finished: f, epoch: f.epoch)
             case .breaker(let key, let since):
                 Change(kind: since == nil ? "closed" : "tripped", at: since ?? 0, key: key)
             }
         }
         let finished = changes.map(\.finished)
-        var binds = PostgresBindings(capacity: 19)
+        var binds = PostgresBindings(capacity: 18)
         binds.append(changes.map(\.kind))
         binds.append(changes.map(\.delivery))
         binds.append(changes.map(\.attempt))
@@ -422,10 +422,9 @@ public final class PostgresJournalWriter: JournalWriting, Sendable {
         binds.append(NullableArray(finished.map { $0?.sentBody.map { Int64($0.bytes) } }))
         binds.append(NullableArray(finished.map { $0?.sentBody?.sha256 }))
         binds.append(NullableArray(changes.map(\.key)))
-        binds.append(NullableArray(changes.map { $0.fence.map { Int32($0.partition) } }))
-        binds.append(NullableArray(changes.map(\.fence?.epoch)))
+        binds.append(NullableArray(changes.map(\.epoch)))
         binds.append(NullableArray(finished.map { $0?.announce }))
-        return PostgresQuery(unsafeSQL: "SELECT * FROM waypost_record(\((1...19).map { "$\($0)" }.joined(separator: ", ")))", binds: binds)
+        return PostgresQuery(unsafeSQL: "SELECT * FROM waypost_record(\((1...18).map { "$\($0)" }.joined(separator: ", ")))", binds: binds)
     }
 
     /// The statement that stores `messages`, its arrays bound as parameters: `waypost_store_new`
@@ -436,7 +435,7 @@ public final class PostgresJournalWriter: JournalWriting, Sendable {
         let deliveries = messages.enumerated().flatMap { index, message in message.deliveries.map { (index + 1, message, $0) } }
         let waiting = messages.count { $0.deliveries.contains { !$0.filtered } }
         let new = waiting <= backlogRoom && messages.allSatisfy { !$0.correlationIDWasSupplied && $0.idempotencyKey == nil }
-        var binds = PostgresBindings(capacity: 19)
+        var binds = PostgresBindings(capacity: 18)
         binds.append(messages.map(\.correlationID))
         if !new { binds.append(messages.map(\.correlationIDWasSupplied)) }
         binds.append(messages.map(\.route))

@@ -300,7 +300,6 @@ public enum PostgresSchema {
                 text[], bigint[], integer[], integer[], bigint[], text[], bigint[], text[], bigint[], integer[], text[], text[],
                 bytea[], bigint[], text[], text[])
             """,
-
             // The forwarder's state changes, a batch in one statement, each as the SQLite journal
             // records it (JournalWriter.apply): 'started' (the delivery in flight, its attempt
             // opened), 'finished' (the attempt closed, the delivery's new state and the upstream's
@@ -311,10 +310,9 @@ public enum PostgresSchema {
             // statement's transaction only). One row per change: whether its message no longer
             // waits (`max_backlog` counts waiting messages).
             //
-            // In a cluster (SPEC §12), a change with a fence (`p_partition`, `p_epoch`) is
-            // recorded only while its delivery's partition still has that epoch: a node that lost
-            // the lease records nothing more of its queues (fencing), and its row says `ended`
-            // false. The epochs are read once a statement. An attempt names the
+            // In a cluster (SPEC §12), a change with an epoch (`p_epoch`) is recorded only while
+            // its delivery's partition still has that lease: a node that lost it records nothing
+            // more of its queues (fencing), and its row says `ended` false. An attempt names the
             // node that made it (the session's `waypost.node`). The correlation ids in
             // `p_announce` of the changes recorded are notified on `waypost_outcomes` at commit,
             // `NODE ID ID …` in notifications under 8000 bytes, for the sources waiting on other
@@ -325,7 +323,7 @@ public enum PostgresSchema {
                 p_kind text[], p_delivery bigint[], p_attempt integer[], p_cycle_attempt integer[], p_at bigint[],
                 p_state text[], p_next_attempt bigint[], p_last_error text[], p_duration bigint[], p_status integer[],
                 p_error text[], p_response_headers text[], p_response_body bytea[], p_body_bytes bigint[], p_body_sha256 text[],
-                p_key text[], p_partition integer[], p_epoch bigint[], p_announce text[])
+                p_key text[], p_epoch bigint[], p_announce text[])
             RETURNS TABLE (ended boolean)
             LANGUAGE plpgsql AS $$
             DECLARE
@@ -334,15 +332,14 @@ public enum PostgresSchema {
                 changed integer;
                 node_name text := coalesce(current_setting('waypost.node', true), '');
                 announced text := '';
-                epochs bigint[];
             BEGIN
                 PERFORM set_config('synchronous_commit', 'off', true);
-                -- The partitions' epochs, read once (256 rows), for the fencing of every change.
-                SELECT array_agg(epoch ORDER BY partition) INTO epochs FROM partitions;
                 FOR i IN 1 .. coalesce(array_length(p_kind, 1), 0) LOOP
                     ended := false;
                     at := waypost_time(p_at[i]);
-                    IF p_epoch[i] IS NOT NULL AND epochs[p_partition[i] + 1] IS DISTINCT FROM p_epoch[i] THEN
+                    IF p_epoch[i] IS NOT NULL AND NOT EXISTS (
+                        SELECT 1 FROM deliveries d JOIN partitions p ON p.partition = d.partition
+                        WHERE d.id = p_delivery[i] AND p.epoch = p_epoch[i]) THEN
                         RETURN NEXT;
                         CONTINUE;
                     END IF;

@@ -193,7 +193,7 @@ extension PostgresTests {
                 try await connection.query(PostgresJournalWriter.statement([update]), logger: Self.logger)
             }
             let id = try #require(Int64(try server.psql("SELECT id FROM deliveries")))
-            try await record(.started(deliveryID: id, attempt: 1, cycleAttempt: 1, atMilliseconds: 1_000, fence: Fence(partition: partition, epoch: epoch)))
+            try await record(.started(deliveryID: id, attempt: 1, cycleAttempt: 1, atMilliseconds: 1_000, epoch: epoch))
             #expect(try server.psql("SELECT state FROM deliveries") == "in_flight")
             try server.psql("UPDATE partitions SET expires_at = now() - interval '1 second'")  // a's lease runs out
             let b = nodes[1]
@@ -204,12 +204,12 @@ extension PostgresTests {
             // a wakes and records its attempt's end: under the old epoch, nothing is recorded.
             let late = FinishedAttempt(
                 deliveryID: id, attempt: 1, durationMilliseconds: 5, response: nil, error: "late", state: .failed, nextAttemptAt: nil,
-                lastError: "late", atMilliseconds: 2_000, fence: Fence(partition: partition, epoch: epoch))
+                lastError: "late", atMilliseconds: 2_000, epoch: epoch)
             try await record(.finished(late))
             #expect(try server.psql("SELECT state, coalesce(last_error, '-') FROM deliveries") == "queued|-")
             // b's, under the new one, is.
             var current = late
-            current.fence = Fence(partition: partition, epoch: epoch + 1)
+            current.epoch = epoch + 1
             current.attempt = 2
             current.state = .delivered
             current.lastError = nil
