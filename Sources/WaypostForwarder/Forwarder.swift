@@ -524,16 +524,6 @@ public final class Forwarder: Service, @unchecked Sendable {
         return true
     }
 
-    /// The partition of the queue of `message`, a delivery of route `index`: as the journal
-    /// stores it, else computed as the writer does.
-    private func partition(of message: QueuedMessage, route index: Int) -> Int {
-        message.partition
-            ?? (routes[index].destination.ordering == .none
-                ? QueuePartition.of(row: message.id)
-                : QueuePartition.of(
-                    route: routes[index].config.name, destination: routes[index].destination.name, queueKey: message.orderingKey))
-    }
-
     /// What the cluster's nodes committed: deliveries (to page, for the queues this node holds),
     /// final outcomes (for the sources waiting here) and breakers' changes (to follow).
     private func takeOthersNews() {
@@ -650,8 +640,8 @@ public final class Forwarder: Service, @unchecked Sendable {
     private func send(_ queued: QueuedMessage, route index: Int, read: [Int64: MessageForDelivery]?) {
         let now = Self.nowMilliseconds()
         if ownership != nil {
-            let partition = partition(of: queued, route: index)
-            guard let epoch = held[partition] else {
+            // Its partition, as the journal stores it (pages carry it in a cluster).
+            guard let partition = queued.partition, let epoch = held[partition] else {
                 // Not this node's to send (another node holds its partition): its queue here
                 // lets it go.
                 return scheduler.messageGone(queued.id)
