@@ -58,10 +58,10 @@ extension Reliability {
             }
             let runID = String(UUID().uuidString.prefix(8))
             let sources =
-                (0..<6).map {
+                (0..<4).map {
                     SequenceSource(label: "k\($0)", path: "/hooks/keyed", supplyIDs: $0 % 2 == 0, runID: runID, pause: .milliseconds(15))
                 }
-                + (0..<3).map {
+                + (0..<2).map {
                     SequenceSource(label: "f\($0)", path: "/hooks/fifo", supplyIDs: $0 == 0, runID: runID, pause: .milliseconds(30))
                 }
             let controls = sources.map { _ in LoadControl() }
