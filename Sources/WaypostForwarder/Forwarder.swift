@@ -161,6 +161,8 @@ public final class Forwarder: Service, @unchecked Sendable {
     private var held: [Int: Int64] = [:]
     /// When the first of those leases runs out, unless renewed.
     private var leaseDeadline: ContinuousClock.Instant?
+    /// Messages watched here whose outcome another node committed, to read (again, after a failure).
+    private var outcomesToRead: Set<String> = []
     /// In a cluster, the attempts between their send and their end: their transfer (once with
     /// libcurl), their queue's partition, and the lease they are made under.
     private var sending: [Int64: (request: CurlMulti.RequestID?, partition: Int, epoch: Int64)] = [:]
@@ -534,10 +536,18 @@ public final class Forwarder: Service, @unchecked Sendable {
             scheduler.followBreaker(route: index, trippedSince: since, now: Self.nowMilliseconds())
             routes[index].tripped.record(scheduler.breakerState(route: index) == .closed ? 0 : 1)
         }
-        guard !news.outcomes.isEmpty else { return }
         let watched = Set(board.watchedIDs)
-        for id in news.outcomes where watched.contains(id) {
-            if let outcome = try? reader.finalOutcome(correlationID: id) { board.notify(id, outcome) }
+        outcomesToRead.formUnion(news.outcomesMissed ? watched : watched.intersection(news.outcomes))
+        outcomesToRead.formIntersection(watched)
+        for id in outcomesToRead {
+            do {
+                if let outcome = try reader.finalOutcome(correlationID: id) { board.notify(id, outcome) }
+                outcomesToRead.remove(id)
+            } catch {
+                // Read again next turn: the source waits for it.
+                logger.error("cannot read a message's outcome", metadata: ["correlation_id": "\(id)", "error": "\(error)"])
+                break
+            }
         }
     }
 

@@ -174,15 +174,22 @@ public struct OthersCommitted: Sendable, Equatable {
     /// Their breakers' changes, in order: the destination (`route/destination`), and since
     /// when it is tripped, or nil when it closed.
     public var breakers: [(key: String, trippedSince: Int64?)] = []
+    /// Whether outcomes may have been committed unseen (the node was not listening for a
+    /// while): every message a source waits for may have one.
+    public var outcomesMissed = false
 
-    public init(storedFrom: Int64? = nil, outcomes: [String] = [], breakers: [(key: String, trippedSince: Int64?)] = []) {
+    public init(
+        storedFrom: Int64? = nil, outcomes: [String] = [], breakers: [(key: String, trippedSince: Int64?)] = [],
+        outcomesMissed: Bool = false
+    ) {
         self.storedFrom = storedFrom
         self.outcomes = outcomes
         self.breakers = breakers
+        self.outcomesMissed = outcomesMissed
     }
 
     public static func == (a: OthersCommitted, b: OthersCommitted) -> Bool {
-        a.storedFrom == b.storedFrom && a.outcomes == b.outcomes
+        a.storedFrom == b.storedFrom && a.outcomes == b.outcomes && a.outcomesMissed == b.outcomesMissed
             && a.breakers.elementsEqual(b.breakers) { $0.key == $1.key && $0.trippedSince == $1.trippedSince }
     }
 }

@@ -20,8 +20,8 @@ import WaypostJournal
 /// order of these notifications, rather than taking them from its writer: a source's next
 /// message, sent to this node once the previous one was acknowledged by another, is never
 /// seen before it. This node's own outcomes (`node`) are ignored: its forwarder published them.
-/// While it is not listening it cannot tell, and says so: a change may have happened, and any
-/// stored delivery may be new.
+/// While it is not listening it cannot tell, and says so: a change may have happened, any
+/// stored delivery may be new, and any watched message may have its outcome.
 final class ControlListener: Sendable {
     static let channel = "waypost_control"
     static let storedChannel = "waypost_stored"
@@ -95,6 +95,7 @@ final class ControlListener: Sendable {
                                         news.listening = true
                                         news.changed = true
                                         news.others.storedFrom = 1
+                                        news.others.outcomesMissed = true
                                         return true
                                     }
                                     for try await notification in notifications {
@@ -107,7 +108,9 @@ final class ControlListener: Sendable {
                         group.cancelAll()
                     }
                 } catch {
-                    logger.debug("the journal's notification channels were lost", metadata: ["error": "\(PostgresJournalError(error))"])
+                    logger.warning(
+                        "the journal's notification channels were lost; listening again",
+                        metadata: ["error": "\(PostgresJournalError(error))"])
                 }
                 try? await connection.close()
             } catch {

@@ -292,6 +292,19 @@ extension Reliability {
                         Issue.record("k\(key): \(answer.status) \(answer.body) after \(ContinuousClock.now - sent)")
                     }
                     for (name, node) in zip(["a", "b"], nodes) { print("--- node \(name):\n\(node.stderr.suffix(4000))") }
+                    let partition = QueuePartition.of(route: "ask", destination: "ask", queueKey: "k\(key)")
+                    print(
+                        "--- k\(key), partition \(partition): delivery, lease and attempts now:\n",
+                        (try? testJournal.query(
+                            "SELECT id, state, attempts, partition FROM deliveries WHERE route = 'ask' AND ordering_key = 'k\(key)'"))
+                            ?? "?",
+                        (try? testJournal.query(
+                            "SELECT node, epoch, expires_at > now(), now() - expires_at FROM partitions WHERE partition = \(partition)"))
+                            ?? "?",
+                        (try? testJournal.query(
+                            "SELECT a.node, a.started_at, a.status, a.error FROM attempts a JOIN deliveries d ON d.id = a.delivery_id WHERE d.route = 'ask' AND d.ordering_key = 'k\(key)'"
+                        )) ?? "?",
+                        (try? testJournal.query("SELECT name, now() - heartbeat_at FROM nodes")) ?? "?")
                 }
                 // Most of them, whichever node delivered: a broken path between nodes fails half.
                 #expect(answered >= 14, "\(answered) of 16 sync requests answered by the upstream within 5 s")
