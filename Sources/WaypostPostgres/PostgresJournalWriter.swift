@@ -18,21 +18,24 @@ import WaypostJournal
 /// stored again (at least once), but nothing is acknowledged that was not. The connection is
 /// then dropped, and the next batch opens a new one.
 ///
-/// The forwarder's state changes (attempts, outcomes, breakers) gathered meanwhile are recorded
-/// by another statement (`waypost_record`) before the messages, without waiting for the disk, as
-/// the SQLite journal's are.
+/// The forwarder's state changes (attempts, outcomes, breakers) are recorded on a second
+/// connection, batched the same way by another statement (`waypost_record`), without waiting
+/// for the disk, as the SQLite journal's are. The two lanes never wait for each other: the
+/// forwarder learns of a delivery only once it is committed, and its own changes to one
+/// delivery keep their order on their lane.
 public final class PostgresJournalWriter: JournalWriting, Sendable {
     public typealias Completion = @Sendable (Result<IntakeResult, JournalUnavailable>) -> Void
     public typealias UpdateCompletion = @Sendable (Result<Void, JournalError>) -> Void
 
-    enum Work {
-        case store(IncomingMessage, Completion)
-        case update(DeliveryUpdate, UpdateCompletion?)
+    /// What one connection of the writer commits: new messages, or the forwarder's changes.
+    private enum Lane: CaseIterable {
+        case messages, updates
     }
 
     private struct State {
-        var inbox: [Work] = []
-        var waiter: CheckedContinuation<Void, Never>?
+        var messages: [(IncomingMessage, Completion)] = []
+        var updates: [(DeliveryUpdate, UpdateCompletion?)] = []
+        var waiters: [Lane: CheckedContinuation<Void, Never>] = [:]
         var stopping = false
         var storedObserver: (@Sendable ([StoredMessage]) -> Void)?
         var backlog = 0
@@ -110,23 +113,22 @@ public final class PostgresJournalWriter: JournalWriting, Sendable {
     /// Hands `message` to the writer; `completion` runs once the statement holding it returned
     /// (or failed). It must not block.
     public func submit(_ message: IncomingMessage, completion: @escaping Completion) {
-        guard enqueue([.store(message, completion)]) else { return completion(.failure(.shuttingDown)) }
+        guard enqueue(.messages, { $0.messages.append((message, completion)) }) else { return completion(.failure(.shuttingDown)) }
     }
 
     /// Records delivery state changes in the next batch; each completion, if given, runs once
     /// its statement returned (or failed).
     public func record(_ updates: [(DeliveryUpdate, UpdateCompletion?)]) {
-        guard !updates.isEmpty, !enqueue(updates.map { .update($0, $1) }) else { return }
+        guard !updates.isEmpty, !enqueue(.updates, { $0.updates += updates }) else { return }
         for (_, completion) in updates { completion?(.failure(JournalError(.stopped, "the journal writer has stopped"))) }
     }
 
-    /// Adds `work` to the inbox and wakes the writer; false once stopping.
-    private func enqueue(_ work: [Work]) -> Bool {
+    /// Adds work to `lane`'s inbox and wakes it; false once stopping.
+    private func enqueue(_ lane: Lane, _ add: (inout State) -> Void) -> Bool {
         let (accepted, waiter) = state.withLock { state -> (Bool, CheckedContinuation<Void, Never>?) in
             guard !state.stopping else { return (false, nil) }
-            state.inbox += work
-            defer { state.waiter = nil }
-            return (true, state.waiter)
+            add(&state)
+            return (true, state.waiters.removeValue(forKey: lane))
         }
         waiter?.resume()
         return accepted
@@ -136,24 +138,26 @@ public final class PostgresJournalWriter: JournalWriting, Sendable {
     /// that is stored too.
     public func run() async {
         await withGracefulShutdownHandler {
-            await storeBatches()
+            await withDiscardingTaskGroup { group in
+                group.addTask { await self.drain(.messages, \.messages, commit: self.storeMessages, fail: self.fail) }
+                group.addTask { await self.drain(.updates, \.updates, commit: self.recordUpdates, fail: self.fail) }
+            }
         } onGracefulShutdown: {
             self.shutdown()
         }
     }
 
-    private func storeBatches() async {
+    /// Commits `lane`'s batches on a connection of its own (opened again after a failure) until
+    /// the writer stops with nothing left. The message lane also counts the backlog and prunes
+    /// every `recountInterval`, and checks that the database answers after `probeInterval`
+    /// with nothing to do.
+    private func drain<Item>(
+        _ lane: Lane, _ inbox: WritableKeyPath<State, [Item]>,
+        commit: ([Item], PostgresConnection) async throws -> Void, fail: ([Item], any Error) -> Void
+    ) async {
         var connection: PostgresConnection?
         var maintained = ContinuousClock.now
-        while let batch = await nextBatch() {
-            var messages: [(IncomingMessage, Completion)] = []
-            var updates: [(DeliveryUpdate, UpdateCompletion?)] = []
-            for work in batch {
-                switch work {
-                case .store(let message, let completion): messages.append((message, completion))
-                case .update(let update, let completion): updates.append((update, completion))
-                }
-            }
+        while let batch = await nextBatch(lane, inbox) {
             let started = ContinuousClock.now
             do {
                 let open: PostgresConnection
@@ -164,29 +168,18 @@ public final class PostgresJournalWriter: JournalWriting, Sendable {
                     connection = open
                     maintained = .now
                 }
-                if ContinuousClock.now - maintained >= recountInterval {
+                if lane == .messages, ContinuousClock.now - maintained >= recountInterval {
                     try await withTimeout(commitTimeout) { try await self.maintain(open) }
                     maintained = .now
                 }
                 if batch.isEmpty {
                     _ = try await withTimeout(commitTimeout) { try await open.query("SELECT 1", logger: self.logger) }
-                }
-                if !updates.isEmpty {
-                    let changes = updates.map(\.0)
-                    let ended = try await withTimeout(commitTimeout) { try await self.record(changes, on: open) }
-                    // Never below zero: replays by other processes are counted only at the next recount.
-                    state.withLock { $0.backlog = max(0, $0.backlog - ended) }
-                    for (_, completion) in updates { completion?(.success(())) }
-                    updates = []
-                }
-                if !messages.isEmpty {
-                    let (rows, room) = (messages.map(\.0), state.withLock { maxBacklog - $0.backlog })
-                    let answered = try await withTimeout(commitTimeout) { try await self.store(rows, backlogRoom: room, on: open) }
-                    complete(messages, answered)
+                } else {
+                    try await commit(batch, open)
                 }
                 if state.withLock({ $0.trouble.take() }) != nil { logger.notice("the journal database answers again") }
             } catch {
-                fail(messages, updates, error)
+                fail(batch, error)
                 try? await connection?.close()
                 connection = nil
             }
@@ -196,6 +189,7 @@ public final class PostgresJournalWriter: JournalWriting, Sendable {
             }
         }
         try? await connection?.close()
+        guard lane == .messages else { return }
         let statistics = statistics
         logger.notice(
             "journal writer stopped",
@@ -203,6 +197,22 @@ public final class PostgresJournalWriter: JournalWriting, Sendable {
                 "commits": "\(statistics.commits)", "messages": "\(statistics.messages)",
                 "failed_commits": "\(statistics.failedCommits)",
             ])
+    }
+
+    /// Stores `batch` with one statement, then answers its requests.
+    private func storeMessages(_ batch: [(IncomingMessage, Completion)], on connection: PostgresConnection) async throws {
+        let (rows, room) = (batch.map(\.0), state.withLock { maxBacklog - $0.backlog })
+        let answered = try await withTimeout(commitTimeout) { try await self.store(rows, backlogRoom: room, on: connection) }
+        complete(batch, answered)
+    }
+
+    /// Records `batch` with one statement, then runs its completions.
+    private func recordUpdates(_ batch: [(DeliveryUpdate, UpdateCompletion?)], on connection: PostgresConnection) async throws {
+        let changes = batch.map(\.0)
+        let ended = try await withTimeout(commitTimeout) { try await self.record(changes, on: connection) }
+        // Never below zero: replays by other processes are counted only at the next recount.
+        state.withLock { $0.backlog = max(0, $0.backlog - ended) }
+        for (_, completion) in batch { completion?(.success(())) }
     }
 
     /// A new connection with `synchronous_commit = on` (whatever the database's default), and
@@ -243,51 +253,44 @@ public final class PostgresJournalWriter: JournalWriting, Sendable {
 
     /// Stops taking messages; ``run()`` returns once those already submitted are stored.
     public func shutdown() {
-        let waiter = state.withLock { state in
+        let waiters = state.withLock { state in
             state.stopping = true
-            defer { state.waiter = nil }
-            return state.waiter
+            defer { state.waiters = [:] }
+            return state.waiters.values
         }
-        waiter?.resume()
+        for waiter in waiters { waiter.resume() }
     }
 
-    /// What has been submitted, once there is something; nothing after `probeInterval` with
-    /// nothing submitted; nil once stopping with nothing left.
-    private func nextBatch() async -> [Work]? {
-        let taken = state.withLock { state -> [Work]?? in
-            if !state.inbox.isEmpty {
-                defer { state.inbox.removeAll(keepingCapacity: true) }
-                return .some(state.inbox)
+    /// What has been submitted to `lane`, once there is something; nil once stopping with
+    /// nothing left. The message lane gets nothing after `probeInterval` with nothing submitted.
+    private func nextBatch<Item>(_ lane: Lane, _ inbox: WritableKeyPath<State, [Item]>) async -> [Item]? {
+        let take = { (state: inout State) -> [Item]? in
+            if !state[keyPath: inbox].isEmpty {
+                defer { state[keyPath: inbox].removeAll(keepingCapacity: true) }
+                return state[keyPath: inbox]
             }
-            return state.stopping ? .some(nil) : nil
+            return state.stopping ? nil : []
         }
-        if let taken { return taken }
+        switch state.withLock({ take(&$0) }) {
+        case nil: return nil
+        case let batch? where !batch.isEmpty: return batch
+        default: break
+        }
         let idle = Task { [probeInterval] in
+            guard lane == .messages else { return }
             try await Task.sleep(for: probeInterval)
-            self.wake()
+            self.state.withLock { $0.waiters.removeValue(forKey: lane) }?.resume()
         }
         defer { idle.cancel() }
         await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
             let now = state.withLock { state in
-                guard state.inbox.isEmpty && !state.stopping else { return true }
-                state.waiter = continuation
+                guard state[keyPath: inbox].isEmpty && !state.stopping else { return true }
+                state.waiters[lane] = continuation
                 return false
             }
             if now { continuation.resume() }
         }
-        return state.withLock { state -> [Work]? in
-            if state.inbox.isEmpty { return state.stopping ? nil : [] }
-            defer { state.inbox.removeAll(keepingCapacity: true) }
-            return state.inbox
-        }
-    }
-
-    /// Resumes ``nextBatch()`` if it waits.
-    private func wake() {
-        state.withLock { state in
-            defer { state.waiter = nil }
-            return state.waiter
-        }?.resume()
+        return state.withLock { take(&$0) }
     }
 
     /// Stores `messages` with one statement; their results, in order.
@@ -345,23 +348,33 @@ public final class PostgresJournalWriter: JournalWriting, Sendable {
         if !answered.stored.isEmpty { observer?(answered.stored) }
     }
 
-    /// Answers every request and update of a batch that was not committed (or may not have been).
-    private func fail(_ messages: [(IncomingMessage, Completion)], _ updates: [(DeliveryUpdate, UpdateCompletion?)], _ error: any Error) {
+    /// Answers every request of a batch that was not committed (or may not have been).
+    private func fail(_ batch: [(IncomingMessage, Completion)], _ error: any Error) {
+        let failure = failed(error, batch.isEmpty ? nil : "journal commit failed; the batch is answered 503", size: batch.count)
+        for (_, completion) in batch { completion(.failure(.storage(failure))) }
+    }
+
+    /// Fails every change of a batch that was not committed (or may not have been).
+    private func fail(_ batch: [(DeliveryUpdate, UpdateCompletion?)], _ error: any Error) {
+        let failure = failed(error, "cannot record delivery changes; the forwarder records them again", size: batch.count)
+        for (_, completion) in batch { completion?(.failure(failure)) }
+    }
+
+    /// Logs a failed statement with `message` (nil: the check that the database answers), and
+    /// keeps it as the trouble until a statement succeeds.
+    private func failed(_ error: any Error, _ message: Logger.Message?, size: Int) -> JournalError {
         let failure = JournalError(.database, PostgresJournalError(error).description)
         let first = state.withLock { state in
             state.statistics.failedCommits += 1
             defer { state.trouble = failure.message }
             return state.trouble == nil
         }
-        if !messages.isEmpty || !updates.isEmpty {
-            logger.error(
-                "journal commit failed; the batch is answered 503",
-                metadata: ["error": "\(failure)", "batch.size": "\(messages.count)", "updates": "\(updates.count)"])
+        if let message {
+            logger.error(message, metadata: ["error": "\(failure)", "batch.size": "\(size)"])
         } else if first {
             logger.error("the journal database does not answer", metadata: ["error": "\(failure)"])
         }
-        for (_, completion) in messages { completion(.failure(.storage(failure))) }
-        for (_, completion) in updates { completion?(.failure(failure)) }
+        return failure
     }
 
     /// Records `updates` with one statement; how many messages stopped waiting.
