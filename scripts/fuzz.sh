@@ -5,7 +5,8 @@
 #     scripts/fuzz.sh all SECONDS           # every target, SECONDS each
 #     JOBS=2 scripts/fuzz.sh all 600        # two targets at a time
 #
-# Targets: intake, admin, query, units, config, json, filter, signatures, transform (Sources/WaypostFuzzing).
+# Targets: intake, admin, query, units, config, json, filter, signatures, transform, notifications
+# (Sources/WaypostFuzzing).
 # The seeds are scripts/fuzz/corpus/TARGET (kept in git, never written); what libFuzzer finds
 # goes to fuzz-out/corpus/TARGET (not in git), crashes to fuzz-out/crashes/TARGET/. The last
 # lines of each run (executions, coverage, crashes) are printed and kept in fuzz-out/TARGET.log.
@@ -15,7 +16,7 @@ cd "$(dirname "$0")/.."
 
 target=${1:?usage: scripts/fuzz.sh TARGET|all SECONDS}
 seconds=${2:?usage: scripts/fuzz.sh TARGET|all SECONDS}
-targets=(intake admin query units config json filter signatures transform)
+targets=(intake admin query units config json filter signatures transform notifications)
 [ "$target" = all ] || targets=("$target")
 
 binary=.build-fuzz/release/waypost-fuzz

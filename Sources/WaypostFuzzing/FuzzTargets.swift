@@ -15,7 +15,7 @@ import WaypostTransform
 /// The fuzz targets by name.
 public enum FuzzTargets {
     /// Every target, in the order `scripts/fuzz.sh all` runs them.
-    public static let names = ["intake", "admin", "query", "units", "config", "json", "filter", "signatures", "transform"]
+    public static let names = ["intake", "admin", "query", "units", "config", "json", "filter", "signatures", "transform", "notifications"]
 
     /// The function that runs target `name` on one input; nil for an unknown name.
     ///
@@ -34,6 +34,7 @@ public enum FuzzTargets {
         case "json": return json
         case "filter": return filter
         case "transform": return transform
+        case "notifications": return notifications
         case "signatures":
             let verifiers = try signatureVerifiers()
             return { signatures($0, verifiers: verifiers) }
@@ -180,6 +181,26 @@ public enum FuzzTargets {
                 && (url.count == 28 || "/?".contains(url[url.index(url.startIndex, offsetBy: 28)])), url)
         check(sent.headers.allSatisfy { !$0.value.utf8.contains(where: { $0 == 10 || $0 == 13 || $0 == 0 }) }, "\(sent.headers)")
         check(sent.headers.filter { $0.name.caseInsensitiveEquals("host") }.map(\.value) == ["h"], "\(sent.headers)")
+    }
+
+    // MARK: - The cluster's notifications
+
+    /// Each line is a notification that node `a` takes in: its channel's last word (`stored`,
+    /// `outcomes`, `breakers`), a space, the payload. Anyone who may connect to the database can
+    /// notify; what is not news leaves what was learned as it was, and what is learned is
+    /// well-formed: outcomes are correlation-id-shaped words, breakers name a destination.
+    static func notifications(_ bytes: [UInt8]) {
+        var others = OthersCommitted()
+        for line in String(decoding: bytes, as: UTF8.self).split(separator: "\n").prefix(64) {
+            let channel = line.prefix { $0 != " " }
+            let payload = String(line.dropFirst(channel.count + 1))
+            let before = others
+            let news = others.take(payload, on: "waypost_\(channel)", node: "a")
+            check(news || others == before, "\(line): not news, yet taken in")
+            check(others.outcomes.allSatisfy { !$0.isEmpty && !$0.contains(" ") }, "\(others.outcomes)")
+            check(others.breakers.allSatisfy { !$0.key.isEmpty }, "\(others.breakers)")
+            if news, channel == "stored" { check(others.storedFrom! <= before.storedFrom ?? .max, "\(line)") }
+        }
     }
 
     // MARK: - Signature headers

@@ -99,7 +99,13 @@ final class ControlListener: Sendable {
                                         return true
                                     }
                                     for try await notification in notifications {
-                                        flags.update { Self.take(notification.payload, on: channel, node: node, into: &$0) }
+                                        flags.update { news in
+                                            guard channel != Self.channel else {
+                                                news.changed = true
+                                                return true
+                                            }
+                                            return news.others.take(notification.payload, on: channel, node: node)
+                                        }
                                     }
                                 }
                             }
@@ -120,29 +126,31 @@ final class ControlListener: Sendable {
             try? await Task.sleep(for: .seconds(1))
         }
     }
+}
 
-    /// Takes in one notification's payload; whether it is news (this node's own outcomes are not).
-    private static func take(_ payload: String, on channel: String, node: String, into news: inout Flags.News) -> Bool {
-        guard channel != Self.channel else {
-            news.changed = true
-            return true
-        }
+extension OthersCommitted {
+    /// Takes in the payload of a notification on one of the cluster's channels
+    /// (``ControlListener``); whether it is news for node `node` (its own outcomes and
+    /// breakers' changes are not; a payload that does not parse is not either).
+    public mutating func take(_ payload: String, on channel: String, node: String) -> Bool {
         // Correlation ids hold no space (CorrelationID.isValidSupplied); a node's name may be empty.
         var words = payload.split(separator: " ", omittingEmptySubsequences: false)
         guard let sender = words.first else { return false }
         words = words.dropFirst().filter { !$0.isEmpty }
-        if channel == storedChannel {
+        switch channel {
+        case ControlListener.storedChannel:
             guard let first = words.first.flatMap({ Int64($0) }) else { return false }
-            news.others.storedFrom = min(news.others.storedFrom ?? first, first)
+            storedFrom = min(storedFrom ?? first, first)
             return true
-        }
-        guard sender != node[...] else { return false }
-        guard channel == breakersChannel else {
-            news.others.outcomes += words.map(String.init)
+        case ControlListener.outcomesChannel where sender != node[...]:
+            outcomes += words.map(String.init)
             return true
+        case ControlListener.breakersChannel where sender != node[...]:
+            guard words.count >= 3, let since = Int64(words[1]) else { return false }
+            breakers.append((words[2...].joined(separator: " "), words[0] == "tripped" ? since : nil))
+            return true
+        default:
+            return false
         }
-        guard words.count >= 3, let since = Int64(words[1]) else { return false }
-        news.others.breakers.append((words[2...].joined(separator: " "), words[0] == "tripped" ? since : nil))
-        return true
     }
 }
