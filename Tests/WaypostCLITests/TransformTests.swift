@@ -116,7 +116,9 @@ struct TransformTests {
                     transform: '{body: (reduce range(40) as $i ("x"; . + .))}'
                   - name: crash
                     upstream: "\(never.url)"
-                    transform: 'reduce range(1000000) as $i (null; [.]) | {body: tojson}'
+                    # 300,000 levels: deep enough to overflow an 8 MiB stack (100,000 are not), built in
+                    # a seventh of a second, well within transform_timeout on a loaded machine.
+                    transform: 'reduce range(300000) as $i (null; [.]) | {body: tojson}'
                   - name: broken
                     upstream: "\(never.url)"
                     transform: '.body.n + "text"'

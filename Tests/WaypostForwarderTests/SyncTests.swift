@@ -312,7 +312,11 @@ struct SyncTests {
             let deadline = ContinuousClock.now + .seconds(10)
             while upstream.requests.isEmpty && ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(10)) }
             async let status = gateway.status(id, query: "?wait=50")
-            while gateway.delivery.board.watcherCount < 2 && ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(10)) }
+            // A deadline of its own: under the whole suite's load the first attempt can take most of the first one.
+            let registered = ContinuousClock.now + .seconds(15)
+            while gateway.delivery.board.watcherCount < 2 && ContinuousClock.now < registered {
+                try await Task.sleep(for: .milliseconds(10))
+            }
             #expect(gateway.delivery.board.watcherCount == 2, "the source and the long-poll wait")
             let skipped = ContinuousClock.now
             #expect(try JournalOperations(path: gateway.delivery.journalPath).skip(id: id))
