@@ -41,4 +41,10 @@ public enum QueuePartition {
     public static func of(route: String, _ delivery: PlannedDelivery) -> Int {
         delivery.unordered ? byRow : of(route: route, destination: delivery.destination, queueKey: delivery.orderingKey)
     }
+
+    /// The partition of `delivery` once stored as row `id`: its queue's, or the row's.
+    public static func of(route: String, _ delivery: PlannedDelivery, row id: Int64) -> Int {
+        let partition = of(route: route, delivery)
+        return partition == byRow ? of(row: id) : partition
+    }
 }

@@ -66,9 +66,7 @@ public struct StoredMessage: Sendable {
                 ? nil
                 : Delivery(
                     id: id, destination: planned.destination, orderingKey: planned.orderingKey,
-                    partition: planned.unordered
-                        ? QueuePartition.of(row: id)
-                        : QueuePartition.of(route: message.route, destination: planned.destination, queueKey: planned.orderingKey))
+                    partition: QueuePartition.of(route: message.route, planned, row: id))
         }
         content = MessageForDelivery(
             id: deliveryIDs.first ?? 0, correlationID: message.correlationID, idempotencyKey: message.idempotencyKey,

@@ -35,21 +35,7 @@ extension Reliability {
             defer { testJournal.stop() }
             let journal = testJournal.location
             let upstream = try await RecordingUpstream.start(in: dir, mode: ["mode": "ok", "slow_fraction": 0.05, "slow_delay": 0.25])
-            let routes = """
-                  - name: keyed
-                    path: /hooks/keyed
-                    upstream: \(upstream.url)
-                    ordering: key
-                    ordering_key: header:X-Key
-                    retry: { initial: 100ms, factor: 2, max_delay: 1s }
-                    timeouts: { connect: 1s, total: 5s }
-                  - name: fifo
-                    path: /hooks/fifo
-                    upstream: \(upstream.url)
-                    ordering: fifo
-                    retry: { initial: 100ms, factor: 2, max_delay: 1s }
-                    timeouts: { connect: 1s, total: 5s }
-                """
+            let routes = orderedRoutes(to: upstream.url)
             let nodes = try ["a", "b", "c"].map { name in
                 try ServerUnderTest(
                     dir: dir, journal: journal,

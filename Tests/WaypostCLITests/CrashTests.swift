@@ -130,20 +130,8 @@ extension Reliability {
                 dir: dir, journal: journal,
                 config: reliabilityConfig(
                     journal: journal,
-                    routes: """
-                          - name: keyed
-                            path: /hooks/keyed
-                            upstream: \(upstream.url)
-                            ordering: key
-                            ordering_key: header:X-Key
-                            retry: { initial: 100ms, factor: 2, max_delay: 1s }
-                            timeouts: { connect: 1s, total: 5s }
-                          - name: fifo
-                            path: /hooks/fifo
-                            upstream: \(upstream.url)
-                            ordering: fifo
-                            retry: { initial: 100ms, factor: 2, max_delay: 1s }
-                            timeouts: { connect: 1s, total: 5s }
+                    routes: orderedRoutes(to: upstream.url) + """
+
                           - name: fanout
                             path: /hooks/fanout
                             retry: { initial: 100ms, factor: 2, max_delay: 1s }

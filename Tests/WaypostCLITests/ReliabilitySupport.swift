@@ -403,6 +403,26 @@ func reliabilityConfig(journal: String, shutdownGrace: String = "2s", routes: St
     """
 }
 
+/// The soaks' ordered routes to `upstream`, retrying quickly: `keyed` (`ordering: key` on
+/// `X-Key`) and `fifo`; more routes may follow.
+func orderedRoutes(to upstream: String) -> String {
+    """
+      - name: keyed
+        path: /hooks/keyed
+        upstream: \(upstream)
+        ordering: key
+        ordering_key: header:X-Key
+        retry: { initial: 100ms, factor: 2, max_delay: 1s }
+        timeouts: { connect: 1s, total: 5s }
+      - name: fifo
+        path: /hooks/fifo
+        upstream: \(upstream)
+        ordering: fifo
+        retry: { initial: 100ms, factor: 2, max_delay: 1s }
+        timeouts: { connect: 1s, total: 5s }
+    """
+}
+
 // MARK: - A raw HTTP/1.1 client
 
 #if canImport(Glibc)
