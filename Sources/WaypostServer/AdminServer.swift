@@ -26,6 +26,9 @@ public struct AdminContext: Sendable {
     /// The destinations (ROUTE/DESTINATION) with `on_exhausted: block`: a failed delivery
     /// holds up the deliveries behind it.
     public var blocking: Set<String> = []
+    /// Where the forwarder publishes final outcomes before their commit: a message's read waits
+    /// for that commit, so that it never shows an older state than a waiting source was told.
+    public var board: OutcomeBoard?
 
     public init(
         token: String?, journal: any Journal, routeNames: [String], writer: any JournalWriting,

@@ -114,6 +114,7 @@ struct Serve: AsyncParsableCommand {
                 logger: logger,
                 destinationNames: Dictionary(uniqueKeysWithValues: settings.routes.map { ($0.name, $0.destinations.map(\.name)) }),
                 throughput: throughput)
+            admin.board = board
             admin.blocking = Set(
                 settings.routes.flatMap { route in route.destinations.filter { $0.onExhausted == .block }.map { route.key(of: $0) } })
             try await Self.serve(
