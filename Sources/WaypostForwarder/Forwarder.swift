@@ -536,6 +536,7 @@ public final class Forwarder: Service, @unchecked Sendable {
             scheduler.followBreaker(route: index, trippedSince: since, now: Self.nowMilliseconds())
             routes[index].tripped.record(scheduler.breakerState(route: index) == .closed ? 0 : 1)
         }
+        guard news.outcomesMissed || !news.outcomes.isEmpty || !outcomesToRead.isEmpty else { return }
         let watched = Set(board.watchedIDs)
         outcomesToRead.formUnion(news.outcomesMissed ? watched : watched.intersection(news.outcomes))
         outcomesToRead.formIntersection(watched)
