@@ -298,6 +298,42 @@ extension PostgresTests {
             #expect(try server.psql("SELECT string_agg(correlation_id, ',' ORDER BY id) FROM messages") == "first,after")
         }
 
+        @Test("an outcome held up by a lock does not hold up the intake: the two are committed on connections of their own")
+        func outcomeApartFromIntake() async throws {
+            let (server, writer) = try await Self.journal()
+            defer { server.stop() }
+            let running = Task { await writer.run() }
+            #expect(try await Self.submit(Self.message("first"), to: writer).get() == .stored(correlationID: "first"))
+            let id = try #require(Int64(try server.psql("SELECT id FROM deliveries")))
+            // Another session holds the delivery's row for 3 s: its outcome waits for it.
+            let holder = try ChildProcess(
+                "/usr/bin/env",
+                [
+                    "psql", "-h", "127.0.0.1", "-p", "\(server.port)", "-U", "waypost", "-d", "waypost", "-c",
+                    "BEGIN; SELECT 1 FROM deliveries FOR UPDATE; SELECT pg_sleep(3); COMMIT;",
+                ], environment: ["PGPASSWORD": PostgresServer.password, "PATH": "/usr/bin:/bin"])
+            try await Task.sleep(for: .milliseconds(500))
+            let recorded = Task {
+                try await Self.record(
+                    .finished(
+                        FinishedAttempt(
+                            deliveryID: id, attempt: 1, durationMilliseconds: 5,
+                            response: StoredResponse(status: 200, headers: [], body: []),
+                            error: nil, sentBody: nil, state: .delivered, nextAttemptAt: nil, lastError: nil,
+                            atMilliseconds: 1_790_000_100_000)), to: writer)
+                return ContinuousClock.now
+            }
+            try await Task.sleep(for: .milliseconds(200))
+            #expect(try await Self.submit(Self.message("second"), to: writer).get() == .stored(correlationID: "second"))
+            let stored = ContinuousClock.now
+            #expect(try server.psql("SELECT count(*) FROM messages") == "2", "the second message committed while the outcome waits")
+            #expect(await holder.wait(timeout: .seconds(10)) == 0)
+            #expect(try await recorded.value > stored, "the outcome was recorded only once the row was free")
+            #expect(try server.psql("SELECT state FROM deliveries WHERE id = \(id)") == "delivered")
+            writer.shutdown()
+            await running.value
+        }
+
         /// A running writer with `max_backlog` 2, full: m1 (to destinations a and b) and m2.
         static func backlogOfTwo() async throws -> (PostgresServer, PostgresJournalWriter, Task<Void, Never>) {
             let (server, writer) = try await journal(maxBacklog: 2)
