@@ -161,6 +161,8 @@ public final class Forwarder: Service, @unchecked Sendable {
     private var held: [Int: Int64] = [:]
     /// When the first of those leases runs out, unless renewed.
     private var leaseDeadline: ContinuousClock.Instant?
+    /// The ownership's ``DeliveryOwnership/generation`` at the last look.
+    private var leaseGeneration: Int?
     /// Messages watched here whose outcome another node committed, to read (again, after a failure).
     private var outcomesToRead: Set<String> = []
     /// In a cluster, the attempts between their send and their end: their transfer (once with
@@ -506,7 +508,11 @@ public final class Forwarder: Service, @unchecked Sendable {
     /// the queues once their ends are taken in.
     private func checkLeases() -> Bool {
         guard let ownership else { return false }
-        let leases = ownership.leases(at: .now)
+        // Looked at again only after a heartbeat, or once the first deadline passed: not at every turn.
+        let (now, generation) = (ContinuousClock.now, ownership.generation)
+        guard generation != leaseGeneration || leaseDeadline.map({ $0 <= now }) == true else { return false }
+        leaseGeneration = generation
+        let leases = ownership.leases(at: now)
         leaseDeadline = leases.values.map(\.deadline).min()
         let epochs = leases.mapValues(\.epoch)
         guard epochs != held else { return false }

@@ -213,6 +213,9 @@ public struct PartitionLease: Sendable, Equatable {
 public protocol DeliveryOwnership: AnyObject, Sendable {
     /// The partitions held at `now` (their deadlines not passed), by partition.
     func leases(at now: ContinuousClock.Instant) -> [Int: PartitionLease]
+    /// A number that changes whenever the leases do (a heartbeat renewed, took or gave some):
+    /// until it does, ``leases(at:)`` changes only as deadlines pass.
+    var generation: Int { get }
     /// `observer` runs (without blocking) after a heartbeat acquired or lost partitions.
     func onChange(_ observer: @escaping @Sendable () -> Void)
 }

@@ -54,6 +54,7 @@ public final class PartitionLeases: Service, DeliveryOwnership {
         var connection: PostgresConnection?
         var observers: [@Sendable () -> Void] = []
         var beats = 0
+        var generation = 0
     }
     private let state = Mutex(State())
 
@@ -76,6 +77,8 @@ public final class PartitionLeases: Service, DeliveryOwnership {
     public func leases(at now: ContinuousClock.Instant = .now) -> [Int: PartitionLease] {
         state.withLock { $0.held.filter { $0.value.deadline > now } }
     }
+
+    public var generation: Int { state.withLock { $0.generation } }
 
     /// The intake listener's address once bound (its port may have been chosen then), for the
     /// next heartbeats.
@@ -226,6 +229,7 @@ public final class PartitionLeases: Service, DeliveryOwnership {
                     change.acquired[partition] = epoch
                 }
                 state.held = renewed.mapValues { PartitionLease(epoch: $0, deadline: deadline) }
+                state.generation += 1
                 return state.observers
             }
             if !change.acquired.isEmpty || !change.lost.isEmpty {
@@ -253,7 +257,10 @@ public final class PartitionLeases: Service, DeliveryOwnership {
     /// Gives every lease up (a graceful stop, once the forwarder stopped): other nodes take the
     /// partitions at their next heartbeat rather than after `lease_ttl`.
     public func release() async throws(PostgresJournalError) {
-        state.withLock { $0.held = [:] }
+        state.withLock { state in
+            state.held = [:]
+            state.generation += 1
+        }
         guard let connection = state.withLock({ $0.connection }) else { return }
         do {
             try await connection.query("UPDATE partitions SET node = NULL, expires_at = NULL WHERE node = \(node)", logger: logger)
