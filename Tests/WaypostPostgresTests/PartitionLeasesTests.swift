@@ -152,13 +152,21 @@ extension PostgresTests {
             }
         }
 
-        @Test("a graceful stop gives the partitions up at once")
+        @Test("a graceful stop gives the partitions up at once; every heartbeat and the release change the generation")
         func release() async throws {
             let (server, nodes) = try await Self.cluster(["a", "b"])
             defer { server.stop() }
+            // The forwarder looks at its leases again only when the generation changed (or a deadline passed).
+            var generations = [nodes[0].generation]
             _ = try await nodes[0].heartbeat()
+            generations.append(nodes[0].generation)
             _ = try await nodes[1].heartbeat()
+            _ = try await nodes[0].heartbeat()
+            generations.append(nodes[0].generation)
             try await nodes[0].release()
+            generations.append(nodes[0].generation)
+            #expect(generations == [0, 1, 2, 3])
+            #expect(nodes[0].leases().isEmpty)
             #expect(try await nodes[1].heartbeat().acquired.count == QueuePartition.count)
             #expect(try server.psql("SELECT string_agg(name, ',') FROM nodes") == "b")
         }
