@@ -163,7 +163,7 @@ public final class Forwarder: Service, @unchecked Sendable {
     private var leaseDeadline: ContinuousClock.Instant?
     /// The ownership's ``DeliveryOwnership/generation`` at the last look.
     private var leaseGeneration: Int?
-    /// Messages watched here whose outcome another node committed, to read (again, after a failure).
+    /// Messages watched here whose final outcome is to be read (again, after a failure).
     private var outcomesToRead: Set<String> = []
     /// In a cluster, the attempts between their send and their end: their transfer (once with
     /// libcurl), their queue's partition, and the lease they are made under.
@@ -488,9 +488,7 @@ public final class Forwarder: Service, @unchecked Sendable {
         reload(probe: true)
         // An operator's skip is a final outcome the forwarder never published: wake whoever
         // waits for one of those messages (a synchronous source, a long-polling reader).
-        for id in board.watchedIDs {
-            if let outcome = try? reader.finalOutcome(correlationID: id) { board.notify(id, outcome) }
-        }
+        readOutcomes(of: board.watchedIDs)
     }
 
     /// Drops every queue's waiting messages and the contents kept for them, to page the journal
@@ -543,15 +541,20 @@ public final class Forwarder: Service, @unchecked Sendable {
             routes[index].tripped.record(scheduler.breakerState(route: index) == .closed ? 0 : 1)
         }
         guard news.outcomesMissed || !news.outcomes.isEmpty || !outcomesToRead.isEmpty else { return }
-        let watched = Set(board.watchedIDs)
-        outcomesToRead.formUnion(news.outcomesMissed ? watched : watched.intersection(news.outcomes))
-        outcomesToRead.formIntersection(watched)
+        readOutcomes(of: news.outcomesMissed ? board.watchedIDs : news.outcomes)
+    }
+
+    /// Reads the final outcomes of those of messages `ids` that someone waits for here (a
+    /// synchronous source, a long-poll), and of those whose read failed before, and wakes their
+    /// watchers; a read that fails is tried again next turn.
+    private func readOutcomes(of ids: [String]) {
+        outcomesToRead.formUnion(ids)
+        outcomesToRead.formIntersection(board.watchedIDs)
         for id in outcomesToRead {
             do {
                 if let outcome = try reader.finalOutcome(correlationID: id) { board.notify(id, outcome) }
                 outcomesToRead.remove(id)
             } catch {
-                // Read again next turn: the source waits for it.
                 logger.error("cannot read a message's outcome", metadata: ["correlation_id": "\(id)", "error": "\(error)"])
                 break
             }

@@ -28,7 +28,7 @@ public final class PostgresJournalWriter: JournalWriting, Sendable {
     public typealias UpdateCompletion = @Sendable (Result<Void, JournalError>) -> Void
 
     /// What one connection of the writer commits: new messages, or the forwarder's changes.
-    private enum Lane: CaseIterable {
+    private enum Lane {
         case messages, updates
     }
 
@@ -276,12 +276,13 @@ public final class PostgresJournalWriter: JournalWriting, Sendable {
         case let batch? where !batch.isEmpty: return batch
         default: break
         }
-        let idle = Task { [probeInterval] in
-            guard lane == .messages else { return }
-            try await Task.sleep(for: probeInterval)
-            self.state.withLock { $0.waiters.removeValue(forKey: lane) }?.resume()
-        }
-        defer { idle.cancel() }
+        let idle =
+            lane == .messages
+            ? Task { [probeInterval] in
+                try await Task.sleep(for: probeInterval)
+                self.state.withLock { $0.waiters.removeValue(forKey: lane) }?.resume()
+            } : nil
+        defer { idle?.cancel() }
         await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
             let now = state.withLock { state in
                 guard state[keyPath: inbox].isEmpty && !state.stopping else { return true }

@@ -205,17 +205,12 @@ final class AdminHandler: ChannelInboundHandler, RemovableChannelHandler {
                 return .json(200, "{\"destinations\":[\(items.joined(separator: ","))]}")
             }
         case .message(let id):
-            let answer = eventLoop.makePromise(of: AdminAnswer.self)
-            let read: @Sendable () -> Void = { [readers] in
-                readers.read(on: eventLoop) { reader in
-                    guard let record = try reader.message(correlationID: id) else { throw Problem.unknownMessage(id) }
-                    var logs: [Int64: [AttemptRecord]] = [:]
-                    for delivery in record.deliveries { logs[delivery.id] = try reader.attempts(deliveryID: delivery.id) }
-                    return .json(200, record.summaryJSON(attemptLogs: logs))
-                }.cascade(to: answer)
+            return readers.read(message: id, after: shared.board, on: eventLoop) { reader in
+                guard let record = try reader.message(correlationID: id) else { throw Problem.unknownMessage(id) }
+                var logs: [Int64: [AttemptRecord]] = [:]
+                for delivery in record.deliveries { logs[delivery.id] = try reader.attempts(deliveryID: delivery.id) }
+                return .json(200, record.summaryJSON(attemptLogs: logs))
             }
-            if let board = shared.board { board.afterRecorded(id, read) } else { read() }
-            return answer.futureResult
         case .replayMessage(let id):
             return readers.perform(on: eventLoop) {
                 let replayed = try journal.operations().replay(ids: [id], destination: destination)

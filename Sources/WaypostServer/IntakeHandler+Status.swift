@@ -79,7 +79,7 @@ extension IntakeHandler {
             watch = self.watch(id, budget: .seconds(wait), context: context)
         }
         let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
-        shared.readMessage(id, on: context.eventLoop) { reader in
+        shared.readers.read(message: id, after: shared.board, on: context.eventLoop) { reader in
             try reader.message(correlationID: id)
         }.whenComplete { [watch] result in
             let (handler, context) = loopBound.value

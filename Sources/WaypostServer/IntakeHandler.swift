@@ -31,17 +31,6 @@ struct IntakeContext: Sendable {
     var tracer: (any Tracer)?
     /// Messages accepted per minute, for the console.
     var throughput: Throughput?
-
-    /// Reads message `correlationID` from the journal on the readers' pool, once a final
-    /// outcome of it that was published is also recorded: a status answer never shows an
-    /// older state than a waiting source was told.
-    func readMessage<T: Sendable>(
-        _ correlationID: String, on eventLoop: any EventLoop, _ body: @escaping @Sendable (any JournalReading) throws -> T
-    ) -> EventLoopFuture<T> {
-        let promise = eventLoop.makePromise(of: T.self)
-        board.afterRecorded(correlationID) { [readers] in readers.read(on: eventLoop, body).cascade(to: promise) }
-        return promise.futureResult
-    }
 }
 
 /// The intake's per-connection handler (SPEC §1, §2, §4): decodes, routes and validates one
@@ -419,7 +408,7 @@ final class IntakeHandler: ChannelInboundHandler, RemovableChannelHandler {
     /// Ends the current wait at once if the message is already final in the journal.
     func checkFinished(_ id: String, context: ChannelHandlerContext) {
         let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
-        shared.readMessage(id, on: context.eventLoop) { reader in
+        shared.readers.read(message: id, after: shared.board, on: context.eventLoop) { reader in
             try reader.message(correlationID: id).flatMap(FinalOutcome.init(record:))
         }.whenSuccess { outcome in
             guard let outcome else { return }

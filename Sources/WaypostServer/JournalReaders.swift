@@ -33,6 +33,19 @@ final class JournalReaders: Sendable {
         }
     }
 
+    /// Runs `body` as ``read(on:_:)`` does, once a final outcome of message `correlationID`
+    /// that the forwarder published on `board` is also recorded: a read never shows an older
+    /// state than a waiting source was told.
+    func read<T: Sendable>(
+        message correlationID: String, after board: OutcomeBoard?, on eventLoop: any EventLoop,
+        _ body: @escaping @Sendable (any JournalReading) throws -> T
+    ) -> EventLoopFuture<T> {
+        guard let board else { return read(on: eventLoop, body) }
+        let promise = eventLoop.makePromise(of: T.self)
+        board.afterRecorded(correlationID) { [self] in read(on: eventLoop, body).cascade(to: promise) }
+        return promise.futureResult
+    }
+
     /// Runs blocking journal work (an operator action) on the pool; completes on `eventLoop`.
     func perform<T: Sendable>(on eventLoop: any EventLoop, _ body: @escaping @Sendable () throws -> T) -> EventLoopFuture<T> {
         pool.runIfActive(eventLoop: eventLoop, body)
