@@ -72,11 +72,8 @@ import WaypostCore
     @Test("a breaker follows another node's: tripped there, it waits a probe interval here; closed there, it closes here")
     func followsAnotherNode() throws {
         var scheduler = DeliveryScheduler(
-            routes: [
-                .init(
-                    name: "r/d", ordering: .key, concurrency: 4, retry: Self.retry, onExhausted: .deadLetter,
-                    breaker: BreakerPolicy(failures: 3, probeIntervalMilliseconds: 1000))
-            ], now: 0)
+            routes: [Self.destination(.key, concurrency: 4, breaker: BreakerPolicy(failures: 3, probeIntervalMilliseconds: 1000))],
+            now: 0)
         _ = scheduler.tick(now: 0)
         scheduler.followBreaker(route: 0, trippedSince: 400, now: 500)
         #expect(scheduler.breakerState(route: 0) == .tripped(since: 400, nextProbeAt: 1500, interval: 1000))
@@ -129,6 +126,15 @@ import WaypostCore
     private static let retry = RetryPolicy(
         initial: .milliseconds(100), factor: 1, maxDelay: .milliseconds(100), maxAttempts: 1000, maxAge: .seconds(3600))
 
+    /// Destination `name` with `retry` and dead letters: the scheduler tests' one.
+    private static func destination(
+        _ ordering: Ordering, concurrency: Int, rateLimit: RateLimit? = nil, breaker: BreakerPolicy? = nil, name: String = "r/d"
+    ) -> DeliveryScheduler.DestinationPolicy {
+        .init(
+            name: name, ordering: ordering, concurrency: concurrency, retry: retry, onExhausted: .deadLetter, rateLimit: rateLimit,
+            breaker: breaker)
+    }
+
     private static func sends(_ actions: [DeliveryScheduler.Action]) -> [Int64] {
         actions.compactMap { if case .send(_, let message) = $0 { message.id } else { nil } }
     }
@@ -136,11 +142,7 @@ import WaypostCore
     @Test("the scheduler sends no more than the rate; waiting for a token is no attempt")
     func schedulerRateLimit() {
         var scheduler = DeliveryScheduler(
-            routes: [
-                .init(
-                    name: "r/d", ordering: .none, concurrency: 16, retry: Self.retry, onExhausted: .deadLetter,
-                    rateLimit: RateLimit(count: 2, perMilliseconds: 1000))
-            ], now: 0)
+            routes: [Self.destination(.none, concurrency: 16, rateLimit: RateLimit(count: 2, perMilliseconds: 1000))], now: 0)
         _ = scheduler.tick(now: 0)
         scheduler.pageLoaded(route: 0, messages: (1...5).map { QueuedMessage(id: $0) }, complete: true)
         let first = Self.sends(scheduler.tick(now: 0))
@@ -159,11 +161,7 @@ import WaypostCore
     @Test("attempts made before a restart take their tokens: no second burst")
     func schedulerSpendsEarlierAttempts() {
         var scheduler = DeliveryScheduler(
-            routes: [
-                .init(
-                    name: "r/d", ordering: .none, concurrency: 16, retry: Self.retry, onExhausted: .deadLetter,
-                    rateLimit: RateLimit(count: 2, perMilliseconds: 1000))
-            ], now: 0)
+            routes: [Self.destination(.none, concurrency: 16, rateLimit: RateLimit(count: 2, perMilliseconds: 1000))], now: 0)
         scheduler.spend(route: 0, attempts: 2, now: 0)
         _ = scheduler.tick(now: 0)
         scheduler.pageLoaded(route: 0, messages: (1...3).map { QueuedMessage(id: $0) }, complete: true)
@@ -176,10 +174,8 @@ import WaypostCore
     func schedulerBreaker() throws {
         var scheduler = DeliveryScheduler(
             routes: [
-                .init(
-                    name: "r/d", ordering: .fifo, concurrency: 1, retry: Self.retry, onExhausted: .deadLetter,
-                    breaker: BreakerPolicy(failures: 2, probeIntervalMilliseconds: 1000)),
-                .init(name: "r/other", ordering: .none, concurrency: 16, retry: Self.retry, onExhausted: .deadLetter),
+                Self.destination(.fifo, concurrency: 1, breaker: BreakerPolicy(failures: 2, probeIntervalMilliseconds: 1000)),
+                Self.destination(.none, concurrency: 16, name: "r/other"),
             ], now: 0)
         _ = scheduler.tick(now: 0)
         scheduler.pageLoaded(route: 0, messages: (1...3).map { QueuedMessage(id: $0) }, complete: true)

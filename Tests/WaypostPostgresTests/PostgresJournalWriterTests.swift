@@ -269,6 +269,14 @@ extension PostgresTests {
             #expect(writer.statistics.failedCommits == 1)
         }
 
+        /// Another session running `sql` with psql, in the background (to hold a lock meanwhile).
+        static func session(_ server: PostgresServer, _ sql: String) throws -> ChildProcess {
+            try ChildProcess(
+                "/usr/bin/env",
+                ["psql", "-h", "127.0.0.1", "-p", "\(server.port)", "-U", "waypost", "-d", "waypost", "-c", sql],
+                environment: ["PGPASSWORD": PostgresServer.password, "PATH": "/usr/bin:/bin"])
+        }
+
         @Test("a commit slower than commit_timeout is answered with an error, and rolled back, not committed unseen")
         func slowDatabase() async throws {
             let (server, writer) = try await Self.journal(commitTimeout: .seconds(2))
@@ -276,12 +284,7 @@ extension PostgresTests {
             let running = Task { await writer.run() }
             #expect(try await Self.submit(Self.message("first"), to: writer).get() == .stored(correlationID: "first"))
             // Another session holds the table for 5 s.
-            let holder = try ChildProcess(
-                "/usr/bin/env",
-                [
-                    "psql", "-h", "127.0.0.1", "-p", "\(server.port)", "-U", "waypost", "-d", "waypost", "-c",
-                    "BEGIN; LOCK TABLE messages IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(5); COMMIT;",
-                ], environment: ["PGPASSWORD": PostgresServer.password, "PATH": "/usr/bin:/bin"])
+            let holder = try Self.session(server, "BEGIN; LOCK TABLE messages IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(5); COMMIT;")
             try await Task.sleep(for: .milliseconds(500))
             let started = ContinuousClock.now
             guard case .failure(.storage(let error)) = await Self.submit(Self.message("slow"), to: writer) else {
@@ -306,12 +309,7 @@ extension PostgresTests {
             #expect(try await Self.submit(Self.message("first"), to: writer).get() == .stored(correlationID: "first"))
             let id = try #require(Int64(try server.psql("SELECT id FROM deliveries")))
             // Another session holds the delivery's row for 3 s: its outcome waits for it.
-            let holder = try ChildProcess(
-                "/usr/bin/env",
-                [
-                    "psql", "-h", "127.0.0.1", "-p", "\(server.port)", "-U", "waypost", "-d", "waypost", "-c",
-                    "BEGIN; SELECT 1 FROM deliveries FOR UPDATE; SELECT pg_sleep(3); COMMIT;",
-                ], environment: ["PGPASSWORD": PostgresServer.password, "PATH": "/usr/bin:/bin"])
+            let holder = try Self.session(server, "BEGIN; SELECT 1 FROM deliveries FOR UPDATE; SELECT pg_sleep(3); COMMIT;")
             try await Task.sleep(for: .milliseconds(500))
             let recorded = Task {
                 try await Self.record(
